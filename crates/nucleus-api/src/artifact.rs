@@ -1,0 +1,281 @@
+//! Artifacts: the container spec a workload runs.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{Timestamp, UserData};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ArtifactType {
+    #[default]
+    Service,
+    Nim,
+    Agent,
+    Mcp,
+    Generic,
+    Model,
+    Graph,
+}
+
+/// `registered` is the legacy spelling of `locked`; it is accepted on input, `locked` is emitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ArtifactStatus {
+    #[default]
+    Draft,
+    #[serde(alias = "registered")]
+    Locked,
+}
+
+/// `POST /artifacts`, `PUT /artifacts/{id}` and the inline `artifact` of a workload create.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InputArtifact {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default, rename = "type")]
+    pub artifact_type: ArtifactType,
+    #[serde(default)]
+    pub status: ArtifactStatus,
+    #[serde(default)]
+    pub artifact_repository_id: Option<String>,
+    pub spec: ArtifactSpec,
+}
+
+/// `PATCH /artifacts/{id}`: every field optional; `spec` replaces the whole containerGroups array.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateArtifactRequest {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub spec: Option<ArtifactSpec>,
+    pub status: Option<ArtifactStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ArtifactSpec {
+    /// Injected by the server from the artifact's top-level `type`.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub spec_type: Option<ArtifactType>,
+    #[serde(default)]
+    pub container_groups: Vec<ContainerGroup>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub a2a_enabled: Option<bool>,
+}
+
+impl ArtifactSpec {
+    /// The primary container of the first group that has one.
+    pub fn primary(&self) -> Option<(&ContainerGroup, &Container)> {
+        self.container_groups
+            .iter()
+            .find_map(|g| g.containers.iter().find(|c| c.primary).map(|c| (g, c)))
+    }
+}
+
+fn default_group_name() -> String {
+    "default".to_owned()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ContainerGroup {
+    #[serde(default = "default_group_name")]
+    pub name: String,
+    #[serde(default)]
+    pub containers: Vec<Container>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Container {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub image_uri: Option<String>,
+    #[serde(default)]
+    pub primary: bool,
+    #[serde(default)]
+    pub port: Option<i64>,
+    #[serde(default, alias = "entrypoints")]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(default)]
+    pub environment_vars: Vec<EnvVar>,
+    #[serde(default)]
+    pub startup_probe: Option<ProbeConfig>,
+    #[serde(default)]
+    pub readiness_probe: Option<ProbeConfig>,
+    #[serde(default)]
+    pub liveness_probe: Option<ProbeConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_build_config: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routes: Option<Vec<Value>>,
+    /// Legacy (v2.41) resources on the container; accepted, kept, not enforced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_request: Option<Value>,
+}
+
+/// Environment variable, discriminated by `source` (`string` when omitted, `dr-credential`, `api-key`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnvVar {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dr_credential_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+fn d_port() -> i64 {
+    8080
+}
+fn d_scheme() -> String {
+    "HTTP".to_owned()
+}
+fn d_thirty() -> i64 {
+    30
+}
+fn d_three() -> i64 {
+    3
+}
+fn d_one() -> i64 {
+    1
+}
+
+/// Probe settings with the spec's defaults (Kubernetes semantics).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProbeConfig {
+    pub path: String,
+    #[serde(default = "d_port")]
+    pub port: i64,
+    #[serde(default = "d_scheme")]
+    pub scheme: String,
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub http_headers: BTreeMap<String, String>,
+    #[serde(default = "d_thirty")]
+    pub initial_delay_seconds: i64,
+    #[serde(default = "d_thirty")]
+    pub period_seconds: i64,
+    #[serde(default = "d_thirty")]
+    pub timeout_seconds: i64,
+    #[serde(default = "d_three")]
+    pub failure_threshold: i64,
+    #[serde(default = "d_one")]
+    pub success_threshold: i64,
+}
+
+/// An artifact as stored and as returned (`ArtifactFormatted`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Artifact {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    #[serde(rename = "type")]
+    pub artifact_type: ArtifactType,
+    pub status: ArtifactStatus,
+    pub version: Option<u32>,
+    pub artifact_repository_id: Option<String>,
+    pub spec: ArtifactSpec,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub creator: Option<UserData>,
+    #[serde(default)]
+    pub permissions: Vec<String>,
+    #[serde(default)]
+    pub tags: Vec<Value>,
+}
+
+impl Artifact {
+    /// Builds the stored document of a new artifact. The caller checked `input` with
+    /// [`crate::validation::input_artifact`].
+    pub fn from_input(
+        id: String,
+        input: InputArtifact,
+        repository_id: String,
+        version: Option<u32>,
+        now: Timestamp,
+        creator: Option<UserData>,
+    ) -> Artifact {
+        let mut spec = input.spec;
+        spec.spec_type = Some(input.artifact_type);
+        Artifact {
+            id,
+            name: input.name,
+            description: input.description,
+            artifact_type: input.artifact_type,
+            status: input.status,
+            version,
+            artifact_repository_id: Some(repository_id),
+            spec,
+            created_at: now,
+            updated_at: now,
+            creator,
+            permissions: vec!["*".to_owned()],
+            tags: Vec::new(),
+        }
+    }
+
+    /// The `artifact` summary embedded in a workload.
+    pub fn info(&self) -> Value {
+        serde_json::json!({
+            "id": self.id,
+            "name": self.name,
+            "status": self.status,
+            "type": self.artifact_type,
+            "version": self.version,
+            "artifactRepositoryId": self.artifact_repository_id,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_defaults_follow_the_spec() {
+        let p: ProbeConfig = serde_json::from_str(r#"{"path":"/ready"}"#).unwrap();
+        assert_eq!(
+            (p.port, p.scheme.as_str(), p.initial_delay_seconds, p.period_seconds),
+            (8080, "HTTP", 30, 30)
+        );
+        assert_eq!((p.timeout_seconds, p.failure_threshold, p.success_threshold), (30, 3, 1));
+    }
+
+    #[test]
+    fn registered_is_read_as_locked() {
+        let s: ArtifactStatus = serde_json::from_str("\"registered\"").unwrap();
+        assert_eq!(s, ArtifactStatus::Locked);
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"locked\"");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = serde_json::from_str::<Container>(r#"{"imageUri":"x","bogus":1}"#).unwrap_err();
+        assert!(err.to_string().contains("bogus"), "{err}");
+    }
+}

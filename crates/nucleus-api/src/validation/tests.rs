@@ -1,0 +1,115 @@
+use serde_json::json;
+
+use super::*;
+use crate::workload::CreateWorkloadRequest;
+
+fn whoami_artifact() -> serde_json::Value {
+    json!({
+        "name": "whoami",
+        "spec": {"containerGroups": [{"containers": [
+            {"imageUri": "whoami:1", "primary": true, "port": 8080, "entrypoint": ["whoami"]}
+        ]}]}
+    })
+}
+
+fn create(body: serde_json::Value) -> Result<Vec<FieldError>, BodyError> {
+    let req: CreateWorkloadRequest = parse_body(body.to_string().as_bytes())?;
+    Ok(create_workload(&req))
+}
+
+fn locs(errors: &[FieldError]) -> Vec<String> {
+    errors.iter().map(|e| serde_json::to_string(&e.loc).unwrap()).collect()
+}
+
+#[test]
+fn a_good_request_passes() {
+    assert_eq!(create(json!({"name": "w", "artifact": whoami_artifact()})), Ok(vec![]));
+}
+
+#[test]
+fn malformed_json_is_not_a_validation_error() {
+    assert!(matches!(
+        parse_body::<CreateWorkloadRequest>(b"{\"name\": "),
+        Err(BodyError::Malformed(_))
+    ));
+    assert!(matches!(
+        parse_body::<CreateWorkloadRequest>(br#"{"name": "w", "artifactId": "a"} trailing"#),
+        Err(BodyError::Malformed(_))
+    ));
+}
+
+#[test]
+fn unknown_fields_are_named_with_their_path() {
+    let mut artifact = whoami_artifact();
+    artifact["spec"]["containerGroups"][0]["containers"][0]["bogus"] = json!(1);
+    let Err(BodyError::Invalid(errors)) = create(json!({"name": "w", "artifact": artifact})) else {
+        panic!("expected a 422");
+    };
+    assert_eq!(
+        locs(&errors),
+        vec![r#"["body","artifact","spec","containerGroups",0,"containers",0,"bogus"]"#]
+    );
+    assert_eq!(errors[0].kind, "extra_forbidden");
+}
+
+#[test]
+fn missing_and_mistyped_fields() {
+    let Err(BodyError::Invalid(errors)) = create(json!({"artifactId": "x"})) else {
+        panic!("expected a 422");
+    };
+    assert_eq!(locs(&errors), vec![r#"["body","name"]"#]);
+    assert_eq!(errors[0].kind, "missing");
+    let Err(BodyError::Invalid(errors)) = create(json!({"name": 5, "artifactId": "x"})) else {
+        panic!("expected a 422");
+    };
+    assert_eq!(locs(&errors), vec![r#"["body","name"]"#]);
+}
+
+#[test]
+fn both_or_neither_artifact() {
+    let both = create(json!({"name": "w", "artifact": whoami_artifact(), "artifactId": "a"})).unwrap();
+    assert_eq!(locs(&both), vec![r#"["body"]"#]);
+    let neither = create(json!({"name": "w"})).unwrap();
+    assert_eq!(locs(&neither), vec![r#"["body"]"#]);
+}
+
+#[test]
+fn name_length_and_port_range() {
+    let mut artifact = whoami_artifact();
+    artifact["spec"]["containerGroups"][0]["containers"][0]["port"] = json!(80);
+    let errors = create(json!({"name": "x".repeat(5001), "artifact": artifact})).unwrap();
+    assert_eq!(
+        locs(&errors),
+        vec![
+            r#"["body","name"]"#,
+            r#"["body","artifact","spec","containerGroups",0,"containers",0,"port"]"#
+        ]
+    );
+    let errors = create(json!({"name": "", "artifactId": "a"})).unwrap();
+    assert_eq!(errors[0].kind, "string_too_short");
+}
+
+#[test]
+fn runtime_must_fit_the_artifact() {
+    let body = json!({"name": "w", "artifact": whoami_artifact(), "runtime": {"containerGroups": [
+        {"name": "nope", "replicaCount": 2}
+    ]}});
+    assert_eq!(locs(&create(body).unwrap()), vec![r#"["body","runtime","containerGroups",0,"name"]"#]);
+    let body = json!({"name": "w", "artifact": whoami_artifact(), "runtime": {"containerGroups": [
+        {"replicaCount": 2, "autoscaling": {"enabled": true, "policies": []}}
+    ]}});
+    assert_eq!(
+        locs(&create(body).unwrap()),
+        vec![r#"["body","runtime","containerGroups",0,"replicaCount"]"#]
+    );
+}
+
+#[test]
+fn probes_are_checked() {
+    let mut artifact = whoami_artifact();
+    artifact["spec"]["containerGroups"][0]["containers"][0]["readinessProbe"] =
+        json!({"path": "/ready", "port": 70000, "scheme": "FTP"});
+    let errors = create(json!({"name": "w", "artifact": artifact})).unwrap();
+    let prefix = r#"["body","artifact","spec","containerGroups",0,"containers",0,"readinessProbe","#;
+    assert_eq!(locs(&errors), vec![format!("{prefix}\"port\"]"), format!("{prefix}\"scheme\"]")]);
+}

@@ -1,0 +1,221 @@
+//! Workloads: the stable, governed endpoint in front of a proton.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::artifact::InputArtifact;
+use crate::status::ProtonStatus;
+use crate::{ArtifactType, Timestamp, UserData};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Importance {
+    #[default]
+    Low,
+    Moderate,
+    High,
+    Critical,
+}
+
+/// What the user asked a workload (and its active proton) to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DesiredState {
+    Running,
+    Stopped,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkloadRuntime {
+    #[serde(default)]
+    pub container_groups: Vec<GroupRuntime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enclave_selection_policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enclaves: Option<Vec<String>>,
+}
+
+fn default_group_name() -> String {
+    "default".to_owned()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GroupRuntime {
+    #[serde(default = "default_group_name")]
+    pub name: String,
+    /// Terraform sends 0 to mean "not set".
+    #[serde(default)]
+    pub replica_count: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<Autoscaling>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<ContainerOverride>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_bundles: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle_selection_policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_bundle: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Autoscaling {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_replica_count: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_replica_count: Option<i64>,
+    #[serde(default)]
+    pub policies: Vec<Value>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ContainerOverride {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_allocation: Option<Value>,
+}
+
+impl WorkloadRuntime {
+    /// The runtime as returned: every artifact group present, `replicaCount` filled in.
+    pub fn normalized(mut self, group_names: &[String]) -> WorkloadRuntime {
+        for name in group_names {
+            if !self.container_groups.iter().any(|g| &g.name == name) {
+                self.container_groups.push(GroupRuntime {
+                    name: name.clone(),
+                    replica_count: None,
+                    autoscaling: None,
+                    containers: Vec::new(),
+                    resource_bundles: None,
+                    bundle_selection_policy: None,
+                    resolved_bundle: None,
+                });
+            }
+        }
+        for group in &mut self.container_groups {
+            let autoscaled = group.autoscaling.as_ref().is_some_and(|a| a.enabled);
+            if !autoscaled && group.replica_count.unwrap_or(0) < 1 {
+                group.replica_count = Some(1);
+            }
+        }
+        self
+    }
+
+    /// How many replicas a group starts with: its replica count, or the autoscaler's floor (at
+    /// least one until the autoscaler exists).
+    pub fn replicas_for(&self, group: &str) -> u32 {
+        let Some(g) = self.container_groups.iter().find(|g| g.name == group) else {
+            return 1;
+        };
+        let count = match &g.autoscaling {
+            Some(a) if a.enabled => a.min_replica_count.unwrap_or(1),
+            _ => g.replica_count.unwrap_or(1),
+        };
+        u32::try_from(count.max(1)).unwrap_or(1)
+    }
+}
+
+/// `POST /workloads`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateWorkloadRequest {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub artifact: Option<InputArtifact>,
+    #[serde(default)]
+    pub artifact_id: Option<String>,
+    #[serde(default)]
+    pub importance: Option<Importance>,
+    #[serde(default)]
+    pub runtime: Option<WorkloadRuntime>,
+    #[serde(default)]
+    pub use_case_id: Option<String>,
+}
+
+/// `PATCH /workloads/{id}`: metadata only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateWorkloadRequest {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub importance: Option<Importance>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadStatusDetails {
+    #[serde(default)]
+    pub log_tail: Option<Vec<String>>,
+    /// Why the workload is in its status, when that needs saying (errors, stuck scheduling).
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// A workload as stored and returned (`WorkloadFormatted`); `endpoint` is filled in by the gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Workload {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub status: ProtonStatus,
+    pub importance: Importance,
+    #[serde(rename = "type")]
+    pub workload_type: ArtifactType,
+    pub artifact_id: Option<String>,
+    pub artifact: Option<Value>,
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    pub runtime: WorkloadRuntime,
+    pub proton_id: Option<String>,
+    #[serde(default)]
+    pub replacement: Option<Value>,
+    #[serde(default)]
+    pub owners: Vec<UserData>,
+    pub creator: Option<UserData>,
+    #[serde(default)]
+    pub permissions: Vec<String>,
+    #[serde(default)]
+    pub tags: Vec<Value>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    #[serde(default)]
+    pub status_details: Option<WorkloadStatusDetails>,
+    pub desired_state: DesiredState,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_fills_missing_groups_and_counts() {
+        let rt: WorkloadRuntime = serde_json::from_str(r#"{"containerGroups":[{"replicaCount":0}]}"#).unwrap();
+        let rt = rt.normalized(&["default".to_owned(), "extra".to_owned()]);
+        assert_eq!(rt.container_groups.len(), 2);
+        assert!(rt.container_groups.iter().all(|g| g.replica_count == Some(1)));
+        assert_eq!(rt.replicas_for("default"), 1);
+    }
+
+    #[test]
+    fn replica_count_is_honoured() {
+        let rt: WorkloadRuntime = serde_json::from_str(r#"{"containerGroups":[{"name":"default","replicaCount":3}]}"#).unwrap();
+        assert_eq!(rt.replicas_for("default"), 3);
+    }
+
+    #[test]
+    fn autoscaling_as_boolean_is_refused() {
+        assert!(serde_json::from_str::<GroupRuntime>(r#"{"autoscaling":true}"#).is_err());
+    }
+}
