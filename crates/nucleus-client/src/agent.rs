@@ -1,0 +1,54 @@
+use std::time::Duration;
+
+use nucleus_proto::agent::v1 as pb;
+use nucleus_proto::agent::v1::agent_client::AgentClient as Grpc;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::Error;
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A node agent, as the scheduler sees it.
+#[derive(Debug, Clone)]
+pub struct AgentClient {
+    addr: String,
+    grpc: Grpc<Channel>,
+}
+
+impl AgentClient {
+    /// Connects lazily: the first call dials.
+    pub fn new(addr: &str) -> Result<AgentClient, Error> {
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| Error::Connect { service: "agent", addr: addr.to_owned(), message: e.to_string() })?
+            .connect_timeout(Duration::from_secs(3));
+        Ok(AgentClient { addr: addr.to_owned(), grpc: Grpc::new(endpoint.connect_lazy()) })
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    pub async fn launch(&self, request: pb::LaunchRequest) -> Result<(), Error> {
+        let mut req = tonic::Request::new(request);
+        req.set_timeout(CALL_TIMEOUT);
+        self.grpc.clone().launch(req).await.map_err(rpc)?;
+        Ok(())
+    }
+
+    pub async fn stop(&self, request: pb::StopRequest) -> Result<(), Error> {
+        let mut req = tonic::Request::new(request);
+        req.set_timeout(CALL_TIMEOUT);
+        self.grpc.clone().stop(req).await.map_err(rpc)?;
+        Ok(())
+    }
+
+    /// Every proton the agent runs, then every change.
+    pub async fn watch(&self) -> Result<tonic::Streaming<pb::ProtonReport>, Error> {
+        let stream = self.grpc.clone().watch_protons(pb::WatchProtonsRequest {}).await.map_err(rpc)?;
+        Ok(stream.into_inner())
+    }
+}
+
+fn rpc(status: tonic::Status) -> Error {
+    Error::Rpc { service: "agent", status }
+}

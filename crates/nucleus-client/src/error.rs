@@ -1,0 +1,26 @@
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot reach {service} at {addr}: {message}; is the process running and the address right?")]
+    Connect { service: &'static str, addr: String, message: String },
+    #[error("{service} call failed: {status}")]
+    Rpc { service: &'static str, status: tonic::Status },
+    #[error("stored document {key} is not valid JSON for its type: {source}")]
+    Decode { key: String, source: serde_json::Error },
+    #[error("cannot encode document {key}: {source}")]
+    Encode { key: String, source: serde_json::Error },
+}
+
+impl Error {
+    /// Worth retrying with the same request id: the service may not have seen the call, or may be
+    /// electing a leader.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Connect { .. } => true,
+            Error::Rpc { status, .. } => matches!(
+                status.code(),
+                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown
+            ),
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! Typed gRPC clients for Nucleus' internal services.
+//!
+//! [`MetaClient`] talks to the metadata service: JSON documents under [`keys`], conditional
+//! multi-key writes ([`Txn`]) that carry a request id so retries apply once, and watches.
+//! [`AgentClient`] is what schedulers use to drive node agents.
+
+mod agent;
+mod error;
+pub mod keys;
+mod meta;
+mod txn;
+
+pub use agent::AgentClient;
+pub use error::Error;
+pub use meta::{decode, MetaClient, Versioned, WatchEvent, WatchStream};
+pub use nucleus_proto::meta::v1::KeyValue;
+pub use txn::{Txn, WriteOutcome};
+
+/// Registration of a node agent in meta (`agents/<name>`), refreshed by its heartbeat.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentRecord {
+    pub name: String,
+    pub address: String,
+    pub driver: String,
+    pub cluster: String,
+    pub region: String,
+    /// RFC 3339 time of the last heartbeat.
+    pub heartbeat_at: String,
+}

@@ -1,0 +1,204 @@
+use std::future::Future;
+use std::time::Duration;
+
+use nucleus_proto::meta::v1 as pb;
+use nucleus_proto::meta::v1::meta_client::MetaClient as Grpc;
+use serde::de::DeserializeOwned;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::{Error, Txn, WriteOutcome};
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long transient failures (no leader yet, connection refused) are retried before giving up.
+const RETRY_FOR: Duration = Duration::from_secs(15);
+
+/// A stored document with the revision it was last written at (for conditional updates).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    pub key: String,
+    pub value: T,
+    pub mod_revision: u64,
+}
+
+/// Client of the metadata service.
+#[derive(Debug, Clone)]
+pub struct MetaClient {
+    addr: String,
+    grpc: Grpc<Channel>,
+}
+
+impl MetaClient {
+    /// Connects lazily to the meta node at `addr` (host:port).
+    pub fn new(addr: &str) -> Result<MetaClient, Error> {
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| Error::Connect { service: "meta", addr: addr.to_owned(), message: e.to_string() })?
+            .connect_timeout(Duration::from_secs(3))
+            .tcp_nodelay(true);
+        Ok(MetaClient { addr: addr.to_owned(), grpc: Grpc::new(endpoint.connect_lazy()) })
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<pb::KeyValue>, Error> {
+        let response = self
+            .retrying(|mut grpc| {
+                let req = timed(pb::GetRequest { key: key.to_owned() });
+                async move { grpc.get(req).await }
+            })
+            .await?;
+        Ok(response.kv)
+    }
+
+    pub async fn list(&self, prefix: &str) -> Result<(Vec<pb::KeyValue>, u64), Error> {
+        let response = self
+            .retrying(|mut grpc| {
+                let req = timed(pb::ListRequest { prefix: prefix.to_owned() });
+                async move { grpc.list(req).await }
+            })
+            .await?;
+        Ok((response.kvs, response.revision))
+    }
+
+    pub async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<Versioned<T>>, Error> {
+        self.get(key).await?.map(decode).transpose()
+    }
+
+    pub async fn list_json<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<Versioned<T>>, Error> {
+        let (kvs, _) = self.list(prefix).await?;
+        kvs.into_iter().map(decode).collect()
+    }
+
+    /// Applies `txn` atomically. Transient failures are retried with the same request id, so the
+    /// write is applied at most once even if an earlier attempt did reach the leader.
+    pub async fn write(&self, txn: Txn) -> Result<WriteOutcome, Error> {
+        let request = txn.into_request(uuid::Uuid::new_v4().to_string());
+        let response = self
+            .retrying(|mut grpc| {
+                let req = timed(request.clone());
+                async move { grpc.write(req).await }
+            })
+            .await?;
+        Ok(if response.succeeded {
+            WriteOutcome::Applied { revision: response.revision }
+        } else {
+            WriteOutcome::Conflict { key: response.failed_key }
+        })
+    }
+
+    /// The current contents of `prefix`, then every change to it.
+    pub async fn watch(&self, prefix: &str) -> Result<WatchStream, Error> {
+        let stream = self
+            .grpc
+            .clone()
+            .watch(pb::WatchRequest { prefix: prefix.to_owned() })
+            .await
+            .map_err(rpc)?
+            .into_inner();
+        Ok(WatchStream { inner: stream, snapshot: Some(Vec::new()) })
+    }
+
+    async fn retrying<R, F, Fut>(&self, call: F) -> Result<R, Error>
+    where
+        F: Fn(Grpc<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<R>, tonic::Status>>,
+    {
+        let deadline = tokio::time::Instant::now() + RETRY_FOR;
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            match call(self.grpc.clone()).await {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) => {
+                    let err = rpc(status);
+                    if !err.is_transient() || tokio::time::Instant::now() + backoff > deadline {
+                        return Err(err);
+                    }
+                    tracing::debug!(error = %err, "meta call failed, retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+}
+
+fn timed<T>(message: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(message);
+    req.set_timeout(CALL_TIMEOUT);
+    req
+}
+
+fn rpc(status: tonic::Status) -> Error {
+    Error::Rpc { service: "meta", status }
+}
+
+/// Decodes a stored JSON document.
+pub fn decode<T: DeserializeOwned>(kv: pb::KeyValue) -> Result<Versioned<T>, Error> {
+    let value = serde_json::from_slice(&kv.value).map_err(|source| Error::Decode { key: kv.key.clone(), source })?;
+    Ok(Versioned { key: kv.key, value, mod_revision: kv.mod_revision })
+}
+
+/// A change seen by a watch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WatchEvent {
+    /// The whole prefix as of now: replace what you had.
+    Reset(Vec<pb::KeyValue>),
+    Put(pb::KeyValue),
+    Delete(String),
+}
+
+/// A watch of one prefix. Ends (with an error) when the connection breaks or the watcher fell
+/// behind; watch again to get a fresh [`WatchEvent::Reset`].
+pub struct WatchStream {
+    inner: tonic::Streaming<pb::WatchEvent>,
+    /// Snapshot entries collected until SNAPSHOT_END.
+    snapshot: Option<Vec<pb::KeyValue>>,
+}
+
+impl WatchStream {
+    pub async fn next(&mut self) -> Result<Option<WatchEvent>, Error> {
+        use pb::watch_event::Kind;
+        while let Some(event) = self.inner.message().await.map_err(rpc)? {
+            let kind = event.kind();
+            let kv = event.kv.unwrap_or_default();
+            match kind {
+                Kind::Snapshot => self.snapshot.get_or_insert_with(Vec::new).push(kv),
+                Kind::SnapshotEnd => {
+                    return Ok(Some(WatchEvent::Reset(self.snapshot.take().unwrap_or_default())));
+                }
+                Kind::Put => return Ok(Some(WatchEvent::Put(kv))),
+                Kind::Delete => return Ok(Some(WatchEvent::Delete(kv.key))),
+                Kind::Unspecified => {}
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl MetaClient {
+    /// Read-modify-write of one document under optimistic concurrency: `change` is re-run on a
+    /// fresh copy whenever someone else wrote the document in between. Returns `Ok(None)` if the
+    /// document does not exist, and whatever `change` refuses with as `Err(Refused)`.
+    pub async fn update_json<T, E>(
+        &self,
+        key: &str,
+        mut change: impl FnMut(&mut T) -> Result<(), E>,
+    ) -> Result<Result<Option<T>, E>, Error>
+    where
+        T: DeserializeOwned + serde::Serialize,
+    {
+        loop {
+            let Some(mut doc) = self.get_json::<T>(key).await? else {
+                return Ok(Ok(None));
+            };
+            if let Err(refused) = change(&mut doc.value) {
+                return Ok(Err(refused));
+            }
+            let txn = Txn::new().require(key, doc.mod_revision).put_json(key, &doc.value)?;
+            if self.write(txn).await?.applied() {
+                return Ok(Ok(Some(doc.value)));
+            }
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! `/artifacts`: drafts are mutable, locked artifacts are not.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use nucleus_api::validation::{self, Loc};
+use nucleus_api::{Artifact, ArtifactStatus, InputArtifact, UpdateArtifactRequest, Workload};
+use nucleus_client::{keys, Txn};
+
+use crate::listing::{check, order, paginate, Window};
+use crate::request::{json_body, Query};
+use crate::{ids, ApiError, AppState};
+
+pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let input: InputArtifact = json_body(&body)?;
+    check(validation::input_artifact(&input, &Loc::body()))?;
+    let artifact = new_artifact(&state, input).await?;
+    let txn = Txn::new().require(&keys::artifact(&artifact.id), 0).put_json(&keys::artifact(&artifact.id), &artifact)?;
+    state.meta.write(txn).await?;
+    Ok((StatusCode::CREATED, Json(artifact)).into_response())
+}
+
+/// A new artifact document (not yet written): its repository (new unless given) and, if it is
+/// created locked, the next version in that repository.
+pub async fn new_artifact(state: &AppState, input: InputArtifact) -> Result<Artifact, ApiError> {
+    let repository = input.artifact_repository_id.clone().unwrap_or_else(ids::new_id);
+    let version = match input.status {
+        ArtifactStatus::Locked => Some(next_version(state, &repository).await?),
+        ArtifactStatus::Draft => None,
+    };
+    Ok(Artifact::from_input(ids::new_id(), input, repository, version, chrono::Utc::now(), None))
+}
+
+async fn next_version(state: &AppState, repository: &str) -> Result<u32, ApiError> {
+    let all = state.meta.list_json::<Artifact>(keys::ARTIFACTS).await?;
+    let last = all
+        .iter()
+        .filter(|a| a.value.artifact_repository_id.as_deref() == Some(repository))
+        .filter_map(|a| a.value.version)
+        .max()
+        .unwrap_or(0);
+    Ok(last + 1)
+}
+
+pub async fn list(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Result<Response, ApiError> {
+    let query = Query::parse(uri.query());
+    let mut errors = Vec::new();
+    let window = Window::from_query(&query, &mut errors);
+    let search = query.one("search").map(str::to_lowercase);
+    let statuses = query.all("status");
+    let types = query.all("type");
+    let repository = query.one("repositoryId");
+    let mut items: Vec<Artifact> = state
+        .meta
+        .list_json::<Artifact>(keys::ARTIFACTS)
+        .await?
+        .into_iter()
+        .map(|a| a.value)
+        .filter(|a| search.as_ref().is_none_or(|s| a.name.to_lowercase().contains(s)))
+        .filter(|a| statuses.is_empty() || statuses.iter().any(|s| status_matches(a.status, s)))
+        .filter(|a| types.is_empty() || types.iter().any(|t| json_name(&a.artifact_type) == *t))
+        .filter(|a| repository.is_none_or(|r| a.artifact_repository_id.as_deref() == Some(r)))
+        .collect();
+    order(
+        &mut items,
+        &query,
+        "-createdAt",
+        |field, a, b| match field {
+            "name" => Some(a.name.cmp(&b.name)),
+            "createdAt" => Some(a.created_at.cmp(&b.created_at)),
+            "updatedAt" => Some(a.updated_at.cmp(&b.updated_at)),
+            "status" => Some(json_name(&a.status).cmp(&json_name(&b.status))),
+            _ => None,
+        },
+        &mut errors,
+    );
+    check(errors)?;
+    Ok(Json(paginate(items, &window, &query, &state, &headers, &uri)).into_response())
+}
+
+fn status_matches(status: ArtifactStatus, wanted: &str) -> bool {
+    match wanted {
+        "registered" => status == ArtifactStatus::Locked,
+        other => json_name(&status) == other,
+    }
+}
+
+/// The JSON spelling of a unit enum value.
+pub fn json_name<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Artifact>, ApiError> {
+    let artifact = load(&state, &id).await?;
+    Ok(Json(artifact.value))
+}
+
+async fn load(state: &AppState, id: &str) -> Result<nucleus_client::Versioned<Artifact>, ApiError> {
+    state.meta.get_json::<Artifact>(&keys::artifact(id)).await?.ok_or_else(|| ApiError::artifact_not_found(id))
+}
+
+fn locked_error(id: &str) -> ApiError {
+    ApiError::Conflict(format!(
+        "Artifact {id} is locked and cannot change; clone it (POST /artifacts/{id}/clone) to get an editable draft"
+    ))
+}
+
+/// Full replace of a draft.
+pub async fn replace(State(state): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<Json<Artifact>, ApiError> {
+    let input: InputArtifact = json_body(&body)?;
+    check(validation::input_artifact(&input, &Loc::body()))?;
+    let current = load(&state, &id).await?;
+    if current.value.status == ArtifactStatus::Locked {
+        return Err(locked_error(&id));
+    }
+    let repository = input
+        .artifact_repository_id
+        .clone()
+        .or(current.value.artifact_repository_id.clone())
+        .unwrap_or_else(ids::new_id);
+    let version = match input.status {
+        ArtifactStatus::Locked => Some(next_version(&state, &repository).await?),
+        ArtifactStatus::Draft => None,
+    };
+    let mut artifact = Artifact::from_input(id.clone(), input, repository, version, chrono::Utc::now(), current.value.creator.clone());
+    artifact.created_at = current.value.created_at;
+    write_if_unchanged(&state, &current, &artifact).await?;
+    Ok(Json(artifact))
+}
+
+pub async fn update(State(state): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<Json<Artifact>, ApiError> {
+    let patch: UpdateArtifactRequest = json_body(&body)?;
+    let mut errors = Vec::new();
+    if let Some(name) = &patch.name {
+        validation::name(name, &Loc::body().key("name"), &mut errors);
+    }
+    if let Some(spec) = &patch.spec {
+        if spec.spec_type.is_some() {
+            errors.push(nucleus_api::FieldError::new(
+                &Loc::body().key("spec").key("type"),
+                "spec.type cannot be changed; the artifact's type is fixed at creation",
+                "extra_forbidden",
+            ));
+        }
+        validation::spec(spec, &Loc::body().key("spec"), &mut errors);
+    }
+    check(errors)?;
+    let current = load(&state, &id).await?;
+    if current.value.status == ArtifactStatus::Locked {
+        if patch.status == Some(ArtifactStatus::Locked) && patch.name.is_none() && patch.spec.is_none() && patch.description.is_none() {
+            return Err(ApiError::Conflict(format!("Artifact {id} is already locked")));
+        }
+        return Err(locked_error(&id));
+    }
+    let mut artifact = current.value.clone();
+    if let Some(name) = patch.name {
+        artifact.name = name;
+    }
+    if let Some(description) = patch.description {
+        artifact.description = description;
+    }
+    if let Some(mut spec) = patch.spec {
+        spec.spec_type = Some(artifact.artifact_type);
+        artifact.spec = spec;
+    }
+    if patch.status == Some(ArtifactStatus::Locked) {
+        let repository = artifact.artifact_repository_id.clone().unwrap_or_default();
+        artifact.version = Some(next_version(&state, &repository).await?);
+        artifact.status = ArtifactStatus::Locked;
+    }
+    artifact.updated_at = chrono::Utc::now();
+    write_if_unchanged(&state, &current, &artifact).await?;
+    Ok(Json(artifact))
+}
+
+async fn write_if_unchanged(
+    state: &AppState,
+    current: &nucleus_client::Versioned<Artifact>,
+    artifact: &Artifact,
+) -> Result<(), ApiError> {
+    let key = keys::artifact(&artifact.id);
+    let txn = Txn::new().require(&key, current.mod_revision).put_json(&key, artifact)?;
+    if state.meta.write(txn).await?.applied() {
+        Ok(())
+    } else {
+        Err(ApiError::Conflict(format!("Artifact {} was changed by another request meanwhile; read it again and retry", artifact.id)))
+    }
+}
+
+pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    let current = load(&state, &id).await?;
+    if current.value.status == ArtifactStatus::Locked {
+        return Err(ApiError::Conflict(format!("Artifact {id} is locked; locked artifacts cannot be deleted")));
+    }
+    let users: Vec<String> = state
+        .meta
+        .list_json::<Workload>(keys::WORKLOADS)
+        .await?
+        .into_iter()
+        .filter(|w| w.value.artifact_id.as_deref() == Some(id.as_str()))
+        .map(|w| w.value.id)
+        .collect();
+    if !users.is_empty() {
+        return Err(ApiError::Conflict(format!(
+            "Artifact {id} is used by workload(s) {}; delete those first",
+            users.join(", ")
+        )));
+    }
+    let key = keys::artifact(&id);
+    let txn = Txn::new().require(&key, current.mod_revision).delete(&key);
+    if !state.meta.write(txn).await?.applied() {
+        return Err(ApiError::Conflict(format!("Artifact {id} changed meanwhile; retry")));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

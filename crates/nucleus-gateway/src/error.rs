@@ -1,0 +1,84 @@
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use nucleus_api::validation::BodyError;
+use nucleus_api::FieldError;
+use serde_json::json;
+
+/// Every error the REST API answers with, mapped to its status code in one place.
+/// Bodies are `{"detail": "..."}`, or FastAPI's list of field errors for 422 validation.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("invalid request")]
+    Validation(Vec<FieldError>),
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    BadGateway(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Validation(_) | ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn workload_not_found(id: &str) -> ApiError {
+        ApiError::NotFound(format!("Workload {id} not found"))
+    }
+
+    pub fn artifact_not_found(id: &str) -> ApiError {
+        ApiError::NotFound(format!("Artifact {id} not found"))
+    }
+}
+
+impl From<BodyError> for ApiError {
+    fn from(err: BodyError) -> ApiError {
+        match err {
+            BodyError::Malformed(message) => ApiError::BadRequest(message),
+            BodyError::Invalid(errors) => ApiError::Validation(errors),
+        }
+    }
+}
+
+impl From<nucleus_client::Error> for ApiError {
+    fn from(err: nucleus_client::Error) -> ApiError {
+        tracing::warn!(error = %err, "metadata call failed");
+        if err.is_transient() {
+            ApiError::Unavailable(format!("metadata service unavailable, retry shortly: {err}"))
+        } else {
+            ApiError::Internal(format!("metadata service error: {err}"))
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = match self {
+            ApiError::Validation(errors) => json!({ "detail": errors }),
+            other => json!({ "detail": other.to_string() }),
+        };
+        (status, Json(body)).into_response()
+    }
+}

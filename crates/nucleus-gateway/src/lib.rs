@@ -1,0 +1,62 @@
+//! The public REST gateway: the Workload API under `/api/v2`, token auth, and the invoke proxy
+//! that forwards `/api/v2/endpoints/workloads/{id}/...` to a ready replica of the active proton.
+//!
+//! The gateway holds no state of its own: documents live in meta (through `nucleus-client`), and
+//! the route table is a cache fed by a meta watch.
+
+mod artifacts;
+mod auth;
+mod error;
+mod ids;
+mod invoke;
+mod listing;
+mod protons;
+mod request;
+mod route_table;
+mod router;
+mod workloads;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use nucleus_client::MetaClient;
+
+pub use error::ApiError;
+pub use route_table::RouteTable;
+pub use router::router;
+
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// The API token every request must carry.
+    pub token: String,
+    /// Externally visible base URL (`http://host:port`) for `endpoint` and pagination links;
+    /// when unset, the request's `Host` header decides.
+    pub public_url: Option<String>,
+}
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) meta: MetaClient,
+    pub(crate) config: Arc<GatewayConfig>,
+    pub(crate) routes: RouteTable,
+    pub(crate) upstream: invoke::Upstream,
+}
+
+impl AppState {
+    /// Starts the route table's watch in the background.
+    pub fn new(meta: MetaClient, config: GatewayConfig) -> AppState {
+        let routes = RouteTable::start(meta.clone());
+        AppState { meta, config: Arc::new(config), routes, upstream: invoke::Upstream::new() }
+    }
+}
+
+/// Serves the gateway on `listener` until `shutdown` resolves; in-flight requests finish first.
+pub async fn serve(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}

@@ -1,0 +1,57 @@
+//! Read-only views below a workload: protons, their replica status snapshots, and events.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use nucleus_api::{Proton, ReplicaStatusesSnapshot, WorkloadEvent};
+use nucleus_client::keys;
+
+use crate::listing::{check, paginate, Window};
+use crate::request::Query;
+use crate::workloads::load;
+use crate::{ApiError, AppState};
+
+pub async fn list(State(state): State<AppState>, headers: HeaderMap, uri: Uri, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let query = Query::parse(uri.query());
+    let mut errors = Vec::new();
+    let window = Window::from_query(&query, &mut errors);
+    check(errors)?;
+    load(&state, &id).await?;
+    let mut protons: Vec<Proton> =
+        state.meta.list_json::<Proton>(&keys::protons_of(&id)).await?.into_iter().map(|p| p.value).collect();
+    protons.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    Ok(Json(paginate(protons, &window, &query, &state, &headers, &uri)).into_response())
+}
+
+pub async fn get(State(state): State<AppState>, Path((id, proton_id)): Path<(String, String)>) -> Result<Json<Proton>, ApiError> {
+    load(&state, &id).await?;
+    let proton = state
+        .meta
+        .get_json::<Proton>(&keys::proton(&id, &proton_id))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("Proton {proton_id} of workload {id} not found")))?;
+    Ok(Json(proton.value))
+}
+
+/// 204 until the agent's first report about the proton has been recorded.
+pub async fn status_details(State(state): State<AppState>, Path((id, proton_id)): Path<(String, String)>) -> Result<Response, ApiError> {
+    let _proton = get(State(state.clone()), Path((id.clone(), proton_id.clone()))).await?;
+    match state.meta.get_json::<ReplicaStatusesSnapshot>(&keys::snapshot(&id, &proton_id)).await? {
+        Some(snapshot) => Ok(Json(snapshot.value).into_response()),
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
+}
+
+pub async fn events(State(state): State<AppState>, headers: HeaderMap, uri: Uri, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let query = Query::parse(uri.query());
+    let mut errors = Vec::new();
+    let window = Window::from_query(&query, &mut errors);
+    check(errors)?;
+    load(&state, &id).await?;
+    // Keys sort by time; newest first reads best.
+    let mut events: Vec<WorkloadEvent> =
+        state.meta.list_json::<WorkloadEvent>(&keys::events_of(&id)).await?.into_iter().map(|e| e.value).collect();
+    events.reverse();
+    Ok(Json(paginate(events, &window, &query, &state, &headers, &uri)).into_response())
+}

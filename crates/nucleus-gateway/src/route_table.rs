@@ -1,0 +1,152 @@
+//! Where invoke requests go: for each workload, its status and the addresses of the ready
+//! replicas of its active proton. Fed by a meta watch on workloads and replica snapshots, so the
+//! invoke path does not read meta.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use nucleus_api::{ProtonStatus, ReplicaStatusesSnapshot, Workload};
+use nucleus_client::{keys, MetaClient, WatchEvent};
+
+/// What the invoke proxy needs to know about one workload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub status: ProtonStatus,
+    pub addresses: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+struct Tables {
+    /// workload id → (status, active proton id)
+    workloads: HashMap<String, (ProtonStatus, Option<String>)>,
+    /// (workload id, proton id) → ready addresses
+    ready: HashMap<(String, String), Vec<String>>,
+}
+
+#[derive(Clone)]
+pub struct RouteTable {
+    tables: Arc<RwLock<Tables>>,
+    /// Round-robin position per table, shared by all workloads: spreads load without per-workload state.
+    next: Arc<AtomicUsize>,
+    meta: MetaClient,
+}
+
+impl RouteTable {
+    pub fn start(meta: MetaClient) -> RouteTable {
+        let table = RouteTable { tables: Arc::default(), next: Arc::default(), meta };
+        for prefix in [keys::WORKLOADS, keys::SNAPSHOTS] {
+            let table = table.clone();
+            tokio::spawn(async move { table.follow(prefix).await });
+        }
+        table
+    }
+
+    pub fn route(&self, workload_id: &str) -> Option<Route> {
+        let tables = self.tables.read().unwrap_or_else(|p| p.into_inner());
+        let (status, proton) = tables.workloads.get(workload_id)?;
+        let addresses = proton
+            .as_ref()
+            .and_then(|p| tables.ready.get(&(workload_id.to_owned(), p.clone())))
+            .cloned()
+            .unwrap_or_default();
+        Some(Route { status: *status, addresses })
+    }
+
+    /// Reads the route from meta directly: used when the cache says "not servable", in case the
+    /// watch has not delivered the latest change yet.
+    pub async fn route_from_meta(&self, workload_id: &str) -> Result<Option<Route>, nucleus_client::Error> {
+        let Some(workload) = self.meta.get_json::<Workload>(&keys::workload(workload_id)).await? else {
+            return Ok(None);
+        };
+        let addresses = match &workload.value.proton_id {
+            Some(p) => self
+                .meta
+                .get_json::<ReplicaStatusesSnapshot>(&keys::snapshot(workload_id, p))
+                .await?
+                .map(|s| s.value.ready_addresses())
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        Ok(Some(Route { status: workload.value.status, addresses }))
+    }
+
+    /// Picks the next replica, round-robin.
+    pub fn pick<'a>(&self, addresses: &'a [String]) -> Option<&'a str> {
+        if addresses.is_empty() {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % addresses.len();
+        Some(&addresses[i])
+    }
+
+    async fn follow(&self, prefix: &'static str) {
+        loop {
+            match self.meta.watch(prefix).await {
+                Ok(mut stream) => loop {
+                    match stream.next().await {
+                        Ok(Some(event)) => self.apply(prefix, event),
+                        Ok(None) => break,
+                        Err(err) => {
+                            tracing::debug!(error = %err, prefix, "route watch ended; watching again");
+                            break;
+                        }
+                    }
+                },
+                Err(err) => tracing::debug!(error = %err, prefix, "cannot watch meta yet"),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn apply(&self, prefix: &str, event: WatchEvent) {
+        let mut tables = self.tables.write().unwrap_or_else(|p| p.into_inner());
+        let is_workloads = prefix == keys::WORKLOADS;
+        match event {
+            WatchEvent::Reset(kvs) => {
+                if is_workloads {
+                    tables.workloads.clear();
+                } else {
+                    tables.ready.clear();
+                }
+                for kv in kvs {
+                    upsert(&mut tables, is_workloads, kv);
+                }
+            }
+            WatchEvent::Put(kv) => upsert(&mut tables, is_workloads, kv),
+            WatchEvent::Delete(key) => {
+                if is_workloads {
+                    tables.workloads.remove(keys::id_of(&key));
+                } else if let Some(ids) = snapshot_ids(&key) {
+                    tables.ready.remove(&ids);
+                }
+            }
+        }
+    }
+}
+
+fn upsert(tables: &mut Tables, is_workloads: bool, kv: nucleus_client::KeyValue) {
+    if is_workloads {
+        match serde_json::from_slice::<Workload>(&kv.value) {
+            Ok(w) => {
+                tables.workloads.insert(w.id, (w.status, w.proton_id));
+            }
+            Err(err) => tracing::warn!(key = kv.key, error = %err, "unreadable workload document"),
+        }
+    } else if let Some(ids) = snapshot_ids(&kv.key) {
+        match serde_json::from_slice::<ReplicaStatusesSnapshot>(&kv.value) {
+            Ok(s) => {
+                tables.ready.insert(ids, s.ready_addresses());
+            }
+            Err(err) => tracing::warn!(key = kv.key, error = %err, "unreadable replica snapshot"),
+        }
+    }
+}
+
+/// `snapshots/<workload>/<proton>` → (workload, proton)
+fn snapshot_ids(key: &str) -> Option<(String, String)> {
+    let rest = key.strip_prefix(keys::SNAPSHOTS)?;
+    let (workload, proton) = rest.split_once('/')?;
+    Some((workload.to_owned(), proton.to_owned()))
+}

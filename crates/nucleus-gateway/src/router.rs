@@ -1,0 +1,66 @@
+//! The route table of the REST API. Every route answers with and without a trailing slash
+//! (clients disagree, and some fail on redirects), so each path is registered twice.
+
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::response::IntoResponse;
+use axum::routing::{any, get, post, MethodRouter};
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::{artifacts, auth, invoke, protons, workloads, ApiError, AppState};
+
+const API: &str = "/api/v2";
+
+pub fn router(state: AppState) -> Router {
+    let mut router = Router::new();
+    let mut route = |path: &str, methods: MethodRouter<AppState>| {
+        let full = format!("{API}{path}");
+        router = std::mem::take(&mut router)
+            .route(&full, methods.clone())
+            .route(&format!("{full}/"), methods);
+    };
+    route("/version", get(version));
+    for base in ["/artifacts", "/registry/artifacts"] {
+        route(base, post(artifacts::create).get(artifacts::list));
+        route(
+            &format!("{base}/{{artifact_id}}"),
+            get(artifacts::get).put(artifacts::replace).patch(artifacts::update).delete(artifacts::delete),
+        );
+    }
+    for base in ["/workloads", "/console/workloads"] {
+        route(base, post(workloads::create).get(workloads::list));
+        route(
+            &format!("{base}/{{workload_id}}"),
+            get(workloads::get).patch(workloads::update).delete(workloads::delete),
+        );
+        route(&format!("{base}/{{workload_id}}/start"), post(workloads::start));
+        route(&format!("{base}/{{workload_id}}/stop"), post(workloads::stop));
+        route(&format!("{base}/{{workload_id}}/settings"), get(workloads::settings));
+        route(&format!("{base}/{{workload_id}}/protons"), get(protons::list));
+        route(&format!("{base}/{{workload_id}}/protons/{{proton_id}}"), get(protons::get));
+        route(&format!("{base}/{{workload_id}}/protons/{{proton_id}}/statusDetails"), get(protons::status_details));
+        route(&format!("{base}/{{workload_id}}/events"), get(protons::events));
+    }
+    let router = router
+        .route("/api/v2/endpoints/workloads/{workload_id}", any(invoke::invoke))
+        .route("/api/v2/endpoints/workloads/{workload_id}/", any(invoke::invoke))
+        .route("/api/v2/endpoints/workloads/{workload_id}/{*path}", any(invoke::invoke))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
+    router
+        .layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
+        .with_state(state)
+}
+
+async fn version() -> Json<serde_json::Value> {
+    Json(json!({ "major": 2, "minor": 41, "versionString": "2.41.0", "nucleus": env!("CARGO_PKG_VERSION") }))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("Not Found: no such route under /api/v2".to_owned())
+}
+
+async fn method_not_allowed() -> impl IntoResponse {
+    (StatusCode::METHOD_NOT_ALLOWED, Json(json!({ "detail": "Method Not Allowed" })))
+}

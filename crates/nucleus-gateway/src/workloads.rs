@@ -1,0 +1,357 @@
+//! `/workloads`: create (with an inline artifact or a reference), list, read, metadata updates,
+//! start, stop and delete. Handlers only record intent in meta; the scheduler makes it happen.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use nucleus_api::proton::ProtonStatusDetails;
+use nucleus_api::validation::{self, Loc};
+use nucleus_api::{
+    Artifact, CreateWorkloadRequest, DesiredState, Proton, ProtonRole, ProtonStatus, UpdateWorkloadRequest, Workload,
+    WorkloadEvent, WorkloadRuntime,
+};
+use nucleus_client::{keys, Txn, Versioned};
+use serde_json::{json, Value};
+
+use crate::artifacts::{json_name, new_artifact};
+use crate::listing::{check, order, paginate, Window};
+use crate::request::{base_url, json_body, workload_endpoint, Query};
+use crate::{ids, ApiError, AppState};
+
+/// A workload as returned: its stored document plus the absolute invoke URL.
+pub fn formatted(mut workload: Workload, base: &str) -> Workload {
+    workload.endpoint = Some(workload_endpoint(base, &workload.id));
+    workload
+}
+
+pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let req: CreateWorkloadRequest = json_body(&body)?;
+    check(validation::create_workload(&req))?;
+    let now = chrono::Utc::now();
+    let mut txn = Txn::new();
+    let artifact = match (&req.artifact, &req.artifact_id) {
+        (Some(inline), _) => {
+            let artifact = new_artifact(&state, inline.clone()).await?;
+            txn = txn.require(&keys::artifact(&artifact.id), 0);
+            artifact
+        }
+        (None, Some(id)) => {
+            let Some(existing) = state.meta.get_json::<Artifact>(&keys::artifact(id)).await? else {
+                return Err(ApiError::artifact_not_found(id));
+            };
+            let mut errors = Vec::new();
+            if existing.value.spec.primary().is_none() {
+                errors.push(nucleus_api::FieldError::new(
+                    &Loc::body().key("artifactId"),
+                    format!("Artifact {id} has no primary container; a workload needs one"),
+                    "value_error",
+                ));
+            }
+            if let Some(rt) = &req.runtime {
+                validation::runtime(rt, &existing.value.spec, &Loc::body().key("runtime"), &mut errors);
+            }
+            check(errors)?;
+            // Rewriting the artifact unchanged bumps its revision, so a concurrent delete of it fails.
+            txn = txn.require(&existing.key, existing.mod_revision);
+            existing.value
+        }
+        (None, None) => unreachable!("validation requires artifact or artifactId"),
+    };
+    let Some((group, container)) = artifact.spec.primary() else {
+        return Err(ApiError::Unprocessable("the artifact has no primary container".to_owned()));
+    };
+    let group_names: Vec<String> = artifact.spec.container_groups.iter().map(|g| g.name.clone()).collect();
+    let runtime = req.runtime.clone().unwrap_or_default().normalized(&group_names);
+    let workload_id = ids::new_id();
+    let proton = Proton {
+        id: ids::new_id(),
+        name: format!("{}-v1", req.name),
+        workload_id: workload_id.clone(),
+        artifact_id: artifact.id.clone(),
+        role: Some(ProtonRole::Active),
+        status: ProtonStatus::Submitted,
+        status_details: ProtonStatusDetails::default(),
+        endpoint: None,
+        replica_count: runtime.replicas_for(&group.name),
+        runtime: runtime.clone(),
+        running_since: None,
+        created_at: now,
+        updated_at: now,
+        desired_state: DesiredState::Running,
+        generation: 1,
+        container: container.clone(),
+        agent: None,
+        message: None,
+    };
+    let workload = Workload {
+        id: workload_id.clone(),
+        name: req.name.clone(),
+        description: req.description.clone().unwrap_or_default(),
+        status: ProtonStatus::Submitted,
+        importance: req.importance.unwrap_or_default(),
+        workload_type: artifact.artifact_type,
+        artifact_id: Some(artifact.id.clone()),
+        artifact: Some(artifact.info()),
+        endpoint: None,
+        runtime,
+        proton_id: Some(proton.id.clone()),
+        replacement: None,
+        owners: Vec::new(),
+        creator: None,
+        permissions: vec!["*".to_owned()],
+        tags: Vec::new(),
+        created_at: now,
+        updated_at: now,
+        status_details: None,
+        desired_state: DesiredState::Running,
+    };
+    let event = event(&workload_id, "workloadCreated", json!({
+        "message": format!("Workload created with artifact {} ({} replica(s))", artifact.id, proton.replica_count),
+        "protonId": proton.id,
+    }));
+    let txn = txn
+        .put_json(&keys::artifact(&artifact.id), &artifact)?
+        .require(&keys::workload(&workload_id), 0)
+        .put_json(&keys::workload(&workload_id), &workload)?
+        .put_json(&keys::proton(&workload_id, &proton.id), &proton)?
+        .put_json(&keys::event(&workload_id, &event.id), &event)?;
+    if !state.meta.write(txn).await?.applied() {
+        return Err(ApiError::Conflict(format!(
+            "Artifact {} changed or was deleted while the workload was being created; retry",
+            artifact.id
+        )));
+    }
+    let base = base_url(&state, &headers);
+    Ok((StatusCode::CREATED, Json(formatted(workload, &base))).into_response())
+}
+
+/// A new event document for `workload_id`.
+pub fn event(workload_id: &str, event_type: &str, details: Value) -> WorkloadEvent {
+    WorkloadEvent {
+        id: ids::new_event_id(),
+        workload_id: workload_id.to_owned(),
+        event_type: event_type.to_owned(),
+        timestamp: chrono::Utc::now(),
+        actor_id: None,
+        details: match details {
+            Value::Object(map) => map,
+            _ => Default::default(),
+        },
+    }
+}
+
+pub async fn list(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Result<Response, ApiError> {
+    let query = Query::parse(uri.query());
+    let mut errors = Vec::new();
+    let window = Window::from_query(&query, &mut errors);
+    let search = query.one("search").map(str::to_lowercase);
+    let statuses = query.all("status");
+    for (i, s) in statuses.iter().enumerate() {
+        if ProtonStatus::parse(s).is_none() {
+            errors.push(nucleus_api::FieldError::new(
+                &Loc::query().key("status").index(i),
+                format!("'{s}' is not a workload status"),
+                "enum",
+            ));
+        }
+    }
+    let importance = query.all("importance");
+    let artifact_id = query.one("artifactId");
+    let ids = query.all("ids");
+    let mut items: Vec<Workload> = state
+        .meta
+        .list_json::<Workload>(keys::WORKLOADS)
+        .await?
+        .into_iter()
+        .map(|w| w.value)
+        .filter(|w| search.as_ref().is_none_or(|s| w.name.to_lowercase().contains(s) || w.description.to_lowercase().contains(s)))
+        .filter(|w| statuses.is_empty() || statuses.iter().any(|s| w.status.as_str() == s))
+        .filter(|w| importance.is_empty() || importance.contains(&json_name(&w.importance)))
+        .filter(|w| artifact_id.is_none_or(|a| w.artifact_id.as_deref() == Some(a)))
+        .filter(|w| ids.is_empty() || ids.contains(&w.id))
+        .collect();
+    order(
+        &mut items,
+        &query,
+        "-createdAt",
+        |field, a, b| match field {
+            "name" => Some(a.name.cmp(&b.name)),
+            "createdAt" => Some(a.created_at.cmp(&b.created_at)),
+            "updatedAt" => Some(a.updated_at.cmp(&b.updated_at)),
+            "status" => Some(a.status.as_str().cmp(b.status.as_str())),
+            "importance" => Some(a.importance.cmp(&b.importance)),
+            _ => None,
+        },
+        &mut errors,
+    );
+    check(errors)?;
+    let base = base_url(&state, &headers);
+    let items = items.into_iter().map(|w| formatted(w, &base)).collect();
+    Ok(Json(paginate(items, &window, &query, &state, &headers, &uri)).into_response())
+}
+
+pub async fn load(state: &AppState, id: &str) -> Result<Versioned<Workload>, ApiError> {
+    state.meta.get_json::<Workload>(&keys::workload(id)).await?.ok_or_else(|| ApiError::workload_not_found(id))
+}
+
+pub async fn get(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<Workload>, ApiError> {
+    let workload = load(&state, &id).await?;
+    Ok(Json(formatted(workload.value, &base_url(&state, &headers))))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Workload>, ApiError> {
+    let patch: UpdateWorkloadRequest = json_body(&body)?;
+    let mut errors = Vec::new();
+    if let Some(name) = &patch.name {
+        validation::name(name, &Loc::body().key("name"), &mut errors);
+    }
+    check(errors)?;
+    let updated = state
+        .meta
+        .update_json::<Workload, ApiError>(&keys::workload(&id), |w| {
+            if let Some(name) = &patch.name {
+                w.name.clone_from(name);
+            }
+            if let Some(description) = &patch.description {
+                w.description.clone_from(description);
+            }
+            if let Some(importance) = patch.importance {
+                w.importance = importance;
+            }
+            w.updated_at = chrono::Utc::now();
+            Ok(())
+        })
+        .await??
+        .ok_or_else(|| ApiError::workload_not_found(&id))?;
+    Ok(Json(formatted(updated, &base_url(&state, &headers))))
+}
+
+/// Deleting is legal in any state: the workload is gone at once (GET answers 404), and the
+/// scheduler stops and removes its protons, which no longer have a workload.
+pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    let current = load(&state, &id).await?;
+    let txn = Txn::new()
+        .require(&current.key, current.mod_revision)
+        .delete(&current.key)
+        .delete_prefix(&keys::events_of(&id));
+    if !state.meta.write(txn).await?.applied() {
+        // Changed meanwhile (a status update): deleting is still what was asked.
+        let txn = Txn::new().delete(&current.key).delete_prefix(&keys::events_of(&id));
+        state.meta.write(txn).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// What `start`/`stop` found and did.
+enum Transition {
+    Started,
+    Stopped,
+    AlreadyThere,
+    Refused(ApiError),
+}
+
+pub async fn start(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+    change_desired_state(&state, &headers, &id, DesiredState::Running).await
+}
+
+pub async fn stop(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+    change_desired_state(&state, &headers, &id, DesiredState::Stopped).await
+}
+
+async fn change_desired_state(state: &AppState, headers: &HeaderMap, id: &str, wanted: DesiredState) -> Result<Response, ApiError> {
+    loop {
+        let workload = load(state, id).await?;
+        let Some(proton_id) = workload.value.proton_id.clone() else {
+            return Err(ApiError::Unprocessable(format!("Workload {id} has no active proton")));
+        };
+        let proton_key = keys::proton(id, &proton_id);
+        let Some(proton) = state.meta.get_json::<Proton>(&proton_key).await? else {
+            return Err(ApiError::Unprocessable(format!("Workload {id} has no active proton")));
+        };
+        let (mut w, mut p) = (workload.value.clone(), proton.value.clone());
+        let transition = decide(&mut w, &mut p, wanted);
+        let (code, message) = match transition {
+            Transition::Refused(err) => return Err(err),
+            Transition::AlreadyThere => {
+                let message = format!("Workload is already {}", w.status);
+                return Ok(operation(state, headers, id, StatusCode::OK, message));
+            }
+            Transition::Started => (StatusCode::ACCEPTED, "Workload is starting"),
+            Transition::Stopped => (StatusCode::ACCEPTED, "Workload is stopping"),
+        };
+        let event = event(id, if wanted == DesiredState::Running { "workloadStartRequested" } else { "workloadStopRequested" }, json!({
+            "message": message, "protonId": proton_id,
+        }));
+        let txn = Txn::new()
+            .require(&workload.key, workload.mod_revision)
+            .require(&proton.key, proton.mod_revision)
+            .put_json(&workload.key, &w)?
+            .put_json(&proton.key, &p)?
+            .put_json(&keys::event(id, &event.id), &event)?;
+        if state.meta.write(txn).await?.applied() {
+            return Ok(operation(state, headers, id, code, message.to_owned()));
+        }
+        // The scheduler updated the status meanwhile: decide again on fresh documents.
+    }
+}
+
+fn decide(w: &mut Workload, p: &mut Proton, wanted: DesiredState) -> Transition {
+    let now = chrono::Utc::now();
+    match wanted {
+        DesiredState::Running => {
+            if w.desired_state == DesiredState::Running && !w.status.is_failure() {
+                return Transition::AlreadyThere;
+            }
+            if w.status == ProtonStatus::Stopping {
+                return Transition::Refused(ApiError::Conflict(format!(
+                    "Workload {} is still stopping; start it again once it is stopped",
+                    w.id
+                )));
+            }
+            w.desired_state = DesiredState::Running;
+            p.desired_state = DesiredState::Running;
+            p.generation += 1;
+            for status in [&mut w.status, &mut p.status] {
+                *status = ProtonStatus::Submitted;
+            }
+            p.message = None;
+            p.status_details = ProtonStatusDetails::default();
+            w.status_details = None;
+            w.updated_at = now;
+            p.updated_at = now;
+            Transition::Started
+        }
+        DesiredState::Stopped => {
+            if w.desired_state == DesiredState::Stopped {
+                return Transition::AlreadyThere;
+            }
+            w.desired_state = DesiredState::Stopped;
+            p.desired_state = DesiredState::Stopped;
+            for status in [&mut w.status, &mut p.status] {
+                *status = ProtonStatus::Stopping;
+            }
+            w.updated_at = now;
+            p.updated_at = now;
+            Transition::Stopped
+        }
+    }
+}
+
+fn operation(state: &AppState, headers: &HeaderMap, id: &str, code: StatusCode, message: String) -> Response {
+    let track = format!("{}/api/v2/workloads/{id}/", base_url(state, headers));
+    (code, Json(json!({ "status": message, "workloadId": id, "trackVia": track }))).into_response()
+}
+
+/// Runtime of a workload, for `GET /workloads/{id}/settings`.
+pub async fn settings(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let workload = load(&state, &id).await?;
+    let runtime: WorkloadRuntime = workload.value.runtime;
+    Ok(Json(json!({ "runtime": runtime })))
+}

@@ -1,0 +1,96 @@
+//! Between the agent's wire types and the API documents.
+
+use nucleus_api::proton::{aggregate, summary};
+use nucleus_api::{
+    Condition, ContainerState, OverallStatus, Proton, ProbeConfig, ReplicaPhase, ReplicaStatus,
+    ReplicaStatusesSnapshot,
+};
+use nucleus_proto::agent::v1 as pb;
+
+pub fn replica(r: &pb::ReplicaStatus) -> ReplicaStatus {
+    let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    ReplicaStatus {
+        name: r.name.clone(),
+        address: r.address.clone(),
+        node_address: r.node_address.clone(),
+        started_at: non_empty(&r.started_at),
+        status: ReplicaPhase::parse(&r.phase),
+        conditions: r
+            .conditions
+            .iter()
+            .map(|c| Condition { condition_type: c.r#type.clone(), met: Some(c.met), since: c.since.clone() })
+            .collect(),
+        containers: r
+            .containers
+            .iter()
+            .map(|c| ContainerState {
+                name: c.name.clone(),
+                image: c.image.clone(),
+                ready: c.ready,
+                restart_count: c.restart_count,
+                started_at: non_empty(&c.started_at),
+                status: c.status.clone(),
+                reason: non_empty(&c.reason),
+            })
+            .collect(),
+        log_tail: r.log_tail.clone(),
+        error: non_empty(&r.error),
+    }
+}
+
+pub fn snapshot(report: &pb::ProtonReport, expected: u32) -> ReplicaStatusesSnapshot {
+    let replicas: Vec<ReplicaStatus> = report.replicas.iter().map(replica).collect();
+    ReplicaStatusesSnapshot {
+        overall_status: OverallStatus {
+            state: aggregate(&replicas, expected),
+            summary: summary(&replicas, expected),
+            last_updated: report.observed_at.clone(),
+        },
+        replicas,
+    }
+}
+
+fn probe(p: &ProbeConfig, container_port: Option<i64>) -> pb::Probe {
+    let to_u32 = |v: i64| u32::try_from(v).unwrap_or(0);
+    // The spec's default probe port (8080) means "the container's port" unless that is declared.
+    let port = if Some(p.port) == container_port || p.port == 8080 { 0 } else { to_u32(p.port) };
+    pb::Probe {
+        path: p.path.clone(),
+        port,
+        scheme: p.scheme.clone(),
+        host: p.host.clone().unwrap_or_default(),
+        http_headers: p.http_headers.clone().into_iter().collect(),
+        initial_delay_seconds: to_u32(p.initial_delay_seconds),
+        period_seconds: to_u32(p.period_seconds),
+        timeout_seconds: to_u32(p.timeout_seconds),
+        failure_threshold: to_u32(p.failure_threshold),
+        success_threshold: to_u32(p.success_threshold),
+    }
+}
+
+pub fn launch_request(p: &Proton, fencing_token: u64) -> pb::LaunchRequest {
+    let c = &p.container;
+    let env = c
+        .environment_vars
+        .iter()
+        .filter(|v| v.source.as_deref().unwrap_or("string") == "string")
+        .filter_map(|v| Some((v.name.clone()?, v.value.clone()?)))
+        .collect();
+    pb::LaunchRequest {
+        proton_id: p.id.clone(),
+        workload_id: p.workload_id.clone(),
+        artifact_id: p.artifact_id.clone(),
+        replica_count: p.replica_count,
+        primary: Some(pb::ContainerSpec {
+            name: c.name.clone().unwrap_or_else(|| "primary".to_owned()),
+            image_uri: c.image_uri.clone().unwrap_or_default(),
+            entrypoint: c.entrypoint.clone().unwrap_or_default(),
+            env,
+            port: c.port.and_then(|p| u32::try_from(p).ok()).unwrap_or(0),
+            startup_probe: c.startup_probe.as_ref().map(|pr| probe(pr, c.port)),
+            readiness_probe: c.readiness_probe.as_ref().map(|pr| probe(pr, c.port)),
+            liveness_probe: c.liveness_probe.as_ref().map(|pr| probe(pr, c.port)),
+        }),
+        fencing_token,
+    }
+}

@@ -1,0 +1,75 @@
+//! Everything the worker reacts to, as one stream of [`Input`]s: meta watches and agent status
+//! streams, each re-established when it breaks.
+
+use std::time::Duration;
+
+use nucleus_client::{AgentClient, MetaClient, WatchEvent};
+use nucleus_proto::agent::v1::ProtonReport;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+const RETRY_AFTER: Duration = Duration::from_millis(300);
+
+#[derive(Debug)]
+pub enum Input {
+    Meta { prefix: &'static str, event: WatchEvent },
+    Report { agent: String, report: ProtonReport },
+    /// The agent's status stream broke: what it said is no longer known to be true.
+    AgentLost { agent: String },
+}
+
+pub fn watch_prefix(meta: MetaClient, prefix: &'static str, tx: mpsc::Sender<Input>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match meta.watch(prefix).await {
+                Ok(mut stream) => loop {
+                    match stream.next().await {
+                        Ok(Some(event)) => {
+                            if tx.send(Input::Meta { prefix, event }).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(err) => {
+                            tracing::debug!(prefix, error = %err, "meta watch ended");
+                            break;
+                        }
+                    }
+                },
+                Err(err) => tracing::debug!(prefix, error = %err, "cannot watch meta yet"),
+            }
+            tokio::time::sleep(RETRY_AFTER).await;
+        }
+    })
+}
+
+pub fn follow_agent(name: String, client: AgentClient, tx: mpsc::Sender<Input>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match client.watch().await {
+                Ok(mut stream) => {
+                    tracing::info!(agent = name, addr = client.addr(), "following agent");
+                    loop {
+                        match stream.message().await {
+                            Ok(Some(report)) => {
+                                if tx.send(Input::Report { agent: name.clone(), report }).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(status) => {
+                                tracing::debug!(agent = name, %status, "agent stream broke");
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(err) => tracing::debug!(agent = name, error = %err, "cannot reach agent"),
+            }
+            if tx.send(Input::AgentLost { agent: name.clone() }).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(RETRY_AFTER).await;
+        }
+    })
+}

@@ -1,0 +1,16 @@
+//! The scheduler worker: reconciles what users asked for (workloads and protons in meta) with what
+//! agents report (replicas), level-triggered.
+//!
+//! Inputs are three meta watches (protons, workloads, agents) and one status stream per agent;
+//! outputs are agent calls (launch, stop) and fenced, conditional writes of proton status,
+//! replica snapshots and workload status back to meta. The decision for one proton is the pure
+//! function [`plan::plan`]; everything else here moves data in and out of it.
+
+mod convert;
+mod error;
+mod inputs;
+pub mod plan;
+mod worker;
+
+pub use error::Error;
+pub use worker::{run, SchedulerConfig};

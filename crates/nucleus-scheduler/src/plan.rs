@@ -1,0 +1,105 @@
+//! The decision for one proton, as a pure function of what is asked and what is observed.
+
+use nucleus_api::{DesiredState, Proton, ProtonStatus, ReplicaStatusesSnapshot};
+
+/// What the proton's agent last said about it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentView {
+    /// The agent does not run it (never launched, forgotten, or the agent restarted).
+    Absent,
+    Running(ReplicaStatusesSnapshot),
+    Stopping(ReplicaStatusesSnapshot),
+    Stopped,
+}
+
+/// What the worker remembers having done for the proton (lost on restart, which only causes a
+/// repeated, idempotent call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Done {
+    pub launched_generation: Option<u64>,
+    pub stop_sent_generation: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Record the placement on this agent, then launch.
+    Place(String),
+    Launch,
+    Stop,
+    /// The workload is gone and so are the processes: delete the proton's documents.
+    Forget,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub action: Option<Action>,
+    pub status: ProtonStatus,
+    pub message: Option<String>,
+}
+
+/// `agent` is the agent to place an unplaced proton on, if any is available.
+pub fn plan(proton: &Proton, workload_exists: bool, view: &AgentView, done: Done, agent: Option<&str>) -> Plan {
+    let generation = proton.generation;
+    let runs = matches!(view, AgentView::Running(_) | AgentView::Stopping(_));
+    if !workload_exists || proton.desired_state == DesiredState::Stopped {
+        let action = if runs && !matches!(view, AgentView::Stopping(_)) && done.stop_sent_generation != Some(generation) {
+            Some(Action::Stop)
+        } else if !runs && !workload_exists {
+            Some(Action::Forget)
+        } else {
+            None
+        };
+        let status = if runs { ProtonStatus::Stopping } else { ProtonStatus::Stopped };
+        return Plan { action, status, message: None };
+    }
+    if proton.status == ProtonStatus::Errored {
+        // Errored is sticky until a user action, which bumps the generation and resets the status.
+        return Plan { action: None, status: ProtonStatus::Errored, message: proton.message.clone() };
+    }
+    let Some(placed_on) = proton.agent.as_deref() else {
+        return match agent {
+            Some(a) => Plan { action: Some(Action::Place(a.to_owned())), status: ProtonStatus::Submitted, message: None },
+            None => Plan {
+                action: None,
+                status: ProtonStatus::Submitted,
+                message: Some("No node agent is registered to run this proton; start one (nucleus agent) or check its logs".to_owned()),
+            },
+        };
+    };
+    match view {
+        AgentView::Running(snapshot) => {
+            let state = snapshot.overall_status.state;
+            let fresh = done.launched_generation == Some(generation);
+            if state == ProtonStatus::Errored && fresh {
+                return Plan { action: None, status: state, message: Some(failure_message(snapshot)) };
+            }
+            if state == ProtonStatus::Errored {
+                // Failed replicas of an earlier run: stop it all, then launch afresh.
+                let action = (done.stop_sent_generation != Some(generation)).then_some(Action::Stop);
+                return Plan { action, status: ProtonStatus::Provisioning, message: None };
+            }
+            Plan { action: (!fresh).then_some(Action::Launch), status: state, message: None }
+        }
+        AgentView::Stopping(_) => Plan {
+            action: None,
+            status: ProtonStatus::Provisioning,
+            message: Some(format!("Waiting for agent {placed_on} to finish stopping the previous run")),
+        },
+        AgentView::Absent | AgentView::Stopped => {
+            let action = (done.launched_generation != Some(generation)).then_some(Action::Launch);
+            Plan { action, status: ProtonStatus::Provisioning, message: None }
+        }
+    }
+}
+
+fn failure_message(snapshot: &ReplicaStatusesSnapshot) -> String {
+    match snapshot.replicas.iter().find_map(|r| r.error.as_deref().map(|e| (r.name.as_str(), e))) {
+        Some((replica, error)) => format!(
+            "Replica {replica} failed: {error}. Fix the artifact or runtime, then stop and start the workload"
+        ),
+        None => "A replica failed; see statusDetails for its log tail".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,114 @@
+use nucleus_api::proton::{Condition, OverallStatus, ReplicaPhase, ReplicaStatus};
+use nucleus_api::{Container, DesiredState, Proton, ProtonStatus, ReplicaStatusesSnapshot, WorkloadRuntime};
+
+use super::*;
+
+fn proton(desired: DesiredState, status: ProtonStatus, agent: Option<&str>) -> Proton {
+    let now = chrono::Utc::now();
+    Proton {
+        id: "p".into(),
+        name: "p".into(),
+        workload_id: "w".into(),
+        artifact_id: "a".into(),
+        role: None,
+        status,
+        status_details: Default::default(),
+        endpoint: None,
+        runtime: WorkloadRuntime::default(),
+        running_since: None,
+        replica_count: 1,
+        created_at: now,
+        updated_at: now,
+        desired_state: desired,
+        generation: 3,
+        container: Container::default(),
+        agent: agent.map(str::to_owned),
+        message: None,
+    }
+}
+
+fn snapshot(phase: ReplicaPhase, ready: bool, error: Option<&str>) -> ReplicaStatusesSnapshot {
+    let replica = ReplicaStatus {
+        name: "p-0".into(),
+        address: "127.0.0.1:9".into(),
+        node_address: "127.0.0.1".into(),
+        started_at: None,
+        status: phase,
+        conditions: vec![Condition { condition_type: "Ready".into(), met: Some(ready), since: String::new() }],
+        containers: vec![],
+        log_tail: vec![],
+        error: error.map(str::to_owned),
+    };
+    let state = nucleus_api::proton::aggregate(std::slice::from_ref(&replica), 1);
+    ReplicaStatusesSnapshot {
+        overall_status: OverallStatus { state, summary: String::new(), last_updated: String::new() },
+        replicas: vec![replica],
+    }
+}
+
+const LAUNCHED: Done = Done { launched_generation: Some(3), stop_sent_generation: None };
+
+#[test]
+fn unplaced_protons_are_placed_or_wait_for_an_agent() {
+    let p = proton(DesiredState::Running, ProtonStatus::Submitted, None);
+    let placed = plan(&p, true, &AgentView::Absent, Done::default(), Some("a1"));
+    assert_eq!(placed.action, Some(Action::Place("a1".into())));
+    let waiting = plan(&p, true, &AgentView::Absent, Done::default(), None);
+    assert_eq!((waiting.action, waiting.status), (None, ProtonStatus::Submitted));
+    assert!(waiting.message.unwrap().contains("agent"));
+}
+
+#[test]
+fn placed_protons_are_launched_once_per_generation() {
+    let p = proton(DesiredState::Running, ProtonStatus::Submitted, Some("a1"));
+    let first = plan(&p, true, &AgentView::Absent, Done::default(), Some("a1"));
+    assert_eq!((first.action, first.status), (Some(Action::Launch), ProtonStatus::Provisioning));
+    let again = plan(&p, true, &AgentView::Absent, LAUNCHED, Some("a1"));
+    assert_eq!(again.action, None);
+}
+
+#[test]
+fn status_follows_the_replicas() {
+    let p = proton(DesiredState::Running, ProtonStatus::Provisioning, Some("a1"));
+    let starting = AgentView::Running(snapshot(ReplicaPhase::Running, false, None));
+    assert_eq!(plan(&p, true, &starting, LAUNCHED, None).status, ProtonStatus::Launching);
+    let up = AgentView::Running(snapshot(ReplicaPhase::Running, true, None));
+    assert_eq!(plan(&p, true, &up, LAUNCHED, None).status, ProtonStatus::Running);
+    let failed = AgentView::Running(snapshot(ReplicaPhase::Failed, false, Some("process exited with status 3")));
+    let errored = plan(&p, true, &failed, LAUNCHED, None);
+    assert_eq!(errored.status, ProtonStatus::Errored);
+    assert!(errored.message.unwrap().contains("exited with status 3"));
+}
+
+#[test]
+fn errored_is_sticky() {
+    let p = proton(DesiredState::Running, ProtonStatus::Errored, Some("a1"));
+    let up = AgentView::Running(snapshot(ReplicaPhase::Running, true, None));
+    let decision = plan(&p, true, &up, Done::default(), None);
+    assert_eq!((decision.action, decision.status), (None, ProtonStatus::Errored));
+}
+
+#[test]
+fn a_restart_after_failure_stops_the_old_run_first() {
+    let p = proton(DesiredState::Running, ProtonStatus::Submitted, Some("a1"));
+    let failed = AgentView::Running(snapshot(ReplicaPhase::Failed, false, Some("boom")));
+    let old = Done { launched_generation: Some(2), stop_sent_generation: None };
+    assert_eq!(plan(&p, true, &failed, old, None).action, Some(Action::Stop));
+    assert_eq!(plan(&p, true, &AgentView::Stopped, old, None).action, Some(Action::Launch));
+}
+
+#[test]
+fn stopping_and_forgetting() {
+    let p = proton(DesiredState::Stopped, ProtonStatus::Stopping, Some("a1"));
+    let up = AgentView::Running(snapshot(ReplicaPhase::Running, true, None));
+    let stop = plan(&p, true, &up, LAUNCHED, None);
+    assert_eq!((stop.action, stop.status), (Some(Action::Stop), ProtonStatus::Stopping));
+    let sent = Done { stop_sent_generation: Some(3), ..LAUNCHED };
+    assert_eq!(plan(&p, true, &up, sent, None).action, None);
+    assert_eq!(plan(&p, true, &AgentView::Stopped, sent, None).status, ProtonStatus::Stopped);
+    // Deleted workload: stop, then forget once nothing runs.
+    let orphan = proton(DesiredState::Running, ProtonStatus::Running, Some("a1"));
+    assert_eq!(plan(&orphan, false, &up, LAUNCHED, None).action, Some(Action::Stop));
+    assert_eq!(plan(&orphan, false, &AgentView::Stopped, LAUNCHED, None).action, Some(Action::Forget));
+    assert_eq!(plan(&orphan, false, &AgentView::Absent, LAUNCHED, None).action, Some(Action::Forget));
+}

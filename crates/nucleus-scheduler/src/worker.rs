@@ -1,0 +1,419 @@
+//! The worker loop: keep a picture of meta and of the agents, and after every change run
+//! [`plan`] for each proton and carry out what it says.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use nucleus_api::proton::ReplicaStatusesSnapshot;
+use nucleus_api::workload::WorkloadStatusDetails;
+use nucleus_api::{Proton, ProtonStatus, Workload, WorkloadEvent};
+use nucleus_client::{decode, keys, AgentClient, AgentRecord, MetaClient, Txn, Versioned, WatchEvent};
+use nucleus_proto::agent::v1::{ProtonReport, StopRequest};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::convert;
+use crate::inputs::{follow_agent, watch_prefix, Input};
+use crate::plan::{plan, Action, AgentView, Done};
+use crate::Error;
+
+/// Re-plan at least this often, so failed calls are retried without a new event.
+const TICK: Duration = Duration::from_secs(1);
+const STOP_GRACE_SECONDS: u32 = 10;
+const LOG_TAIL_LINES: usize = 20;
+
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    pub name: String,
+}
+
+struct FollowedAgent {
+    record: AgentRecord,
+    client: AgentClient,
+    task: JoinHandle<()>,
+}
+
+/// The worker's picture of the world.
+#[derive(Default)]
+struct World {
+    protons: BTreeMap<String, Versioned<Proton>>,
+    workloads: HashMap<String, Versioned<Workload>>,
+    agent_records: BTreeMap<String, Versioned<AgentRecord>>,
+    agents: BTreeMap<String, FollowedAgent>,
+    reports: HashMap<String, HashMap<String, ProtonReport>>,
+    done: HashMap<String, Done>,
+    written: HashMap<String, ReplicaStatusesSnapshot>,
+    synced_protons: bool,
+    synced_workloads: bool,
+}
+
+/// Runs the worker until `shutdown` resolves.
+pub async fn run(
+    config: SchedulerConfig,
+    meta: MetaClient,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), Error> {
+    let fencing_token = take_lease(&meta, &config).await?;
+    tracing::info!(scheduler = config.name, fencing_token, "scheduler started");
+    let (tx, mut rx) = mpsc::channel(1024);
+    let watches = [keys::PROTONS, keys::WORKLOADS, keys::AGENTS].map(|p| watch_prefix(meta.clone(), p, tx.clone()));
+    let mut world = World::default();
+    let mut tick = tokio::time::interval(TICK);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(input) = rx.recv() => {
+                world.apply(input, &tx);
+                while let Ok(more) = rx.try_recv() {
+                    world.apply(more, &tx);
+                }
+            }
+            _ = tick.tick() => {}
+        }
+        if world.synced_protons && world.synced_workloads {
+            world.reconcile(&meta, fencing_token).await;
+        }
+    }
+    for watch in watches {
+        watch.abort();
+    }
+    for agent in world.agents.values() {
+        agent.task.abort();
+    }
+    Ok(())
+}
+
+/// Records this worker in meta; the revision of that write is its fencing token, newer than any
+/// token an earlier worker held.
+async fn take_lease(meta: &MetaClient, config: &SchedulerConfig) -> Result<u64, Error> {
+    let key = format!("schedulers/{}", config.name);
+    let record = json!({ "name": config.name, "since": chrono::Utc::now() });
+    match meta.write(Txn::new().put_json(&key, &record)?).await? {
+        nucleus_client::WriteOutcome::Applied { revision } => Ok(revision),
+        nucleus_client::WriteOutcome::Conflict { .. } => unreachable!("unconditional write"),
+    }
+}
+
+impl World {
+    fn apply(&mut self, input: Input, tx: &mpsc::Sender<Input>) {
+        match input {
+            Input::Meta { prefix, event } if prefix == keys::PROTONS => {
+                if matches!(event, WatchEvent::Reset(_)) {
+                    self.synced_protons = true;
+                }
+                apply_docs(&mut self.protons, event, |p: &Proton| keys::proton(&p.workload_id, &p.id));
+            }
+            Input::Meta { prefix, event } if prefix == keys::WORKLOADS => {
+                if matches!(event, WatchEvent::Reset(_)) {
+                    self.synced_workloads = true;
+                }
+                apply_docs(&mut self.workloads, event, |w: &Workload| w.id.clone());
+            }
+            Input::Meta { event, .. } => {
+                apply_docs(&mut self.agent_records, event, |a: &AgentRecord| a.name.clone());
+                self.follow_agents(tx);
+            }
+            Input::Report { agent, report } => {
+                self.reports.entry(agent).or_default().insert(report.proton_id.clone(), report);
+            }
+            Input::AgentLost { agent } => {
+                self.reports.remove(&agent);
+            }
+        }
+    }
+
+    /// Starts following new agents (or agents that moved) and stops following removed ones.
+    fn follow_agents(&mut self, tx: &mpsc::Sender<Input>) {
+        let current: HashMap<String, AgentRecord> =
+            self.agent_records.values().map(|r| (r.value.name.clone(), r.value.clone())).collect();
+        self.agents.retain(|name, followed| {
+            let keep = current.get(name).is_some_and(|r| r.address == followed.record.address);
+            if !keep {
+                followed.task.abort();
+            }
+            keep
+        });
+        for (name, record) in current {
+            if self.agents.contains_key(&name) {
+                continue;
+            }
+            match AgentClient::new(&record.address) {
+                Ok(client) => {
+                    let task = follow_agent(name.clone(), client.clone(), tx.clone());
+                    self.agents.insert(name, FollowedAgent { record, client, task });
+                }
+                Err(err) => tracing::warn!(agent = name, error = %err, "agent address unusable"),
+            }
+        }
+    }
+
+    fn view(&self, proton: &Proton) -> AgentView {
+        let report = proton
+            .agent
+            .as_ref()
+            .and_then(|agent| self.reports.get(agent))
+            .and_then(|reports| reports.get(&proton.id));
+        match report {
+            None => AgentView::Absent,
+            Some(r) if r.removed => AgentView::Absent,
+            Some(r) => match r.lifecycle.as_str() {
+                "stopped" => AgentView::Stopped,
+                "stopping" => AgentView::Stopping(convert::snapshot(r, proton.replica_count)),
+                _ => AgentView::Running(convert::snapshot(r, proton.replica_count)),
+            },
+        }
+    }
+
+    async fn reconcile(&mut self, meta: &MetaClient, fencing_token: u64) {
+        let keys: Vec<String> = self.protons.keys().cloned().collect();
+        for key in keys {
+            let Some(doc) = self.protons.get(&key).cloned() else { continue };
+            if let Err(err) = self.reconcile_one(meta, fencing_token, doc).await {
+                tracing::warn!(proton = key, error = %err, "reconcile failed; will retry");
+            }
+        }
+    }
+
+    async fn reconcile_one(&mut self, meta: &MetaClient, fencing_token: u64, doc: Versioned<Proton>) -> Result<(), Error> {
+        let proton = &doc.value;
+        let workload = self.workloads.get(&proton.workload_id).cloned();
+        let view = self.view(proton);
+        let done = self.done.get(&proton.id).copied().unwrap_or_default();
+        let first_agent = self.agents.keys().next().map(String::as_str);
+        let decision = plan(proton, workload.is_some(), &view, done, first_agent);
+        let agent = proton.agent.as_ref().and_then(|a| self.agents.get(a)).map(|a| a.client.clone());
+        match &decision.action {
+            Some(Action::Place(agent)) => {
+                let mut placed = proton.clone();
+                placed.agent = Some(agent.clone());
+                let txn = Txn::new().require(&doc.key, doc.mod_revision).put_json(&doc.key, &placed)?;
+                meta.write(txn).await?;
+                tracing::info!(proton = proton.id, agent, "placed");
+                return Ok(());
+            }
+            Some(Action::Launch) => {
+                if let Some(agent) = agent {
+                    match agent.launch(convert::launch_request(proton, fencing_token)).await {
+                        Ok(()) => {
+                            tracing::info!(proton = proton.id, generation = proton.generation, "launched");
+                            self.done.entry(proton.id.clone()).or_default().launched_generation = Some(proton.generation);
+                        }
+                        Err(err) => tracing::warn!(proton = proton.id, error = %err, "launch failed; will retry"),
+                    }
+                }
+            }
+            Some(Action::Stop) => {
+                if workload.is_none() && workload_exists(meta, &proton.workload_id).await? {
+                    return Ok(()); // the workload watch is behind
+                }
+                if let Some(agent) = agent {
+                    let request = StopRequest {
+                        proton_id: proton.id.clone(),
+                        grace_period_seconds: STOP_GRACE_SECONDS,
+                        fencing_token,
+                    };
+                    match agent.stop(request).await {
+                        Ok(()) => {
+                            tracing::info!(proton = proton.id, "stop sent");
+                            self.done.entry(proton.id.clone()).or_default().stop_sent_generation = Some(proton.generation);
+                        }
+                        Err(err) => tracing::warn!(proton = proton.id, error = %err, "stop failed; will retry"),
+                    }
+                }
+            }
+            Some(Action::Forget) => {
+                if workload_exists(meta, &proton.workload_id).await? {
+                    return Ok(());
+                }
+                let txn = Txn::new()
+                    .require(&doc.key, doc.mod_revision)
+                    .delete(&doc.key)
+                    .delete(&keys::snapshot(&proton.workload_id, &proton.id));
+                meta.write(txn).await?;
+                self.done.remove(&proton.id);
+                self.written.remove(&proton.id);
+                tracing::info!(proton = proton.id, "forgot proton of a deleted workload");
+                return Ok(());
+            }
+            None => {}
+        }
+        if workload.is_some() {
+            self.record_status(meta, &doc, workload, &view, decision.status, decision.message).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes proton status, replica snapshot and workload status when they changed, in one
+    /// transaction conditional on the documents it read.
+    async fn record_status(
+        &mut self,
+        meta: &MetaClient,
+        doc: &Versioned<Proton>,
+        workload: Option<Versioned<Workload>>,
+        view: &AgentView,
+        status: ProtonStatus,
+        message: Option<String>,
+    ) -> Result<(), Error> {
+        let proton = &doc.value;
+        let snapshot = match view {
+            AgentView::Running(s) | AgentView::Stopping(s) => Some(s.clone()),
+            // Nothing runs: say so once, replacing the last snapshot that listed replicas.
+            AgentView::Absent | AgentView::Stopped => self
+                .written
+                .get(&proton.id)
+                .filter(|previous| !previous.replicas.is_empty() || previous.overall_status.state != status)
+                .map(|_| ReplicaStatusesSnapshot {
+                    overall_status: nucleus_api::OverallStatus {
+                        state: status,
+                        summary: format!("no replicas ({status})"),
+                        last_updated: chrono::Utc::now().to_rfc3339(),
+                    },
+                    replicas: Vec::new(),
+                }),
+        };
+        let snapshot_changed = snapshot.as_ref().is_some_and(|s| {
+            self.written.get(&proton.id).is_none_or(|w| {
+                // `lastUpdated` alone changing is not news.
+                (&w.replicas, w.overall_status.state, &w.overall_status.summary)
+                    != (&s.replicas, s.overall_status.state, &s.overall_status.summary)
+            })
+        });
+        let log_tail = snapshot.as_ref().and_then(|s| {
+            let replica = s.replicas.iter().find(|r| !r.is_ready()).or(s.replicas.first())?;
+            let lines = &replica.log_tail;
+            (!lines.is_empty()).then(|| lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].to_vec())
+        });
+        let log_tail = if status == ProtonStatus::Running { None } else { log_tail.or(proton.status_details.log_tail.clone()) };
+        let mut updated = proton.clone();
+        updated.status = status;
+        updated.message = message.clone();
+        updated.status_details.log_tail = log_tail.clone();
+        if status == ProtonStatus::Running && updated.running_since.is_none() {
+            updated.running_since = Some(chrono::Utc::now());
+        } else if status != ProtonStatus::Running {
+            updated.running_since = None;
+        }
+        let proton_changed = updated.status != proton.status
+            || updated.message != proton.message
+            || updated.status_details != proton.status_details
+            || updated.running_since != proton.running_since;
+        let mut txn = Txn::new();
+        if proton_changed {
+            updated.updated_at = chrono::Utc::now();
+            txn = txn.require(&doc.key, doc.mod_revision).put_json(&doc.key, &updated)?;
+        }
+        if let Some(s) = snapshot.as_ref().filter(|_| snapshot_changed) {
+            txn = txn.put_json(&keys::snapshot(&proton.workload_id, &proton.id), s)?;
+        }
+        if let Some(w) = workload.filter(|w| w.value.proton_id.as_deref() == Some(proton.id.as_str())) {
+            let mut wl = w.value.clone();
+            wl.status = status.for_workload();
+            wl.status_details = (message.is_some() || log_tail.is_some())
+                .then(|| WorkloadStatusDetails { log_tail: log_tail.clone(), message: message.clone() });
+            if wl.status != w.value.status || wl.status_details != w.value.status_details {
+                wl.updated_at = chrono::Utc::now();
+                txn = txn.require(&w.key, w.mod_revision).put_json(&w.key, &wl)?;
+            }
+        }
+        if proton_changed && updated.status != proton.status {
+            let event = status_event(&updated, proton.status);
+            txn = txn.put_json(&keys::event(&proton.workload_id, &event.id), &event)?;
+        }
+        if txn.is_empty() {
+            return Ok(());
+        }
+        if meta.write(txn).await?.applied() {
+            if let Some(s) = snapshot.filter(|_| snapshot_changed) {
+                self.written.insert(proton.id.clone(), s);
+            }
+            if status != proton.status {
+                tracing::info!(proton = proton.id, from = %proton.status, to = %status, "proton status");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn status_event(proton: &Proton, previous: ProtonStatus) -> WorkloadEvent {
+    let millis = chrono::Utc::now().timestamp_millis().max(0) as u64;
+    let random = uuid::Uuid::new_v4().as_u128() as u32;
+    let message = match &proton.message {
+        Some(m) => format!("Proton {} is {}: {m}", proton.id, proton.status),
+        None => format!("Proton {} is {} (was {previous})", proton.id, proton.status),
+    };
+    let details = json!({ "message": message, "protonId": proton.id, "status": proton.status, "previousStatus": previous });
+    WorkloadEvent {
+        id: format!("{millis:016x}{random:08x}"),
+        workload_id: proton.workload_id.clone(),
+        event_type: "protonStatusChanged".to_owned(),
+        timestamp: chrono::Utc::now(),
+        actor_id: None,
+        details: match details {
+            serde_json::Value::Object(map) => map,
+            _ => Default::default(),
+        },
+    }
+}
+
+async fn workload_exists(meta: &MetaClient, workload_id: &str) -> Result<bool, Error> {
+    Ok(meta.get(&keys::workload(workload_id)).await?.is_some())
+}
+
+/// Applies a watch event to a map of documents keyed by `key_of`.
+fn apply_docs<K, T>(map: &mut K, event: WatchEvent, key_of: impl Fn(&T) -> String)
+where
+    K: DocMap<T>,
+    T: serde::de::DeserializeOwned,
+{
+    let put = |map: &mut K, kv| match decode::<T>(kv) {
+        Ok(doc) => {
+            let key = key_of(&doc.value);
+            map.put(key, doc);
+        }
+        Err(err) => tracing::warn!(error = %err, "unreadable document"),
+    };
+    match event {
+        WatchEvent::Reset(kvs) => {
+            map.clear_all();
+            for kv in kvs {
+                put(map, kv);
+            }
+        }
+        WatchEvent::Put(kv) => put(map, kv),
+        WatchEvent::Delete(key) => map.remove_where(|doc_key| doc_key == key),
+    }
+}
+
+/// The two map types the worker keeps documents in.
+trait DocMap<T> {
+    fn put(&mut self, key: String, doc: Versioned<T>);
+    fn clear_all(&mut self);
+    /// Removes the document whose meta key (not map key) matches.
+    fn remove_where(&mut self, is_key: impl Fn(&str) -> bool);
+}
+
+impl<T> DocMap<T> for BTreeMap<String, Versioned<T>> {
+    fn put(&mut self, key: String, doc: Versioned<T>) {
+        self.insert(key, doc);
+    }
+    fn clear_all(&mut self) {
+        self.clear();
+    }
+    fn remove_where(&mut self, is_key: impl Fn(&str) -> bool) {
+        self.retain(|_, doc| !is_key(&doc.key));
+    }
+}
+
+impl<T> DocMap<T> for HashMap<String, Versioned<T>> {
+    fn put(&mut self, key: String, doc: Versioned<T>) {
+        self.insert(key, doc);
+    }
+    fn clear_all(&mut self) {
+        self.clear();
+    }
+    fn remove_where(&mut self, is_key: impl Fn(&str) -> bool) {
+        self.retain(|_, doc| !is_key(&doc.key));
+    }
+}
