@@ -1,0 +1,72 @@
+//! `nucleus dev`: every role in one process, on loopback, over the same gRPC services a cluster
+//! uses.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use nucleus_client::MetaClient;
+
+use crate::roles::{self, AgentArgs};
+use crate::shutdown::{terminated, Shutdown};
+use crate::token::{self, Token};
+
+#[derive(Args)]
+pub struct DevArgs {
+    /// Address of the REST gateway.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Where metadata (RocksDB) and the generated token live.
+    #[arg(long, default_value = "./.nucleus")]
+    data_dir: PathBuf,
+    /// API token; when absent one is generated once and kept in <data-dir>/token.
+    #[arg(long, env = "NUCLEUS_TOKEN")]
+    token: Option<String>,
+}
+
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
+    let token = token::resolve(args.token, &args.data_dir)?;
+    let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
+
+    let meta_node = roles::start_meta(1, loopback(0), args.data_dir.clone()).await?;
+    let meta = MetaClient::new(&meta_node.addr().to_string())?;
+    tracing::info!(addr = %meta_node.addr(), "meta node ready");
+
+    let (stop_roles, roles_shutdown) = Shutdown::new();
+    let agent_args = AgentArgs {
+        meta: meta_node.addr().to_string(),
+        listen: loopback(0),
+        cluster: "local".to_owned(),
+        region: "local".to_owned(),
+        data_dir: args.data_dir.clone(),
+    };
+    let agent = roles::start_agent(agent_args, meta.clone(), roles_shutdown.clone()).await?;
+    let scheduler = roles::start_scheduler(meta.clone(), "dev".to_owned(), roles_shutdown.clone());
+    let (gateway_addr, gateway) =
+        roles::start_gateway(meta, args.listen, token.value().to_owned(), roles_shutdown).await?;
+
+    match &token {
+        Token::Generated(t) => println!("API token (generated; kept in {}): {t}", args.data_dir.join("token").display()),
+        Token::Loaded(_) => println!("API token: see {}", args.data_dir.join("token").display()),
+        Token::Given(_) => {}
+    }
+    println!("nucleus dev is up: REST API at http://{gateway_addr}/api/v2 (Ctrl-C to stop)");
+
+    terminated().await;
+    println!("nucleus dev: stopping");
+    // Gateway and scheduler first, so nothing records the processes going away as a user's stop:
+    // workloads that were running are running again after a restart.
+    let _ = stop_roles.send(true);
+    let _ = gateway.await;
+    let _ = scheduler.await;
+    agent.agent.shutdown().await;
+    for task in agent.tasks {
+        let _ = task.await;
+    }
+    meta_node.shutdown().await?;
+    println!("nucleus dev: stopped");
+    Ok(())
+}

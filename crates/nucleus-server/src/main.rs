@@ -1,0 +1,87 @@
+//! `nucleus`: one binary, one subcommand per role. `nucleus dev` runs every role in one process,
+//! talking to each other over gRPC on loopback exactly as separate processes would.
+
+mod dev;
+mod roles;
+mod shutdown;
+mod token;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "nucleus", version, about = "Runs containerized AI services behind stable, governed endpoints")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole control plane (meta, scheduler, agent with the process driver, gateway) in one process.
+    Dev(dev::DevArgs),
+    /// Run a metadata node.
+    Meta {
+        #[arg(long, default_value_t = 1)]
+        id: u64,
+        #[arg(long, default_value = "127.0.0.1:7001")]
+        listen: SocketAddr,
+        #[arg(long, default_value = "./.nucleus")]
+        data_dir: PathBuf,
+    },
+    /// Run a scheduler worker.
+    Scheduler {
+        #[arg(long, default_value = "127.0.0.1:7001")]
+        meta: String,
+        #[arg(long, default_value = "scheduler")]
+        name: String,
+    },
+    /// Run a node agent (process driver).
+    Agent {
+        #[arg(long, default_value = "127.0.0.1:7001")]
+        meta: String,
+        #[arg(long, default_value = "127.0.0.1:7101")]
+        listen: SocketAddr,
+        #[arg(long, default_value = "local")]
+        cluster: String,
+        #[arg(long, default_value = "local")]
+        region: String,
+        #[arg(long, default_value = "./.nucleus")]
+        data_dir: PathBuf,
+    },
+    /// Run the REST gateway.
+    Gateway {
+        #[arg(long, default_value = "127.0.0.1:7001")]
+        meta: String,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// API token; else NUCLEUS_TOKEN.
+        #[arg(long, env = "NUCLEUS_TOKEN")]
+        token: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,h2=warn,tower=warn,hyper=warn,openraft=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Dev(args) => dev::run(args).await,
+            Command::Meta { id, listen, data_dir } => roles::meta(id, listen, data_dir).await,
+            Command::Scheduler { meta, name } => roles::scheduler(meta, name).await,
+            Command::Agent { meta, listen, cluster, region, data_dir } => {
+                roles::agent(roles::AgentArgs { meta, listen, cluster, region, data_dir }).await
+            }
+            Command::Gateway { meta, listen, token } => roles::gateway(meta, listen, token).await,
+        }
+    })
+}

@@ -1,0 +1,156 @@
+//! Starting each role. `nucleus dev` and the per-role subcommands share these, so the dev stack
+//! runs the same code paths as a cluster.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use nucleus_agent::{Agent, AgentConfig};
+use nucleus_client::{keys, AgentRecord, MetaClient, Txn};
+use nucleus_gateway::{AppState, GatewayConfig};
+use nucleus_meta::{MetaConfig, MetaNode};
+use nucleus_scheduler::SchedulerConfig;
+use tokio::task::JoinHandle;
+
+use crate::shutdown::{terminated, Shutdown};
+
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
+pub async fn start_meta(id: u64, listen: SocketAddr, data_dir: PathBuf) -> anyhow::Result<MetaNode> {
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    MetaNode::start(MetaConfig { node_id: id, data_dir: data_dir.clone(), listen })
+        .await
+        .with_context(|| format!("starting the metadata node (data dir {})", data_dir.display()))
+}
+
+pub struct AgentArgs {
+    pub meta: String,
+    pub listen: SocketAddr,
+    pub cluster: String,
+    pub region: String,
+    pub data_dir: PathBuf,
+}
+
+pub struct RunningAgent {
+    pub agent: Agent,
+    pub addr: SocketAddr,
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+/// Serves the agent and keeps its registration in meta fresh.
+pub async fn start_agent(args: AgentArgs, meta: MetaClient, shutdown: Shutdown) -> anyhow::Result<RunningAgent> {
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding the agent to {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let name = format!("{}-{}", args.cluster, args.region);
+    let agent = Agent::new(AgentConfig {
+        name: name.clone(),
+        data_dir: args.data_dir.join("agent"),
+        node_address: addr.ip().to_string(),
+    });
+    let server = {
+        let agent = agent.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(err) = nucleus_agent::serve(agent, listener, shutdown.wait()).await {
+                tracing::error!(error = %err, "agent gRPC server failed");
+            }
+        })
+    };
+    let record = AgentRecord {
+        name,
+        address: addr.to_string(),
+        driver: "process".to_owned(),
+        cluster: args.cluster,
+        region: args.region,
+        heartbeat_at: String::new(),
+    };
+    let heartbeat = tokio::spawn(async move {
+        let stop = shutdown.wait();
+        tokio::pin!(stop);
+        loop {
+            let beat = AgentRecord { heartbeat_at: chrono::Utc::now().to_rfc3339(), ..record.clone() };
+            let write = Txn::new().put_json(&keys::agent(&beat.name), &beat).map(|txn| meta.write(txn));
+            match write {
+                Ok(call) => {
+                    if let Err(err) = call.await {
+                        tracing::warn!(error = %err, "agent heartbeat to meta failed; will retry");
+                    }
+                }
+                Err(err) => tracing::error!(error = %err, "cannot encode the agent record"),
+            }
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(HEARTBEAT) => {}
+            }
+        }
+    });
+    Ok(RunningAgent { agent, addr, tasks: vec![server, heartbeat] })
+}
+
+pub fn start_scheduler(meta: MetaClient, name: String, shutdown: Shutdown) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(err) = nucleus_scheduler::run(SchedulerConfig { name }, meta, shutdown.wait()).await {
+            tracing::error!(error = %err, "scheduler stopped with an error");
+        }
+    })
+}
+
+pub async fn start_gateway(
+    meta: MetaClient,
+    listen: SocketAddr,
+    token: String,
+    shutdown: Shutdown,
+) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding the gateway to {listen}: is another nucleus running? pick another --listen"))?;
+    let addr = listener.local_addr()?;
+    let state = AppState::new(meta, GatewayConfig { token, public_url: None });
+    let task = tokio::spawn(async move {
+        if let Err(err) = nucleus_gateway::serve(state, listener, shutdown.wait()).await {
+            tracing::error!(error = %err, "gateway failed");
+        }
+    });
+    Ok((addr, task))
+}
+
+pub async fn meta(id: u64, listen: SocketAddr, data_dir: PathBuf) -> anyhow::Result<()> {
+    let node = start_meta(id, listen, data_dir).await?;
+    println!("nucleus meta {id} serving on {}", node.addr());
+    terminated().await;
+    node.shutdown().await?;
+    Ok(())
+}
+
+pub async fn scheduler(meta: String, name: String) -> anyhow::Result<()> {
+    let (stop, shutdown) = Shutdown::new();
+    let task = start_scheduler(MetaClient::new(&meta)?, name, shutdown);
+    terminated().await;
+    let _ = stop.send(true);
+    task.await?;
+    Ok(())
+}
+
+pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    let (stop, shutdown) = Shutdown::new();
+    let meta = MetaClient::new(&args.meta)?;
+    let running = start_agent(args, meta, shutdown).await?;
+    println!("nucleus agent serving on {}", running.addr);
+    terminated().await;
+    let _ = stop.send(true);
+    running.agent.shutdown().await;
+    Ok(())
+}
+
+pub async fn gateway(meta: String, listen: SocketAddr, token: String) -> anyhow::Result<()> {
+    let (stop, shutdown) = Shutdown::new();
+    let (addr, task) = start_gateway(MetaClient::new(&meta)?, listen, token, shutdown).await?;
+    println!("nucleus gateway listening on http://{addr}");
+    terminated().await;
+    let _ = stop.send(true);
+    task.await?;
+    Ok(())
+}

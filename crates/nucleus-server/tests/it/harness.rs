@@ -1,0 +1,194 @@
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+pub const TOKEN: &str = "test-token";
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A running `nucleus dev`, stopped with SIGTERM when dropped.
+pub struct Stack {
+    child: Option<Child>,
+    pub base: String,
+    pub data_dir: PathBuf,
+    pub http: reqwest::Client,
+}
+
+impl Stack {
+    pub async fn start(data_dir: &Path) -> Stack {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_nucleus"))
+            .args(["dev", "--listen", "127.0.0.1:0", "--token", TOKEN, "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("nucleus binary runs");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("REST API at ").nth(1) {
+                    let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
+                }
+            }
+        });
+        let api = tokio::task::spawn_blocking(move || rx.recv_timeout(WAIT))
+            .await
+            .expect("join")
+            .expect("nucleus dev prints its REST address");
+        Stack {
+            child: Some(child),
+            base: api.trim_end_matches("/api/v2").to_owned(),
+            data_dir: data_dir.to_owned(),
+            http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id() as i32;
+            send_signal(pid, libc::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Ok(Some(status)) = child.try_wait() {
+                    assert!(status.success(), "nucleus dev exited with {status}");
+                    return;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    panic!("nucleus dev did not stop within 30 s of SIGTERM");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/api/v2{path}", self.base)
+    }
+
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, self.url(path)).bearer_auth(TOKEN);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("gateway answers");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    /// Polls the workload until its status is `want`; panics with the last document otherwise.
+    pub async fn wait_status(&self, id: &str, want: &str) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let (code, w) = self.get(&format!("/workloads/{id}")).await;
+            assert_eq!(code, StatusCode::OK, "{w}");
+            if w["status"] == want {
+                return w;
+            }
+            if Instant::now() > deadline {
+                panic!("workload {id} did not become {want}: {w:#}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn invoke(&self, id: &str, path: &str) -> (StatusCode, Value) {
+        self.get(&format!("/endpoints/workloads/{id}/{path}")).await
+    }
+
+    /// Addresses of the active proton's replicas, from statusDetails.
+    pub async fn replica_addresses(&self, workload: &Value) -> Vec<String> {
+        let path = format!("/workloads/{}/protons/{}/statusDetails", workload["id"].as_str().unwrap(), workload["protonId"].as_str().unwrap());
+        let (code, details) = self.get(&path).await;
+        assert_eq!(code, StatusCode::OK, "{details}");
+        details["replicas"].as_array().unwrap().iter().map(|r| r["address"].as_str().unwrap().to_owned()).collect()
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            send_signal(child.id() as i32, libc::SIGTERM);
+            let _ = child.wait();
+        }
+    }
+}
+
+#[allow(unsafe_code)]
+fn send_signal(pid: i32, signal: i32) {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe {
+        libc::kill(pid, signal);
+    }
+}
+
+/// The example workload binary, built next to `nucleus`.
+pub fn whoami() -> String {
+    let nucleus = PathBuf::from(env!("CARGO_BIN_EXE_nucleus"));
+    let path = nucleus.with_file_name("nucleus-whoami");
+    if !path.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "nucleus-whoami"])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building nucleus-whoami failed");
+    }
+    path.to_string_lossy().into_owned()
+}
+
+/// An inline artifact running whoami with `args`, probed on /ready every second.
+pub fn whoami_artifact(name: &str, args: &[&str]) -> Value {
+    let mut entrypoint = vec![whoami(), "--port".to_owned(), "$PORT".to_owned()];
+    entrypoint.extend(args.iter().map(|a| a.to_string()));
+    json!({
+        "name": name,
+        "spec": {"containerGroups": [{"name": "default", "containers": [{
+            "name": "web",
+            "imageUri": "example/whoami:1",
+            "primary": true,
+            "port": 8080,
+            "entrypoint": entrypoint,
+            "environmentVars": [{"name": "GREETING", "value": "hello"}],
+            "readinessProbe": {"path": "/ready", "port": 8080, "initialDelaySeconds": 0, "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 30}
+        }]}]}
+    })
+}
+
+pub fn workload(name: &str, artifact: Value, replicas: u32) -> Value {
+    json!({
+        "name": name,
+        "artifact": artifact,
+        "runtime": {"containerGroups": [{"name": "default", "replicaCount": replicas}]}
+    })
+}
+
+/// True when nothing accepts connections on `address` any more.
+pub async fn gone(address: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(address).await.is_err() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("nucleus-it-").tempdir().expect("temp dir")
+}

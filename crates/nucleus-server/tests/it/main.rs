@@ -1,0 +1,8 @@
+//! End-to-end tests: each starts the real `nucleus dev` binary on ephemeral ports in a temp dir
+//! and drives it over HTTP. Real RocksDB, real gRPC, real child processes.
+
+mod errors;
+mod failures;
+mod harness;
+mod lifecycle;
+mod persistence;

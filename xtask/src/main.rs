@@ -1,0 +1,76 @@
+//! Repository automation: `cargo xtask <command>`.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use anyhow::{bail, Context};
+
+/// Layer of each crate: a crate may depend only on crates of a lower layer (see
+/// docs/ARCHITECTURE.md, "Architecture invariants").
+const LAYERS: &[(&str, u8)] = &[
+    ("nucleus-api", 0),
+    ("nucleus-proto", 0),
+    ("nucleus-client", 1),
+    ("nucleus-meta", 2),
+    ("nucleus-agent", 2),
+    ("nucleus-scheduler", 2),
+    ("nucleus-gateway", 2),
+    ("nucleus-whoami", 2),
+    ("nucleus-server", 3),
+];
+
+/// Heavy dependencies and the only crates allowed to use them.
+const QUARANTINE: &[(&str, &[&str])] = &[
+    ("rocksdb", &["nucleus-meta"]),
+    ("openraft", &["nucleus-meta"]),
+    ("axum", &["nucleus-gateway", "nucleus-whoami"]),
+];
+
+fn main() -> anyhow::Result<()> {
+    let command = std::env::args().nth(1).unwrap_or_default();
+    match command.as_str() {
+        "check-deps" => check_deps(),
+        _ => bail!("usage: cargo xtask check-deps"),
+    }
+}
+
+fn check_deps() -> anyhow::Result<()> {
+    let output = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .output()
+        .context("running cargo metadata")?;
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).context("parsing cargo metadata")?;
+    let layers: BTreeMap<&str, u8> = LAYERS.iter().copied().collect();
+    let mut problems = Vec::new();
+    for package in metadata["packages"].as_array().into_iter().flatten() {
+        let name = package["name"].as_str().unwrap_or_default();
+        let Some(&layer) = layers.get(name) else {
+            if name != "xtask" {
+                problems.push(format!("{name} has no layer in xtask's LAYERS table"));
+            }
+            continue;
+        };
+        for dep in package["dependencies"].as_array().into_iter().flatten() {
+            if dep["kind"].as_str() == Some("dev") {
+                continue;
+            }
+            let dep_name = dep["name"].as_str().unwrap_or_default();
+            if let Some(&dep_layer) = layers.get(dep_name) {
+                if dep_layer >= layer {
+                    problems.push(format!("{name} (layer {layer}) depends on {dep_name} (layer {dep_layer})"));
+                }
+            }
+            if let Some((_, allowed)) = QUARANTINE.iter().find(|(heavy, _)| *heavy == dep_name) {
+                if !allowed.contains(&name) {
+                    problems.push(format!("{name} depends on {dep_name}, which only {allowed:?} may use"));
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        println!("check-deps: every dependency points down a layer; heavy dependencies stay quarantined");
+        Ok(())
+    } else {
+        bail!("dependency rules broken:\n  {}", problems.join("\n  "))
+    }
+}
