@@ -48,11 +48,14 @@ struct World {
     synced_workloads: bool,
 }
 
-/// Runs the worker until `shutdown` resolves.
+/// Runs the worker until `shutdown` resolves. `first_pass` is told once every proton has been
+/// reconciled once: from then on, no status in meta predates this worker (after a restart, replicas
+/// that are gone are no longer reported ready).
 pub async fn run(
     config: SchedulerConfig,
     meta: MetaClient,
     shutdown: impl std::future::Future<Output = ()>,
+    first_pass: tokio::sync::oneshot::Sender<()>,
 ) -> Result<(), Error> {
     let fencing_token = take_lease(&meta, &config).await?;
     tracing::info!(scheduler = config.name, fencing_token, "scheduler started");
@@ -60,6 +63,7 @@ pub async fn run(
     let watches = [keys::PROTONS, keys::WORKLOADS, keys::AGENTS].map(|p| watch_prefix(meta.clone(), p, tx.clone()));
     let mut world = World::default();
     let mut tick = tokio::time::interval(TICK);
+    let mut first_pass = Some(first_pass);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -74,6 +78,9 @@ pub async fn run(
         }
         if world.synced_protons && world.synced_workloads {
             world.reconcile(&meta, fencing_token).await;
+            if let Some(tell) = first_pass.take() {
+                let _ = tell.send(());
+            }
         }
     }
     for watch in watches {

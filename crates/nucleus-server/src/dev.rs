@@ -12,6 +12,8 @@ use crate::roles::{self, AgentArgs};
 use crate::shutdown::{terminated, Shutdown};
 use crate::token::{self, Token};
 
+const FIRST_PASS_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 #[derive(Args)]
 pub struct DevArgs {
     /// Address of the REST gateway.
@@ -44,7 +46,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir.clone(),
     };
     let agent = roles::start_agent(agent_args, meta.clone(), roles_shutdown.clone()).await?;
-    let scheduler = roles::start_scheduler(meta.clone(), "dev".to_owned(), roles_shutdown.clone());
+    let (scheduler, reconciled) = roles::start_scheduler(meta.clone(), "dev".to_owned(), roles_shutdown.clone());
+    // Serve only once the scheduler has replaced the statuses left from before a restart: until
+    // then meta may still call replicas ready that died with the previous process.
+    if tokio::time::timeout(FIRST_PASS_WAIT, reconciled).await.is_err() {
+        tracing::warn!("the scheduler has not reconciled within {FIRST_PASS_WAIT:?}; serving anyway");
+    }
     let (gateway_addr, gateway) =
         roles::start_gateway(meta, args.listen, token.value().to_owned(), roles_shutdown).await?;
 

@@ -11,6 +11,7 @@ use nucleus_client::{keys, AgentRecord, MetaClient, Txn};
 use nucleus_gateway::{AppState, GatewayConfig};
 use nucleus_meta::{MetaConfig, MetaNode};
 use nucleus_scheduler::SchedulerConfig;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::shutdown::{terminated, Shutdown};
@@ -90,12 +91,15 @@ pub async fn start_agent(args: AgentArgs, meta: MetaClient, shutdown: Shutdown) 
     Ok(RunningAgent { agent, addr, tasks: vec![server, heartbeat] })
 }
 
-pub fn start_scheduler(meta: MetaClient, name: String, shutdown: Shutdown) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        if let Err(err) = nucleus_scheduler::run(SchedulerConfig { name }, meta, shutdown.wait()).await {
+/// The task, and a receiver told when the scheduler has reconciled every proton once.
+pub fn start_scheduler(meta: MetaClient, name: String, shutdown: Shutdown) -> (JoinHandle<()>, oneshot::Receiver<()>) {
+    let (first_pass, reconciled) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        if let Err(err) = nucleus_scheduler::run(SchedulerConfig { name }, meta, shutdown.wait(), first_pass).await {
             tracing::error!(error = %err, "scheduler stopped with an error");
         }
-    })
+    });
+    (task, reconciled)
 }
 
 pub async fn start_gateway(
@@ -127,7 +131,7 @@ pub async fn meta(id: u64, listen: SocketAddr, data_dir: PathBuf) -> anyhow::Res
 
 pub async fn scheduler(meta: String, name: String) -> anyhow::Result<()> {
     let (stop, shutdown) = Shutdown::new();
-    let task = start_scheduler(MetaClient::new(&meta)?, name, shutdown);
+    let (task, _reconciled) = start_scheduler(MetaClient::new(&meta)?, name, shutdown);
     terminated().await;
     let _ = stop.send(true);
     task.await?;

@@ -13,7 +13,6 @@ const WAIT: Duration = Duration::from_secs(60);
 pub struct Stack {
     child: Option<Child>,
     pub base: String,
-    pub data_dir: PathBuf,
     pub http: reqwest::Client,
 }
 
@@ -43,7 +42,6 @@ impl Stack {
         Stack {
             child: Some(child),
             base: api.trim_end_matches("/api/v2").to_owned(),
-            data_dir: data_dir.to_owned(),
             http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
         }
     }

@@ -1,0 +1,88 @@
+//! One probe attempt: an HTTP GET (or, without a readiness probe, a TCP connect).
+
+use std::error::Error as _;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+use crate::driver::{ProbeScheme, ProbeSpec};
+
+/// How long a TCP readiness check waits for the connection.
+const TCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A probe aimed at one replica.
+pub(crate) struct HttpProbe {
+    /// "startup", "readiness" or "liveness", for messages.
+    pub kind: &'static str,
+    pub spec: ProbeSpec,
+    url: String,
+}
+
+impl HttpProbe {
+    /// Probes aimed at the container's declared port (or at port 0) go to the port the driver chose.
+    pub(crate) fn new(
+        kind: &'static str,
+        spec: &ProbeSpec,
+        declared_port: u32,
+        chosen_port: u16,
+    ) -> HttpProbe {
+        let port = if spec.port == 0 || spec.port == declared_port {
+            u32::from(chosen_port)
+        } else {
+            spec.port
+        };
+        let scheme = match spec.scheme {
+            ProbeScheme::Http => "http",
+            ProbeScheme::Https => "https",
+        };
+        let url = format!("{scheme}://{}:{port}{}", spec.host, spec.path);
+        HttpProbe {
+            kind,
+            spec: spec.clone(),
+            url,
+        }
+    }
+
+    /// Ok for an answer with status 200..=399; otherwise why not.
+    pub(crate) async fn check(&self, client: &reqwest::Client) -> Result<(), String> {
+        if self.spec.scheme == ProbeScheme::Https {
+            return Err(format!(
+                "GET {}: HTTPS probes are not supported (this agent is built without TLS)",
+                self.url
+            ));
+        }
+        let mut request = client.get(&self.url).timeout(self.spec.timeout);
+        for (name, value) in &self.spec.http_headers {
+            request = request.header(name, value);
+        }
+        match request.send().await {
+            Ok(response) if (200..400).contains(&response.status().as_u16()) => Ok(()),
+            Ok(response) => Err(format!(
+                "GET {} answered HTTP status {}",
+                self.url,
+                response.status().as_u16()
+            )),
+            Err(err) => Err(format!("GET {} failed: {}", self.url, error_chain(&err))),
+        }
+    }
+}
+
+/// Whether something accepts TCP connections on 127.0.0.1:`port`.
+pub(crate) async fn tcp_listening(port: u16) -> bool {
+    matches!(
+        tokio::time::timeout(TCP_CONNECT_TIMEOUT, TcpStream::connect(("127.0.0.1", port))).await,
+        Ok(Ok(_))
+    )
+}
+
+/// reqwest's own message is terse ("error sending request"); the cause is in its sources.
+fn error_chain(err: &reqwest::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}

@@ -1,0 +1,152 @@
+//! Starting a replica's process (its own process group, env, port) and signalling that group.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
+use std::process::Stdio;
+
+use tokio::process::{Child, Command};
+
+/// Everything that differs between two replicas of a proton.
+pub(crate) struct Launch<'a> {
+    pub entrypoint: &'a [String],
+    pub env: &'a BTreeMap<String, String>,
+    pub port: u16,
+    pub replica: &'a str,
+    pub proton_id: &'a str,
+    pub workload_id: &'a str,
+    pub artifact_id: &'a str,
+}
+
+/// Asks the OS for a port that is free right now on 127.0.0.1.
+pub(crate) fn free_port() -> io::Result<u16> {
+    let listener = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Replaces `${PORT}`, and `$PORT` not followed by a name character, in an argument.
+pub(crate) fn substitute_port(argument: &str, port: u16) -> String {
+    let port = port.to_string();
+    let argument = argument.replace("${PORT}", &port);
+    let mut result = String::with_capacity(argument.len());
+    let mut rest = argument.as_str();
+    while let Some(at) = rest.find("$PORT") {
+        let after = &rest[at + "$PORT".len()..];
+        let longer_name = after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
+        result.push_str(&rest[..at]);
+        result.push_str(if longer_name { "$PORT" } else { &port });
+        rest = after;
+    }
+    result.push_str(rest);
+    result
+}
+
+/// Spawns the entrypoint with piped stdout/stderr in a new process group. The error is what the
+/// replica reports.
+pub(crate) fn spawn(launch: &Launch<'_>) -> Result<Child, String> {
+    let Some((program, arguments)) = launch.entrypoint.split_first() else {
+        return Err("the container has an empty entrypoint: nothing to run".into());
+    };
+    let program = substitute_port(program, launch.port);
+    let mut command = Command::new(&program);
+    command
+        .args(
+            arguments
+                .iter()
+                .map(|argument| substitute_port(argument, launch.port)),
+        )
+        .envs(launch.env)
+        .env("PORT", launch.port.to_string())
+        .env("NUCLEUS_REPLICA", launch.replica)
+        .env("NUCLEUS_PROTON_ID", launch.proton_id)
+        .env("NUCLEUS_WORKLOAD_ID", launch.workload_id)
+        .env("NUCLEUS_ARTIFACT_ID", launch.artifact_id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own group, so that signals reach the grandchildren of `sh -c` too.
+        .process_group(0)
+        .kill_on_drop(true);
+    die_with_parent(&mut command);
+    command
+        .spawn()
+        .map_err(|err| format!("cannot start `{program}`: {err}"))
+}
+
+/// Makes the kernel SIGKILL the child when the agent dies, even by SIGKILL.
+///
+/// PR_SET_PDEATHSIG fires when the *thread* that forked exits; tokio spawns from its runtime
+/// threads, which live as long as the agent's runtime.
+#[allow(unsafe_code)]
+fn die_with_parent(command: &mut Command) {
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe
+    // calls are allowed: it calls prctl and getppid and allocates nothing on the success path.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The agent may have died before prctl took effect: then we were re-parented.
+            if libc::getppid() as u32 != parent {
+                return Err(io::Error::other(
+                    "the agent exited while the replica was starting",
+                ));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Sends `signal` to the whole process group led by `pid`. A group that is gone already is fine.
+pub(crate) fn signal_group(pid: u32, signal: libc::c_int) {
+    let Ok(pgid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    if let Err(err) = kill(-pgid, signal)
+        && err.raw_os_error() != Some(libc::ESRCH)
+    {
+        tracing::warn!(pgid, signal, error = %err, "cannot signal process group");
+    }
+}
+
+#[allow(unsafe_code)]
+fn kill(pid: libc::pid_t, signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    let result = unsafe { libc::kill(pid, signal) };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_is_substituted_in_both_forms() {
+        assert_eq!(substitute_port("--port=$PORT", 8081), "--port=8081");
+        assert_eq!(substitute_port("${PORT}:${PORT}", 8081), "8081:8081");
+        assert_eq!(substitute_port("$PORTS $PORT_X", 1), "$PORTS $PORT_X");
+        assert_eq!(substitute_port("a$PORT/b", 1), "a1/b");
+        assert_eq!(substitute_port("plain", 1), "plain");
+    }
+
+    #[test]
+    fn empty_entrypoint_is_an_error() {
+        let env = BTreeMap::new();
+        let launch = Launch {
+            entrypoint: &[],
+            env: &env,
+            port: 1,
+            replica: "p-0",
+            proton_id: "p",
+            workload_id: "w",
+            artifact_id: "a",
+        };
+        let err = spawn(&launch).expect_err("nothing to run");
+        assert!(err.contains("empty entrypoint"), "{err}");
+    }
+}

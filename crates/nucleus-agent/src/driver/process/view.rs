@@ -1,0 +1,175 @@
+//! What a replica looks like from outside, kept up to date by its supervisor and turned into a
+//! `ReplicaStatus` for reports.
+
+use chrono::{DateTime, Utc};
+use nucleus_proto::agent::v1::{Condition, ContainerStatus, ReplicaStatus};
+
+use super::logs::{LogRing, REPORTED_LINES};
+use crate::status::rfc3339;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Pending,
+    Running,
+    Failed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ContainerState {
+    Waiting,
+    Running,
+    Terminated,
+}
+
+/// A Kubernetes-style condition: whether it holds and since when.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Flag {
+    met: bool,
+    since: DateTime<Utc>,
+}
+
+impl Flag {
+    fn new(met: bool) -> Flag {
+        Flag {
+            met,
+            since: Utc::now(),
+        }
+    }
+
+    fn set(&mut self, met: bool) {
+        if self.met != met {
+            *self = Flag::new(met);
+        }
+    }
+
+    fn to_condition(self, kind: &str) -> Condition {
+        Condition {
+            r#type: kind.to_owned(),
+            met: self.met,
+            since: rfc3339(self.since),
+        }
+    }
+}
+
+pub(crate) struct ReplicaView {
+    pub name: String,
+    pub port: u16,
+    pub container_name: String,
+    pub image: String,
+    pub created_at: DateTime<Utc>,
+    pub phase: Phase,
+    pub container: ContainerState,
+    /// Why the container is waiting or terminated.
+    pub reason: String,
+    /// When the current (or last) process started.
+    pub process_started_at: Option<DateTime<Utc>>,
+    pub restart_count: u32,
+    pub error: Option<String>,
+    initialized: Flag,
+    ready: Flag,
+    pub logs: LogRing,
+}
+
+impl ReplicaView {
+    pub(crate) fn new(
+        name: String,
+        port: u16,
+        container_name: String,
+        image: String,
+    ) -> ReplicaView {
+        ReplicaView {
+            name,
+            port,
+            container_name,
+            image,
+            created_at: Utc::now(),
+            phase: Phase::Pending,
+            container: ContainerState::Waiting,
+            reason: "ContainerCreating".into(),
+            process_started_at: None,
+            restart_count: 0,
+            error: None,
+            initialized: Flag::new(false),
+            ready: Flag::new(false),
+            logs: LogRing::default(),
+        }
+    }
+
+    pub(crate) fn process_started(&mut self) {
+        self.phase = Phase::Running;
+        self.container = ContainerState::Running;
+        self.reason.clear();
+        self.process_started_at = Some(Utc::now());
+        self.initialized.set(true);
+        self.ready.set(false);
+    }
+
+    pub(crate) fn set_ready(&mut self, ready: bool) {
+        self.ready.set(ready);
+    }
+
+    /// Waiting to be restarted after the process went away.
+    pub(crate) fn back_off(&mut self, reason: &str) {
+        self.phase = Phase::Pending;
+        self.container = ContainerState::Waiting;
+        self.reason = reason.to_owned();
+        self.ready.set(false);
+    }
+
+    /// Failed for good; it will not be restarted.
+    pub(crate) fn fail(&mut self, reason: &str, error: String) {
+        self.phase = Phase::Failed;
+        self.container = ContainerState::Terminated;
+        self.reason = reason.to_owned();
+        self.ready.set(false);
+        self.error = Some(error);
+    }
+
+    /// The process is gone because the replica was stopped.
+    pub(crate) fn stopped(&mut self) {
+        self.container = ContainerState::Terminated;
+        self.reason = "Completed".into();
+        self.ready.set(false);
+    }
+
+    pub(crate) fn to_status(&self, node_address: &str) -> ReplicaStatus {
+        let scheduled = Flag {
+            met: true,
+            since: self.created_at,
+        };
+        ReplicaStatus {
+            name: self.name.clone(),
+            address: format!("127.0.0.1:{}", self.port),
+            node_address: node_address.to_owned(),
+            started_at: rfc3339(self.created_at),
+            phase: match self.phase {
+                Phase::Pending => "pending",
+                Phase::Running => "running",
+                Phase::Failed => "failed",
+            }
+            .into(),
+            conditions: vec![
+                scheduled.to_condition("PodScheduled"),
+                self.initialized.to_condition("Initialized"),
+                self.ready.to_condition("ContainersReady"),
+                self.ready.to_condition("Ready"),
+            ],
+            containers: vec![ContainerStatus {
+                name: self.container_name.clone(),
+                image: self.image.clone(),
+                ready: self.ready.met,
+                restart_count: self.restart_count,
+                started_at: self.process_started_at.map(rfc3339).unwrap_or_default(),
+                status: match self.container {
+                    ContainerState::Waiting => "waiting",
+                    ContainerState::Running => "running",
+                    ContainerState::Terminated => "terminated",
+                }
+                .into(),
+                reason: self.reason.clone(),
+            }],
+            log_tail: self.logs.tail(REPORTED_LINES),
+            error: self.error.clone().unwrap_or_default(),
+        }
+    }
+}

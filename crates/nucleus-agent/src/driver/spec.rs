@@ -1,0 +1,171 @@
+//! What a Launch asks for, checked and with the defaults a driver relies on filled in.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use nucleus_proto::agent::v1 as proto;
+
+use crate::error::Error;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtonSpec {
+    pub proton_id: String,
+    pub workload_id: String,
+    pub artifact_id: String,
+    pub replica_count: u32,
+    pub container: ContainerSpec,
+}
+
+impl ProtonSpec {
+    /// Whether `other` runs the same thing, possibly with another replica count.
+    pub fn same_except_replicas(&self, other: &ProtonSpec) -> bool {
+        ProtonSpec {
+            replica_count: other.replica_count,
+            ..self.clone()
+        } == *other
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image_uri: String,
+    pub entrypoint: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    /// The port the container declares; probes aimed at it (or at port 0) go to the chosen port.
+    pub port: u32,
+    pub startup_probe: Option<ProbeSpec>,
+    pub readiness_probe: Option<ProbeSpec>,
+    pub liveness_probe: Option<ProbeSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeScheme {
+    Http,
+    Https,
+}
+
+/// An HTTP probe with Kubernetes semantics. Zero periods, timeouts and thresholds read as 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeSpec {
+    pub path: String,
+    pub port: u32,
+    pub scheme: ProbeScheme,
+    pub host: String,
+    pub http_headers: BTreeMap<String, String>,
+    pub initial_delay: Duration,
+    pub period: Duration,
+    pub timeout: Duration,
+    pub failure_threshold: u32,
+    pub success_threshold: u32,
+}
+
+impl TryFrom<proto::LaunchRequest> for ProtonSpec {
+    type Error = Error;
+
+    fn try_from(request: proto::LaunchRequest) -> Result<ProtonSpec, Error> {
+        if request.proton_id.is_empty() {
+            return Err(Error::InvalidSpec("proton_id is empty".into()));
+        }
+        let Some(primary) = request.primary else {
+            return Err(Error::InvalidSpec(format!(
+                "proton {} has no primary container",
+                request.proton_id
+            )));
+        };
+        Ok(ProtonSpec {
+            proton_id: request.proton_id,
+            workload_id: request.workload_id,
+            artifact_id: request.artifact_id,
+            replica_count: request.replica_count,
+            container: ContainerSpec::try_from(primary)?,
+        })
+    }
+}
+
+impl TryFrom<proto::ContainerSpec> for ContainerSpec {
+    type Error = Error;
+
+    fn try_from(spec: proto::ContainerSpec) -> Result<ContainerSpec, Error> {
+        let probe = |probe: Option<proto::Probe>| probe.map(ProbeSpec::try_from).transpose();
+        Ok(ContainerSpec {
+            startup_probe: probe(spec.startup_probe)?,
+            readiness_probe: probe(spec.readiness_probe)?,
+            liveness_probe: probe(spec.liveness_probe)?,
+            name: spec.name,
+            image_uri: spec.image_uri,
+            entrypoint: spec.entrypoint,
+            env: spec.env.into_iter().collect(),
+            port: spec.port,
+        })
+    }
+}
+
+impl TryFrom<proto::Probe> for ProbeSpec {
+    type Error = Error;
+
+    fn try_from(probe: proto::Probe) -> Result<ProbeSpec, Error> {
+        let scheme = match probe.scheme.to_ascii_uppercase().as_str() {
+            "" | "HTTP" => ProbeScheme::Http,
+            "HTTPS" => ProbeScheme::Https,
+            other => {
+                return Err(Error::InvalidSpec(format!(
+                    "unknown probe scheme {other:?}"
+                )));
+            }
+        };
+        let at_least_one = |value: u32| value.max(1);
+        Ok(ProbeSpec {
+            path: if probe.path.starts_with('/') {
+                probe.path
+            } else {
+                format!("/{}", probe.path)
+            },
+            port: probe.port,
+            scheme,
+            host: if probe.host.is_empty() {
+                "127.0.0.1".into()
+            } else {
+                probe.host
+            },
+            http_headers: probe.http_headers.into_iter().collect(),
+            initial_delay: Duration::from_secs(probe.initial_delay_seconds.into()),
+            period: Duration::from_secs(at_least_one(probe.period_seconds).into()),
+            timeout: Duration::from_secs(at_least_one(probe.timeout_seconds).into()),
+            failure_threshold: at_least_one(probe.failure_threshold),
+            success_threshold: at_least_one(probe.success_threshold),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_probe_settings_read_as_one() {
+        let probe = ProbeSpec::try_from(proto::Probe {
+            path: "ready".into(),
+            ..Default::default()
+        })
+        .expect("valid probe");
+        assert_eq!(probe.path, "/ready");
+        assert_eq!(probe.host, "127.0.0.1");
+        assert_eq!(probe.scheme, ProbeScheme::Http);
+        assert_eq!(probe.period, Duration::from_secs(1));
+        assert_eq!(probe.timeout, Duration::from_secs(1));
+        assert_eq!((probe.failure_threshold, probe.success_threshold), (1, 1));
+    }
+
+    #[test]
+    fn launch_without_container_is_refused() {
+        let request = proto::LaunchRequest {
+            proton_id: "p".into(),
+            ..Default::default()
+        };
+        assert!(matches!(
+            ProtonSpec::try_from(request),
+            Err(Error::InvalidSpec(_))
+        ));
+    }
+}

@@ -1,0 +1,464 @@
+//! The agent end to end: gRPC over a real socket, real processes, real ports.
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use nucleus_proto::agent::v1::InfoRequest;
+use support::*;
+use tonic::Code;
+
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[tokio::test]
+async fn two_whoami_replicas_become_ready_scale_and_stop() {
+    let mut harness = Harness::start().await;
+    let whoami = whoami_binary().display().to_string();
+    let mut request = launch_request("web", 2, &[&whoami, "--port", "$PORT"], 1);
+    if let Some(container) = request.primary.as_mut() {
+        container.readiness_probe = Some(probe("/ready", 3));
+    }
+    harness.launch(request.clone()).await.expect("launch");
+
+    let report = harness
+        .wait_for("web", READY_TIMEOUT, |report| all_ready(report, 2))
+        .await;
+    assert_eq!(report.workload_id, "workload-1");
+    let addresses: HashSet<&str> = report
+        .replicas
+        .iter()
+        .map(|replica| replica.address.as_str())
+        .collect();
+    assert_eq!(
+        addresses.len(),
+        2,
+        "replicas must get distinct ports: {addresses:?}"
+    );
+    for replica in &report.replicas {
+        assert_eq!(replica.node_address, NODE_ADDRESS);
+        assert_eq!(replica.phase, "running");
+        let container = &replica.containers[0];
+        assert_eq!(
+            (container.name.as_str(), container.image.as_str()),
+            ("web", "registry.example/web:1")
+        );
+        assert_eq!(container.status, "running");
+        let conditions: Vec<&str> = replica
+            .conditions
+            .iter()
+            .filter(|c| c.met)
+            .map(|c| c.r#type.as_str())
+            .collect();
+        assert_eq!(
+            conditions,
+            ["PodScheduled", "Initialized", "ContainersReady", "Ready"]
+        );
+
+        let echo: serde_json::Value = http_get(&replica.address, "/hello?x=1")
+            .await
+            .expect("replica answers HTTP")
+            .json()
+            .await
+            .expect("JSON echo");
+        assert_eq!(echo["replica"], replica.name.as_str());
+        assert_eq!(echo["artifactId"], "artifact-1");
+        assert_eq!(echo["path"], "/hello");
+    }
+    let names: Vec<&str> = report
+        .replicas
+        .iter()
+        .map(|replica| replica.name.as_str())
+        .collect();
+    assert_eq!(names, ["web-0", "web-1"]);
+
+    // Same spec, one replica: web-1 goes away, web-0 is left as it is.
+    let kept = report.replicas[0].clone();
+    let removed = report.replicas[1].address.clone();
+    request.replica_count = 1;
+    harness.launch(request).await.expect("scale down");
+    let report = harness
+        .wait_for("web", READY_TIMEOUT, |report| report.replicas.len() == 1)
+        .await;
+    assert_eq!(report.replicas[0].address, kept.address);
+    assert_eq!(
+        report.replicas[0].containers[0].started_at,
+        kept.containers[0].started_at
+    );
+    wait_until_closed(&removed, Duration::from_secs(15)).await;
+
+    harness.stop("web", 5, 1).await.expect("stop");
+    let report = harness
+        .wait_for("web", Duration::from_secs(15), |report| {
+            report.lifecycle == "stopped"
+        })
+        .await;
+    assert!(report.replicas.is_empty());
+    wait_until_closed(&kept.address, Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn stop_kills_the_process_group_after_the_grace_period_and_relaunch_starts_afresh() {
+    let mut harness = Harness::start().await;
+    // Ignores SIGTERM (as does its grandchild), so only the SIGKILL after the grace ends it.
+    let script = format!(
+        "trap '' TERM; sleep 1000 & echo $! > {}; echo $$ > {}; exec python3 -u -m http.server $PORT --bind 127.0.0.1",
+        harness.pid_file("grandchild").display(),
+        harness.pid_file("leader").display(),
+    );
+    let request = launch_request("stubborn", 1, &["sh", "-c", &script], 0);
+    harness.launch(request.clone()).await.expect("launch");
+    let report = harness
+        .wait_for("stubborn", READY_TIMEOUT, |report| all_ready(report, 1))
+        .await;
+    let address = report.replicas[0].address.clone();
+    let leader = read_pid(&harness.pid_file("leader")).expect("leader pid");
+    let grandchild = read_pid(&harness.pid_file("grandchild")).expect("grandchild pid");
+    assert!(alive(leader) && alive(grandchild));
+
+    let stop_sent = Instant::now();
+    harness.stop("stubborn", 1, 0).await.expect("stop");
+    harness
+        .wait_for("stubborn", Duration::from_secs(5), |report| {
+            report.lifecycle == "stopping"
+        })
+        .await;
+    let report = harness
+        .wait_for("stubborn", Duration::from_secs(10), |report| {
+            report.lifecycle == "stopped"
+        })
+        .await;
+    assert!(
+        stop_sent.elapsed() >= Duration::from_millis(900),
+        "SIGTERM was ignored: the grace must be waited out"
+    );
+    assert!(report.replicas.is_empty());
+    wait_until_gone(leader, Duration::from_secs(2)).await;
+    wait_until_gone(grandchild, Duration::from_secs(2)).await;
+    wait_until_closed(&address, Duration::from_secs(2)).await;
+
+    harness.launch(request).await.expect("launch again");
+    let report = harness
+        .wait_for("stubborn", READY_TIMEOUT, |report| all_ready(report, 1))
+        .await;
+    assert_eq!(report.replicas[0].containers[0].restart_count, 0);
+    http_get(&report.replicas[0].address, "/")
+        .await
+        .expect("relaunched replica answers");
+    harness.agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_process_that_exits_at_once_fails_with_its_status_and_log_tail() {
+    let mut harness = Harness::start().await;
+    let script = "echo starting up; echo 'fatal: no config' >&2; exit 3";
+    harness
+        .launch(launch_request("crasher", 1, &["sh", "-c", script], 0))
+        .await
+        .expect("launch");
+
+    let report = harness
+        .wait_for("crasher", READY_TIMEOUT, |report| {
+            report.replicas.iter().any(|r| r.phase == "failed")
+        })
+        .await;
+    let replica = &report.replicas[0];
+    assert_eq!(
+        replica.error,
+        "process exited with status 3 before becoming ready"
+    );
+    assert!(
+        replica.log_tail.iter().any(|line| line == "starting up"),
+        "{:?}",
+        replica.log_tail
+    );
+    assert!(
+        replica
+            .log_tail
+            .iter()
+            .any(|line| line == "fatal: no config"),
+        "{:?}",
+        replica.log_tail
+    );
+    let container = &replica.containers[0];
+    assert_eq!(
+        (container.status.as_str(), container.reason.as_str()),
+        ("terminated", "Error")
+    );
+    assert!(!container.ready);
+}
+
+#[tokio::test]
+async fn commands_that_cannot_start_fail_with_the_os_error() {
+    let mut harness = Harness::start().await;
+    harness
+        .launch(launch_request(
+            "missing",
+            1,
+            &["/nonexistent/server", "--port", "$PORT"],
+            0,
+        ))
+        .await
+        .expect("launch");
+    harness
+        .launch(launch_request("empty", 1, &[], 0))
+        .await
+        .expect("launch");
+
+    let failed = |report: &nucleus_proto::agent::v1::ProtonReport| {
+        report.replicas.iter().any(|r| r.phase == "failed")
+    };
+    let report = harness.wait_for("missing", READY_TIMEOUT, failed).await;
+    let error = &report.replicas[0].error;
+    assert!(
+        error.starts_with("cannot start `/nonexistent/server`: No such file or directory"),
+        "{error}"
+    );
+    let report = harness.wait_for("empty", READY_TIMEOUT, failed).await;
+    assert!(
+        report.replicas[0].error.contains("empty entrypoint"),
+        "{}",
+        report.replicas[0].error
+    );
+}
+
+#[tokio::test]
+async fn a_readiness_probe_that_never_passes_fails_the_replica() {
+    let mut harness = Harness::start().await;
+    let whoami = whoami_binary().display().to_string();
+    let mut request = launch_request("unready", 1, &[&whoami, "--fail-readiness"], 0);
+    if let Some(container) = request.primary.as_mut() {
+        container.readiness_probe = Some(probe("/ready", 2));
+    }
+    harness.launch(request).await.expect("launch");
+
+    let mut ever_ready = false;
+    let report = harness
+        .watch_until(
+            "unready",
+            READY_TIMEOUT,
+            |report| ever_ready |= report.replicas.iter().any(replica_ready),
+            |report| report.replicas.iter().any(|r| r.phase == "failed"),
+        )
+        .await;
+    assert!(
+        !ever_ready,
+        "a replica whose readiness probe fails must never be ready"
+    );
+    let replica = &report.replicas[0];
+    assert!(
+        replica.error.starts_with("readiness probe never passed: "),
+        "{}",
+        replica.error
+    );
+    assert!(
+        replica.error.contains("HTTP status 503"),
+        "{}",
+        replica.error
+    );
+    assert_eq!(replica.containers[0].reason, "ReadinessProbeFailed");
+    wait_until_closed(&replica.address, Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_failing_startup_probe_fails_the_replica() {
+    let mut harness = Harness::start().await;
+    let server = python_server(&harness.pid_file("server"));
+    let mut request = launch_request("slow", 1, &entrypoint(&server), 0);
+    if let Some(container) = request.primary.as_mut() {
+        container.startup_probe = Some(probe("/missing", 2));
+    }
+    harness.launch(request).await.expect("launch");
+
+    let report = harness
+        .wait_for("slow", READY_TIMEOUT, |report| {
+            report.replicas.iter().any(|r| r.phase == "failed")
+        })
+        .await;
+    let replica = &report.replicas[0];
+    assert!(
+        replica
+            .error
+            .starts_with("startup probe failed 2 times in a row: "),
+        "{}",
+        replica.error
+    );
+    assert!(
+        replica.error.contains("HTTP status 404"),
+        "{}",
+        replica.error
+    );
+    assert_eq!(replica.containers[0].reason, "StartupProbeFailed");
+    let pid = read_pid(&harness.pid_file("server")).expect("server pid");
+    wait_until_gone(pid, Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_failing_liveness_probe_restarts_the_process() {
+    let mut harness = Harness::start().await;
+    let server = python_server(&harness.pid_file("server"));
+    let mut request = launch_request("sick", 1, &entrypoint(&server), 0);
+    if let Some(container) = request.primary.as_mut() {
+        container.liveness_probe = Some(probe("/missing", 2));
+    }
+    harness.launch(request).await.expect("launch");
+
+    harness
+        .wait_for("sick", READY_TIMEOUT, |report| all_ready(report, 1))
+        .await;
+    let first_pid = read_pid(&harness.pid_file("server")).expect("server pid");
+    let report = harness
+        .wait_for("sick", READY_TIMEOUT, |report| {
+            all_ready(report, 1) && report.replicas[0].containers[0].restart_count >= 1
+        })
+        .await;
+    assert_eq!(report.replicas[0].phase, "running");
+    assert!(
+        !alive(first_pid),
+        "the unhealthy process must have been killed"
+    );
+    harness.agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_process_that_crashes_after_being_ready_is_restarted_with_backoff() {
+    let mut harness = Harness::start().await;
+    let whoami = whoami_binary().display().to_string();
+    harness
+        .launch(launch_request(
+            "flaky",
+            1,
+            &[&whoami, "--crash-after", "1"],
+            0,
+        ))
+        .await
+        .expect("launch");
+    let report = harness
+        .wait_for("flaky", READY_TIMEOUT, |report| all_ready(report, 1))
+        .await;
+    let address = report.replicas[0].address.clone();
+
+    http_get(&address, "/boom")
+        .await
+        .expect("last answer before the crash");
+    let report = harness
+        .wait_for("flaky", Duration::from_secs(10), |report| {
+            report.replicas[0].containers[0].reason == "CrashLoopBackOff"
+        })
+        .await;
+    let replica = &report.replicas[0];
+    assert_eq!(
+        (
+            replica.phase.as_str(),
+            replica.containers[0].status.as_str()
+        ),
+        ("pending", "waiting")
+    );
+    assert_eq!(replica.containers[0].restart_count, 1);
+    assert!(!replica_ready(replica));
+
+    let report = harness
+        .wait_for("flaky", READY_TIMEOUT, |report| all_ready(report, 1))
+        .await;
+    assert_eq!(
+        report.replicas[0].address, address,
+        "a restarted replica keeps its port"
+    );
+    http_get(&address, "/")
+        .await
+        .expect("restarted replica answers");
+    harness.agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn stale_fencing_tokens_are_refused() {
+    let mut harness = Harness::start().await;
+    let server = python_server(&harness.pid_file("server"));
+    harness
+        .launch(launch_request("fenced", 1, &entrypoint(&server), 5))
+        .await
+        .expect("launch with token 5");
+
+    let refused = harness
+        .launch(launch_request("fenced", 2, &entrypoint(&server), 4))
+        .await
+        .expect_err("stale launch");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(
+        refused.message().contains('4') && refused.message().contains('5'),
+        "{}",
+        refused.message()
+    );
+    let refused = harness.stop("fenced", 1, 0).await.expect_err("stale stop");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+
+    let report = harness
+        .wait_for("fenced", READY_TIMEOUT, |report| all_ready(report, 1))
+        .await;
+    assert_eq!(
+        report.replicas.len(),
+        1,
+        "the refused launch must not have scaled the proton"
+    );
+    harness
+        .stop("fenced", 1, 6)
+        .await
+        .expect("stop with a newer token");
+    harness
+        .wait_for("fenced", Duration::from_secs(10), |report| {
+            report.lifecycle == "stopped"
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn shutdown_leaves_no_process_behind() {
+    let mut harness = Harness::start().await;
+    let info = harness
+        .client
+        .info(InfoRequest {})
+        .await
+        .expect("info")
+        .into_inner();
+    assert_eq!(
+        (info.name.as_str(), info.driver.as_str()),
+        ("test-agent", "process")
+    );
+
+    let dir = harness.dir.path().display().to_string();
+    let script = format!(
+        "trap '' TERM; sleep 1000 & echo $! > {dir}/$NUCLEUS_REPLICA-sleep.pid; echo $$ > {dir}/$NUCLEUS_REPLICA-leader.pid; \
+         exec python3 -u -m http.server $PORT --bind 127.0.0.1"
+    );
+    let mut pid_files = Vec::new();
+    for proton in ["a", "b"] {
+        harness
+            .launch(launch_request(proton, 2, &["sh", "-c", &script], 0))
+            .await
+            .expect("launch");
+        let report = harness
+            .wait_for(proton, READY_TIMEOUT, |report| all_ready(report, 2))
+            .await;
+        for replica in &report.replicas {
+            pid_files.push(harness.pid_file(&format!("{}-leader", replica.name)));
+            pid_files.push(harness.pid_file(&format!("{}-sleep", replica.name)));
+        }
+    }
+    let pids: Vec<i32> = pid_files
+        .iter()
+        .map(|file| read_pid(file).expect("pid"))
+        .collect();
+    assert!(pids.iter().all(|pid| alive(*pid)));
+
+    tokio::time::timeout(Duration::from_secs(15), harness.agent.shutdown())
+        .await
+        .expect("shutdown in time");
+    let left: Vec<i32> = pids.into_iter().filter(|pid| alive(*pid)).collect();
+    assert!(left.is_empty(), "processes left after shutdown: {left:?}");
+
+    let refused = harness
+        .launch(launch_request("late", 1, &["true"], 0))
+        .await
+        .expect_err("launch after shutdown");
+    assert_eq!(refused.code(), Code::Unavailable);
+}

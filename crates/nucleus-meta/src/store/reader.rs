@@ -1,0 +1,124 @@
+//! Consistent reads of the state machine (one RocksDB snapshot per view).
+
+use openraft::{LogId, StoredMembership};
+use rocksdb::{Direction, IteratorMode};
+use serde::de::DeserializeOwned;
+
+use super::codec::{decode_kv, from_json};
+use super::{CF_DEDUP, CF_KV, CF_SM, Db};
+use crate::error::Error;
+use crate::types::{KeyValue, NodeId, WriteOutcome};
+
+pub(crate) const KEY_REVISION: &[u8] = b"revision";
+pub(crate) const KEY_LAST_APPLIED: &[u8] = b"last_applied";
+pub(crate) const KEY_MEMBERSHIP: &[u8] = b"membership";
+pub(crate) const KEY_SNAPSHOT: &[u8] = b"snapshot";
+/// Sequence number the next recorded request id gets (drives pruning of the dedup table).
+pub(crate) const KEY_DEDUP_NEXT_SEQ: &[u8] = b"dedup_next_seq";
+
+/// Dedup table keys: `id/<request_id>` -> DedupRecord, `seq/<u64 BE>` -> request_id.
+pub(crate) fn dedup_id_key(request_id: &str) -> Vec<u8> {
+    [b"id/".as_slice(), request_id.as_bytes()].concat()
+}
+
+pub(crate) fn dedup_seq_key(seq: u64) -> Vec<u8> {
+    [b"seq/".as_slice(), &seq.to_be_bytes()].concat()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct DedupRecord {
+    pub seq: u64,
+    pub outcome: WriteOutcome,
+}
+
+/// Read access to the state machine, shared with the gRPC service.
+#[derive(Clone)]
+pub struct KvReader {
+    db: Db,
+}
+
+impl KvReader {
+    pub fn new(db: Db) -> Self {
+        KvReader { db }
+    }
+
+    /// A point-in-time view: everything read through it belongs to the same applied state.
+    pub fn view(&self) -> ReadView<'_> {
+        ReadView { snap: self.db.db().snapshot(), db: &self.db }
+    }
+}
+
+pub struct ReadView<'a> {
+    snap: rocksdb::Snapshot<'a>,
+    db: &'a Db,
+}
+
+impl ReadView<'_> {
+    fn sm_meta<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, Error> {
+        let raw = self.snap.get_cf(self.db.cf(CF_SM), key)?;
+        raw.map(|raw| from_json(&raw).map_err(|e| Error::corrupt(String::from_utf8_lossy(key), e)))
+            .transpose()
+    }
+
+    pub fn revision(&self) -> Result<u64, Error> {
+        Ok(self.sm_meta(KEY_REVISION)?.unwrap_or(0))
+    }
+
+    pub fn last_applied(&self) -> Result<Option<LogId<NodeId>>, Error> {
+        Ok(self.sm_meta(KEY_LAST_APPLIED)?.flatten())
+    }
+
+    pub fn membership(&self) -> Result<StoredMembership<NodeId, openraft::BasicNode>, Error> {
+        Ok(self.sm_meta(KEY_MEMBERSHIP)?.unwrap_or_default())
+    }
+
+    pub(crate) fn dedup_next_seq(&self) -> Result<u64, Error> {
+        Ok(self.sm_meta(KEY_DEDUP_NEXT_SEQ)?.unwrap_or(0))
+    }
+
+    pub(crate) fn snapshot_blob(&self) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.snap.get_cf(self.db.cf(CF_SM), KEY_SNAPSHOT)?)
+    }
+
+    pub fn get(&self, key: &str) -> Result<Option<KeyValue>, Error> {
+        let raw = self.snap.get_cf(self.db.cf(CF_KV), key.as_bytes())?;
+        raw.map(|raw| decode_kv(key.as_bytes(), &raw).map_err(|e| Error::corrupt("kv", e))).transpose()
+    }
+
+    /// Every key starting with `prefix`, in key order.
+    pub fn list(&self, prefix: &str) -> Result<Vec<KeyValue>, Error> {
+        let mode = IteratorMode::From(prefix.as_bytes(), Direction::Forward);
+        let mut out = Vec::new();
+        for item in self.snap.iterator_cf(self.db.cf(CF_KV), mode) {
+            let (key, value) = item?;
+            if !key.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            out.push(decode_kv(&key, &value).map_err(|e| Error::corrupt("kv", e))?);
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn dedup(&self, request_id: &str) -> Result<Option<DedupRecord>, Error> {
+        let raw = self.snap.get_cf(self.db.cf(CF_DEDUP), dedup_id_key(request_id))?;
+        raw.map(|raw| from_json(&raw).map_err(|e| Error::corrupt("dedup record", e))).transpose()
+    }
+
+    pub(crate) fn dedup_id_at(&self, seq: u64) -> Result<Option<String>, Error> {
+        let raw = self.snap.get_cf(self.db.cf(CF_DEDUP), dedup_seq_key(seq))?;
+        raw.map(|raw| String::from_utf8(raw).map_err(|e| Error::corrupt("dedup seq", e))).transpose()
+    }
+
+    /// All dedup records with their request ids, for snapshots.
+    pub(crate) fn dedup_all(&self) -> Result<Vec<(String, DedupRecord)>, Error> {
+        let mode = IteratorMode::From(b"id/", Direction::Forward);
+        let mut out = Vec::new();
+        for item in self.snap.iterator_cf(self.db.cf(CF_DEDUP), mode) {
+            let (key, value) = item?;
+            let Some(id) = key.strip_prefix(b"id/") else { break };
+            let id = String::from_utf8(id.to_vec()).map_err(|e| Error::corrupt("dedup id", e))?;
+            out.push((id, from_json(&value).map_err(|e| Error::corrupt("dedup record", e))?));
+        }
+        Ok(out)
+    }
+}
