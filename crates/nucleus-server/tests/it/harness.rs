@@ -21,7 +21,8 @@ impl Stack {
         let mut child = Command::new(env!("CARGO_BIN_EXE_nucleus"))
             .args(["dev", "--listen", "127.0.0.1:0", "--token", TOKEN, "--data-dir"])
             .arg(data_dir)
-            .env("RUST_LOG", "info,openraft=warn")
+            // Quiet by default; NUCLEUS_TEST_LOG=info shows what the stack does.
+            .env("RUST_LOG", std::env::var("NUCLEUS_TEST_LOG").unwrap_or_else(|_| "warn".to_owned()))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
