@@ -17,6 +17,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("nucleus-gateway", 2),
     ("nucleus-whoami", 2),
     ("nucleus-server", 3),
+    ("nucleus-bench", 3),
 ];
 
 /// Heavy dependencies and the only crates allowed to use them.
@@ -26,11 +27,19 @@ const QUARANTINE: &[(&str, &[&str])] = &[
     ("axum", &["nucleus-gateway", "nucleus-whoami"]),
 ];
 
+mod bench;
+mod cluster;
+
+const USAGE: &str = "usage: cargo xtask check-deps | cluster up [--meta N] | cluster down | bench meta [--against etcd] [--seconds N]";
+
 fn main() -> anyhow::Result<()> {
-    let command = std::env::args().nth(1).unwrap_or_default();
-    match command.as_str() {
-        "check-deps" => check_deps(),
-        _ => bail!("usage: cargo xtask check-deps"),
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["check-deps"] => check_deps(),
+        ["cluster", "up", rest @ ..] => cluster::up(rest),
+        ["cluster", "down"] => cluster::down(),
+        ["bench", rest @ ..] => bench::run(rest),
+        _ => bail!(USAGE),
     }
 }
 
