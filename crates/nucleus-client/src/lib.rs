@@ -7,12 +7,14 @@
 mod agent;
 mod error;
 pub mod keys;
+mod members;
 mod meta;
 mod txn;
 
 pub use agent::AgentClient;
 pub use error::Error;
-pub use meta::{decode, MetaClient, Versioned, WatchEvent, WatchStream};
+pub use meta::{decode, node_status, MetaClient, Versioned, WatchEvent, WatchStream};
+pub use nucleus_proto::meta::v1::StatusResponse as NodeStatus;
 pub use nucleus_proto::meta::v1::KeyValue;
 pub use txn::{Txn, WriteOutcome};
 

@@ -1,16 +1,20 @@
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nucleus_proto::meta::v1 as pb;
 use nucleus_proto::meta::v1::meta_client::MetaClient as Grpc;
 use serde::de::DeserializeOwned;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
+use crate::members::Members;
 use crate::{Error, Txn, WriteOutcome};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long transient failures (no leader yet, connection refused) are retried before giving up.
 const RETRY_FOR: Duration = Duration::from_secs(15);
+/// Kept short: during a leader election the next try should come soon after the new leader exists.
+const MAX_BACKOFF: Duration = Duration::from_millis(200);
 
 /// A stored document with the revision it was last written at (for conditional updates).
 #[derive(Debug, Clone, PartialEq)]
@@ -20,25 +24,22 @@ pub struct Versioned<T> {
     pub mod_revision: u64,
 }
 
-/// Client of the metadata service.
+/// Client of the metadata service: calls go to the group's leader, wherever it moves.
 #[derive(Debug, Clone)]
 pub struct MetaClient {
-    addr: String,
-    grpc: Grpc<Channel>,
+    members: Arc<Members>,
 }
 
 impl MetaClient {
-    /// Connects lazily to the meta node at `addr` (host:port).
-    pub fn new(addr: &str) -> Result<MetaClient, Error> {
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| Error::Connect { service: "meta", addr: addr.to_owned(), message: e.to_string() })?
-            .connect_timeout(Duration::from_secs(3))
-            .tcp_nodelay(true);
-        Ok(MetaClient { addr: addr.to_owned(), grpc: Grpc::new(endpoint.connect_lazy()) })
+    /// Connects lazily to the meta nodes at `addrs` (host:port each; any member will do, the
+    /// client finds the leader).
+    pub fn new(addrs: &[String]) -> Result<MetaClient, Error> {
+        Ok(MetaClient { members: Arc::new(Members::new(addrs)?) })
     }
 
-    pub fn addr(&self) -> &str {
-        &self.addr
+    /// The addresses the client was given.
+    pub fn seeds(&self) -> &[String] {
+        self.members.seeds()
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<pb::KeyValue>, Error> {
@@ -90,12 +91,11 @@ impl MetaClient {
     /// The current contents of `prefix`, then every change to it.
     pub async fn watch(&self, prefix: &str) -> Result<WatchStream, Error> {
         let stream = self
-            .grpc
-            .clone()
-            .watch(pb::WatchRequest { prefix: prefix.to_owned() })
-            .await
-            .map_err(rpc)?
-            .into_inner();
+            .retrying(|mut grpc| {
+                let req = pb::WatchRequest { prefix: prefix.to_owned() };
+                async move { grpc.watch(req).await }
+            })
+            .await?;
         Ok(WatchStream { inner: stream, snapshot: Some(Vec::new()) })
     }
 
@@ -107,16 +107,23 @@ impl MetaClient {
         let deadline = tokio::time::Instant::now() + RETRY_FOR;
         let mut backoff = Duration::from_millis(20);
         loop {
-            match call(self.grpc.clone()).await {
-                Ok(response) => return Ok(response.into_inner()),
+            let (addr, grpc) = self.members.target()?;
+            match call(grpc).await {
+                Ok(response) => {
+                    self.members.succeeded(&addr);
+                    return Ok(response.into_inner());
+                }
                 Err(status) => {
+                    let redirected = self.members.failed(&addr, &status);
                     let err = rpc(status);
                     if !err.is_transient() || tokio::time::Instant::now() + backoff > deadline {
                         return Err(err);
                     }
-                    tracing::debug!(error = %err, "meta call failed, retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    tracing::debug!(addr, error = %err, redirected, "meta call failed, retrying");
+                    if !redirected {
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
                 }
             }
         }
@@ -201,4 +208,12 @@ impl MetaClient {
             }
         }
     }
+}
+
+/// The status of one meta node (not routed to the leader): its view of the group.
+pub async fn node_status(addr: &str) -> Result<pb::StatusResponse, Error> {
+    let members = Members::new(&[addr.to_owned()])?;
+    let (_, mut grpc) = members.target()?;
+    let response = grpc.status(timed(pb::StatusRequest {})).await.map_err(rpc)?;
+    Ok(response.into_inner())
 }

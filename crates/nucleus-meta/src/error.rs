@@ -15,8 +15,8 @@ pub enum Error {
     MissingColumnFamily(&'static str),
     #[error("corrupt data in {what}: {detail}")]
     Corrupt { what: String, detail: String },
-    #[error("raft configuration: {0}")]
-    RaftConfig(String),
+    #[error("configuration: {0}")]
+    Config(String),
     #[error("raft: {0}")]
     Raft(String),
     #[error("could not bind {addr}: {source}")]
@@ -29,6 +29,17 @@ pub enum Error {
     Transport(#[from] tonic::transport::Error),
     #[error("node did not become leader within {0:?}")]
     NotLeader(Duration),
+    #[error(
+        "no meta leader known within {0:?}; check that a majority of the group's members are running \
+         and can reach each other"
+    )]
+    NoLeader(Duration),
+    #[error(
+        "could not join the meta group via {seeds} as node {node_id} at {advertise}: {detail}; check that \
+         those are gRPC addresses of running members, that a majority of the group is up, and that \
+         {advertise} is reachable from the leader"
+    )]
+    Join { seeds: String, node_id: u64, advertise: String, detail: String },
 }
 
 impl Error {

@@ -2,14 +2,21 @@
 //! group whose log and state machine live in RocksDB, served over gRPC (`nucleus.meta.v1.Meta`
 //! for clients, `nucleus.raft.v1.Raft` between nodes).
 
+mod config;
 mod error;
+mod joiner;
+mod leader;
+mod membership;
 mod meta_service;
 mod network;
 mod node;
 mod raft_service;
+mod startup;
 pub mod store;
 pub mod types;
 mod watch;
 
+pub use config::{DEFAULT_SNAPSHOT_AFTER_LOGS, MetaConfig};
 pub use error::Error;
-pub use node::{GROUP_ID, MetaConfig, MetaNode};
+pub use leader::{LEADER_ADDR_METADATA, LEADER_ID_METADATA};
+pub use node::{GROUP_ID, MetaNode};

@@ -4,13 +4,14 @@ use std::sync::Arc;
 
 use nucleus_proto::meta::v1 as pb;
 use nucleus_proto::meta::v1::meta_server;
-use openraft::BasicNode;
-use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
+use openraft::ServerState;
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use tokio::sync::{broadcast, watch};
 use tonic::{Request, Response, Status};
 
 use crate::store::KvReader;
-use crate::types::{Condition, NodeId, Op, Raft, SmEvent, WriteCommand};
+use crate::types::{Condition, Op, Raft, SmEvent, WriteCommand};
+use crate::{leader, membership};
 use crate::watch::{self as watch_stream, WatchStream, to_pb};
 
 pub struct MetaService {
@@ -34,7 +35,9 @@ impl MetaService {
     async fn linearizable(&self) -> Result<(), Status> {
         match self.raft.ensure_linearizable().await {
             Ok(_) => Ok(()),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(fwd))) => Err(not_leader(&fwd)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(fwd))) => {
+                Err(leader::forward(&self.raft, &fwd))
+            }
             Err(RaftError::APIError(e @ CheckIsLeaderError::QuorumNotEnough(_))) => {
                 Err(Status::unavailable(e.to_string()))
             }
@@ -43,13 +46,14 @@ impl MetaService {
     }
 }
 
-fn not_leader(fwd: &ForwardToLeader<NodeId, BasicNode>) -> Status {
-    let leader = match (&fwd.leader_id, &fwd.leader_node) {
-        (Some(id), Some(node)) => format!("leader is node {id} at {}", node.addr),
-        (Some(id), None) => format!("leader is node {id}"),
-        _ => "leader unknown".to_owned(),
-    };
-    Status::unavailable(format!("not the meta leader; {leader}"))
+fn state_name(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "shutdown",
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> Status {
@@ -102,7 +106,7 @@ impl meta_server::Meta for MetaService {
                 revision: resp.data.revision,
                 failed_key: resp.data.failed_key,
             })),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(fwd))) => Err(not_leader(&fwd)),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(fwd))) => Err(leader::forward(&self.raft, &fwd)),
             Err(RaftError::APIError(e)) => Err(internal(e)),
             Err(RaftError::Fatal(e)) => Err(Status::unavailable(format!("raft stopped: {e}"))),
         }
@@ -121,18 +125,31 @@ impl meta_server::Meta for MetaService {
     async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
         let metrics = self.raft.metrics().borrow().clone();
         let revision = self.reader.view().revision().map_err(internal)?;
-        let members = metrics
-            .membership_config
-            .nodes()
-            .map(|(id, node)| pb::Member { id: *id, addr: node.addr.clone() })
-            .collect();
+        let membership = metrics.membership_config.membership();
+        let leader_addr =
+            metrics.current_leader.and_then(|id| membership.get_node(&id)).map(|node| node.addr.clone());
         Ok(Response::new(pb::StatusResponse {
             node_id: metrics.id,
             leader_id: metrics.current_leader,
             term: metrics.current_term,
             applied_index: metrics.last_applied.map_or(0, |id| id.index),
             revision,
-            members,
+            members: membership::members(membership),
+            leader_addr,
+            last_log_index: metrics.last_log_index.unwrap_or(0),
+            state: state_name(metrics.state).to_owned(),
+            voter_ids: membership.voter_ids().collect(),
         }))
+    }
+
+    async fn join(&self, request: Request<pb::JoinRequest>) -> Result<Response<pb::JoinResponse>, Status> {
+        let pb::JoinRequest { node_id, addr } = request.into_inner();
+        let members = membership::join(&self.raft, node_id, &addr).await?;
+        Ok(Response::new(pb::JoinResponse { members }))
+    }
+
+    async fn leave(&self, request: Request<pb::LeaveRequest>) -> Result<Response<pb::LeaveResponse>, Status> {
+        let members = membership::leave(&self.raft, request.into_inner().node_id).await?;
+        Ok(Response::new(pb::LeaveResponse { members }))
     }
 }

@@ -1,6 +1,8 @@
 //! openraft's network over the `nucleus.raft.v1.Raft` gRPC service: requests and responses are
 //! openraft's own types encoded as JSON, the response being the remote `Result`.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nucleus_proto::raft::v1::RaftMessage;
@@ -20,16 +22,24 @@ use crate::types::{NodeId, TypeConfig};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Creates one [`Network`] per target node of the group `group_id`.
+/// Creates one [`Network`] per target node of the group `group_id`. openraft asks for a new
+/// client for every linearizable read, so channels (one HTTP/2 connection per peer) are shared.
 pub struct NetworkFactory {
-    pub group_id: u64,
+    group_id: u64,
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl NetworkFactory {
+    pub fn new(group_id: u64) -> NetworkFactory {
+        NetworkFactory { group_id, channels: Arc::default() }
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = Network;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Network {
-        Network { group_id: self.group_id, target, addr: node.addr.clone(), client: None }
+        Network { group_id: self.group_id, target, addr: node.addr.clone(), channels: self.channels.clone() }
     }
 }
 
@@ -37,7 +47,7 @@ pub struct Network {
     group_id: u64,
     target: NodeId,
     addr: String,
-    client: Option<RaftClient<Channel>>,
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -49,15 +59,17 @@ enum Rpc {
 
 impl Network {
     fn client(&mut self) -> Result<RaftClient<Channel>, Unreachable> {
-        if let Some(client) = &self.client {
-            return Ok(client.clone());
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(channel) = channels.get(&self.addr) {
+            return Ok(RaftClient::new(channel.clone()));
         }
         let endpoint = Endpoint::from_shared(format!("http://{}", self.addr))
             .map_err(|e| Unreachable::new(&e))?
-            .connect_timeout(CONNECT_TIMEOUT);
-        let client = RaftClient::new(endpoint.connect_lazy());
-        self.client = Some(client.clone());
-        Ok(client)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true);
+        let channel = endpoint.connect_lazy();
+        channels.insert(self.addr.clone(), channel.clone());
+        Ok(RaftClient::new(channel))
     }
 
     async fn call<Req, Resp, E>(
@@ -75,11 +87,22 @@ impl Network {
         let mut request = tonic::Request::new(RaftMessage { group_id: self.group_id, payload });
         request.set_timeout(timeout);
         let mut client = self.client()?;
-        let response = match rpc {
-            Rpc::AppendEntries => client.append_entries(request).await,
-            Rpc::Vote => client.vote(request).await,
-            Rpc::InstallSnapshot => client.install_snapshot(request).await,
+        // openraft sets the budget per kind: heartbeat_interval for append entries, the election
+        // timeout for votes, install_snapshot_timeout per snapshot chunk. Enforce it here as well so
+        // a stalled connection is given up rather than left to linger in the transport.
+        let call = async {
+            match rpc {
+                Rpc::AppendEntries => client.append_entries(request).await,
+                Rpc::Vote => client.vote(request).await,
+                Rpc::InstallSnapshot => client.install_snapshot(request).await,
+            }
         };
+        let response = tokio::time::timeout(timeout, call).await.map_err(|_| {
+            tracing::debug!(target = self.target, addr = %self.addr, ?rpc, ?timeout, "raft rpc timed out");
+            let message = format!("{rpc:?} timed out after {timeout:?}");
+            let elapsed = std::io::Error::new(std::io::ErrorKind::TimedOut, message);
+            NetworkError::new(&elapsed)
+        })?;
         let response = response.map_err(|status| {
             tracing::debug!(target = self.target, addr = %self.addr, ?rpc, %status, "raft rpc failed");
             match status.code() {

@@ -2,44 +2,42 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use nucleus_proto::meta::v1::meta_server::MetaServer;
 use nucleus_proto::raft::v1::raft_server::RaftServer;
-use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
+use openraft::{BasicNode, RaftMetrics, ServerState};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
+use crate::config::MetaConfig;
 use crate::error::Error;
+use crate::joiner::{self, JoinRequest};
 use crate::meta_service::MetaService;
 use crate::network::NetworkFactory;
 use crate::raft_service::RaftService;
+use crate::startup::{self, StartPlan};
 use crate::store::{Db, KvReader, LogStore, StateMachine};
 use crate::types::{NodeId, Raft};
 
 /// The only Raft group for now; kept in every Raft message for later sharding.
 pub const GROUP_ID: u64 = 0;
 const LEADER_WAIT: Duration = Duration::from_secs(10);
+/// How long a joining node keeps asking members to add it.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 const SERVER_STOP_WAIT: Duration = Duration::from_secs(5);
 const DB_RELEASE_WAIT: Duration = Duration::from_secs(5);
 /// Applied change sets kept for slow watchers before they are told to re-list.
 const EVENT_BUFFER: usize = 4096;
 
-#[derive(Debug, Clone)]
-pub struct MetaConfig {
-    pub node_id: u64,
-    pub data_dir: PathBuf,
-    pub listen: SocketAddr,
-}
-
 pub struct MetaNode {
     node_id: NodeId,
     addr: SocketAddr,
+    advertise: String,
     raft: Raft,
     db: Db,
     reader: KvReader,
@@ -47,34 +45,27 @@ pub struct MetaNode {
     server: JoinHandle<Result<(), tonic::transport::Error>>,
 }
 
-fn raft_config() -> Result<Config, Error> {
-    let config = Config {
-        cluster_name: "nucleus-meta".to_owned(),
-        heartbeat_interval: 150,
-        election_timeout_min: 500,
-        election_timeout_max: 1000,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(5000),
-        max_in_snapshot_log_to_keep: 1000,
-        ..Default::default()
-    };
-    config.validate().map_err(|e| Error::RaftConfig(e.to_string()))
-}
-
 impl MetaNode {
-    /// Opens RocksDB under `data_dir`, starts the Raft node, serves Meta + Raft gRPC on `listen`
-    /// (port 0 allowed), and, on first start only, initializes a one-member cluster with itself.
-    /// Returns once this node is leader (error after ~10 s). On restart it does not re-initialize.
+    /// Opens RocksDB under `data_dir`, starts the Raft node and serves Meta + Raft gRPC on `listen`
+    /// (port 0 allowed). Then, by what is stored and configured:
+    /// - no Raft state, `join` empty: initializes a one-member group and returns once leader;
+    /// - no Raft state, `join` given: asks those members to add it (following leader hints, for up
+    ///   to ~30 s) and returns once it is a voter that has caught up;
+    /// - Raft state: never re-initializes; re-joins only if its advertised address changed (or a
+    ///   join stopped at learner). Returns once a leader is known (a sole voter: once leader).
     pub async fn start(config: MetaConfig) -> Result<MetaNode, Error> {
+        let raft_config = Arc::new(config.raft_config()?);
         let db = Db::open(&config.data_dir.join("meta").join("db"))?;
         let listener =
             TcpListener::bind(config.listen).await.map_err(|source| Error::Bind { addr: config.listen, source })?;
         let addr = listener.local_addr().map_err(|source| Error::Bind { addr: config.listen, source })?;
+        let advertise = config.advertise_addr(addr)?;
 
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let raft = Raft::new(
             config.node_id,
-            Arc::new(raft_config()?),
-            NetworkFactory { group_id: GROUP_ID },
+            raft_config,
+            NetworkFactory::new(GROUP_ID),
             LogStore::new(db.clone()),
             StateMachine::new(db.clone(), events.clone()),
         )
@@ -89,14 +80,14 @@ impl MetaNode {
             Server::builder()
                 .add_service(MetaServer::new(meta))
                 .add_service(RaftServer::new(RaftService::new(raft.clone(), GROUP_ID)))
-                .serve_with_incoming_shutdown(TcpIncoming::from(listener), async move {
+                .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async move {
                     let _ = signal.wait_for(|stop| *stop).await;
                 }),
         );
-        tracing::info!(node_id = config.node_id, %addr, "meta node serving");
+        tracing::info!(node_id = config.node_id, %addr, %advertise, "meta node serving");
 
-        let node = MetaNode { node_id: config.node_id, addr, raft, db, reader, stop, server };
-        if let Err(e) = node.init_and_wait_leader().await {
+        let node = MetaNode { node_id: config.node_id, addr, advertise, raft, db, reader, stop, server };
+        if let Err(e) = node.take_place(&config.join).await {
             if let Err(stop_err) = node.shutdown().await {
                 tracing::warn!(error = %stop_err, "shutdown after failed start");
             }
@@ -105,26 +96,76 @@ impl MetaNode {
         Ok(node)
     }
 
-    async fn init_and_wait_leader(&self) -> Result<(), Error> {
-        if self.raft.is_initialized().await.map_err(Error::raft)? {
-            tracing::info!(node_id = self.node_id, "existing raft state found, not initializing");
-        } else {
-            let members = BTreeMap::from([(self.node_id, BasicNode::new(self.addr.to_string()))]);
-            self.raft.initialize(members).await.map_err(Error::raft)?;
-            tracing::info!(node_id = self.node_id, "initialized single-member meta cluster");
-        }
-        let id = self.node_id;
-        self.raft
-            .wait(Some(LEADER_WAIT))
-            .metrics(|m| m.state == ServerState::Leader && m.current_leader == Some(id), "become leader")
+    /// Brings this node into its group according to [`startup::plan`].
+    async fn take_place(&self, join: &[String]) -> Result<(), Error> {
+        let initialized = self.raft.is_initialized().await.map_err(Error::raft)?;
+        let membership = self
+            .raft
+            .with_raft_state(|state| state.membership_state.effective().membership().clone())
             .await
-            .map_err(|_| Error::NotLeader(LEADER_WAIT))?;
-        Ok(())
+            .map_err(Error::raft)?;
+        let plan = startup::plan(initialized, &membership, self.node_id, &self.advertise, join);
+        tracing::info!(node_id = self.node_id, ?plan, "joining the meta group");
+        match plan {
+            StartPlan::Bootstrap => {
+                let members = BTreeMap::from([(self.node_id, BasicNode::new(self.advertise.clone()))]);
+                self.raft.initialize(members).await.map_err(Error::raft)?;
+                tracing::info!(node_id = self.node_id, "initialized single-member meta group");
+                self.wait_until("become leader", is_leader).await.ok_or(Error::NotLeader(LEADER_WAIT))
+            }
+            StartPlan::Join { seeds } => {
+                let request = JoinRequest { node_id: self.node_id, advertise: &self.advertise, seeds: &seeds };
+                joiner::join(&request, JOIN_TIMEOUT).await?;
+                let advertise = self.advertise.clone();
+                let caught_up = self.wait_until("be a caught-up voter", move |m| caught_up_voter(m, &advertise)).await;
+                caught_up.ok_or_else(|| Error::Join {
+                    seeds: seeds.join(", "),
+                    node_id: self.node_id,
+                    advertise: self.advertise.clone(),
+                    detail: format!("joined, but not a caught-up voter after {LEADER_WAIT:?}"),
+                })
+            }
+            StartPlan::Resume { sole_voter: true } => {
+                self.wait_until("become leader", is_leader).await.ok_or(Error::NotLeader(LEADER_WAIT))
+            }
+            StartPlan::Resume { sole_voter: false } => {
+                let known = self.wait_until("know the leader", |m| m.current_leader.is_some()).await;
+                known.ok_or(Error::NoLeader(LEADER_WAIT))
+            }
+            StartPlan::Detached => {
+                tracing::warn!(
+                    node_id = self.node_id,
+                    "this node has raft state but is not a member of its group (was it removed?); \
+                     serving without a role until a member adds it back"
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Waits up to [`LEADER_WAIT`] for `condition` on this node's metrics; `None` if it never held.
+    async fn wait_until(
+        &self,
+        what: &str,
+        condition: impl Fn(&RaftMetrics<NodeId, BasicNode>) -> bool + Send,
+    ) -> Option<()> {
+        match self.raft.wait(Some(LEADER_WAIT)).metrics(condition, what).await {
+            Ok(_) => Some(()),
+            Err(e) => {
+                tracing::warn!(node_id = self.node_id, error = %e, "gave up waiting to {what}");
+                None
+            }
+        }
     }
 
     /// The bound gRPC address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address this node is listed at in the group's membership.
+    pub fn advertise(&self) -> &str {
+        &self.advertise
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -170,4 +211,17 @@ impl MetaNode {
         tracing::info!(node_id, "meta node stopped");
         Ok(())
     }
+}
+
+fn is_leader(m: &RaftMetrics<NodeId, BasicNode>) -> bool {
+    m.state == ServerState::Leader && m.current_leader == Some(m.id)
+}
+
+/// A voter at `advertise` that knows the leader and has applied the membership that made it one.
+fn caught_up_voter(m: &RaftMetrics<NodeId, BasicNode>, advertise: &str) -> bool {
+    let membership = m.membership_config.membership();
+    let listed = membership.get_node(&m.id).is_some_and(|node| node.addr == advertise);
+    let voter = membership.voter_ids().any(|id| id == m.id);
+    let applied = m.last_applied.map(|id| id.index) >= m.membership_config.log_id().map(|id| id.index);
+    listed && voter && m.current_leader.is_some() && applied
 }

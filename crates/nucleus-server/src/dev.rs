@@ -33,13 +33,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let token = token::resolve(args.token, &args.data_dir)?;
     let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
 
-    let meta_node = roles::start_meta(1, loopback(0), args.data_dir.clone()).await?;
-    let meta = MetaClient::new(&meta_node.addr().to_string())?;
+    let meta_args = roles::MetaArgs { id: 1, listen: loopback(0), advertise: None, join: Vec::new(), data_dir: args.data_dir.clone() };
+    let meta_node = roles::start_meta(meta_args).await?;
+    let meta = MetaClient::new(&[meta_node.addr().to_string()])?;
     tracing::info!(addr = %meta_node.addr(), "meta node ready");
 
     let (stop_roles, roles_shutdown) = Shutdown::new();
     let agent_args = AgentArgs {
-        meta: meta_node.addr().to_string(),
+        meta: meta.seeds().to_vec(),
         listen: loopback(0),
         cluster: "local".to_owned(),
         region: "local".to_owned(),

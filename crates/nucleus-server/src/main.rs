@@ -22,26 +22,26 @@ struct Cli {
 enum Command {
     /// Run the whole control plane (meta, scheduler, agent with the process driver, gateway) in one process.
     Dev(dev::DevArgs),
-    /// Run a metadata node.
+    /// Run a metadata node, or show a cluster's status (`nucleus meta status`).
+    #[command(args_conflicts_with_subcommands = true)]
     Meta {
-        #[arg(long, default_value_t = 1)]
-        id: u64,
-        #[arg(long, default_value = "127.0.0.1:7001")]
-        listen: SocketAddr,
-        #[arg(long, default_value = "./.nucleus")]
-        data_dir: PathBuf,
+        #[command(subcommand)]
+        action: Option<MetaAction>,
+        #[command(flatten)]
+        run: roles::MetaArgs,
     },
     /// Run a scheduler worker.
     Scheduler {
-        #[arg(long, default_value = "127.0.0.1:7001")]
-        meta: String,
+        /// Meta node addresses (any member; comma-separated or repeated).
+        #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:7001")]
+        meta: Vec<String>,
         #[arg(long, default_value = "scheduler")]
         name: String,
     },
     /// Run a node agent (process driver).
     Agent {
-        #[arg(long, default_value = "127.0.0.1:7001")]
-        meta: String,
+        #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:7001")]
+        meta: Vec<String>,
         #[arg(long, default_value = "127.0.0.1:7101")]
         listen: SocketAddr,
         #[arg(long, default_value = "local")]
@@ -53,13 +53,23 @@ enum Command {
     },
     /// Run the REST gateway.
     Gateway {
-        #[arg(long, default_value = "127.0.0.1:7001")]
-        meta: String,
+        #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:7001")]
+        meta: Vec<String>,
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
         /// API token; else NUCLEUS_TOKEN.
         #[arg(long, env = "NUCLEUS_TOKEN")]
         token: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum MetaAction {
+    /// Members, leader, term and applied index as each node sees them.
+    Status {
+        /// Meta node addresses to ask.
+        #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:7001")]
+        meta: Vec<String>,
     },
 }
 
@@ -77,7 +87,8 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Dev(args) => dev::run(args).await,
-            Command::Meta { id, listen, data_dir } => roles::meta(id, listen, data_dir).await,
+            Command::Meta { action: Some(MetaAction::Status { meta }), .. } => roles::meta_status(&meta).await,
+            Command::Meta { action: None, run } => roles::meta(run).await,
             Command::Scheduler { meta, name } => roles::scheduler(meta, name).await,
             Command::Agent { meta, listen, cluster, region, data_dir } => {
                 roles::agent(roles::AgentArgs { meta, listen, cluster, region, data_dir }).await

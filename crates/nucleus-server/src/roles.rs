@@ -18,15 +18,38 @@ use crate::shutdown::{terminated, Shutdown};
 
 const HEARTBEAT: Duration = Duration::from_secs(5);
 
-pub async fn start_meta(id: u64, listen: SocketAddr, data_dir: PathBuf) -> anyhow::Result<MetaNode> {
+#[derive(clap::Args)]
+pub struct MetaArgs {
+    /// This node's id, unique in the cluster.
+    #[arg(long, default_value_t = 1)]
+    pub id: u64,
+    #[arg(long, default_value = "127.0.0.1:7001")]
+    pub listen: SocketAddr,
+    /// Address other nodes and clients reach this node at (default: the listen address).
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Addresses of existing members to join; none bootstraps a new cluster.
+    #[arg(long, value_delimiter = ',')]
+    pub join: Vec<String>,
+    #[arg(long, default_value = "./.nucleus")]
+    pub data_dir: PathBuf,
+}
+
+pub async fn start_meta(args: MetaArgs) -> anyhow::Result<MetaNode> {
+    let data_dir = args.data_dir;
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
-    MetaNode::start(MetaConfig { node_id: id, data_dir: data_dir.clone(), listen })
+    let config = MetaConfig {
+        advertise: args.advertise,
+        join: args.join,
+        ..MetaConfig::new(args.id, data_dir.clone(), args.listen)
+    };
+    MetaNode::start(config)
         .await
         .with_context(|| format!("starting the metadata node (data dir {})", data_dir.display()))
 }
 
 pub struct AgentArgs {
-    pub meta: String,
+    pub meta: Vec<String>,
     pub listen: SocketAddr,
     pub cluster: String,
     pub region: String,
@@ -121,15 +144,16 @@ pub async fn start_gateway(
     Ok((addr, task))
 }
 
-pub async fn meta(id: u64, listen: SocketAddr, data_dir: PathBuf) -> anyhow::Result<()> {
-    let node = start_meta(id, listen, data_dir).await?;
+pub async fn meta(args: MetaArgs) -> anyhow::Result<()> {
+    let id = args.id;
+    let node = start_meta(args).await?;
     println!("nucleus meta {id} serving on {}", node.addr());
     terminated().await;
     node.shutdown().await?;
     Ok(())
 }
 
-pub async fn scheduler(meta: String, name: String) -> anyhow::Result<()> {
+pub async fn scheduler(meta: Vec<String>, name: String) -> anyhow::Result<()> {
     let (stop, shutdown) = Shutdown::new();
     let (task, _reconciled) = start_scheduler(MetaClient::new(&meta)?, name, shutdown);
     terminated().await;
@@ -149,12 +173,40 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn gateway(meta: String, listen: SocketAddr, token: String) -> anyhow::Result<()> {
+pub async fn gateway(meta: Vec<String>, listen: SocketAddr, token: String) -> anyhow::Result<()> {
     let (stop, shutdown) = Shutdown::new();
     let (addr, task) = start_gateway(MetaClient::new(&meta)?, listen, token, shutdown).await?;
     println!("nucleus gateway listening on http://{addr}");
     terminated().await;
     let _ = stop.send(true);
     task.await?;
+    Ok(())
+}
+
+pub async fn meta_status(addrs: &[String]) -> anyhow::Result<()> {
+    println!("{:<22} {:>4} {:<10} {:>6} {:>6} {:>9} {:>9}  members", "address", "id", "state", "leader", "term", "applied", "revision");
+    let mut reachable = 0;
+    for addr in addrs {
+        match nucleus_client::node_status(addr).await {
+            Ok(s) => {
+                reachable += 1;
+                let leader = s.leader_id.map(|l| l.to_string()).unwrap_or_else(|| "-".to_owned());
+                let members: Vec<String> = s
+                    .members
+                    .iter()
+                    .map(|m| {
+                        let role = if s.voter_ids.contains(&m.id) { "" } else { " (learner)" };
+                        format!("{}@{}{role}", m.id, m.addr)
+                    })
+                    .collect();
+                println!(
+                    "{addr:<22} {:>4} {:<10} {leader:>6} {:>6} {:>9} {:>9}  {}",
+                    s.node_id, s.state, s.term, s.applied_index, s.revision, members.join(", ")
+                );
+            }
+            Err(err) => println!("{addr:<22} unreachable: {err}"),
+        }
+    }
+    anyhow::ensure!(reachable > 0, "no meta node answered; check the addresses and that the nodes run");
     Ok(())
 }

@@ -8,11 +8,7 @@ use tonic::transport::Channel;
 pub type Client = MetaClient<Channel>;
 
 pub async fn start(data_dir: &Path) -> MetaNode {
-    let config = MetaConfig {
-        node_id: 1,
-        data_dir: data_dir.to_owned(),
-        listen: "127.0.0.1:0".parse().expect("addr"),
-    };
+    let config = MetaConfig::new(1, data_dir, "127.0.0.1:0".parse().expect("addr"));
     MetaNode::start(config).await.expect("start meta node")
 }
 

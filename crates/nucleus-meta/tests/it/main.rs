@@ -1,7 +1,9 @@
 //! Integration tests: one binary (RocksDB links slowly), one module per concern.
 
 mod common;
+mod group;
 mod kv;
+mod multi_node;
 mod persistence;
 mod storage_suite;
 mod watch;

@@ -18,31 +18,23 @@ pub struct Stack {
 
 impl Stack {
     pub async fn start(data_dir: &Path) -> Stack {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_nucleus"))
-            .args(["dev", "--listen", "127.0.0.1:0", "--token", TOKEN, "--data-dir"])
-            .arg(data_dir)
-            // Quiet by default; NUCLEUS_TEST_LOG=info shows what the stack does.
-            .env("RUST_LOG", std::env::var("NUCLEUS_TEST_LOG").unwrap_or_else(|_| "warn".to_owned()))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("nucleus binary runs");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("REST API at ").nth(1) {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
-                }
-            }
-        });
-        let api = tokio::task::spawn_blocking(move || rx.recv_timeout(WAIT))
-            .await
-            .expect("join")
-            .expect("nucleus dev prints its REST address");
+        let mut args: Vec<String> = ["dev", "--listen", "127.0.0.1:0", "--token", TOKEN, "--data-dir"].map(String::from).to_vec();
+        args.push(data_dir.to_string_lossy().into_owned());
+        let (child, api) = spawn_nucleus(&args, "REST API at ").await;
         Stack {
             child: Some(child),
             base: api.trim_end_matches("/api/v2").to_owned(),
+            http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
+        }
+    }
+
+    /// A gateway process (`nucleus gateway`) in front of the given meta nodes.
+    pub async fn gateway(meta: &[String]) -> Stack {
+        let args = ["gateway", "--listen", "127.0.0.1:0", "--token", TOKEN, "--meta", &meta.join(",")].map(String::from);
+        let (child, base) = spawn_nucleus(&args, "listening on ").await;
+        Stack {
+            child: Some(child),
+            base,
             http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
         }
     }
@@ -119,6 +111,41 @@ impl Stack {
     }
 }
 
+/// Runs `nucleus ARGS` and waits for the stdout line containing `marker`; returns the child and
+/// the word that follows the marker (an address).
+pub async fn spawn_nucleus(args: &[String], marker: &'static str) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nucleus"))
+        .args(args)
+        // Quiet by default; NUCLEUS_TEST_LOG=info shows what the processes do.
+        .env("RUST_LOG", std::env::var("NUCLEUS_TEST_LOG").unwrap_or_else(|_| "warn,openraft=off".to_owned()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("nucleus binary runs");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split(marker).nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
+            }
+        }
+    });
+    let found = tokio::task::spawn_blocking(move || rx.recv_timeout(WAIT)).await.expect("join");
+    match found {
+        Ok(word) => (child, word),
+        Err(_) => {
+            let _ = child.kill();
+            panic!("`nucleus {}` never printed {marker:?}", args.join(" "));
+        }
+    }
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind").port()
+}
+
 impl Drop for Stack {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -129,7 +156,7 @@ impl Drop for Stack {
 }
 
 #[allow(unsafe_code)]
-fn send_signal(pid: i32, signal: i32) {
+pub fn send_signal(pid: i32, signal: i32) {
     // SAFETY: kill(2) has no memory-safety preconditions.
     unsafe {
         libc::kill(pid, signal);

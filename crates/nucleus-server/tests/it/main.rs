@@ -5,4 +5,5 @@ mod errors;
 mod failures;
 mod harness;
 mod lifecycle;
+mod meta_failover;
 mod persistence;

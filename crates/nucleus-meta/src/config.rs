@@ -1,0 +1,101 @@
+//! What a metadata node is told at start, and the Raft timings derived from it.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use openraft::{Config, SnapshotPolicy};
+
+use crate::error::Error;
+
+/// Default number of log entries since the last snapshot that triggers a new one.
+pub const DEFAULT_SNAPSHOT_AFTER_LOGS: u64 = 5000;
+
+#[derive(Debug, Clone)]
+pub struct MetaConfig {
+    pub node_id: u64,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// `host:port` other nodes and clients reach this node at. `None`: the bound address, with
+    /// 127.0.0.1 in place of an unspecified IP (0.0.0.0 / [::]).
+    pub advertise: Option<String>,
+    /// `host:port` of existing members to join through on first start. Empty: bootstrap a new
+    /// one-member group. Ignored once this node has Raft state.
+    pub join: Vec<String>,
+    /// Log entries since the last snapshot that trigger a new one (tests lower it to exercise
+    /// snapshot transfer).
+    pub snapshot_after_logs: u64,
+}
+
+impl MetaConfig {
+    /// A node that bootstraps its own group, advertises its bound address and snapshots every
+    /// [`DEFAULT_SNAPSHOT_AFTER_LOGS`] entries.
+    pub fn new(node_id: u64, data_dir: impl Into<PathBuf>, listen: SocketAddr) -> MetaConfig {
+        MetaConfig {
+            node_id,
+            data_dir: data_dir.into(),
+            listen,
+            advertise: None,
+            join: Vec::new(),
+            snapshot_after_logs: DEFAULT_SNAPSHOT_AFTER_LOGS,
+        }
+    }
+
+    /// The address that goes into the group's membership for this node.
+    pub(crate) fn advertise_addr(&self, bound: SocketAddr) -> Result<String, Error> {
+        match &self.advertise {
+            Some(addr) if addr.trim().is_empty() => Err(Error::Config("advertise address is empty".to_owned())),
+            Some(addr) => Ok(addr.trim().to_owned()),
+            None if bound.ip().is_unspecified() => {
+                Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), bound.port()).to_string())
+            }
+            None => Ok(bound.to_string()),
+        }
+    }
+
+    pub(crate) fn raft_config(&self) -> Result<Config, Error> {
+        if self.snapshot_after_logs == 0 {
+            return Err(Error::Config("snapshot_after_logs must be at least 1".to_owned()));
+        }
+        let config = Config {
+            cluster_name: "nucleus-meta".to_owned(),
+            // A leader crash is noticed after 0.4-0.8 s; openraft's leader lease (voters refuse to
+            // vote for election_timeout_max after the last heartbeat) bounds a re-election to
+            // about 1.6 s, well within the 3 s writes may pause.
+            heartbeat_interval: 100,
+            election_timeout_min: 400,
+            election_timeout_max: 800,
+            // Append entries and heartbeats time out after heartbeat_interval (openraft's rule);
+            // a snapshot (one chunk per RPC) gets much longer.
+            install_snapshot_timeout: 10_000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_after_logs),
+            max_in_snapshot_log_to_keep: self.snapshot_after_logs / 5,
+            ..Default::default()
+        };
+        config.validate().map_err(|e| Error::Config(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advertise_defaults_to_bound_address_with_loopback_for_wildcards() {
+        let config = MetaConfig::new(1, "/tmp/x", "0.0.0.0:0".parse().unwrap());
+        assert_eq!(config.advertise_addr("0.0.0.0:7001".parse().unwrap()).unwrap(), "127.0.0.1:7001");
+        assert_eq!(config.advertise_addr("[::]:7001".parse().unwrap()).unwrap(), "127.0.0.1:7001");
+        assert_eq!(config.advertise_addr("10.1.2.3:7001".parse().unwrap()).unwrap(), "10.1.2.3:7001");
+        let config = MetaConfig { advertise: Some("meta-1:7001".into()), ..config };
+        assert_eq!(config.advertise_addr("0.0.0.0:7001".parse().unwrap()).unwrap(), "meta-1:7001");
+        let config = MetaConfig { advertise: Some(" ".into()), ..config };
+        assert!(config.advertise_addr("0.0.0.0:7001".parse().unwrap()).is_err());
+    }
+
+    #[test]
+    fn raft_timings_allow_fast_failover() {
+        let raft = MetaConfig::new(1, "/tmp/x", "127.0.0.1:0".parse().unwrap()).raft_config().unwrap();
+        assert!(raft.heartbeat_interval * 3 <= raft.election_timeout_min);
+        assert!(raft.election_timeout_max <= 1000);
+        assert!(raft.install_snapshot_timeout > raft.election_timeout_max);
+    }
+}

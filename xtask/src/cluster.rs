@@ -1,0 +1,112 @@
+//! `cargo xtask cluster up --meta N` / `cluster down`: a local multi-process cluster on loopback
+//! (N meta nodes, one scheduler, one agent, one gateway), each a separate `nucleus` process with
+//! its log in `.nucleus-cluster/`.
+
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+const DIR: &str = ".nucleus-cluster";
+const FIRST_META_PORT: u16 = 7001;
+const AGENT_PORT: u16 = 7101;
+const GATEWAY: &str = "127.0.0.1:8080";
+
+pub fn up(args: &[&str]) -> anyhow::Result<()> {
+    let meta_count: u16 = match args {
+        [] => 3,
+        ["--meta", n] => n.parse().context("--meta takes a number")?,
+        _ => bail!(super::USAGE),
+    };
+    anyhow::ensure!((1..=7).contains(&meta_count), "--meta must be between 1 and 7");
+    let dir = PathBuf::from(DIR);
+    if dir.join("pids").exists() {
+        bail!("a cluster seems to be up already ({DIR}/pids exists); run `cargo xtask cluster down` first");
+    }
+    fs::create_dir_all(&dir)?;
+    println!("building nucleus ...");
+    let status = Command::new(env!("CARGO")).args(["build", "--bin", "nucleus"]).status()?;
+    anyhow::ensure!(status.success(), "building nucleus failed");
+    let nucleus = target_dir()?.join("debug/nucleus");
+    let token = format!("nuc_local_{}", std::process::id());
+    fs::write(dir.join("token"), &token)?;
+
+    let meta_addrs: Vec<String> = (0..meta_count).map(|i| format!("127.0.0.1:{}", FIRST_META_PORT + i)).collect();
+    let mut pids = Vec::new();
+    for (i, addr) in meta_addrs.iter().enumerate() {
+        let id = (i + 1).to_string();
+        let data = dir.join(format!("meta-{id}"));
+        let mut args = vec!["meta", "--id", &id, "--listen", addr, "--data-dir"];
+        let data = data.to_string_lossy().into_owned();
+        args.push(&data);
+        if i > 0 {
+            args.extend(["--join", &meta_addrs[0]]);
+        }
+        pids.push(spawn(&nucleus, &args, &dir, &format!("meta-{id}"))?);
+        wait_for_log(&dir.join(format!("meta-{id}.log")), "serving on", Duration::from_secs(60))?;
+        println!("meta {id} up at {addr}");
+    }
+    let meta = meta_addrs.join(",");
+    let agent_listen = format!("127.0.0.1:{AGENT_PORT}");
+    let agent_data = dir.join("agent").to_string_lossy().into_owned();
+    pids.push(spawn(&nucleus, &["scheduler", "--meta", &meta], &dir, "scheduler")?);
+    pids.push(spawn(&nucleus, &["agent", "--meta", &meta, "--listen", &agent_listen, "--data-dir", &agent_data], &dir, "agent")?);
+    pids.push(spawn(&nucleus, &["gateway", "--meta", &meta, "--listen", GATEWAY, "--token", &token], &dir, "gateway")?);
+    fs::write(dir.join("pids"), pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))?;
+    wait_for_log(&dir.join("gateway.log"), "listening on", Duration::from_secs(30))?;
+    println!("cluster up: REST API at http://{GATEWAY}/api/v2, token {token} (also in {DIR}/token), logs in {DIR}/*.log");
+    println!("status: nucleus meta status --meta {meta}; stop: cargo xtask cluster down");
+    Ok(())
+}
+
+pub fn down() -> anyhow::Result<()> {
+    let dir = Path::new(DIR);
+    let pids = fs::read_to_string(dir.join("pids")).context("no cluster is up (no .nucleus-cluster/pids)")?;
+    // Reverse order: gateway, agent, scheduler, then meta nodes.
+    for pid in pids.lines().rev().filter(|l| !l.is_empty()) {
+        let _ = Command::new("kill").args(["-TERM", pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = Command::new("kill").args(["-KILL", pid]).status();
+        }
+    }
+    fs::remove_file(dir.join("pids"))?;
+    println!("cluster down (data kept in {DIR}; delete it for a fresh start)");
+    Ok(())
+}
+
+fn spawn(nucleus: &Path, args: &[&str], dir: &Path, name: &str) -> anyhow::Result<u32> {
+    let log = fs::File::create(dir.join(format!("{name}.log")))?;
+    let child = Command::new(nucleus)
+        .args(args)
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .stdin(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {name}"))?;
+    Ok(child.id())
+}
+
+fn wait_for_log(path: &Path, marker: &str, within: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if fs::read_to_string(path).is_ok_and(|text| text.contains(marker)) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("{} did not say {marker:?} within {within:?}; see the log", path.display())
+}
+
+fn target_dir() -> anyhow::Result<PathBuf> {
+    let output = Command::new(env!("CARGO")).args(["metadata", "--format-version", "1", "--no-deps"]).output()?;
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    Ok(PathBuf::from(metadata["target_directory"].as_str().context("cargo metadata has no target_directory")?))
+}
