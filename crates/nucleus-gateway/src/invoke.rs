@@ -79,10 +79,24 @@ async fn forward(state: &AppState, request: Request) -> Result<Response, ApiErro
         parts.headers.insert("x-forwarded-prefix", prefix);
     }
     let upstream_request = Request::from_parts(parts, body);
-    let response = state.upstream.client.request(upstream_request).await.map_err(|err| {
-        tracing::warn!(workload_id, address, error = %err, "replica did not answer");
-        ApiError::BadGateway(format!("replica {address} of workload {workload_id} did not answer: {err}; retry"))
-    })?;
+    let response = match state.upstream.client.request(upstream_request).await {
+        Ok(response) => response,
+        Err(err) => {
+            tracing::warn!(workload_id, address, error = %err, "replica did not answer");
+            // The cache may not have caught up with a replica going away: if meta says the
+            // workload is no longer servable, say that rather than blaming the replica.
+            if err.is_connect() {
+                if let Ok(Some(route)) = state.routes.route_from_meta(&workload_id).await {
+                    if route.status != ProtonStatus::Running {
+                        return Err(not_servable(&workload_id, route.status));
+                    }
+                }
+            }
+            return Err(ApiError::BadGateway(format!(
+                "replica {address} of workload {workload_id} did not answer: {err}; retry"
+            )));
+        }
+    };
     let (mut parts, body) = response.into_parts();
     strip(&mut parts.headers);
     Ok(Response::from_parts(parts, Body::new(body)))

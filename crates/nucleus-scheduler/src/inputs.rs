@@ -13,6 +13,8 @@ const RETRY_AFTER: Duration = Duration::from_millis(300);
 #[derive(Debug)]
 pub enum Input {
     Meta { prefix: &'static str, event: WatchEvent },
+    /// The agent's status stream is open: what it reports (or does not) is current.
+    AgentConnected { agent: String },
     Report { agent: String, report: ProtonReport },
     /// The agent's status stream broke: what it said is no longer known to be true.
     AgentLost { agent: String },
@@ -49,6 +51,9 @@ pub fn follow_agent(name: String, client: AgentClient, tx: mpsc::Sender<Input>) 
             match client.watch().await {
                 Ok(mut stream) => {
                     tracing::info!(agent = name, addr = client.addr(), "following agent");
+                    if tx.send(Input::AgentConnected { agent: name.clone() }).await.is_err() {
+                        return;
+                    }
                     loop {
                         match stream.message().await {
                             Ok(Some(report)) => {

@@ -2,9 +2,20 @@
 
 use nucleus_api::{DesiredState, Proton, ProtonStatus, ReplicaStatusesSnapshot};
 
-/// What the proton's agent last said about it.
+/// What is known about the proton's agent.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AgentView {
+    /// Not connected to the agent yet, within the grace period: nothing is known, nothing changes.
+    Pending,
+    /// The agent is gone (stream down past the grace period, or no longer registered).
+    Unreachable(String),
+    /// The agent is connected (or none is chosen yet); this is what it says about the proton.
+    Reported(Report),
+}
+
+/// What a connected agent last said about the proton.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Report {
     /// The agent does not run it (never launched, forgotten, or the agent restarted).
     Absent,
     Running(ReplicaStatusesSnapshot),
@@ -40,9 +51,16 @@ pub struct Plan {
 /// `agent` is the agent to place an unplaced proton on, if any is available.
 pub fn plan(proton: &Proton, workload_exists: bool, view: &AgentView, done: Done, agent: Option<&str>) -> Plan {
     let generation = proton.generation;
-    let runs = matches!(view, AgentView::Running(_) | AgentView::Stopping(_));
+    let view = match view {
+        AgentView::Pending => {
+            return Plan { action: None, status: proton.status, message: proton.message.clone() };
+        }
+        AgentView::Unreachable(agent) => return unreachable(proton, workload_exists, agent),
+        AgentView::Reported(report) => report,
+    };
+    let runs = matches!(view, Report::Running(_) | Report::Stopping(_));
     if !workload_exists || proton.desired_state == DesiredState::Stopped {
-        let action = if runs && !matches!(view, AgentView::Stopping(_)) && done.stop_sent_generation != Some(generation) {
+        let action = if runs && !matches!(view, Report::Stopping(_)) && done.stop_sent_generation != Some(generation) {
             Some(Action::Stop)
         } else if !runs && !workload_exists {
             Some(Action::Forget)
@@ -67,7 +85,7 @@ pub fn plan(proton: &Proton, workload_exists: bool, view: &AgentView, done: Done
         };
     };
     match view {
-        AgentView::Running(snapshot) => {
+        Report::Running(snapshot) => {
             let state = snapshot.overall_status.state;
             let fresh = done.launched_generation == Some(generation);
             if state == ProtonStatus::Errored && fresh {
@@ -80,15 +98,34 @@ pub fn plan(proton: &Proton, workload_exists: bool, view: &AgentView, done: Done
             }
             Plan { action: (!fresh).then_some(Action::Launch), status: state, message: None }
         }
-        AgentView::Stopping(_) => Plan {
+        Report::Stopping(_) => Plan {
             action: None,
             status: ProtonStatus::Provisioning,
             message: Some(format!("Waiting for agent {placed_on} to finish stopping the previous run")),
         },
-        AgentView::Absent | AgentView::Stopped => {
+        Report::Absent | Report::Stopped => {
             let action = (done.launched_generation != Some(generation)).then_some(Action::Launch);
             Plan { action, status: ProtonStatus::Provisioning, message: None }
         }
+    }
+}
+
+/// Nothing can be done or known while the agent is away: say so instead of showing the last
+/// status as if it were current. (Rescheduling elsewhere comes with multi-agent placement.)
+fn unreachable(proton: &Proton, workload_exists: bool, agent: &str) -> Plan {
+    if !workload_exists || proton.desired_state == DesiredState::Stopped {
+        let status = if proton.status == ProtonStatus::Stopped { ProtonStatus::Stopped } else { ProtonStatus::Stopping };
+        return Plan { action: None, status, message: None };
+    }
+    if proton.status == ProtonStatus::Errored {
+        return Plan { action: None, status: ProtonStatus::Errored, message: proton.message.clone() };
+    }
+    Plan {
+        action: None,
+        status: ProtonStatus::Unknown,
+        message: Some(format!(
+            "Agent {agent} does not answer, so the state of this proton's replicas is unknown; check that the agent runs"
+        )),
     }
 }
 

@@ -15,13 +15,15 @@ use tokio::task::JoinHandle;
 
 use crate::convert;
 use crate::inputs::{follow_agent, watch_prefix, Input};
-use crate::plan::{plan, Action, AgentView, Done};
+use crate::plan::{plan, Action, AgentView, Done, Report};
 use crate::Error;
 
 /// Re-plan at least this often, so failed calls are retried without a new event.
 const TICK: Duration = Duration::from_secs(1);
 const STOP_GRACE_SECONDS: u32 = 10;
 const LOG_TAIL_LINES: usize = 20;
+/// How long an agent may be out of reach (or not yet reached) before its protons become `unknown`.
+const AGENT_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
@@ -32,6 +34,16 @@ struct FollowedAgent {
     record: AgentRecord,
     client: AgentClient,
     task: JoinHandle<()>,
+    /// Whether its status stream is open, and since when that is so.
+    connected: bool,
+    since: tokio::time::Instant,
+}
+
+impl FollowedAgent {
+    /// Out of reach for longer than the grace period.
+    fn unreachable(&self) -> bool {
+        !self.connected && self.since.elapsed() >= AGENT_GRACE
+    }
 }
 
 /// The worker's picture of the world.
@@ -46,6 +58,7 @@ struct World {
     written: HashMap<String, ReplicaStatusesSnapshot>,
     synced_protons: bool,
     synced_workloads: bool,
+    synced_agents: bool,
 }
 
 /// Runs the worker until `shutdown` resolves. `first_pass` is told once every proton has been
@@ -78,8 +91,10 @@ pub async fn run(
         }
         if world.synced_protons && world.synced_workloads {
             world.reconcile(&meta, fencing_token).await;
-            if let Some(tell) = first_pass.take() {
-                let _ = tell.send(());
+            if world.agents_settled() {
+                if let Some(tell) = first_pass.take() {
+                    let _ = tell.send(());
+                }
             }
         }
     }
@@ -119,14 +134,38 @@ impl World {
                 apply_docs(&mut self.workloads, event, |w: &Workload| w.id.clone());
             }
             Input::Meta { event, .. } => {
+                if matches!(event, WatchEvent::Reset(_)) {
+                    self.synced_agents = true;
+                }
                 apply_docs(&mut self.agent_records, event, |a: &AgentRecord| a.name.clone());
                 self.follow_agents(tx);
+            }
+            Input::AgentConnected { agent } => {
+                if let Some(followed) = self.agents.get_mut(&agent) {
+                    followed.connected = true;
+                    followed.since = tokio::time::Instant::now();
+                }
+                // A (re)connected agent may have restarted and lost its processes: what we did
+                // before no longer counts, and repeating a launch it still has is harmless.
+                let placed_there: Vec<String> = self
+                    .protons
+                    .values()
+                    .filter(|p| p.value.agent.as_deref() == Some(agent.as_str()))
+                    .map(|p| p.value.id.clone())
+                    .collect();
+                for id in placed_there {
+                    self.done.remove(&id);
+                }
             }
             Input::Report { agent, report } => {
                 self.reports.entry(agent).or_default().insert(report.proton_id.clone(), report);
             }
             Input::AgentLost { agent } => {
                 self.reports.remove(&agent);
+                if let Some(followed) = self.agents.get_mut(&agent).filter(|f| f.connected) {
+                    followed.connected = false;
+                    followed.since = tokio::time::Instant::now();
+                }
             }
         }
     }
@@ -149,28 +188,42 @@ impl World {
             match AgentClient::new(&record.address) {
                 Ok(client) => {
                     let task = follow_agent(name.clone(), client.clone(), tx.clone());
-                    self.agents.insert(name, FollowedAgent { record, client, task });
+                    let since = tokio::time::Instant::now();
+                    self.agents.insert(name, FollowedAgent { record, client, task, connected: false, since });
                 }
                 Err(err) => tracing::warn!(agent = name, error = %err, "agent address unusable"),
             }
         }
     }
 
+    /// Every registered agent is either connected or past its grace period.
+    fn agents_settled(&self) -> bool {
+        self.synced_agents && self.agents.values().all(|a| a.connected || a.unreachable())
+    }
+
     fn view(&self, proton: &Proton) -> AgentView {
+        if let Some(name) = &proton.agent {
+            match self.agents.get(name) {
+                Some(agent) if agent.connected => {}
+                Some(agent) if !agent.unreachable() => return AgentView::Pending,
+                _ if !self.synced_agents => return AgentView::Pending,
+                _ => return AgentView::Unreachable(name.clone()),
+            }
+        }
         let report = proton
             .agent
             .as_ref()
             .and_then(|agent| self.reports.get(agent))
             .and_then(|reports| reports.get(&proton.id));
-        match report {
-            None => AgentView::Absent,
-            Some(r) if r.removed => AgentView::Absent,
+        AgentView::Reported(match report {
+            None => Report::Absent,
+            Some(r) if r.removed => Report::Absent,
             Some(r) => match r.lifecycle.as_str() {
-                "stopped" => AgentView::Stopped,
-                "stopping" => AgentView::Stopping(convert::snapshot(r, proton.replica_count)),
-                _ => AgentView::Running(convert::snapshot(r, proton.replica_count)),
+                "stopped" => Report::Stopped,
+                "stopping" => Report::Stopping(convert::snapshot(r, proton.replica_count)),
+                _ => Report::Running(convert::snapshot(r, proton.replica_count)),
             },
-        }
+        })
     }
 
     async fn reconcile(&mut self, meta: &MetaClient, fencing_token: u64) {
@@ -188,7 +241,7 @@ impl World {
         let workload = self.workloads.get(&proton.workload_id).cloned();
         let view = self.view(proton);
         let done = self.done.get(&proton.id).copied().unwrap_or_default();
-        let first_agent = self.agents.keys().next().map(String::as_str);
+        let first_agent = self.agents.iter().find(|(_, a)| a.connected).map(|(name, _)| name.as_str());
         let decision = plan(proton, workload.is_some(), &view, done, first_agent);
         let agent = proton.agent.as_ref().and_then(|a| self.agents.get(a)).map(|a| a.client.clone());
         match &decision.action {
@@ -265,9 +318,10 @@ impl World {
     ) -> Result<(), Error> {
         let proton = &doc.value;
         let snapshot = match view {
-            AgentView::Running(s) | AgentView::Stopping(s) => Some(s.clone()),
+            AgentView::Reported(Report::Running(s) | Report::Stopping(s)) => Some(s.clone()),
+            AgentView::Pending | AgentView::Unreachable(_) => None,
             // Nothing runs: say so once, replacing the last snapshot that listed replicas.
-            AgentView::Absent | AgentView::Stopped => self
+            AgentView::Reported(Report::Absent | Report::Stopped) => self
                 .written
                 .get(&proton.id)
                 .filter(|previous| !previous.replicas.is_empty() || previous.overall_status.state != status)

@@ -155,7 +155,8 @@ pub async fn meta(args: MetaArgs) -> anyhow::Result<()> {
 
 pub async fn scheduler(meta: Vec<String>, name: String) -> anyhow::Result<()> {
     let (stop, shutdown) = Shutdown::new();
-    let (task, _reconciled) = start_scheduler(MetaClient::new(&meta)?, name, shutdown);
+    let (task, _reconciled) = start_scheduler(MetaClient::new(&meta)?, name.clone(), shutdown);
+    println!("nucleus scheduler {name} started (meta {})", meta.join(","));
     terminated().await;
     let _ = stop.send(true);
     task.await?;

@@ -46,14 +46,18 @@ fn snapshot(phase: ReplicaPhase, ready: bool, error: Option<&str>) -> ReplicaSta
     }
 }
 
+fn running(s: ReplicaStatusesSnapshot) -> AgentView {
+    AgentView::Reported(Report::Running(s))
+}
+
 const LAUNCHED: Done = Done { launched_generation: Some(3), stop_sent_generation: None };
 
 #[test]
 fn unplaced_protons_are_placed_or_wait_for_an_agent() {
     let p = proton(DesiredState::Running, ProtonStatus::Submitted, None);
-    let placed = plan(&p, true, &AgentView::Absent, Done::default(), Some("a1"));
+    let placed = plan(&p, true, &AgentView::Reported(Report::Absent), Done::default(), Some("a1"));
     assert_eq!(placed.action, Some(Action::Place("a1".into())));
-    let waiting = plan(&p, true, &AgentView::Absent, Done::default(), None);
+    let waiting = plan(&p, true, &AgentView::Reported(Report::Absent), Done::default(), None);
     assert_eq!((waiting.action, waiting.status), (None, ProtonStatus::Submitted));
     assert!(waiting.message.unwrap().contains("agent"));
 }
@@ -61,20 +65,20 @@ fn unplaced_protons_are_placed_or_wait_for_an_agent() {
 #[test]
 fn placed_protons_are_launched_once_per_generation() {
     let p = proton(DesiredState::Running, ProtonStatus::Submitted, Some("a1"));
-    let first = plan(&p, true, &AgentView::Absent, Done::default(), Some("a1"));
+    let first = plan(&p, true, &AgentView::Reported(Report::Absent), Done::default(), Some("a1"));
     assert_eq!((first.action, first.status), (Some(Action::Launch), ProtonStatus::Provisioning));
-    let again = plan(&p, true, &AgentView::Absent, LAUNCHED, Some("a1"));
+    let again = plan(&p, true, &AgentView::Reported(Report::Absent), LAUNCHED, Some("a1"));
     assert_eq!(again.action, None);
 }
 
 #[test]
 fn status_follows_the_replicas() {
     let p = proton(DesiredState::Running, ProtonStatus::Provisioning, Some("a1"));
-    let starting = AgentView::Running(snapshot(ReplicaPhase::Running, false, None));
+    let starting = running(snapshot(ReplicaPhase::Running, false, None));
     assert_eq!(plan(&p, true, &starting, LAUNCHED, None).status, ProtonStatus::Launching);
-    let up = AgentView::Running(snapshot(ReplicaPhase::Running, true, None));
+    let up = running(snapshot(ReplicaPhase::Running, true, None));
     assert_eq!(plan(&p, true, &up, LAUNCHED, None).status, ProtonStatus::Running);
-    let failed = AgentView::Running(snapshot(ReplicaPhase::Failed, false, Some("process exited with status 3")));
+    let failed = running(snapshot(ReplicaPhase::Failed, false, Some("process exited with status 3")));
     let errored = plan(&p, true, &failed, LAUNCHED, None);
     assert_eq!(errored.status, ProtonStatus::Errored);
     assert!(errored.message.unwrap().contains("exited with status 3"));
@@ -83,7 +87,7 @@ fn status_follows_the_replicas() {
 #[test]
 fn errored_is_sticky() {
     let p = proton(DesiredState::Running, ProtonStatus::Errored, Some("a1"));
-    let up = AgentView::Running(snapshot(ReplicaPhase::Running, true, None));
+    let up = running(snapshot(ReplicaPhase::Running, true, None));
     let decision = plan(&p, true, &up, Done::default(), None);
     assert_eq!((decision.action, decision.status), (None, ProtonStatus::Errored));
 }
@@ -91,24 +95,37 @@ fn errored_is_sticky() {
 #[test]
 fn a_restart_after_failure_stops_the_old_run_first() {
     let p = proton(DesiredState::Running, ProtonStatus::Submitted, Some("a1"));
-    let failed = AgentView::Running(snapshot(ReplicaPhase::Failed, false, Some("boom")));
+    let failed = running(snapshot(ReplicaPhase::Failed, false, Some("boom")));
     let old = Done { launched_generation: Some(2), stop_sent_generation: None };
     assert_eq!(plan(&p, true, &failed, old, None).action, Some(Action::Stop));
-    assert_eq!(plan(&p, true, &AgentView::Stopped, old, None).action, Some(Action::Launch));
+    assert_eq!(plan(&p, true, &AgentView::Reported(Report::Stopped), old, None).action, Some(Action::Launch));
 }
 
 #[test]
 fn stopping_and_forgetting() {
     let p = proton(DesiredState::Stopped, ProtonStatus::Stopping, Some("a1"));
-    let up = AgentView::Running(snapshot(ReplicaPhase::Running, true, None));
+    let up = running(snapshot(ReplicaPhase::Running, true, None));
     let stop = plan(&p, true, &up, LAUNCHED, None);
     assert_eq!((stop.action, stop.status), (Some(Action::Stop), ProtonStatus::Stopping));
     let sent = Done { stop_sent_generation: Some(3), ..LAUNCHED };
     assert_eq!(plan(&p, true, &up, sent, None).action, None);
-    assert_eq!(plan(&p, true, &AgentView::Stopped, sent, None).status, ProtonStatus::Stopped);
+    assert_eq!(plan(&p, true, &AgentView::Reported(Report::Stopped), sent, None).status, ProtonStatus::Stopped);
     // Deleted workload: stop, then forget once nothing runs.
     let orphan = proton(DesiredState::Running, ProtonStatus::Running, Some("a1"));
     assert_eq!(plan(&orphan, false, &up, LAUNCHED, None).action, Some(Action::Stop));
-    assert_eq!(plan(&orphan, false, &AgentView::Stopped, LAUNCHED, None).action, Some(Action::Forget));
-    assert_eq!(plan(&orphan, false, &AgentView::Absent, LAUNCHED, None).action, Some(Action::Forget));
+    assert_eq!(plan(&orphan, false, &AgentView::Reported(Report::Stopped), LAUNCHED, None).action, Some(Action::Forget));
+    assert_eq!(plan(&orphan, false, &AgentView::Reported(Report::Absent), LAUNCHED, None).action, Some(Action::Forget));
+}
+
+#[test]
+fn an_unreachable_agent_makes_status_unknown_not_running() {
+    let p = proton(DesiredState::Running, ProtonStatus::Running, Some("a1"));
+    let gone = plan(&p, true, &AgentView::Unreachable("a1".into()), LAUNCHED, None);
+    assert_eq!((gone.action, gone.status), (None, ProtonStatus::Unknown));
+    assert!(gone.message.unwrap().contains("a1"));
+    let waiting = plan(&p, true, &AgentView::Pending, LAUNCHED, None);
+    assert_eq!((waiting.action, waiting.status), (None, ProtonStatus::Running));
+    let stopping = proton(DesiredState::Stopped, ProtonStatus::Stopping, Some("a1"));
+    let decision = plan(&stopping, true, &AgentView::Unreachable("a1".into()), LAUNCHED, None);
+    assert_eq!((decision.action, decision.status), (None, ProtonStatus::Stopping));
 }

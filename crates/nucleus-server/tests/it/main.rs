@@ -7,3 +7,4 @@ mod harness;
 mod lifecycle;
 mod meta_failover;
 mod persistence;
+mod roles;
