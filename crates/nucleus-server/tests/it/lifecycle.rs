@@ -130,3 +130,35 @@ async fn lists_paginate_with_absolute_links_and_answer_with_or_without_slash() {
     assert_eq!(code, StatusCode::OK);
     assert_eq!(version["major"], 2);
 }
+
+#[tokio::test]
+async fn a_replica_that_ignores_sigterm_is_killed_after_the_grace_period_and_start_waits_for_it() {
+    let dir = temp_dir();
+    let stack = Stack::start(dir.path()).await;
+    let whoami = crate::harness::whoami();
+    let mut artifact = whoami_artifact("stubborn", &[]);
+    // An ignored signal stays ignored across exec: the server never sees SIGTERM.
+    artifact["spec"]["containerGroups"][0]["containers"][0]["entrypoint"] =
+        json!(["sh", "-c", format!("trap '' TERM; exec {whoami} --port $PORT")]);
+    let (code, created) = stack.post("/workloads", workload("stubborn", artifact, 1)).await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let running = stack.wait_status(id, "running").await;
+    let (code, details) = stack.get(&format!("/workloads/{id}/protons/{}/statusDetails", running["protonId"].as_str().unwrap())).await;
+    assert_eq!(code, StatusCode::OK, "{details}");
+    let address = stack.replica_addresses(&running).await.remove(0);
+
+    let (code, _) = stack.post(&format!("/workloads/{id}/stop"), json!({})).await;
+    assert_eq!(code, StatusCode::ACCEPTED);
+    stack.wait_status(id, "stopping").await;
+    let (code, body) = stack.post(&format!("/workloads/{id}/start"), json!({})).await;
+    assert_eq!(code, StatusCode::CONFLICT, "start while stopping: {body}");
+    assert!(body["detail"].as_str().unwrap().contains("stopping"));
+    assert!(tokio::net::TcpStream::connect(&address).await.is_ok(), "still serving during the grace period");
+
+    stack.wait_status(id, "stopped").await;
+    assert!(gone(&address).await, "SIGKILL after the grace period ends it");
+    let (code, _) = stack.post(&format!("/workloads/{id}/start"), json!({})).await;
+    assert_eq!(code, StatusCode::ACCEPTED);
+    stack.wait_status(id, "running").await;
+}
