@@ -1,0 +1,125 @@
+//! What each node has in use: its allocations plus the replicas a plan has placed so far.
+
+use std::collections::BTreeMap;
+
+use super::model::{Allocation, Bundle, Node};
+
+/// Amounts of the three resources a bundle reserves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Usage {
+    pub(super) cpu_millicores: u64,
+    pub(super) memory_bytes: u64,
+    pub(super) gpus: u64,
+}
+
+impl Usage {
+    pub(super) fn of(bundle: &Bundle) -> Self {
+        Usage {
+            cpu_millicores: bundle.cpu_millicores,
+            memory_bytes: bundle.memory_bytes,
+            gpus: u64::from(bundle.gpu_count),
+        }
+    }
+
+    pub(super) fn capacity(node: &Node) -> Self {
+        Usage {
+            cpu_millicores: node.cpu_millicores,
+            memory_bytes: node.memory_bytes,
+            gpus: u64::from(node.gpu_count),
+        }
+    }
+
+    fn add(&mut self, other: Usage) {
+        self.cpu_millicores = self.cpu_millicores.saturating_add(other.cpu_millicores);
+        self.memory_bytes = self.memory_bytes.saturating_add(other.memory_bytes);
+        self.gpus = self.gpus.saturating_add(other.gpus);
+    }
+
+    fn saturating_sub(self, other: Usage) -> Usage {
+        Usage {
+            cpu_millicores: self.cpu_millicores.saturating_sub(other.cpu_millicores),
+            memory_bytes: self.memory_bytes.saturating_sub(other.memory_bytes),
+            gpus: self.gpus.saturating_sub(other.gpus),
+        }
+    }
+
+    /// Whether `demand` fits within these amounts.
+    pub(super) fn covers(&self, demand: Usage) -> bool {
+        demand.cpu_millicores <= self.cpu_millicores
+            && demand.memory_bytes <= self.memory_bytes
+            && demand.gpus <= self.gpus
+    }
+}
+
+/// The known nodes (first of each name) and what is in use on each.
+pub(super) struct Ledger<'a> {
+    nodes: Vec<&'a Node>,
+    used: Vec<Usage>,
+    positions: BTreeMap<&'a str, usize>,
+}
+
+impl<'a> Ledger<'a> {
+    /// Counts every allocation on a known node; allocations on unknown nodes hold nothing.
+    pub(super) fn new<'b>(
+        nodes: &'a [Node],
+        allocations: impl IntoIterator<Item = &'b Allocation>,
+    ) -> Self {
+        let mut ledger = Ledger {
+            nodes: Vec::new(),
+            used: Vec::new(),
+            positions: BTreeMap::new(),
+        };
+        for node in nodes {
+            if !ledger.positions.contains_key(node.name.as_str()) {
+                ledger.positions.insert(&node.name, ledger.nodes.len());
+                ledger.nodes.push(node);
+                ledger.used.push(Usage::default());
+            }
+        }
+        for allocation in allocations {
+            if let Some(position) = ledger.position(&allocation.node) {
+                ledger.reserve(position, &allocation.bundle);
+            }
+        }
+        ledger
+    }
+
+    /// The known nodes, indexed by position.
+    pub(super) fn nodes(&self) -> &[&'a Node] {
+        &self.nodes
+    }
+
+    /// The position of the node named `name`.
+    pub(super) fn position(&self, name: &str) -> Option<usize> {
+        self.positions.get(name).copied()
+    }
+
+    /// What is in use on the node at `position`.
+    pub(super) fn used(&self, position: usize) -> Usage {
+        self.used[position]
+    }
+
+    /// What is still free on the node at `position` (zero where it is already over-committed).
+    pub(super) fn free(&self, position: usize) -> Usage {
+        Usage::capacity(self.nodes[position]).saturating_sub(self.used[position])
+    }
+
+    /// How many more replicas of `bundle` fit on the node at `position`, at most `cap`.
+    pub(super) fn room_for(&self, position: usize, bundle: &Bundle, cap: u64) -> u64 {
+        if !self.nodes[position].suits(bundle) {
+            return 0;
+        }
+        let free = self.free(position);
+        let demand = Usage::of(bundle);
+        let per_resource = |free: u64, need: u64| free.checked_div(need).unwrap_or(cap);
+        per_resource(free.cpu_millicores, demand.cpu_millicores)
+            .min(per_resource(free.memory_bytes, demand.memory_bytes))
+            .min(per_resource(free.gpus, demand.gpus))
+            .min(cap)
+    }
+
+    /// Records one more replica of `bundle` on the node at `position`.
+    pub(super) fn reserve(&mut self, position: usize, bundle: &Bundle) {
+        self.used[position].add(Usage::of(bundle));
+    }
+}
