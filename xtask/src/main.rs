@@ -18,6 +18,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("nucleus-whoami", 2),
     ("nucleus-server", 3),
     ("nucleus-bench", 3),
+    ("nucleus-sim", 3),
 ];
 
 /// Heavy dependencies and the only crates allowed to use them.
@@ -29,8 +30,9 @@ const QUARANTINE: &[(&str, &[&str])] = &[
 
 mod bench;
 mod cluster;
+mod sim;
 
-const USAGE: &str = "usage: cargo xtask check-deps | cluster up [--meta N] | cluster down | bench meta [--against etcd] [--seconds N]";
+const USAGE: &str = "usage: cargo xtask check-deps | cluster up [--meta N] | cluster down | bench meta [--against etcd] [--seconds N] | sim [--seeds N] [--seed S] [--release]";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -39,6 +41,7 @@ fn main() -> anyhow::Result<()> {
         ["cluster", "up", rest @ ..] => cluster::up(rest),
         ["cluster", "down"] => cluster::down(),
         ["bench", rest @ ..] => bench::run(rest),
+        ["sim", rest @ ..] => sim::run(rest),
         _ => bail!(USAGE),
     }
 }

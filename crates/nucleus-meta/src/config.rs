@@ -24,6 +24,11 @@ pub struct MetaConfig {
     /// Log entries since the last snapshot that trigger a new one (tests lower it to exercise
     /// snapshot transfer).
     pub snapshot_after_logs: u64,
+    /// Run RocksDB's synced log writes on the Raft task itself instead of tokio's blocking pool.
+    /// Off in production (an fsync must not stall a runtime thread). The deterministic simulation
+    /// turns it on: a blocking-pool thread finishes in real time, outside the simulated clock and
+    /// scheduler, so whether a write completed within a simulation step would depend on the disk.
+    pub inline_storage_writes: bool,
 }
 
 impl MetaConfig {
@@ -37,6 +42,7 @@ impl MetaConfig {
             advertise: None,
             join: Vec::new(),
             snapshot_after_logs: DEFAULT_SNAPSHOT_AFTER_LOGS,
+            inline_storage_writes: false,
         }
     }
 

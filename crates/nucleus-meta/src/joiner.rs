@@ -11,6 +11,7 @@ use tonic::transport::Endpoint;
 
 use crate::error::Error;
 use crate::leader::LEADER_ADDR_METADATA;
+use crate::transport::Transport;
 use crate::types::NodeId;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -35,7 +36,11 @@ enum Attempt {
 
 /// Calls Join until one member accepts it (returning the membership it reported) or `timeout`
 /// passes.
-pub(crate) async fn join(request: &JoinRequest<'_>, timeout: Duration) -> Result<Vec<pb::Member>, Error> {
+pub(crate) async fn join(
+    transport: &impl Transport,
+    request: &JoinRequest<'_>,
+    timeout: Duration,
+) -> Result<Vec<pb::Member>, Error> {
     let deadline = Instant::now() + timeout;
     let mut backoff = FIRST_BACKOFF;
     let mut last_error = "no address to join through".to_owned();
@@ -47,7 +52,7 @@ pub(crate) async fn join(request: &JoinRequest<'_>, timeout: Duration) -> Result
                 continue;
             }
             tried.push(addr.clone());
-            match attempt(&addr, request).await {
+            match attempt(transport, &addr, request).await {
                 Attempt::Joined(members) => {
                     tracing::info!(node_id = request.node_id, via = %addr, "joined the meta group");
                     return Ok(members);
@@ -75,16 +80,14 @@ pub(crate) async fn join(request: &JoinRequest<'_>, timeout: Duration) -> Result
     }
 }
 
-async fn attempt(addr: &str, request: &JoinRequest<'_>) -> Attempt {
+async fn attempt(transport: &impl Transport, addr: &str, request: &JoinRequest<'_>) -> Attempt {
     let uri = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
     let endpoint = match Endpoint::from_shared(uri) {
         Ok(endpoint) => endpoint.connect_timeout(CONNECT_TIMEOUT).timeout(CALL_TIMEOUT),
         Err(e) => return Attempt::Failed(format!("not a valid address: {e}")),
     };
-    let channel = match endpoint.connect().await {
-        Ok(channel) => channel,
-        Err(e) => return Attempt::Failed(format!("cannot connect: {e}")),
-    };
+    // Connects on the call; a connection failure comes back as a status without a leader hint.
+    let channel = transport.channel(endpoint);
     let call = pb::JoinRequest { node_id: request.node_id, addr: request.advertise.to_owned() };
     match MetaClient::new(channel).join(call).await {
         Ok(response) => Attempt::Joined(response.into_inner().members),

@@ -18,35 +18,49 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::transport::Transport;
 use crate::types::{NodeId, TypeConfig};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// HTTP/2 pings on every peer connection: one that stops answering (peer host gone without a
+/// FIN, or a network that dropped bytes for good) is closed and the channel reconnects, instead
+/// of every RPC timing out on it forever.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Creates one [`Network`] per target node of the group `group_id`. openraft asks for a new
 /// client for every linearizable read, so channels (one HTTP/2 connection per peer) are shared.
-pub struct NetworkFactory {
+pub struct NetworkFactory<T> {
     group_id: u64,
+    transport: T,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
 }
 
-impl NetworkFactory {
-    pub fn new(group_id: u64) -> NetworkFactory {
-        NetworkFactory { group_id, channels: Arc::default() }
+impl<T: Transport> NetworkFactory<T> {
+    pub fn new(group_id: u64, transport: T) -> NetworkFactory<T> {
+        NetworkFactory { group_id, transport, channels: Arc::default() }
     }
 }
 
-impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
-    type Network = Network;
+impl<T: Transport> RaftNetworkFactory<TypeConfig> for NetworkFactory<T> {
+    type Network = Network<T>;
 
-    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Network {
-        Network { group_id: self.group_id, target, addr: node.addr.clone(), channels: self.channels.clone() }
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Network<T> {
+        Network {
+            group_id: self.group_id,
+            target,
+            addr: node.addr.clone(),
+            transport: self.transport.clone(),
+            channels: self.channels.clone(),
+        }
     }
 }
 
-pub struct Network {
+pub struct Network<T> {
     group_id: u64,
     target: NodeId,
     addr: String,
+    transport: T,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
 }
 
@@ -57,7 +71,7 @@ enum Rpc {
     InstallSnapshot,
 }
 
-impl Network {
+impl<T: Transport> Network<T> {
     fn client(&mut self) -> Result<RaftClient<Channel>, Unreachable> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(channel) = channels.get(&self.addr) {
@@ -66,8 +80,10 @@ impl Network {
         let endpoint = Endpoint::from_shared(format!("http://{}", self.addr))
             .map_err(|e| Unreachable::new(&e))?
             .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true);
-        let channel = endpoint.connect_lazy();
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true);
+        let channel = self.transport.channel(endpoint);
         channels.insert(self.addr.clone(), channel.clone());
         Ok(RaftClient::new(channel))
     }
@@ -116,7 +132,7 @@ impl Network {
     }
 }
 
-impl RaftNetwork<TypeConfig> for Network {
+impl<T: Transport> RaftNetwork<TypeConfig> for Network<T> {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,

@@ -8,11 +8,9 @@ use std::time::Duration;
 use nucleus_proto::meta::v1::meta_server::MetaServer;
 use nucleus_proto::raft::v1::raft_server::RaftServer;
 use openraft::{BasicNode, RaftMetrics, ServerState};
-use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 
 use crate::config::MetaConfig;
 use crate::error::Error;
@@ -21,6 +19,7 @@ use crate::meta_service::MetaService;
 use crate::network::NetworkFactory;
 use crate::raft_service::RaftService;
 use crate::startup::{self, StartPlan};
+use crate::transport::{TokioTransport, Transport};
 use crate::store::{Db, KvReader, LogStore, StateMachine};
 use crate::types::{NodeId, Raft};
 
@@ -54,19 +53,24 @@ impl MetaNode {
     /// - Raft state: never re-initializes; re-joins only if its advertised address changed (or a
     ///   join stopped at learner). Returns once a leader is known (a sole voter: once leader).
     pub async fn start(config: MetaConfig) -> Result<MetaNode, Error> {
+        MetaNode::start_with(config, TokioTransport).await
+    }
+
+    /// [`MetaNode::start`] over another network: the server accepts the connections of
+    /// `transport`'s listener, and Raft and Join calls dial through it.
+    pub async fn start_with<T: Transport>(config: MetaConfig, transport: T) -> Result<MetaNode, Error> {
         let raft_config = Arc::new(config.raft_config()?);
         let db = Db::open(&config.data_dir.join("meta").join("db"))?;
-        let listener =
-            TcpListener::bind(config.listen).await.map_err(|source| Error::Bind { addr: config.listen, source })?;
-        let addr = listener.local_addr().map_err(|source| Error::Bind { addr: config.listen, source })?;
+        let (incoming, addr) =
+            transport.bind(config.listen).await.map_err(|source| Error::Bind { addr: config.listen, source })?;
         let advertise = config.advertise_addr(addr)?;
 
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let raft = Raft::new(
             config.node_id,
             raft_config,
-            NetworkFactory::new(GROUP_ID),
-            LogStore::new(db.clone()),
+            NetworkFactory::new(GROUP_ID, transport.clone()),
+            LogStore::new(db.clone()).inline_writes(config.inline_storage_writes),
             StateMachine::new(db.clone(), events.clone()),
         )
         .await
@@ -80,14 +84,14 @@ impl MetaNode {
             Server::builder()
                 .add_service(MetaServer::new(meta))
                 .add_service(RaftServer::new(RaftService::new(raft.clone(), GROUP_ID)))
-                .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async move {
+                .serve_with_incoming_shutdown(incoming, async move {
                     let _ = signal.wait_for(|stop| *stop).await;
                 }),
         );
         tracing::info!(node_id = config.node_id, %addr, %advertise, "meta node serving");
 
         let node = MetaNode { node_id: config.node_id, addr, advertise, raft, db, reader, stop, server };
-        if let Err(e) = node.take_place(&config.join).await {
+        if let Err(e) = node.take_place(&transport, &config.join).await {
             if let Err(stop_err) = node.shutdown().await {
                 tracing::warn!(error = %stop_err, "shutdown after failed start");
             }
@@ -97,7 +101,7 @@ impl MetaNode {
     }
 
     /// Brings this node into its group according to [`startup::plan`].
-    async fn take_place(&self, join: &[String]) -> Result<(), Error> {
+    async fn take_place(&self, transport: &impl Transport, join: &[String]) -> Result<(), Error> {
         let initialized = self.raft.is_initialized().await.map_err(Error::raft)?;
         let membership = self
             .raft
@@ -115,7 +119,7 @@ impl MetaNode {
             }
             StartPlan::Join { seeds } => {
                 let request = JoinRequest { node_id: self.node_id, advertise: &self.advertise, seeds: &seeds };
-                joiner::join(&request, JOIN_TIMEOUT).await?;
+                joiner::join(transport, &request, JOIN_TIMEOUT).await?;
                 let advertise = self.advertise.clone();
                 let caught_up = self.wait_until("be a caught-up voter", move |m| caught_up_voter(m, &advertise)).await;
                 caught_up.ok_or_else(|| Error::Join {

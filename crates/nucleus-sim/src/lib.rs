@@ -60,6 +60,7 @@ mod bitset;
 pub mod budget;
 mod check;
 mod explain;
+pub mod harness;
 pub mod history;
 mod list;
 pub mod model;

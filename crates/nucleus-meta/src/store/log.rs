@@ -26,11 +26,18 @@ type StorageResult<T> = Result<T, StorageError<NodeId>>;
 #[derive(Clone)]
 pub struct LogStore {
     db: Db,
+    inline_writes: bool,
 }
 
 impl LogStore {
     pub fn new(db: Db) -> Self {
-        LogStore { db }
+        LogStore { db, inline_writes: false }
+    }
+
+    /// Runs synced writes on the calling task instead of tokio's blocking pool (see
+    /// [`MetaConfig::inline_storage_writes`](crate::MetaConfig::inline_storage_writes)).
+    pub fn inline_writes(self, inline: bool) -> Self {
+        LogStore { inline_writes: inline, ..self }
     }
 
     fn read_meta<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, String> {
@@ -44,16 +51,18 @@ impl LogStore {
         Ok(())
     }
 
-    /// Writes with fsync of the WAL, off the async runtime threads.
+    /// Writes with fsync of the WAL, off the async runtime threads unless told to stay inline.
     async fn write_synced(&self, batch: WriteBatch) -> Result<(), std::io::Error> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || {
+        let write = |db: &Db, batch: WriteBatch| {
             let mut opts = WriteOptions::default();
             opts.set_sync(true);
             db.db().write_opt(batch, &opts).map_err(std::io::Error::other)
-        })
-        .await
-        .map_err(std::io::Error::other)?
+        };
+        if self.inline_writes {
+            return write(&self.db, batch);
+        }
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || write(&db, batch)).await.map_err(std::io::Error::other)?
     }
 
     fn last_entry_log_id(&self) -> Result<Option<LogId<NodeId>>, String> {

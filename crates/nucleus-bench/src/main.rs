@@ -1,0 +1,238 @@
+//! `nucleus-bench meta`: committed metadata writes on a local multi-node meta group (real `nucleus
+//! meta` processes on loopback), optionally against a local etcd cluster under the same load.
+//! Usually run as `cargo xtask bench meta [--against etcd] [--seconds N]`; see docs/benchmarks.md.
+//!
+//! It prints figures and never asserts timings. It exits non-zero if a cluster fails to start, a
+//! process dies, or a put fails (figures with failed puts in them are not comparable).
+
+mod etcd;
+mod load;
+mod nucleus;
+mod procs;
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::load::{LoadSpec, Putter, Summary};
+
+#[derive(Debug, Parser)]
+#[command(name = "nucleus-bench", about = "Nucleus benchmarks (figures only; no assertions on timings)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Bench,
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// Committed single-key puts per second and their latency, for each client count.
+    Meta(MetaArgs),
+}
+
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+struct MetaArgs {
+    /// Also run the same load against this system (started locally with the same node count).
+    #[arg(long)]
+    against: Option<Against>,
+    /// Measured seconds per run (one run per client count and system).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Warm-up seconds before each measured run (puts made then are not counted).
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Concurrent clients, one run each (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,64")]
+    clients: Vec<usize>,
+    /// Nodes per cluster.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Bytes written per put.
+    #[arg(long, default_value_t = 256)]
+    value_size: usize,
+    /// The `nucleus` binary (default: the one beside this binary, i.e. the same target dir).
+    #[arg(long)]
+    nucleus: Option<PathBuf>,
+    /// The `etcd` binary (default: `etcd` on PATH).
+    #[arg(long)]
+    etcd: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Against {
+    Etcd,
+}
+
+/// Progress goes to stderr, so that stdout is the command, the machine and the table.
+pub fn progress(message: &str) {
+    eprintln!("[bench] {message}");
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let Bench::Meta(args) = cli.command;
+    validate(&args)?;
+    // Printed as the xtask ran it when it did (it says so in NUCLEUS_BENCH_COMMAND).
+    let command = std::env::var("NUCLEUS_BENCH_COMMAND").unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" "));
+    println!("command: {command}");
+    println!("machine: {}", machine());
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(meta(args))
+}
+
+fn validate(args: &MetaArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.seconds > 0, "--seconds must be at least 1");
+    anyhow::ensure!(!args.clients.is_empty() && !args.clients.contains(&0), "--clients must be positive numbers");
+    anyhow::ensure!(args.nodes >= 1, "--nodes must be at least 1");
+    anyhow::ensure!(args.value_size >= 2, "--value-size must be at least 2 (a JSON string)");
+    Ok(())
+}
+
+async fn meta(args: MetaArgs) -> anyhow::Result<()> {
+    let nucleus_bin = match &args.nucleus {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?.with_file_name("nucleus"),
+    };
+    anyhow::ensure!(
+        nucleus_bin.is_file(),
+        "{} not found: build it first (`cargo build --release -p nucleus-server`) or pass --nucleus",
+        nucleus_bin.display()
+    );
+    // Find etcd before spending minutes on Nucleus.
+    let etcd_bin = match args.against {
+        Some(Against::Etcd) => Some(etcd::find_etcd(args.etcd.as_deref())?),
+        None => None,
+    };
+    let (json_value, value) = load::json_string_value(args.value_size);
+    let mut results: Vec<(&str, Summary)> = Vec::new();
+
+    progress(&format!("nucleus: starting {} meta node(s) from {}", args.nodes, nucleus_bin.display()));
+    {
+        let mut cluster = nucleus::Cluster::start(&nucleus_bin, args.nodes)?;
+        progress(&format!("nucleus: data and logs in {}", cluster.data_dir().display()));
+        let status = cluster.status(&nucleus_bin)?;
+        println!("nucleus meta status --meta {}:\n{}", cluster.addrs.join(","), status.trim_end());
+        let putter = Arc::new(nucleus::NucleusPutter::new(&cluster.addrs, json_value)?);
+        putter.put("bench/ready".into(), value.clone()).await.context("first write to the nucleus cluster")?;
+        for &clients in &args.clients {
+            let summary = run_one("nucleus", &putter, &args, clients, &value).await;
+            cluster.check_alive()?;
+            results.push(("nucleus", summary));
+        }
+        progress("nucleus: stopping the cluster");
+    }
+
+    if let Some(etcd_bin) = etcd_bin {
+        progress(&format!("etcd: starting {} member(s) from {} ({})", args.nodes, etcd_bin.display(), etcd_version(&etcd_bin)));
+        let mut cluster = etcd::Cluster::start(&etcd_bin, args.nodes)?;
+        let leader = cluster.wait_for_leader(Duration::from_secs(60)).await?;
+        progress(&format!("etcd: healthy, leader at {leader}; all puts go to it"));
+        let putter = Arc::new(etcd::EtcdPutter::connect(&leader).await?);
+        putter.put("bench/ready".into(), value.clone()).await.context("first write to the etcd cluster")?;
+        for &clients in &args.clients {
+            let summary = run_one("etcd", &putter, &args, clients, &value).await;
+            cluster.check_alive()?;
+            results.push(("etcd", summary));
+        }
+        progress("etcd: stopping the cluster");
+    }
+
+    let rows: Vec<report::Row<'_>> =
+        results.iter().map(|(system, summary)| report::Row { system, summary }).collect();
+    let baseline = args.against.map(|_| "etcd");
+    println!();
+    println!(
+        "{} node(s) per cluster on loopback, {}-byte values, unconditional single-key puts to distinct keys, {}s measured after {}s warm-up",
+        args.nodes, args.value_size, args.seconds, args.warmup
+    );
+    print!("{}", report::table(&rows, baseline));
+    let failed: u64 = results.iter().map(|(_, s)| s.errors).sum();
+    anyhow::ensure!(failed == 0, "{failed} put(s) failed (see the progress lines); the figures above are not comparable");
+    Ok(())
+}
+
+async fn run_one<P: Putter>(system: &str, putter: &Arc<P>, args: &MetaArgs, clients: usize, value: &[u8]) -> Summary {
+    progress(&format!("{system}: {clients} client(s), {}s warm-up + {}s measured ...", args.warmup, args.seconds));
+    let spec = LoadSpec {
+        clients,
+        warmup: Duration::from_secs(args.warmup),
+        measure: Duration::from_secs(args.seconds),
+        key_prefix: format!("bench/{clients}c"),
+        value: value.to_vec(),
+    };
+    let summary = load::run(Arc::clone(putter), &spec).await;
+    progress(&report::one_line(system, &summary));
+    summary
+}
+
+fn etcd_version(etcd: &Path) -> String {
+    std::process::Command::new(etcd)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(str::to_owned))
+        .unwrap_or_else(|| "version unknown".into())
+}
+
+/// Cores and CPU model, for the record.
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!("{cores} core(s), {model}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<MetaArgs, clap::Error> {
+        let cli = Cli::try_parse_from(std::iter::once("nucleus-bench").chain(args.iter().copied()))?;
+        let Bench::Meta(meta) = cli.command;
+        Ok(meta)
+    }
+
+    #[test]
+    fn defaults_are_three_nodes_one_and_sixty_four_clients_ten_seconds() {
+        let args = parse(&["meta"]).unwrap();
+        assert_eq!(args.against, None);
+        assert_eq!(args.seconds, 10);
+        assert_eq!(args.warmup, 2);
+        assert_eq!(args.clients, vec![1, 64]);
+        assert_eq!(args.nodes, 3);
+        assert_eq!(args.value_size, 256);
+        validate(&args).unwrap();
+    }
+
+    #[test]
+    fn against_etcd_seconds_and_clients_are_parsed() {
+        let args = parse(&["meta", "--against", "etcd", "--seconds", "30", "--clients", "1,8,64"]).unwrap();
+        assert_eq!(args.against, Some(Against::Etcd));
+        assert_eq!(args.seconds, 30);
+        assert_eq!(args.clients, vec![1, 8, 64]);
+    }
+
+    #[test]
+    fn unknown_systems_and_bad_numbers_are_refused() {
+        assert!(parse(&["meta", "--against", "zookeeper"]).is_err());
+        assert!(parse(&["meta", "--seconds", "ten"]).is_err());
+        assert!(parse(&[]).is_err());
+        assert!(validate(&parse(&["meta", "--seconds", "0"]).unwrap()).is_err());
+        assert!(validate(&parse(&["meta", "--clients", "0,4"]).unwrap()).is_err());
+    }
+
+    #[test]
+    fn machine_names_cores() {
+        assert!(machine().contains("core(s)"));
+    }
+}

@@ -1,0 +1,81 @@
+//! `cargo xtask bench meta [--against etcd] [--seconds N]`: builds the release `nucleus` and
+//! `nucleus-bench` binaries and runs `nucleus-bench meta ...`, which starts the clusters, drives the
+//! load and prints the table (see docs/benchmarks.md). xtask itself only spawns cargo.
+
+use std::process::Command;
+
+use anyhow::{bail, Context};
+
+pub fn run(args: &[&str]) -> anyhow::Result<()> {
+    let Some((&"meta", rest)) = args.split_first() else { bail!(super::USAGE) };
+    check_meta_args(rest)?;
+    if rest.windows(2).any(|w| w == ["--against", "etcd"]) && !on_path("etcd") {
+        // Fail before a long release build; the benchmark installs nothing itself.
+        bail!("etcd is not installed: run `apt-get install -y etcd-server` (Debian bookworm ships 3.4.23)");
+    }
+    let cargo = env!("CARGO");
+    println!("bench: building release binaries (nucleus, nucleus-bench) ...");
+    let status = Command::new(cargo)
+        .args(["build", "--release", "-p", "nucleus-server", "-p", "nucleus-bench"])
+        .status()
+        .context("running cargo build")?;
+    anyhow::ensure!(status.success(), "building the release binaries failed");
+    let status = Command::new(cargo)
+        .args(["run", "--release", "-q", "-p", "nucleus-bench", "--", "meta"])
+        .args(rest)
+        .env("NUCLEUS_BENCH_COMMAND", format!("cargo xtask bench {}", args.join(" ")))
+        .status()
+        .context("running nucleus-bench")?;
+    anyhow::ensure!(status.success(), "nucleus-bench meta failed");
+    Ok(())
+}
+
+/// The options xtask documents; nucleus-bench parses them (and its other options, which are let
+/// through) properly. This only catches a misspelled flag before the build.
+fn check_meta_args(rest: &[&str]) -> anyhow::Result<()> {
+    let mut it = rest.iter();
+    while let Some(&arg) = it.next() {
+        match arg {
+            "--against" => match it.next() {
+                Some(&"etcd") => {}
+                other => bail!("--against takes `etcd`, not {:?}", other.copied().unwrap_or_default()),
+            },
+            "--seconds" => {
+                let n = it.next().context("--seconds takes a number")?;
+                n.parse::<u64>().ok().filter(|&n| n > 0).with_context(|| format!("--seconds takes a positive number, not {n:?}"))?;
+            }
+            other if other.starts_with("--") => {
+                // Further nucleus-bench options (--clients, --warmup, --nodes, ...) with a value.
+                it.next();
+            }
+            other => bail!("unexpected argument {other:?}; {}", super::USAGE),
+        }
+    }
+    Ok(())
+}
+
+fn on_path(name: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(name).is_file()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_options_are_accepted() {
+        check_meta_args(&[]).unwrap();
+        check_meta_args(&["--against", "etcd", "--seconds", "30"]).unwrap();
+        check_meta_args(&["--seconds", "5", "--clients", "1,8"]).unwrap();
+    }
+
+    #[test]
+    fn bad_options_are_refused_before_building() {
+        assert!(check_meta_args(&["--against", "zookeeper"]).is_err());
+        assert!(check_meta_args(&["--against"]).is_err());
+        assert!(check_meta_args(&["--seconds", "0"]).is_err());
+        assert!(check_meta_args(&["--seconds"]).is_err());
+        assert!(check_meta_args(&["fast"]).is_err());
+    }
+}
