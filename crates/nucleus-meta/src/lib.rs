@@ -2,6 +2,7 @@
 //! group whose log and state machine live in RocksDB, served over gRPC (`nucleus.meta.v1.Meta`
 //! for clients, `nucleus.raft.v1.Raft` between nodes).
 
+mod base64_bytes;
 mod config;
 mod error;
 mod joiner;

@@ -35,7 +35,11 @@ pub struct Condition {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
-    Put { key: String, value: Vec<u8> },
+    Put {
+        key: String,
+        #[serde(with = "crate::base64_bytes")]
+        value: Vec<u8>,
+    },
     Delete { key: String },
     DeletePrefix { prefix: String },
 }
@@ -54,6 +58,7 @@ pub struct WriteOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyValue {
     pub key: String,
+    #[serde(with = "crate::base64_bytes")]
     pub value: Vec<u8>,
     pub create_revision: u64,
     pub mod_revision: u64,
