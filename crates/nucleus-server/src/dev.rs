@@ -42,6 +42,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let agent_args = AgentArgs {
         meta: meta.seeds().to_vec(),
         listen: loopback(0),
+        advertise: None,
         cluster: "local".to_owned(),
         region: "local".to_owned(),
         data_dir: args.data_dir.clone(),

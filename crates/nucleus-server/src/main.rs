@@ -44,6 +44,9 @@ enum Command {
         meta: Vec<String>,
         #[arg(long, default_value = "127.0.0.1:7101")]
         listen: SocketAddr,
+        /// Address schedulers reach this agent at (default: the listen address).
+        #[arg(long)]
+        advertise: Option<String>,
         #[arg(long, default_value = "local")]
         cluster: String,
         #[arg(long, default_value = "local")]
@@ -90,8 +93,8 @@ fn main() -> anyhow::Result<()> {
             Command::Meta { action: Some(MetaAction::Status { meta }), .. } => roles::meta_status(&meta).await,
             Command::Meta { action: None, run } => roles::meta(run).await,
             Command::Scheduler { meta, name } => roles::scheduler(meta, name).await,
-            Command::Agent { meta, listen, cluster, region, data_dir } => {
-                roles::agent(roles::AgentArgs { meta, listen, cluster, region, data_dir }).await
+            Command::Agent { meta, listen, advertise, cluster, region, data_dir } => {
+                roles::agent(roles::AgentArgs { meta, listen, advertise, cluster, region, data_dir }).await
             }
             Command::Gateway { meta, listen, token } => roles::gateway(meta, listen, token).await,
         }

@@ -51,6 +51,7 @@ pub async fn start_meta(args: MetaArgs) -> anyhow::Result<MetaNode> {
 pub struct AgentArgs {
     pub meta: Vec<String>,
     pub listen: SocketAddr,
+    pub advertise: Option<String>,
     pub cluster: String,
     pub region: String,
     pub data_dir: PathBuf,
@@ -85,7 +86,7 @@ pub async fn start_agent(args: AgentArgs, meta: MetaClient, shutdown: Shutdown) 
     };
     let record = AgentRecord {
         name,
-        address: addr.to_string(),
+        address: args.advertise.unwrap_or_else(|| addr.to_string()),
         driver: "process".to_owned(),
         cluster: args.cluster,
         region: args.region,
