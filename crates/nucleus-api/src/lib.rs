@@ -5,6 +5,7 @@
 //! it, meta stores its documents as JSON, and the scheduler aggregates status with it.
 
 pub mod artifact;
+pub mod bundle;
 pub mod event;
 pub mod page;
 pub mod proton;

@@ -23,4 +23,9 @@ impl Error {
             _ => false,
         }
     }
+
+    /// A watch asked for changes older than meta still keeps: re-list instead.
+    pub fn is_compacted(&self) -> bool {
+        matches!(self, Error::Rpc { status, .. } if status.code() == tonic::Code::OutOfRange)
+    }
 }

@@ -1,7 +1,8 @@
 //! Typed gRPC clients for Nucleus' internal services.
 //!
 //! [`MetaClient`] talks to the metadata service: JSON documents under [`keys`], conditional
-//! multi-key writes ([`Txn`]) that carry a request id so retries apply once, and watches.
+//! multi-key writes ([`Txn`]) that carry a request id so retries apply once, and watches
+//! ([`ResumableWatch`] resumes from the last revision it delivered when its stream breaks).
 //! [`AgentClient`] is what schedulers use to drive node agents.
 
 mod agent;
@@ -10,13 +11,15 @@ pub mod keys;
 mod members;
 mod meta;
 mod txn;
+mod watch;
 
 pub use agent::AgentClient;
 pub use error::Error;
-pub use meta::{decode, node_status, MetaClient, Versioned, WatchEvent, WatchStream};
+pub use meta::{decode, node_status, MetaClient, Versioned};
 pub use nucleus_proto::meta::v1::StatusResponse as NodeStatus;
 pub use nucleus_proto::meta::v1::KeyValue;
 pub use txn::{Txn, WriteOutcome};
+pub use watch::{ResumableWatch, WatchEvent, WatchStream};
 
 /// Registration of a node agent in meta (`agents/<name>`), refreshed by its heartbeat.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use tonic::transport::Channel;
 
 use crate::members::Members;
+use crate::watch::{ResumableWatch, WatchStream};
 use crate::{Error, Txn, WriteOutcome};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -88,15 +89,32 @@ impl MetaClient {
         })
     }
 
-    /// The current contents of `prefix`, then every change to it.
+    /// The current contents of `prefix` (one [`WatchEvent::Reset`](crate::WatchEvent::Reset)),
+    /// then every change to it.
     pub async fn watch(&self, prefix: &str) -> Result<WatchStream, Error> {
+        self.open_watch(pb::WatchRequest { prefix: prefix.to_owned(), start_revision: None }).await
+    }
+
+    /// Every change to `prefix` from `start_revision` on (no Reset). Fails with an error for
+    /// which [`Error::is_compacted`] holds if meta no longer keeps changes that old.
+    pub async fn watch_from(&self, prefix: &str, start_revision: u64) -> Result<WatchStream, Error> {
+        let request = pb::WatchRequest { prefix: prefix.to_owned(), start_revision: Some(start_revision) };
+        self.open_watch(request).await
+    }
+
+    /// A watch of `prefix` that outlives broken streams: see [`ResumableWatch`].
+    pub fn watch_resumable(&self, prefix: &str) -> ResumableWatch {
+        ResumableWatch::new(self.clone(), prefix)
+    }
+
+    async fn open_watch(&self, request: pb::WatchRequest) -> Result<WatchStream, Error> {
         let stream = self
             .retrying(|mut grpc| {
-                let req = pb::WatchRequest { prefix: prefix.to_owned() };
+                let req = request.clone();
                 async move { grpc.watch(req).await }
             })
             .await?;
-        Ok(WatchStream { inner: stream, snapshot: Some(Vec::new()) })
+        Ok(WatchStream::new(stream))
     }
 
     async fn retrying<R, F, Fut>(&self, call: F) -> Result<R, Error>
@@ -136,7 +154,7 @@ fn timed<T>(message: T) -> tonic::Request<T> {
     req
 }
 
-fn rpc(status: tonic::Status) -> Error {
+pub(crate) fn rpc(status: tonic::Status) -> Error {
     Error::Rpc { service: "meta", status }
 }
 
@@ -144,43 +162,6 @@ fn rpc(status: tonic::Status) -> Error {
 pub fn decode<T: DeserializeOwned>(kv: pb::KeyValue) -> Result<Versioned<T>, Error> {
     let value = serde_json::from_slice(&kv.value).map_err(|source| Error::Decode { key: kv.key.clone(), source })?;
     Ok(Versioned { key: kv.key, value, mod_revision: kv.mod_revision })
-}
-
-/// A change seen by a watch.
-#[derive(Debug, Clone, PartialEq)]
-pub enum WatchEvent {
-    /// The whole prefix as of now: replace what you had.
-    Reset(Vec<pb::KeyValue>),
-    Put(pb::KeyValue),
-    Delete(String),
-}
-
-/// A watch of one prefix. Ends (with an error) when the connection breaks or the watcher fell
-/// behind; watch again to get a fresh [`WatchEvent::Reset`].
-pub struct WatchStream {
-    inner: tonic::Streaming<pb::WatchEvent>,
-    /// Snapshot entries collected until SNAPSHOT_END.
-    snapshot: Option<Vec<pb::KeyValue>>,
-}
-
-impl WatchStream {
-    pub async fn next(&mut self) -> Result<Option<WatchEvent>, Error> {
-        use pb::watch_event::Kind;
-        while let Some(event) = self.inner.message().await.map_err(rpc)? {
-            let kind = event.kind();
-            let kv = event.kv.unwrap_or_default();
-            match kind {
-                Kind::Snapshot => self.snapshot.get_or_insert_with(Vec::new).push(kv),
-                Kind::SnapshotEnd => {
-                    return Ok(Some(WatchEvent::Reset(self.snapshot.take().unwrap_or_default())));
-                }
-                Kind::Put => return Ok(Some(WatchEvent::Put(kv))),
-                Kind::Delete => return Ok(Some(WatchEvent::Delete(kv.key))),
-                Kind::Unspecified => {}
-            }
-        }
-        Ok(None)
-    }
 }
 
 impl MetaClient {

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use nucleus_api::{ProtonStatus, ReplicaStatusesSnapshot, Workload};
 use nucleus_client::{keys, MetaClient, WatchEvent};
@@ -82,21 +81,10 @@ impl RouteTable {
     }
 
     async fn follow(&self, prefix: &'static str) {
+        let mut watch = self.meta.watch_resumable(prefix);
         loop {
-            match self.meta.watch(prefix).await {
-                Ok(mut stream) => loop {
-                    match stream.next().await {
-                        Ok(Some(event)) => self.apply(prefix, event),
-                        Ok(None) => break,
-                        Err(err) => {
-                            tracing::debug!(error = %err, prefix, "route watch ended; watching again");
-                            break;
-                        }
-                    }
-                },
-                Err(err) => tracing::debug!(error = %err, prefix, "cannot watch meta yet"),
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            let event = watch.next().await;
+            self.apply(prefix, event);
         }
     }
 
@@ -115,7 +103,7 @@ impl RouteTable {
                 }
             }
             WatchEvent::Put(kv) => upsert(&mut tables, is_workloads, kv),
-            WatchEvent::Delete(key) => {
+            WatchEvent::Delete { key, .. } => {
                 if is_workloads {
                     tables.workloads.remove(keys::id_of(&key));
                 } else if let Some(ids) = snapshot_ids(&key) {

@@ -21,6 +21,7 @@ pub fn router(state: AppState) -> Router {
             .route(&format!("{full}/"), methods);
     };
     route("/version", get(version));
+    route("/mlops/compute/bundles", get(bundles));
     for base in ["/artifacts", "/registry/artifacts"] {
         route(base, post(artifacts::create).get(artifacts::list));
         route(
@@ -55,6 +56,12 @@ pub fn router(state: AppState) -> Router {
 
 async fn version() -> Json<serde_json::Value> {
     Json(json!({ "major": 2, "minor": 41, "versionString": "2.41.0", "nucleus": env!("CARGO_PKG_VERSION") }))
+}
+
+/// The resource bundle catalogue, as a page (it is short: one page holds it all).
+async fn bundles() -> Json<nucleus_api::Page<nucleus_api::bundle::ResourceBundle>> {
+    let data = nucleus_api::bundle::default_catalogue();
+    Json(nucleus_api::Page { count: data.len(), total_count: data.len(), next: None, previous: None, data })
 }
 
 async fn not_found() -> ApiError {

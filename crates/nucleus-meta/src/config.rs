@@ -9,6 +9,8 @@ use crate::error::Error;
 
 /// Default number of log entries since the last snapshot that triggers a new one.
 pub const DEFAULT_SNAPSHOT_AFTER_LOGS: u64 = 5000;
+/// Default number of revisions the change log keeps for watches that resume from a revision.
+pub const DEFAULT_WATCH_HISTORY: u64 = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct MetaConfig {
@@ -29,11 +31,14 @@ pub struct MetaConfig {
     /// turns it on: a blocking-pool thread finishes in real time, outside the simulated clock and
     /// scheduler, so whether a write completed within a simulation step would depend on the disk.
     pub inline_storage_writes: bool,
+    /// Revisions of changes kept for watches that start from a revision; a watch from further
+    /// back is told it was compacted and re-lists.
+    pub watch_history: u64,
 }
 
 impl MetaConfig {
-    /// A node that bootstraps its own group, advertises its bound address and snapshots every
-    /// [`DEFAULT_SNAPSHOT_AFTER_LOGS`] entries.
+    /// A node that bootstraps its own group, advertises its bound address, snapshots every
+    /// [`DEFAULT_SNAPSHOT_AFTER_LOGS`] entries and keeps [`DEFAULT_WATCH_HISTORY`] revisions of changes.
     pub fn new(node_id: u64, data_dir: impl Into<PathBuf>, listen: SocketAddr) -> MetaConfig {
         MetaConfig {
             node_id,
@@ -43,6 +48,7 @@ impl MetaConfig {
             join: Vec::new(),
             snapshot_after_logs: DEFAULT_SNAPSHOT_AFTER_LOGS,
             inline_storage_writes: false,
+            watch_history: DEFAULT_WATCH_HISTORY,
         }
     }
 

@@ -18,8 +18,9 @@ pub mod store;
 pub mod types;
 mod watch;
 
-pub use config::{DEFAULT_SNAPSHOT_AFTER_LOGS, MetaConfig};
+pub use config::{DEFAULT_SNAPSHOT_AFTER_LOGS, DEFAULT_WATCH_HISTORY, MetaConfig};
 pub use error::Error;
 pub use leader::{LEADER_ADDR_METADATA, LEADER_ID_METADATA};
 pub use node::{GROUP_ID, MetaNode};
 pub use transport::{TokioTransport, Transport};
+pub use watch::COMPACT_REVISION_METADATA;

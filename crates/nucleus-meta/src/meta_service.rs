@@ -115,10 +115,11 @@ impl meta_server::Meta for MetaService {
     type WatchStream = WatchStream;
 
     async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<WatchStream>, Status> {
-        // Subscribe before reading the snapshot so that no change is missed in between.
+        // Subscribe before reading the snapshot or history so that no change is missed in between.
         let events = self.events.subscribe();
         self.linearizable().await?;
-        let stream = watch_stream::start(request.into_inner().prefix, &self.reader, events, self.shutdown.clone())?;
+        let pb::WatchRequest { prefix, start_revision } = request.into_inner();
+        let stream = watch_stream::start(prefix, start_revision, &self.reader, events, self.shutdown.clone())?;
         Ok(Response::new(stream))
     }
 

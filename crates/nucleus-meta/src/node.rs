@@ -71,7 +71,7 @@ impl MetaNode {
             raft_config,
             NetworkFactory::new(GROUP_ID, transport.clone()),
             LogStore::new(db.clone()).inline_writes(config.inline_storage_writes),
-            StateMachine::new(db.clone(), events.clone()),
+            StateMachine::new(db.clone(), events.clone()).watch_history(config.watch_history),
         )
         .await
         .map_err(Error::raft)?;

@@ -64,8 +64,8 @@ pub struct KeyValue {
     pub mod_revision: u64,
 }
 
-/// One change made by an applied write, as published to watchers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One change made by an applied write, as published to watchers and kept in the change log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Change {
     Put(KeyValue),
     /// The key that was deleted.
@@ -73,7 +73,7 @@ pub enum Change {
 }
 
 /// Every change of one successful write; all share `revision`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangeSet {
     pub revision: u64,
     pub changes: Vec<Change>,

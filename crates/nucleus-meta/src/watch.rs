@@ -1,4 +1,5 @@
-//! Watch streams: a snapshot of a prefix, then every later change under it, in revision order.
+//! Watch streams: a snapshot of a prefix (or the logged changes from a start revision), then every
+//! later change under it, in revision order.
 
 use std::sync::Arc;
 
@@ -14,28 +15,30 @@ use crate::types::{Change, ChangeSet, KeyValue, SmEvent};
 /// Events buffered per watcher between its task and the gRPC stream.
 const STREAM_BUFFER: usize = 128;
 
+/// Metadata entry of a "compacted" OUT_OF_RANGE answer: the newest revision whose changes are gone.
+pub const COMPACT_REVISION_METADATA: &str = "nucleus-compact-revision";
+
 pub type WatchStream = ReceiverStream<Result<pb::WatchEvent, Status>>;
 
-/// Starts a watch. `events` must have been subscribed BEFORE this call reads the snapshot, so that
-/// no change falls between the snapshot and the live events (changes at or below the snapshot
-/// revision are skipped).
+/// Starts a watch: from a snapshot (`start_revision` None) or replaying the change log from
+/// `start_revision`. `events` must have been subscribed BEFORE this call reads the store, so that
+/// no change falls between what was read and the live events (changes at or below the revision
+/// read are skipped).
 pub(crate) fn start(
     prefix: String,
+    start_revision: Option<u64>,
     reader: &KvReader,
     events: broadcast::Receiver<Arc<SmEvent>>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<WatchStream, Status> {
-    let (revision, kvs) = {
-        let view = reader.view();
-        let revision = view.revision().map_err(|e| Status::internal(e.to_string()))?;
-        (revision, view.list(&prefix).map_err(|e| Status::internal(e.to_string()))?)
+    let (initial, revision) = match start_revision {
+        None => snapshot(&prefix, reader)?,
+        Some(start) => replay(&prefix, start.max(1), reader)?,
     };
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     tokio::spawn(async move {
-        let mut initial = kvs.into_iter().map(|kv| Ok(event(Kind::Snapshot, Some(kv), revision))).collect::<Vec<_>>();
-        initial.push(Ok(event(Kind::SnapshotEnd, None, revision)));
         for item in initial {
-            if tx.send(item).await.is_err() {
+            if tx.send(Ok(item)).await.is_err() {
                 return;
             }
         }
@@ -46,10 +49,51 @@ pub(crate) fn start(
     Ok(ReceiverStream::new(rx))
 }
 
+/// The prefix's keys and SNAPSHOT_END, at the revision returned.
+fn snapshot(prefix: &str, reader: &KvReader) -> Result<(Vec<pb::WatchEvent>, u64), Status> {
+    let view = reader.view();
+    let revision = view.revision().map_err(internal)?;
+    let mut events: Vec<_> =
+        view.list(prefix).map_err(internal)?.into_iter().map(|kv| event(Kind::Snapshot, Some(kv), revision)).collect();
+    events.push(event(Kind::SnapshotEnd, None, revision));
+    Ok((events, revision))
+}
+
+/// The logged changes under the prefix from `start` on, and the revision live events continue after.
+fn replay(prefix: &str, start: u64, reader: &KvReader) -> Result<(Vec<pb::WatchEvent>, u64), Status> {
+    let view = reader.view();
+    let compacted = view.compact_revision().map_err(internal)?;
+    if start <= compacted {
+        return Err(compacted_status(start, compacted));
+    }
+    let revision = view.revision().map_err(internal)?;
+    let mut events = Vec::new();
+    for change_set in view.history_since(start).map_err(internal)? {
+        events.extend(matching(prefix, change_set));
+    }
+    // A start beyond the current revision waits for it: nothing before it is sent.
+    Ok((events, revision.max(start - 1)))
+}
+
+fn compacted_status(start: u64, compacted: u64) -> Status {
+    let mut status = Status::out_of_range(format!(
+        "revision {start} is compacted: this node keeps changes after revision {compacted} only \
+         (oldest start revision {}); re-list",
+        compacted + 1
+    ));
+    let value = compacted.to_string().parse().expect("decimal digits are valid metadata");
+    status.metadata_mut().insert(COMPACT_REVISION_METADATA, value);
+    status
+}
+
+fn internal(e: crate::Error) -> Status {
+    Status::internal(e.to_string())
+}
+
 /// Forwards live changes until the client goes away (Ok) or the watch must end (Err).
 async fn forward(
     prefix: &str,
-    snapshot_revision: u64,
+    after_revision: u64,
     mut events: broadcast::Receiver<Arc<SmEvent>>,
     tx: &mpsc::Sender<Result<pb::WatchEvent, Status>>,
     mut shutdown: watch::Receiver<bool>,
@@ -71,7 +115,7 @@ async fn forward(
             }
             Err(broadcast::error::RecvError::Closed) => return Err(Status::unavailable("meta node shutting down")),
         };
-        if change_set.revision <= snapshot_revision {
+        if change_set.revision <= after_revision {
             continue;
         }
         for item in matching(prefix, change_set) {

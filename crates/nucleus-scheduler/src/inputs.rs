@@ -22,25 +22,12 @@ pub enum Input {
 
 pub fn watch_prefix(meta: MetaClient, prefix: &'static str, tx: mpsc::Sender<Input>) -> JoinHandle<()> {
     tokio::spawn(async move {
+        let mut watch = meta.watch_resumable(prefix);
         loop {
-            match meta.watch(prefix).await {
-                Ok(mut stream) => loop {
-                    match stream.next().await {
-                        Ok(Some(event)) => {
-                            if tx.send(Input::Meta { prefix, event }).await.is_err() {
-                                return;
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(err) => {
-                            tracing::debug!(prefix, error = %err, "meta watch ended");
-                            break;
-                        }
-                    }
-                },
-                Err(err) => tracing::debug!(prefix, error = %err, "cannot watch meta yet"),
+            let event = watch.next().await;
+            if tx.send(Input::Meta { prefix, event }).await.is_err() {
+                return;
             }
-            tokio::time::sleep(RETRY_AFTER).await;
         }
     })
 }

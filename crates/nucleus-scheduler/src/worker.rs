@@ -443,7 +443,7 @@ where
             }
         }
         WatchEvent::Put(kv) => put(map, kv),
-        WatchEvent::Delete(key) => map.remove_where(|doc_key| doc_key == key),
+        WatchEvent::Delete { key, .. } => map.remove_where(|doc_key| doc_key == key),
     }
 }
 

@@ -2,6 +2,7 @@
 //! each in its own column families of a single DB (so one synced WAL write covers them all).
 
 mod codec;
+mod history;
 mod log;
 mod reader;
 mod sm;
@@ -28,7 +29,10 @@ pub(crate) const CF_SM: &str = "sm_meta";
 /// Recorded responses of request ids (idempotency table).
 pub(crate) const CF_DEDUP: &str = "sm_dedup";
 
-const ALL_CFS: [&str; 5] = [CF_LOG, CF_RAFT, CF_KV, CF_SM, CF_DEDUP];
+/// Change log for watches: revision (big-endian) -> change set, the last N revisions.
+pub(crate) const CF_HISTORY: &str = "sm_history";
+
+const ALL_CFS: [&str; 6] = [CF_LOG, CF_RAFT, CF_KV, CF_SM, CF_DEDUP, CF_HISTORY];
 
 /// The shared RocksDB handle; every column family is known to exist once opened.
 #[derive(Clone)]

@@ -5,14 +5,17 @@ use rocksdb::{Direction, IteratorMode};
 use serde::de::DeserializeOwned;
 
 use super::codec::{decode_kv, from_json};
-use super::{CF_DEDUP, CF_KV, CF_SM, Db};
+use super::history::history_key;
+use super::{CF_DEDUP, CF_HISTORY, CF_KV, CF_SM, Db};
 use crate::error::Error;
-use crate::types::{KeyValue, NodeId, WriteOutcome};
+use crate::types::{ChangeSet, KeyValue, NodeId, WriteOutcome};
 
 pub(crate) const KEY_REVISION: &[u8] = b"revision";
 pub(crate) const KEY_LAST_APPLIED: &[u8] = b"last_applied";
 pub(crate) const KEY_MEMBERSHIP: &[u8] = b"membership";
 pub(crate) const KEY_SNAPSHOT: &[u8] = b"snapshot";
+/// Newest revision whose change set is no longer in the change log (see `history.rs`).
+pub(crate) const KEY_COMPACT_REVISION: &[u8] = b"compact_revision";
 /// Sequence number the next recorded request id gets (drives pruning of the dedup table).
 pub(crate) const KEY_DEDUP_NEXT_SEQ: &[u8] = b"dedup_next_seq";
 
@@ -70,6 +73,27 @@ impl ReadView<'_> {
 
     pub fn membership(&self) -> Result<StoredMembership<NodeId, openraft::BasicNode>, Error> {
         Ok(self.sm_meta(KEY_MEMBERSHIP)?.unwrap_or_default())
+    }
+
+    /// Newest revision whose changes can no longer be replayed; a watch may start above it.
+    /// Absent on a store that predates the change log: nothing up to now is there.
+    pub fn compact_revision(&self) -> Result<u64, Error> {
+        match self.sm_meta(KEY_COMPACT_REVISION)? {
+            Some(revision) => Ok(revision),
+            None => self.revision(),
+        }
+    }
+
+    /// The logged change sets from revision `from` on, in revision order.
+    pub(crate) fn history_since(&self, from: u64) -> Result<Vec<ChangeSet>, Error> {
+        let start = history_key(from);
+        let mode = IteratorMode::From(&start, Direction::Forward);
+        let mut out = Vec::new();
+        for item in self.snap.iterator_cf(self.db.cf(CF_HISTORY), mode) {
+            let (_, value) = item?;
+            out.push(from_json(&value).map_err(|e| Error::corrupt("change set", e))?);
+        }
+        Ok(out)
     }
 
     pub(crate) fn dedup_next_seq(&self) -> Result<u64, Error> {

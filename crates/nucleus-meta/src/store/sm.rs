@@ -14,11 +14,13 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use super::codec::{encode_kv, from_json, to_json};
+use super::history;
 use super::reader::{
     DedupRecord, KEY_DEDUP_NEXT_SEQ, KEY_LAST_APPLIED, KEY_MEMBERSHIP, KEY_REVISION, KEY_SNAPSHOT,
     ReadView, dedup_id_key, dedup_seq_key,
 };
 use super::{CF_DEDUP, CF_KV, CF_SM, Db, KvReader};
+use crate::config::DEFAULT_WATCH_HISTORY;
 use crate::error::Error;
 use crate::types::{
     Change, ChangeSet, KeyValue, NodeId, Op, SmEvent, TypeConfig, WriteCommand, WriteOutcome,
@@ -52,12 +54,20 @@ pub struct StateMachine {
     db: Db,
     reader: KvReader,
     events: broadcast::Sender<Arc<SmEvent>>,
+    /// Revisions kept in the change log for watches.
+    watch_history: u64,
 }
 
 impl StateMachine {
     /// `events` receives every applied change (and `Reset` when a snapshot replaces the state).
+    /// The change log keeps the last [`DEFAULT_WATCH_HISTORY`] revisions.
     pub fn new(db: Db, events: broadcast::Sender<Arc<SmEvent>>) -> Self {
-        StateMachine { reader: KvReader::new(db.clone()), db, events }
+        StateMachine { reader: KvReader::new(db.clone()), db, events, watch_history: DEFAULT_WATCH_HISTORY }
+    }
+
+    /// Keeps the last `revisions` revisions in the change log instead.
+    pub fn watch_history(self, revisions: u64) -> Self {
+        StateMachine { watch_history: revisions, ..self }
     }
 
     fn publish(&self, event: SmEvent) {
@@ -104,8 +114,10 @@ impl StateMachine {
                 let new_revision = revision + 1;
                 let changes = self.apply_ops(view, &cmd.ops, new_revision, batch)?;
                 batch.put_cf(self.db.cf(CF_SM), KEY_REVISION, json(&new_revision)?);
+                let change_set = ChangeSet { revision: new_revision, changes };
+                history::record(&self.db, view, &change_set, self.watch_history, batch)?;
                 let outcome = WriteOutcome { succeeded: true, revision: new_revision, failed_key: String::new() };
-                (outcome, Some(ChangeSet { revision: new_revision, changes }))
+                (outcome, Some(change_set))
             }
         };
         if !cmd.request_id.is_empty() {
@@ -213,6 +225,8 @@ impl StateMachine {
             batch.put_cf(dedup_cf, dedup_seq_key(record.seq), id.as_bytes());
         }
         batch.put_cf(sm_cf, KEY_REVISION, json(&payload.revision)?);
+        // The changes that led here are not in the snapshot: watches start after it.
+        history::reset(&self.db, payload.revision, &mut batch)?;
         batch.put_cf(sm_cf, KEY_DEDUP_NEXT_SEQ, json(&payload.dedup_next_seq)?);
         batch.put_cf(sm_cf, KEY_LAST_APPLIED, json(&meta.last_log_id)?);
         batch.put_cf(sm_cf, KEY_MEMBERSHIP, json(&meta.last_membership)?);

@@ -174,3 +174,50 @@ async fn late_joiner_catches_up_from_a_snapshot_and_a_moved_node_is_readdressed(
 
     shutdown_all(vec![n1, n2]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_that_installs_a_snapshot_keeps_no_watch_history_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let small_snapshots = |id, listen: &str, join: &[&MetaNode]| MetaConfig {
+        snapshot_after_logs: 10,
+        ..config(id, dir.path(), listen, join)
+    };
+    let n1 = MetaNode::start(small_snapshots(1, ANY_PORT, &[])).await.unwrap();
+    let n2 = MetaNode::start(small_snapshots(2, ANY_PORT, &[&n1])).await.expect("join");
+    let n3 = MetaNode::start(small_snapshots(3, ANY_PORT, &[&n1])).await.expect("join");
+    let mut c = client_at(n1.advertise()).await;
+    write(&mut c, "", vec![], vec![put("early", "1")]).await;
+    eventually("node 2 to apply the first write", Duration::from_secs(5), || async {
+        (local_pairs(&n2).len() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(n2.reader().view().compact_revision().unwrap(), 0, "node 2 replicated it: full history");
+
+    // Node 2 misses 40 writes whose log entries the leader purges: it catches up from a snapshot.
+    let n2_listen = n2.addr();
+    let n2_last = n2.raft().metrics().borrow().last_log_index.unwrap();
+    n2.shutdown().await.unwrap();
+    for i in 0..40 {
+        write(&mut c, "", vec![], vec![put(&format!("k{i:02}"), "v")]).await;
+    }
+    n1.raft()
+        .wait(Some(Duration::from_secs(10)))
+        .metrics(|m| m.purged.is_some_and(|p| p.index > n2_last), "log purged behind a snapshot")
+        .await
+        .expect("leader purged its log");
+    let n2 = MetaNode::start(small_snapshots(2, &n2_listen.to_string(), &[])).await.expect("restart");
+    let expected = local_pairs(&n1);
+    eventually("node 2 to catch up", Duration::from_secs(10), || async {
+        (local_pairs(&n2) == expected).then_some(())
+    })
+    .await;
+
+    let snapshot = n2.raft().get_snapshot().await.unwrap().expect("node 2 installed a snapshot");
+    let (_, revision) = snapshot.meta.snapshot_id.rsplit_once("-rev").expect("snapshot id names its revision");
+    let snapshot_revision: u64 = revision.parse().unwrap();
+    assert!(snapshot_revision > 1, "the snapshot covers the missed writes");
+    assert_eq!(n2.reader().view().compact_revision().unwrap(), snapshot_revision);
+    assert_eq!(n1.reader().view().compact_revision().unwrap(), 0, "the leader kept its history");
+
+    shutdown_all(vec![n1, n2, n3]).await;
+}

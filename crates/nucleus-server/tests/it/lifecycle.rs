@@ -126,6 +126,10 @@ async fn lists_paginate_with_absolute_links_and_answer_with_or_without_slash() {
     assert_eq!(code, StatusCode::OK);
     let (code, _) = stack.get("/workloads").await;
     assert_eq!(code, StatusCode::OK);
+    let (code, bundles) = stack.get("/mlops/compute/bundles/").await;
+    assert_eq!(code, StatusCode::OK);
+    let ids: Vec<&str> = bundles["data"].as_array().unwrap().iter().map(|b| b["id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&"cpu.small") && ids.contains(&"gpu.a10g.medium"), "{ids:?}");
     let (code, version) = stack.get("/version/").await;
     assert_eq!(code, StatusCode::OK);
     assert_eq!(version["major"], 2);
