@@ -26,6 +26,18 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Respon
 /// created locked, the next version in that repository.
 pub async fn new_artifact(state: &AppState, input: InputArtifact) -> Result<Artifact, ApiError> {
     let repository = input.artifact_repository_id.clone().unwrap_or_else(ids::new_id);
+    let members = repository_members(state, &repository).await?;
+    if let Some(first) = members.first().filter(|a| a.artifact_type != input.artifact_type) {
+        return Err(ApiError::Validation(vec![nucleus_api::FieldError::new(
+            &Loc::body().key("type"),
+            format!(
+                "Repository {repository} holds artifacts of type '{}'; an artifact of type '{}' cannot join it",
+                json_name(&first.artifact_type),
+                json_name(&input.artifact_type)
+            ),
+            "value_error",
+        )]));
+    }
     let version = match input.status {
         ArtifactStatus::Locked => Some(next_version(state, &repository).await?),
         ArtifactStatus::Draft => None,
@@ -34,14 +46,52 @@ pub async fn new_artifact(state: &AppState, input: InputArtifact) -> Result<Arti
 }
 
 async fn next_version(state: &AppState, repository: &str) -> Result<u32, ApiError> {
-    let all = state.meta.list_json::<Artifact>(keys::ARTIFACTS).await?;
-    let last = all
-        .iter()
-        .filter(|a| a.value.artifact_repository_id.as_deref() == Some(repository))
-        .filter_map(|a| a.value.version)
-        .max()
-        .unwrap_or(0);
+    let last = repository_members(state, repository).await?.iter().filter_map(|a| a.version).max().unwrap_or(0);
     Ok(last + 1)
+}
+
+/// The artifacts of a repository, oldest first. Repositories are not documents of their own: a
+/// repository is the set of artifacts that name it.
+pub async fn repository_members(state: &AppState, repository: &str) -> Result<Vec<Artifact>, ApiError> {
+    let mut members: Vec<Artifact> = state
+        .meta
+        .list_json::<Artifact>(keys::ARTIFACTS)
+        .await?
+        .into_iter()
+        .map(|a| a.value)
+        .filter(|a| a.artifact_repository_id.as_deref() == Some(repository))
+        .collect();
+    members.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+    Ok(members)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CloneRequest {
+    name: String,
+}
+
+/// `POST /artifacts/{id}/clone`: a new draft with the same spec, in the same repository,
+/// whatever the source's status (the way to "unlock" a locked artifact).
+pub async fn clone(State(state): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<Json<Artifact>, ApiError> {
+    let request: CloneRequest = json_body(&body)?;
+    let mut errors = Vec::new();
+    validation::name(&request.name, &Loc::body().key("name"), &mut errors);
+    check(errors)?;
+    let source = load(&state, &id).await?.value;
+    let now = chrono::Utc::now();
+    let copy = Artifact {
+        id: ids::new_id(),
+        name: request.name,
+        status: ArtifactStatus::Draft,
+        version: None,
+        created_at: now,
+        updated_at: now,
+        ..source
+    };
+    let key = keys::artifact(&copy.id);
+    state.meta.write(Txn::new().require(&key, 0).put_json(&key, &copy)?).await?;
+    Ok(Json(copy))
 }
 
 pub async fn list(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Result<Response, ApiError> {

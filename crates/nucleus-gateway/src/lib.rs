@@ -11,6 +11,7 @@ mod ids;
 mod invoke;
 mod listing;
 mod protons;
+mod repositories;
 mod request;
 mod route_table;
 mod router;

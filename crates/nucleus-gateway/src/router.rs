@@ -8,7 +8,7 @@ use axum::routing::{any, get, post, MethodRouter};
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::{artifacts, auth, invoke, protons, workloads, ApiError, AppState};
+use crate::{artifacts, auth, invoke, protons, repositories, workloads, ApiError, AppState};
 
 const API: &str = "/api/v2";
 
@@ -28,7 +28,10 @@ pub fn router(state: AppState) -> Router {
             &format!("{base}/{{artifact_id}}"),
             get(artifacts::get).put(artifacts::replace).patch(artifacts::update).delete(artifacts::delete),
         );
+        route(&format!("{base}/{{artifact_id}}/clone"), post(artifacts::clone));
     }
+    route("/artifactRepositories", get(repositories::list));
+    route("/artifactRepositories/{artifact_repository_id}", get(repositories::get).delete(repositories::delete));
     for base in ["/workloads", "/console/workloads"] {
         route(base, post(workloads::create).get(workloads::list));
         route(

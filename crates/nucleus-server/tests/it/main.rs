@@ -7,4 +7,5 @@ mod harness;
 mod lifecycle;
 mod meta_failover;
 mod persistence;
+mod repositories;
 mod roles;
