@@ -116,11 +116,7 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -
     order(
         &mut items,
         &query,
-        "-createdAt",
         |field, a, b| match field {
-            "name" => Some(a.name.cmp(&b.name)),
-            "createdAt" => Some(a.created_at.cmp(&b.created_at)),
-            "updatedAt" => Some(a.updated_at.cmp(&b.updated_at)),
             "status" => Some(json_name(&a.status).cmp(&json_name(&b.status))),
             _ => None,
         },

@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 use axum::http::{HeaderMap, Uri};
 use nucleus_api::page::{neighbours, Page};
 use nucleus_api::validation::Loc;
-use nucleus_api::FieldError;
+use nucleus_api::{FieldError, Timestamp};
 
 use crate::request::{base_url, Query};
 use crate::{ApiError, AppState};
@@ -27,16 +27,52 @@ impl Window {
     }
 }
 
-/// Sorts by `orderBy` (`field` or `-field`), where `key` compares two items by a named field
-/// and returns `None` for names it does not know.
-pub fn order<T>(
+/// What every listed resource can be ordered by: `name`, `createdAt` and `updatedAt`.
+pub trait Listed {
+    fn name(&self) -> &str;
+    fn created_at(&self) -> Timestamp;
+    fn updated_at(&self) -> Timestamp;
+}
+
+impl Listed for nucleus_api::Artifact {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn created_at(&self) -> Timestamp {
+        self.created_at
+    }
+    fn updated_at(&self) -> Timestamp {
+        self.updated_at
+    }
+}
+
+impl Listed for nucleus_api::Workload {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn created_at(&self) -> Timestamp {
+        self.created_at
+    }
+    fn updated_at(&self) -> Timestamp {
+        self.updated_at
+    }
+}
+
+/// Sorts by `orderBy` (`field` or `-field`; newest first by default): the common fields of
+/// [`Listed`], then whatever `extra` knows (returning `None` for names it does not know).
+pub fn order<T: Listed>(
     items: &mut [T],
     query: &Query,
-    default: &str,
-    key: impl Fn(&str, &T, &T) -> Option<Ordering>,
+    extra: impl Fn(&str, &T, &T) -> Option<Ordering>,
     errors: &mut Vec<FieldError>,
 ) {
-    let spec = query.one("orderBy").unwrap_or(default);
+    let key = |field: &str, a: &T, b: &T| match field {
+        "name" => Some(a.name().cmp(b.name())),
+        "createdAt" => Some(a.created_at().cmp(&b.created_at())),
+        "updatedAt" => Some(a.updated_at().cmp(&b.updated_at())),
+        other => extra(other, a, b),
+    };
+    let spec = query.one("orderBy").unwrap_or("-createdAt");
     let (field, descending) = match spec.strip_prefix('-') {
         Some(field) => (field, true),
         None => (spec, false),

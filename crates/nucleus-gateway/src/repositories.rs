@@ -12,7 +12,7 @@ use nucleus_client::{keys, Txn};
 use serde::Serialize;
 
 use crate::artifacts::{json_name, repository_members};
-use crate::listing::{check, order, paginate, Window};
+use crate::listing::{check, order, paginate, Listed, Window};
 use crate::request::Query;
 use crate::{ApiError, AppState};
 
@@ -31,6 +31,18 @@ pub struct Repository {
     tags: Vec<serde_json::Value>,
     created_at: nucleus_api::Timestamp,
     updated_at: nucleus_api::Timestamp,
+}
+
+impl Listed for Repository {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn created_at(&self) -> nucleus_api::Timestamp {
+        self.created_at
+    }
+    fn updated_at(&self) -> nucleus_api::Timestamp {
+        self.updated_at
+    }
 }
 
 /// Summarises a non-empty list of one repository's artifacts, oldest first.
@@ -71,18 +83,7 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -
         .filter(|r| search.as_ref().is_none_or(|s| r.name.to_lowercase().contains(s)))
         .filter(|r| types.is_empty() || types.contains(&json_name(&r.repository_type)))
         .collect();
-    order(
-        &mut items,
-        &query,
-        "-createdAt",
-        |field, a, b| match field {
-            "name" => Some(a.name.cmp(&b.name)),
-            "createdAt" => Some(a.created_at.cmp(&b.created_at)),
-            "updatedAt" => Some(a.updated_at.cmp(&b.updated_at)),
-            _ => None,
-        },
-        &mut errors,
-    );
+    order(&mut items, &query, |_, _, _| None, &mut errors);
     check(errors)?;
     Ok(Json(paginate(items, &window, &query, &state, &headers, &uri)).into_response())
 }

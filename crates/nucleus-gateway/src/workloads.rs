@@ -175,11 +175,7 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -
     order(
         &mut items,
         &query,
-        "-createdAt",
         |field, a, b| match field {
-            "name" => Some(a.name.cmp(&b.name)),
-            "createdAt" => Some(a.created_at.cmp(&b.created_at)),
-            "updatedAt" => Some(a.updated_at.cmp(&b.updated_at)),
             "status" => Some(a.status.as_str().cmp(b.status.as_str())),
             "importance" => Some(a.importance.cmp(&b.importance)),
             _ => None,
