@@ -50,7 +50,7 @@ impl FollowedAgent {
 #[derive(Default)]
 struct World {
     protons: BTreeMap<String, Versioned<Proton>>,
-    workloads: HashMap<String, Versioned<Workload>>,
+    workloads: BTreeMap<String, Versioned<Workload>>,
     agent_records: BTreeMap<String, Versioned<AgentRecord>>,
     agents: BTreeMap<String, FollowedAgent>,
     reports: HashMap<String, HashMap<String, ProtonReport>>,
@@ -423,58 +423,25 @@ async fn workload_exists(meta: &MetaClient, workload_id: &str) -> Result<bool, E
 }
 
 /// Applies a watch event to a map of documents keyed by `key_of`.
-fn apply_docs<K, T>(map: &mut K, event: WatchEvent, key_of: impl Fn(&T) -> String)
+fn apply_docs<T>(map: &mut BTreeMap<String, Versioned<T>>, event: WatchEvent, key_of: impl Fn(&T) -> String)
 where
-    K: DocMap<T>,
     T: serde::de::DeserializeOwned,
 {
-    let put = |map: &mut K, kv| match decode::<T>(kv) {
+    let put = |map: &mut BTreeMap<String, Versioned<T>>, kv| match decode::<T>(kv) {
         Ok(doc) => {
-            let key = key_of(&doc.value);
-            map.put(key, doc);
+            map.insert(key_of(&doc.value), doc);
         }
         Err(err) => tracing::warn!(error = %err, "unreadable document"),
     };
     match event {
         WatchEvent::Reset(kvs) => {
-            map.clear_all();
+            map.clear();
             for kv in kvs {
                 put(map, kv);
             }
         }
         WatchEvent::Put(kv) => put(map, kv),
-        WatchEvent::Delete { key, .. } => map.remove_where(|doc_key| doc_key == key),
-    }
-}
-
-/// The two map types the worker keeps documents in.
-trait DocMap<T> {
-    fn put(&mut self, key: String, doc: Versioned<T>);
-    fn clear_all(&mut self);
-    /// Removes the document whose meta key (not map key) matches.
-    fn remove_where(&mut self, is_key: impl Fn(&str) -> bool);
-}
-
-impl<T> DocMap<T> for BTreeMap<String, Versioned<T>> {
-    fn put(&mut self, key: String, doc: Versioned<T>) {
-        self.insert(key, doc);
-    }
-    fn clear_all(&mut self) {
-        self.clear();
-    }
-    fn remove_where(&mut self, is_key: impl Fn(&str) -> bool) {
-        self.retain(|_, doc| !is_key(&doc.key));
-    }
-}
-
-impl<T> DocMap<T> for HashMap<String, Versioned<T>> {
-    fn put(&mut self, key: String, doc: Versioned<T>) {
-        self.insert(key, doc);
-    }
-    fn clear_all(&mut self) {
-        self.clear();
-    }
-    fn remove_where(&mut self, is_key: impl Fn(&str) -> bool) {
-        self.retain(|_, doc| !is_key(&doc.key));
+        // Map keys are ids, not meta keys: find the document by the key it was stored under.
+        WatchEvent::Delete { key, .. } => map.retain(|_, doc| doc.key != key),
     }
 }
