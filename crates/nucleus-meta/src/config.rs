@@ -9,6 +9,13 @@ use crate::error::Error;
 
 /// Default number of log entries since the last snapshot that triggers a new one.
 pub const DEFAULT_SNAPSHOT_AFTER_LOGS: u64 = 5000;
+/// Default number of shard groups of a new cluster.
+pub const DEFAULT_SHARDS: u64 = 16;
+/// Upper bound on the shard count: every node runs a Raft instance per shard.
+pub const MAX_SHARDS: u64 = 256;
+/// Replicas of each shard group (fewer while the cluster has fewer nodes).
+pub const SHARD_REPLICAS: usize = 3;
+
 /// Default number of revisions the change log keeps for watches that resume from a revision.
 pub const DEFAULT_WATCH_HISTORY: u64 = 10_000;
 
@@ -34,6 +41,9 @@ pub struct MetaConfig {
     /// Revisions of changes kept for watches that start from a revision; a watch from further
     /// back is told it was compacted and re-lists.
     pub watch_history: u64,
+    /// Shard groups of a cluster this node creates (bootstrap). A joining node takes the
+    /// cluster's count, and a restarted node the one it recorded; this is ignored for both.
+    pub shards: u64,
 }
 
 impl MetaConfig {
@@ -49,6 +59,7 @@ impl MetaConfig {
             snapshot_after_logs: DEFAULT_SNAPSHOT_AFTER_LOGS,
             inline_storage_writes: false,
             watch_history: DEFAULT_WATCH_HISTORY,
+            shards: DEFAULT_SHARDS,
         }
     }
 
@@ -65,6 +76,9 @@ impl MetaConfig {
     }
 
     pub(crate) fn raft_config(&self) -> Result<Config, Error> {
+        if self.shards == 0 || self.shards > MAX_SHARDS {
+            return Err(Error::Config(format!("shards must be between 1 and {MAX_SHARDS}, got {}", self.shards)));
+        }
         if self.snapshot_after_logs == 0 {
             return Err(Error::Config("snapshot_after_logs must be at least 1".to_owned()));
         }

@@ -28,19 +28,19 @@ pub(crate) struct JoinRequest<'a> {
 }
 
 enum Attempt {
-    Joined(Vec<pb::Member>),
+    Joined(pb::JoinResponse),
     /// Not the leader; it named this address as the leader.
     Redirect(String),
     Failed(String),
 }
 
-/// Calls Join until one member accepts it (returning the membership it reported) or `timeout`
-/// passes.
+/// Calls Join until one member accepts it (returning its answer: the membership and the cluster's
+/// shard count) or `timeout` passes.
 pub(crate) async fn join(
     transport: &impl Transport,
     request: &JoinRequest<'_>,
     timeout: Duration,
-) -> Result<Vec<pb::Member>, Error> {
+) -> Result<pb::JoinResponse, Error> {
     let deadline = Instant::now() + timeout;
     let mut backoff = FIRST_BACKOFF;
     let mut last_error = "no address to join through".to_owned();
@@ -53,9 +53,9 @@ pub(crate) async fn join(
             }
             tried.push(addr.clone());
             match attempt(transport, &addr, request).await {
-                Attempt::Joined(members) => {
+                Attempt::Joined(response) => {
                     tracing::info!(node_id = request.node_id, via = %addr, "joined the meta group");
-                    return Ok(members);
+                    return Ok(response);
                 }
                 Attempt::Redirect(leader) => {
                     tracing::debug!(via = %addr, %leader, "join redirected to the leader");
@@ -90,7 +90,7 @@ async fn attempt(transport: &impl Transport, addr: &str, request: &JoinRequest<'
     let channel = transport.channel(endpoint);
     let call = pb::JoinRequest { node_id: request.node_id, addr: request.advertise.to_owned() };
     match MetaClient::new(channel).join(call).await {
-        Ok(response) => Attempt::Joined(response.into_inner().members),
+        Ok(response) => Attempt::Joined(response.into_inner()),
         Err(status) => {
             let hint = status
                 .metadata()

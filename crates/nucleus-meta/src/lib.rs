@@ -1,26 +1,31 @@
-//! Nucleus metadata node: a small etcd. A revisioned key-value store replicated by an openraft
-//! group whose log and state machine live in RocksDB, served over gRPC (`nucleus.meta.v1.Meta`
-//! for clients, `nucleus.raft.v1.Raft` between nodes).
+//! Nucleus metadata node: a small, sharded etcd. Each node hosts several openraft groups (the root
+//! and the shards), each a revisioned key-value store whose log and state machine live in the
+//! node's one RocksDB, served over gRPC (`nucleus.meta.v1.Meta` for clients, one multiplexed
+//! `nucleus.raft.v1.Raft` service between nodes).
 
 mod base64_bytes;
 mod config;
 mod error;
+mod groups;
 mod joiner;
 mod leader;
 mod membership;
 mod meta_service;
 mod network;
 mod node;
+pub mod placement;
 mod raft_service;
+mod rebalancer;
 mod startup;
 mod transport;
 pub mod store;
 pub mod types;
 mod watch;
 
-pub use config::{DEFAULT_SNAPSHOT_AFTER_LOGS, DEFAULT_WATCH_HISTORY, MetaConfig};
+pub use config::{DEFAULT_SHARDS, DEFAULT_SNAPSHOT_AFTER_LOGS, DEFAULT_WATCH_HISTORY, MAX_SHARDS, MetaConfig, SHARD_REPLICAS};
+pub use groups::{Group, ROOT_GROUP};
 pub use error::Error;
 pub use leader::{LEADER_ADDR_METADATA, LEADER_ID_METADATA};
-pub use node::{GROUP_ID, MetaNode};
+pub use node::MetaNode;
 pub use transport::{TokioTransport, Transport};
 pub use watch::COMPACT_REVISION_METADATA;

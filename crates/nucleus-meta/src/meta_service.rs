@@ -1,42 +1,52 @@
 //! The `nucleus.meta.v1.Meta` gRPC service.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use nucleus_proto::meta::v1 as pb;
 use nucleus_proto::meta::v1::meta_server;
 use openraft::ServerState;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
-use crate::store::KvReader;
-use crate::types::{Condition, Op, Raft, SmEvent, WriteCommand};
+use crate::groups::{Group, Groups, ROOT_GROUP};
+use crate::types::{Condition, GroupId, Op, WriteCommand};
 use crate::{leader, membership};
 use crate::watch::{self as watch_stream, WatchStream, to_pb};
 
 pub struct MetaService {
-    raft: Raft,
-    reader: KvReader,
-    events: broadcast::Sender<Arc<SmEvent>>,
+    groups: Groups,
     shutdown: watch::Receiver<bool>,
+    /// Followers grant a vote only once the leader's lease has run out: a campaign waits this long first.
+    leader_lease: Duration,
 }
 
+/// How long a campaign keeps trying to win before giving up.
+const CAMPAIGN_FOR: Duration = Duration::from_secs(4);
+const CAMPAIGN_RETRY: Duration = Duration::from_millis(300);
+
 impl MetaService {
-    pub fn new(
-        raft: Raft,
-        reader: KvReader,
-        events: broadcast::Sender<Arc<SmEvent>>,
-        shutdown: watch::Receiver<bool>,
-    ) -> Self {
-        MetaService { raft, reader, events, shutdown }
+    pub fn new(groups: Groups, shutdown: watch::Receiver<bool>, leader_lease: Duration) -> Self {
+        MetaService { groups, shutdown, leader_lease }
     }
 
-    /// Waits until this node, as leader, has applied everything committed before the call.
-    async fn linearizable(&self) -> Result<(), Status> {
-        match self.raft.ensure_linearizable().await {
-            Ok(_) => Ok(()),
+    fn group(&self, id: GroupId) -> Result<Arc<Group>, Status> {
+        self.groups.get(id).ok_or_else(|| {
+            Status::unavailable(format!(
+                "meta group {id} is not open on this node (the cluster has {} shard groups); try another member",
+                self.groups.shard_count()
+            ))
+        })
+    }
+
+    /// The group, once this node, as its leader, has applied everything committed before the call.
+    async fn linearizable(&self, id: GroupId) -> Result<Arc<Group>, Status> {
+        let group = self.group(id)?;
+        match group.raft.ensure_linearizable().await {
+            Ok(_) => Ok(group),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(fwd))) => {
-                Err(leader::forward(&self.raft, &fwd))
+                Err(leader::forward(&group.raft, &fwd))
             }
             Err(RaftError::APIError(e @ CheckIsLeaderError::QuorumNotEnough(_))) => {
                 Err(Status::unavailable(e.to_string()))
@@ -44,6 +54,27 @@ impl MetaService {
             Err(RaftError::Fatal(e)) => Err(Status::unavailable(format!("raft stopped: {e}"))),
         }
     }
+
+    fn root(&self) -> Result<Arc<Group>, Status> {
+        self.group(ROOT_GROUP)
+    }
+}
+
+fn group_status(group: &Group) -> Result<pb::GroupStatus, Status> {
+    let metrics = group.raft.metrics().borrow().clone();
+    let membership = metrics.membership_config.membership();
+    let voter_ids: Vec<u64> = membership.voter_ids().collect();
+    Ok(pb::GroupStatus {
+        group_id: group.id,
+        leader_id: metrics.current_leader,
+        term: metrics.current_term,
+        applied_index: metrics.last_applied.map_or(0, |id| id.index),
+        revision: group.reader.view().revision().map_err(internal)?,
+        last_log_index: metrics.last_log_index.unwrap_or(0),
+        state: state_name(metrics.state).to_owned(),
+        learner_ids: membership.learner_ids().collect(),
+        voter_ids,
+    })
 }
 
 fn state_name(state: ServerState) -> &'static str {
@@ -83,30 +114,31 @@ fn to_command(req: pb::WriteRequest) -> Result<WriteCommand, Status> {
 #[tonic::async_trait]
 impl meta_server::Meta for MetaService {
     async fn get(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
-        self.linearizable().await?;
-        let view = self.reader.view();
+        let group = self.linearizable(request.get_ref().group_id).await?;
+        let view = group.reader.view();
         let kv = view.get(&request.get_ref().key).map_err(internal)?;
         let revision = view.revision().map_err(internal)?;
         Ok(Response::new(pb::GetResponse { kv: kv.map(to_pb), revision }))
     }
 
     async fn list(&self, request: Request<pb::ListRequest>) -> Result<Response<pb::ListResponse>, Status> {
-        self.linearizable().await?;
-        let view = self.reader.view();
+        let group = self.linearizable(request.get_ref().group_id).await?;
+        let view = group.reader.view();
         let kvs = view.list(&request.get_ref().prefix).map_err(internal)?;
         let revision = view.revision().map_err(internal)?;
         Ok(Response::new(pb::ListResponse { kvs: kvs.into_iter().map(to_pb).collect(), revision }))
     }
 
     async fn write(&self, request: Request<pb::WriteRequest>) -> Result<Response<pb::WriteResponse>, Status> {
+        let group = self.group(request.get_ref().group_id)?;
         let command = to_command(request.into_inner())?;
-        match self.raft.client_write(command).await {
+        match group.raft.client_write(command).await {
             Ok(resp) => Ok(Response::new(pb::WriteResponse {
                 succeeded: resp.data.succeeded,
                 revision: resp.data.revision,
                 failed_key: resp.data.failed_key,
             })),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(fwd))) => Err(leader::forward(&self.raft, &fwd)),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(fwd))) => Err(leader::forward(&group.raft, &fwd)),
             Err(RaftError::APIError(e)) => Err(internal(e)),
             Err(RaftError::Fatal(e)) => Err(Status::unavailable(format!("raft stopped: {e}"))),
         }
@@ -115,42 +147,72 @@ impl meta_server::Meta for MetaService {
     type WatchStream = WatchStream;
 
     async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<WatchStream>, Status> {
+        let pb::WatchRequest { prefix, start_revision, group_id } = request.into_inner();
         // Subscribe before reading the snapshot or history so that no change is missed in between.
-        let events = self.events.subscribe();
-        self.linearizable().await?;
-        let pb::WatchRequest { prefix, start_revision } = request.into_inner();
-        let stream = watch_stream::start(prefix, start_revision, &self.reader, events, self.shutdown.clone())?;
+        let events = self.group(group_id)?.events.subscribe();
+        let group = self.linearizable(group_id).await?;
+        let stream = watch_stream::start(prefix, start_revision, &group.reader, events, self.shutdown.clone())?;
         Ok(Response::new(stream))
     }
 
-    async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
-        let metrics = self.raft.metrics().borrow().clone();
-        let revision = self.reader.view().revision().map_err(internal)?;
+    async fn status(&self, request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+        let group = self.group(request.get_ref().group_id)?;
+        let metrics = group.raft.metrics().borrow().clone();
         let membership = metrics.membership_config.membership();
         let leader_addr =
             metrics.current_leader.and_then(|id| membership.get_node(&id)).map(|node| node.addr.clone());
+        let selected = group_status(&group)?;
+        let groups = self.groups.all().iter().map(|g| group_status(g)).collect::<Result<_, _>>()?;
         Ok(Response::new(pb::StatusResponse {
             node_id: metrics.id,
-            leader_id: metrics.current_leader,
-            term: metrics.current_term,
-            applied_index: metrics.last_applied.map_or(0, |id| id.index),
-            revision,
+            leader_id: selected.leader_id,
+            term: selected.term,
+            applied_index: selected.applied_index,
+            revision: selected.revision,
             members: membership::members(membership),
             leader_addr,
-            last_log_index: metrics.last_log_index.unwrap_or(0),
-            state: state_name(metrics.state).to_owned(),
-            voter_ids: membership.voter_ids().collect(),
+            last_log_index: selected.last_log_index,
+            state: selected.state,
+            voter_ids: selected.voter_ids,
+            group_id: group.id,
+            shard_count: self.groups.shard_count(),
+            groups,
         }))
     }
 
     async fn join(&self, request: Request<pb::JoinRequest>) -> Result<Response<pb::JoinResponse>, Status> {
         let pb::JoinRequest { node_id, addr } = request.into_inner();
-        let members = membership::join(&self.raft, node_id, &addr).await?;
-        Ok(Response::new(pb::JoinResponse { members }))
+        let members = membership::join(&self.root()?.raft, node_id, &addr).await?;
+        Ok(Response::new(pb::JoinResponse { members, shard_count: self.groups.shard_count() }))
     }
 
     async fn leave(&self, request: Request<pb::LeaveRequest>) -> Result<Response<pb::LeaveResponse>, Status> {
-        let members = membership::leave(&self.raft, request.into_inner().node_id).await?;
+        let members = membership::leave(&self.root()?.raft, request.into_inner().node_id).await?;
         Ok(Response::new(pb::LeaveResponse { members }))
+    }
+
+    async fn campaign(&self, request: Request<pb::CampaignRequest>) -> Result<Response<pb::CampaignResponse>, Status> {
+        let group = self.group(request.get_ref().group_id)?;
+        let raft = &group.raft;
+        let leads = |m: &openraft::RaftMetrics<u64, openraft::BasicNode>| {
+            m.state == ServerState::Leader && m.current_leader == Some(m.id)
+        };
+        let metrics = raft.metrics().borrow().clone();
+        if leads(&metrics) {
+            return Ok(Response::new(pb::CampaignResponse { term: metrics.current_term }));
+        }
+        if !metrics.membership_config.membership().voter_ids().any(|id| id == metrics.id) {
+            return Err(Status::failed_precondition(format!("node {} is not a voter of group {}", metrics.id, group.id)));
+        }
+        tracing::info!(group = group.id, "campaigning for leadership");
+        tokio::time::sleep(self.leader_lease).await;
+        let deadline = tokio::time::Instant::now() + CAMPAIGN_FOR;
+        while tokio::time::Instant::now() < deadline {
+            raft.trigger().elect().await.map_err(|e| Status::unavailable(format!("raft stopped: {e}")))?;
+            if let Ok(metrics) = raft.wait(Some(CAMPAIGN_RETRY)).metrics(leads, "lead after campaigning").await {
+                return Ok(Response::new(pb::CampaignResponse { term: metrics.current_term }));
+            }
+        }
+        Err(Status::unavailable(format!("group {}: did not win an election within {CAMPAIGN_FOR:?}", group.id)))
     }
 }

@@ -1,4 +1,5 @@
-//! A running metadata node: RocksDB + Raft + the gRPC server, started and stopped as one.
+//! A running metadata node: RocksDB, the Raft groups it hosts (root and shards), the gRPC server
+//! and the shard rebalancer, started and stopped as one.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -8,50 +9,50 @@ use std::time::Duration;
 use nucleus_proto::meta::v1::meta_server::MetaServer;
 use nucleus_proto::raft::v1::raft_server::RaftServer;
 use openraft::{BasicNode, RaftMetrics, ServerState};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::transport::Server;
 
 use crate::config::MetaConfig;
 use crate::error::Error;
+use crate::groups::{Group, GroupOpener, Groups, ROOT_GROUP};
 use crate::joiner::{self, JoinRequest};
 use crate::meta_service::MetaService;
-use crate::network::NetworkFactory;
 use crate::raft_service::RaftService;
+use crate::rebalancer::Rebalancer;
 use crate::startup::{self, StartPlan};
+use crate::store::{Db, KvReader};
 use crate::transport::{TokioTransport, Transport};
-use crate::store::{Db, KvReader, LogStore, StateMachine};
-use crate::types::{NodeId, Raft};
+use crate::types::{GroupId, NodeId, Raft};
 
-/// The only Raft group for now; kept in every Raft message for later sharding.
-pub const GROUP_ID: u64 = 0;
 const LEADER_WAIT: Duration = Duration::from_secs(10);
 /// How long a joining node keeps asking members to add it.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 const SERVER_STOP_WAIT: Duration = Duration::from_secs(5);
 const DB_RELEASE_WAIT: Duration = Duration::from_secs(5);
-/// Applied change sets kept for slow watchers before they are told to re-list.
-const EVENT_BUFFER: usize = 4096;
 
 pub struct MetaNode {
     node_id: NodeId,
     addr: SocketAddr,
     advertise: String,
-    raft: Raft,
+    groups: Groups,
+    root: Arc<Group>,
     db: Db,
-    reader: KvReader,
     stop: watch::Sender<bool>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
+    rebalancer: Option<JoinHandle<()>>,
 }
 
 impl MetaNode {
-    /// Opens RocksDB under `data_dir`, starts the Raft node and serves Meta + Raft gRPC on `listen`
-    /// (port 0 allowed). Then, by what is stored and configured:
-    /// - no Raft state, `join` empty: initializes a one-member group and returns once leader;
-    /// - no Raft state, `join` given: asks those members to add it (following leader hints, for up
-    ///   to ~30 s) and returns once it is a voter that has caught up;
+    /// Opens RocksDB under `data_dir`, starts the Raft groups it holds and serves Meta + Raft gRPC
+    /// on `listen` (port 0 allowed). Then, by what is stored and configured:
+    /// - no Raft state, `join` empty: creates a cluster of `shards` shard groups plus the root, all
+    ///   with this node as the only member, and returns once it leads them;
+    /// - no Raft state, `join` given: asks those members to add it to the root group (following
+    ///   leader hints, for up to ~30 s), opens the cluster's shard groups (their leaders add this
+    ///   node as placement says) and returns once it is a caught-up root voter;
     /// - Raft state: never re-initializes; re-joins only if its advertised address changed (or a
-    ///   join stopped at learner). Returns once a leader is known (a sole voter: once leader).
+    ///   join stopped at learner). Returns once a root leader is known (a sole voter: once leader).
     pub async fn start(config: MetaConfig) -> Result<MetaNode, Error> {
         MetaNode::start_with(config, TokioTransport).await
     }
@@ -60,66 +61,75 @@ impl MetaNode {
     /// `transport`'s listener, and Raft and Join calls dial through it.
     pub async fn start_with<T: Transport>(config: MetaConfig, transport: T) -> Result<MetaNode, Error> {
         let raft_config = Arc::new(config.raft_config()?);
+        let leader_lease = Duration::from_millis(raft_config.election_timeout_max);
         let db = Db::open(&config.data_dir.join("meta").join("db"))?;
         let (incoming, addr) =
             transport.bind(config.listen).await.map_err(|source| Error::Bind { addr: config.listen, source })?;
         let advertise = config.advertise_addr(addr)?;
 
-        let (events, _) = broadcast::channel(EVENT_BUFFER);
-        let raft = Raft::new(
-            config.node_id,
+        let groups = Groups::default();
+        let opener = GroupOpener {
+            node_id: config.node_id,
+            db: db.clone(),
+            transport: transport.clone(),
             raft_config,
-            NetworkFactory::new(GROUP_ID, transport.clone()),
-            LogStore::new(db.clone()).inline_writes(config.inline_storage_writes),
-            StateMachine::new(db.clone(), events.clone()).watch_history(config.watch_history),
-        )
-        .await
-        .map_err(Error::raft)?;
+            inline_storage_writes: config.inline_storage_writes,
+            watch_history: config.watch_history,
+        };
+        let root = opener.open(ROOT_GROUP, &groups).await?;
+        if let Some(count) = db.shard_count()? {
+            open_shards(&opener, &groups, count).await?;
+        }
 
         let (stop, stop_rx) = watch::channel(false);
-        let reader = KvReader::new(db.clone());
-        let meta = MetaService::new(raft.clone(), reader.clone(), events, stop_rx.clone());
+        let meta = MetaService::new(groups.clone(), stop_rx.clone(), leader_lease);
         let mut signal = stop_rx;
         let server = tokio::spawn(
             Server::builder()
                 .add_service(MetaServer::new(meta))
-                .add_service(RaftServer::new(RaftService::new(raft.clone(), GROUP_ID)))
+                .add_service(RaftServer::new(RaftService::new(groups.clone())))
                 .serve_with_incoming_shutdown(incoming, async move {
                     let _ = signal.wait_for(|stop| *stop).await;
                 }),
         );
         tracing::info!(node_id = config.node_id, %addr, %advertise, "meta node serving");
 
-        let node = MetaNode { node_id: config.node_id, addr, advertise, raft, db, reader, stop, server };
-        if let Err(e) = node.take_place(&transport, &config.join).await {
+        let mut node =
+            MetaNode { node_id: config.node_id, addr, advertise, groups, root, db, stop, server, rebalancer: None };
+        if let Err(e) = node.take_place(&opener, &config).await {
             if let Err(stop_err) = node.shutdown().await {
                 tracing::warn!(error = %stop_err, "shutdown after failed start");
             }
             return Err(e);
         }
+        let rebalancer = Rebalancer::new(node.node_id, node.groups.clone(), transport);
+        node.rebalancer = Some(tokio::spawn(rebalancer.run(node.stop.subscribe())));
         Ok(node)
     }
 
-    /// Brings this node into its group according to [`startup::plan`].
-    async fn take_place(&self, transport: &impl Transport, join: &[String]) -> Result<(), Error> {
-        let initialized = self.raft.is_initialized().await.map_err(Error::raft)?;
-        let membership = self
-            .raft
+    /// Brings this node into its cluster according to [`startup::plan`] of the root group.
+    async fn take_place<T: Transport>(&self, opener: &GroupOpener<T>, config: &MetaConfig) -> Result<(), Error> {
+        let raft = &self.root.raft;
+        let initialized = raft.is_initialized().await.map_err(Error::raft)?;
+        let membership = raft
             .with_raft_state(|state| state.membership_state.effective().membership().clone())
             .await
             .map_err(Error::raft)?;
-        let plan = startup::plan(initialized, &membership, self.node_id, &self.advertise, join);
-        tracing::info!(node_id = self.node_id, ?plan, "joining the meta group");
+        let plan = startup::plan(initialized, &membership, self.node_id, &self.advertise, &config.join);
+        tracing::info!(node_id = self.node_id, ?plan, "taking a place in the meta cluster");
+        if !matches!(plan, StartPlan::Bootstrap | StartPlan::Join { .. }) && self.groups.shard_count() == 0 {
+            return Err(Error::Config(format!(
+                "{} has Raft state but no record of the cluster's shard count; it was not written by this \
+                 version of Nucleus, or a join was cut short: move it away and join the node again",
+                config.data_dir.display()
+            )));
+        }
         match plan {
-            StartPlan::Bootstrap => {
-                let members = BTreeMap::from([(self.node_id, BasicNode::new(self.advertise.clone()))]);
-                self.raft.initialize(members).await.map_err(Error::raft)?;
-                tracing::info!(node_id = self.node_id, "initialized single-member meta group");
-                self.wait_until("become leader", is_leader).await.ok_or(Error::NotLeader(LEADER_WAIT))
-            }
+            StartPlan::Bootstrap => self.bootstrap(opener, config.shards).await,
             StartPlan::Join { seeds } => {
                 let request = JoinRequest { node_id: self.node_id, advertise: &self.advertise, seeds: &seeds };
-                joiner::join(transport, &request, JOIN_TIMEOUT).await?;
+                let joined = joiner::join(&opener.transport, &request, JOIN_TIMEOUT).await?;
+                self.adopt_shard_count(opener, joined.shard_count, &seeds).await?;
                 let advertise = self.advertise.clone();
                 let caught_up = self.wait_until("be a caught-up voter", move |m| caught_up_voter(m, &advertise)).await;
                 caught_up.ok_or_else(|| Error::Join {
@@ -139,12 +149,67 @@ impl MetaNode {
             StartPlan::Detached => {
                 tracing::warn!(
                     node_id = self.node_id,
-                    "this node has raft state but is not a member of its group (was it removed?); \
+                    "this node has raft state but is not a member of its cluster (was it removed?); \
                      serving without a role until a member adds it back"
                 );
                 Ok(())
             }
         }
+    }
+
+    /// A new cluster: every shard group, then the root, initialized with this node alone. Safe to
+    /// repeat after a crash part-way (initialized groups are left as they are).
+    async fn bootstrap<T: Transport>(&self, opener: &GroupOpener<T>, shards: u64) -> Result<(), Error> {
+        let shards = match self.db.shard_count()? {
+            Some(stored) => stored,
+            None => {
+                self.db.set_shard_count(shards)?;
+                shards
+            }
+        };
+        open_shards(opener, &self.groups, shards).await?;
+        let members = BTreeMap::from([(self.node_id, BasicNode::new(self.advertise.clone()))]);
+        let mut ordered = self.groups.all();
+        ordered.rotate_left(1); // root last: an initialized root means the whole cluster exists
+        for group in &ordered {
+            if !group.raft.is_initialized().await.map_err(Error::raft)? {
+                group.raft.initialize(members.clone()).await.map_err(Error::raft)?;
+            }
+        }
+        tracing::info!(node_id = self.node_id, shards, "initialized a new meta cluster");
+        for group in &ordered {
+            let led = group.raft.wait(Some(LEADER_WAIT)).metrics(is_leader, "lead a new group").await;
+            led.map_err(|_| Error::NotLeader(LEADER_WAIT))?;
+        }
+        Ok(())
+    }
+
+    /// Records and opens the shard groups of the cluster this node joined.
+    async fn adopt_shard_count<T: Transport>(
+        &self,
+        opener: &GroupOpener<T>,
+        count: u64,
+        seeds: &[String],
+    ) -> Result<(), Error> {
+        let join_error = |detail: String| Error::Join {
+            seeds: seeds.join(", "),
+            node_id: self.node_id,
+            advertise: self.advertise.clone(),
+            detail,
+        };
+        if count == 0 {
+            return Err(join_error("the member that accepted the join did not say how many shards the cluster has".into()));
+        }
+        match self.db.shard_count()? {
+            Some(stored) if stored != count => {
+                return Err(join_error(format!(
+                    "this node's data dir belongs to a cluster with {stored} shards, the cluster has {count}"
+                )));
+            }
+            Some(_) => {}
+            None => self.db.set_shard_count(count)?,
+        }
+        open_shards(opener, &self.groups, count).await
     }
 
     /// Waits up to [`LEADER_WAIT`] for `condition` on this node's metrics; `None` if it never held.
@@ -153,7 +218,7 @@ impl MetaNode {
         what: &str,
         condition: impl Fn(&RaftMetrics<NodeId, BasicNode>) -> bool + Send,
     ) -> Option<()> {
-        match self.raft.wait(Some(LEADER_WAIT)).metrics(condition, what).await {
+        match self.root.raft.wait(Some(LEADER_WAIT)).metrics(condition, what).await {
             Ok(_) => Some(()),
             Err(e) => {
                 tracing::warn!(node_id = self.node_id, error = %e, "gave up waiting to {what}");
@@ -176,19 +241,30 @@ impl MetaNode {
         self.node_id
     }
 
-    /// The Raft handle (metrics, membership changes).
+    /// The root group's Raft handle (metrics, membership changes).
     pub fn raft(&self) -> &Raft {
-        &self.raft
+        &self.root.raft
     }
 
-    /// Local (not linearizable) read access to the applied state.
+    /// Local (not linearizable) read access to the root group's applied state.
     pub fn reader(&self) -> &KvReader {
-        &self.reader
+        &self.root.reader
     }
 
-    /// Stops gRPC (ending open watches), shuts Raft down and closes RocksDB.
+    /// A group this node hosts (0: root, 1..=shard_count: shards).
+    pub fn group(&self, id: GroupId) -> Option<Arc<Group>> {
+        self.groups.get(id)
+    }
+
+    /// The cluster's number of shard groups.
+    pub fn shard_count(&self) -> u64 {
+        self.groups.shard_count()
+    }
+
+    /// Stops gRPC (ending open watches) and the rebalancer, shuts every Raft group down and closes
+    /// RocksDB.
     pub async fn shutdown(self) -> Result<(), Error> {
-        let MetaNode { node_id, raft, db, reader, stop, mut server, .. } = self;
+        let MetaNode { node_id, groups, root, db, stop, mut server, rebalancer, .. } = self;
         let _ = stop.send(true);
         match tokio::time::timeout(SERVER_STOP_WAIT, &mut server).await {
             Ok(Ok(Ok(()))) => {}
@@ -200,9 +276,18 @@ impl MetaNode {
                 let _ = server.await;
             }
         }
-        raft.shutdown().await.map_err(Error::raft)?;
-        drop(raft);
-        drop(reader);
+        if let Some(rebalancer) = rebalancer {
+            rebalancer.abort();
+            let _ = rebalancer.await;
+        }
+        drop(root);
+        let mut first_error = None;
+        for group in groups.drain() {
+            if let Err(e) = group.raft.shutdown().await {
+                tracing::warn!(group = group.id, error = %e, "raft group did not shut down cleanly");
+                first_error.get_or_insert(Error::raft(e));
+            }
+        }
         // Raft's storage tasks end shortly after shutdown; RocksDB closes when the last handle goes.
         let deadline = tokio::time::Instant::now() + DB_RELEASE_WAIT;
         while db.handles() > 1 && tokio::time::Instant::now() < deadline {
@@ -213,8 +298,17 @@ impl MetaNode {
         }
         drop(db);
         tracing::info!(node_id, "meta node stopped");
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
+}
+
+/// Opens shard groups 1..=count (already open ones are kept).
+async fn open_shards<T: Transport>(opener: &GroupOpener<T>, groups: &Groups, count: u64) -> Result<(), Error> {
+    groups.set_shard_count(count);
+    for id in 1..=count {
+        opener.open(id, groups).await?;
+    }
+    Ok(())
 }
 
 fn is_leader(m: &RaftMetrics<NodeId, BasicNode>) -> bool {

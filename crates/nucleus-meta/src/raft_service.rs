@@ -1,4 +1,5 @@
-//! Server side of the Raft transport: decodes openraft requests and hands them to the local node.
+//! Server side of the Raft transport: one gRPC service for every group the node hosts; each
+//! message is decoded and handed to the group it names.
 
 use nucleus_proto::raft::v1::RaftMessage;
 use nucleus_proto::raft::v1::raft_server;
@@ -6,45 +7,49 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
 
-use crate::types::Raft;
+use crate::groups::Groups;
+use crate::types::{GroupId, Raft};
 
 pub struct RaftService {
-    raft: Raft,
-    group_id: u64,
+    groups: Groups,
 }
 
 impl RaftService {
-    pub fn new(raft: Raft, group_id: u64) -> Self {
-        RaftService { raft, group_id }
+    pub fn new(groups: Groups) -> Self {
+        RaftService { groups }
     }
 
-    fn decode<T: DeserializeOwned>(&self, msg: RaftMessage) -> Result<T, Status> {
-        if msg.group_id != self.group_id {
-            return Err(Status::not_found(format!("raft group {} is not served here", msg.group_id)));
-        }
-        serde_json::from_slice(&msg.payload).map_err(|e| Status::invalid_argument(format!("bad raft payload: {e}")))
+    fn decode<T: DeserializeOwned>(&self, msg: RaftMessage) -> Result<(Raft, GroupId, T), Status> {
+        let Some(group) = self.groups.get(msg.group_id) else {
+            // Not an error of the sender's making: this node has not opened the group yet (it is
+            // joining) and the leader retries.
+            return Err(Status::unavailable(format!("raft group {} is not open on this node yet", msg.group_id)));
+        };
+        let rpc = serde_json::from_slice(&msg.payload)
+            .map_err(|e| Status::invalid_argument(format!("bad raft payload: {e}")))?;
+        Ok((group.raft.clone(), group.id, rpc))
     }
 
-    fn encode<T: Serialize>(&self, result: &T) -> Result<Response<RaftMessage>, Status> {
+    fn encode<T: Serialize>(group_id: GroupId, result: &T) -> Result<Response<RaftMessage>, Status> {
         let payload = serde_json::to_vec(result).map_err(|e| Status::internal(format!("encoding raft response: {e}")))?;
-        Ok(Response::new(RaftMessage { group_id: self.group_id, payload }))
+        Ok(Response::new(RaftMessage { group_id, payload }))
     }
 }
 
 #[tonic::async_trait]
 impl raft_server::Raft for RaftService {
     async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let rpc = self.decode(request.into_inner())?;
-        self.encode(&self.raft.append_entries(rpc).await)
+        let (raft, group, rpc) = self.decode(request.into_inner())?;
+        Self::encode(group, &raft.append_entries(rpc).await)
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let rpc = self.decode(request.into_inner())?;
-        self.encode(&self.raft.vote(rpc).await)
+        let (raft, group, rpc) = self.decode(request.into_inner())?;
+        Self::encode(group, &raft.vote(rpc).await)
     }
 
     async fn install_snapshot(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let rpc = self.decode(request.into_inner())?;
-        self.encode(&self.raft.install_snapshot(rpc).await)
+        let (raft, group, rpc) = self.decode(request.into_inner())?;
+        Self::encode(group, &raft.install_snapshot(rpc).await)
     }
 }

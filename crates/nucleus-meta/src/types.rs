@@ -15,6 +15,8 @@ openraft::declare_raft_types!(
 );
 
 pub type NodeId = u64;
+/// A Raft group: 0 is the root, 1..=shard_count the shards.
+pub type GroupId = u64;
 pub type Raft = openraft::Raft<TypeConfig>;
 
 /// One `Meta.Write`: replicated as a single log entry and applied atomically.

@@ -8,7 +8,7 @@ use rocksdb::WriteBatch;
 
 use super::codec::to_json;
 use super::reader::{KEY_COMPACT_REVISION, ReadView};
-use super::{CF_HISTORY, CF_SM, Db};
+use super::{CF_HISTORY, CF_SM, Db, Keyspace};
 use crate::error::Error;
 use crate::types::ChangeSet;
 
@@ -19,29 +19,31 @@ pub(crate) fn history_key(revision: u64) -> [u8; 8] {
 /// Records `changes` and forgets what falls out of the last `keep` revisions.
 pub(crate) fn record(
     db: &Db,
+    keys: Keyspace,
     view: &ReadView<'_>,
     changes: &ChangeSet,
     keep: u64,
     batch: &mut WriteBatch,
 ) -> Result<(), Error> {
     let cf = db.cf(CF_HISTORY);
-    batch.put_cf(cf, history_key(changes.revision), to_json(changes).map_err(|e| Error::corrupt("change set", e))?);
+    batch.put_cf(cf, keys.key(&history_key(changes.revision)), to_json(changes).map_err(|e| Error::corrupt("change set", e))?);
     let compacted = view.compact_revision()?;
     let target = changes.revision.saturating_sub(keep).max(compacted);
     // Usually one revision; more only after the retention was lowered.
     for revision in compacted + 1..=target {
-        batch.delete_cf(cf, history_key(revision));
+        batch.delete_cf(cf, keys.key(&history_key(revision)));
     }
     // Written every time: while it is absent, the horizon defaults to the current revision.
     let encoded = to_json(&target).map_err(|e| Error::corrupt("compact revision", e))?;
-    batch.put_cf(db.cf(CF_SM), KEY_COMPACT_REVISION, encoded);
+    batch.put_cf(db.cf(CF_SM), keys.key(KEY_COMPACT_REVISION), encoded);
     Ok(())
 }
 
 /// Forgets all history: after a snapshot install, nothing before `revision` is known.
-pub(crate) fn reset(db: &Db, revision: u64, batch: &mut WriteBatch) -> Result<(), Error> {
-    batch.delete_range_cf(db.cf(CF_HISTORY), history_key(0), history_key(u64::MAX));
+pub(crate) fn reset(db: &Db, keys: Keyspace, revision: u64, batch: &mut WriteBatch) -> Result<(), Error> {
+    let (start, end) = keys.bounds();
+    batch.delete_range_cf(db.cf(CF_HISTORY), start, end);
     let encoded = to_json(&revision).map_err(|e| Error::corrupt("compact revision", e))?;
-    batch.put_cf(db.cf(CF_SM), KEY_COMPACT_REVISION, encoded);
+    batch.put_cf(db.cf(CF_SM), keys.key(KEY_COMPACT_REVISION), encoded);
     Ok(())
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::codec::{be_u64, from_json, to_json};
-use super::{CF_LOG, CF_RAFT, Db};
+use super::{CF_LOG, CF_RAFT, Db, Keyspace};
 use crate::types::{NodeId, TypeConfig};
 
 const KEY_VOTE: &[u8] = b"vote";
@@ -26,12 +26,18 @@ type StorageResult<T> = Result<T, StorageError<NodeId>>;
 #[derive(Clone)]
 pub struct LogStore {
     db: Db,
+    keys: Keyspace,
     inline_writes: bool,
 }
 
 impl LogStore {
-    pub fn new(db: Db) -> Self {
-        LogStore { db, inline_writes: false }
+    /// The log of the group `keys` belongs to.
+    pub fn new(db: Db, keys: Keyspace) -> Self {
+        LogStore { db, keys, inline_writes: false }
+    }
+
+    fn entry_key(&self, index: u64) -> Vec<u8> {
+        self.keys.key(&index.to_be_bytes())
     }
 
     /// Runs synced writes on the calling task instead of tokio's blocking pool (see
@@ -41,13 +47,13 @@ impl LogStore {
     }
 
     fn read_meta<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, String> {
-        let raw = self.db.db().get_cf(self.db.cf(CF_RAFT), key).map_err(|e| e.to_string())?;
+        let raw = self.db.db().get_cf(self.db.cf(CF_RAFT), self.keys.key(key)).map_err(|e| e.to_string())?;
         raw.map(|raw| from_json(&raw).map_err(|e| format!("{}: {e}", String::from_utf8_lossy(key))))
             .transpose()
     }
 
     fn meta_batch<T: Serialize>(&self, batch: &mut WriteBatch, key: &[u8], value: &T) -> Result<(), serde_json::Error> {
-        batch.put_cf(self.db.cf(CF_RAFT), key, to_json(value)?);
+        batch.put_cf(self.db.cf(CF_RAFT), self.keys.key(key), to_json(value)?);
         Ok(())
     }
 
@@ -66,11 +72,15 @@ impl LogStore {
     }
 
     fn last_entry_log_id(&self) -> Result<Option<LogId<NodeId>>, String> {
-        let mut iter = self.db.db().iterator_cf(self.db.cf(CF_LOG), IteratorMode::End);
+        let last = self.entry_key(u64::MAX);
+        let mut iter = self.db.db().iterator_cf(self.db.cf(CF_LOG), IteratorMode::From(&last, Direction::Reverse));
         match iter.next() {
             None => Ok(None),
             Some(item) => {
-                let (_, value) = item.map_err(|e| e.to_string())?;
+                let (key, value) = item.map_err(|e| e.to_string())?;
+                if self.keys.strip(&key).is_none() {
+                    return Ok(None);
+                }
                 let entry: Entry<TypeConfig> = from_json(&value).map_err(|e| e.to_string())?;
                 Ok(Some(*entry.get_log_id()))
             }
@@ -91,12 +101,13 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> StorageResult<Vec<Entry<TypeConfig>>> {
-        let start = start_index(&range).to_be_bytes();
+        let start = self.entry_key(start_index(&range));
         let iter = self.db.db().iterator_cf(self.db.cf(CF_LOG), IteratorMode::From(&start, Direction::Forward));
         let mut entries = Vec::new();
         for item in iter {
             let (key, value) = item.map_err(|e| StorageIOError::read_logs(&e))?;
-            let index = be_u64(&key).map_err(|e| StorageIOError::read_logs(openraft::AnyError::error(e)))?;
+            let Some(key) = self.keys.strip(&key) else { break };
+            let index = be_u64(key).map_err(|e| StorageIOError::read_logs(openraft::AnyError::error(e)))?;
             if !range.contains(&index) {
                 break;
             }
@@ -135,7 +146,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StorageResult<()> {
         // Not synced: losing it only means re-applying from the last applied id after a crash.
         let raw = to_json(&committed).map_err(|e| StorageIOError::write(&e))?;
-        self.db.db().put_cf(self.db.cf(CF_RAFT), KEY_COMMITTED, raw).map_err(|e| StorageIOError::write(&e))?;
+        self.db.db().put_cf(self.db.cf(CF_RAFT), self.keys.key(KEY_COMMITTED), raw).map_err(|e| StorageIOError::write(&e))?;
         Ok(())
     }
 
@@ -154,7 +165,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for entry in entries {
             let log_id = *entry.get_log_id();
             let raw = to_json(&entry).map_err(|e| StorageIOError::write_log_entry(log_id, &e))?;
-            batch.put_cf(self.db.cf(CF_LOG), log_id.index.to_be_bytes(), raw);
+            batch.put_cf(self.db.cf(CF_LOG), self.entry_key(log_id.index), raw);
         }
         // The callback tells openraft the entries are durable, so it runs only after the fsync.
         let result = self.write_synced(batch).await;
@@ -166,7 +177,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
         tracing::debug!(%log_id, "truncating raft log");
         let mut batch = WriteBatch::default();
-        batch.delete_range_cf(self.db.cf(CF_LOG), log_id.index.to_be_bytes(), u64::MAX.to_be_bytes());
+        let (_, end) = self.keys.bounds();
+        batch.delete_range_cf(self.db.cf(CF_LOG), self.entry_key(log_id.index), end);
         self.write_synced(batch).await.map_err(|e| StorageIOError::write_logs(&e))?;
         Ok(())
     }
@@ -175,7 +187,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         tracing::debug!(%log_id, "purging raft log");
         let mut batch = WriteBatch::default();
         self.meta_batch(&mut batch, KEY_LAST_PURGED, &log_id).map_err(|e| StorageIOError::write_logs(&e))?;
-        batch.delete_range_cf(self.db.cf(CF_LOG), 0u64.to_be_bytes(), (log_id.index + 1).to_be_bytes());
+        batch.delete_range_cf(self.db.cf(CF_LOG), self.entry_key(0), self.entry_key(log_id.index + 1));
         self.write_synced(batch).await.map_err(|e| StorageIOError::write_logs(&e))?;
         Ok(())
     }

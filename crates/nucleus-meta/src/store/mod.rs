@@ -1,8 +1,10 @@
 //! RocksDB storage of one metadata node: the Raft log, the Raft metadata and the state machine,
-//! each in its own column families of a single DB (so one synced WAL write covers them all).
+//! each in its own column families of a single DB (so one synced WAL write covers them all). Every
+//! Raft group the node hosts has its own key range in each column family (see [`Keyspace`]).
 
 mod codec;
 mod history;
+mod keyspace;
 mod log;
 mod reader;
 mod sm;
@@ -14,6 +16,7 @@ use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Optio
 
 use crate::error::Error;
 
+pub use self::keyspace::Keyspace;
 pub use self::log::LogStore;
 pub use self::reader::KvReader;
 pub use self::sm::StateMachine;
@@ -31,6 +34,9 @@ pub(crate) const CF_DEDUP: &str = "sm_dedup";
 
 /// Change log for watches: revision (big-endian) -> change set, the last N revisions.
 pub(crate) const CF_HISTORY: &str = "sm_history";
+
+/// Node-local key (in CF_RAFT): the shard count this node was created or joined with.
+const KEY_SHARD_COUNT: &[u8] = b"shard_count";
 
 const ALL_CFS: [&str; 6] = [CF_LOG, CF_RAFT, CF_KV, CF_SM, CF_DEDUP, CF_HISTORY];
 
@@ -68,6 +74,21 @@ impl Db {
     pub(crate) fn cf(&self, name: &'static str) -> &ColumnFamily {
         // Checked in `open` for every name in ALL_CFS, and column families are never dropped.
         self.0.cf_handle(name).expect("column family checked at open")
+    }
+
+    /// The cluster's shard count as this node last recorded it (node-local, not replicated).
+    pub(crate) fn shard_count(&self) -> Result<Option<u64>, Error> {
+        let raw = self.0.get_cf(self.cf(CF_RAFT), Keyspace::node_local().key(KEY_SHARD_COUNT))?;
+        raw.map(|raw| codec::be_u64(&raw).map_err(|e| Error::corrupt("shard count", e))).transpose()
+    }
+
+    /// Records the shard count (synced: groups are created from it on every start).
+    pub(crate) fn set_shard_count(&self, count: u64) -> Result<(), Error> {
+        let mut opts = rocksdb::WriteOptions::default();
+        opts.set_sync(true);
+        let key = Keyspace::node_local().key(KEY_SHARD_COUNT);
+        self.0.put_cf_opt(self.cf(CF_RAFT), key, count.to_be_bytes(), &opts)?;
+        Ok(())
     }
 
     /// How many handles to the DB are alive (the DB closes when the last is dropped).

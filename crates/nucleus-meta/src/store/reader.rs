@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 
 use super::codec::{decode_kv, from_json};
 use super::history::history_key;
-use super::{CF_DEDUP, CF_HISTORY, CF_KV, CF_SM, Db};
+use super::{CF_DEDUP, CF_HISTORY, CF_KV, CF_SM, Db, Keyspace};
 use crate::error::Error;
 use crate::types::{ChangeSet, KeyValue, NodeId, WriteOutcome};
 
@@ -38,27 +38,30 @@ pub(crate) struct DedupRecord {
 #[derive(Clone)]
 pub struct KvReader {
     db: Db,
+    keys: Keyspace,
 }
 
 impl KvReader {
-    pub fn new(db: Db) -> Self {
-        KvReader { db }
+    /// Reads the state machine of the group `keys` belongs to.
+    pub fn new(db: Db, keys: Keyspace) -> Self {
+        KvReader { db, keys }
     }
 
     /// A point-in-time view: everything read through it belongs to the same applied state.
     pub fn view(&self) -> ReadView<'_> {
-        ReadView { snap: self.db.db().snapshot(), db: &self.db }
+        ReadView { snap: self.db.db().snapshot(), db: &self.db, keys: self.keys }
     }
 }
 
 pub struct ReadView<'a> {
     snap: rocksdb::Snapshot<'a>,
     db: &'a Db,
+    keys: Keyspace,
 }
 
 impl ReadView<'_> {
     fn sm_meta<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, Error> {
-        let raw = self.snap.get_cf(self.db.cf(CF_SM), key)?;
+        let raw = self.snap.get_cf(self.db.cf(CF_SM), self.keys.key(key))?;
         raw.map(|raw| from_json(&raw).map_err(|e| Error::corrupt(String::from_utf8_lossy(key), e)))
             .transpose()
     }
@@ -86,11 +89,14 @@ impl ReadView<'_> {
 
     /// The logged change sets from revision `from` on, in revision order.
     pub(crate) fn history_since(&self, from: u64) -> Result<Vec<ChangeSet>, Error> {
-        let start = history_key(from);
+        let start = self.keys.key(&history_key(from));
         let mode = IteratorMode::From(&start, Direction::Forward);
         let mut out = Vec::new();
         for item in self.snap.iterator_cf(self.db.cf(CF_HISTORY), mode) {
-            let (_, value) = item?;
+            let (key, value) = item?;
+            if self.keys.strip(&key).is_none() {
+                break;
+            }
             out.push(from_json(&value).map_err(|e| Error::corrupt("change set", e))?);
         }
         Ok(out)
@@ -101,45 +107,45 @@ impl ReadView<'_> {
     }
 
     pub(crate) fn snapshot_blob(&self) -> Result<Option<Vec<u8>>, Error> {
-        Ok(self.snap.get_cf(self.db.cf(CF_SM), KEY_SNAPSHOT)?)
+        Ok(self.snap.get_cf(self.db.cf(CF_SM), self.keys.key(KEY_SNAPSHOT))?)
     }
 
     pub fn get(&self, key: &str) -> Result<Option<KeyValue>, Error> {
-        let raw = self.snap.get_cf(self.db.cf(CF_KV), key.as_bytes())?;
+        let raw = self.snap.get_cf(self.db.cf(CF_KV), self.keys.key(key.as_bytes()))?;
         raw.map(|raw| decode_kv(key.as_bytes(), &raw).map_err(|e| Error::corrupt("kv", e))).transpose()
     }
 
     /// Every key starting with `prefix`, in key order.
     pub fn list(&self, prefix: &str) -> Result<Vec<KeyValue>, Error> {
-        let mode = IteratorMode::From(prefix.as_bytes(), Direction::Forward);
+        let start = self.keys.key(prefix.as_bytes());
+        let mode = IteratorMode::From(&start, Direction::Forward);
         let mut out = Vec::new();
         for item in self.snap.iterator_cf(self.db.cf(CF_KV), mode) {
             let (key, value) = item?;
-            if !key.starts_with(prefix.as_bytes()) {
-                break;
-            }
-            out.push(decode_kv(&key, &value).map_err(|e| Error::corrupt("kv", e))?);
+            let Some(key) = self.keys.strip(&key).filter(|key| key.starts_with(prefix.as_bytes())) else { break };
+            out.push(decode_kv(key, &value).map_err(|e| Error::corrupt("kv", e))?);
         }
         Ok(out)
     }
 
     pub(crate) fn dedup(&self, request_id: &str) -> Result<Option<DedupRecord>, Error> {
-        let raw = self.snap.get_cf(self.db.cf(CF_DEDUP), dedup_id_key(request_id))?;
+        let raw = self.snap.get_cf(self.db.cf(CF_DEDUP), self.keys.key(&dedup_id_key(request_id)))?;
         raw.map(|raw| from_json(&raw).map_err(|e| Error::corrupt("dedup record", e))).transpose()
     }
 
     pub(crate) fn dedup_id_at(&self, seq: u64) -> Result<Option<String>, Error> {
-        let raw = self.snap.get_cf(self.db.cf(CF_DEDUP), dedup_seq_key(seq))?;
+        let raw = self.snap.get_cf(self.db.cf(CF_DEDUP), self.keys.key(&dedup_seq_key(seq)))?;
         raw.map(|raw| String::from_utf8(raw).map_err(|e| Error::corrupt("dedup seq", e))).transpose()
     }
 
     /// All dedup records with their request ids, for snapshots.
     pub(crate) fn dedup_all(&self) -> Result<Vec<(String, DedupRecord)>, Error> {
-        let mode = IteratorMode::From(b"id/", Direction::Forward);
+        let start = self.keys.key(b"id/");
+        let mode = IteratorMode::From(&start, Direction::Forward);
         let mut out = Vec::new();
         for item in self.snap.iterator_cf(self.db.cf(CF_DEDUP), mode) {
             let (key, value) = item?;
-            let Some(id) = key.strip_prefix(b"id/") else { break };
+            let Some(id) = self.keys.strip(&key).and_then(|key| key.strip_prefix(b"id/")) else { break };
             let id = String::from_utf8(id.to_vec()).map_err(|e| Error::corrupt("dedup id", e))?;
             out.push((id, from_json(&value).map_err(|e| Error::corrupt("dedup record", e))?));
         }

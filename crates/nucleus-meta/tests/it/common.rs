@@ -34,19 +34,19 @@ pub fn cond(key: &str, mod_revision: u64) -> pb::Condition {
 
 pub async fn write(client: &mut Client, request_id: &str, conditions: Vec<pb::Condition>, ops: Vec<pb::Op>) -> pb::WriteResponse {
     client
-        .write(pb::WriteRequest { request_id: request_id.into(), conditions, ops })
+        .write(pb::WriteRequest { request_id: request_id.into(), conditions, ops, group_id: 0 })
         .await
         .expect("write")
         .into_inner()
 }
 
 pub async fn get(client: &mut Client, key: &str) -> pb::GetResponse {
-    client.get(pb::GetRequest { key: key.into() }).await.expect("get").into_inner()
+    client.get(pb::GetRequest { key: key.into(), group_id: 0 }).await.expect("get").into_inner()
 }
 
 /// (key, value) pairs under `prefix`, and the revision of the read.
 pub async fn list(client: &mut Client, prefix: &str) -> (Vec<(String, String)>, u64) {
-    let resp = client.list(pb::ListRequest { prefix: prefix.into() }).await.expect("list").into_inner();
+    let resp = client.list(pb::ListRequest { prefix: prefix.into(), group_id: 0 }).await.expect("list").into_inner();
     let kvs = resp.kvs.into_iter().map(|kv| (kv.key, String::from_utf8_lossy(&kv.value).into_owned())).collect();
     (kvs, resp.revision)
 }

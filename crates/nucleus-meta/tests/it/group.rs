@@ -37,7 +37,7 @@ pub async fn client_at(addr: &str) -> Client {
 }
 
 pub async fn status(node: &MetaNode) -> pb::StatusResponse {
-    client_at(node.advertise()).await.status(pb::StatusRequest {}).await.expect("status").into_inner()
+    client_at(node.advertise()).await.status(pb::StatusRequest::default()).await.expect("status").into_inner()
 }
 
 /// Polls `probe` every 50 ms until it yields a value; panics naming `what` after `timeout`.

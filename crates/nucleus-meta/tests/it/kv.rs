@@ -35,12 +35,12 @@ async fn put_get_list_delete() {
     assert_eq!((kv.create_revision, kv.mod_revision), (5, 5));
 
     let err = c
-        .write(pb::WriteRequest { request_id: String::new(), conditions: vec![], ops: vec![put("", "v")] })
+        .write(pb::WriteRequest { request_id: String::new(), conditions: vec![], ops: vec![put("", "v")], group_id: 0 })
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
 
-    let status = c.status(pb::StatusRequest {}).await.unwrap().into_inner();
+    let status = c.status(pb::StatusRequest::default()).await.unwrap().into_inner();
     assert_eq!((status.node_id, status.leader_id, status.revision), (1, Some(1), 5));
     assert_eq!(status.members, vec![pb::Member { id: 1, addr: node.addr().to_string() }]);
     assert!(status.term >= 1 && status.applied_index >= 6);

@@ -5,5 +5,6 @@ mod group;
 mod kv;
 mod multi_node;
 mod persistence;
+mod shards;
 mod storage_suite;
 mod watch;

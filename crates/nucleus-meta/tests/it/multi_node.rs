@@ -33,12 +33,12 @@ async fn three_nodes_share_a_leader_and_followers_point_to_it() {
 
     // Leader-only calls on a follower: UNAVAILABLE with the leader's id and address.
     let mut f = client_at(nodes[2].advertise()).await;
-    let request = pb::WriteRequest { request_id: "w2".into(), conditions: vec![], ops: vec![put("k", "no")] };
+    let request = pb::WriteRequest { request_id: "w2".into(), conditions: vec![], ops: vec![put("k", "no")], group_id: 0 };
     let err = f.write(request).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable);
     assert_eq!(metadata(&err, LEADER_ADDR_METADATA).as_deref(), Some(leader.advertise()));
     assert_eq!(metadata(&err, LEADER_ID_METADATA).as_deref(), Some("1"));
-    let err = f.get(pb::GetRequest { key: "k".into() }).await.unwrap_err();
+    let err = f.get(pb::GetRequest { key: "k".into(), group_id: 0 }).await.unwrap_err();
     assert_eq!(
         (err.code(), metadata(&err, LEADER_ADDR_METADATA).as_deref()),
         (tonic::Code::Unavailable, Some(leader.advertise()))

@@ -1,6 +1,6 @@
 //! openraft's own storage test suite against the RocksDB log store and state machine.
 
-use nucleus_meta::store::{Db, LogStore, StateMachine};
+use nucleus_meta::store::{Db, Keyspace, LogStore, StateMachine};
 use nucleus_meta::types::TypeConfig;
 use openraft::StorageError;
 use openraft::testing::{StoreBuilder, Suite};
@@ -13,7 +13,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for RocksBuilder 
         let dir = tempfile::tempdir().expect("tempdir");
         let db = Db::open(dir.path()).expect("open rocksdb");
         let (events, _) = tokio::sync::broadcast::channel(16);
-        Ok((dir, LogStore::new(db.clone()), StateMachine::new(db, events)))
+        Ok((dir, LogStore::new(db.clone(), Keyspace::of(1)), StateMachine::new(db, Keyspace::of(1), events)))
     }
 }
 

@@ -30,7 +30,7 @@ async fn snapshot_then_live_events_in_order() {
     let mut c = client(&node).await;
     write(&mut c, "", vec![], vec![put("w/a", "1"), put("w/b", "2"), put("x", "out")]).await;
 
-    let mut stream = c.watch(pb::WatchRequest { prefix: "w/".into(), start_revision: None }).await.unwrap().into_inner();
+    let mut stream = c.watch(pb::WatchRequest { prefix: "w/".into(), start_revision: None, group_id: 0 }).await.unwrap().into_inner();
     assert_eq!(next(&mut stream).await, ev(Kind::Snapshot, "w/a", "1", 1));
     assert_eq!(next(&mut stream).await, ev(Kind::Snapshot, "w/b", "2", 1));
     assert_eq!(next(&mut stream).await, ev(Kind::SnapshotEnd, "", "", 1));
@@ -56,7 +56,7 @@ async fn shutdown_ends_open_watches() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(dir.path()).await;
     let mut c = client(&node).await;
-    let mut stream = c.watch(pb::WatchRequest { prefix: String::new(), start_revision: None }).await.unwrap().into_inner();
+    let mut stream = c.watch(pb::WatchRequest { prefix: String::new(), start_revision: None, group_id: 0 }).await.unwrap().into_inner();
     assert_eq!(next(&mut stream).await, ev(Kind::SnapshotEnd, "", "", 0));
 
     tokio::time::timeout(Duration::from_secs(3), node.shutdown()).await.expect("shutdown in time").unwrap();
@@ -65,7 +65,7 @@ async fn shutdown_ends_open_watches() {
 }
 
 fn from(prefix: &str, start_revision: u64) -> pb::WatchRequest {
-    pb::WatchRequest { prefix: prefix.into(), start_revision: Some(start_revision) }
+    pb::WatchRequest { prefix: prefix.into(), start_revision: Some(start_revision), group_id: 0 }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,234 @@
+//! Keeps every shard group on the nodes [`placement`] assigns it, and its leader on the replica
+//! placement prefers. Runs on every node and acts only for the shards that node leads: their
+//! membership changes go through their own leader, one step per tick (learner, catch-up, voters).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use nucleus_proto::meta::v1 as pb;
+use nucleus_proto::meta::v1::meta_client::MetaClient;
+use openraft::{BasicNode, ChangeMembers, RaftMetrics, ServerState};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::config::SHARD_REPLICAS;
+use crate::groups::{Group, Groups, ROOT_GROUP};
+use crate::placement;
+use crate::transport::Transport;
+use crate::types::{GroupId, NodeId};
+
+const TICK: Duration = Duration::from_millis(500);
+/// How long a new replica may take to catch up before the change is retried on a later tick.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(10);
+/// Pause between two leadership hand-overs of the same shard (successful or not).
+const TRANSFER_COOLDOWN: Duration = Duration::from_secs(10);
+/// A replica this many entries behind the leader is not handed leadership.
+const MAX_LAG_FOR_TRANSFER: u64 = 16;
+const CAMPAIGN_TIMEOUT: Duration = Duration::from_secs(6);
+const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
+
+type Metrics = RaftMetrics<NodeId, BasicNode>;
+
+pub(crate) struct Rebalancer<T> {
+    node_id: NodeId,
+    groups: Groups,
+    transport: T,
+    last_transfer: HashMap<GroupId, Instant>,
+}
+
+/// What one look at a shard found.
+enum Shape {
+    /// Voters and learners are exactly the placement, at the members' addresses.
+    Settled,
+    /// A change was made or is under way; look again next tick.
+    Changing,
+}
+
+impl<T: Transport> Rebalancer<T> {
+    pub(crate) fn new(node_id: NodeId, groups: Groups, transport: T) -> Self {
+        Rebalancer { node_id, groups, transport, last_transfer: HashMap::new() }
+    }
+
+    pub(crate) async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(TICK) => {}
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
+            self.tick().await;
+        }
+    }
+
+    /// The root group's voters and their addresses, as its leader knows them. A node that is not
+    /// the root leader asks it: a node removed from the root is not told so by Raft, and its own
+    /// view would keep placing shards on itself.
+    async fn root_members(&self) -> Option<BTreeMap<NodeId, BasicNode>> {
+        let root = self.groups.get(ROOT_GROUP)?;
+        let metrics = root.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        if metrics.state == ServerState::Leader && metrics.current_leader == Some(self.node_id) {
+            if membership.get_joint_config().len() != 1 {
+                return None; // changing: place against the settled membership
+            }
+            let voters = membership.voter_ids().filter_map(|id| Some((id, membership.get_node(&id)?.clone())));
+            return Some(voters.collect());
+        }
+        let leader_addr = membership.get_node(&metrics.current_leader?)?.addr.clone();
+        let status = root_status(&self.transport, &leader_addr).await.ok()?;
+        if status.state != "leader" {
+            return None;
+        }
+        let addrs: BTreeMap<NodeId, String> = status.members.into_iter().map(|m| (m.id, m.addr)).collect();
+        Some(status.voter_ids.into_iter().filter_map(|id| Some((id, BasicNode::new(addrs.get(&id)?)))).collect())
+    }
+
+    async fn tick(&mut self) {
+        let led: Vec<_> = self.groups.all().into_iter().filter(|g| g.id != ROOT_GROUP && self.leads(g)).collect();
+        if led.is_empty() {
+            return;
+        }
+        let Some(members) = self.root_members().await else { return };
+        let node_ids: BTreeSet<NodeId> = members.keys().copied().collect();
+        for group in led {
+            let metrics = group.raft.metrics().borrow().clone();
+            if !self.leads(&group) {
+                continue;
+            }
+            let target = placement::replicas(group.id, &node_ids, SHARD_REPLICAS);
+            if target.is_empty() {
+                continue;
+            }
+            match reconcile(&group, &metrics, &target, &members).await {
+                Ok(Shape::Settled) => self.spread_leader(&group, &metrics, &target, &members).await,
+                Ok(Shape::Changing) => {}
+                Err(detail) => tracing::info!(group = group.id, %detail, "shard rebalancing step failed; retrying"),
+            }
+        }
+    }
+
+    fn leads(&self, group: &Group) -> bool {
+        let metrics = group.raft.metrics();
+        let metrics = metrics.borrow();
+        metrics.state == ServerState::Leader && metrics.current_leader == Some(self.node_id)
+    }
+
+    /// Hands leadership of a settled shard to its preferred replica if that is another, caught-up node.
+    async fn spread_leader(
+        &mut self,
+        group: &Group,
+        metrics: &Metrics,
+        target: &BTreeSet<NodeId>,
+        members: &BTreeMap<NodeId, BasicNode>,
+    ) {
+        let Some(preferred) = placement::preferred_leader(group.id, target) else { return };
+        if preferred == self.node_id {
+            return;
+        }
+        if self.last_transfer.get(&group.id).is_some_and(|at| at.elapsed() < TRANSFER_COOLDOWN) {
+            return;
+        }
+        let last_index = metrics.last_log_index.unwrap_or(0);
+        let matched = metrics
+            .replication
+            .as_ref()
+            .and_then(|replication| replication.get(&preferred).cloned().flatten())
+            .map_or(0, |log_id| log_id.index);
+        if matched + MAX_LAG_FOR_TRANSFER < last_index {
+            return;
+        }
+        let Some(node) = members.get(&preferred) else { return };
+        self.last_transfer.insert(group.id, Instant::now());
+        tracing::info!(group = group.id, from = self.node_id, to = preferred, "handing shard leadership over");
+        // Without heartbeats the followers' leader lease runs out, so the preferred replica's
+        // election can win; heartbeats resume whatever the outcome.
+        group.raft.runtime_config().heartbeat(false);
+        let outcome = campaign(&self.transport, &node.addr, group.id).await;
+        group.raft.runtime_config().heartbeat(true);
+        match outcome {
+            Ok(term) => tracing::info!(group = group.id, leader = preferred, term, "shard leadership handed over"),
+            Err(detail) => tracing::info!(group = group.id, to = preferred, %detail, "leadership hand-over failed"),
+        }
+    }
+}
+
+/// One step towards the placement: add missing replicas as learners (waiting for them to catch
+/// up), then make the voters exactly the target, then drop learners that are not in it.
+async fn reconcile(
+    group: &Group,
+    metrics: &Metrics,
+    target: &BTreeSet<NodeId>,
+    members: &BTreeMap<NodeId, BasicNode>,
+) -> Result<Shape, String> {
+    let membership = metrics.membership_config.membership();
+    if membership.get_joint_config().len() != 1 {
+        return Ok(Shape::Changing);
+    }
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    let nodes: BTreeSet<NodeId> = membership.nodes().map(|(id, _)| *id).collect();
+    let moved: BTreeMap<NodeId, BasicNode> = target
+        .iter()
+        .filter_map(|id| {
+            let wanted = members.get(id)?;
+            let known = membership.get_node(id)?;
+            (known.addr != wanted.addr).then(|| (*id, wanted.clone()))
+        })
+        .collect();
+    if voters == *target && nodes == *target && moved.is_empty() {
+        return Ok(Shape::Settled);
+    }
+    let raft = &group.raft;
+    if !moved.is_empty() {
+        tracing::info!(group = group.id, ?moved, "updating shard member addresses");
+        raft.change_membership(ChangeMembers::SetNodes(moved), true).await.map_err(|e| e.to_string())?;
+        return Ok(Shape::Changing);
+    }
+    for id in target.difference(&voters) {
+        let node = members.get(id).cloned().ok_or_else(|| format!("node {id} has no address"))?;
+        tracing::info!(group = group.id, node = id, addr = %node.addr, "adding shard replica");
+        match tokio::time::timeout(CATCH_UP_WAIT, raft.add_learner(*id, node, true)).await {
+            Ok(result) => {
+                result.map_err(|e| e.to_string())?;
+            }
+            Err(_) => return Err(format!("node {id} has not caught up within {CATCH_UP_WAIT:?}")),
+        }
+    }
+    if voters != *target {
+        tracing::info!(group = group.id, from = ?voters, to = ?target, "changing shard voters");
+        raft.change_membership(ChangeMembers::ReplaceAllVoters(target.clone()), false)
+            .await
+            .map_err(|e| e.to_string())?;
+        return Ok(Shape::Changing);
+    }
+    let extra: BTreeSet<NodeId> = nodes.difference(target).copied().collect();
+    if !extra.is_empty() {
+        tracing::info!(group = group.id, ?extra, "removing shard learners");
+        raft.change_membership(ChangeMembers::RemoveNodes(extra), false).await.map_err(|e| e.to_string())?;
+    }
+    Ok(Shape::Changing)
+}
+
+fn meta_client(transport: &impl Transport, addr: &str, timeout: Duration) -> Result<MetaClient<Channel>, String> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| e.to_string())?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(timeout);
+    Ok(MetaClient::new(transport.channel(endpoint)))
+}
+
+async fn root_status(transport: &impl Transport, addr: &str) -> Result<pb::StatusResponse, String> {
+    let mut client = meta_client(transport, addr, STATUS_TIMEOUT)?;
+    match client.status(pb::StatusRequest { group_id: ROOT_GROUP }).await {
+        Ok(response) => Ok(response.into_inner()),
+        Err(status) => Err(format!("{}: {}", status.code(), status.message())),
+    }
+}
+
+/// Asks the node at `addr` to take over leadership of `group`; its new term on success.
+async fn campaign(transport: &impl Transport, addr: &str, group: GroupId) -> Result<u64, String> {
+    let mut client = meta_client(transport, addr, CAMPAIGN_TIMEOUT)?;
+    match client.campaign(pb::CampaignRequest { group_id: group }).await {
+        Ok(response) => Ok(response.into_inner().term),
+        Err(status) => Err(format!("{}: {}", status.code(), status.message())),
+    }
+}
