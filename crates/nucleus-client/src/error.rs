@@ -8,6 +8,15 @@ pub enum Error {
     Decode { key: String, source: serde_json::Error },
     #[error("cannot encode document {key}: {source}")]
     Encode { key: String, source: serde_json::Error },
+    /// Nothing was sent: meta applies a transaction within one Raft group only.
+    #[error(
+        "transaction spans several metadata groups (keys {keys:?}); a transaction must stay within one \
+         workload (its workload/proton/snapshot/event keys) or within cluster-wide documents"
+    )]
+    CrossGroup { keys: Vec<String> },
+    /// A single watch stream covers one group; [`crate::MetaClient::watch_resumable`] merges several.
+    #[error("prefix {prefix:?} spans {groups} metadata groups; watch it with watch_resumable, which merges them")]
+    MultiGroupWatch { prefix: String, groups: usize },
 }
 
 impl Error {

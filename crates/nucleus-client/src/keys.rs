@@ -1,5 +1,10 @@
 //! Where each document lives in meta. Keys sort so that a prefix lists one kind (or one
 //! workload's children).
+//!
+//! Also which Raft group holds a key (ADR 001): a workload and everything under it (the
+//! [`PER_WORKLOAD`] kinds, whose keys all start with the workload id) live in shard
+//! `1 + fnv1a64(workload_id) % shard_count`; every other key lives in the root group 0. Routing is a
+//! pure function of the key and the cluster's shard count, which is fixed at cluster creation.
 
 pub const ARTIFACTS: &str = "artifacts/";
 pub const WORKLOADS: &str = "workloads/";
@@ -7,6 +12,12 @@ pub const PROTONS: &str = "protons/";
 pub const SNAPSHOTS: &str = "snapshots/";
 pub const EVENTS: &str = "events/";
 pub const AGENTS: &str = "agents/";
+
+/// The kinds stored in the shard of their workload; every other key is cluster-wide (group 0).
+pub const PER_WORKLOAD: [&str; 4] = [WORKLOADS, PROTONS, SNAPSHOTS, EVENTS];
+
+/// The root group: cluster-wide documents (artifacts, agents, scheduler leases, ...).
+pub const ROOT_GROUP: u64 = 0;
 
 pub fn artifact(id: &str) -> String {
     format!("{ARTIFACTS}{id}")
@@ -49,4 +60,144 @@ pub fn agent(name: &str) -> String {
 /// The last path segment of a key.
 pub fn id_of(key: &str) -> &str {
     key.rsplit('/').next().unwrap_or(key)
+}
+
+/// FNV-1a, 64 bits. Decides which shard holds a workload, so it must never change.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes.iter().fold(OFFSET_BASIS, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(PRIME))
+}
+
+/// The part of the keyspace a key belongs to, whatever the shard count: a transaction must stay
+/// within one scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope<'a> {
+    /// Cluster-wide documents: the root group.
+    Root,
+    /// One workload and everything under it: its shard.
+    Workload(&'a str),
+}
+
+impl Scope<'_> {
+    /// The group holding this scope in a cluster of `shard_count` shards (0: unsharded, all in
+    /// the root group).
+    pub fn group(&self, shard_count: u64) -> u64 {
+        match self {
+            Scope::Workload(id) if shard_count > 0 => 1 + fnv1a64(id.as_bytes()) % shard_count,
+            _ => ROOT_GROUP,
+        }
+    }
+}
+
+/// The scope of a key: for `workloads/<id>` the id is the rest of the key, for the other
+/// per-workload kinds the segment up to the next `/`.
+pub fn scope_of_key(key: &str) -> Scope<'_> {
+    for kind in PER_WORKLOAD {
+        if let Some(rest) = key.strip_prefix(kind) {
+            let id = if kind == WORKLOADS { rest } else { rest.split('/').next().unwrap_or(rest) };
+            return Scope::Workload(id);
+        }
+    }
+    Scope::Root
+}
+
+/// The one scope every key under `prefix` belongs to, or `None` if keys under it may belong to
+/// several. Only a per-workload prefix with a complete id (`protons/<wid>/`) names one workload:
+/// `workloads/ab` also matches `workloads/abc`, which lives elsewhere.
+pub fn scope_of_prefix(prefix: &str) -> Option<Scope<'_>> {
+    for kind in PER_WORKLOAD {
+        if let Some(rest) = prefix.strip_prefix(kind) {
+            return match rest.split_once('/') {
+                Some((id, _)) if kind != WORKLOADS => Some(Scope::Workload(id)),
+                _ => None,
+            };
+        }
+    }
+    // A prefix of a kind's name ("", "w", "protons") also matches per-workload keys.
+    let spans_workloads = PER_WORKLOAD.iter().any(|kind| kind.starts_with(prefix));
+    (!spans_workloads).then_some(Scope::Root)
+}
+
+/// The group holding `key`.
+pub fn group_of_key(key: &str, shard_count: u64) -> u64 {
+    scope_of_key(key).group(shard_count)
+}
+
+/// The groups a listing or watch of `prefix` must visit, ascending.
+pub fn groups_of_prefix(prefix: &str, shard_count: u64) -> Vec<u64> {
+    if shard_count == 0 {
+        return vec![ROOT_GROUP];
+    }
+    if let Some(scope) = scope_of_prefix(prefix) {
+        return vec![scope.group(shard_count)];
+    }
+    let shards = 1..=shard_count;
+    if PER_WORKLOAD.iter().any(|kind| prefix.starts_with(kind)) {
+        shards.collect()
+    } else {
+        std::iter::once(ROOT_GROUP).chain(shards).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a64_is_the_standard_one_forever() {
+        // Reference values of FNV-1a 64 (also those of any other implementation).
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
+        // Changing these moves stored workloads to another shard: never do.
+        assert_eq!(group_of_key("workloads/a", 16), 13);
+        assert_eq!(group_of_key("workloads/foobar", 16), 9);
+        assert_eq!(group_of_key("protons/0b9c6f1e-5d2a-4c1e-9f3a-2b7d8e6a1c40/p1", 16), 11);
+        assert_eq!(group_of_key("events/0b9c6f1e-5d2a-4c1e-9f3a-2b7d8e6a1c40/e", 3), 1);
+    }
+
+    #[test]
+    fn a_workload_and_its_children_share_a_shard() {
+        let w = "65f1c0de0123456789abcdef";
+        let group = group_of_key(&workload(w), 16);
+        assert!((1..=16).contains(&group));
+        for key in [proton(w, "p"), snapshot(w, "p"), event(w, "e"), protons_of(w), events_of(w)] {
+            assert_eq!(group_of_key(&key, 16), group, "{key}");
+        }
+        for prefix in [protons_of(w), snapshots_of(w), events_of(w)] {
+            assert_eq!(groups_of_prefix(&prefix, 16), [group], "{prefix}");
+        }
+        assert_eq!(scope_of_key(&proton(w, "p")), Scope::Workload(w));
+    }
+
+    #[test]
+    fn everything_else_is_in_the_root_group() {
+        for key in [artifact("a"), agent("n"), "schedulers/s".to_owned(), "users/u".to_owned(), "workload".to_owned()] {
+            assert_eq!(group_of_key(&key, 16), ROOT_GROUP, "{key}");
+        }
+        assert_eq!(group_of_key(&workload("a"), 0), ROOT_GROUP, "unsharded: all in the root");
+    }
+
+    #[test]
+    fn prefixes_visit_every_group_they_may_match() {
+        let shards: Vec<u64> = (1..=4).collect();
+        let all: Vec<u64> = (0..=4).collect();
+        assert_eq!(groups_of_prefix(ARTIFACTS, 4), [ROOT_GROUP]);
+        assert_eq!(groups_of_prefix("agents/n", 4), [ROOT_GROUP]);
+        assert_eq!(groups_of_prefix("x", 4), [ROOT_GROUP]);
+        for kind in PER_WORKLOAD {
+            assert_eq!(groups_of_prefix(kind, 4), shards, "{kind}");
+        }
+        assert_eq!(groups_of_prefix("protons/abc", 4), shards, "incomplete id");
+        assert_eq!(groups_of_prefix("workloads/abc", 4), shards, "also matches workloads/abcd");
+        assert_eq!(groups_of_prefix("workloads/abc/", 4), shards);
+        assert_eq!(groups_of_prefix("protons/abc/", 4), [group_of_key("workloads/abc", 4)]);
+        for prefix in ["", "w", "protons", "events"] {
+            assert_eq!(groups_of_prefix(prefix, 4), all, "{prefix:?}");
+            assert_eq!(scope_of_prefix(prefix), None);
+        }
+        assert_eq!(groups_of_prefix("", 0), [ROOT_GROUP]);
+        assert_eq!(groups_of_prefix(WORKLOADS, 0), [ROOT_GROUP], "unsharded: all in the root");
+    }
 }

@@ -3,6 +3,9 @@
 //! [`MetaClient`] talks to the metadata service: JSON documents under [`keys`], conditional
 //! multi-key writes ([`Txn`]) that carry a request id so retries apply once, and watches
 //! ([`ResumableWatch`] resumes from the last revision it delivered when its stream breaks).
+//! Meta is several Raft groups (a root and shards); the client sends each call to the group its
+//! key or prefix belongs to ([`keys::group_of_key`], [`keys::groups_of_prefix`]), fanning out
+//! lists and resumable watches that span groups.
 //! [`AgentClient`] is what schedulers use to drive node agents.
 
 mod agent;
@@ -15,7 +18,7 @@ mod watch;
 
 pub use agent::AgentClient;
 pub use error::Error;
-pub use meta::{decode, node_status, MetaClient, Versioned};
+pub use meta::{decode, node_status, node_status_of, MetaClient, Versioned};
 pub use nucleus_proto::meta::v1::StatusResponse as NodeStatus;
 pub use nucleus_proto::meta::v1::KeyValue;
 pub use txn::{Txn, WriteOutcome};

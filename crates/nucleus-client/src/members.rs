@@ -1,9 +1,10 @@
-//! Which meta node to call: the leader if we know it, else the configured addresses in turn.
-//! Nodes that cannot serve a call answer UNAVAILABLE with the leader's address in the metadata
-//! entry `nucleus-leader-addr`; the next attempt goes there.
+//! Which meta node to call for a group: its leader if we know it, else the known nodes in turn.
+//! Each Raft group (root and shards) has its own leader, so hints are kept per group. A node that
+//! cannot serve a call for a group it is a member of answers UNAVAILABLE with that group's leader
+//! in the metadata entry `nucleus-leader-addr`; the next attempt goes there. A node that does not
+//! host the group answers without a hint, and the next attempt tries another node.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -17,10 +18,20 @@ pub const LEADER_ADDR_HEADER: &str = "nucleus-leader-addr";
 #[derive(Debug)]
 pub struct Members {
     seeds: Vec<String>,
-    next_seed: AtomicUsize,
-    /// The node that last served us or that was named leader.
-    preferred: Mutex<Option<String>>,
+    /// The seeds, then nodes learned from the root group's membership ([`Members::discovered`]):
+    /// the seeds need not host every shard.
+    known: Mutex<Vec<String>>,
+    routes: Mutex<HashMap<u64, Route>>,
     channels: Mutex<HashMap<String, Grpc<Channel>>>,
+}
+
+/// Where calls for one group go.
+#[derive(Debug, Default)]
+struct Route {
+    /// The node that last served the group or that was named its leader.
+    leader: Option<String>,
+    /// Without a leader: the index in `known` to try next.
+    next: usize,
 }
 
 impl Members {
@@ -34,8 +45,8 @@ impl Members {
         }
         let members = Members {
             seeds: seeds.to_vec(),
-            next_seed: AtomicUsize::new(0),
-            preferred: Mutex::new(None),
+            known: Mutex::new(seeds.to_vec()),
+            routes: Mutex::default(),
             channels: Mutex::default(),
         };
         for seed in seeds {
@@ -48,38 +59,58 @@ impl Members {
         &self.seeds
     }
 
-    /// The node to call next, and a client for it.
-    pub fn target(&self) -> Result<(String, Grpc<Channel>), Error> {
-        let preferred = self.preferred.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let addr = preferred.unwrap_or_else(|| {
-            let i = self.next_seed.load(Ordering::Relaxed) % self.seeds.len();
-            self.seeds[i].clone()
-        });
+    /// Adds nodes to try for groups without a leader hint (e.g. the root group's members).
+    pub fn discovered<'a>(&self, addrs: impl IntoIterator<Item = &'a str>) {
+        let mut known = lock(&self.known);
+        for addr in addrs {
+            if !addr.is_empty() && !known.iter().any(|k| k == addr) {
+                known.push(addr.to_owned());
+            }
+        }
+    }
+
+    /// The node to call next for `group`, and a client for it.
+    pub fn target(&self, group: u64) -> Result<(String, Grpc<Channel>), Error> {
+        let addr = {
+            let mut routes = lock(&self.routes);
+            let route = routes.entry(group).or_default();
+            match &route.leader {
+                Some(leader) => leader.clone(),
+                None => {
+                    let known = lock(&self.known);
+                    known[route.next % known.len()].clone()
+                }
+            }
+        };
         let grpc = self.channel(&addr)?;
         Ok((addr, grpc))
     }
 
-    pub fn succeeded(&self, addr: &str) {
-        *self.preferred.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr.to_owned());
+    pub fn succeeded(&self, group: u64, addr: &str) {
+        lock(&self.routes).entry(group).or_default().leader = Some(addr.to_owned());
     }
 
-    /// Records a failed call to `addr`. Returns true if the failure named another node to try.
-    pub fn failed(&self, addr: &str, status: &tonic::Status) -> bool {
+    /// Records a failed call for `group` to `addr`. Returns true if the failure named another node
+    /// to try.
+    pub fn failed(&self, group: u64, addr: &str, status: &tonic::Status) -> bool {
         let hint = status
             .metadata()
             .get(LEADER_ADDR_HEADER)
             .and_then(|v| v.to_str().ok())
             .filter(|hint| !hint.is_empty() && *hint != addr)
             .map(str::to_owned);
-        let mut preferred = self.preferred.lock().unwrap_or_else(|p| p.into_inner());
+        let mut routes = lock(&self.routes);
+        let route = routes.entry(group).or_default();
         match hint {
             Some(leader) => {
-                *preferred = Some(leader);
+                route.leader = Some(leader);
                 true
             }
             None => {
-                *preferred = None;
-                self.next_seed.fetch_add(1, Ordering::Relaxed);
+                // Past the node that failed, if it is one we rotate over.
+                let known = lock(&self.known);
+                route.leader = None;
+                route.next = known.iter().position(|k| k == addr).unwrap_or(route.next) + 1;
                 false
             }
         }
@@ -100,6 +131,10 @@ impl Members {
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,13 +151,40 @@ mod tests {
     async fn follows_the_leader_hint_then_rotates_seeds() {
         let seeds = vec!["127.0.0.1:1".to_owned(), "127.0.0.1:2".to_owned()];
         let members = Members::new(&seeds).unwrap();
-        assert_eq!(members.target().unwrap().0, "127.0.0.1:1");
-        assert!(members.failed("127.0.0.1:1", &unavailable(Some("127.0.0.1:3"))));
-        assert_eq!(members.target().unwrap().0, "127.0.0.1:3", "goes to the named leader, even if not a seed");
-        assert!(!members.failed("127.0.0.1:3", &unavailable(None)));
-        assert_eq!(members.target().unwrap().0, "127.0.0.1:2", "no hint: next seed");
-        members.succeeded("127.0.0.1:2");
-        assert_eq!(members.target().unwrap().0, "127.0.0.1:2", "sticks to a node that served");
+        assert_eq!(members.target(0).unwrap().0, "127.0.0.1:1");
+        assert!(members.failed(0, "127.0.0.1:1", &unavailable(Some("127.0.0.1:3"))));
+        assert_eq!(members.target(0).unwrap().0, "127.0.0.1:3", "goes to the named leader, even if not a seed");
+        assert!(!members.failed(0, "127.0.0.1:3", &unavailable(None)));
+        assert_eq!(members.target(0).unwrap().0, "127.0.0.1:2", "no hint: next seed");
+        members.succeeded(0, "127.0.0.1:2");
+        assert_eq!(members.target(0).unwrap().0, "127.0.0.1:2", "sticks to a node that served");
+        assert!(!members.failed(0, "127.0.0.1:2", &tonic::Status::not_found("group not hosted here")));
+        assert_eq!(members.target(0).unwrap().0, "127.0.0.1:1", "wraps around");
+    }
+
+    #[tokio::test]
+    async fn hints_are_independent_per_group() {
+        let seeds = vec!["127.0.0.1:1".to_owned(), "127.0.0.1:2".to_owned()];
+        let members = Members::new(&seeds).unwrap();
+        members.succeeded(0, "127.0.0.1:2");
+        assert!(members.failed(3, "127.0.0.1:1", &unavailable(Some("127.0.0.1:4"))));
+        assert_eq!(members.target(0).unwrap().0, "127.0.0.1:2");
+        assert_eq!(members.target(3).unwrap().0, "127.0.0.1:4");
+        assert_eq!(members.target(5).unwrap().0, "127.0.0.1:1", "a group never seen starts at the seeds");
+        assert!(!members.failed(5, "127.0.0.1:1", &tonic::Status::not_found("group not hosted here")));
+        assert_eq!(members.target(5).unwrap().0, "127.0.0.1:2");
+        assert_eq!(members.target(0).unwrap().0, "127.0.0.1:2", "other groups keep their leader");
+        assert_eq!(members.target(3).unwrap().0, "127.0.0.1:4");
+    }
+
+    #[tokio::test]
+    async fn tries_discovered_nodes_after_the_seeds() {
+        let members = Members::new(&["127.0.0.1:1".to_owned()]).unwrap();
+        members.discovered(["127.0.0.1:1", "127.0.0.1:2", ""]);
+        assert!(!members.failed(7, "127.0.0.1:1", &tonic::Status::not_found("group not hosted here")));
+        assert_eq!(members.target(7).unwrap().0, "127.0.0.1:2");
+        assert!(!members.failed(7, "127.0.0.1:2", &tonic::Status::unavailable("no leader yet")));
+        assert_eq!(members.target(7).unwrap().0, "127.0.0.1:1");
     }
 
     #[test]

@@ -1,9 +1,12 @@
 use nucleus_proto::meta::v1 as pb;
 use serde::Serialize;
 
+use crate::keys::{self, Scope};
 use crate::Error;
 
-/// A conditional, atomic write of several keys.
+/// A conditional, atomic write of several keys. Meta applies it within one Raft group, so every
+/// key it reads or writes must belong to one workload or be cluster-wide (see [`keys::Scope`]);
+/// [`crate::MetaClient::write`] refuses anything else with [`Error::CrossGroup`].
 #[derive(Debug, Clone, Default)]
 pub struct Txn {
     conditions: Vec<pb::Condition>,
@@ -44,8 +47,35 @@ impl Txn {
         self.ops.is_empty()
     }
 
-    pub(crate) fn into_request(self, request_id: String) -> pb::WriteRequest {
-        pb::WriteRequest { request_id, conditions: self.conditions, ops: self.ops }
+    /// The one scope of every key and prefix the transaction touches (root if none).
+    ///
+    /// Checked per workload rather than per group: two workloads that happen to share a shard at
+    /// one shard count would not at another, so such a transaction is refused everywhere.
+    pub(crate) fn scope(&self) -> Result<Scope<'_>, Error> {
+        let conditions = self.conditions.iter().map(|c| (c.key.as_str(), Some(keys::scope_of_key(&c.key))));
+        let ops = self.ops.iter().filter_map(|op| match op.op.as_ref()? {
+            pb::op::Op::Put(put) => Some((put.key.as_str(), Some(keys::scope_of_key(&put.key)))),
+            pb::op::Op::Delete(delete) => Some((delete.key.as_str(), Some(keys::scope_of_key(&delete.key)))),
+            pb::op::Op::DeletePrefix(prefix) => Some((prefix.as_str(), keys::scope_of_prefix(prefix))),
+        });
+        let touched: Vec<(&str, Option<Scope<'_>>)> = conditions.chain(ops).collect();
+        let first = touched.first().map_or(Some(Scope::Root), |(_, scope)| *scope);
+        match first {
+            Some(scope) if touched.iter().all(|(_, s)| *s == Some(scope)) => Ok(scope),
+            _ => {
+                let mut keys: Vec<String> = Vec::new();
+                for (key, _) in touched {
+                    if !keys.iter().any(|k| k == key) {
+                        keys.push(key.to_owned());
+                    }
+                }
+                Err(Error::CrossGroup { keys })
+            }
+        }
+    }
+
+    pub(crate) fn into_request(self, request_id: String, group_id: u64) -> pb::WriteRequest {
+        pb::WriteRequest { request_id, conditions: self.conditions, ops: self.ops, group_id }
     }
 }
 
@@ -60,5 +90,46 @@ pub enum WriteOutcome {
 impl WriteOutcome {
     pub fn applied(&self) -> bool {
         matches!(self, WriteOutcome::Applied { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope(txn: &Txn) -> Result<Scope<'_>, Vec<String>> {
+        txn.scope().map_err(|err| match err {
+            Error::CrossGroup { keys } => keys,
+            other => panic!("{other}"),
+        })
+    }
+
+    #[test]
+    fn a_transaction_stays_within_one_workload_or_the_root() {
+        let one_workload = Txn::new()
+            .require(&keys::workload("w"), 3)
+            .put_json(&keys::proton("w", "p"), &1)
+            .unwrap()
+            .delete(&keys::snapshot("w", "p"))
+            .delete_prefix(&keys::events_of("w"));
+        assert_eq!(scope(&one_workload), Ok(Scope::Workload("w")));
+        let root = Txn::new().require(&keys::artifact("a"), 0).put_json(&keys::agent("n"), &1).unwrap();
+        assert_eq!(scope(&root), Ok(Scope::Root));
+        assert_eq!(scope(&Txn::new()), Ok(Scope::Root));
+    }
+
+    #[test]
+    fn a_transaction_across_groups_is_refused_naming_its_keys() {
+        let mixed = Txn::new()
+            .require(&keys::artifact("a"), 7)
+            .put_json(&keys::artifact("a"), &1)
+            .unwrap()
+            .put_json(&keys::workload("w"), &1)
+            .unwrap();
+        assert_eq!(scope(&mixed), Err(vec![keys::artifact("a"), keys::workload("w")]));
+        let two_workloads = Txn::new().delete(&keys::workload("w1")).delete(&keys::proton("w2", "p"));
+        assert!(scope(&two_workloads).is_err(), "even where both land in the same shard");
+        let all_protons = Txn::new().delete_prefix(keys::PROTONS);
+        assert_eq!(scope(&all_protons), Err(vec![keys::PROTONS.to_owned()]));
     }
 }

@@ -12,7 +12,7 @@ use nucleus_api::{
     Artifact, CreateWorkloadRequest, DesiredState, Proton, ProtonRole, ProtonStatus, UpdateWorkloadRequest, Workload,
     WorkloadEvent, WorkloadRuntime,
 };
-use nucleus_client::{keys, Txn, Versioned};
+use nucleus_client::{keys, Txn, Versioned, WriteOutcome};
 use serde_json::{json, Value};
 
 use crate::artifacts::{json_name, new_artifact};
@@ -30,13 +30,9 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Byt
     let req: CreateWorkloadRequest = json_body(&body)?;
     check(validation::create_workload(&req))?;
     let now = chrono::Utc::now();
-    let mut txn = Txn::new();
-    let artifact = match (&req.artifact, &req.artifact_id) {
-        (Some(inline), _) => {
-            let artifact = new_artifact(&state, inline.clone()).await?;
-            txn = txn.require(&keys::artifact(&artifact.id), 0);
-            artifact
-        }
+    // The artifact and the revision it was read at (None: inline, not written yet).
+    let (artifact, artifact_revision) = match (&req.artifact, &req.artifact_id) {
+        (Some(inline), _) => (new_artifact(&state, inline.clone()).await?, None),
         (None, Some(id)) => {
             let Some(existing) = state.meta.get_json::<Artifact>(&keys::artifact(id)).await? else {
                 return Err(ApiError::artifact_not_found(id));
@@ -53,9 +49,7 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Byt
                 validation::runtime(rt, &existing.value.spec, &Loc::body().key("runtime"), &mut errors);
             }
             check(errors)?;
-            // Rewriting the artifact unchanged bumps its revision, so a concurrent delete of it fails.
-            txn = txn.require(&existing.key, existing.mod_revision);
-            existing.value
+            (existing.value, Some(existing.mod_revision))
         }
         (None, None) => unreachable!("validation requires artifact or artifactId"),
     };
@@ -111,20 +105,79 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Byt
         "message": format!("Workload created with artifact {} ({} replica(s))", artifact.id, proton.replica_count),
         "protonId": proton.id,
     }));
-    let txn = txn
-        .put_json(&keys::artifact(&artifact.id), &artifact)?
+    let txn = Txn::new()
         .require(&keys::workload(&workload_id), 0)
         .put_json(&keys::workload(&workload_id), &workload)?
         .put_json(&keys::proton(&workload_id, &proton.id), &proton)?
         .put_json(&keys::event(&workload_id, &event.id), &event)?;
-    if !state.meta.write(txn).await?.applied() {
-        return Err(ApiError::Conflict(format!(
-            "Artifact {} changed or was deleted while the workload was being created; retry",
-            artifact.id
-        )));
-    }
+    write_with_artifact(&state, &artifact, artifact_revision, &workload_id, txn).await?;
     let base = base_url(&state, &headers);
     Ok((StatusCode::CREATED, Json(formatted(workload, &base))).into_response())
+}
+
+/// Writes a new workload (`workload_txn`, in its shard) that uses `artifact` (root group), with no
+/// transaction spanning both groups, such that a concurrent artifact delete never leaves the
+/// workload without its artifact. The delete reads the artifact at R, finds no workload using it,
+/// then deletes on condition R; so, after the workload is written, the artifact is rewritten
+/// unchanged on condition of the revision read here ("bumped"). Either the bump commits first and
+/// the delete's condition fails, or the delete commits first, the bump finds the artifact gone and
+/// the workload is rolled back (409). An inline artifact (`revision` None) is written first; if the
+/// workload write then definitely failed, the artifact is removed again.
+async fn write_with_artifact(
+    state: &AppState,
+    artifact: &Artifact,
+    revision: Option<u64>,
+    workload_id: &str,
+    workload_txn: Txn,
+) -> Result<(), ApiError> {
+    let key = keys::artifact(&artifact.id);
+    let (mut revision, inline) = match revision {
+        Some(revision) => (revision, false),
+        None => match state.meta.write(Txn::new().require(&key, 0).put_json(&key, artifact)?).await? {
+            WriteOutcome::Applied { revision } => (revision, true),
+            WriteOutcome::Conflict { .. } => {
+                return Err(ApiError::Conflict(format!("Artifact {} already exists; retry", artifact.id)));
+            }
+        },
+    };
+    let written = state.meta.write(workload_txn).await;
+    if !matches!(written, Ok(WriteOutcome::Applied { .. })) {
+        // A transient error may hide a write that did apply: then keep the artifact (an unused
+        // artifact is harmless, a workload without one is not).
+        let maybe_applied = written.as_ref().is_err_and(nucleus_client::Error::is_transient);
+        if inline && !maybe_applied {
+            let undo = Txn::new().require(&key, revision).delete(&key);
+            if let Err(err) = state.meta.write(undo).await {
+                tracing::warn!(artifact = artifact.id, error = %err, "could not remove the artifact of a failed create");
+            }
+        }
+        return Err(match written {
+            Err(err) => err.into(),
+            Ok(_) => ApiError::Conflict(format!("Workload {workload_id} already exists; retry")),
+        });
+    }
+    let mut current = artifact.clone();
+    loop {
+        let bump = Txn::new().require(&key, revision).put_json(&key, &current)?;
+        if state.meta.write(bump).await?.applied() {
+            return Ok(());
+        }
+        match state.meta.get_json::<Artifact>(&key).await? {
+            // Changed otherwise (renamed, locked...): bump what is there now.
+            Some(doc) => (revision, current) = (doc.mod_revision, doc.value),
+            None => {
+                // Like a workload delete: the scheduler stops and forgets the proton, which may
+                // already have been launched (deleting it here could orphan its replicas).
+                let rollback =
+                    Txn::new().delete(&keys::workload(workload_id)).delete_prefix(&keys::events_of(workload_id));
+                state.meta.write(rollback).await?;
+                return Err(ApiError::Conflict(format!(
+                    "Artifact {} was deleted while the workload was being created",
+                    artifact.id
+                )));
+            }
+        }
+    }
 }
 
 /// A new event document for `workload_id`.
