@@ -29,16 +29,22 @@ pub fn key(i: usize) -> String {
     format!("sim/k{i}")
 }
 
+fn group_of(key: &str) -> u64 {
+    let index = key.rsplit('k').next().and_then(|i| i.parse().ok()).expect("a key made by `key`");
+    super::cluster::group_of_key(index)
+}
+
 /// Simulated now, in microseconds since the simulation started.
 pub fn now() -> u64 {
     turmoil::sim_elapsed().unwrap_or_default().as_micros() as u64
 }
 
-/// A connection to each meta node, and which one is believed to lead.
+/// A connection to each meta node, and which one is believed to lead each group.
 pub struct Conn {
     nodes: Vec<String>,
     channels: HashMap<String, MetaClient<Channel>>,
-    current: usize,
+    start: usize,
+    current: HashMap<u64, usize>,
 }
 
 enum Attempt<T> {
@@ -52,8 +58,8 @@ enum Attempt<T> {
 impl Conn {
     pub fn new(nodes: u64, start: usize) -> Conn {
         let nodes: Vec<String> = (1..=nodes).map(host_addr).collect();
-        let current = start % nodes.len();
-        Conn { nodes, channels: HashMap::new(), current }
+        let start = start % nodes.len();
+        Conn { nodes, channels: HashMap::new(), start, current: HashMap::new() }
     }
 
     fn client(&mut self, addr: &str) -> MetaClient<Channel> {
@@ -73,15 +79,17 @@ impl Conn {
             .clone()
     }
 
-    fn follow(&mut self, hint: Option<String>) {
+    fn follow(&mut self, group: u64, hint: Option<String>) {
+        let current = self.current.entry(group).or_insert(self.start);
         match hint.and_then(|addr| self.nodes.iter().position(|n| *n == addr)) {
-            Some(i) => self.current = i,
-            None => self.current = (self.current + 1) % self.nodes.len(),
+            Some(i) => *current = i,
+            None => *current = (*current + 1) % self.nodes.len(),
         }
     }
 
-    /// Calls `f` on the believed leader until it answers or `deadline` passes. `None`: gave up.
-    async fn call<T, F, Fut>(&mut self, deadline: Duration, mut f: F) -> (Option<T>, bool)
+    /// Calls `f` on the believed leader of `group` until it answers or `deadline` passes.
+    /// `None`: gave up.
+    async fn call<T, F, Fut>(&mut self, group: u64, deadline: Duration, mut f: F) -> (Option<T>, bool)
     where
         F: FnMut(MetaClient<Channel>) -> Fut,
         Fut: Future<Output = Result<T, tonic::Status>>,
@@ -90,7 +98,7 @@ impl Conn {
         // Whether some attempt may have reached a node and been acted upon.
         let mut ambiguous = false;
         while tokio::time::Instant::now() < until {
-            let addr = self.nodes[self.current].clone();
+            let addr = self.nodes[*self.current.get(&group).unwrap_or(&self.start)].clone();
             let client = self.client(&addr);
             let attempt = match tokio::time::timeout(CALL_TIMEOUT, f(client)).await {
                 Ok(Ok(answer)) => Attempt::Done(answer),
@@ -103,11 +111,11 @@ impl Conn {
                     // openraft also answers ForwardToLeader for an entry it proposed and then
                     // truncated, which a later leader may still commit: not a definite refusal.
                     ambiguous = true;
-                    self.follow(hint);
+                    self.follow(group, hint);
                 }
                 Attempt::Failed => {
                     ambiguous = true;
-                    self.follow(None);
+                    self.follow(group, None);
                 }
             }
             tokio::time::sleep(RETRY_PAUSE).await;
@@ -143,10 +151,11 @@ fn parse(kv: &pb::KeyValue) -> (u64, u64) {
 
 /// A linearizable read of `key`: (value, mod_revision) or `None` if absent.
 pub async fn get(conn: &mut Conn, key: &str, deadline: Duration) -> Option<Option<(u64, u64)>> {
+    let group_id = group_of(key);
     let (answer, _) = conn
-        .call(deadline, |mut client| {
+        .call(group_id, deadline, |mut client| {
             let key = key.to_owned();
-            async move { client.get(with_timeout(pb::GetRequest { key })).await }
+            async move { client.get(with_timeout(pb::GetRequest { key, group_id })).await }
         })
         .await;
     answer.map(|response| response.into_inner().kv.as_ref().map(parse))
@@ -211,10 +220,11 @@ pub async fn run(
                 }
                 _ => (Input::Delete, vec![], pb::Op { op: Some(pb::op::Op::Delete(pb::Delete { key: key.clone() })) }),
             };
-            let request = pb::WriteRequest { request_id, conditions, ops: vec![op] };
+            let group_id = group_of(&key);
+            let request = pb::WriteRequest { request_id, conditions, ops: vec![op], group_id };
             let call = now();
             let (answer, ambiguous) = conn
-                .call(OP_DEADLINE, |mut c| {
+                .call(group_id, OP_DEADLINE, |mut c| {
                     let request = request.clone();
                     async move { c.write(with_timeout(request)).await }
                 })

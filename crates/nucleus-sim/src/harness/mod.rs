@@ -219,8 +219,9 @@ pub fn run_seed(seed: u64, options: &Options) -> Result<Summary, Failure> {
 
     // At most one leader per term.
     let observed = observed.borrow();
-    if let Some((term, leaders)) = observed.leaders.iter().find(|(_, leaders)| leaders.len() > 1) {
-        return Err(fail("at most one leader per term", format!("term {term} had leaders {leaders:?}"), &faults));
+    if let Some(((group, term), leaders)) = observed.leaders.iter().find(|(_, leaders)| leaders.len() > 1) {
+        let detail = format!("group {group} term {term} had leaders {leaders:?}");
+        return Err(fail("at most one leader per term", detail, &faults));
     }
     // Every acknowledged write present after healing, and the history linearizable: the final
     // reads are part of the history.
@@ -280,9 +281,14 @@ fn data_dir() -> std::io::Result<tempfile::TempDir> {
     tempfile::Builder::new().prefix("nucleus-sim-").tempdir()
 }
 
+/// Every node reports every group with all nodes as voters (with 3 nodes, every group is placed
+/// on all of them).
 fn group_formed(observed: &Shared, nodes: u64) -> bool {
     let observed = observed.borrow();
-    (1..=nodes).all(|id| observed.voters.get(&id).is_some_and(|voters| voters.len() as u64 == nodes))
+    let groups = 0..=cluster::SHARDS;
+    (1..=nodes).all(|id| {
+        groups.clone().all(|g| observed.voters.get(&(id, g)).is_some_and(|voters| voters.len() as u64 == nodes))
+    })
 }
 
 /// After the clients stop: read every key (recorded, so acknowledged writes must show), then
@@ -301,18 +307,30 @@ async fn final_checks(keys: usize, nodes: u64, stop: Rc<Cell<bool>>, history: Sh
     }
     let deadline = tokio::time::Instant::now() + CONVERGE_DEADLINE;
     loop {
-        let replicas: Vec<(u64, Option<Replica>)> =
-            (1..=nodes).map(|id| (id, observed.borrow().replicas.get(&id).cloned())).collect();
-        let first = replicas[0].1.clone();
-        if first.is_some() && replicas.iter().all(|(_, r)| *r == first) {
+        let diverged: Vec<(u64, Vec<(u64, Option<Replica>)>)> = (0..=cluster::SHARDS)
+            .map(|group| {
+                let replicas = (1..=nodes).map(|id| (id, observed.borrow().replicas.get(&(id, group)).cloned()));
+                (group, replicas.collect::<Vec<_>>())
+            })
+            .filter(|(_, replicas)| {
+                let first = replicas[0].1.clone();
+                first.is_none() || replicas.iter().any(|(_, r)| *r != first)
+            })
+            .collect();
+        if diverged.is_empty() {
             return Final::Done;
         }
         if tokio::time::Instant::now() >= deadline {
-            let report: Vec<String> = replicas
+            let report: Vec<String> = diverged
                 .iter()
-                .map(|(id, r)| match r {
-                    Some(r) => format!("meta-{id}: applied {} revision {} kvs {:?}", r.applied_index, r.revision, r.kvs),
-                    None => format!("meta-{id}: not running"),
+                .flat_map(|(group, replicas)| {
+                    replicas.iter().map(move |(id, r)| match r {
+                        Some(r) => format!(
+                            "group {group} meta-{id}: applied {} revision {} kvs {:?}",
+                            r.applied_index, r.revision, r.kvs
+                        ),
+                        None => format!("group {group} meta-{id}: not running"),
+                    })
                 })
                 .collect();
             return Final::Diverged(format!("not converged {CONVERGE_DEADLINE:?} after healing:\n{}", report.join("\n")));

@@ -102,7 +102,7 @@ impl Nemesis {
             Fault::Crash { node } => {
                 sim.crash(host_name(node));
                 self.crashed.insert(node);
-                observed.borrow_mut().replicas.remove(&node);
+                observed.borrow_mut().replicas.retain(|(id, _), _| *id != node);
             }
             Fault::Restart { node } => {
                 sim.bounce(host_name(node));
