@@ -29,7 +29,8 @@ async fn start_sharded(id: u64, dir: &Path, join: &[&MetaNode]) -> MetaNode {
 /// follows that leader. A node removed from a shard is never told and may keep a stale view, so
 /// only the leader's view of the membership counts.
 async fn settled_shards(nodes: &[&MetaNode], members: &BTreeSet<u64>) -> BTreeMap<u64, (Vec<u64>, u64)> {
-    eventually("shards to settle", SETTLE, || async {
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    loop {
         let mut reports: BTreeMap<u64, Vec<(u64, pb::GroupStatus)>> = BTreeMap::new();
         for node in nodes {
             let status = status(node).await;
@@ -38,22 +39,50 @@ async fn settled_shards(nodes: &[&MetaNode], members: &BTreeSet<u64>) -> BTreeMa
                 reports.entry(group.group_id).or_default().push((node.node_id(), group));
             }
         }
-        let mut settled = BTreeMap::new();
-        for (group_id, views) in reports {
-            let (leader, view) = views.iter().filter(|(_, g)| g.state == "leader").max_by_key(|(_, g)| g.term)?;
-            let placed: Vec<u64> = placement::replicas(group_id, members, SHARD_REPLICAS).into_iter().collect();
-            if view.voter_ids != placed || !view.learner_ids.is_empty() {
-                return None;
+        match settled(&reports, members) {
+            Ok(settled) => return settled,
+            Err(why) if tokio::time::Instant::now() >= deadline => {
+                let views: Vec<String> = reports
+                    .values()
+                    .flatten()
+                    .map(|(node, g)| {
+                        format!(
+                            "  node {node} group {} {} term {} leader {:?} voters {:?} learners {:?}",
+                            g.group_id, g.state, g.term, g.leader_id, g.voter_ids, g.learner_ids
+                        )
+                    })
+                    .collect();
+                panic!("shards not settled after {SETTLE:?}: {why}\n{}", views.join("\n"));
             }
-            let followed = views.iter().filter(|(id, _)| placed.contains(id)).all(|(_, g)| g.leader_id == Some(*leader));
-            if !followed {
-                return None;
-            }
-            settled.insert(group_id, (placed, *leader));
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
-        (settled.len() as u64 == SHARDS).then_some(settled)
-    })
-    .await
+    }
+}
+
+fn settled(
+    reports: &BTreeMap<u64, Vec<(u64, pb::GroupStatus)>>,
+    members: &BTreeSet<u64>,
+) -> Result<BTreeMap<u64, (Vec<u64>, u64)>, String> {
+    let mut settled = BTreeMap::new();
+    for (group_id, views) in reports {
+        let (leader, view) = views
+            .iter()
+            .filter(|(_, g)| g.state == "leader")
+            .max_by_key(|(_, g)| g.term)
+            .ok_or_else(|| format!("group {group_id} has no leader"))?;
+        let placed: Vec<u64> = placement::replicas(*group_id, members, SHARD_REPLICAS).into_iter().collect();
+        if view.voter_ids != placed || !view.learner_ids.is_empty() {
+            return Err(format!("group {group_id}: voters {:?} learners {:?}, placement {placed:?}", view.voter_ids, view.learner_ids));
+        }
+        if let Some((id, g)) = views.iter().find(|(id, g)| placed.contains(id) && g.leader_id != Some(*leader)) {
+            return Err(format!("group {group_id}: node {id} follows {:?}, not {leader}", g.leader_id));
+        }
+        settled.insert(*group_id, (placed, *leader));
+    }
+    if settled.len() as u64 != SHARDS {
+        return Err(format!("{} of {SHARDS} shards reported", settled.len()));
+    }
+    Ok(settled)
 }
 
 fn node_of<'a>(nodes: &[&'a MetaNode], id: u64) -> &'a MetaNode {
