@@ -160,7 +160,9 @@ async fn run_one<P: Putter>(system: &str, putter: &Arc<P>, args: &MetaArgs, clie
         clients,
         warmup: Duration::from_secs(args.warmup),
         measure: Duration::from_secs(args.seconds),
-        key_prefix: format!("bench/{clients}c"),
+        // Workload keys, as the gateway writes them: Nucleus spreads them over its shard groups
+        // (etcd has one group whatever the key).
+        key_prefix: format!("workloads/bench-{clients}c"),
         value: value.to_vec(),
     };
     let summary = load::run(Arc::clone(putter), &spec).await;

@@ -3,6 +3,7 @@
 //! membership changes go through their own leader, one step per tick (learner, catch-up, voters).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use nucleus_proto::meta::v1 as pb;
@@ -34,7 +35,7 @@ pub(crate) struct Rebalancer<T> {
     node_id: NodeId,
     groups: Groups,
     transport: T,
-    last_transfer: HashMap<GroupId, Instant>,
+    last_transfer: Mutex<HashMap<GroupId, Instant>>,
 }
 
 /// What one look at a shard found.
@@ -47,10 +48,10 @@ enum Shape {
 
 impl<T: Transport> Rebalancer<T> {
     pub(crate) fn new(node_id: NodeId, groups: Groups, transport: T) -> Self {
-        Rebalancer { node_id, groups, transport, last_transfer: HashMap::new() }
+        Rebalancer { node_id, groups, transport, last_transfer: Mutex::default() }
     }
 
-    pub(crate) async fn run(mut self, mut stop: watch::Receiver<bool>) {
+    pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(TICK) => {}
@@ -83,27 +84,31 @@ impl<T: Transport> Rebalancer<T> {
         Some(status.voter_ids.into_iter().filter_map(|id| Some((id, BasicNode::new(addrs.get(&id)?)))).collect())
     }
 
-    async fn tick(&mut self) {
+    async fn tick(&self) {
         let led: Vec<_> = self.groups.all().into_iter().filter(|g| g.id != ROOT_GROUP && self.leads(g)).collect();
         if led.is_empty() {
             return;
         }
         let Some(members) = self.root_members().await else { return };
         let node_ids: BTreeSet<NodeId> = members.keys().copied().collect();
-        for group in led {
-            let metrics = group.raft.metrics().borrow().clone();
-            if !self.leads(&group) {
-                continue;
-            }
-            let target = placement::replicas(group.id, &node_ids, SHARD_REPLICAS);
-            if target.is_empty() {
-                continue;
-            }
-            match reconcile(&group, &metrics, &target, &members).await {
-                Ok(Shape::Settled) => self.spread_leader(&group, &metrics, &target, &members).await,
-                Ok(Shape::Changing) => {}
-                Err(detail) => tracing::info!(group = group.id, %detail, "shard rebalancing step failed; retrying"),
-            }
+        // Groups are independent: a slow catch-up or hand-over in one must not hold up the others.
+        let steps = led.iter().map(|group| self.step(group, &node_ids, &members));
+        futures::future::join_all(steps).await;
+    }
+
+    async fn step(&self, group: &Group, node_ids: &BTreeSet<NodeId>, members: &BTreeMap<NodeId, BasicNode>) {
+        let metrics = group.raft.metrics().borrow().clone();
+        if !self.leads(group) {
+            return;
+        }
+        let target = placement::replicas(group.id, node_ids, SHARD_REPLICAS);
+        if target.is_empty() {
+            return;
+        }
+        match reconcile(group, &metrics, &target, members).await {
+            Ok(Shape::Settled) => self.spread_leader(group, &metrics, &target, members).await,
+            Ok(Shape::Changing) => {}
+            Err(detail) => tracing::info!(group = group.id, %detail, "shard rebalancing step failed; retrying"),
         }
     }
 
@@ -115,7 +120,7 @@ impl<T: Transport> Rebalancer<T> {
 
     /// Hands leadership of a settled shard to its preferred replica if that is another, caught-up node.
     async fn spread_leader(
-        &mut self,
+        &self,
         group: &Group,
         metrics: &Metrics,
         target: &BTreeSet<NodeId>,
@@ -125,7 +130,8 @@ impl<T: Transport> Rebalancer<T> {
         if preferred == self.node_id {
             return;
         }
-        if self.last_transfer.get(&group.id).is_some_and(|at| at.elapsed() < TRANSFER_COOLDOWN) {
+        let last = self.last_transfer.lock().unwrap_or_else(|p| p.into_inner()).get(&group.id).copied();
+        if last.is_some_and(|at| at.elapsed() < TRANSFER_COOLDOWN) {
             return;
         }
         let last_index = metrics.last_log_index.unwrap_or(0);
@@ -138,7 +144,7 @@ impl<T: Transport> Rebalancer<T> {
             return;
         }
         let Some(node) = members.get(&preferred) else { return };
-        self.last_transfer.insert(group.id, Instant::now());
+        self.last_transfer.lock().unwrap_or_else(|p| p.into_inner()).insert(group.id, Instant::now());
         tracing::info!(group = group.id, from = self.node_id, to = preferred, "handing shard leadership over");
         // Without heartbeats the followers' leader lease runs out, so the preferred replica's
         // election can win; heartbeats resume whatever the outcome.

@@ -33,7 +33,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let token = token::resolve(args.token, &args.data_dir)?;
     let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
 
-    let meta_args = roles::MetaArgs { id: 1, listen: loopback(0), advertise: None, join: Vec::new(), data_dir: args.data_dir.clone() };
+    let meta_args = roles::MetaArgs { id: 1, listen: loopback(0), advertise: None, join: Vec::new(), data_dir: args.data_dir.clone(), shards: nucleus_meta::DEFAULT_SHARDS };
     let meta_node = roles::start_meta(meta_args).await?;
     let meta = MetaClient::new(&[meta_node.addr().to_string()])?;
     tracing::info!(addr = %meta_node.addr(), "meta node ready");

@@ -33,6 +33,10 @@ pub struct MetaArgs {
     pub join: Vec<String>,
     #[arg(long, default_value = "./.nucleus")]
     pub data_dir: PathBuf,
+    /// Shard groups of a new cluster (only read when this node bootstraps one; joining nodes take
+    /// the cluster's count). Fixed for the cluster's life.
+    #[arg(long, default_value_t = nucleus_meta::DEFAULT_SHARDS)]
+    pub shards: u64,
 }
 
 pub async fn start_meta(args: MetaArgs) -> anyhow::Result<MetaNode> {
@@ -41,6 +45,7 @@ pub async fn start_meta(args: MetaArgs) -> anyhow::Result<MetaNode> {
     let config = MetaConfig {
         advertise: args.advertise,
         join: args.join,
+        shards: args.shards,
         ..MetaConfig::new(args.id, data_dir.clone(), args.listen)
     };
     MetaNode::start(config)
@@ -186,13 +191,11 @@ pub async fn gateway(meta: Vec<String>, listen: SocketAddr, token: String) -> an
 }
 
 pub async fn meta_status(addrs: &[String]) -> anyhow::Result<()> {
-    println!("{:<22} {:>4} {:<10} {:>6} {:>6} {:>9} {:>9}  members", "address", "id", "state", "leader", "term", "applied", "revision");
     let mut reachable = 0;
     for addr in addrs {
         match nucleus_client::node_status(addr).await {
             Ok(s) => {
                 reachable += 1;
-                let leader = s.leader_id.map(|l| l.to_string()).unwrap_or_else(|| "-".to_owned());
                 let members: Vec<String> = s
                     .members
                     .iter()
@@ -201,12 +204,20 @@ pub async fn meta_status(addrs: &[String]) -> anyhow::Result<()> {
                         format!("{}@{}{role}", m.id, m.addr)
                     })
                     .collect();
-                println!(
-                    "{addr:<22} {:>4} {:<10} {leader:>6} {:>6} {:>9} {:>9}  {}",
-                    s.node_id, s.state, s.term, s.applied_index, s.revision, members.join(", ")
-                );
+                println!("node {} at {addr}: {} shard group(s) + root; root members {}", s.node_id, s.shard_count, members.join(", "));
+                println!("  {:<6} {:<10} {:>6} {:>6} {:>9} {:>9}  voters (learners)", "group", "state", "leader", "term", "applied", "revision");
+                for g in &s.groups {
+                    let leader = g.leader_id.map(|l| l.to_string()).unwrap_or_else(|| "-".to_owned());
+                    let name = if g.group_id == 0 { "root".to_owned() } else { g.group_id.to_string() };
+                    let learners =
+                        if g.learner_ids.is_empty() { String::new() } else { format!(" ({:?})", g.learner_ids) };
+                    println!(
+                        "  {name:<6} {:<10} {leader:>6} {:>6} {:>9} {:>9}  {:?}{learners}",
+                        g.state, g.term, g.applied_index, g.revision, g.voter_ids
+                    );
+                }
             }
-            Err(err) => println!("{addr:<22} unreachable: {err}"),
+            Err(err) => println!("node at {addr}: unreachable: {err}"),
         }
     }
     anyhow::ensure!(reachable > 0, "no meta node answered; check the addresses and that the nodes run");

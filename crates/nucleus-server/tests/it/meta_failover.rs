@@ -1,5 +1,7 @@
-//! Three real `nucleus meta` processes behind a real gateway: SIGKILL the leader under write load;
-//! writes resume within 3 s and every acknowledged write is still readable.
+//! Three real `nucleus meta` processes behind a real gateway: SIGKILL the node that leads the most
+//! shard groups (and maybe the root) under a load of artifact (root group) and workload (shard
+//! groups) creates; every group takes writes again within 3 s and every acknowledged write is still
+//! readable.
 
 use std::process::Child;
 use std::sync::{Arc, Mutex};
@@ -7,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
-use crate::harness::{free_port, send_signal, spawn_nucleus, temp_dir, whoami_artifact, Stack};
+use crate::harness::{free_port, send_signal, spawn_nucleus, temp_dir, whoami_artifact, workload, Stack};
 
 struct MetaProcess {
     id: u64,
@@ -34,21 +36,36 @@ async fn start_meta(id: u64, dir: &std::path::Path, join: Option<&str>) -> MetaP
     MetaProcess { id, addr, child }
 }
 
-/// The leader id as the reachable nodes agree on it.
-async fn leader(nodes: &[&MetaProcess]) -> Option<u64> {
+/// Once every group (root and shards) has 3 voters and leadership is spread (each node leads some
+/// shard): the node leading the most shards, and how many it leads.
+async fn busiest_leader(nodes: &[&MetaProcess]) -> Option<(u64, usize)> {
+    let mut led: std::collections::BTreeMap<u64, usize> = std::collections::BTreeMap::new();
     for node in nodes {
-        if let Ok(status) = nucleus_client::node_status(&node.addr).await {
-            if status.leader_id.is_some() && status.voter_ids.len() == 3 {
-                return status.leader_id;
+        let status = nucleus_client::node_status(&node.addr).await.ok()?;
+        if status.shard_count == 0 || status.groups.len() as u64 != status.shard_count + 1 {
+            return None;
+        }
+        for group in &status.groups {
+            if group.voter_ids.len() != 3 {
+                return None;
+            }
+            if group.group_id != 0 && group.state == "leader" {
+                *led.entry(node.id).or_default() += 1;
             }
         }
     }
-    None
+    if led.len() < nodes.len() {
+        return None;
+    }
+    led.into_iter().max_by_key(|(_, count)| *count)
 }
 
 #[derive(Default)]
 struct Log {
+    /// Artifact ids (root group).
     acked: Vec<String>,
+    /// Workload ids (shard groups).
+    acked_workloads: Vec<String>,
     /// (sent, acknowledged) per acknowledged write.
     times: Vec<(Instant, Instant)>,
     failures: usize,
@@ -64,14 +81,15 @@ async fn killing_the_meta_leader_loses_no_acknowledged_write() {
     let addrs: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
     let gateway = Arc::new(Stack::gateway(&addrs).await);
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let leader_id = loop {
-        if let Some(id) = leader(&nodes.iter().collect::<Vec<_>>()).await {
-            break id;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (leader_id, shards_led) = loop {
+        if let Some(busiest) = busiest_leader(&nodes.iter().collect::<Vec<_>>()).await {
+            break busiest;
         }
-        assert!(Instant::now() < deadline, "the 3-node group never agreed on a leader");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(Instant::now() < deadline, "the 3-node cluster never placed every group on 3 voters with leaders spread");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    println!("killing node {leader_id}, which leads {shards_led} shard group(s)");
 
     let log = Arc::new(Mutex::new(Log::default()));
     let stop_at = Arc::new(Mutex::new(None::<Instant>));
@@ -84,10 +102,17 @@ async fn killing_the_meta_leader_loses_no_acknowledged_write() {
                     break;
                 }
                 let sent = Instant::now();
-                let (code, body) = gateway.post("/artifacts", whoami_artifact(&format!("w{client}-{i}"), &[])).await;
+                let name = format!("w{client}-{i}");
+                let creates_workload = i % 2 == 1;
+                let (code, body) = if creates_workload {
+                    gateway.post("/workloads", workload(&name, whoami_artifact(&name, &[]), 1)).await
+                } else {
+                    gateway.post("/artifacts", whoami_artifact(&name, &[])).await
+                };
                 let mut log = log.lock().unwrap();
                 if code == StatusCode::CREATED {
-                    log.acked.push(body["id"].as_str().unwrap().to_owned());
+                    let id = body["id"].as_str().unwrap().to_owned();
+                    if creates_workload { log.acked_workloads.push(id) } else { log.acked.push(id) }
                     log.times.push((sent, Instant::now()));
                 } else {
                     log.failures += 1;
@@ -98,7 +123,7 @@ async fn killing_the_meta_leader_loses_no_acknowledged_write() {
 
     tokio::time::sleep(Duration::from_secs(1)).await;
     let victim = nodes.iter().position(|n| n.id == leader_id).expect("leader is one of ours");
-    let acked_before_kill = log.lock().unwrap().acked.len();
+    let acked_before_kill = log.lock().unwrap().times.len();
     assert!(acked_before_kill > 0, "no write went through before the kill");
     let killed_at = Instant::now();
     send_signal(nodes[victim].child.id() as i32, libc::SIGKILL);
@@ -112,25 +137,40 @@ async fn killing_the_meta_leader_loses_no_acknowledged_write() {
     // Writes resume when the first write sent after the kill is acknowledged.
     let first_after = log.times.iter().filter(|(sent, _)| *sent > killed_at).map(|(_, acked)| *acked).min();
     let resumed_after = first_after.map(|t| t - killed_at);
+    // No write waited more than 3 s past the kill: every group the victim led had a new leader by then.
+    let longest_stall = log.times.iter().map(|(sent, acked)| *acked - (*sent).max(killed_at)).max().unwrap_or_default();
     println!(
-        "acked {} writes ({} before the kill), {} failed; first ack after the kill: {resumed_after:?}",
+        "acked {} artifact and {} workload creates ({} before the kill), {} failed; first ack after the kill: \
+         {resumed_after:?}; longest wait past the kill: {longest_stall:?}",
         log.acked.len(),
+        log.acked_workloads.len(),
         acked_before_kill,
         log.failures
     );
     let resumed_after = resumed_after.expect("writes never resumed after the leader was killed");
     assert!(resumed_after < Duration::from_secs(3), "writes resumed only after {resumed_after:?}");
+    assert!(longest_stall < Duration::from_secs(3), "a write waited {longest_stall:?} past the kill");
+    assert!(log.acked_workloads.len() > 1, "workload creates (shard groups) went through");
 
     let survivors: Vec<&MetaProcess> = nodes.iter().enumerate().filter(|(i, _)| *i != victim).map(|(_, n)| n).collect();
-    let new_leader = nucleus_client::node_status(&survivors[0].addr).await.unwrap().leader_id;
-    assert!(new_leader.is_some_and(|l| l != leader_id), "a surviving node leads now: {new_leader:?}");
+    let status = nucleus_client::node_status(&survivors[0].addr).await.unwrap();
+    for group in &status.groups {
+        assert!(group.leader_id.is_some_and(|l| l != leader_id), "group {} has a surviving leader: {group:?}", group.group_id);
+    }
     let reads_started = Instant::now();
     for id in &log.acked {
         let (code, body) = gateway.get(&format!("/artifacts/{id}")).await;
         assert_eq!(code, StatusCode::OK, "acknowledged write {id} is lost: {body}");
     }
-    println!("read back {} writes in {:?}", log.acked.len(), reads_started.elapsed());
+    for id in &log.acked_workloads {
+        let (code, body) = gateway.get(&format!("/workloads/{id}")).await;
+        assert_eq!(code, StatusCode::OK, "acknowledged workload create {id} is lost: {body}");
+    }
+    println!("read back {} writes in {:?}", log.times.len(), reads_started.elapsed());
     let (code, page) = gateway.get("/artifacts?limit=1").await;
     assert_eq!(code, StatusCode::OK);
     assert!(page["totalCount"].as_u64().unwrap() as usize >= log.acked.len());
+    let (code, page) = gateway.get("/workloads?limit=1").await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(page["totalCount"].as_u64().unwrap() as usize >= log.acked_workloads.len(), "the shard fan-out lists every workload");
 }
