@@ -25,9 +25,14 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Connect { .. } => true,
+            // Cancelled: the connection closed under the call (the node died mid-request). Safe
+            // to retry: writes carry a request id, so one that did apply is not applied again.
             Error::Rpc { status, .. } => matches!(
                 status.code(),
-                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown
+                tonic::Code::Unavailable
+                    | tonic::Code::DeadlineExceeded
+                    | tonic::Code::Unknown
+                    | tonic::Code::Cancelled
             ),
             _ => false,
         }

@@ -84,12 +84,13 @@ impl MetaConfig {
         }
         let config = Config {
             cluster_name: "nucleus-meta".to_owned(),
-            // A leader crash is noticed after 0.4-0.8 s; openraft's leader lease (voters refuse to
-            // vote for election_timeout_max after the last heartbeat) bounds a re-election to
-            // about 1.6 s, well within the 3 s writes may pause.
+            // A follower campaigns once the leader's lease (election_timeout_max since the last
+            // heartbeat) and its own election timeout have passed: 0.9-1.2 s after a leader
+            // crash, so even a split vote (one more timeout) ends within the 3 s writes may
+            // pause. Three heartbeats fit in the shortest timeout.
             heartbeat_interval: 100,
-            election_timeout_min: 400,
-            election_timeout_max: 800,
+            election_timeout_min: 300,
+            election_timeout_max: 600,
             // Append entries and heartbeats time out after heartbeat_interval (openraft's rule);
             // a snapshot (one chunk per RPC) gets much longer.
             install_snapshot_timeout: 10_000,

@@ -151,6 +151,7 @@ async fn killing_the_meta_leader_loses_no_acknowledged_write() {
     assert!(resumed_after < Duration::from_secs(3), "writes resumed only after {resumed_after:?}");
     assert!(longest_stall < Duration::from_secs(3), "a write waited {longest_stall:?} past the kill");
     assert!(log.acked_workloads.len() > 1, "workload creates (shard groups) went through");
+    assert_eq!(log.failures, 0, "the gateway retried through the failover: no request failed");
 
     let survivors: Vec<&MetaProcess> = nodes.iter().enumerate().filter(|(i, _)| *i != victim).map(|(_, n)| n).collect();
     let status = nucleus_client::node_status(&survivors[0].addr).await.unwrap();
