@@ -12,6 +12,9 @@ pub const PROTONS: &str = "protons/";
 pub const SNAPSHOTS: &str = "snapshots/";
 pub const EVENTS: &str = "events/";
 pub const AGENTS: &str = "agents/";
+/// `shardleases/<group>`: the lease of scheduler work on one shard, stored in that shard's own
+/// group so that every scheduler write there can be conditioned on it (meta-level fencing).
+pub const SHARD_LEASES: &str = "shardleases/";
 
 /// The kinds stored in the shard of their workload; every other key is cluster-wide (group 0).
 pub const PER_WORKLOAD: [&str; 4] = [WORKLOADS, PROTONS, SNAPSHOTS, EVENTS];
@@ -57,6 +60,18 @@ pub fn agent(name: &str) -> String {
     format!("{AGENTS}{name}")
 }
 
+/// The scheduler lease of shard group `group` (lives in that group). Written only when the
+/// lease changes hands, so its revision is the holder's fencing token for the shard.
+pub fn shard_lease(group: u64) -> String {
+    format!("{SHARD_LEASES}{group}")
+}
+
+/// The holder's heartbeat for the lease of `group` (lives in that group too): renewing the lease
+/// writes only this, so the fencing token stays the same while the holder keeps it.
+pub fn shard_lease_beat(group: u64) -> String {
+    format!("{SHARD_LEASES}{group}/beat")
+}
+
 /// The last path segment of a key.
 pub fn id_of(key: &str) -> &str {
     key.rsplit('/').next().unwrap_or(key)
@@ -77,6 +92,8 @@ pub enum Scope<'a> {
     Root,
     /// One workload and everything under it: its shard.
     Workload(&'a str),
+    /// A document about a shard group itself (its scheduler lease), stored in that group.
+    Shard(u64),
 }
 
 impl Scope<'_> {
@@ -85,6 +102,7 @@ impl Scope<'_> {
     pub fn group(&self, shard_count: u64) -> u64 {
         match self {
             Scope::Workload(id) if shard_count > 0 => 1 + fnv1a64(id.as_bytes()) % shard_count,
+            Scope::Shard(group) if shard_count > 0 => *group,
             _ => ROOT_GROUP,
         }
     }
@@ -93,6 +111,9 @@ impl Scope<'_> {
 /// The scope of a key: for `workloads/<id>` the id is the rest of the key, for the other
 /// per-workload kinds the segment up to the next `/`.
 pub fn scope_of_key(key: &str) -> Scope<'_> {
+    if let Some(group) = key.strip_prefix(SHARD_LEASES).and_then(|rest| rest.split('/').next()?.parse().ok()) {
+        return Scope::Shard(group);
+    }
     for kind in PER_WORKLOAD {
         if let Some(rest) = key.strip_prefix(kind) {
             let id = if kind == WORKLOADS { rest } else { rest.split('/').next().unwrap_or(rest) };
@@ -115,7 +136,7 @@ pub fn scope_of_prefix(prefix: &str) -> Option<Scope<'_>> {
         }
     }
     // A prefix of a kind's name ("", "w", "protons") also matches per-workload keys.
-    let spans_workloads = PER_WORKLOAD.iter().any(|kind| kind.starts_with(prefix));
+    let spans_workloads = PER_WORKLOAD.iter().chain([&SHARD_LEASES]).any(|kind| kind.starts_with(prefix));
     (!spans_workloads).then_some(Scope::Root)
 }
 
@@ -133,7 +154,7 @@ pub fn groups_of_prefix(prefix: &str, shard_count: u64) -> Vec<u64> {
         return vec![scope.group(shard_count)];
     }
     let shards = 1..=shard_count;
-    if PER_WORKLOAD.iter().any(|kind| prefix.starts_with(kind)) {
+    if PER_WORKLOAD.iter().chain([&SHARD_LEASES]).any(|kind| prefix.starts_with(kind)) {
         shards.collect()
     } else {
         std::iter::once(ROOT_GROUP).chain(shards).collect()

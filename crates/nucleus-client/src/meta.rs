@@ -122,8 +122,8 @@ impl MetaClient {
     /// same request id, so the write is applied at most once even if an earlier attempt did reach
     /// the leader. The revision of [`WriteOutcome::Applied`] is the group's.
     pub async fn write(&self, txn: Txn) -> Result<WriteOutcome, Error> {
-        let scope = txn.scope()?;
-        let group = scope.group(self.shard_count().await?);
+        txn.scope()?; // refuse a cross-group transaction before asking anything
+        let group = txn.group(self.shard_count().await?)?;
         let request = txn.into_request(uuid::Uuid::new_v4().to_string(), group);
         let response = self
             .retrying(group, |mut grpc| {

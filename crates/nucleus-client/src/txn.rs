@@ -52,26 +52,60 @@ impl Txn {
     /// Checked per workload rather than per group: two workloads that happen to share a shard at
     /// one shard count would not at another, so such a transaction is refused everywhere.
     pub(crate) fn scope(&self) -> Result<Scope<'_>, Error> {
+        let touched = self.touched();
+        // Shard documents (leases) may join the transactions of one workload in their shard: the
+        // scope is decided without them, and `group` checks that they are in its group.
+        let (pins, scoped): (Vec<_>, Vec<_>) =
+            touched.iter().map(|(_, scope)| *scope).partition(|scope| matches!(scope, Some(Scope::Shard(_))));
+        let pins_agree = pins.windows(2).all(|pair| pair[0] == pair[1]);
+        let scope = match (scoped.first(), pins.first()) {
+            (None, None) => Some(Scope::Root),
+            (None, Some(pin)) => *pin,
+            (Some(first), _) if scoped.iter().all(|s| s == first) => *first,
+            _ => None,
+        };
+        match scope {
+            Some(scope) if pins_agree && (pins.is_empty() || matches!(scope, Scope::Workload(_) | Scope::Shard(_))) => {
+                Ok(scope)
+            }
+            _ => Err(self.cross_group()),
+        }
+    }
+
+    /// The group the transaction goes to in a cluster of `shard_count` shards; refuses one whose
+    /// shard documents are not in the group of its workload.
+    pub(crate) fn group(&self, shard_count: u64) -> Result<u64, Error> {
+        let group = self.scope()?.group(shard_count);
+        let pins = self.touched().into_iter().filter_map(|(_, scope)| match scope {
+            Some(Scope::Shard(pinned)) => Some(Scope::Shard(pinned).group(shard_count)),
+            _ => None,
+        });
+        for pinned in pins {
+            if pinned != group {
+                return Err(self.cross_group());
+            }
+        }
+        Ok(group)
+    }
+
+    fn touched(&self) -> Vec<(&str, Option<Scope<'_>>)> {
         let conditions = self.conditions.iter().map(|c| (c.key.as_str(), Some(keys::scope_of_key(&c.key))));
         let ops = self.ops.iter().filter_map(|op| match op.op.as_ref()? {
             pb::op::Op::Put(put) => Some((put.key.as_str(), Some(keys::scope_of_key(&put.key)))),
             pb::op::Op::Delete(delete) => Some((delete.key.as_str(), Some(keys::scope_of_key(&delete.key)))),
             pb::op::Op::DeletePrefix(prefix) => Some((prefix.as_str(), keys::scope_of_prefix(prefix))),
         });
-        let touched: Vec<(&str, Option<Scope<'_>>)> = conditions.chain(ops).collect();
-        let first = touched.first().map_or(Some(Scope::Root), |(_, scope)| *scope);
-        match first {
-            Some(scope) if touched.iter().all(|(_, s)| *s == Some(scope)) => Ok(scope),
-            _ => {
-                let mut keys: Vec<String> = Vec::new();
-                for (key, _) in touched {
-                    if !keys.iter().any(|k| k == key) {
-                        keys.push(key.to_owned());
-                    }
-                }
-                Err(Error::CrossGroup { keys })
+        conditions.chain(ops).collect()
+    }
+
+    fn cross_group(&self) -> Error {
+        let mut keys: Vec<String> = Vec::new();
+        for (key, _) in self.touched() {
+            if !keys.iter().any(|k| k == key) {
+                keys.push(key.to_owned());
             }
         }
+        Error::CrossGroup { keys }
     }
 
     pub(crate) fn into_request(self, request_id: String, group_id: u64) -> pb::WriteRequest {
@@ -131,5 +165,23 @@ mod tests {
         assert!(scope(&two_workloads).is_err(), "even where both land in the same shard");
         let all_protons = Txn::new().delete_prefix(keys::PROTONS);
         assert_eq!(scope(&all_protons), Err(vec![keys::PROTONS.to_owned()]));
+    }
+
+    #[test]
+    fn a_shard_lease_joins_writes_of_a_workload_in_that_shard_only() {
+        let shards = 16;
+        let home = keys::Scope::Workload("w").group(shards);
+        let other = if home == 1 { 2 } else { 1 };
+        let fenced = |lease_group: u64| {
+            Txn::new().require(&keys::shard_lease(lease_group), 5).put_json(&keys::proton("w", "p"), &1).unwrap()
+        };
+        assert_eq!(fenced(home).group(shards).unwrap(), home);
+        assert!(matches!(fenced(other).group(shards), Err(Error::CrossGroup { .. })), "lease of another shard");
+        let lease_only = Txn::new().require(&keys::shard_lease(other), 0).put_json(&keys::shard_lease(other), &1).unwrap();
+        assert_eq!(lease_only.group(shards).unwrap(), other);
+        let with_root = Txn::new().require(&keys::shard_lease(home), 5).put_json(&keys::artifact("a"), &1).unwrap();
+        assert!(with_root.scope().is_err(), "a lease never joins a cluster-wide write");
+        let two_leases = Txn::new().require(&keys::shard_lease(1), 5).require(&keys::shard_lease(2), 5);
+        assert!(two_leases.scope().is_err());
     }
 }

@@ -68,7 +68,7 @@ fn probe(p: &ProbeConfig, container_port: Option<i64>) -> pb::Probe {
     }
 }
 
-pub fn launch_request(p: &Proton, fencing_token: u64) -> pb::LaunchRequest {
+pub fn launch_request(p: &Proton, fencing_token: u64, meta_shard: u64) -> pb::LaunchRequest {
     let c = &p.container;
     let env = c
         .environment_vars
@@ -92,5 +92,7 @@ pub fn launch_request(p: &Proton, fencing_token: u64) -> pb::LaunchRequest {
             liveness_probe: c.liveness_probe.as_ref().map(|pr| probe(pr, c.port)),
         }),
         fencing_token,
+        meta_shard,
+        resources: None,
     }
 }

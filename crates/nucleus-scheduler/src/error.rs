@@ -2,4 +2,6 @@
 pub enum Error {
     #[error(transparent)]
     Client(#[from] nucleus_client::Error),
+    #[error("shard lease: {0}")]
+    Lease(String),
 }

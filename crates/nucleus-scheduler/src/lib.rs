@@ -9,6 +9,7 @@
 mod convert;
 mod error;
 mod inputs;
+pub mod lease;
 pub mod placement;
 pub mod plan;
 mod worker;

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::convert;
+use crate::lease::{Held, LeaseKeeper};
 use crate::inputs::{follow_agent, watch_prefix, Input};
 use crate::plan::{plan, Action, AgentView, Done, Report};
 use crate::Error;
@@ -61,17 +62,33 @@ struct World {
     synced_agents: bool,
 }
 
-/// Runs the worker until `shutdown` resolves. `first_pass` is told once every proton has been
-/// reconciled once: from then on, no status in meta predates this worker (after a restart, replicas
-/// that are gone are no longer reported ready).
+/// A shard this worker holds the lease of, and the fencing token that goes with it: every write
+/// there is conditioned on the lease, and every agent call carries the token.
+#[derive(Debug, Clone, Copy)]
+struct Fence {
+    group: u64,
+    token: u64,
+}
+
+impl Fence {
+    fn guard(&self, txn: Txn) -> Txn {
+        txn.require(&keys::shard_lease(self.group), self.token)
+    }
+}
+
+/// Runs the worker until `shutdown` resolves. It acts only on the shards it holds leases for.
+/// `first_pass` is told once it holds shards and has reconciled every proton in them once: from
+/// then on, no status there predates this worker (after a restart, replicas that are gone are no
+/// longer reported ready).
 pub async fn run(
     config: SchedulerConfig,
     meta: MetaClient,
     shutdown: impl std::future::Future<Output = ()>,
     first_pass: tokio::sync::oneshot::Sender<()>,
 ) -> Result<(), Error> {
-    let fencing_token = take_lease(&meta, &config).await?;
-    tracing::info!(scheduler = config.name, fencing_token, "scheduler started");
+    let shard_count = meta.shard_count().await?;
+    let (mut held, keeper) = LeaseKeeper::spawn(meta.clone(), &config.name).await?;
+    tracing::info!(scheduler = config.name, shard_count, "scheduler started");
     let (tx, mut rx) = mpsc::channel(1024);
     let watches = [keys::PROTONS, keys::WORKLOADS, keys::AGENTS].map(|p| watch_prefix(meta.clone(), p, tx.clone()));
     let mut world = World::default();
@@ -88,16 +105,19 @@ pub async fn run(
                 }
             }
             _ = tick.tick() => {}
+            Ok(()) = held.changed() => {}
         }
+        let leases = held.borrow_and_update().clone();
         if world.synced_protons && world.synced_workloads {
-            world.reconcile(&meta, fencing_token).await;
-            if world.agents_settled() {
+            world.reconcile(&meta, shard_count, &leases).await;
+            if world.agents_settled() && !leases.is_empty() {
                 if let Some(tell) = first_pass.take() {
                     let _ = tell.send(());
                 }
             }
         }
     }
+    keeper.abort();
     for watch in watches {
         watch.abort();
     }
@@ -105,17 +125,6 @@ pub async fn run(
         agent.task.abort();
     }
     Ok(())
-}
-
-/// Records this worker in meta; the revision of that write is its fencing token, newer than any
-/// token an earlier worker held.
-async fn take_lease(meta: &MetaClient, config: &SchedulerConfig) -> Result<u64, Error> {
-    let key = format!("schedulers/{}", config.name);
-    let record = json!({ "name": config.name, "since": chrono::Utc::now() });
-    match meta.write(Txn::new().put_json(&key, &record)?).await? {
-        nucleus_client::WriteOutcome::Applied { revision } => Ok(revision),
-        nucleus_client::WriteOutcome::Conflict { .. } => unreachable!("unconditional write"),
-    }
 }
 
 impl World {
@@ -226,17 +235,19 @@ impl World {
         })
     }
 
-    async fn reconcile(&mut self, meta: &MetaClient, fencing_token: u64) {
+    async fn reconcile(&mut self, meta: &MetaClient, shard_count: u64, leases: &Held) {
         let keys: Vec<String> = self.protons.keys().cloned().collect();
         for key in keys {
             let Some(doc) = self.protons.get(&key).cloned() else { continue };
-            if let Err(err) = self.reconcile_one(meta, fencing_token, doc).await {
+            let group = keys::group_of_key(&doc.key, shard_count);
+            let Some(&token) = leases.get(&group) else { continue }; // another worker's shard
+            if let Err(err) = self.reconcile_one(meta, Fence { group, token }, doc).await {
                 tracing::warn!(proton = key, error = %err, "reconcile failed; will retry");
             }
         }
     }
 
-    async fn reconcile_one(&mut self, meta: &MetaClient, fencing_token: u64, doc: Versioned<Proton>) -> Result<(), Error> {
+    async fn reconcile_one(&mut self, meta: &MetaClient, fence: Fence, doc: Versioned<Proton>) -> Result<(), Error> {
         let proton = &doc.value;
         let workload = self.workloads.get(&proton.workload_id).cloned();
         let view = self.view(proton);
@@ -248,14 +259,14 @@ impl World {
             Some(Action::Place(agent)) => {
                 let mut placed = proton.clone();
                 placed.agent = Some(agent.clone());
-                let txn = Txn::new().require(&doc.key, doc.mod_revision).put_json(&doc.key, &placed)?;
+                let txn = fence.guard(Txn::new()).require(&doc.key, doc.mod_revision).put_json(&doc.key, &placed)?;
                 meta.write(txn).await?;
                 tracing::info!(proton = proton.id, agent, "placed");
                 return Ok(());
             }
             Some(Action::Launch) => {
                 if let Some(agent) = agent {
-                    match agent.launch(convert::launch_request(proton, fencing_token)).await {
+                    match agent.launch(convert::launch_request(proton, fence.token, fence.group)).await {
                         Ok(()) => {
                             tracing::info!(proton = proton.id, generation = proton.generation, "launched");
                             self.done.entry(proton.id.clone()).or_default().launched_generation = Some(proton.generation);
@@ -272,7 +283,8 @@ impl World {
                     let request = StopRequest {
                         proton_id: proton.id.clone(),
                         grace_period_seconds: STOP_GRACE_SECONDS,
-                        fencing_token,
+                        fencing_token: fence.token,
+                        meta_shard: fence.group,
                     };
                     match agent.stop(request).await {
                         Ok(()) => {
@@ -287,7 +299,8 @@ impl World {
                 if workload_exists(meta, &proton.workload_id).await? {
                     return Ok(());
                 }
-                let txn = Txn::new()
+                let txn = fence
+                    .guard(Txn::new())
                     .require(&doc.key, doc.mod_revision)
                     .delete(&doc.key)
                     .delete(&keys::snapshot(&proton.workload_id, &proton.id));
@@ -300,16 +313,18 @@ impl World {
             None => {}
         }
         if workload.is_some() {
-            self.record_status(meta, &doc, workload, &view, decision.status, decision.message).await?;
+            self.record_status(meta, fence, &doc, workload, &view, decision.status, decision.message).await?;
         }
         Ok(())
     }
 
     /// Writes proton status, replica snapshot and workload status when they changed, in one
     /// transaction conditional on the documents it read.
+    #[allow(clippy::too_many_arguments)]
     async fn record_status(
         &mut self,
         meta: &MetaClient,
+        fence: Fence,
         doc: &Versioned<Proton>,
         workload: Option<Versioned<Workload>>,
         view: &AgentView,
@@ -385,7 +400,7 @@ impl World {
         if txn.is_empty() {
             return Ok(());
         }
-        if meta.write(txn).await?.applied() {
+        if meta.write(fence.guard(txn)).await?.applied() {
             if let Some(s) = snapshot.filter(|_| snapshot_changed) {
                 self.written.insert(proton.id.clone(), s);
             }
