@@ -1,4 +1,4 @@
-//! `cargo xtask bench meta [--against etcd] [--seconds N]`: builds the release `nucleus` and
+//! `cargo xtask bench meta [--against etcd] [--seconds N]` and `cargo xtask bench placement`: builds the release `nucleus` and
 //! `nucleus-bench` binaries and runs `nucleus-bench meta ...`, which starts the clusters, drives the
 //! load and prints the table (see docs/benchmarks.md). xtask itself only spawns cargo.
 
@@ -7,9 +7,15 @@ use std::process::Command;
 use anyhow::{bail, Context};
 
 pub fn run(args: &[&str]) -> anyhow::Result<()> {
-    let Some((&"meta", rest)) = args.split_first() else { bail!(super::USAGE) };
-    check_meta_args(rest)?;
-    if rest.windows(2).any(|w| w == ["--against", "etcd"]) && !on_path("etcd") {
+    let (bench, rest) = match args.split_first() {
+        Some((&"meta", rest)) => ("meta", rest),
+        Some((&"placement", rest)) => ("placement", rest),
+        _ => bail!(super::USAGE),
+    };
+    if bench == "meta" {
+        check_meta_args(rest)?;
+    }
+    if bench == "meta" && rest.windows(2).any(|w| w == ["--against", "etcd"]) && !on_path("etcd") {
         // Fail before a long release build; the benchmark installs nothing itself.
         bail!("etcd is not installed: run `apt-get install -y etcd-server` (Debian bookworm ships 3.4.23)");
     }
@@ -21,12 +27,12 @@ pub fn run(args: &[&str]) -> anyhow::Result<()> {
         .context("running cargo build")?;
     anyhow::ensure!(status.success(), "building the release binaries failed");
     let status = Command::new(cargo)
-        .args(["run", "--release", "-q", "-p", "nucleus-bench", "--", "meta"])
+        .args(["run", "--release", "-q", "-p", "nucleus-bench", "--", bench])
         .args(rest)
         .env("NUCLEUS_BENCH_COMMAND", format!("cargo xtask bench {}", args.join(" ")))
         .status()
         .context("running nucleus-bench")?;
-    anyhow::ensure!(status.success(), "nucleus-bench meta failed");
+    anyhow::ensure!(status.success(), "nucleus-bench {bench} failed");
     Ok(())
 }
 

@@ -8,6 +8,7 @@
 mod etcd;
 mod load;
 mod nucleus;
+mod placement;
 mod procs;
 mod report;
 
@@ -31,6 +32,8 @@ struct Cli {
 enum Bench {
     /// Committed single-key puts per second and their latency, for each client count.
     Meta(MetaArgs),
+    /// Placements per second of the pure placement code on a large simulated fleet.
+    Placement(placement::PlacementArgs),
 }
 
 #[derive(Debug, Clone, PartialEq, clap::Args)]
@@ -73,14 +76,22 @@ pub fn progress(message: &str) {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let Bench::Meta(args) = cli.command;
-    validate(&args)?;
+    if let Bench::Meta(args) = &cli.command {
+        validate(args)?;
+    }
     // Printed as the xtask ran it when it did (it says so in NUCLEUS_BENCH_COMMAND).
     let command = std::env::var("NUCLEUS_BENCH_COMMAND").unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" "));
     println!("command: {command}");
     println!("machine: {}", machine());
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(meta(args))
+    match cli.command {
+        Bench::Meta(args) => tokio::runtime::Runtime::new()?.block_on(meta(args)),
+        Bench::Placement(args) => {
+            progress(&format!("placing {} replicas on {} simulated nodes ...", args.replicas, args.nodes));
+            let summary = placement::run(&args)?;
+            placement::print(&args, &summary);
+            Ok(())
+        }
+    }
 }
 
 fn validate(args: &MetaArgs) -> anyhow::Result<()> {
@@ -200,8 +211,10 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<MetaArgs, clap::Error> {
         let cli = Cli::try_parse_from(std::iter::once("nucleus-bench").chain(args.iter().copied()))?;
-        let Bench::Meta(meta) = cli.command;
-        Ok(meta)
+        match cli.command {
+            Bench::Meta(meta) => Ok(meta),
+            Bench::Placement(_) => panic!("parsed a placement command"),
+        }
     }
 
     #[test]
