@@ -124,6 +124,8 @@ async fn meta(args: MetaArgs) -> anyhow::Result<()> {
     {
         let mut cluster = nucleus::Cluster::start(&nucleus_bin, args.nodes)?;
         progress(&format!("nucleus: data and logs in {}", cluster.data_dir().display()));
+        cluster.settled(Duration::from_secs(120)).await?;
+        progress("nucleus: every shard has its replicas and leaders are spread");
         let status = cluster.status(&nucleus_bin)?;
         println!("nucleus meta status --meta {}:\n{}", cluster.addrs.join(","), status.trim_end());
         let putter = Arc::new(nucleus::NucleusPutter::new(&cluster.addrs, json_value)?);

@@ -46,6 +46,37 @@ impl Cluster {
         Ok(Cluster { addrs, procs })
     }
 
+    /// Waits until every group (root and shards) has `min(nodes, 3)` voters and a leader, and each
+    /// node leads some shard: measuring earlier would time the rebalancer's membership changes
+    /// and leader hand-overs, not steady writes.
+    pub async fn settled(&self, timeout: Duration) -> anyhow::Result<()> {
+        let replicas = self.addrs.len().min(3);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let mut leaders = std::collections::BTreeSet::new();
+            let mut settled = true;
+            for addr in &self.addrs {
+                let Ok(status) = nucleus_client::node_status(addr).await else {
+                    settled = false;
+                    break;
+                };
+                let hosted = status.groups.iter().filter(|g| g.voter_ids.contains(&status.node_id));
+                for group in hosted {
+                    settled &= group.voter_ids.len() == replicas && group.leader_id.is_some();
+                    if group.group_id != 0 && group.state == "leader" {
+                        leaders.insert(status.node_id);
+                    }
+                }
+                settled &= status.shard_count > 0;
+            }
+            if settled && leaders.len() == self.addrs.len() {
+                return Ok(());
+            }
+            anyhow::ensure!(tokio::time::Instant::now() < deadline, "the meta cluster did not settle within {timeout:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// `nucleus meta status` of the group, as that command prints it.
     pub fn status(&self, nucleus: &Path) -> anyhow::Result<String> {
         let output = Command::new(nucleus)
