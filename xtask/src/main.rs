@@ -26,6 +26,8 @@ const QUARANTINE: &[(&str, &[&str])] = &[
     ("rocksdb", &["nucleus-meta"]),
     ("openraft", &["nucleus-meta"]),
     ("axum", &["nucleus-gateway", "nucleus-whoami"]),
+    ("kube", &["nucleus-agent"]),
+    ("k8s-openapi", &["nucleus-agent"]),
 ];
 
 mod bench;

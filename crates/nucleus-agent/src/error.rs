@@ -5,12 +5,73 @@ use tonic::Status;
 pub enum Error {
     #[error("invalid launch request: {0}")]
     InvalidSpec(String),
-    #[error("fencing token {got} is older than {newest}, the newest this agent has seen")]
-    StaleFencingToken { got: u64, newest: u64 },
+    #[error(
+        "fencing token {got} of meta shard {shard} is older than {newest}, the newest this agent has seen \
+         for that shard: the calling scheduler lost the shard's lease to another worker"
+    )]
+    StaleFencingToken { shard: u64, got: u64, newest: u64 },
     #[error("the agent is shutting down")]
     ShuttingDown,
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error(
+        "cannot reach the Kubernetes API: check the kubeconfig (KUBECONFIG, ~/.kube/config) or, \
+         in a pod, the in-cluster service account: {0}"
+    )]
+    KubernetesConfig(#[source] kube::Error),
+    /// A call to the Kubernetes API failed; `action` says which, e.g. "apply Deployment
+    /// nucleus/proton-x".
+    #[error("cannot {action}: {}", kube_advice(source))]
+    Kubernetes {
+        action: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(
+        "proton {0} is still being stopped (its Deployment is being deleted): launch it again once \
+         it is reported stopped"
+    )]
+    StillStopping(String),
+}
+
+impl Error {
+    pub(crate) fn kubernetes(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+        let action = action.into();
+        move |source| Error::Kubernetes { action, source }
+    }
+}
+
+/// What the API server said and what to do about it.
+fn kube_advice(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => {
+            let hint = match status.code {
+                401 => {
+                    "; the credentials were refused: refresh the kubeconfig or the service account token"
+                }
+                403 => {
+                    "; the agent's service account lacks RBAC permission: it needs get/list/watch on \
+                        pods and nodes and get/patch/delete on deployments and services in its namespace"
+                }
+                404 => "; does the namespace exist? (kubectl create namespace <namespace>)",
+                409 => "; another field manager owns these fields",
+                422 => "; the cluster rejected the manifest",
+                _ => "",
+            };
+            format!(
+                "the API server answered {} {}: {}{hint}",
+                status.code, status.reason, status.message
+            )
+        }
+        kube::Error::HyperError(_) | kube::Error::Service(_) => format!(
+            "cannot reach the Kubernetes API: check the kubeconfig or in-cluster service account and \
+             the network to the API server ({error})"
+        ),
+        kube::Error::Auth(_) => format!(
+            "cannot authenticate to the Kubernetes API: refresh the kubeconfig credentials ({error})"
+        ),
+        other => other.to_string(),
+    }
 }
 
 impl From<Error> for Status {
@@ -18,8 +79,22 @@ impl From<Error> for Status {
         match &err {
             Error::InvalidSpec(_) => Status::invalid_argument(err.to_string()),
             Error::StaleFencingToken { .. } => Status::failed_precondition(err.to_string()),
-            Error::ShuttingDown => Status::unavailable(err.to_string()),
+            Error::ShuttingDown | Error::StillStopping(_) | Error::KubernetesConfig(_) => {
+                Status::unavailable(err.to_string())
+            }
             Error::Transport(_) => Status::internal(err.to_string()),
+            Error::Kubernetes { source, .. } => match source {
+                kube::Error::Api(status) if status.code == 422 || status.code == 400 => {
+                    Status::invalid_argument(err.to_string())
+                }
+                kube::Error::Api(status) if matches!(status.code, 401 | 403 | 404 | 409) => {
+                    Status::failed_precondition(err.to_string())
+                }
+                kube::Error::Api(status) if status.code < 500 && status.code != 429 => {
+                    Status::internal(err.to_string())
+                }
+                _ => Status::unavailable(err.to_string()),
+            },
         }
     }
 }

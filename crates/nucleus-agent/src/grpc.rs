@@ -5,8 +5,8 @@ use std::pin::Pin;
 use futures::Stream;
 use nucleus_proto::agent::v1::agent_server::Agent as AgentRpc;
 use nucleus_proto::agent::v1::{
-    InfoRequest, InfoResponse, LaunchRequest, LaunchResponse, ProtonReport, StopRequest,
-    StopResponse, WatchProtonsRequest,
+    InfoRequest, InfoResponse, LaunchRequest, LaunchResponse, NodeCapacity, ProtonReport,
+    StopRequest, StopResponse, WatchProtonsRequest,
 };
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -49,10 +49,11 @@ impl AgentRpc for AgentService {
             proton_id,
             grace_period_seconds,
             fencing_token,
+            meta_shard,
         } = request.into_inner();
-        tracing::info!(proton = %proton_id, grace_period_seconds, fencing_token, "stop");
+        tracing::info!(proton = %proton_id, grace_period_seconds, meta_shard, fencing_token, "stop");
         self.agent
-            .stop(proton_id, grace_period_seconds, fencing_token)
+            .stop(proton_id, grace_period_seconds, meta_shard, fencing_token)
             .await?;
         Ok(Response::new(StopResponse {}))
     }
@@ -69,10 +70,26 @@ impl AgentRpc for AgentService {
     }
 
     async fn info(&self, _request: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
+        let nodes = self.agent.capacity().await?;
         Ok(Response::new(InfoResponse {
             name: self.agent.name().to_owned(),
             driver: self.agent.driver_kind().to_owned(),
+            cluster: self.agent.cluster().to_owned(),
+            region: self.agent.region().to_owned(),
+            nodes: nodes.into_iter().map(node_capacity).collect(),
         }))
+    }
+}
+
+fn node_capacity(node: crate::driver::NodeCapacity) -> NodeCapacity {
+    NodeCapacity {
+        name: node.name,
+        zone: node.zone,
+        cpu_millis: node.cpu_millis,
+        memory_bytes: node.memory_bytes,
+        gpu_count: node.gpu_count,
+        gpu_type: node.gpu_type,
+        gpu_memory_bytes: node.gpu_memory_bytes,
     }
 }
 

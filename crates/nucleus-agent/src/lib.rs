@@ -1,6 +1,6 @@
 //! The Nucleus node agent: launches protons (N replicas of one container) through a [`Driver`]
-//! and streams the status of their replicas to the scheduler over the `nucleus.agent.v1.Agent`
-//! gRPC service.
+//! (host processes, or Deployments in a Kubernetes cluster), streams the status of their replicas
+//! to the scheduler over the `nucleus.agent.v1.Agent` gRPC service and reports its capacity.
 
 mod agent;
 pub mod driver;
@@ -12,8 +12,9 @@ use std::future::Future;
 
 use tonic::transport::server::TcpIncoming;
 
-pub use agent::{Agent, AgentConfig};
+pub use agent::{Agent, AgentConfig, AgentOptions, DriverChoice};
 pub use driver::Driver;
+pub use driver::kubernetes::KubernetesConfig;
 pub use error::Error;
 pub use grpc::AgentService;
 
@@ -36,7 +37,10 @@ pub async fn serve(
     };
     tonic::transport::Server::builder()
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await?;
     Ok(())
 }

@@ -391,6 +391,10 @@ async fn stale_fencing_tokens_are_refused() {
     );
     let refused = harness.stop("fenced", 1, 0).await.expect_err("stale stop");
     assert_eq!(refused.code(), Code::FailedPrecondition);
+    // Tokens are per meta shard: an older number from another shard's lease is no stale token.
+    let mut other_shard = launch_request("other-shard", 1, &entrypoint(&server), 1);
+    other_shard.meta_shard = 7;
+    harness.launch(other_shard).await.expect("a token of another shard is compared with that shard's only");
 
     let report = harness
         .wait_for("fenced", READY_TIMEOUT, |report| all_ready(report, 1))
@@ -409,6 +413,7 @@ async fn stale_fencing_tokens_are_refused() {
             report.lifecycle == "stopped"
         })
         .await;
+    harness.agent.shutdown().await;
 }
 
 #[tokio::test]
@@ -461,4 +466,43 @@ async fn shutdown_leaves_no_process_behind() {
         .await
         .expect_err("launch after shutdown");
     assert_eq!(refused.code(), Code::Unavailable);
+}
+
+#[tokio::test]
+async fn info_reports_the_location_and_this_host_as_capacity() {
+    let mut harness = Harness::start().await;
+    let info = harness
+        .client
+        .info(InfoRequest {})
+        .await
+        .expect("info")
+        .into_inner();
+    assert_eq!(
+        (info.cluster.as_str(), info.region.as_str()),
+        ("local", "local")
+    );
+    assert_eq!(info.nodes.len(), 1, "{:?}", info.nodes);
+    let host = &info.nodes[0];
+    let cores = std::thread::available_parallelism().expect("cores").get();
+    assert_eq!(host.cpu_millis as usize, cores * 1000);
+    assert!(host.memory_bytes > 0);
+    assert!(!host.name.is_empty());
+    assert_eq!((host.gpu_count, host.gpu_type.as_str()), (0, ""));
+}
+
+#[tokio::test]
+async fn a_launch_asking_for_gpus_of_no_type_is_refused() {
+    let mut harness = Harness::start().await;
+    let mut request = launch_request("gpu", 1, &["true"], 0);
+    request.resources = Some(nucleus_proto::agent::v1::Resources {
+        gpu_count: 1,
+        ..Default::default()
+    });
+    let status = harness.launch(request).await.expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("gpu_type"),
+        "{}",
+        status.message()
+    );
 }

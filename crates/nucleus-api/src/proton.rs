@@ -137,6 +137,8 @@ impl ReplicaStatus {
         match self.status {
             ReplicaPhase::Failed => ProtonStatus::Errored,
             ReplicaPhase::Pending if backing_off => ProtonStatus::Restarting,
+            // Not on a node yet: still waiting to be scheduled (spec: submitted).
+            ReplicaPhase::Pending if self.node_address.is_empty() => ProtonStatus::Submitted,
             ReplicaPhase::Pending => ProtonStatus::Provisioning,
             ReplicaPhase::Running if self.is_ready() => ProtonStatus::Running,
             ReplicaPhase::Running => ProtonStatus::Launching,
@@ -235,6 +237,16 @@ mod tests {
         assert_eq!(aggregate(&[up.clone(), backoff], 2), ProtonStatus::Restarting);
         assert_eq!(aggregate(&[up.clone()], 2), ProtonStatus::Provisioning);
         assert_eq!(aggregate(&[], 0), ProtonStatus::Provisioning);
+    }
+
+    #[test]
+    fn a_pending_replica_is_submitted_until_it_has_a_node() {
+        let scheduled = replica(ReplicaPhase::Pending, false, None);
+        let unscheduled = ReplicaStatus { node_address: String::new(), ..scheduled.clone() };
+        assert_eq!(scheduled.state(), ProtonStatus::Provisioning);
+        assert_eq!(unscheduled.state(), ProtonStatus::Submitted);
+        let up = replica(ReplicaPhase::Running, true, None);
+        assert_ne!(aggregate(&[up, unscheduled], 2), ProtonStatus::Running);
     }
 
     #[test]

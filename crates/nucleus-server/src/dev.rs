@@ -46,6 +46,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         cluster: "local".to_owned(),
         region: "local".to_owned(),
         data_dir: args.data_dir.clone(),
+        driver: roles::DriverKind::Process,
+        namespace: String::new(),
     };
     let agent = roles::start_agent(agent_args, meta.clone(), roles_shutdown.clone()).await?;
     let (scheduler, reconciled) = roles::start_scheduler(meta.clone(), "dev".to_owned(), roles_shutdown.clone());

@@ -38,7 +38,7 @@ enum Command {
         #[arg(long, default_value = "scheduler")]
         name: String,
     },
-    /// Run a node agent (process driver).
+    /// Run a node agent (process or Kubernetes driver).
     Agent {
         #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:7001")]
         meta: Vec<String>,
@@ -53,6 +53,12 @@ enum Command {
         region: String,
         #[arg(long, default_value = "./.nucleus")]
         data_dir: PathBuf,
+        /// How replicas run: host processes, or pods in a Kubernetes cluster.
+        #[arg(long, value_enum, default_value = "process")]
+        driver: roles::DriverKind,
+        /// Kubernetes namespace of the Deployments and Services (kubernetes driver).
+        #[arg(long, default_value = "nucleus")]
+        namespace: String,
     },
     /// Run the REST gateway.
     Gateway {
@@ -93,8 +99,8 @@ fn main() -> anyhow::Result<()> {
             Command::Meta { action: Some(MetaAction::Status { meta }), .. } => roles::meta_status(&meta).await,
             Command::Meta { action: None, run } => roles::meta(run).await,
             Command::Scheduler { meta, name } => roles::scheduler(meta, name).await,
-            Command::Agent { meta, listen, advertise, cluster, region, data_dir } => {
-                roles::agent(roles::AgentArgs { meta, listen, advertise, cluster, region, data_dir }).await
+            Command::Agent { meta, listen, advertise, cluster, region, data_dir, driver, namespace } => {
+                roles::agent(roles::AgentArgs { meta, listen, advertise, cluster, region, data_dir, driver, namespace }).await
             }
             Command::Gateway { meta, listen, token } => roles::gateway(meta, listen, token).await,
         }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use nucleus_agent::{Agent, AgentConfig};
+use nucleus_agent::{Agent, AgentConfig, AgentOptions, DriverChoice, KubernetesConfig};
 use nucleus_client::{keys, AgentRecord, MetaClient, Txn};
 use nucleus_gateway::{AppState, GatewayConfig};
 use nucleus_meta::{MetaConfig, MetaNode};
@@ -60,6 +60,19 @@ pub struct AgentArgs {
     pub cluster: String,
     pub region: String,
     pub data_dir: PathBuf,
+    pub driver: DriverKind,
+    /// Namespace of the Kubernetes driver's Deployments and Services.
+    pub namespace: String,
+}
+
+/// How the agent runs protons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DriverKind {
+    /// Replicas are processes of this host.
+    Process,
+    /// Replicas are pods of Deployments in the Kubernetes cluster of the in-cluster config or
+    /// kubeconfig.
+    Kubernetes,
 }
 
 pub struct RunningAgent {
@@ -75,11 +88,17 @@ pub async fn start_agent(args: AgentArgs, meta: MetaClient, shutdown: Shutdown) 
         .with_context(|| format!("binding the agent to {}", args.listen))?;
     let addr = listener.local_addr()?;
     let name = format!("{}-{}", args.cluster, args.region);
-    let agent = Agent::new(AgentConfig {
-        name: name.clone(),
-        data_dir: args.data_dir.join("agent"),
-        node_address: addr.ip().to_string(),
-    });
+    let driver = match args.driver {
+        DriverKind::Process => DriverChoice::Process,
+        DriverKind::Kubernetes => DriverChoice::Kubernetes(
+            KubernetesConfig::infer(args.namespace.clone())
+                .await
+                .context("connecting the Kubernetes driver (in-cluster config or kubeconfig)")?,
+        ),
+    };
+    let config = AgentConfig { name: name.clone(), data_dir: args.data_dir.join("agent"), node_address: addr.ip().to_string() };
+    let options = AgentOptions { cluster: args.cluster.clone(), region: args.region.clone(), driver };
+    let agent = Agent::with_options(config, options);
     let server = {
         let agent = agent.clone();
         let shutdown = shutdown.clone();
@@ -92,7 +111,7 @@ pub async fn start_agent(args: AgentArgs, meta: MetaClient, shutdown: Shutdown) 
     let record = AgentRecord {
         name,
         address: args.advertise.unwrap_or_else(|| addr.to_string()),
-        driver: "process".to_owned(),
+        driver: agent.driver_kind().to_owned(),
         cluster: args.cluster,
         region: args.region,
         heartbeat_at: String::new(),

@@ -1,6 +1,7 @@
-//! Drivers run protons. The process driver runs each replica as a host process; a Kubernetes
-//! driver can later implement the same [`Driver`] trait.
+//! Drivers run protons: the process driver runs each replica as a host process, the Kubernetes
+//! driver as a pod of a Deployment. Both implement [`Driver`].
 
+pub mod kubernetes;
 pub mod process;
 mod spec;
 
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-pub use spec::{ContainerSpec, ProbeScheme, ProbeSpec, ProtonSpec};
+pub use spec::{ContainerSpec, Gpus, ProbeScheme, ProbeSpec, ProtonSpec, Resources};
 
 use crate::error::Error;
 
@@ -21,6 +22,25 @@ pub trait Driver: Send + Sync + 'static {
     fn launch(&self, spec: ProtonSpec) -> BoxFuture<'_, Result<(), Error>>;
     /// Begins stopping a proton: SIGTERM (or the driver's equivalent), forced after `grace`.
     fn stop(&self, proton_id: String, grace: Duration) -> BoxFuture<'_, Result<(), Error>>;
-    /// Stops every proton with a short grace and resolves once all of them are gone.
+    /// What the driver can place replicas on, node by node, as of now.
+    fn capacity(&self) -> BoxFuture<'_, Result<Vec<NodeCapacity>, Error>>;
+    /// Resolves once the driver no longer acts on its protons. The process driver stops every
+    /// proton (short grace); the Kubernetes driver leaves them to the cluster, for the next agent
+    /// to adopt.
     fn shutdown(&self) -> BoxFuture<'_, ()>;
+}
+
+/// What one node can give to replicas.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeCapacity {
+    pub name: String,
+    /// Empty when the node names none.
+    pub zone: String,
+    pub cpu_millis: u32,
+    pub memory_bytes: u64,
+    pub gpu_count: u32,
+    /// The GPU model (the node's GPU product label); empty without GPUs.
+    pub gpu_type: String,
+    /// Memory of each GPU; 0 when unknown.
+    pub gpu_memory_bytes: u64,
 }

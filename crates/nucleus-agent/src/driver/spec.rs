@@ -14,6 +14,10 @@ pub struct ProtonSpec {
     pub artifact_id: String,
     pub replica_count: u32,
     pub container: ContainerSpec,
+    /// What each replica needs (the process driver ignores it).
+    pub resources: Resources,
+    /// The metadata shard that holds the workload; drivers label what they create with it.
+    pub meta_shard: u64,
 }
 
 impl ProtonSpec {
@@ -37,6 +41,26 @@ pub struct ContainerSpec {
     pub startup_probe: Option<ProbeSpec>,
     pub readiness_probe: Option<ProbeSpec>,
     pub liveness_probe: Option<ProbeSpec>,
+}
+
+/// The resources of one replica. Zero CPU or memory means no request or limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resources {
+    /// The resource bundle the replica was placed by, for labels and messages.
+    pub bundle_id: String,
+    pub cpu_millis: u32,
+    pub memory_bytes: u64,
+    pub gpus: Option<Gpus>,
+}
+
+/// GPUs of one replica: always at least one, always of a named type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gpus {
+    pub count: u32,
+    /// The GPU model, matched against the nodes' GPU product label.
+    pub gpu_type: String,
+    /// Memory of each GPU; 0 when unknown.
+    pub memory_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +103,38 @@ impl TryFrom<proto::LaunchRequest> for ProtonSpec {
             artifact_id: request.artifact_id,
             replica_count: request.replica_count,
             container: ContainerSpec::try_from(primary)?,
+            resources: request
+                .resources
+                .map(Resources::try_from)
+                .transpose()?
+                .unwrap_or_default(),
+            meta_shard: request.meta_shard,
+        })
+    }
+}
+
+impl TryFrom<proto::Resources> for Resources {
+    type Error = Error;
+
+    fn try_from(resources: proto::Resources) -> Result<Resources, Error> {
+        let gpus = match (resources.gpu_count, resources.gpu_type.is_empty()) {
+            (0, _) => None,
+            (count, true) => {
+                return Err(Error::InvalidSpec(format!(
+                    "resources ask for {count} GPUs but name no gpu_type: say which model (e.g. \"nvidia-l4\")"
+                )));
+            }
+            (count, false) => Some(Gpus {
+                count,
+                gpu_type: resources.gpu_type,
+                memory_bytes: resources.gpu_memory_bytes,
+            }),
+        };
+        Ok(Resources {
+            bundle_id: resources.bundle_id,
+            cpu_millis: resources.cpu_millis,
+            memory_bytes: resources.memory_bytes,
+            gpus,
         })
     }
 }
@@ -155,6 +211,30 @@ mod tests {
         assert_eq!(probe.period, Duration::from_secs(1));
         assert_eq!(probe.timeout, Duration::from_secs(1));
         assert_eq!((probe.failure_threshold, probe.success_threshold), (1, 1));
+    }
+
+    #[test]
+    fn gpus_need_a_type() {
+        let gpus = |gpu_count: u32, gpu_type: &str| {
+            Resources::try_from(proto::Resources {
+                cpu_millis: 4000,
+                gpu_count,
+                gpu_type: gpu_type.into(),
+                gpu_memory_bytes: 24 << 30,
+                ..Default::default()
+            })
+        };
+        assert!(matches!(gpus(1, ""), Err(Error::InvalidSpec(_))));
+        assert_eq!(
+            gpus(2, "nvidia-l4").expect("valid").gpus,
+            Some(Gpus {
+                count: 2,
+                gpu_type: "nvidia-l4".into(),
+                memory_bytes: 24 << 30,
+            })
+        );
+        let cpu_only = gpus(0, "nvidia-l4").expect("valid");
+        assert_eq!((cpu_only.cpu_millis, cpu_only.gpus), (4000, None));
     }
 
     #[test]

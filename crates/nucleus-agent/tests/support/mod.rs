@@ -76,6 +76,7 @@ impl Harness {
             proton_id: proton_id.into(),
             grace_period_seconds,
             fencing_token,
+            ..Default::default()
         };
         self.client.stop(request).await.map(drop)
     }
@@ -184,6 +185,7 @@ pub fn launch_request(
             ..Default::default()
         }),
         fencing_token,
+        ..Default::default()
     }
 }
 

@@ -9,3 +9,4 @@ mod meta_failover;
 mod persistence;
 mod repositories;
 mod roles;
+mod scale_out;

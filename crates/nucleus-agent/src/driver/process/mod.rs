@@ -1,6 +1,7 @@
 //! The process driver: every replica of a proton is a host process running the container's
 //! entrypoint (the image is recorded, not pulled).
 
+mod capacity;
 mod logs;
 mod probe;
 mod prober;
@@ -18,7 +19,8 @@ use futures::future::{BoxFuture, join_all};
 use nucleus_proto::agent::v1::ProtonReport;
 
 use self::replica::{Publish, ReplicaHandle};
-use super::{Driver, ProtonSpec};
+pub(super) use self::spawn::substitute_port;
+use super::{Driver, NodeCapacity, ProtonSpec};
 use crate::error::Error;
 use crate::status::StatusHub;
 
@@ -119,6 +121,10 @@ impl Driver for ProcessDriver {
             tokio::spawn(stopped);
         }
         Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn capacity(&self) -> BoxFuture<'_, Result<Vec<NodeCapacity>, Error>> {
+        Box::pin(async { Ok(vec![capacity::this_host()]) })
     }
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {

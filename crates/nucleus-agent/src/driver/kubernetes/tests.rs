@@ -1,0 +1,501 @@
+//! The driver against a fake API server: the exact requests it makes and the reports it
+//! publishes from the pod watch.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use http::Method;
+use k8s_openapi::api::core::v1::Pod;
+use nucleus_proto::agent::v1::ProtonReport;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use super::testing::{Call, FakeApi, PATIENCE, failure, node_fixture, pod_fixture};
+use super::{KubernetesConfig, KubernetesDriver};
+use crate::driver::{ContainerSpec, Driver, Gpus, ProbeScheme, ProbeSpec, ProtonSpec, Resources};
+use crate::error::Error;
+use crate::status::StatusHub;
+
+const PROTON: &str = "65f0a1b2c3d4e5f6a7b8c9d0";
+const WORKLOAD: &str = "65f0a1b2aaaaaaaaaaaaaaaa";
+const NAME: &str = "proton-65f0a1b2c3d4e5f6a7b8c9d0";
+const DEPLOYMENT_PATH: &str =
+    "/apis/apps/v1/namespaces/nucleus/deployments/proton-65f0a1b2c3d4e5f6a7b8c9d0";
+const SERVICE_PATH: &str = "/api/v1/namespaces/nucleus/services/proton-65f0a1b2c3d4e5f6a7b8c9d0";
+const UID: &str = "9b2e3c4d-5f60-4a7b-8c9d-0e1f2a3b4c5d";
+
+fn spec(replicas: u32) -> ProtonSpec {
+    ProtonSpec {
+        proton_id: PROTON.into(),
+        workload_id: WORKLOAD.into(),
+        artifact_id: "artifact-1".into(),
+        replica_count: replicas,
+        container: ContainerSpec {
+            name: "primary".into(),
+            image_uri: "registry.example/llm:1".into(),
+            entrypoint: vec!["serve".into(), "--port=$PORT".into()],
+            env: BTreeMap::from([("MODEL".to_owned(), "llama".to_owned())]),
+            port: 9000,
+            startup_probe: Some(ProbeSpec {
+                path: "/healthz".into(),
+                port: 0,
+                scheme: ProbeScheme::Http,
+                host: "127.0.0.1".into(),
+                http_headers: BTreeMap::new(),
+                initial_delay: Duration::ZERO,
+                period: Duration::from_secs(2),
+                timeout: Duration::from_secs(1),
+                failure_threshold: 90,
+                success_threshold: 1,
+            }),
+            readiness_probe: Some(ProbeSpec {
+                path: "/ready".into(),
+                port: 9000,
+                scheme: ProbeScheme::Http,
+                host: "127.0.0.1".into(),
+                http_headers: BTreeMap::from([("X-Probe".to_owned(), "1".to_owned())]),
+                initial_delay: Duration::from_secs(5),
+                period: Duration::from_secs(10),
+                timeout: Duration::from_secs(2),
+                failure_threshold: 3,
+                success_threshold: 1,
+            }),
+            liveness_probe: None,
+        },
+        resources: Resources {
+            bundle_id: "gpu.l4.small".into(),
+            cpu_millis: 4000,
+            memory_bytes: 16 << 30,
+            gpus: Some(Gpus {
+                count: 1,
+                gpu_type: "NVIDIA-L4".into(),
+                memory_bytes: 24 << 30,
+            }),
+        },
+        meta_shard: 7,
+    }
+}
+
+struct Setup {
+    driver: KubernetesDriver,
+    api: FakeApi,
+    reports: broadcast::Receiver<ProtonReport>,
+    hub: StatusHub,
+}
+
+/// A driver whose API server already has `pods`.
+fn setup(pods: Vec<Pod>) -> Setup {
+    let (client, api) = FakeApi::start(pods);
+    let hub = StatusHub::new();
+    let (_, reports) = hub.subscribe();
+    let config = KubernetesConfig {
+        client,
+        namespace: "nucleus".into(),
+    };
+    let driver = KubernetesDriver::new(config, hub.clone());
+    Setup {
+        driver,
+        api,
+        reports,
+        hub,
+    }
+}
+
+/// The next report that satisfies `done`; panics with the last one seen if none comes.
+async fn report_where(
+    reports: &mut broadcast::Receiver<ProtonReport>,
+    done: impl Fn(&ProtonReport) -> bool,
+) -> ProtonReport {
+    let mut last = None;
+    let found = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let report = reports.recv().await.expect("hub open");
+            if done(&report) {
+                return report;
+            }
+            last = Some(report);
+        }
+    })
+    .await;
+    found.unwrap_or_else(|_| panic!("no such report; last one: {last:#?}"))
+}
+
+fn phases(report: &ProtonReport) -> Vec<&str> {
+    report.replicas.iter().map(|r| r.phase.as_str()).collect()
+}
+
+/// What the API server answers to an apply: the object with server-set fields.
+fn applied(call: &Call, uid: &str) -> Value {
+    let mut object = call.body.clone();
+    object["metadata"]["uid"] = json!(uid);
+    object["metadata"]["resourceVersion"] = json!("50101");
+    object["metadata"]["creationTimestamp"] = json!("2026-03-02T10:15:00Z");
+    object
+}
+
+fn assert_apply(call: &Call, path: &str) {
+    assert_eq!(call.method, Method::PATCH, "{}", call.uri);
+    assert_eq!(call.path(), path);
+    assert_eq!(
+        call.query(),
+        [
+            ("fieldManager".to_owned(), "nucleus-agent".to_owned()),
+            ("force".to_owned(), "true".to_owned())
+        ]
+    );
+    assert_eq!(call.content_type, "application/apply-patch+yaml");
+}
+
+/// Serves the two applies of a launch, checks them, and returns the Deployment applied.
+async fn serve_launch(api: &mut FakeApi) -> Value {
+    let call = api.next_call().await;
+    assert_apply(&call, DEPLOYMENT_PATH);
+    let deployment = call.body.clone();
+    let answer = applied(&call, UID);
+    call.respond(200, answer);
+
+    let call = api.next_call().await;
+    assert_apply(&call, SERVICE_PATH);
+    let service = &call.body;
+    assert_eq!(service["kind"], "Service");
+    assert_eq!(service["metadata"]["ownerReferences"][0]["uid"], UID);
+    assert_eq!(
+        service["metadata"]["ownerReferences"][0]["kind"],
+        "Deployment"
+    );
+    assert_eq!(service["spec"]["ports"][0]["port"], 80);
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], 9000);
+    let answer = applied(&call, "service-uid");
+    call.respond(200, answer);
+    deployment
+}
+
+#[tokio::test]
+async fn launch_applies_the_deployment_then_the_service_it_owns() {
+    let Setup {
+        driver,
+        mut api,
+        mut reports,
+        ..
+    } = setup(Vec::new());
+    let (launched, deployment) = tokio::join!(driver.launch(spec(2)), serve_launch(&mut api));
+    launched.expect("launch");
+
+    assert_eq!(deployment["kind"], "Deployment");
+    assert_eq!(deployment["metadata"]["name"], NAME);
+    assert_eq!(
+        deployment["metadata"]["labels"],
+        json!({
+            "app.kubernetes.io/managed-by": "nucleus",
+            "nucleus.dev/proton": NAME,
+            "nucleus.dev/workload": WORKLOAD,
+            "nucleus.dev/shard": "7",
+        })
+    );
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["nodeSelector"]["nvidia.com/gpu.product"], "NVIDIA-L4");
+    assert_eq!(pod["tolerations"][0]["key"], "nvidia.com/gpu");
+    assert_eq!(pod["tolerations"][0]["effect"], "NoSchedule");
+    let container = &pod["containers"][0];
+    assert_eq!(container["resources"]["limits"]["nvidia.com/gpu"], "1");
+    assert_eq!(container["resources"]["limits"]["cpu"], "4000m");
+    assert_eq!(container["resources"]["requests"]["memory"], "17179869184");
+    assert_eq!(
+        container["startupProbe"]["httpGet"],
+        json!({"path": "/healthz", "port": 9000, "scheme": "HTTP"})
+    );
+    assert_eq!(container["startupProbe"]["failureThreshold"], 90);
+    assert_eq!(container["readinessProbe"]["periodSeconds"], 10);
+    assert_eq!(
+        container["readinessProbe"]["httpGet"]["httpHeaders"],
+        json!([{"name": "X-Probe", "value": "1"}])
+    );
+
+    let report = report_where(&mut reports, |r| r.proton_id == PROTON).await;
+    assert_eq!(report.lifecycle, "running");
+    assert_eq!(report.workload_id, WORKLOAD);
+    assert!(report.replicas.is_empty());
+}
+
+#[tokio::test]
+async fn relaunching_with_another_replica_count_reapplies() {
+    let Setup {
+        driver, mut api, ..
+    } = setup(Vec::new());
+    let (launched, first) = tokio::join!(driver.launch(spec(2)), serve_launch(&mut api));
+    launched.expect("launch");
+    let (launched, second) = tokio::join!(driver.launch(spec(5)), serve_launch(&mut api));
+    launched.expect("relaunch");
+    assert_eq!(first["spec"]["replicas"], 2);
+    assert_eq!(second["spec"]["replicas"], 5);
+    assert_eq!(first["spec"]["template"], second["spec"]["template"]);
+}
+
+#[tokio::test]
+async fn pods_are_reported_as_they_change() {
+    let Setup {
+        driver,
+        mut api,
+        mut reports,
+        ..
+    } = setup(Vec::new());
+    let (launched, _) = tokio::join!(driver.launch(spec(1)), serve_launch(&mut api));
+    launched.expect("launch");
+
+    let mut pod = pod_fixture("pod-pending-unscheduled");
+    api.pod_event("ADDED", &pod);
+    let report = report_where(&mut reports, |r| r.replicas.len() == 1).await;
+    assert_eq!(phases(&report), ["pending"]);
+    assert_eq!(report.replicas[0].node_address, "");
+
+    // The same pod, scheduled, then running and ready.
+    let name = pod.metadata.name.clone();
+    for (fixture, phase, container, ready) in [
+        (
+            "pod-pending-container-creating",
+            "pending",
+            "waiting",
+            false,
+        ),
+        ("pod-running-not-ready", "running", "running", false),
+        ("pod-running-ready", "running", "running", true),
+    ] {
+        pod = pod_fixture(fixture);
+        pod.metadata.name = name.clone();
+        api.pod_event("MODIFIED", &pod);
+        let report = report_where(&mut reports, |r| {
+            let first = r
+                .replicas
+                .first()
+                .and_then(|replica| replica.containers.first());
+            first.is_some_and(|c| (c.status.as_str(), c.ready) == (container, ready))
+        })
+        .await;
+        assert_eq!(phases(&report), [phase], "{fixture}");
+        assert_eq!(report.replicas.len(), 1, "{fixture}: one pod, modified");
+        assert_eq!(report.replicas[0].node_address, "gke-gpu-pool-l4-1a2b");
+    }
+
+    api.pod_event("DELETED", &pod);
+    let report = report_where(&mut reports, |r| r.replicas.is_empty()).await;
+    assert_eq!(report.lifecycle, "running", "a lost pod is not a stop");
+}
+
+#[tokio::test]
+async fn stop_deletes_the_deployment_in_the_foreground_and_waits_for_the_pods() {
+    let ready = pod_fixture("pod-running-ready");
+    let Setup {
+        driver,
+        mut api,
+        mut reports,
+        ..
+    } = setup(vec![ready.clone()]);
+    report_where(&mut reports, |r| r.replicas.len() == 1).await;
+
+    let serve = async {
+        let call = api.next_call().await;
+        assert_eq!(call.method, Method::DELETE);
+        assert_eq!(call.path(), DEPLOYMENT_PATH);
+        assert_eq!(call.body["propagationPolicy"], "Foreground");
+        let mut deployment = json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {
+                "name": NAME,
+                "namespace": "nucleus",
+                "uid": UID,
+                "deletionTimestamp": "2026-03-02T10:30:00Z",
+                "finalizers": ["foregroundDeletion"],
+                "annotations": {"nucleus.dev/workload-id": WORKLOAD},
+            },
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"nucleus.dev/proton": NAME}}, "template": {}},
+        });
+        deployment["metadata"]["resourceVersion"] = json!("50200");
+        call.respond(200, deployment);
+    };
+    let (stopped, ()) = tokio::join!(driver.stop(PROTON.into(), Duration::from_secs(10)), serve);
+    stopped.expect("stop");
+    let report = report_where(&mut reports, |r| r.lifecycle != "running").await;
+    assert_eq!(report.lifecycle, "stopping");
+    assert_eq!(report.replicas.len(), 1, "the pod is still there");
+
+    let mut terminating = ready;
+    terminating.metadata.deletion_timestamp = terminating.metadata.creation_timestamp.clone();
+    api.pod_event("MODIFIED", &terminating);
+    api.pod_event("DELETED", &terminating);
+    let report = report_where(&mut reports, |r| r.lifecycle == "stopped").await;
+    assert!(report.replicas.is_empty());
+    assert_eq!(report.workload_id, WORKLOAD);
+}
+
+#[tokio::test]
+async fn stopping_a_proton_without_pods_stops_it_at_once() {
+    let Setup {
+        driver,
+        mut api,
+        mut reports,
+        ..
+    } = setup(Vec::new());
+    let (launched, _) = tokio::join!(driver.launch(spec(0)), serve_launch(&mut api));
+    launched.expect("launch");
+    let serve = async {
+        let call = api.next_call().await;
+        assert_eq!(
+            (call.method.clone(), call.path()),
+            (Method::DELETE, DEPLOYMENT_PATH)
+        );
+        call.respond(
+            404,
+            failure(404, "NotFound", "deployments.apps \"x\" not found"),
+        );
+    };
+    let (stopped, ()) = tokio::join!(driver.stop(PROTON.into(), Duration::from_secs(1)), serve);
+    stopped.expect("a Deployment already gone is stopped");
+    let stopping = report_where(&mut reports, |r| r.lifecycle == "stopping").await;
+    assert!(stopping.replicas.is_empty());
+    report_where(&mut reports, |r| r.lifecycle == "stopped").await;
+}
+
+#[tokio::test]
+async fn a_restarted_agent_adopts_the_running_pods_and_shutdown_deletes_nothing() {
+    let pods = vec![
+        pod_fixture("pod-running-ready"),
+        pod_fixture("pod-crash-loop-back-off"),
+    ];
+    let Setup {
+        driver,
+        mut api,
+        mut reports,
+        hub,
+    } = setup(pods);
+    let report = report_where(&mut reports, |r| r.replicas.len() == 2).await;
+    assert_eq!(report.proton_id, PROTON);
+    assert_eq!(report.workload_id, WORKLOAD);
+    assert_eq!(report.lifecycle, "running");
+    assert_eq!(phases(&report), ["running", "pending"]);
+
+    // Launching it again is a plain apply; nothing else is recreated.
+    let (launched, _) = tokio::join!(driver.launch(spec(2)), serve_launch(&mut api));
+    launched.expect("launch");
+
+    driver.shutdown().await;
+    assert_eq!(
+        api.unexpected_call().await,
+        None,
+        "shutdown must leave the cluster alone"
+    );
+    assert!(matches!(
+        driver.launch(spec(2)).await,
+        Err(Error::ShuttingDown)
+    ));
+    assert_eq!(hub.snapshot()[0].replicas.len(), 2, "still reported");
+}
+
+#[tokio::test]
+async fn launch_of_a_proton_being_deleted_is_refused_until_it_is_gone() {
+    let Setup {
+        driver, mut api, ..
+    } = setup(Vec::new());
+    let serve = async {
+        let call = api.next_call().await;
+        assert_apply(&call, DEPLOYMENT_PATH);
+        let mut answer = applied(&call, UID);
+        answer["metadata"]["deletionTimestamp"] = json!("2026-03-02T10:30:00Z");
+        call.respond(200, answer);
+        assert_eq!(
+            api.unexpected_call().await,
+            None,
+            "no Service for a dying Deployment"
+        );
+    };
+    let (launched, ()) = tokio::join!(driver.launch(spec(1)), serve);
+    let err = launched.expect_err("refused");
+    assert!(matches!(err, Error::StillStopping(_)), "{err}");
+    assert_eq!(tonic::Status::from(err).code(), tonic::Code::Unavailable);
+}
+
+#[tokio::test]
+async fn a_forbidden_apply_says_what_permission_is_missing() {
+    let Setup {
+        driver, mut api, ..
+    } = setup(Vec::new());
+    let serve = async {
+        let call = api.next_call().await;
+        call.respond(
+            403,
+            failure(
+                403,
+                "Forbidden",
+                "deployments.apps \"proton-65f0a1b2c3d4e5f6a7b8c9d0\" is forbidden: User \"system:serviceaccount:nucleus:agent\" cannot patch resource \"deployments\" in API group \"apps\" in the namespace \"nucleus\"",
+            ),
+        );
+    };
+    let (launched, ()) = tokio::join!(driver.launch(spec(1)), serve);
+    let err = launched.expect_err("forbidden");
+    let message = err.to_string();
+    assert!(
+        message.starts_with(&format!(
+            "cannot apply Deployment nucleus/{NAME}: the API server answered 403 Forbidden"
+        )),
+        "{message}"
+    );
+    assert!(message.contains("RBAC"), "{message}");
+    assert_eq!(
+        tonic::Status::from(err).code(),
+        tonic::Code::FailedPrecondition
+    );
+}
+
+#[tokio::test]
+async fn a_spec_without_image_is_refused_before_any_request() {
+    let Setup {
+        driver, mut api, ..
+    } = setup(Vec::new());
+    let mut spec = spec(1);
+    spec.container.image_uri.clear();
+    assert!(matches!(
+        driver.launch(spec).await,
+        Err(Error::InvalidSpec(_))
+    ));
+    assert_eq!(api.unexpected_call().await, None);
+}
+
+#[tokio::test]
+async fn capacity_lists_the_schedulable_nodes() {
+    let Setup {
+        driver, mut api, ..
+    } = setup(Vec::new());
+    let serve = async {
+        let call = api.next_call().await;
+        assert_eq!(
+            (call.method.clone(), call.path()),
+            (Method::GET, "/api/v1/nodes")
+        );
+        let mut cordoned = node_fixture("node-cpu");
+        cordoned.metadata.name = Some("gke-cpu-pool-cordoned".into());
+        cordoned.spec.get_or_insert_default().unschedulable = Some(true);
+        call.respond(
+            200,
+            json!({
+                "apiVersion": "v1",
+                "kind": "NodeList",
+                "metadata": {"resourceVersion": "50300"},
+                "items": [node_fixture("node-gpu-l4"), cordoned, node_fixture("node-cpu")],
+            }),
+        );
+    };
+    let (capacity, ()) = tokio::join!(driver.capacity(), serve);
+    let capacity = capacity.expect("capacity");
+    let summary: Vec<(&str, u32, &str)> = capacity
+        .iter()
+        .map(|node| (node.name.as_str(), node.gpu_count, node.gpu_type.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("gke-gpu-pool-l4-1a2b", 2, "nvidia-l4"),
+            ("gke-cpu-pool-9f8e", 0, "")
+        ]
+    );
+}
