@@ -157,7 +157,8 @@ impl Agent {
         self.inner.driver.stop(proton_id, grace).await
     }
 
-    pub(crate) async fn capacity(&self) -> Result<Vec<NodeCapacity>, Error> {
+    /// The nodes the driver can run replicas on, with their allocatable resources.
+    pub async fn capacity(&self) -> Result<Vec<NodeCapacity>, Error> {
         self.inner.driver.capacity().await
     }
 

@@ -35,4 +35,27 @@ pub struct AgentRecord {
     pub region: String,
     /// RFC 3339 time of the last heartbeat.
     pub heartbeat_at: String,
+    /// What the agent can run replicas on, as its driver last reported (refreshed by every
+    /// heartbeat): this host for the process driver, the cluster's schedulable nodes for the
+    /// Kubernetes driver.
+    #[serde(default)]
+    pub nodes: Vec<NodeRecord>,
+}
+
+/// One node of an agent's capacity.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeRecord {
+    pub name: String,
+    #[serde(default)]
+    pub zone: String,
+    pub cpu_millis: u32,
+    pub memory_bytes: u64,
+    #[serde(default)]
+    pub gpu_count: u32,
+    /// Catalogue GPU type (`nvidia-l4`, ...); empty without GPUs.
+    #[serde(default)]
+    pub gpu_type: String,
+    #[serde(default)]
+    pub gpu_memory_bytes: u64,
 }

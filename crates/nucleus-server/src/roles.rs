@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use nucleus_agent::{Agent, AgentConfig, AgentOptions, DriverChoice, KubernetesConfig};
-use nucleus_client::{keys, AgentRecord, MetaClient, Txn};
+use nucleus_client::{keys, AgentRecord, MetaClient, NodeRecord, Txn};
 use nucleus_gateway::{AppState, GatewayConfig};
 use nucleus_meta::{MetaConfig, MetaNode};
 use nucleus_scheduler::SchedulerConfig;
@@ -115,12 +115,21 @@ pub async fn start_agent(args: AgentArgs, meta: MetaClient, shutdown: Shutdown) 
         cluster: args.cluster,
         region: args.region,
         heartbeat_at: String::new(),
+        nodes: Vec::new(),
     };
+    let agent_for_beat = agent.clone();
     let heartbeat = tokio::spawn(async move {
         let stop = shutdown.wait();
         tokio::pin!(stop);
         loop {
-            let beat = AgentRecord { heartbeat_at: chrono::Utc::now().to_rfc3339(), ..record.clone() };
+            let nodes = match agent_for_beat.capacity().await {
+                Ok(nodes) => nodes.into_iter().map(node_record).collect(),
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot read the driver's capacity; registering none");
+                    Vec::new()
+                }
+            };
+            let beat = AgentRecord { heartbeat_at: chrono::Utc::now().to_rfc3339(), nodes, ..record.clone() };
             let write = Txn::new().put_json(&keys::agent(&beat.name), &beat).map(|txn| meta.write(txn));
             match write {
                 Ok(call) => {
@@ -241,4 +250,16 @@ pub async fn meta_status(addrs: &[String]) -> anyhow::Result<()> {
     }
     anyhow::ensure!(reachable > 0, "no meta node answered; check the addresses and that the nodes run");
     Ok(())
+}
+
+fn node_record(node: nucleus_agent::driver::NodeCapacity) -> NodeRecord {
+    NodeRecord {
+        name: node.name,
+        zone: node.zone,
+        cpu_millis: node.cpu_millis,
+        memory_bytes: node.memory_bytes,
+        gpu_count: node.gpu_count,
+        gpu_type: node.gpu_type,
+        gpu_memory_bytes: node.gpu_memory_bytes,
+    }
 }

@@ -97,5 +97,17 @@ async fn killing_a_scheduler_while_creating_workloads_runs_each_once() {
         let (code, echo) = gateway.invoke(id, "once").await;
         assert_eq!(code, StatusCode::OK, "{echo}");
     }
+    // Both agents registered where they run and what they can run on.
+    let meta_client = nucleus_client::MetaClient::new(&meta_addrs).unwrap();
+    let records = meta_client.list_json::<nucleus_client::AgentRecord>(nucleus_client::keys::AGENTS).await.unwrap();
+    let placed: BTreeSet<(String, String)> = records.iter().map(|r| (r.value.cluster.clone(), r.value.region.clone())).collect();
+    let expected: BTreeSet<(String, String)> =
+        [("east-1", "us-east"), ("west-1", "us-west")].map(|(c, r)| (c.to_owned(), r.to_owned())).into();
+    assert_eq!(placed, expected);
+    for record in &records {
+        assert_eq!(record.value.driver, "process");
+        let node = record.value.nodes.first().unwrap_or_else(|| panic!("{} registered no capacity", record.value.name));
+        assert!(node.cpu_millis >= 1000 && node.memory_bytes > 0, "{node:?}");
+    }
     drop(metas);
 }
