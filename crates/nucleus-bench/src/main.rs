@@ -53,6 +53,9 @@ struct MetaArgs {
     /// Nodes per cluster.
     #[arg(long, default_value_t = 3)]
     nodes: usize,
+    /// Shard groups of the Nucleus cluster (`nucleus meta --shards`).
+    #[arg(long, default_value_t = 16)]
+    shards: u64,
     /// Bytes written per put.
     #[arg(long, default_value_t = 256)]
     value_size: usize,
@@ -122,7 +125,7 @@ async fn meta(args: MetaArgs) -> anyhow::Result<()> {
 
     progress(&format!("nucleus: starting {} meta node(s) from {}", args.nodes, nucleus_bin.display()));
     {
-        let mut cluster = nucleus::Cluster::start(&nucleus_bin, args.nodes)?;
+        let mut cluster = nucleus::Cluster::start(&nucleus_bin, args.nodes, args.shards)?;
         progress(&format!("nucleus: data and logs in {}", cluster.data_dir().display()));
         cluster.settled(Duration::from_secs(120)).await?;
         progress("nucleus: every shard has its replicas and leaders are spread");

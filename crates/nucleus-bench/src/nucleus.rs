@@ -20,7 +20,7 @@ pub struct Cluster {
 impl Cluster {
     /// Starts node 1 (which bootstraps the group), then nodes 2..=n joining through node 1, each
     /// awaited until it says `serving on`.
-    pub fn start(nucleus: &Path, nodes: usize) -> anyhow::Result<Cluster> {
+    pub fn start(nucleus: &Path, nodes: usize, shards: u64) -> anyhow::Result<Cluster> {
         let mut procs = Processes::new("nucleus")?;
         let addrs: Vec<String> = free_ports(nodes)?.into_iter().map(|p| format!("127.0.0.1:{p}")).collect();
         for (i, addr) in addrs.iter().enumerate() {
@@ -35,6 +35,8 @@ impl Cluster {
                 addr.clone(),
                 "--data-dir".into(),
                 data.to_string_lossy().into_owned(),
+                "--shards".into(),
+                shards.to_string(),
             ];
             if i > 0 {
                 args.extend(["--join".into(), addrs[0].clone()]);
@@ -46,8 +48,8 @@ impl Cluster {
         Ok(Cluster { addrs, procs })
     }
 
-    /// Waits until every group (root and shards) has `min(nodes, 3)` voters and a leader, and each
-    /// node leads some shard: measuring earlier would time the rebalancer's membership changes
+    /// Waits until every group (root and shards) has `min(nodes, 3)` voters and a leader, and
+    /// leadership is spread (as many nodes lead shards as there can be): measuring earlier would time the rebalancer's membership changes
     /// and leader hand-overs, not steady writes.
     pub async fn settled(&self, timeout: Duration) -> anyhow::Result<()> {
         let replicas = self.addrs.len().min(3);
@@ -55,6 +57,7 @@ impl Cluster {
         loop {
             let mut leaders = std::collections::BTreeSet::new();
             let mut settled = true;
+            let mut shard_count = 0;
             for addr in &self.addrs {
                 let Ok(status) = nucleus_client::node_status(addr).await else {
                     settled = false;
@@ -68,8 +71,9 @@ impl Cluster {
                     }
                 }
                 settled &= status.shard_count > 0;
+                shard_count = status.shard_count;
             }
-            if settled && leaders.len() == self.addrs.len() {
+            if settled && leaders.len() as u64 == (self.addrs.len() as u64).min(shard_count) {
                 return Ok(());
             }
             anyhow::ensure!(tokio::time::Instant::now() < deadline, "the meta cluster did not settle within {timeout:?}");

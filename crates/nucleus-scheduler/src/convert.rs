@@ -93,6 +93,12 @@ pub fn launch_request(p: &Proton, fencing_token: u64, meta_shard: u64) -> pb::La
         }),
         fencing_token,
         meta_shard,
-        resources: None,
+        resources: resolved_bundle(p).map(|bundle| crate::bundles::resources(&bundle)),
     }
+}
+
+/// The bundle the proton was placed with (its runtime group's `resolvedBundle`), if any.
+fn resolved_bundle(p: &Proton) -> Option<nucleus_api::bundle::ResourceBundle> {
+    let resolved = p.runtime.container_groups.iter().find_map(|g| g.resolved_bundle.clone())?;
+    serde_json::from_value(resolved).ok()
 }

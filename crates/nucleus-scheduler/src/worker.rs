@@ -7,12 +7,13 @@ use std::time::Duration;
 use nucleus_api::proton::ReplicaStatusesSnapshot;
 use nucleus_api::workload::WorkloadStatusDetails;
 use nucleus_api::{Proton, ProtonStatus, Workload, WorkloadEvent};
-use nucleus_client::{decode, keys, AgentClient, AgentRecord, MetaClient, Txn, Versioned, WatchEvent};
+use nucleus_client::{decode, keys, AgentClient, AgentRecord, MetaClient, NodeRecord, Txn, Versioned, WatchEvent};
 use nucleus_proto::agent::v1::{ProtonReport, StopRequest};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::bundles::{self, Choice};
 use crate::convert;
 use crate::lease::{Held, LeaseKeeper};
 use crate::inputs::{follow_agent, watch_prefix, Input};
@@ -185,8 +186,10 @@ impl World {
             self.agent_records.values().map(|r| (r.value.name.clone(), r.value.clone())).collect();
         self.agents.retain(|name, followed| {
             let keep = current.get(name).is_some_and(|r| r.address == followed.record.address);
-            if !keep {
-                followed.task.abort();
+            match current.get(name) {
+                // Same agent: keep following, with its latest capacity.
+                Some(record) if keep => followed.record = record.clone(),
+                _ => followed.task.abort(),
             }
             keep
         });
@@ -252,16 +255,51 @@ impl World {
         let workload = self.workloads.get(&proton.workload_id).cloned();
         let view = self.view(proton);
         let done = self.done.get(&proton.id).copied().unwrap_or_default();
-        let first_agent = self.agents.iter().find(|(_, a)| a.connected).map(|(name, _)| name.as_str());
-        let decision = plan(proton, workload.is_some(), &view, done, first_agent);
+        let chosen = {
+            let connected: Vec<(&str, &[NodeRecord])> = self
+                .agents
+                .iter()
+                .filter(|(_, a)| a.connected)
+                .map(|(name, a)| (name.as_str(), a.record.nodes.as_slice()))
+                .collect();
+            match bundles::choose(bundles::requesting_group(&proton.runtime.container_groups), &connected) {
+                Choice::On { agent, bundle } => Ok((agent.to_owned(), bundle)),
+                Choice::Short(shortage) => Err(shortage),
+            }
+        };
+        let mut decision = plan(proton, workload.is_some(), &view, done, chosen.as_ref().ok().map(|(a, _)| a.as_str()));
+        if let Err(shortage) = &chosen
+            && proton.agent.is_none()
+            && decision.action.is_none()
+            && decision.status == ProtonStatus::Submitted
+        {
+            decision.message = Some(shortage.clone());
+        }
         let agent = proton.agent.as_ref().and_then(|a| self.agents.get(a)).map(|a| a.client.clone());
         match &decision.action {
             Some(Action::Place(agent)) => {
+                let bundle = chosen.ok().and_then(|(_, bundle)| bundle);
                 let mut placed = proton.clone();
                 placed.agent = Some(agent.clone());
-                let txn = fence.guard(Txn::new()).require(&doc.key, doc.mod_revision).put_json(&doc.key, &placed)?;
-                meta.write(txn).await?;
-                tracing::info!(proton = proton.id, agent, "placed");
+                let mut txn = fence.guard(Txn::new()).require(&doc.key, doc.mod_revision);
+                if let Some(bundle) = &bundle {
+                    // Report the choice as the group's resolvedBundle, on the proton and the workload.
+                    let resolved = serde_json::to_value(bundle).ok();
+                    let group = bundles::requesting_group(&proton.runtime.container_groups).map(|g| g.name.clone());
+                    let resolve = |groups: &mut Vec<nucleus_api::workload::GroupRuntime>| {
+                        for g in groups.iter_mut().filter(|g| Some(&g.name) == group.as_ref()) {
+                            g.resolved_bundle.clone_from(&resolved);
+                        }
+                    };
+                    resolve(&mut placed.runtime.container_groups);
+                    if let Some(w) = workload.as_ref().filter(|w| w.value.proton_id.as_deref() == Some(proton.id.as_str())) {
+                        let mut wl = w.value.clone();
+                        resolve(&mut wl.runtime.container_groups);
+                        txn = txn.require(&w.key, w.mod_revision).put_json(&w.key, &wl)?;
+                    }
+                }
+                meta.write(txn.put_json(&doc.key, &placed)?).await?;
+                tracing::info!(proton = proton.id, agent, bundle = bundle.as_ref().map(|b| b.id.as_str()), "placed");
                 return Ok(());
             }
             Some(Action::Launch) => {
