@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use nucleus_api::proton::ReplicaStatusesSnapshot;
 use nucleus_api::workload::WorkloadStatusDetails;
-use nucleus_api::{Proton, ProtonStatus, Workload, WorkloadEvent};
+use nucleus_api::{Importance, Proton, ProtonStatus, Workload, WorkloadEvent};
 use nucleus_client::{decode, keys, AgentClient, AgentRecord, MetaClient, NodeRecord, Txn, Versioned, WatchEvent};
 use nucleus_proto::agent::v1::{ProtonReport, StopRequest};
 use serde_json::json;
@@ -239,7 +239,7 @@ impl World {
     }
 
     async fn reconcile(&mut self, meta: &MetaClient, shard_count: u64, leases: &Held) {
-        let keys: Vec<String> = self.protons.keys().cloned().collect();
+        let keys = self.queue();
         for key in keys {
             let Some(doc) = self.protons.get(&key).cloned() else { continue };
             let group = keys::group_of_key(&doc.key, shard_count);
@@ -248,6 +248,17 @@ impl World {
                 tracing::warn!(proton = key, error = %err, "reconcile failed; will retry");
             }
         }
+    }
+
+    /// The protons in the order to reconcile them: most important workload first (critical, high,
+    /// moderate, low), so that when capacity is short the important ones are placed first.
+    fn queue(&self) -> Vec<String> {
+        let importance = |doc: &Versioned<Proton>| {
+            self.workloads.get(&doc.value.workload_id).map(|w| w.value.importance).unwrap_or_default()
+        };
+        let mut keys: Vec<(&String, Importance)> = self.protons.iter().map(|(key, doc)| (key, importance(doc))).collect();
+        keys.sort_by_key(|(_, importance)| std::cmp::Reverse(*importance));
+        keys.into_iter().map(|(key, _)| key.clone()).collect()
     }
 
     async fn reconcile_one(&mut self, meta: &MetaClient, fence: Fence, doc: Versioned<Proton>) -> Result<(), Error> {
