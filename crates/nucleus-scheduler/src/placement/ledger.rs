@@ -1,6 +1,6 @@
 //! What each node has in use: its allocations plus the replicas a plan has placed so far.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use super::model::{Allocation, Bundle, Node};
 
@@ -55,7 +55,10 @@ impl Usage {
 pub(super) struct Ledger<'a> {
     nodes: Vec<&'a Node>,
     used: Vec<Usage>,
-    positions: BTreeMap<&'a str, usize>,
+    positions: HashMap<&'a str, usize>,
+    /// Per node position, the index of its (region, zone) among the distinct zones.
+    zones: Vec<usize>,
+    zone_count: usize,
 }
 
 impl<'a> Ledger<'a> {
@@ -67,15 +70,21 @@ impl<'a> Ledger<'a> {
         let mut ledger = Ledger {
             nodes: Vec::new(),
             used: Vec::new(),
-            positions: BTreeMap::new(),
+            positions: HashMap::with_capacity(nodes.len()),
+            zones: Vec::with_capacity(nodes.len()),
+            zone_count: 0,
         };
+        let mut zone_ids: HashMap<(&str, &str), usize> = HashMap::new();
         for node in nodes {
             if !ledger.positions.contains_key(node.name.as_str()) {
                 ledger.positions.insert(&node.name, ledger.nodes.len());
                 ledger.nodes.push(node);
                 ledger.used.push(Usage::default());
+                let next = zone_ids.len();
+                ledger.zones.push(*zone_ids.entry((node.region.as_str(), node.zone.as_str())).or_insert(next));
             }
         }
+        ledger.zone_count = zone_ids.len();
         for allocation in allocations {
             if let Some(position) = ledger.position(&allocation.node) {
                 ledger.reserve(position, &allocation.bundle);
@@ -92,6 +101,16 @@ impl<'a> Ledger<'a> {
     /// The position of the node named `name`.
     pub(super) fn position(&self, name: &str) -> Option<usize> {
         self.positions.get(name).copied()
+    }
+
+    /// The zone index of the node at `position` (nodes in the same region and zone share it).
+    pub(super) fn zone(&self, position: usize) -> usize {
+        self.zones[position]
+    }
+
+    /// How many distinct (region, zone) pairs the nodes span.
+    pub(super) fn zone_count(&self) -> usize {
+        self.zone_count
     }
 
     /// What is in use on the node at `position`.

@@ -1,6 +1,6 @@
 //! Placing every replica of a request: filter the nodes, score them, take the best, all or nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use super::ledger::Ledger;
 use super::model::{Allocation, Assignment, Bundle, Node, Plan, Request};
@@ -74,7 +74,7 @@ where
 /// Chooses a node position for each replica, reserving as it goes.
 fn place_bundle<'a>(
     ledger: &mut Ledger<'a>,
-    spread: &mut Spread<'a>,
+    spread: &mut Spread,
     request: &Request,
     bundle: &Bundle,
 ) -> Result<Vec<usize>, FailedBundle> {
@@ -205,7 +205,7 @@ struct Score<'a> {
 
 fn score<'a>(
     ledger: &Ledger<'a>,
-    spread: &Spread<'_>,
+    spread: &Spread,
     request: &Request,
     bundle: &Bundle,
     position: usize,
@@ -218,7 +218,7 @@ fn score<'a>(
             .as_ref()
             .is_some_and(|region| *region != node.region),
         replicas_on_node: spread.on_node[position],
-        replicas_in_zone: spread.in_zone(node),
+        replicas_in_zone: spread.in_zone(ledger, position),
         cpu_bundle_on_gpu_node: !bundle.needs_gpus() && node.gpu_count > 0,
         gpus_left: free.gpus.saturating_sub(u64::from(bundle.gpu_count)),
         gpu_memory_per_gpu: node.gpu_memory_bytes,
@@ -229,20 +229,21 @@ fn score<'a>(
 }
 
 /// Where the proton's replicas are: existing ones and those placed so far in this plan.
-struct Spread<'a> {
+struct Spread {
     on_node: Vec<u32>,
-    by_zone: BTreeMap<(&'a str, &'a str), u32>,
+    /// Indexed by the ledger's zone index.
+    by_zone: Vec<u32>,
 }
 
-impl<'a> Spread<'a> {
-    fn new<'b>(
+impl Spread {
+    fn new<'a, 'b>(
         ledger: &Ledger<'a>,
         proton: &str,
         allocations: impl Iterator<Item = &'b Allocation>,
     ) -> Self {
         let mut spread = Spread {
             on_node: vec![0; ledger.nodes().len()],
-            by_zone: BTreeMap::new(),
+            by_zone: vec![0; ledger.zone_count()],
         };
         for allocation in allocations.filter(|allocation| allocation.id.proton == proton) {
             if let Some(position) = ledger.position(&allocation.node) {
@@ -252,20 +253,13 @@ impl<'a> Spread<'a> {
         spread
     }
 
-    fn add(&mut self, ledger: &Ledger<'a>, position: usize) {
-        let node = ledger.nodes()[position];
+    fn add(&mut self, ledger: &Ledger<'_>, position: usize) {
         self.on_node[position] += 1;
-        *self
-            .by_zone
-            .entry((node.region.as_str(), node.zone.as_str()))
-            .or_insert(0) += 1;
+        self.by_zone[ledger.zone(position)] += 1;
     }
 
-    fn in_zone(&self, node: &Node) -> u32 {
-        self.by_zone
-            .get(&(node.region.as_str(), node.zone.as_str()))
-            .copied()
-            .unwrap_or(0)
+    fn in_zone(&self, ledger: &Ledger<'_>, position: usize) -> u32 {
+        self.by_zone[ledger.zone(position)]
     }
 }
 
