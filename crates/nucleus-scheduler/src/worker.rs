@@ -7,13 +7,14 @@ use std::time::Duration;
 use nucleus_api::proton::ReplicaStatusesSnapshot;
 use nucleus_api::workload::WorkloadStatusDetails;
 use nucleus_api::{Importance, Proton, ProtonStatus, Workload, WorkloadEvent};
-use nucleus_client::{decode, keys, AgentClient, AgentRecord, MetaClient, NodeRecord, Txn, Versioned, WatchEvent};
+use nucleus_api::bundle::ResourceBundle;
+use nucleus_client::{decode, keys, AgentClient, AgentRecord, MetaClient, Txn, Versioned, WatchEvent};
 use nucleus_proto::agent::v1::{ProtonReport, StopRequest};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::bundles::{self, Choice};
+use crate::bundles::{self, AgentRoom, Choice};
 use crate::convert;
 use crate::lease::{Held, LeaseKeeper};
 use crate::inputs::{follow_agent, watch_prefix, Input};
@@ -111,10 +112,11 @@ pub async fn run(
         let leases = held.borrow_and_update().clone();
         if world.synced_protons && world.synced_workloads {
             world.reconcile(&meta, shard_count, &leases).await;
-            if world.agents_settled() && !leases.is_empty() {
-                if let Some(tell) = first_pass.take() {
-                    let _ = tell.send(());
-                }
+            if world.agents_settled()
+                && !leases.is_empty()
+                && let Some(tell) = first_pass.take()
+            {
+                let _ = tell.send(());
             }
         }
     }
@@ -250,6 +252,17 @@ impl World {
         }
     }
 
+    /// What the protons placed on `agent` reserve there: each one's resolved bundle times its
+    /// replicas, until it is stopped.
+    fn reserved_on(&self, agent: &str) -> Vec<(ResourceBundle, u32)> {
+        self.protons
+            .values()
+            .map(|doc| &doc.value)
+            .filter(|p| p.agent.as_deref() == Some(agent) && p.status != ProtonStatus::Stopped)
+            .filter_map(|p| Some((convert::resolved_bundle(p)?, p.replica_count)))
+            .collect()
+    }
+
     /// The protons in the order to reconcile them: most important workload first (critical, high,
     /// moderate, low), so that when capacity is short the important ones are placed first.
     fn queue(&self) -> Vec<String> {
@@ -267,13 +280,14 @@ impl World {
         let view = self.view(proton);
         let done = self.done.get(&proton.id).copied().unwrap_or_default();
         let chosen = {
-            let connected: Vec<(&str, &[NodeRecord])> = self
+            let connected: Vec<AgentRoom<'_>> = self
                 .agents
                 .iter()
                 .filter(|(_, a)| a.connected)
-                .map(|(name, a)| (name.as_str(), a.record.nodes.as_slice()))
+                .map(|(name, a)| AgentRoom { name, nodes: &a.record.nodes, reserved: self.reserved_on(name) })
                 .collect();
-            match bundles::choose(bundles::requesting_group(&proton.runtime.container_groups), &connected) {
+            let group = bundles::requesting_group(&proton.runtime.container_groups);
+            match bundles::choose(group, proton.replica_count, &connected) {
                 Choice::On { agent, bundle } => Ok((agent.to_owned(), bundle)),
                 Choice::Short(shortage) => Err(shortage),
             }
