@@ -266,12 +266,8 @@ impl World {
     /// The protons in the order to reconcile them: most important workload first (critical, high,
     /// moderate, low), so that when capacity is short the important ones are placed first.
     fn queue(&self) -> Vec<String> {
-        let importance = |doc: &Versioned<Proton>| {
-            self.workloads.get(&doc.value.workload_id).map(|w| w.value.importance).unwrap_or_default()
-        };
-        let mut keys: Vec<(&String, Importance)> = self.protons.iter().map(|(key, doc)| (key, importance(doc))).collect();
-        keys.sort_by_key(|(_, importance)| std::cmp::Reverse(*importance));
-        keys.into_iter().map(|(key, _)| key.clone()).collect()
+        let protons = self.protons.iter().map(|(key, doc)| (key.as_str(), doc.value.workload_id.as_str()));
+        by_importance(protons, |workload| self.workloads.get(workload).map(|w| w.value.importance).unwrap_or_default())
     }
 
     async fn reconcile_one(&mut self, meta: &MetaClient, fence: Fence, doc: Versioned<Proton>) -> Result<(), Error> {
@@ -496,6 +492,14 @@ fn status_event(proton: &Proton, previous: ProtonStatus) -> WorkloadEvent {
     }
 }
 
+/// The keys of (proton key, workload id) pairs, most important workload first; equal importance
+/// keeps the given order.
+fn by_importance<'a>(protons: impl Iterator<Item = (&'a str, &'a str)>, importance: impl Fn(&str) -> Importance) -> Vec<String> {
+    let mut keyed: Vec<(&str, Importance)> = protons.map(|(key, workload)| (key, importance(workload))).collect();
+    keyed.sort_by_key(|(_, importance)| std::cmp::Reverse(*importance));
+    keyed.into_iter().map(|(key, _)| key.to_owned()).collect()
+}
+
 async fn workload_exists(meta: &MetaClient, workload_id: &str) -> Result<bool, Error> {
     Ok(meta.get(&keys::workload(workload_id)).await?.is_some())
 }
@@ -521,5 +525,22 @@ where
         WatchEvent::Put(kv) => put(map, kv),
         // Map keys are ids, not meta keys: find the document by the key it was stored under.
         WatchEvent::Delete { key, .. } => map.retain(|_, doc| doc.key != key),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_queue_puts_more_important_workloads_first_and_keeps_order_among_equals() {
+        let protons = [("a", "w-low"), ("b", "w-critical"), ("c", "w-high"), ("d", "w-unknown"), ("e", "w-moderate")];
+        let importance = |workload: &str| match workload {
+            "w-critical" => Importance::Critical,
+            "w-high" => Importance::High,
+            "w-moderate" => Importance::Moderate,
+            _ => Importance::Low,
+        };
+        assert_eq!(by_importance(protons.into_iter(), importance), ["b", "c", "e", "a", "d"]);
     }
 }
