@@ -1,13 +1,14 @@
-//! `nucleus-bench placement`: the pure placement code ([`nucleus_scheduler::placement::place`])
-//! placing many replicas of mixed bundles on a large simulated fleet, one request after another as
-//! a scheduler commits them, then a check that no node is over-committed.
+//! `nucleus-bench placement`: the pure placement code ([`nucleus_scheduler::placement::Placer`],
+//! which answers as `place` does) placing many replicas of mixed bundles on a large simulated
+//! fleet, one request after another as a scheduler commits them, then a check that no node is
+//! over-committed.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 use nucleus_scheduler::placement::{
-    default_bundles, place, verify, Allocation, Bundle, Importance, Node, Request, GPU_TYPE_A10G, GPU_TYPE_H100,
-    GPU_TYPE_L4,
+    default_bundles, place, verify, Allocation, Bundle, Importance, Node, Placer, Request, GPU_TYPE_A10G,
+    GPU_TYPE_H100, GPU_TYPE_L4,
 };
 
 const GIB: u64 = 1 << 30;
@@ -69,10 +70,12 @@ pub fn run(args: &PlacementArgs) -> anyhow::Result<PlacementSummary> {
     let mut allocations: Vec<Allocation> = Vec::with_capacity(args.replicas);
     let (mut placed, mut unplaceable) = (0, 0);
     let started = Instant::now();
+    let mut placer = Placer::new(&nodes, &allocations);
     for request in &requests {
-        match place(&nodes, &allocations, request) {
+        match placer.place(request) {
             Ok(plan) => {
                 placed += plan.assignments.len();
+                placer.commit(&plan);
                 allocations.extend(plan.allocations());
             }
             Err(_) => unplaceable += request.replicas as usize,

@@ -18,6 +18,7 @@ mod catalogue;
 mod ledger;
 mod model;
 mod place;
+mod placer;
 mod preempt;
 mod shortage;
 mod units;
@@ -29,6 +30,7 @@ pub use model::{
 };
 pub use nucleus_api::Importance;
 pub use place::place;
+pub use placer::Placer;
 pub use preempt::{EXACT_SEARCH_LIMIT, Preemption, preempt};
 pub use shortage::{FailedBundle, Largest, Missing, Shortage};
 pub use units::{UnitError, cpu_millicores, gpu_count, parse_cpu, parse_memory};

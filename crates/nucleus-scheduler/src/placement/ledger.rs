@@ -1,6 +1,7 @@
 //! What each node has in use: its allocations plus the replicas a plan has placed so far.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::model::{Allocation, Bundle, Node};
 
@@ -51,14 +52,21 @@ impl Usage {
     }
 }
 
-/// The known nodes (first of each name) and what is in use on each.
-pub(super) struct Ledger<'a> {
+/// The known nodes (first of each name), their positions and zones: fixed for a fleet, shared by
+/// every copy of a ledger.
+struct Layout<'a> {
     nodes: Vec<&'a Node>,
-    used: Vec<Usage>,
     positions: HashMap<&'a str, usize>,
     /// Per node position, the index of its (region, zone) among the distinct zones.
     zones: Vec<usize>,
     zone_count: usize,
+}
+
+/// The known nodes and what is in use on each. Cloning copies only the usage.
+#[derive(Clone)]
+pub(super) struct Ledger<'a> {
+    layout: Arc<Layout<'a>>,
+    used: Vec<Usage>,
 }
 
 impl<'a> Ledger<'a> {
@@ -67,24 +75,24 @@ impl<'a> Ledger<'a> {
         nodes: &'a [Node],
         allocations: impl IntoIterator<Item = &'b Allocation>,
     ) -> Self {
-        let mut ledger = Ledger {
-            nodes: Vec::new(),
-            used: Vec::new(),
+        let mut layout = Layout {
+            nodes: Vec::with_capacity(nodes.len()),
             positions: HashMap::with_capacity(nodes.len()),
             zones: Vec::with_capacity(nodes.len()),
             zone_count: 0,
         };
         let mut zone_ids: HashMap<(&str, &str), usize> = HashMap::new();
         for node in nodes {
-            if !ledger.positions.contains_key(node.name.as_str()) {
-                ledger.positions.insert(&node.name, ledger.nodes.len());
-                ledger.nodes.push(node);
-                ledger.used.push(Usage::default());
+            if !layout.positions.contains_key(node.name.as_str()) {
+                layout.positions.insert(&node.name, layout.nodes.len());
+                layout.nodes.push(node);
                 let next = zone_ids.len();
-                ledger.zones.push(*zone_ids.entry((node.region.as_str(), node.zone.as_str())).or_insert(next));
+                layout.zones.push(*zone_ids.entry((node.region.as_str(), node.zone.as_str())).or_insert(next));
             }
         }
-        ledger.zone_count = zone_ids.len();
+        layout.zone_count = zone_ids.len();
+        let used = vec![Usage::default(); layout.nodes.len()];
+        let mut ledger = Ledger { layout: Arc::new(layout), used };
         for allocation in allocations {
             if let Some(position) = ledger.position(&allocation.node) {
                 ledger.reserve(position, &allocation.bundle);
@@ -95,22 +103,22 @@ impl<'a> Ledger<'a> {
 
     /// The known nodes, indexed by position.
     pub(super) fn nodes(&self) -> &[&'a Node] {
-        &self.nodes
+        &self.layout.nodes
     }
 
     /// The position of the node named `name`.
     pub(super) fn position(&self, name: &str) -> Option<usize> {
-        self.positions.get(name).copied()
+        self.layout.positions.get(name).copied()
     }
 
     /// The zone index of the node at `position` (nodes in the same region and zone share it).
     pub(super) fn zone(&self, position: usize) -> usize {
-        self.zones[position]
+        self.layout.zones[position]
     }
 
     /// How many distinct (region, zone) pairs the nodes span.
     pub(super) fn zone_count(&self) -> usize {
-        self.zone_count
+        self.layout.zone_count
     }
 
     /// What is in use on the node at `position`.
@@ -120,12 +128,12 @@ impl<'a> Ledger<'a> {
 
     /// What is still free on the node at `position` (zero where it is already over-committed).
     pub(super) fn free(&self, position: usize) -> Usage {
-        Usage::capacity(self.nodes[position]).saturating_sub(self.used[position])
+        Usage::capacity(self.layout.nodes[position]).saturating_sub(self.used[position])
     }
 
     /// How many more replicas of `bundle` fit on the node at `position`, at most `cap`.
     pub(super) fn room_for(&self, position: usize, bundle: &Bundle, cap: u64) -> u64 {
-        if !self.nodes[position].suits(bundle) {
+        if !self.layout.nodes[position].suits(bundle) {
             return 0;
         }
         let free = self.free(position);

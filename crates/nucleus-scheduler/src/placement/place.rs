@@ -39,13 +39,24 @@ pub(super) fn place_among<'b, I>(
 where
     I: Iterator<Item = &'b Allocation> + Clone,
 {
+    let base = Ledger::new(nodes, allocations.clone());
+    let proton = request.proton.as_str();
+    place_on(&base, allocations.filter(|allocation| allocation.id.proton == proton), request)
+}
+
+/// Places `request` on the nodes of `base`, whose usage already counts every allocation;
+/// `existing` are the allocations of the request's own proton (for spreading and replica indices).
+pub(super) fn place_on<'a, 'b, I>(base: &Ledger<'a>, existing: I, request: &Request) -> Result<Plan, Shortage>
+where
+    I: Iterator<Item = &'b Allocation> + Clone,
+{
     let mut attempts = Vec::new();
     for bundle in &request.bundles {
-        let mut ledger = Ledger::new(nodes, allocations.clone());
-        let mut spread = Spread::new(&ledger, &request.proton, allocations.clone());
+        let mut ledger = base.clone();
+        let mut spread = Spread::new(&ledger, &request.proton, existing.clone());
         match place_bundle(&mut ledger, &mut spread, request, bundle) {
             Ok(chosen) => {
-                let replicas = new_replica_indices(&request.proton, allocations, chosen.len());
+                let replicas = new_replica_indices(&request.proton, existing, chosen.len());
                 let assignments = replicas
                     .into_iter()
                     .zip(chosen)
