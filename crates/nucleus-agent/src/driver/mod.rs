@@ -13,6 +13,27 @@ pub use spec::{ContainerSpec, Gpus, ProbeScheme, ProbeSpec, ProtonSpec, Resource
 
 use crate::error::Error;
 
+/// Where a proton is in its life, as `ProtonReport.lifecycle` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lifecycle {
+    /// Its replicas are meant to run.
+    Running,
+    /// A stop is under way.
+    Stopping,
+    /// Every replica is gone.
+    Stopped,
+}
+
+impl Lifecycle {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::Running => "running",
+            Lifecycle::Stopping => "stopping",
+            Lifecycle::Stopped => "stopped",
+        }
+    }
+}
+
 /// Runs protons and publishes their status (through the status hub it is built with).
 pub trait Driver: Send + Sync + 'static {
     /// Reported by `Info`, e.g. "process".

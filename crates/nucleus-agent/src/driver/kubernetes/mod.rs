@@ -29,7 +29,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use tokio::task::JoinHandle;
 
 use self::names::{FIELD_MANAGER, WORKLOAD_ID_ANNOTATION, resource_name};
-use super::{Driver, NodeCapacity, ProtonSpec};
+use super::{Driver, Lifecycle, NodeCapacity, ProtonSpec};
 use crate::error::Error;
 use crate::status::StatusHub;
 
@@ -81,23 +81,6 @@ struct State {
     /// The pods of a (re-)list under way, by name, until it is complete.
     relisting: Option<BTreeMap<String, Pod>>,
     shutting_down: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Lifecycle {
-    Running,
-    Stopping,
-    Stopped,
-}
-
-impl Lifecycle {
-    fn as_str(self) -> &'static str {
-        match self {
-            Lifecycle::Running => "running",
-            Lifecycle::Stopping => "stopping",
-            Lifecycle::Stopped => "stopped",
-        }
-    }
 }
 
 struct Proton {

@@ -20,7 +20,7 @@ use nucleus_proto::agent::v1::ProtonReport;
 
 use self::replica::{Publish, ReplicaHandle};
 pub(super) use self::spawn::substitute_port;
-use super::{Driver, NodeCapacity, ProtonSpec};
+use super::{Driver, Lifecycle, NodeCapacity, ProtonSpec};
 use crate::error::Error;
 use crate::status::StatusHub;
 
@@ -46,23 +46,6 @@ struct Inner {
 struct State {
     protons: BTreeMap<String, Proton>,
     shutting_down: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Lifecycle {
-    Running,
-    Stopping,
-    Stopped,
-}
-
-impl Lifecycle {
-    fn as_str(self) -> &'static str {
-        match self {
-            Lifecycle::Running => "running",
-            Lifecycle::Stopping => "stopping",
-            Lifecycle::Stopped => "stopped",
-        }
-    }
 }
 
 struct Proton {
