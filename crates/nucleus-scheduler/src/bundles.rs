@@ -54,12 +54,9 @@ impl AgentRoom<'_> {
         };
         let total_cpu: u64 = self.nodes.iter().map(|n| u64::from(n.cpu_millis)).sum();
         let total_memory: u64 = self.nodes.iter().map(|n| n.memory_bytes).sum();
-        let total_gpus: u64 = self
-            .nodes
-            .iter()
-            .filter(|n| bundle.gpu_count > 0 && holds(n, &ResourceBundle { gpu_count: 1, ..bundle.clone() }))
-            .map(|n| u64::from(n.gpu_count))
-            .sum();
+        // GPUs count where a replica could use them: the right model on a node with room for one.
+        let total_gpus: u64 =
+            self.nodes.iter().filter(|n| gpus_suit(n, bundle) && host_fits(n, bundle)).map(|n| u64::from(n.gpu_count)).sum();
         let reserved_gpus = reserved(&|b| if same_model(b) { u64::from(b.gpu_count) } else { 0 });
         total_cpu >= reserved(&cpu) + cpu(bundle) * wanted
             && total_memory >= reserved(&|b| b.memory_bytes) + bundle.memory_bytes * wanted
@@ -110,12 +107,21 @@ fn describe_compute(bundle: &ResourceBundle) -> String {
 
 /// Whether a node could run one replica of the bundle if it ran nothing else.
 pub fn holds(node: &NodeRecord, bundle: &ResourceBundle) -> bool {
+    let gpus_ok = bundle.gpu_count == 0 || (node.gpu_count >= bundle.gpu_count && gpus_suit(node, bundle));
+    host_fits(node, bundle) && gpus_ok
+}
+
+/// Whether the node has the CPU and memory of one replica.
+fn host_fits(node: &NodeRecord, bundle: &ResourceBundle) -> bool {
     let cpu_millis = (bundle.cpu_count * 1000.0).ceil() as u64;
-    let gpus_ok = bundle.gpu_count == 0
-        || (node.gpu_count >= bundle.gpu_count
-            && bundle.gpu_type_label.as_deref().is_none_or(|model| model == node.gpu_type)
-            && node.gpu_memory_bytes >= bundle.gpu_memory_bytes);
-    u64::from(node.cpu_millis) >= cpu_millis && node.memory_bytes >= bundle.memory_bytes && gpus_ok
+    u64::from(node.cpu_millis) >= cpu_millis && node.memory_bytes >= bundle.memory_bytes
+}
+
+/// Whether the node's GPUs are of the bundle's model and have enough memory each (not how many).
+fn gpus_suit(node: &NodeRecord, bundle: &ResourceBundle) -> bool {
+    bundle.gpu_count > 0
+        && bundle.gpu_type_label.as_deref().is_none_or(|model| model == node.gpu_type)
+        && node.gpu_memory_bytes >= bundle.gpu_memory_bytes
 }
 
 /// What a Launch reserves for each replica.

@@ -252,6 +252,21 @@ impl World {
         }
     }
 
+    /// The agent (and bundle) to place `proton` on, or why none can take it.
+    fn choose_agent(&self, proton: &Proton) -> Result<(String, Option<ResourceBundle>), String> {
+        let connected: Vec<AgentRoom<'_>> = self
+            .agents
+            .iter()
+            .filter(|(_, a)| a.connected)
+            .map(|(name, a)| AgentRoom { name, nodes: &a.record.nodes, reserved: self.reserved_on(name) })
+            .collect();
+        let group = bundles::requesting_group(&proton.runtime.container_groups);
+        match bundles::choose(group, proton.replica_count, &connected) {
+            Choice::On { agent, bundle } => Ok((agent.to_owned(), bundle)),
+            Choice::Short(shortage) => Err(shortage),
+        }
+    }
+
     /// What the protons placed on `agent` reserve there: each one's resolved bundle times its
     /// replicas, until it is stopped.
     fn reserved_on(&self, agent: &str) -> Vec<(ResourceBundle, u32)> {
@@ -275,22 +290,11 @@ impl World {
         let workload = self.workloads.get(&proton.workload_id).cloned();
         let view = self.view(proton);
         let done = self.done.get(&proton.id).copied().unwrap_or_default();
-        let chosen = {
-            let connected: Vec<AgentRoom<'_>> = self
-                .agents
-                .iter()
-                .filter(|(_, a)| a.connected)
-                .map(|(name, a)| AgentRoom { name, nodes: &a.record.nodes, reserved: self.reserved_on(name) })
-                .collect();
-            let group = bundles::requesting_group(&proton.runtime.container_groups);
-            match bundles::choose(group, proton.replica_count, &connected) {
-                Choice::On { agent, bundle } => Ok((agent.to_owned(), bundle)),
-                Choice::Short(shortage) => Err(shortage),
-            }
-        };
-        let mut decision = plan(proton, workload.is_some(), &view, done, chosen.as_ref().ok().map(|(a, _)| a.as_str()));
-        if let Err(shortage) = &chosen
-            && proton.agent.is_none()
+        // Only a proton without an agent is placed: the others skip the search.
+        let chosen = proton.agent.is_none().then(|| self.choose_agent(proton));
+        let candidate = chosen.as_ref().and_then(|c| c.as_ref().ok()).map(|(agent, _)| agent.as_str());
+        let mut decision = plan(proton, workload.is_some(), &view, done, candidate);
+        if let Some(Err(shortage)) = &chosen
             && decision.action.is_none()
             && decision.status == ProtonStatus::Submitted
         {
@@ -299,7 +303,7 @@ impl World {
         let agent = proton.agent.as_ref().and_then(|a| self.agents.get(a)).map(|a| a.client.clone());
         match &decision.action {
             Some(Action::Place(agent)) => {
-                let bundle = chosen.ok().and_then(|(_, bundle)| bundle);
+                let bundle = chosen.and_then(Result::ok).and_then(|(_, bundle)| bundle);
                 let mut placed = proton.clone();
                 placed.agent = Some(agent.clone());
                 let mut txn = fence.guard(Txn::new()).require(&doc.key, doc.mod_revision);
