@@ -89,29 +89,7 @@ impl Harness {
         timeout: Duration,
         done: impl Fn(&ProtonReport) -> bool,
     ) -> ProtonReport {
-        let mut last = None;
-        let found = tokio::time::timeout(timeout, async {
-            loop {
-                let report = self
-                    .reports
-                    .message()
-                    .await
-                    .expect("report stream")
-                    .expect("stream open");
-                if report.proton_id != proton_id {
-                    continue;
-                }
-                if done(&report) {
-                    return report;
-                }
-                last = Some(report);
-            }
-        })
-        .await;
-        match found {
-            Ok(report) => report,
-            Err(_) => panic!("timed out waiting for proton {proton_id}; last report: {last:#?}"),
-        }
+        self.watch_until(proton_id, timeout, |_| {}, done).await
     }
 
     /// Same as `wait_for`, but also hands every report seen on the way to `seen`.
@@ -122,6 +100,7 @@ impl Harness {
         mut seen: impl FnMut(&ProtonReport),
         done: impl Fn(&ProtonReport) -> bool,
     ) -> ProtonReport {
+        let mut last = None;
         let found = tokio::time::timeout(timeout, async {
             loop {
                 let report = self
@@ -137,10 +116,14 @@ impl Harness {
                 if done(&report) {
                     return report;
                 }
+                last = Some(report);
             }
         })
         .await;
-        found.unwrap_or_else(|_| panic!("timed out waiting for proton {proton_id}"))
+        match found {
+            Ok(report) => report,
+            Err(_) => panic!("timed out waiting for proton {proton_id}; last report: {last:#?}"),
+        }
     }
 
     pub fn pid_file(&self, name: &str) -> PathBuf {
