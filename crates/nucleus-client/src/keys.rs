@@ -15,6 +15,10 @@ pub const AGENTS: &str = "agents/";
 /// `shardleases/<group>`: the lease of scheduler work on one shard, stored in that shard's own
 /// group so that every scheduler write there can be conditioned on it (meta-level fencing).
 pub const SHARD_LEASES: &str = "shardleases/";
+/// `allocations/<agent>/<node>`: what the replicas placed on one node reserve there. Cluster-wide
+/// (root group), one key per node, so that a placement is committed on the revisions of exactly
+/// the nodes it uses, whichever worker and shard it comes from.
+pub const ALLOCATIONS: &str = "allocations/";
 
 /// The kinds stored in the shard of their workload; every other key is cluster-wide (group 0).
 pub const PER_WORKLOAD: [&str; 4] = [WORKLOADS, PROTONS, SNAPSHOTS, EVENTS];
@@ -58,6 +62,11 @@ pub fn event(workload_id: &str, event_id: &str) -> String {
 
 pub fn agent(name: &str) -> String {
     format!("{AGENTS}{name}")
+}
+
+/// The allocation ledger of one node of one agent.
+pub fn allocations(agent: &str, node: &str) -> String {
+    format!("{ALLOCATIONS}{agent}/{node}")
 }
 
 /// The scheduler lease of shard group `group` (lives in that group). Written only when the

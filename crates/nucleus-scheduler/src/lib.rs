@@ -6,6 +6,7 @@
 //! replica snapshots and workload status back to meta. The decision for one proton is the pure
 //! function [`plan::plan`]; everything else here moves data in and out of it.
 
+pub mod allocations;
 mod bundles;
 mod convert;
 mod error;

@@ -79,7 +79,8 @@ pub fn plan(proton: &Proton, workload_exists: bool, view: &AgentView, done: Done
             Some(a) => Plan { action: Some(Action::Place(a.to_owned())), status: ProtonStatus::Submitted, message: None },
             None => Plan {
                 action: None,
-                status: ProtonStatus::Submitted,
+                // A preempted proton stays `interrupted` until it is placed again.
+                status: if proton.status == ProtonStatus::Interrupted { ProtonStatus::Interrupted } else { ProtonStatus::Submitted },
                 message: Some("No node agent is registered to run this proton; start one (nucleus agent) or check its logs".to_owned()),
             },
         };

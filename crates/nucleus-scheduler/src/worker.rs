@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use nucleus_api::proton::ReplicaStatusesSnapshot;
 use nucleus_api::workload::WorkloadStatusDetails;
-use nucleus_api::{Importance, Proton, ProtonStatus, Workload, WorkloadEvent};
+use nucleus_api::{DesiredState, Importance, Proton, ProtonStatus, Workload, WorkloadEvent};
 use nucleus_api::bundle::ResourceBundle;
 use nucleus_client::{decode, keys, AgentClient, AgentRecord, MetaClient, Txn, Versioned, WatchEvent};
 use nucleus_proto::agent::v1::{ProtonReport, StopRequest};
@@ -14,7 +14,8 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::bundles::{self, AgentRoom, Choice};
+use crate::allocations::{self, AgentNodes, Ask, Change, Ledgers, Preemptor};
+use crate::bundles;
 use crate::convert;
 use crate::lease::{Held, LeaseKeeper};
 use crate::inputs::{follow_agent, watch_prefix, Input};
@@ -55,6 +56,8 @@ struct World {
     protons: BTreeMap<String, Versioned<Proton>>,
     workloads: BTreeMap<String, Versioned<Workload>>,
     agent_records: BTreeMap<String, Versioned<AgentRecord>>,
+    /// The allocation ledger (`allocations/`), by key.
+    ledgers: Ledgers,
     agents: BTreeMap<String, FollowedAgent>,
     reports: HashMap<String, HashMap<String, ProtonReport>>,
     done: HashMap<String, Done>,
@@ -62,6 +65,28 @@ struct World {
     synced_protons: bool,
     synced_workloads: bool,
     synced_agents: bool,
+    synced_ledgers: bool,
+}
+
+/// Where a proton is to be placed.
+struct Chosen {
+    agent: String,
+    bundle: Option<ResourceBundle>,
+    /// The reservation to commit to the ledger first (none when it is already there, or when no
+    /// bundle is asked for).
+    reserve: Option<Change>,
+}
+
+/// Commits a ledger change and applies it to the local copy. `false`: the ledger moved since it
+/// was planned on, nothing changed.
+async fn commit(meta: &MetaClient, change: &Change, ledgers: &mut Ledgers) -> Result<bool, Error> {
+    match meta.write(change.txn()?).await? {
+        nucleus_client::WriteOutcome::Applied { revision } => {
+            change.applied(revision, ledgers);
+            Ok(true)
+        }
+        nucleus_client::WriteOutcome::Conflict { .. } => Ok(false),
+    }
 }
 
 /// A shard this worker holds the lease of, and the fencing token that goes with it: every write
@@ -92,7 +117,7 @@ pub async fn run(
     let (mut held, keeper) = LeaseKeeper::spawn(meta.clone(), &config.name).await?;
     tracing::info!(scheduler = config.name, shard_count, "scheduler started");
     let (tx, mut rx) = mpsc::channel(1024);
-    let watches = [keys::PROTONS, keys::WORKLOADS, keys::AGENTS].map(|p| watch_prefix(meta.clone(), p, tx.clone()));
+    let watches = [keys::PROTONS, keys::WORKLOADS, keys::AGENTS, keys::ALLOCATIONS].map(|p| watch_prefix(meta.clone(), p, tx.clone()));
     let mut world = World::default();
     let mut tick = tokio::time::interval(TICK);
     let mut first_pass = Some(first_pass);
@@ -110,7 +135,7 @@ pub async fn run(
             Ok(()) = held.changed() => {}
         }
         let leases = held.borrow_and_update().clone();
-        if world.synced_protons && world.synced_workloads {
+        if world.synced_protons && world.synced_workloads && world.synced_ledgers {
             world.reconcile(&meta, shard_count, &leases).await;
             if world.agents_settled()
                 && !leases.is_empty()
@@ -144,6 +169,12 @@ impl World {
                     self.synced_workloads = true;
                 }
                 apply_docs(&mut self.workloads, event, |w: &Workload| w.id.clone());
+            }
+            Input::Meta { prefix, event } if prefix == keys::ALLOCATIONS => {
+                if matches!(event, WatchEvent::Reset(_)) {
+                    self.synced_ledgers = true;
+                }
+                allocations::apply_event(&mut self.ledgers, event);
             }
             Input::Meta { event, .. } => {
                 if matches!(event, WatchEvent::Reset(_)) {
@@ -241,6 +272,7 @@ impl World {
     }
 
     async fn reconcile(&mut self, meta: &MetaClient, shard_count: u64, leases: &Held) {
+        self.release_stale(meta, shard_count, leases).await;
         let keys = self.queue();
         for key in keys {
             let Some(doc) = self.protons.get(&key).cloned() else { continue };
@@ -252,30 +284,70 @@ impl World {
         }
     }
 
-    /// The agent (and bundle) to place `proton` on, or why none can take it.
-    fn choose_agent(&self, proton: &Proton) -> Result<(String, Option<ResourceBundle>), String> {
-        let connected: Vec<AgentRoom<'_>> = self
-            .agents
-            .iter()
-            .filter(|(_, a)| a.connected)
-            .map(|(name, a)| AgentRoom { name, nodes: &a.record.nodes, reserved: self.reserved_on(name) })
+    /// Where to place `proton`: the reservation the ledger already holds for it (a worker stopped
+    /// between reserving and placing), a new one to commit first, or any connected agent when
+    /// the runtime asks for no bundle; or why none can take it.
+    fn choose_agent(&self, proton: &Proton, importance: Importance) -> Result<Chosen, String> {
+        let connected = || self.agents.iter().filter(|(_, a)| a.connected);
+        let Some(group) = bundles::requesting_group(&proton.runtime.container_groups) else {
+            return match connected().next() {
+                Some((name, _)) => Ok(Chosen { agent: name.clone(), bundle: None, reserve: None }),
+                None => Err("No node agent is connected to run this proton; start one (nucleus agent) or check its logs".to_owned()),
+            };
+        };
+        if let Some(held) = allocations::holding(&self.ledgers, &proton.id) {
+            return match held.preempted_by {
+                None if connected().any(|(name, _)| *name == held.agent) => {
+                    Ok(Chosen { agent: held.agent, bundle: Some(held.bundle), reserve: None })
+                }
+                _ => Err(format!("Waiting for the release of an earlier reservation on agent {}", held.agent)),
+            };
+        }
+        let wanted = bundles::catalogue_entries(group)?;
+        let agents: Vec<AgentNodes<'_>> = connected()
+            .map(|(name, a)| AgentNodes { name, region: &a.record.region, nodes: &a.record.nodes })
             .collect();
-        let group = bundles::requesting_group(&proton.runtime.container_groups);
-        match bundles::choose(group, proton.replica_count, &connected) {
-            Choice::On { agent, bundle } => Ok((agent.to_owned(), bundle)),
-            Choice::Short(shortage) => Err(shortage),
+        let ask = Ask { proton: &proton.id, workload: &proton.workload_id, replicas: proton.replica_count, importance, bundles: &wanted };
+        let change = allocations::place(&agents, &self.ledgers, &ask)?;
+        Ok(Chosen { agent: change.agent.clone(), bundle: change.bundle.clone(), reserve: Some(change) })
+    }
+
+    /// Releases reservations in the ledger that no proton of a shard this worker holds needs any
+    /// more: the proton is gone, placed elsewhere, stopped, or was preempted and is unplaced.
+    async fn release_stale(&mut self, meta: &MetaClient, shard_count: u64, leases: &Held) {
+        let mut stale: Vec<String> = Vec::new();
+        for doc in self.ledgers.values() {
+            for record in &doc.value.allocations {
+                let key = keys::proton(&record.workload, &record.proton);
+                if !leases.contains_key(&keys::group_of_key(&key, shard_count)) || stale.contains(&record.proton) {
+                    continue;
+                }
+                let connected = self.agents.get(&doc.value.agent).is_some_and(|a| a.connected);
+                let needed = self.protons.get(&key).is_some_and(|p| match &p.value.agent {
+                    Some(agent) => *agent == doc.value.agent,
+                    None => p.value.desired_state != DesiredState::Stopped && record.is_live() && connected,
+                });
+                if !needed {
+                    stale.push(record.proton.clone());
+                }
+            }
+        }
+        for proton in stale {
+            self.release(meta, &proton).await;
         }
     }
 
-    /// What the protons placed on `agent` reserve there: each one's resolved bundle times its
-    /// replicas, until it is stopped.
-    fn reserved_on(&self, agent: &str) -> Vec<(ResourceBundle, u32)> {
-        self.protons
-            .values()
-            .map(|doc| &doc.value)
-            .filter(|p| p.agent.as_deref() == Some(agent) && p.status != ProtonStatus::Stopped)
-            .filter_map(|p| Some((convert::resolved_bundle(p)?, p.replica_count)))
-            .collect()
+    /// Drops `proton`'s reservations from the ledger (retried by the next pass if it fails).
+    async fn release(&mut self, meta: &MetaClient, proton: &str) {
+        let change = allocations::release(&self.ledgers, proton);
+        if change.is_empty() {
+            return;
+        }
+        match commit(meta, &change, &mut self.ledgers).await {
+            Ok(true) => tracing::info!(proton, "reservation released"),
+            Ok(false) => {}
+            Err(err) => tracing::warn!(proton, error = %err, "cannot release reservation; will retry"),
+        }
     }
 
     /// The protons in the order to reconcile them: most important workload first (critical, high,
@@ -290,9 +362,18 @@ impl World {
         let workload = self.workloads.get(&proton.workload_id).cloned();
         let view = self.view(proton);
         let done = self.done.get(&proton.id).copied().unwrap_or_default();
-        // Only a proton without an agent is placed: the others skip the search.
-        let chosen = proton.agent.is_none().then(|| self.choose_agent(proton));
-        let candidate = chosen.as_ref().and_then(|c| c.as_ref().ok()).map(|(agent, _)| agent.as_str());
+        if let (Some(workload), Some(placed_on)) = (&workload, &proton.agent)
+            && let Some(held) = allocations::holding(&self.ledgers, &proton.id)
+            && held.agent == *placed_on
+            && let Some(preemptor) = held.preempted_by
+        {
+            return self.interrupt(meta, fence, &doc, workload, preemptor).await;
+        }
+        let importance = workload.as_ref().map(|w| w.value.importance).unwrap_or_default();
+        // Only a proton without an agent (that is to run) is placed: the others skip the search.
+        let placing = proton.agent.is_none() && workload.is_some() && proton.desired_state != DesiredState::Stopped;
+        let chosen = placing.then(|| self.choose_agent(proton, importance));
+        let candidate = chosen.as_ref().and_then(|c| c.as_ref().ok()).map(|c| c.agent.as_str());
         let mut decision = plan(proton, workload.is_some(), &view, done, candidate);
         if let Some(Err(shortage)) = &chosen
             && decision.action.is_none()
@@ -303,7 +384,16 @@ impl World {
         let agent = proton.agent.as_ref().and_then(|a| self.agents.get(a)).map(|a| a.client.clone());
         match &decision.action {
             Some(Action::Place(agent)) => {
-                let bundle = chosen.and_then(Result::ok).and_then(|(_, bundle)| bundle);
+                let Some(Ok(chosen)) = chosen else { return Ok(()) };
+                if let Some(reserve) = &chosen.reserve {
+                    if !commit(meta, reserve, &mut self.ledgers).await? {
+                        return Ok(()); // the ledger moved since: plan again on the newer one
+                    }
+                    if !reserve.interrupted.is_empty() {
+                        tracing::info!(proton = proton.id, agent, victims = ?reserve.interrupted, "preempted less important protons");
+                    }
+                }
+                let bundle = chosen.bundle;
                 let mut placed = proton.clone();
                 placed.agent = Some(agent.clone());
                 let mut txn = fence.guard(Txn::new()).require(&doc.key, doc.mod_revision);
@@ -381,6 +471,72 @@ impl World {
         Ok(())
     }
 
+    /// A more important proton took this one's room: stop its replicas, then record it unplaced
+    /// and `interrupted` (with an event naming the preemptor) and drop its reservations. It is
+    /// placed again, like a new proton, when room returns.
+    async fn interrupt(
+        &mut self,
+        meta: &MetaClient,
+        fence: Fence,
+        doc: &Versioned<Proton>,
+        workload: &Versioned<Workload>,
+        preemptor: Preemptor,
+    ) -> Result<(), Error> {
+        let proton = &doc.value;
+        let Some(agent_name) = proton.agent.as_deref() else { return Ok(()) };
+        match self.agents.get(agent_name) {
+            Some(agent) if agent.connected => {
+                let request = StopRequest {
+                    proton_id: proton.id.clone(),
+                    grace_period_seconds: STOP_GRACE_SECONDS,
+                    fencing_token: fence.token,
+                    meta_shard: fence.group,
+                };
+                if let Err(err) = agent.client.stop(request).await {
+                    tracing::warn!(proton = proton.id, error = %err, "stop of a preempted proton failed; will retry");
+                    return Ok(());
+                }
+            }
+            Some(_) => return Ok(()), // cannot stop it while the agent is away: wait for it
+            None => {}                // the agent is gone, and its replicas with it
+        }
+        let message = format!(
+            "Preempted by proton {} of workload {} (importance {}); it will be placed again when there is room",
+            preemptor.proton,
+            preemptor.workload,
+            serde_json::to_value(preemptor.importance).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+        );
+        let mut updated = proton.clone();
+        updated.agent = None;
+        updated.status = ProtonStatus::Interrupted;
+        updated.message = Some(message.clone());
+        updated.running_since = None;
+        updated.updated_at = chrono::Utc::now();
+        let mut event = status_event(&updated, proton.status);
+        event.details.insert(
+            "preemptedBy".to_owned(),
+            json!({"protonId": preemptor.proton, "workloadId": preemptor.workload, "importance": preemptor.importance}),
+        );
+        let mut txn = fence
+            .guard(Txn::new())
+            .require(&doc.key, doc.mod_revision)
+            .put_json(&doc.key, &updated)?
+            .put_json(&keys::event(&proton.workload_id, &event.id), &event)?;
+        if workload.value.proton_id.as_deref() == Some(proton.id.as_str()) {
+            let mut wl = workload.value.clone();
+            wl.status = ProtonStatus::Interrupted;
+            wl.status_details = Some(WorkloadStatusDetails { log_tail: None, message: Some(message) });
+            wl.updated_at = chrono::Utc::now();
+            txn = txn.require(&workload.key, workload.mod_revision).put_json(&workload.key, &wl)?;
+        }
+        if meta.write(txn).await?.applied() {
+            tracing::info!(proton = proton.id, preemptor = preemptor.proton, "proton interrupted");
+            self.done.remove(&proton.id);
+            self.release(meta, &proton.id).await;
+        }
+        Ok(())
+    }
+
     /// Writes proton status, replica snapshot and workload status when they changed, in one
     /// transaction conditional on the documents it read.
     #[allow(clippy::too_many_arguments)]
@@ -428,6 +584,10 @@ impl World {
         let mut updated = proton.clone();
         updated.status = status;
         updated.message = message.clone();
+        if status == ProtonStatus::Stopped && matches!(view, AgentView::Reported(Report::Absent | Report::Stopped)) {
+            // Nothing runs any more: give up the placement (and so the reservation); a start places it afresh.
+            updated.agent = None;
+        }
         updated.status_details.log_tail = log_tail.clone();
         if status == ProtonStatus::Running && updated.running_since.is_none() {
             updated.running_since = Some(chrono::Utc::now());
@@ -437,7 +597,8 @@ impl World {
         let proton_changed = updated.status != proton.status
             || updated.message != proton.message
             || updated.status_details != proton.status_details
-            || updated.running_since != proton.running_since;
+            || updated.running_since != proton.running_since
+            || updated.agent != proton.agent;
         let mut txn = Txn::new();
         if proton_changed {
             updated.updated_at = chrono::Utc::now();

@@ -180,7 +180,7 @@ fn bytes(amount: u64) -> String {
     const UNITS: [(&str, u32); 4] = [("TiB", 4), ("GiB", 3), ("MiB", 2), ("KiB", 1)];
     for (unit, power) in UNITS {
         let size = 1024u64.pow(power);
-        if amount >= size && amount % size == 0 {
+        if amount >= size && amount.is_multiple_of(size) {
             return format!("{}{unit}", amount / size);
         }
     }

@@ -63,6 +63,15 @@ fn unplaced_protons_are_placed_or_wait_for_an_agent() {
 }
 
 #[test]
+fn a_preempted_proton_stays_interrupted_until_it_is_placed_again() {
+    let p = proton(DesiredState::Running, ProtonStatus::Interrupted, None);
+    let waiting = plan(&p, true, &AgentView::Reported(Report::Absent), Done::default(), None);
+    assert_eq!((waiting.action, waiting.status), (None, ProtonStatus::Interrupted));
+    let placed = plan(&p, true, &AgentView::Reported(Report::Absent), Done::default(), Some("a1"));
+    assert_eq!((placed.action, placed.status), (Some(Action::Place("a1".into())), ProtonStatus::Submitted));
+}
+
+#[test]
 fn placed_protons_are_launched_once_per_generation() {
     let p = proton(DesiredState::Running, ProtonStatus::Submitted, Some("a1"));
     let first = plan(&p, true, &AgentView::Reported(Report::Absent), Done::default(), Some("a1"));
