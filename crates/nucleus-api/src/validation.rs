@@ -189,14 +189,10 @@ fn container(c: &Container, loc: &Loc, errors: &mut Vec<FieldError>) {
             "missing",
         ));
     }
-    if let Some(entrypoint) = &c.entrypoint {
-        if entrypoint.is_empty() || entrypoint[0].trim().is_empty() {
-            errors.push(FieldError::new(
-                &loc.key("entrypoint"),
-                "entrypoint must name a command",
-                "value_error",
-            ));
-        }
+    if let Some(entrypoint) = &c.entrypoint
+        && (entrypoint.is_empty() || entrypoint[0].trim().is_empty())
+    {
+        errors.push(FieldError::new(&loc.key("entrypoint"), "entrypoint must name a command", "value_error"));
     }
     for (i, var) in c.environment_vars.iter().enumerate() {
         let var_loc = loc.key("environmentVars").index(i);

@@ -9,6 +9,7 @@ mod etcd;
 mod load;
 mod nucleus;
 mod placement;
+mod placement_meta;
 mod procs;
 mod report;
 
@@ -92,6 +93,19 @@ fn main() -> anyhow::Result<()> {
             progress(&format!("placing {} replicas on {} simulated nodes ...", args.replicas, args.nodes));
             let summary = placement::run(&args)?;
             placement::print(&args, &summary);
+            if args.pure_only {
+                return Ok(());
+            }
+            let nucleus_bin = nucleus_binary(args.nucleus.as_deref())?;
+            let nodes = placement::fleet(args.nodes);
+            let requests = placement::requests(args.replicas, &nucleus_scheduler::placement::default_bundles());
+            let through_meta = tokio::runtime::Runtime::new()?.block_on(placement_meta::run(
+                &nucleus_bin,
+                &nodes,
+                &requests,
+                args.nodes_per_agent,
+            ))?;
+            placement_meta::print(&through_meta);
             Ok(())
         }
     }
@@ -105,9 +119,10 @@ fn validate(args: &MetaArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn meta(args: MetaArgs) -> anyhow::Result<()> {
-    let nucleus_bin = match &args.nucleus {
-        Some(path) => path.clone(),
+/// The `nucleus` binary: the given one, or the one beside this binary (the same target dir).
+fn nucleus_binary(given: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
+    let nucleus_bin = match given {
+        Some(path) => path.to_path_buf(),
         None => std::env::current_exe()?.with_file_name("nucleus"),
     };
     anyhow::ensure!(
@@ -115,6 +130,11 @@ async fn meta(args: MetaArgs) -> anyhow::Result<()> {
         "{} not found: build it first (`cargo build --release -p nucleus-server`) or pass --nucleus",
         nucleus_bin.display()
     );
+    Ok(nucleus_bin)
+}
+
+async fn meta(args: MetaArgs) -> anyhow::Result<()> {
+    let nucleus_bin = nucleus_binary(args.nucleus.as_deref())?;
     // Find etcd before spending minutes on Nucleus.
     let etcd_bin = match args.against {
         Some(Against::Etcd) => Some(etcd::find_etcd(args.etcd.as_deref())?),

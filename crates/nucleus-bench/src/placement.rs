@@ -21,6 +21,15 @@ pub struct PlacementArgs {
     /// Replicas to place (requests of 1 to 4 replicas of mixed bundles).
     #[arg(long, default_value_t = 10_000)]
     pub replicas: usize,
+    /// End to end through meta: nodes per simulated agent (cluster).
+    #[arg(long, default_value_t = 100)]
+    pub nodes_per_agent: usize,
+    /// Only the pure placement run, not the one through meta.
+    #[arg(long)]
+    pub pure_only: bool,
+    /// The `nucleus` binary for the run through meta (default: the one beside this binary).
+    #[arg(long)]
+    pub nucleus: Option<std::path::PathBuf>,
 }
 
 /// What a run measured.
@@ -32,7 +41,7 @@ pub struct PlacementSummary {
     pub per_node_max_gpu_use: f64,
 }
 
-fn fleet(count: usize) -> Vec<Node> {
+pub fn fleet(count: usize) -> Vec<Node> {
     let models = [(GPU_TYPE_L4, 24), (GPU_TYPE_A10G, 24), (GPU_TYPE_H100, 80)];
     (0..count)
         .map(|i| {
@@ -46,7 +55,7 @@ fn fleet(count: usize) -> Vec<Node> {
 
 /// A deterministic mix: every bundle of the catalogue in turn, 1-4 replicas, rotating importance
 /// and region.
-fn requests(total_replicas: usize, bundles: &[Bundle]) -> Vec<Request> {
+pub fn requests(total_replicas: usize, bundles: &[Bundle]) -> Vec<Request> {
     let importances = [Importance::Low, Importance::Moderate, Importance::High, Importance::Critical];
     let mut out = Vec::new();
     let mut left = total_replicas;
@@ -135,7 +144,7 @@ mod tests {
 
     #[test]
     fn a_small_fleet_is_filled_without_over_commit() {
-        let args = PlacementArgs { nodes: 30, replicas: 400 };
+        let args = PlacementArgs { nodes: 30, replicas: 400, nodes_per_agent: 10, pure_only: true, nucleus: None };
         let summary = run(&args).unwrap();
         assert_eq!(summary.placed + summary.unplaceable, 400);
         assert!(summary.placed > 0);
