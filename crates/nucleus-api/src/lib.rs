@@ -9,6 +9,7 @@ pub mod bundle;
 pub mod event;
 pub mod page;
 pub mod proton;
+pub mod replacement;
 pub mod status;
 pub mod validation;
 pub mod workload;

@@ -193,6 +193,10 @@ pub struct Workload {
     #[serde(default)]
     pub status_details: Option<WorkloadStatusDetails>,
     pub desired_state: DesiredState,
+    /// When a draft workload expires (8 hours after it was created or last started): the
+    /// scheduler then stops and removes it. `None` once its artifact is locked (promote).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
 }
 
 #[cfg(test)]

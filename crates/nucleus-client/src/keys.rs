@@ -12,6 +12,8 @@ pub const PROTONS: &str = "protons/";
 pub const SNAPSHOTS: &str = "snapshots/";
 pub const EVENTS: &str = "events/";
 pub const AGENTS: &str = "agents/";
+/// `history/<workload>/<time-sortable id>`: the workload's past replacements and promotions.
+pub const HISTORY: &str = "history/";
 /// `shardleases/<group>`: the lease of scheduler work on one shard, stored in that shard's own
 /// group so that every scheduler write there can be conditioned on it (meta-level fencing).
 pub const SHARD_LEASES: &str = "shardleases/";
@@ -21,7 +23,7 @@ pub const SHARD_LEASES: &str = "shardleases/";
 pub const ALLOCATIONS: &str = "allocations/";
 
 /// The kinds stored in the shard of their workload; every other key is cluster-wide (group 0).
-pub const PER_WORKLOAD: [&str; 4] = [WORKLOADS, PROTONS, SNAPSHOTS, EVENTS];
+pub const PER_WORKLOAD: [&str; 5] = [WORKLOADS, PROTONS, SNAPSHOTS, EVENTS, HISTORY];
 
 /// The root group: cluster-wide documents (artifacts, agents, scheduler leases, ...).
 pub const ROOT_GROUP: u64 = 0;
@@ -58,6 +60,14 @@ pub fn events_of(workload_id: &str) -> String {
 /// `event_id` must sort by time (see the gateway's and scheduler's id makers).
 pub fn event(workload_id: &str, event_id: &str) -> String {
     format!("{EVENTS}{workload_id}/{event_id}")
+}
+
+pub fn history_of(workload_id: &str) -> String {
+    format!("{HISTORY}{workload_id}/")
+}
+
+pub fn history(workload_id: &str, record_id: &str) -> String {
+    format!("{HISTORY}{workload_id}/{record_id}")
 }
 
 pub fn agent(name: &str) -> String {

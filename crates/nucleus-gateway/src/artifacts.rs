@@ -212,16 +212,23 @@ pub async fn update(State(state): State<AppState>, Path(id): Path<String>, body:
         artifact.spec = spec;
     }
     if patch.status == Some(ArtifactStatus::Locked) {
-        let repository = artifact.artifact_repository_id.clone().unwrap_or_default();
-        artifact.version = Some(next_version(&state, &repository).await?);
-        artifact.status = ArtifactStatus::Locked;
+        lock(&state, &mut artifact).await?;
     }
     artifact.updated_at = chrono::Utc::now();
     write_if_unchanged(&state, &current, &artifact).await?;
     Ok(Json(artifact))
 }
 
-async fn write_if_unchanged(
+/// Locks a draft: the next version of its repository, and immutable from now on.
+pub(crate) async fn lock(state: &AppState, artifact: &mut Artifact) -> Result<(), ApiError> {
+    let repository = artifact.artifact_repository_id.clone().unwrap_or_default();
+    artifact.version = Some(next_version(state, &repository).await?);
+    artifact.status = ArtifactStatus::Locked;
+    artifact.updated_at = chrono::Utc::now();
+    Ok(())
+}
+
+pub(crate) async fn write_if_unchanged(
     state: &AppState,
     current: &nucleus_client::Versioned<Artifact>,
     artifact: &Artifact,

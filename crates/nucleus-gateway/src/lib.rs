@@ -9,6 +9,7 @@ mod auth;
 mod error;
 mod ids;
 mod invoke;
+mod lifetime;
 mod listing;
 mod protons;
 mod repositories;
@@ -34,7 +35,12 @@ pub struct GatewayConfig {
     /// Externally visible base URL (`http://host:port`) for `endpoint` and pagination links;
     /// when unset, the request's `Host` header decides.
     pub public_url: Option<String>,
+    /// How long a draft workload lives after it was created or last started (spec: 8 hours).
+    pub draft_ttl: std::time::Duration,
 }
+
+/// The spec's lifetime of a draft workload.
+pub const DEFAULT_DRAFT_TTL: std::time::Duration = std::time::Duration::from_secs(8 * 3600);
 
 /// Shared by every handler.
 #[derive(Clone)]

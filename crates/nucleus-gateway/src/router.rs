@@ -8,7 +8,7 @@ use axum::routing::{any, get, post, MethodRouter};
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::{artifacts, auth, invoke, protons, repositories, workloads, ApiError, AppState};
+use crate::{artifacts, auth, invoke, lifetime, protons, repositories, workloads, ApiError, AppState};
 
 const API: &str = "/api/v2";
 
@@ -41,6 +41,8 @@ pub fn router(state: AppState) -> Router {
         route(&format!("{base}/{{workload_id}}/start"), post(workloads::start));
         route(&format!("{base}/{{workload_id}}/stop"), post(workloads::stop));
         route(&format!("{base}/{{workload_id}}/settings"), get(workloads::settings));
+        route(&format!("{base}/{{workload_id}}/promote"), post(lifetime::promote));
+        route(&format!("{base}/{{workload_id}}/history"), get(lifetime::history));
         route(&format!("{base}/{{workload_id}}/protons"), get(protons::list));
         route(&format!("{base}/{{workload_id}}/protons/{{proton_id}}"), get(protons::get));
         route(&format!("{base}/{{workload_id}}/protons/{{proton_id}}/statusDetails"), get(protons::status_details));

@@ -9,13 +9,14 @@ use axum::Json;
 use nucleus_api::proton::ProtonStatusDetails;
 use nucleus_api::validation::{self, Loc};
 use nucleus_api::{
-    Artifact, CreateWorkloadRequest, DesiredState, Proton, ProtonRole, ProtonStatus, UpdateWorkloadRequest, Workload,
+    Artifact, ArtifactStatus, CreateWorkloadRequest, DesiredState, Proton, ProtonRole, ProtonStatus, UpdateWorkloadRequest, Workload,
     WorkloadEvent, WorkloadRuntime,
 };
 use nucleus_client::{keys, Txn, Versioned, WriteOutcome};
 use serde_json::{json, Value};
 
 use crate::artifacts::{json_name, new_artifact};
+use crate::lifetime::draft_expiry;
 use crate::listing::{check, order, paginate, Window};
 use crate::request::{base_url, json_body, workload_endpoint, Query};
 use crate::{ids, ApiError, AppState};
@@ -100,6 +101,7 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Byt
         updated_at: now,
         status_details: None,
         desired_state: DesiredState::Running,
+        expires_at: (artifact.status == ArtifactStatus::Draft).then(|| draft_expiry(&state)),
     };
     let event = event(&workload_id, "workloadCreated", json!({
         "message": format!("Workload created with artifact {} ({} replica(s))", artifact.id, proton.replica_count),
@@ -289,10 +291,11 @@ pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Re
     let txn = Txn::new()
         .require(&current.key, current.mod_revision)
         .delete(&current.key)
-        .delete_prefix(&keys::events_of(&id));
+        .delete_prefix(&keys::events_of(&id))
+        .delete_prefix(&keys::history_of(&id));
     if !state.meta.write(txn).await?.applied() {
         // Changed meanwhile (a status update): deleting is still what was asked.
-        let txn = Txn::new().delete(&current.key).delete_prefix(&keys::events_of(&id));
+        let txn = Txn::new().delete(&current.key).delete_prefix(&keys::events_of(&id)).delete_prefix(&keys::history_of(&id));
         state.meta.write(txn).await?;
     }
     Ok(StatusCode::NO_CONTENT)
@@ -326,6 +329,9 @@ async fn change_desired_state(state: &AppState, headers: &HeaderMap, id: &str, w
         };
         let (mut w, mut p) = (workload.value.clone(), proton.value.clone());
         let transition = decide(&mut w, &mut p, wanted);
+        if matches!(transition, Transition::Started) && w.expires_at.is_some() {
+            w.expires_at = Some(draft_expiry(state)); // a draft's 8 hours start again
+        }
         let (code, message) = match transition {
             Transition::Refused(err) => return Err(err),
             Transition::AlreadyThere => {

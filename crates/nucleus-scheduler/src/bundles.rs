@@ -9,6 +9,8 @@ use nucleus_api::bundle::{default_catalogue, ResourceBundle};
 use nucleus_api::workload::GroupRuntime;
 use nucleus_proto::agent::v1 as pb;
 
+use crate::placement::units;
+
 /// The runtime group that asks for bundles, if any.
 pub fn requesting_group(groups: &[GroupRuntime]) -> Option<&GroupRuntime> {
     groups.iter().find(|g| g.resource_bundles.as_ref().is_some_and(|ids| !ids.is_empty()))
@@ -27,6 +29,72 @@ pub fn catalogue_entries(group: &GroupRuntime) -> Result<Vec<ResourceBundle>, St
         ));
     }
     Ok(wanted)
+}
+
+/// The id of the bundle made of a group's explicit `resourceAllocation`s (reported as its
+/// `resolvedBundle`, like a catalogue bundle).
+pub const ALLOCATION_BUNDLE: &str = "allocation";
+
+/// The group that sets an explicit `resourceAllocation` on some container (when no group asks for
+/// `resourceBundles`), and the one bundle its containers add up to: CPU, memory and GPUs summed,
+/// GPU memory the largest asked for.
+pub fn explicit_allocation(groups: &[GroupRuntime]) -> Option<(&GroupRuntime, Result<ResourceBundle, String>)> {
+    let group = groups.iter().find(|g| g.containers.iter().any(|c| c.resource_allocation.is_some()))?;
+    let mut total = ResourceBundle {
+        id: ALLOCATION_BUNDLE.to_owned(),
+        name: "Explicit resource allocation".to_owned(),
+        cpu_count: 0.0,
+        memory_bytes: 0,
+        gpu_count: 0,
+        gpu_maker: None,
+        gpu_type_label: None,
+        gpu_memory_bytes: 0,
+    };
+    for container in &group.containers {
+        let Some(value) = &container.resource_allocation else { continue };
+        let parsed = parse_allocation(value).map_err(|err| {
+            format!(
+                "resourceAllocation of container {} in group {} is invalid: {err}; fix it in the workload's runtime",
+                container.name, group.name
+            )
+        });
+        let one = match parsed {
+            Ok(one) => one,
+            Err(message) => return Some((group, Err(message))),
+        };
+        total.cpu_count += one.cpu;
+        total.memory_bytes += one.memory_bytes;
+        total.gpu_count += one.gpus;
+        total.gpu_memory_bytes = total.gpu_memory_bytes.max(one.gpu_memory_bytes);
+    }
+    Some((group, Ok(total)))
+}
+
+struct OneAllocation {
+    cpu: f64,
+    memory_bytes: u64,
+    gpus: u32,
+    gpu_memory_bytes: u64,
+}
+
+/// `{cpu, memory, gpu?, gpuMemory?}`: memory as bytes or a string with units.
+fn parse_allocation(value: &serde_json::Value) -> Result<OneAllocation, String> {
+    let memory = |field: &str| -> Result<u64, String> {
+        match value.get(field) {
+            None | Some(serde_json::Value::Null) => Ok(0),
+            Some(serde_json::Value::Number(n)) => n.as_u64().ok_or_else(|| format!("{field} must be a whole number of bytes")),
+            Some(serde_json::Value::String(text)) => units::parse_memory(text).map_err(|err| format!("{field}: {err}")),
+            Some(_) => Err(format!("{field} must be a number of bytes or a string such as \"16GiB\"")),
+        }
+    };
+    let number = |field: &str| -> Result<f64, String> {
+        match value.get(field) {
+            None | Some(serde_json::Value::Null) => Ok(0.0),
+            Some(v) => v.as_f64().filter(|n| n.is_finite() && *n >= 0.0).ok_or_else(|| format!("{field} must be a number of at least 0")),
+        }
+    };
+    let gpus = units::gpu_count(number("gpu")?).map_err(|err| err.to_string())?;
+    Ok(OneAllocation { cpu: number("cpu")?, memory_bytes: memory("memory")?, gpus, gpu_memory_bytes: memory("gpuMemory")? })
 }
 
 /// What a Launch reserves for each replica.
@@ -60,6 +128,31 @@ mod tests {
         let message = catalogue_entries(&asking(&["no.such"])).unwrap_err();
         assert!(message.contains("no.such") && message.contains("/mlops/compute/bundles"), "{message}");
         assert!(requesting_group(&[asking(&[])]).is_none(), "an empty list asks for nothing");
+    }
+
+    #[test]
+    fn explicit_allocations_add_up_to_one_bundle_or_name_the_bad_field() {
+        let mut group = asking(&[]);
+        group.resource_bundles = None;
+        let container = |name: &str, allocation: serde_json::Value| {
+            serde_json::from_value(serde_json::json!({"name": name, "resourceAllocation": allocation})).unwrap()
+        };
+        group.containers = vec![
+            container("main", serde_json::json!({"cpu": 1.5, "memory": "2GiB", "gpu": 1, "gpuMemory": "24GiB"})),
+            container("sidecar", serde_json::json!({"cpu": 0.5, "memory": 1_073_741_824u64})),
+        ];
+        let groups = [group];
+        let (found, bundle) = explicit_allocation(&groups).unwrap();
+        assert_eq!(found.name, "default");
+        let bundle = bundle.unwrap();
+        assert_eq!((bundle.id.as_str(), bundle.cpu_count, bundle.memory_bytes), (ALLOCATION_BUNDLE, 2.0, 3 * GIB));
+        assert_eq!((bundle.gpu_count, bundle.gpu_memory_bytes, bundle.gpu_type_label), (1, 24 * GIB, None));
+
+        let mut bad = groups[0].clone();
+        bad.containers = vec![container("main", serde_json::json!({"cpu": 1, "memory": "12XB"}))];
+        let message = explicit_allocation(std::slice::from_ref(&bad)).unwrap().1.unwrap_err();
+        assert!(message.contains("main") && message.contains("memory") && message.contains("XB"), "{message}");
+        assert!(explicit_allocation(&[asking(&["cpu.small"])]).is_none());
     }
 
     #[test]

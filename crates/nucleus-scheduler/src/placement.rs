@@ -21,7 +21,7 @@ mod place;
 mod placer;
 mod preempt;
 mod shortage;
-mod units;
+pub(crate) mod units;
 mod verify;
 
 pub use catalogue::{GPU_TYPE_A10G, GPU_TYPE_H100, GPU_TYPE_L4, default_bundles};

@@ -273,6 +273,7 @@ impl World {
 
     async fn reconcile(&mut self, meta: &MetaClient, shard_count: u64, leases: &Held) {
         self.release_stale(meta, shard_count, leases).await;
+        self.expire_drafts(meta, shard_count, leases).await;
         let keys = self.queue();
         for key in keys {
             let Some(doc) = self.protons.get(&key).cloned() else { continue };
@@ -289,11 +290,16 @@ impl World {
     /// the runtime asks for no bundle; or why none can take it.
     fn choose_agent(&self, proton: &Proton, importance: Importance) -> Result<Chosen, String> {
         let connected = || self.agents.iter().filter(|(_, a)| a.connected);
-        let Some(group) = bundles::requesting_group(&proton.runtime.container_groups) else {
-            return match connected().next() {
-                Some((name, _)) => Ok(Chosen { agent: name.clone(), bundle: None, reserve: None }),
-                None => Err("No node agent is connected to run this proton; start one (nucleus agent) or check its logs".to_owned()),
-            };
+        let groups = &proton.runtime.container_groups;
+        let wanted = match (bundles::requesting_group(groups), bundles::explicit_allocation(groups)) {
+            (Some(group), _) => bundles::catalogue_entries(group)?,
+            (None, Some((_, allocation))) => vec![allocation?],
+            (None, None) => {
+                return match connected().next() {
+                    Some((name, _)) => Ok(Chosen { agent: name.clone(), bundle: None, reserve: None }),
+                    None => Err("No node agent is connected to run this proton; start one (nucleus agent) or check its logs".to_owned()),
+                };
+            }
         };
         if let Some(held) = allocations::holding(&self.ledgers, &proton.id) {
             return match held.preempted_by {
@@ -303,7 +309,6 @@ impl World {
                 _ => Err(format!("Waiting for the release of an earlier reservation on agent {}", held.agent)),
             };
         }
-        let wanted = bundles::catalogue_entries(group)?;
         let agents: Vec<AgentNodes<'_>> = connected()
             .map(|(name, a)| AgentNodes { name, region: &a.record.region, nodes: &a.record.nodes })
             .collect();
@@ -334,6 +339,27 @@ impl World {
         }
         for proton in stale {
             self.release(meta, &proton).await;
+        }
+    }
+
+    /// Removes the draft workloads of this worker's shards whose time is up (spec §3.6), as a
+    /// DELETE would; their protons are then stopped and forgotten like those of any deleted
+    /// workload. One whose artifact was locked meanwhile is kept and loses its expiry.
+    async fn expire_drafts(&mut self, meta: &MetaClient, shard_count: u64, leases: &Held) {
+        let now = chrono::Utc::now();
+        let due: Vec<(Versioned<Workload>, Fence)> = self
+            .workloads
+            .values()
+            .filter(|w| w.value.expires_at.is_some_and(|at| at <= now))
+            .filter_map(|w| {
+                let group = keys::group_of_key(&w.key, shard_count);
+                Some((w.clone(), Fence { group, token: *leases.get(&group)? }))
+            })
+            .collect();
+        for (workload, fence) in due {
+            if let Err(err) = expire(meta, fence, &workload).await {
+                tracing::warn!(workload = workload.value.id, error = %err, "cannot expire draft workload; will retry");
+            }
         }
     }
 
@@ -400,7 +426,10 @@ impl World {
                 if let Some(bundle) = &bundle {
                     // Report the choice as the group's resolvedBundle, on the proton and the workload.
                     let resolved = serde_json::to_value(bundle).ok();
-                    let group = bundles::requesting_group(&proton.runtime.container_groups).map(|g| g.name.clone());
+                    let groups = &proton.runtime.container_groups;
+                    let group = bundles::requesting_group(groups)
+                        .or_else(|| bundles::explicit_allocation(groups).map(|(g, _)| g))
+                        .map(|g| g.name.clone());
                     let resolve = |groups: &mut Vec<nucleus_api::workload::GroupRuntime>| {
                         for g in groups.iter_mut().filter(|g| Some(&g.name) == group.as_ref()) {
                             g.resolved_bundle.clone_from(&resolved);
@@ -634,6 +663,31 @@ impl World {
         }
         Ok(())
     }
+}
+
+async fn expire(meta: &MetaClient, fence: Fence, workload: &Versioned<Workload>) -> Result<(), Error> {
+    let id = &workload.value.id;
+    let artifact = match &workload.value.artifact_id {
+        Some(artifact_id) => meta.get_json::<nucleus_api::Artifact>(&keys::artifact(artifact_id)).await?,
+        None => None,
+    };
+    let locked = artifact.is_some_and(|a| a.value.status == nucleus_api::ArtifactStatus::Locked);
+    let txn = fence.guard(Txn::new()).require(&workload.key, workload.mod_revision);
+    let txn = if locked {
+        let mut kept = workload.value.clone();
+        kept.expires_at = None;
+        txn.put_json(&workload.key, &kept)?
+    } else {
+        txn.delete(&workload.key).delete_prefix(&keys::events_of(id)).delete_prefix(&keys::history_of(id))
+    };
+    if meta.write(txn).await?.applied() {
+        if locked {
+            tracing::info!(workload = id, "artifact locked: the workload no longer expires");
+        } else {
+            tracing::info!(workload = id, "draft workload expired: removed");
+        }
+    }
+    Ok(())
 }
 
 fn status_event(proton: &Proton, previous: ProtonStatus) -> WorkloadEvent {

@@ -163,13 +163,14 @@ pub async fn start_gateway(
     meta: MetaClient,
     listen: SocketAddr,
     token: String,
+    draft_ttl: std::time::Duration,
     shutdown: Shutdown,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding the gateway to {listen}: is another nucleus running? pick another --listen"))?;
     let addr = listener.local_addr()?;
-    let state = AppState::new(meta, GatewayConfig { token, public_url: None });
+    let state = AppState::new(meta, GatewayConfig { token, public_url: None, draft_ttl });
     let task = tokio::spawn(async move {
         if let Err(err) = nucleus_gateway::serve(state, listener, shutdown.wait()).await {
             tracing::error!(error = %err, "gateway failed");
@@ -208,9 +209,9 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn gateway(meta: Vec<String>, listen: SocketAddr, token: String) -> anyhow::Result<()> {
+pub async fn gateway(meta: Vec<String>, listen: SocketAddr, token: String, draft_ttl: std::time::Duration) -> anyhow::Result<()> {
     let (stop, shutdown) = Shutdown::new();
-    let (addr, task) = start_gateway(MetaClient::new(&meta)?, listen, token, shutdown).await?;
+    let (addr, task) = start_gateway(MetaClient::new(&meta)?, listen, token, draft_ttl, shutdown).await?;
     println!("nucleus gateway listening on http://{addr}");
     terminated().await;
     let _ = stop.send(true);

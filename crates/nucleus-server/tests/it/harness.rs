@@ -18,8 +18,14 @@ pub struct Stack {
 
 impl Stack {
     pub async fn start(data_dir: &Path) -> Stack {
+        Stack::start_with(data_dir, &[]).await
+    }
+
+    /// `nucleus dev` with further flags.
+    pub async fn start_with(data_dir: &Path, extra: &[&str]) -> Stack {
         let mut args: Vec<String> = ["dev", "--listen", "127.0.0.1:0", "--token", TOKEN, "--data-dir"].map(String::from).to_vec();
         args.push(data_dir.to_string_lossy().into_owned());
+        args.extend(extra.iter().map(|a| a.to_string()));
         let (child, api) = spawn_nucleus(&args, "REST API at ").await;
         Stack {
             child: Some(child),

@@ -1,0 +1,88 @@
+//! `Replacement` (spec §2.10): a rolling replacement of a workload's proton, and the records of
+//! the workload's history (past replacements and promotions).
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Timestamp, WorkloadRuntime};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplacementStatus {
+    #[default]
+    Unknown,
+    Submitted,
+    Initializing,
+    Promoting,
+    Finalizing,
+    Completed,
+    Errored,
+    Deleting,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplacementStrategy {
+    #[default]
+    Rolling,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplacementConfig {
+    #[serde(default)]
+    pub warmup_duration_minutes: u32,
+    #[serde(default)]
+    pub keep_old_version_minutes: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Replacement {
+    pub id: String,
+    pub name: String,
+    pub workload_id: String,
+    pub candidate_artifact_id: String,
+    #[serde(default)]
+    pub candidate_proton_ids: Vec<String>,
+    #[serde(default)]
+    pub previous_proton_ids: Vec<String>,
+    pub status: ReplacementStatus,
+    pub strategy: ReplacementStrategy,
+    #[serde(default)]
+    pub config: ReplacementConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<WorkloadRuntime>,
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub switched_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    #[serde(default)]
+    pub deleted_at: Option<Timestamp>,
+    #[serde(default)]
+    pub is_deleted: bool,
+    pub tenant_id: String,
+    pub user_id: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replacement_reads_and_writes_the_spec_field_names() {
+        let json = serde_json::json!({
+            "id": "r1", "name": "promote", "workloadId": "w1", "candidateArtifactId": "a1",
+            "status": "completed", "strategy": "rolling", "config": {"warmupDurationMinutes": 2},
+            "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-01T00:00:00Z",
+            "tenantId": "00000000-0000-4000-8000-000000000000", "userId": "u1"
+        });
+        let parsed: Replacement = serde_json::from_value(json).unwrap();
+        assert_eq!((parsed.status, parsed.config.warmup_duration_minutes, parsed.config.keep_old_version_minutes), (ReplacementStatus::Completed, 2, 0));
+        let back = serde_json::to_value(&parsed).unwrap();
+        assert_eq!(back["candidateArtifactId"], "a1");
+        assert_eq!(back["isDeleted"], false);
+        assert_eq!(back["candidateProtonIds"], serde_json::json!([]));
+    }
+}

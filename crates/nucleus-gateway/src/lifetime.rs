@@ -1,0 +1,113 @@
+//! A workload's lifetime (spec §3.6): a draft workload expires `draft_ttl` (8 hours) after it was
+//! created or last started, and the scheduler then removes it; `POST /workloads/{id}/promote` locks
+//! its artifact (assigning the repository's next version), removes the expiry and records the
+//! promotion in `GET /workloads/{id}/history`. Nothing restarts: same id, endpoint and protons.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use nucleus_api::replacement::{Replacement, ReplacementConfig, ReplacementStatus, ReplacementStrategy};
+use nucleus_api::{Artifact, ArtifactStatus, Workload};
+use nucleus_client::{keys, Txn};
+use serde_json::json;
+
+use crate::artifacts::{lock, write_if_unchanged};
+use crate::listing::{check, paginate, Window};
+use crate::request::{base_url, Query};
+use crate::workloads::{event, formatted, load};
+use crate::{ids, ApiError, AppState};
+
+/// The tenant every record names until tenants exist (a fixed UUID v4).
+const TENANT_ID: &str = "00000000-0000-4000-8000-000000000000";
+
+/// When a draft workload (re)started now expires.
+pub fn draft_expiry(state: &AppState) -> nucleus_api::Timestamp {
+    let ttl = chrono::Duration::from_std(state.config.draft_ttl).unwrap_or(chrono::Duration::hours(8));
+    chrono::Utc::now() + ttl
+}
+
+pub async fn promote(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let workload = load(&state, &id).await?;
+    if workload.value.proton_id.is_none() {
+        return Err(ApiError::Unprocessable(format!("Workload {id} has no active proton; there is nothing to promote")));
+    }
+    if workload.value.replacement.as_ref().is_some_and(|r| !r.is_null()) {
+        return Err(ApiError::Unprocessable(format!(
+            "Workload {id} has a replacement in progress; promote it once the replacement has completed or been cancelled"
+        )));
+    }
+    let Some(artifact_id) = workload.value.artifact_id.clone() else {
+        return Err(ApiError::Unprocessable(format!("Workload {id} has no artifact to promote")));
+    };
+    let Some(artifact) = state.meta.get_json::<Artifact>(&keys::artifact(&artifact_id)).await? else {
+        return Err(ApiError::Unprocessable(format!("The artifact {artifact_id} of workload {id} no longer exists")));
+    };
+    // A locked artifact with an expiry left is a promotion that stopped half-way (or an artifact
+    // locked directly): finish it. Otherwise only drafts can be promoted.
+    if artifact.value.status == ArtifactStatus::Locked && workload.value.expires_at.is_none() {
+        return Err(ApiError::Unprocessable(format!(
+            "The artifact {artifact_id} of workload {id} is not a draft (it is locked as version {}); only draft workloads can be promoted",
+            artifact.value.version.unwrap_or_default()
+        )));
+    }
+    let mut locked = artifact.value.clone();
+    if locked.status != ArtifactStatus::Locked {
+        lock(&state, &mut locked).await?;
+        write_if_unchanged(&state, &artifact, &locked).await?;
+    }
+    let now = chrono::Utc::now();
+    let record = Replacement {
+        id: ids::new_event_id(),
+        name: "promote".to_owned(),
+        workload_id: id.clone(),
+        candidate_artifact_id: artifact_id.clone(),
+        candidate_proton_ids: Vec::new(),
+        previous_proton_ids: Vec::new(),
+        status: ReplacementStatus::Completed,
+        strategy: ReplacementStrategy::Rolling,
+        config: ReplacementConfig::default(),
+        runtime: None,
+        message: Some(format!("Promoted: artifact {artifact_id} locked as version {}", locked.version.unwrap_or_default())),
+        switched_at: None,
+        created_at: now,
+        updated_at: now,
+        deleted_at: None,
+        is_deleted: false,
+        tenant_id: TENANT_ID.to_owned(),
+        user_id: String::new(),
+    };
+    let promoted = loop {
+        let current = load(&state, &id).await?;
+        let mut w: Workload = current.value.clone();
+        w.expires_at = None;
+        w.artifact = Some(locked.info());
+        w.updated_at = now;
+        let event = event(&id, "workloadPromoted", json!({
+            "message": record.message, "artifactId": artifact_id, "version": locked.version,
+        }));
+        let txn = Txn::new()
+            .require(&current.key, current.mod_revision)
+            .put_json(&current.key, &w)?
+            .put_json(&keys::history(&id, &record.id), &record)?
+            .put_json(&keys::event(&id, &event.id), &event)?;
+        if state.meta.write(txn).await?.applied() {
+            break w;
+        }
+        // The scheduler wrote the status meanwhile: apply the promotion to the fresh document.
+    };
+    Ok((StatusCode::ACCEPTED, Json(formatted(promoted, &base_url(&state, &headers)))).into_response())
+}
+
+/// Past replacements and promotions, newest first.
+pub async fn history(State(state): State<AppState>, headers: HeaderMap, uri: Uri, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let query = Query::parse(uri.query());
+    let mut errors = Vec::new();
+    let window = Window::from_query(&query, &mut errors);
+    check(errors)?;
+    load(&state, &id).await?;
+    let mut records: Vec<Replacement> =
+        state.meta.list_json::<Replacement>(&keys::history_of(&id)).await?.into_iter().map(|r| r.value).collect();
+    records.reverse();
+    Ok(Json(paginate(records, &window, &query, &state, &headers, &uri)).into_response())
+}
