@@ -66,6 +66,45 @@ pub struct Replacement {
     pub user_id: String,
 }
 
+impl ReplacementStatus {
+    /// Finished: another replacement may start. (`errored` stays visible on the workload.)
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Errored)
+    }
+}
+
+impl crate::Workload {
+    /// The replacement recorded on the workload (under way, or the last one that errored).
+    pub fn replacement_record(&self) -> Option<Replacement> {
+        self.replacement.as_ref().filter(|r| !r.is_null()).and_then(|r| serde_json::from_value(r.clone()).ok())
+    }
+
+    /// The replacement under way, if any.
+    pub fn active_replacement(&self) -> Option<Replacement> {
+        self.replacement_record().filter(|r| !r.status.is_terminal())
+    }
+}
+
+/// `POST /workloads/{id}/replacement`. `strategy` is read as text so that a wrong value is a 422
+/// naming the field rather than a parse error.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartReplacementRequest {
+    pub artifact_id: String,
+    pub strategy: String,
+    #[serde(default)]
+    pub config: Option<ReplacementConfig>,
+    #[serde(default)]
+    pub runtime: Option<WorkloadRuntime>,
+}
+
+/// `PATCH /workloads/{id}/settings`: a rolling replacement onto the same artifact.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateSettingsRequest {
+    pub runtime: WorkloadRuntime,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@ mod invoke;
 mod lifetime;
 mod listing;
 mod protons;
+mod replacements;
 mod repositories;
 mod request;
 mod route_table;

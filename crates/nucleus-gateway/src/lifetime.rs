@@ -15,11 +15,10 @@ use serde_json::json;
 use crate::artifacts::{lock, write_if_unchanged};
 use crate::listing::{check, paginate, Window};
 use crate::request::{base_url, Query};
+use crate::replacements::TENANT_ID;
 use crate::workloads::{event, formatted, load};
 use crate::{ids, ApiError, AppState};
 
-/// The tenant every record names until tenants exist (a fixed UUID v4).
-const TENANT_ID: &str = "00000000-0000-4000-8000-000000000000";
 
 /// When a draft workload (re)started now expires.
 pub fn draft_expiry(state: &AppState) -> nucleus_api::Timestamp {
@@ -32,7 +31,7 @@ pub async fn promote(State(state): State<AppState>, headers: HeaderMap, Path(id)
     if workload.value.proton_id.is_none() {
         return Err(ApiError::Unprocessable(format!("Workload {id} has no active proton; there is nothing to promote")));
     }
-    if workload.value.replacement.as_ref().is_some_and(|r| !r.is_null()) {
+    if workload.value.active_replacement().is_some() {
         return Err(ApiError::Unprocessable(format!(
             "Workload {id} has a replacement in progress; promote it once the replacement has completed or been cancelled"
         )));

@@ -8,7 +8,7 @@ use axum::routing::{any, get, post, MethodRouter};
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::{artifacts, auth, invoke, lifetime, protons, repositories, workloads, ApiError, AppState};
+use crate::{artifacts, auth, invoke, lifetime, protons, replacements, repositories, workloads, ApiError, AppState};
 
 const API: &str = "/api/v2";
 
@@ -40,7 +40,11 @@ pub fn router(state: AppState) -> Router {
         );
         route(&format!("{base}/{{workload_id}}/start"), post(workloads::start));
         route(&format!("{base}/{{workload_id}}/stop"), post(workloads::stop));
-        route(&format!("{base}/{{workload_id}}/settings"), get(workloads::settings));
+        route(&format!("{base}/{{workload_id}}/settings"), get(workloads::settings).patch(replacements::update_settings));
+        route(
+            &format!("{base}/{{workload_id}}/replacement"),
+            post(replacements::start).get(replacements::get).delete(replacements::cancel),
+        );
         route(&format!("{base}/{{workload_id}}/promote"), post(lifetime::promote));
         route(&format!("{base}/{{workload_id}}/history"), get(lifetime::history));
         route(&format!("{base}/{{workload_id}}/protons"), get(protons::list));

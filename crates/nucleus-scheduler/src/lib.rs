@@ -14,6 +14,7 @@ mod inputs;
 pub mod lease;
 pub mod placement;
 pub mod plan;
+pub mod replacement;
 mod worker;
 
 pub use error::Error;

@@ -20,6 +20,7 @@ use crate::convert;
 use crate::lease::{Held, LeaseKeeper};
 use crate::inputs::{follow_agent, watch_prefix, Input};
 use crate::plan::{plan, Action, AgentView, Done, Report};
+use crate::replacement;
 use crate::Error;
 
 /// Re-plan at least this often, so failed calls are retried without a new event.
@@ -274,6 +275,7 @@ impl World {
     async fn reconcile(&mut self, meta: &MetaClient, shard_count: u64, leases: &Held) {
         self.release_stale(meta, shard_count, leases).await;
         self.expire_drafts(meta, shard_count, leases).await;
+        self.advance_replacements(meta, shard_count, leases).await;
         let keys = self.queue();
         for key in keys {
             let Some(doc) = self.protons.get(&key).cloned() else { continue };
@@ -342,6 +344,78 @@ impl World {
         }
     }
 
+    /// Takes every replacement of this worker's shards one step further (see [`replacement`]).
+    async fn advance_replacements(&mut self, meta: &MetaClient, shard_count: u64, leases: &Held) {
+        let now = chrono::Utc::now();
+        let under_way: Vec<(Versioned<Workload>, Fence)> = self
+            .workloads
+            .values()
+            .filter(|w| w.value.active_replacement().is_some())
+            .filter_map(|w| {
+                let group = keys::group_of_key(&w.key, shard_count);
+                Some((w.clone(), Fence { group, token: *leases.get(&group)? }))
+            })
+            .collect();
+        for (workload, fence) in under_way {
+            if let Err(err) = self.advance_replacement(meta, fence, &workload, now).await {
+                tracing::warn!(workload = workload.value.id, error = %err, "replacement step failed; will retry");
+            }
+        }
+    }
+
+    async fn advance_replacement(
+        &mut self,
+        meta: &MetaClient,
+        fence: Fence,
+        workload: &Versioned<Workload>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), Error> {
+        let id = &workload.value.id;
+        let find = |proton: &str| self.protons.get(&keys::proton(id, proton)).map(|d| &d.value);
+        let Some(mut step) = replacement::step(&workload.value, find, None, now) else { return Ok(()) };
+        let switching = step.workload.as_ref().is_some_and(|w| w.proton_id != workload.value.proton_id);
+        if switching && let Some(next) = &step.workload {
+            // The switch also shows the new artifact: read it once, now.
+            let artifact = match &next.artifact_id {
+                Some(a) => meta.get_json::<nucleus_api::Artifact>(&keys::artifact(a)).await?.map(|a| a.value.info()),
+                None => None,
+            };
+            let find = |proton: &str| self.protons.get(&keys::proton(id, proton)).map(|d| &d.value);
+            step = replacement::step(&workload.value, find, artifact, now).unwrap_or(step);
+        }
+        let mut txn = fence.guard(Txn::new()).require(&workload.key, workload.mod_revision);
+        if let Some(w) = &step.workload {
+            txn = txn.put_json(&workload.key, w)?;
+        }
+        for proton in &step.protons {
+            let key = keys::proton(id, &proton.id);
+            let revision = self.protons.get(&key).map_or(0, |d| d.mod_revision);
+            txn = txn.require(&key, revision).put_json(&key, proton)?;
+        }
+        for proton in &step.forget {
+            let key = keys::proton(id, proton);
+            let revision = self.protons.get(&key).map_or(0, |d| d.mod_revision);
+            txn = txn.require(&key, revision).delete(&key).delete(&keys::snapshot(id, proton));
+        }
+        if let Some(record) = &step.history {
+            txn = txn.put_json(&keys::history(id, &record.id), record)?;
+        }
+        if let Some((event_type, message)) = &step.event {
+            let event = workload_event(id, event_type, json!({ "message": message }));
+            txn = txn.put_json(&keys::event(id, &event.id), &event)?;
+        }
+        if meta.write(txn).await?.applied() {
+            if let Some((event_type, message)) = &step.event {
+                tracing::info!(workload = id, step = event_type, message, "replacement");
+            }
+            for proton in &step.forget {
+                self.done.remove(proton);
+                self.written.remove(proton);
+            }
+        }
+        Ok(())
+    }
+
     /// Removes the draft workloads of this worker's shards whose time is up (spec §3.6), as a
     /// DELETE would; their protons are then stopped and forgotten like those of any deleted
     /// workload. One whose artifact was locked meanwhile is kept and loses its expiry.
@@ -401,6 +475,9 @@ impl World {
         let chosen = placing.then(|| self.choose_agent(proton, importance));
         let candidate = chosen.as_ref().and_then(|c| c.as_ref().ok()).map(|c| c.agent.as_str());
         let mut decision = plan(proton, workload.is_some(), &view, done, candidate);
+        if let Some(w) = &workload {
+            decision.status = replacement::shown_status(&w.value, proton, decision.status);
+        }
         if let Some(Err(shortage)) = &chosen
             && decision.action.is_none()
             && decision.status == ProtonStatus::Submitted
@@ -609,7 +686,7 @@ impl World {
             let lines = &replica.log_tail;
             (!lines.is_empty()).then(|| lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].to_vec())
         });
-        let log_tail = if status == ProtonStatus::Running { None } else { log_tail.or(proton.status_details.log_tail.clone()) };
+        let log_tail = if status.for_workload() == ProtonStatus::Running { None } else { log_tail.or(proton.status_details.log_tail.clone()) };
         let mut updated = proton.clone();
         updated.status = status;
         updated.message = message.clone();
@@ -618,9 +695,10 @@ impl World {
             updated.agent = None;
         }
         updated.status_details.log_tail = log_tail.clone();
-        if status == ProtonStatus::Running && updated.running_since.is_none() {
+        let serving = status.for_workload() == ProtonStatus::Running; // running, warming or draining
+        if serving && updated.running_since.is_none() {
             updated.running_since = Some(chrono::Utc::now());
-        } else if status != ProtonStatus::Running {
+        } else if !serving {
             updated.running_since = None;
         }
         let proton_changed = updated.status != proton.status
@@ -690,18 +768,13 @@ async fn expire(meta: &MetaClient, fence: Fence, workload: &Versioned<Workload>)
     Ok(())
 }
 
-fn status_event(proton: &Proton, previous: ProtonStatus) -> WorkloadEvent {
+fn workload_event(workload_id: &str, event_type: &str, details: serde_json::Value) -> WorkloadEvent {
     let millis = chrono::Utc::now().timestamp_millis().max(0) as u64;
     let random = uuid::Uuid::new_v4().as_u128() as u32;
-    let message = match &proton.message {
-        Some(m) => format!("Proton {} is {}: {m}", proton.id, proton.status),
-        None => format!("Proton {} is {} (was {previous})", proton.id, proton.status),
-    };
-    let details = json!({ "message": message, "protonId": proton.id, "status": proton.status, "previousStatus": previous });
     WorkloadEvent {
         id: format!("{millis:016x}{random:08x}"),
-        workload_id: proton.workload_id.clone(),
-        event_type: "protonStatusChanged".to_owned(),
+        workload_id: workload_id.to_owned(),
+        event_type: event_type.to_owned(),
         timestamp: chrono::Utc::now(),
         actor_id: None,
         details: match details {
@@ -709,6 +782,15 @@ fn status_event(proton: &Proton, previous: ProtonStatus) -> WorkloadEvent {
             _ => Default::default(),
         },
     }
+}
+
+fn status_event(proton: &Proton, previous: ProtonStatus) -> WorkloadEvent {
+    let message = match &proton.message {
+        Some(m) => format!("Proton {} is {}: {m}", proton.id, proton.status),
+        None => format!("Proton {} is {} (was {previous})", proton.id, proton.status),
+    };
+    let details = json!({ "message": message, "protonId": proton.id, "status": proton.status, "previousStatus": previous });
+    workload_event(&proton.workload_id, "protonStatusChanged", details)
 }
 
 /// The keys of (proton key, workload id) pairs, most important workload first; equal importance

@@ -1,0 +1,214 @@
+//! Rolling replacement (spec §2.10, §3.4): `POST/GET/DELETE /workloads/{id}/replacement` and
+//! `PATCH /workloads/{id}/settings`. The gateway records the intent (the `Replacement` on the
+//! workload and a candidate proton) in one transaction; the scheduler walks the state machine:
+//! candidate running and warmed up → traffic switched in one write of the workload → old proton
+//! drained and stopped → completed (and into the history).
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use nucleus_api::proton::ProtonStatusDetails;
+use nucleus_api::replacement::{
+    Replacement, ReplacementConfig, ReplacementStatus, ReplacementStrategy, StartReplacementRequest, UpdateSettingsRequest,
+};
+use nucleus_api::validation::{self, Loc};
+use nucleus_api::{Artifact, ArtifactStatus, DesiredState, FieldError, Proton, ProtonRole, ProtonStatus, Workload};
+use nucleus_client::{keys, Txn, Versioned};
+use serde_json::json;
+
+use crate::listing::check;
+use crate::request::json_body;
+use crate::workloads::{event, load};
+use crate::{ids, ApiError, AppState};
+
+/// The tenant every record names until tenants exist (a fixed UUID v4).
+pub const TENANT_ID: &str = "00000000-0000-4000-8000-000000000000";
+
+pub async fn start(State(state): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+    let req: StartReplacementRequest = json_body(&body)?;
+    if req.strategy != "rolling" {
+        check(vec![FieldError::new(
+            &Loc::body().key("strategy"),
+            format!("Input should be 'rolling' (got '{}'); rolling is the only strategy", req.strategy),
+            "enum",
+        )])?;
+    }
+    let workload = load(&state, &id).await?;
+    if workload.value.active_replacement().is_some() {
+        return Err(ApiError::Unprocessable(format!(
+            "A replacement of workload {id} is already in progress; wait for it to finish or cancel it (DELETE .../replacement)"
+        )));
+    }
+    let Some(artifact) = state.meta.get_json::<Artifact>(&keys::artifact(&req.artifact_id)).await? else {
+        return Err(ApiError::artifact_not_found(&req.artifact_id));
+    };
+    let current_status = match &workload.value.artifact_id {
+        Some(current) => state.meta.get_json::<Artifact>(&keys::artifact(current)).await?.map(|a| a.value.status),
+        None => None,
+    };
+    if let Some(current_status) = current_status
+        && current_status != artifact.value.status
+    {
+        return Err(ApiError::BadRequest(format!(
+            "Artifact status mismatch: the workload runs a {} artifact and {} is {}; replace drafts with drafts and locked with locked (promote a draft workload instead)",
+            status_name(current_status),
+            req.artifact_id,
+            status_name(artifact.value.status)
+        )));
+    }
+    if artifact.value.status == ArtifactStatus::Locked && workload.value.artifact_id.as_deref() == Some(req.artifact_id.as_str()) {
+        return Err(ApiError::Unprocessable(format!(
+            "Workload {id} already runs locked artifact {}; replace it with another artifact, or change the runtime with PATCH .../settings",
+            req.artifact_id
+        )));
+    }
+    let config = req.config.clone().unwrap_or_default();
+    let record = begin(&state, workload, artifact.value, req.runtime, config, Loc::body().key("runtime")).await?;
+    Ok((StatusCode::ACCEPTED, Json(record)).into_response())
+}
+
+/// Same artifact, new runtime: a rolling replacement with the default timing. 409 while one is
+/// in progress.
+pub async fn update_settings(State(state): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+    let req: UpdateSettingsRequest = json_body(&body)?;
+    let workload = load(&state, &id).await?;
+    if workload.value.active_replacement().is_some() {
+        return Err(ApiError::Conflict(format!(
+            "A replacement of workload {id} is already in progress; change the settings once it has finished"
+        )));
+    }
+    let Some(artifact_id) = workload.value.artifact_id.clone() else {
+        return Err(ApiError::Unprocessable(format!("Workload {id} has no artifact to run the new settings with")));
+    };
+    let Some(artifact) = state.meta.get_json::<Artifact>(&keys::artifact(&artifact_id)).await? else {
+        return Err(ApiError::Unprocessable(format!("The artifact {artifact_id} of workload {id} no longer exists")));
+    };
+    let record = begin(&state, workload, artifact.value, Some(req.runtime), ReplacementConfig::default(), Loc::body().key("runtime")).await?;
+    Ok((StatusCode::ACCEPTED, Json(record)).into_response())
+}
+
+/// Writes the replacement and its candidate proton.
+async fn begin(
+    state: &AppState,
+    workload: Versioned<Workload>,
+    artifact: Artifact,
+    runtime: Option<nucleus_api::WorkloadRuntime>,
+    config: ReplacementConfig,
+    runtime_loc: Loc,
+) -> Result<Replacement, ApiError> {
+    let id = workload.value.id.clone();
+    let Some(previous) = workload.value.proton_id.clone() else {
+        return Err(ApiError::Unprocessable(format!("Workload {id} has no active proton to replace")));
+    };
+    let Some((group, container)) = artifact.spec.primary() else {
+        return Err(ApiError::Unprocessable(format!("Artifact {} has no primary container; a workload needs one", artifact.id)));
+    };
+    let mut errors = Vec::new();
+    if let Some(rt) = &runtime {
+        validation::runtime(rt, &artifact.spec, &runtime_loc, &mut errors);
+    }
+    check(errors)?;
+    let group_names: Vec<String> = artifact.spec.container_groups.iter().map(|g| g.name.clone()).collect();
+    let runtime = runtime.unwrap_or_else(|| workload.value.runtime.clone()).normalized(&group_names);
+    let now = chrono::Utc::now();
+    let candidate = Proton {
+        id: ids::new_id(),
+        name: format!("{}-{}", workload.value.name, &ids::new_id()[16..]),
+        workload_id: id.clone(),
+        artifact_id: artifact.id.clone(),
+        role: Some(ProtonRole::Candidate),
+        status: ProtonStatus::Submitted,
+        status_details: ProtonStatusDetails::default(),
+        endpoint: None,
+        replica_count: runtime.replicas_for(&group.name),
+        runtime: runtime.clone(),
+        running_since: None,
+        created_at: now,
+        updated_at: now,
+        desired_state: DesiredState::Running,
+        generation: 1,
+        container: container.clone(),
+        agent: None,
+        message: None,
+    };
+    let record = Replacement {
+        id: ids::new_event_id(),
+        name: format!("replacement of {} by artifact {}", workload.value.name, artifact.id),
+        workload_id: id.clone(),
+        candidate_artifact_id: artifact.id.clone(),
+        candidate_proton_ids: vec![candidate.id.clone()],
+        previous_proton_ids: vec![previous],
+        status: ReplacementStatus::Submitted,
+        strategy: ReplacementStrategy::Rolling,
+        config,
+        runtime: Some(runtime),
+        message: None,
+        switched_at: None,
+        created_at: now,
+        updated_at: now,
+        deleted_at: None,
+        is_deleted: false,
+        tenant_id: TENANT_ID.to_owned(),
+        user_id: String::new(),
+    };
+    let mut w = workload.value.clone();
+    w.replacement = Some(serde_json::to_value(&record).map_err(|e| ApiError::Internal(e.to_string()))?);
+    w.updated_at = now;
+    let event = event(&id, "replacementCreated", json!({
+        "message": format!("Replacement started: candidate proton {} with artifact {}", candidate.id, artifact.id),
+        "replacementId": record.id, "candidateProtonId": candidate.id,
+    }));
+    let txn = Txn::new()
+        .require(&workload.key, workload.mod_revision)
+        .put_json(&workload.key, &w)?
+        .put_json(&keys::proton(&id, &candidate.id), &candidate)?
+        .put_json(&keys::event(&id, &event.id), &event)?;
+    if !state.meta.write(txn).await?.applied() {
+        return Err(ApiError::Conflict(format!("Workload {id} changed meanwhile (another replacement or a status change); retry")));
+    }
+    Ok(record)
+}
+
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Replacement>, ApiError> {
+    let workload = load(&state, &id).await?;
+    workload.value.active_replacement()
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound("There is no active replacement for this workload.".to_owned()))
+}
+
+/// Cancels: the replacement goes `deleting`; the scheduler stops the candidate and the current
+/// proton keeps serving.
+pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    loop {
+        let workload = load(&state, &id).await?;
+        let Some(mut record) = workload.value.active_replacement() else {
+            return Err(ApiError::NotFound("There is no active replacement for this workload.".to_owned()));
+        };
+        if record.switched_at.is_some() {
+            return Err(ApiError::Conflict(format!(
+                "The replacement of workload {id} has already switched traffic to the candidate and is finishing; it cannot be cancelled"
+            )));
+        }
+        record.status = ReplacementStatus::Deleting;
+        record.updated_at = chrono::Utc::now();
+        let mut w = workload.value.clone();
+        w.replacement = Some(serde_json::to_value(&record).map_err(|e| ApiError::Internal(e.to_string()))?);
+        let event = event(&id, "replacementCancelRequested", json!({ "message": "Replacement cancel requested", "replacementId": record.id }));
+        let txn = Txn::new()
+            .require(&workload.key, workload.mod_revision)
+            .put_json(&workload.key, &w)?
+            .put_json(&keys::event(&id, &event.id), &event)?;
+        if state.meta.write(txn).await?.applied() {
+            return Ok((StatusCode::ACCEPTED, Json(record)).into_response());
+        }
+    }
+}
+
+fn status_name(status: ArtifactStatus) -> &'static str {
+    match status {
+        ArtifactStatus::Draft => "draft",
+        ArtifactStatus::Locked => "locked",
+    }
+}

@@ -1,0 +1,152 @@
+use nucleus_api::replacement::{ReplacementConfig, ReplacementStrategy};
+use nucleus_api::{Container, WorkloadRuntime};
+
+use super::*;
+
+type Now = chrono::DateTime<chrono::Utc>;
+
+fn now() -> Now {
+    "2026-11-23T10:00:00Z".parse().unwrap()
+}
+
+fn proton(id: &str, role: Option<ProtonRole>, status: ProtonStatus) -> Proton {
+    Proton {
+        id: id.into(),
+        name: id.into(),
+        workload_id: "w".into(),
+        artifact_id: if id == "new" { "a2".into() } else { "a1".into() },
+        role,
+        status,
+        status_details: Default::default(),
+        endpoint: None,
+        runtime: WorkloadRuntime::default(),
+        running_since: (status == ProtonStatus::Running).then(now),
+        replica_count: 1,
+        created_at: now(),
+        updated_at: now(),
+        desired_state: DesiredState::Running,
+        generation: 1,
+        container: Container::default(),
+        agent: None,
+        message: None,
+    }
+}
+
+fn workload(status: ReplacementStatus, warmup_minutes: u32, switched_at: Option<Now>) -> Workload {
+    let record = Replacement {
+        id: "r".into(),
+        name: "r".into(),
+        workload_id: "w".into(),
+        candidate_artifact_id: "a2".into(),
+        candidate_proton_ids: vec!["new".into()],
+        previous_proton_ids: vec!["old".into()],
+        status,
+        strategy: ReplacementStrategy::Rolling,
+        config: ReplacementConfig { warmup_duration_minutes: warmup_minutes, keep_old_version_minutes: 0 },
+        runtime: None,
+        message: None,
+        switched_at,
+        created_at: now(),
+        updated_at: now(),
+        deleted_at: None,
+        is_deleted: false,
+        tenant_id: String::new(),
+        user_id: String::new(),
+    };
+    let mut w: Workload = serde_json::from_value(serde_json::json!({
+        "id": "w", "name": "w", "description": "", "status": "running", "importance": "low", "type": "service",
+        "artifactId": "a1", "artifact": {"id": "a1"}, "runtime": {}, "protonId": "old", "creator": null,
+        "createdAt": "2026-11-23T09:00:00Z", "updatedAt": "2026-11-23T09:00:00Z", "desiredState": "running"
+    }))
+    .unwrap();
+    w.replacement = serde_json::to_value(record).ok();
+    w
+}
+
+fn run(w: &Workload, protons: &[Proton], at: Now) -> Option<Step> {
+    step(w, |id| protons.iter().find(|p| p.id == id), Some(serde_json::json!({"id": "a2"})), at)
+}
+
+fn status_after(step: &Step) -> Option<ReplacementStatus> {
+    step.workload.as_ref().and_then(Workload::replacement_record).map(|r| r.status)
+}
+
+#[test]
+fn a_ready_candidate_takes_the_traffic_after_its_warm_up_in_one_write() {
+    let old = proton("old", Some(ProtonRole::Active), ProtonStatus::Running);
+    let starting = proton("new", Some(ProtonRole::Candidate), ProtonStatus::Launching);
+    let w = workload(ReplacementStatus::Submitted, 2, None);
+    let s = run(&w, &[old.clone(), starting], now()).unwrap();
+    assert_eq!(status_after(&s), Some(ReplacementStatus::Initializing));
+
+    let ready = proton("new", Some(ProtonRole::Candidate), ProtonStatus::Running);
+    let w = workload(ReplacementStatus::Initializing, 2, None);
+    let s = run(&w, &[old.clone(), ready.clone()], now()).unwrap();
+    assert_eq!(status_after(&s), Some(ReplacementStatus::Promoting), "warming up first");
+    assert_eq!(s.workload.unwrap().proton_id.as_deref(), Some("old"), "no traffic before the warm-up");
+    let w = workload(ReplacementStatus::Promoting, 2, None);
+    assert!(run(&w, &[old.clone(), ready.clone()], now() + chrono::Duration::seconds(60)).is_none());
+    assert_eq!(shown_status(&w, &ready, ProtonStatus::Running), ProtonStatus::Warming);
+
+    let s = run(&w, &[old.clone(), ready], now() + chrono::Duration::minutes(2)).unwrap();
+    let switched = s.workload.clone().unwrap();
+    assert_eq!((switched.proton_id.as_deref(), switched.artifact_id.as_deref()), (Some("new"), Some("a2")));
+    assert_eq!(switched.artifact.unwrap()["id"], "a2");
+    assert_eq!(status_after(&s), Some(ReplacementStatus::Finalizing));
+    let roles: Vec<(&str, Option<ProtonRole>)> = s.protons.iter().map(|p| (p.id.as_str(), p.role)).collect();
+    assert_eq!(roles, [("new", Some(ProtonRole::Active)), ("old", None)]);
+}
+
+#[test]
+fn the_old_proton_drains_then_stops_and_the_record_goes_to_the_history() {
+    let switched_at = now();
+    let w = workload(ReplacementStatus::Finalizing, 0, Some(switched_at));
+    let new = proton("new", Some(ProtonRole::Active), ProtonStatus::Running);
+    let old = proton("old", None, ProtonStatus::Running);
+    assert_eq!(shown_status(&w, &old, ProtonStatus::Running), ProtonStatus::Draining);
+    assert!(run(&w, &[old.clone(), new.clone()], switched_at + chrono::Duration::seconds(2)).is_none(), "draining");
+    let s = run(&w, &[old.clone(), new.clone()], switched_at + chrono::Duration::seconds(6)).unwrap();
+    assert_eq!(s.protons.len(), 1);
+    assert_eq!((s.protons[0].id.as_str(), s.protons[0].desired_state), ("old", DesiredState::Stopped));
+    let mut stopping = old.clone();
+    stopping.desired_state = DesiredState::Stopped;
+    stopping.status = ProtonStatus::Stopping;
+    assert!(run(&w, &[stopping.clone(), new.clone()], switched_at + chrono::Duration::seconds(8)).is_none());
+    stopping.status = ProtonStatus::Stopped;
+    let s = run(&w, &[stopping, new], switched_at + chrono::Duration::seconds(9)).unwrap();
+    assert_eq!(s.forget, ["old"]);
+    assert!(s.workload.unwrap().replacement.is_none());
+    assert_eq!(s.history.unwrap().status, ReplacementStatus::Completed);
+}
+
+#[test]
+fn a_failed_candidate_ends_it_errored_and_the_old_proton_keeps_serving() {
+    let old = proton("old", Some(ProtonRole::Active), ProtonStatus::Running);
+    let mut failed = proton("new", Some(ProtonRole::Candidate), ProtonStatus::Errored);
+    failed.message = Some("replica exited with code 3".into());
+    let w = workload(ReplacementStatus::Initializing, 0, None);
+    let s = run(&w, &[old, failed], now()).unwrap();
+    let after = s.workload.clone().unwrap();
+    assert_eq!(after.proton_id.as_deref(), Some("old"));
+    let record = after.replacement_record().unwrap();
+    assert_eq!(record.status, ReplacementStatus::Errored);
+    assert!(record.message.unwrap().contains("exited with code 3"));
+    assert_eq!(s.protons[0].desired_state, DesiredState::Stopped, "the candidate is stopped");
+    assert!(run(&after, &[], now()).is_none(), "errored is final");
+}
+
+#[test]
+fn a_cancel_stops_and_forgets_the_candidate() {
+    let w = workload(ReplacementStatus::Deleting, 0, None);
+    let candidate = proton("new", Some(ProtonRole::Candidate), ProtonStatus::Running);
+    let s = run(&w, std::slice::from_ref(&candidate), now()).unwrap();
+    assert_eq!(s.protons[0].desired_state, DesiredState::Stopped);
+    assert!(s.workload.is_none());
+    let mut gone = candidate;
+    gone.desired_state = DesiredState::Stopped;
+    gone.status = ProtonStatus::Stopped;
+    let s = run(&w, &[gone], now()).unwrap();
+    assert_eq!(s.forget, ["new"]);
+    assert!(s.workload.unwrap().replacement.is_none());
+    assert!(s.history.unwrap().is_deleted);
+}

@@ -1,0 +1,132 @@
+//! Rolling replacement on `nucleus dev`: a 2-replica workload is replaced by a new artifact while
+//! clients call it without pause: not one request fails, traffic moves to the candidate in one
+//! step, the old proton drains and goes, and the record lands in the history. A candidate that
+//! cannot start ends the replacement `errored` while the current proton keeps serving; the API's
+//! refusals (second POST 422, settings 409, draft/locked mismatch 400) change nothing.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::harness::{temp_dir, whoami_artifact, workload, Stack};
+
+async fn new_artifact(stack: &Stack, body: Value) -> String {
+    let (code, artifact) = stack.post("/artifacts", body).await;
+    assert_eq!(code, StatusCode::CREATED, "{artifact}");
+    artifact["id"].as_str().unwrap().to_owned()
+}
+
+async fn wait_for(stack: &Stack, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, w) = stack.get(&format!("/workloads/{id}")).await;
+        if done(&w) {
+            return w;
+        }
+        assert!(Instant::now() < deadline, "{what} did not happen: {w:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_replacement_under_load_drops_no_request() {
+    let dir = temp_dir();
+    let stack = Arc::new(Stack::start(dir.path()).await);
+    let (code, created) = stack.post("/workloads", workload("rolled", whoami_artifact("rolled", &[]), 2)).await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let old_proton = created["protonId"].as_str().unwrap().to_owned();
+    stack.wait_status(&id, "running").await;
+    let next = new_artifact(&stack, whoami_artifact("rolled-v2", &[])).await;
+
+    // Callers that never pause, counting every answer that is not a 200.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (calls, failures) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut callers = Vec::new();
+    for _ in 0..4 {
+        let (stack, id, stop, calls, failures) = (stack.clone(), id.clone(), stop.clone(), calls.clone(), failures.clone());
+        callers.push(tokio::spawn(async move {
+            let mut last_failure = None;
+            while !stop.load(Ordering::Relaxed) {
+                let (code, body) = stack.invoke(&id, "hello").await;
+                calls.fetch_add(1, Ordering::Relaxed);
+                if code != StatusCode::OK {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                    last_failure = Some(format!("{code} {body}"));
+                }
+            }
+            last_failure
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let body = json!({"artifactId": next, "strategy": "rolling", "config": {"warmupDurationMinutes": 0}});
+    let (code, started) = stack.post(&format!("/workloads/{id}/replacement"), body.clone()).await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{started}");
+    assert_eq!(started["status"], "submitted");
+    assert_eq!(started["candidateArtifactId"], next.as_str());
+    let candidate = started["candidateProtonIds"][0].as_str().unwrap().to_owned();
+    // One at a time.
+    let (code, again) = stack.post(&format!("/workloads/{id}/replacement"), body).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{again}");
+    let (code, settings) = stack.call(reqwest::Method::PATCH, &format!("/workloads/{id}/settings"), Some(json!({"runtime": {}}))).await;
+    assert_eq!(code, StatusCode::CONFLICT, "{settings}");
+    let (code, current) = stack.get(&format!("/workloads/{id}/replacement")).await;
+    assert_eq!((code, current["id"].clone()), (StatusCode::OK, started["id"].clone()));
+
+    let switched = wait_for(&stack, &id, "the switch", |w| w["protonId"] == candidate.as_str()).await;
+    assert_eq!(switched["artifactId"], next.as_str());
+    let done = wait_for(&stack, &id, "completion", |w| w["replacement"].is_null()).await;
+    assert_eq!(done["status"], "running", "{done:#}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for caller in callers {
+        let last = caller.await.unwrap();
+        assert!(last.is_none(), "a request failed during the replacement: {last:?}");
+    }
+    let (calls, failures) = (calls.load(Ordering::Relaxed), failures.load(Ordering::Relaxed));
+    println!("replacement under load: {calls} requests, {failures} failed");
+    assert_eq!(failures, 0);
+    assert!(calls > 100, "the callers kept calling: {calls}");
+
+    // The new artifact answers; the old proton is gone; the history has the record.
+    let (code, echo) = stack.invoke(&id, "who").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(echo["artifactId"], next.as_str(), "{echo:#}");
+    let (_, protons) = stack.get(&format!("/workloads/{id}/protons")).await;
+    let ids: Vec<&str> = protons["data"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [candidate.as_str()], "the old proton {old_proton} was removed");
+    assert_eq!(protons["data"][0]["role"], "active");
+    let (_, history) = stack.get(&format!("/workloads/{id}/history")).await;
+    assert_eq!(history["data"][0]["status"], "completed", "{history:#}");
+    assert!(history["data"][0]["switchedAt"].is_string());
+    let (code, none) = stack.get(&format!("/workloads/{id}/replacement")).await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "{none}");
+    assert_eq!(none["detail"], "There is no active replacement for this workload.");
+
+    // A candidate that cannot start: errored, and the current proton keeps serving.
+    let mut broken = whoami_artifact("broken", &[]);
+    broken["spec"]["containerGroups"][0]["containers"][0]["entrypoint"] = json!(["/bin/false"]);
+    let broken = new_artifact(&stack, broken).await;
+    let (code, started) = stack.post(&format!("/workloads/{id}/replacement"), json!({"artifactId": broken, "strategy": "rolling"})).await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{started}");
+    let errored = wait_for(&stack, &id, "the errored end", |w| w["replacement"]["status"] == "errored").await;
+    assert!(errored["replacement"]["message"].as_str().unwrap().contains("keeps serving"), "{errored:#}");
+    assert_eq!(errored["protonId"], candidate.as_str());
+    let (code, echo) = stack.invoke(&id, "still").await;
+    assert_eq!((code, echo["artifactId"].as_str()), (StatusCode::OK, Some(next.as_str())));
+
+    // Draft and locked do not mix; a wrong strategy names the field.
+    let mut locked = whoami_artifact("locked", &[]);
+    locked["status"] = json!("locked");
+    let locked = new_artifact(&stack, locked).await;
+    let (code, mismatch) = stack.post(&format!("/workloads/{id}/replacement"), json!({"artifactId": locked, "strategy": "rolling"})).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{mismatch}");
+    assert!(mismatch["detail"].as_str().unwrap().starts_with("Artifact status mismatch"), "{mismatch}");
+    let (code, wrong) = stack.post(&format!("/workloads/{id}/replacement"), json!({"artifactId": next, "strategy": "canary"})).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{wrong}");
+    assert_eq!(wrong["detail"][0]["loc"], json!(["body", "strategy"]), "{wrong}");
+}
