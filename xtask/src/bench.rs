@@ -10,6 +10,7 @@ pub fn run(args: &[&str]) -> anyhow::Result<()> {
     let (bench, rest) = match args.split_first() {
         Some((&"meta", rest)) => ("meta", rest),
         Some((&"placement", rest)) => ("placement", rest),
+        Some((&"replacement", rest)) => ("replacement", rest),
         _ => bail!(super::USAGE),
     };
     if bench == "meta" {
@@ -20,9 +21,9 @@ pub fn run(args: &[&str]) -> anyhow::Result<()> {
         bail!("etcd is not installed: run `apt-get install -y etcd-server` (Debian bookworm ships 3.4.23)");
     }
     let cargo = env!("CARGO");
-    println!("bench: building release binaries (nucleus, nucleus-bench) ...");
+    println!("bench: building release binaries (nucleus, nucleus-bench, nucleus-whoami) ...");
     let status = Command::new(cargo)
-        .args(["build", "--release", "-p", "nucleus-server", "-p", "nucleus-bench"])
+        .args(["build", "--release", "-p", "nucleus-server", "-p", "nucleus-bench", "-p", "nucleus-whoami"])
         .status()
         .context("running cargo build")?;
     anyhow::ensure!(status.success(), "building the release binaries failed");

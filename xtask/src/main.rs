@@ -34,7 +34,7 @@ mod bench;
 mod cluster;
 mod sim;
 
-const USAGE: &str = "usage: cargo xtask check-deps | cluster up [--meta N] | cluster down | bench meta [--against etcd] [--seconds N] | bench placement [--nodes N] [--replicas N] | sim [--seeds N] [--seed S] [--release]";
+const USAGE: &str = "usage: cargo xtask check-deps | cluster up [--meta N] | cluster down | bench meta [--against etcd] [--seconds N] | bench placement [--nodes N] [--replicas N] | bench replacement [--replacements N] [--clients N] | sim [--seeds N] [--seed S] [--release]";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

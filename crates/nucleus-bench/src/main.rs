@@ -10,6 +10,7 @@ mod load;
 mod nucleus;
 mod placement;
 mod placement_meta;
+mod replacement;
 mod procs;
 mod report;
 
@@ -33,8 +34,11 @@ struct Cli {
 enum Bench {
     /// Committed single-key puts per second and their latency, for each client count.
     Meta(MetaArgs),
-    /// Placements per second of the pure placement code on a large simulated fleet.
+    /// Placements per second of the pure placement code on a large simulated fleet, and end to
+    /// end through meta with 2 workers.
     Placement(placement::PlacementArgs),
+    /// Successive rolling replacements of a workload under steady load: errors and latency.
+    Replacement(replacement::ReplacementArgs),
 }
 
 #[derive(Debug, Clone, PartialEq, clap::Args)]
@@ -107,6 +111,10 @@ fn main() -> anyhow::Result<()> {
             ))?;
             placement_meta::print(&through_meta);
             Ok(())
+        }
+        Bench::Replacement(args) => {
+            let nucleus_bin = nucleus_binary(args.nucleus.as_deref())?;
+            tokio::runtime::Runtime::new()?.block_on(replacement::run(&args, &nucleus_bin))
         }
     }
 }
@@ -238,7 +246,7 @@ mod tests {
         let cli = Cli::try_parse_from(std::iter::once("nucleus-bench").chain(args.iter().copied()))?;
         match cli.command {
             Bench::Meta(meta) => Ok(meta),
-            Bench::Placement(_) => panic!("parsed a placement command"),
+            Bench::Placement(_) | Bench::Replacement(_) => panic!("parsed another command"),
         }
     }
 
