@@ -10,6 +10,7 @@ pub mod event;
 pub mod page;
 pub mod proton;
 pub mod replacement;
+pub mod stats;
 pub mod status;
 pub mod validation;
 pub mod workload;

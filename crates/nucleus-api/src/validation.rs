@@ -36,6 +36,9 @@ impl Loc {
     pub fn query() -> Loc {
         Loc(vec!["query".into()])
     }
+    pub fn path() -> Loc {
+        Loc(vec!["path".into()])
+    }
     pub fn key(&self, key: &str) -> Loc {
         let mut path = self.0.clone();
         path.push(key.into());

@@ -197,6 +197,9 @@ pub struct Workload {
     /// scheduler then stops and removes it. `None` once its artifact is locked (promote).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Timestamp>,
+    /// `requestStats`: filled in by the gateway for `serviceStats=true`; never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_stats: Option<Value>,
 }
 
 #[cfg(test)]

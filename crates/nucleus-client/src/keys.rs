@@ -12,6 +12,9 @@ pub const PROTONS: &str = "protons/";
 pub const SNAPSHOTS: &str = "snapshots/";
 pub const EVENTS: &str = "events/";
 pub const AGENTS: &str = "agents/";
+/// `stats/<workload>/<proton>/<minute>/<gateway>`: one gateway's request counts for one proton and
+/// minute (minutes since the epoch, zero-padded so that keys sort by time).
+pub const STATS: &str = "stats/";
 /// `history/<workload>/<time-sortable id>`: the workload's past replacements and promotions.
 pub const HISTORY: &str = "history/";
 /// `shardleases/<group>`: the lease of scheduler work on one shard, stored in that shard's own
@@ -23,7 +26,7 @@ pub const SHARD_LEASES: &str = "shardleases/";
 pub const ALLOCATIONS: &str = "allocations/";
 
 /// The kinds stored in the shard of their workload; every other key is cluster-wide (group 0).
-pub const PER_WORKLOAD: [&str; 5] = [WORKLOADS, PROTONS, SNAPSHOTS, EVENTS, HISTORY];
+pub const PER_WORKLOAD: [&str; 6] = [WORKLOADS, PROTONS, SNAPSHOTS, EVENTS, HISTORY, STATS];
 
 /// The root group: cluster-wide documents (artifacts, agents, scheduler leases, ...).
 pub const ROOT_GROUP: u64 = 0;
@@ -68,6 +71,18 @@ pub fn history_of(workload_id: &str) -> String {
 
 pub fn history(workload_id: &str, record_id: &str) -> String {
     format!("{HISTORY}{workload_id}/{record_id}")
+}
+
+pub fn stats_of(workload_id: &str) -> String {
+    format!("{STATS}{workload_id}/")
+}
+
+pub fn stats_of_proton(workload_id: &str, proton_id: &str) -> String {
+    format!("{STATS}{workload_id}/{proton_id}/")
+}
+
+pub fn stats(workload_id: &str, proton_id: &str, minute: i64, gateway: &str) -> String {
+    format!("{STATS}{workload_id}/{proton_id}/{minute:012}/{gateway}")
 }
 
 pub fn agent(name: &str) -> String {

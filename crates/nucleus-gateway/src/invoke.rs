@@ -79,7 +79,12 @@ async fn forward(state: &AppState, request: Request) -> Result<Response, ApiErro
         parts.headers.insert("x-forwarded-prefix", prefix);
     }
     let upstream_request = Request::from_parts(parts, body);
-    let response = match state.upstream.client.request(upstream_request).await {
+    let call = route.proton.as_deref().map(|proton| state.stats.begin(&workload_id, proton));
+    let answered = state.upstream.client.request(upstream_request).await;
+    if let Some(call) = call {
+        state.stats.finish(call, answered.as_ref().map_or(502, |r| r.status().as_u16()));
+    }
+    let response = match answered {
         Ok(response) => response,
         Err(err) => {
             tracing::warn!(workload_id, address, error = %err, "replica did not answer");

@@ -17,6 +17,7 @@ mod repositories;
 mod request;
 mod route_table;
 mod router;
+mod stats;
 mod workloads;
 
 use std::net::SocketAddr;
@@ -50,13 +51,15 @@ pub struct AppState {
     pub(crate) config: Arc<GatewayConfig>,
     pub(crate) routes: RouteTable,
     pub(crate) upstream: invoke::Upstream,
+    pub(crate) stats: stats::Recorder,
 }
 
 impl AppState {
     /// Starts the route table's watch in the background.
     pub fn new(meta: MetaClient, config: GatewayConfig) -> AppState {
         let routes = RouteTable::start(meta.clone());
-        AppState { meta, config: Arc::new(config), routes, upstream: invoke::Upstream::new() }
+        let stats = stats::Recorder::start(meta.clone());
+        AppState { meta, config: Arc::new(config), routes, upstream: invoke::Upstream::new(), stats }
     }
 }
 

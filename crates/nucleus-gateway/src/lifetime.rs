@@ -1,7 +1,7 @@
 //! A workload's lifetime (spec §3.6): a draft workload expires `draft_ttl` (8 hours) after it was
 //! created or last started, and the scheduler then removes it; `POST /workloads/{id}/promote` locks
-//! its artifact (assigning the repository's next version), removes the expiry and records the
-//! promotion in `GET /workloads/{id}/history`. Nothing restarts: same id, endpoint and protons.
+//! its artifact (assigning the repository's next version), removes the expiry, resets the
+//! statistics and records the promotion in `GET /workloads/{id}/history`. Nothing restarts: same id, endpoint and protons.
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -89,8 +89,10 @@ pub async fn promote(State(state): State<AppState>, headers: HeaderMap, Path(id)
             .require(&current.key, current.mod_revision)
             .put_json(&current.key, &w)?
             .put_json(&keys::history(&id, &record.id), &record)?
-            .put_json(&keys::event(&id, &event.id), &event)?;
+            .put_json(&keys::event(&id, &event.id), &event)?
+            .delete_prefix(&keys::stats_of(&id)); // a promoted workload starts its statistics afresh
         if state.meta.write(txn).await?.applied() {
+            state.stats.forget(&id);
             break w;
         }
         // The scheduler wrote the status meanwhile: apply the promotion to the fresh document.

@@ -1,4 +1,5 @@
-//! Read-only views below a workload: protons, their replica status snapshots, and events.
+//! Read-only views below a workload: protons, their replica status snapshots, events and related
+//! entities.
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -54,4 +55,28 @@ pub async fn events(State(state): State<AppState>, headers: HeaderMap, uri: Uri,
         state.meta.list_json::<WorkloadEvent>(&keys::events_of(&id)).await?.into_iter().map(|e| e.value).collect();
     events.reverse();
     Ok(Json(paginate(events, &window, &query, &state, &headers, &uri)).into_response())
+}
+
+/// `GET /workloads/{id}/related`: the workload's artifact, its repository and its protons.
+pub async fn related(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let workload = load(&state, &id).await?.value;
+    let mut data = Vec::new();
+    let item = |id: &str, name: &str, kind: &str, created: &nucleus_api::Timestamp, updated: &nucleus_api::Timestamp| {
+        serde_json::json!({ "id": id, "name": name, "type": kind, "createdAt": created, "updatedAt": updated, "permissions": ["*"] })
+    };
+    if let Some(artifact_id) = &workload.artifact_id
+        && let Some(artifact) = state.meta.get_json::<nucleus_api::Artifact>(&keys::artifact(artifact_id)).await?
+    {
+        let a = artifact.value;
+        data.push(item(&a.id, &a.name, "artifact", &a.created_at, &a.updated_at));
+        if let Some(repository) = &a.artifact_repository_id {
+            data.push(serde_json::json!({ "id": repository, "type": "artifact_repository" }));
+        }
+    }
+    let mut protons: Vec<Proton> = state.meta.list_json::<Proton>(&keys::protons_of(&id)).await?.into_iter().map(|p| p.value).collect();
+    protons.sort_by_key(|p| p.created_at);
+    for p in &protons {
+        data.push(item(&p.id, &p.name, "proton", &p.created_at, &p.updated_at));
+    }
+    Ok(Json(serde_json::json!({ "count": data.len(), "data": data })))
 }

@@ -13,6 +13,8 @@ use nucleus_client::{keys, MetaClient, WatchEvent};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Route {
     pub status: ProtonStatus,
+    /// The active proton, whose replicas the addresses are.
+    pub proton: Option<String>,
     pub addresses: Vec<String>,
 }
 
@@ -50,7 +52,7 @@ impl RouteTable {
             .and_then(|p| tables.ready.get(&(workload_id.to_owned(), p.clone())))
             .cloned()
             .unwrap_or_default();
-        Some(Route { status: *status, addresses })
+        Some(Route { status: *status, proton: proton.clone(), addresses })
     }
 
     /// Reads the route from meta directly: used when the cache says "not servable", in case the
@@ -68,7 +70,7 @@ impl RouteTable {
                 .unwrap_or_default(),
             None => Vec::new(),
         };
-        Ok(Some(Route { status: workload.value.status, addresses }))
+        Ok(Some(Route { status: workload.value.status, proton: workload.value.proton_id, addresses }))
     }
 
     /// Picks the next replica, round-robin.

@@ -8,7 +8,7 @@ use axum::routing::{any, get, post, MethodRouter};
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::{artifacts, auth, invoke, lifetime, protons, replacements, repositories, workloads, ApiError, AppState};
+use crate::{artifacts, auth, invoke, lifetime, protons, replacements, repositories, stats, workloads, ApiError, AppState};
 
 const API: &str = "/api/v2";
 
@@ -34,6 +34,9 @@ pub fn router(state: AppState) -> Router {
     route("/artifactRepositories/{artifact_repository_id}", get(repositories::get).delete(repositories::delete));
     for base in ["/workloads", "/console/workloads"] {
         route(base, post(workloads::create).get(workloads::list));
+        route(&format!("{base}/stats"), get(stats::endpoints::overview));
+        route(&format!("{base}/{{workload_id}}/stats"), get(stats::endpoints::get).delete(stats::endpoints::delete));
+        route(&format!("{base}/{{workload_id}}/stats/{{metric_name}}"), get(stats::endpoints::metric));
         route(
             &format!("{base}/{{workload_id}}"),
             get(workloads::get).patch(workloads::update).delete(workloads::delete),
@@ -51,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         route(&format!("{base}/{{workload_id}}/protons/{{proton_id}}"), get(protons::get));
         route(&format!("{base}/{{workload_id}}/protons/{{proton_id}}/statusDetails"), get(protons::status_details));
         route(&format!("{base}/{{workload_id}}/events"), get(protons::events));
+        route(&format!("{base}/{{workload_id}}/related"), get(protons::related));
     }
     let router = router
         .route("/api/v2/endpoints/workloads/{workload_id}", any(invoke::invoke))

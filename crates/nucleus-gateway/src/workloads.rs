@@ -102,6 +102,7 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Byt
         status_details: None,
         desired_state: DesiredState::Running,
         expires_at: (artifact.status == ArtifactStatus::Draft).then(|| draft_expiry(&state)),
+        request_stats: None,
     };
     let event = event(&workload_id, "workloadCreated", json!({
         "message": format!("Workload created with artifact {} ({} replica(s))", artifact.id, proton.replica_count),
@@ -239,8 +240,15 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -
     );
     check(errors)?;
     let base = base_url(&state, &headers);
-    let items = items.into_iter().map(|w| formatted(w, &base)).collect();
-    Ok(Json(paginate(items, &window, &query, &state, &headers, &uri)).into_response())
+    let service_stats = query.one("serviceStats").is_some_and(|v| v == "true" || v == "1");
+    let items: Vec<Workload> = items.into_iter().map(|w| formatted(w, &base)).collect();
+    let mut page = paginate(items, &window, &query, &state, &headers, &uri);
+    if service_stats {
+        for w in &mut page.data {
+            w.request_stats = Some(crate::stats::endpoints::request_stats(&state, w).await?);
+        }
+    }
+    Ok(Json(page).into_response())
 }
 
 pub async fn load(state: &AppState, id: &str) -> Result<Versioned<Workload>, ApiError> {

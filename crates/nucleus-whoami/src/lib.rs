@@ -77,6 +77,7 @@ fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/ready", get(ready))
+        .route("/status/{code}", get(status))
         .fallback(echo)
         .with_state(state)
 }
@@ -94,6 +95,13 @@ async fn ready(State(state): State<Arc<AppState>>, uri: Uri) -> Response {
         println!("GET {uri} -> 200");
         "ok".into_response()
     }
+}
+
+/// Answers with the status code in the path (`/status/404`), to exercise callers' error handling.
+async fn status(axum::extract::Path(code): axum::extract::Path<u16>, uri: Uri) -> Response {
+    let code = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
+    println!("GET {uri} -> {}", code.as_u16());
+    (code, format!("status {}", code.as_u16())).into_response()
 }
 
 async fn echo(

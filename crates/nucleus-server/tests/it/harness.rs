@@ -173,13 +173,16 @@ pub fn send_signal(pid: i32, signal: i32) {
 pub fn whoami() -> String {
     let nucleus = PathBuf::from(env!("CARGO_BIN_EXE_nucleus"));
     let path = nucleus.with_file_name("nucleus-whoami");
-    if !path.exists() {
+    // Built once per test run, so that a changed whoami is never run stale (a no-op when fresh).
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
         let status = Command::new(env!("CARGO"))
             .args(["build", "-p", "nucleus-whoami"])
             .status()
             .expect("cargo runs");
         assert!(status.success(), "building nucleus-whoami failed");
-    }
+    });
+    assert!(path.exists(), "{} was not built", path.display());
     path.to_string_lossy().into_owned()
 }
 

@@ -39,6 +39,12 @@ async fn drafts_expire_unless_promoted_and_promote_restarts_nothing() {
     assert_eq!(history["count"], 1, "{history:#}");
     assert_eq!(history["data"][0]["candidateArtifactId"], artifact_id);
     assert_eq!(history["data"][0]["status"], "completed");
+    let (code, related) = stack.get(&format!("/workloads/{kept_id}/related")).await;
+    assert_eq!(code, StatusCode::OK, "{related}");
+    let kinds: Vec<&str> = related["data"].as_array().unwrap().iter().map(|r| r["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["artifact", "artifact_repository", "proton"], "{related:#}");
+    assert_eq!(related["count"], 3);
+    assert_eq!(related["data"][2]["id"], kept["protonId"]);
     let (code, again) = stack.post(&format!("/workloads/{kept_id}/promote"), serde_json::json!({})).await;
     assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{again}");
     assert!(again["detail"].as_str().unwrap().contains("not a draft"), "{again}");

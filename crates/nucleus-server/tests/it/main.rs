@@ -13,3 +13,4 @@ mod replacement;
 mod repositories;
 mod roles;
 mod scale_out;
+mod stats;
