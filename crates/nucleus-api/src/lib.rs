@@ -6,6 +6,7 @@
 
 pub mod artifact;
 pub mod bundle;
+pub mod deployment;
 pub mod event;
 pub mod page;
 pub mod proton;

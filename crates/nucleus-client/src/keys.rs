@@ -12,6 +12,11 @@ pub const PROTONS: &str = "protons/";
 pub const SNAPSHOTS: &str = "snapshots/";
 pub const EVENTS: &str = "events/";
 pub const AGENTS: &str = "agents/";
+/// `deployments/<id>`: a legacy deployment (cluster-wide).
+pub const DEPLOYMENTS: &str = "deployments/";
+/// `deploymentworkloads/<workload>`: which deployment a workload backs (at most one), so that two
+/// creates for one workload cannot both succeed.
+pub const DEPLOYMENT_WORKLOADS: &str = "deploymentworkloads/";
 /// `stats/<workload>/<proton>/<minute>/<gateway>`: one gateway's request counts for one proton and
 /// minute (minutes since the epoch, zero-padded so that keys sort by time).
 pub const STATS: &str = "stats/";
@@ -71,6 +76,14 @@ pub fn history_of(workload_id: &str) -> String {
 
 pub fn history(workload_id: &str, record_id: &str) -> String {
     format!("{HISTORY}{workload_id}/{record_id}")
+}
+
+pub fn deployment(id: &str) -> String {
+    format!("{DEPLOYMENTS}{id}")
+}
+
+pub fn deployment_of_workload(workload_id: &str) -> String {
+    format!("{DEPLOYMENT_WORKLOADS}{workload_id}")
 }
 
 pub fn stats_of(workload_id: &str) -> String {

@@ -6,6 +6,7 @@
 
 mod artifacts;
 mod auth;
+mod deployments;
 mod error;
 mod ids;
 mod invoke;

@@ -8,7 +8,7 @@ use axum::routing::{any, get, post, MethodRouter};
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::{artifacts, auth, invoke, lifetime, protons, replacements, repositories, stats, workloads, ApiError, AppState};
+use crate::{artifacts, auth, deployments, invoke, lifetime, protons, replacements, repositories, stats, workloads, ApiError, AppState};
 
 const API: &str = "/api/v2";
 
@@ -30,6 +30,12 @@ pub fn router(state: AppState) -> Router {
         );
         route(&format!("{base}/{{artifact_id}}/clone"), post(artifacts::clone));
     }
+    route("/console/deployments", post(deployments::create).get(deployments::list));
+    route(
+        "/console/deployments/{deployment_id}",
+        get(deployments::get).patch(deployments::update).delete(deployments::delete),
+    );
+    route("/console/deployments/{deployment_id}/stats", get(deployments::stats));
     route("/artifactRepositories", get(repositories::list));
     route("/artifactRepositories/{artifact_repository_id}", get(repositories::get).delete(repositories::delete));
     for base in ["/workloads", "/console/workloads"] {
@@ -60,6 +66,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v2/endpoints/workloads/{workload_id}", any(invoke::invoke))
         .route("/api/v2/endpoints/workloads/{workload_id}/", any(invoke::invoke))
         .route("/api/v2/endpoints/workloads/{workload_id}/{*path}", any(invoke::invoke))
+        .route("/api/v2/endpoints/deployments/{deployment_id}", any(deployments::invoke))
+        .route("/api/v2/endpoints/deployments/{deployment_id}/", any(deployments::invoke))
+        .route("/api/v2/endpoints/deployments/{deployment_id}/{*path}", any(deployments::invoke))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     router

@@ -2,6 +2,7 @@
 //! and drives it over HTTP. Real RocksDB, real gRPC, real child processes.
 
 mod bundles;
+mod deployments;
 mod errors;
 mod failures;
 mod harness;

@@ -1,0 +1,165 @@
+//! The legacy deployments (spec §1.3): `/console/deployments` CRUD, `/stats`, and the stable
+//! invoke URL `/api/v2/endpoints/deployments/{id}/...`. A deployment fronts one workload whose
+//! artifact is locked, and a workload backs at most one deployment.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use nucleus_api::deployment::{CreateDeploymentRequest, Deployment, UpdateDeploymentRequest};
+use nucleus_api::validation::{self, Loc};
+use nucleus_api::{Artifact, ArtifactStatus, FieldError};
+use nucleus_client::{keys, Txn, Versioned};
+
+use crate::listing::{check, paginate, Window};
+use crate::request::{base_url, json_body, Query};
+use crate::workloads::load as load_workload;
+use crate::{ids, ApiError, AppState};
+
+pub const PREFIX: &str = "/api/v2/endpoints/deployments/";
+
+fn formatted(mut deployment: Deployment, base: &str) -> Deployment {
+    deployment.endpoint = Some(format!("{base}{PREFIX}{}/", deployment.id));
+    deployment
+}
+
+async fn load(state: &AppState, id: &str) -> Result<Versioned<Deployment>, ApiError> {
+    state.meta.get_json::<Deployment>(&keys::deployment(id)).await?.ok_or_else(|| ApiError::NotFound(format!("Deployment {id} not found")))
+}
+
+pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let req: CreateDeploymentRequest = json_body(&body)?;
+    let mut errors = Vec::new();
+    validation::name(&req.name, &Loc::body().key("name"), &mut errors);
+    check(errors)?;
+    let workload = match load_workload(&state, &req.workload_id).await {
+        Ok(w) => w.value,
+        Err(ApiError::NotFound(_)) => {
+            return Err(ApiError::Validation(vec![FieldError::new(
+                &Loc::body().key("workloadId"),
+                format!("Workload {} not found", req.workload_id),
+                "value_error",
+            )]));
+        }
+        Err(err) => return Err(err),
+    };
+    let artifact = match &workload.artifact_id {
+        Some(a) => state.meta.get_json::<Artifact>(&keys::artifact(a)).await?.map(|a| a.value),
+        None => None,
+    };
+    if artifact.as_ref().is_none_or(|a| a.status != ArtifactStatus::Locked) {
+        return Err(ApiError::Unprocessable(format!(
+            "Workload {} runs a draft artifact; only workloads of registered (locked) artifacts can be deployed: promote it first",
+            workload.id
+        )));
+    }
+    let now = chrono::Utc::now();
+    let deployment = Deployment {
+        id: ids::new_id(),
+        name: req.name,
+        description: req.description.unwrap_or_default(),
+        workload_id: workload.id.clone(),
+        importance: req.importance.unwrap_or(workload.importance),
+        endpoint: None,
+        permissions: vec!["*".to_owned()],
+        created_at: now,
+        updated_at: now,
+    };
+    let txn = Txn::new()
+        .require(&keys::deployment_of_workload(&workload.id), 0)
+        .put_json(&keys::deployment_of_workload(&workload.id), &deployment.id)?
+        .put_json(&keys::deployment(&deployment.id), &deployment)?;
+    if !state.meta.write(txn).await?.applied() {
+        return Err(ApiError::Conflict(format!(
+            "Workload {} already backs a deployment; one workload per deployment",
+            workload.id
+        )));
+    }
+    Ok((StatusCode::CREATED, Json(formatted(deployment, &base_url(&state, &headers)))).into_response())
+}
+
+pub async fn list(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Result<Response, ApiError> {
+    let query = Query::parse(uri.query());
+    let mut errors = Vec::new();
+    let window = Window::from_query(&query, &mut errors);
+    check(errors)?;
+    let base = base_url(&state, &headers);
+    let mut items: Vec<Deployment> =
+        state.meta.list_json::<Deployment>(keys::DEPLOYMENTS).await?.into_iter().map(|d| formatted(d.value, &base)).collect();
+    items.sort_by_key(|d| std::cmp::Reverse(d.created_at));
+    Ok(Json(paginate(items, &window, &query, &state, &headers, &uri)).into_response())
+}
+
+pub async fn get(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<Deployment>, ApiError> {
+    Ok(Json(formatted(load(&state, &id).await?.value, &base_url(&state, &headers))))
+}
+
+pub async fn update(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Result<Json<Deployment>, ApiError> {
+    let patch: UpdateDeploymentRequest = json_body(&body)?;
+    let mut errors = Vec::new();
+    if let Some(name) = &patch.name {
+        validation::name(name, &Loc::body().key("name"), &mut errors);
+    }
+    check(errors)?;
+    let updated = state
+        .meta
+        .update_json::<Deployment, ApiError>(&keys::deployment(&id), |d| {
+            if let Some(name) = &patch.name {
+                d.name.clone_from(name);
+            }
+            if let Some(description) = &patch.description {
+                d.description.clone_from(description);
+            }
+            if let Some(importance) = patch.importance {
+                d.importance = importance;
+            }
+            d.updated_at = chrono::Utc::now();
+            Ok(())
+        })
+        .await??
+        .ok_or_else(|| ApiError::NotFound(format!("Deployment {id} not found")))?;
+    Ok(Json(formatted(updated, &base_url(&state, &headers))))
+}
+
+/// Removes the deployment (its workload stays).
+pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    let current = load(&state, &id).await?;
+    let txn = Txn::new()
+        .require(&current.key, current.mod_revision)
+        .delete(&current.key)
+        .delete(&keys::deployment_of_workload(&current.value.workload_id));
+    if !state.meta.write(txn).await?.applied() {
+        return Err(ApiError::Conflict(format!("Deployment {id} changed meanwhile; retry")));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The statistics of the deployment's workload.
+pub async fn stats(State(state): State<AppState>, Path(id): Path<String>, uri: Uri) -> Result<Json<serde_json::Value>, ApiError> {
+    let deployment = load(&state, &id).await?.value;
+    crate::stats::endpoints::get(State(state), Path(deployment.workload_id), uri).await
+}
+
+/// `ANY /api/v2/endpoints/deployments/{id}/...`: forwarded as the workload's invoke URL would be.
+pub async fn invoke(State(state): State<AppState>, request: Request) -> Response {
+    let path = request.uri().path().to_owned();
+    let rest = path.strip_prefix(PREFIX).or_else(|| path.strip_prefix(PREFIX.trim_end_matches('/'))).unwrap_or_default();
+    let rest = rest.trim_start_matches('/');
+    let (id, app) = rest.split_once('/').map_or((rest, ""), |(id, app)| (id, app));
+    let deployment = match load(&state, id).await {
+        Ok(d) => d.value,
+        Err(err) => return err.into_response(),
+    };
+    let mut target = format!("{}{}/{app}", crate::invoke::PREFIX, deployment.workload_id);
+    if let Some(query) = request.uri().query() {
+        target.push('?');
+        target.push_str(query);
+    }
+    let (mut parts, body) = request.into_parts();
+    match target.parse::<Uri>() {
+        Ok(uri) => parts.uri = uri,
+        Err(err) => return ApiError::BadRequest(format!("cannot forward this path: {err}")).into_response(),
+    }
+    crate::invoke::invoke(State(state), Request::from_parts(parts, body)).await
+}
