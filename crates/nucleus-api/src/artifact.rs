@@ -207,6 +207,9 @@ pub struct Artifact {
     pub permissions: Vec<String>,
     #[serde(default)]
     pub tags: Vec<Value>,
+    /// Who it is shared with (read through `.../sharedRoles`; kept out of the formatted object).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_roles: Vec<crate::identity::SharedRole>,
 }
 
 impl Artifact {
@@ -236,6 +239,7 @@ impl Artifact {
             creator,
             permissions: vec!["*".to_owned()],
             tags: Vec::new(),
+            shared_roles: Vec::new(),
         }
     }
 

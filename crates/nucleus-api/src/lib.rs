@@ -8,6 +8,7 @@ pub mod artifact;
 pub mod bundle;
 pub mod deployment;
 pub mod event;
+pub mod identity;
 pub mod page;
 pub mod proton;
 pub mod replacement;

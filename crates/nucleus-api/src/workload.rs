@@ -199,7 +199,9 @@ pub struct Workload {
     pub expires_at: Option<Timestamp>,
     /// `requestStats`: filled in by the gateway for `serviceStats=true`; never stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_stats: Option<Value>,
+    pub request_stats: Option<Value>,    /// Who it is shared with (read through `.../sharedRoles`; kept out of the formatted object).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_roles: Vec<crate::identity::SharedRole>,
 }
 
 #[cfg(test)]

@@ -12,6 +12,11 @@ pub const PROTONS: &str = "protons/";
 pub const SNAPSHOTS: &str = "snapshots/";
 pub const EVENTS: &str = "events/";
 pub const AGENTS: &str = "agents/";
+/// `users/<id>`: a user; `usernames/<name>` → its id (so that a name is taken once);
+/// `tokens/<sha256 of the token>` → whose token it is (tokens are never stored in the clear).
+pub const USERS: &str = "users/";
+pub const USERNAMES: &str = "usernames/";
+pub const TOKENS: &str = "tokens/";
 /// `deployments/<id>`: a legacy deployment (cluster-wide).
 pub const DEPLOYMENTS: &str = "deployments/";
 /// `deploymentworkloads/<workload>`: which deployment a workload backs (at most one), so that two
@@ -76,6 +81,18 @@ pub fn history_of(workload_id: &str) -> String {
 
 pub fn history(workload_id: &str, record_id: &str) -> String {
     format!("{HISTORY}{workload_id}/{record_id}")
+}
+
+pub fn user(id: &str) -> String {
+    format!("{USERS}{id}")
+}
+
+pub fn username(name: &str) -> String {
+    format!("{USERNAMES}{name}")
+}
+
+pub fn token(hash: &str) -> String {
+    format!("{TOKENS}{hash}")
 }
 
 pub fn deployment(id: &str) -> String {

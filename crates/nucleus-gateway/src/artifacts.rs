@@ -1,30 +1,46 @@
 //! `/artifacts`: drafts are mutable, locked artifacts are not.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use nucleus_api::identity::Role;
 use nucleus_api::validation::{self, Loc};
 use nucleus_api::{Artifact, ArtifactStatus, InputArtifact, UpdateArtifactRequest, Workload};
 use nucleus_client::{keys, Txn};
 
+use crate::access::{allow, permissions, role_of, Need};
 use crate::listing::{check, order, paginate, Window};
 use crate::request::{json_body, Query};
+use crate::auth::Caller;
 use crate::{ids, ApiError, AppState};
 
-pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+pub async fn create(State(state): State<AppState>, Extension(caller): Extension<Caller>, body: Bytes) -> Result<Response, ApiError> {
     let input: InputArtifact = json_body(&body)?;
     check(validation::input_artifact(&input, &Loc::body()))?;
-    let artifact = new_artifact(&state, input).await?;
+    let artifact = new_artifact(&state, input, &caller).await?;
     let txn = Txn::new().require(&keys::artifact(&artifact.id), 0).put_json(&keys::artifact(&artifact.id), &artifact)?;
     state.meta.write(txn).await?;
-    Ok((StatusCode::CREATED, Json(artifact)).into_response())
+    Ok((StatusCode::CREATED, Json(formatted(artifact, &caller))).into_response())
+}
+
+/// An artifact as `caller` sees it: its permissions, without the sharing list.
+pub fn formatted(mut artifact: Artifact, caller: &Caller) -> Artifact {
+    let role = role_of(caller, artifact.creator.as_ref(), &artifact.shared_roles);
+    artifact.permissions = role.map(|r| permissions(caller, r)).unwrap_or_default();
+    artifact.shared_roles.clear();
+    artifact
+}
+
+/// Whether `caller` may read the artifact (users and owners).
+pub fn readable(caller: &Caller, artifact: &Artifact) -> bool {
+    role_of(caller, artifact.creator.as_ref(), &artifact.shared_roles).is_some_and(|r| r >= Role::User)
 }
 
 /// A new artifact document (not yet written): its repository (new unless given) and, if it is
 /// created locked, the next version in that repository.
-pub async fn new_artifact(state: &AppState, input: InputArtifact) -> Result<Artifact, ApiError> {
+pub async fn new_artifact(state: &AppState, input: InputArtifact, caller: &Caller) -> Result<Artifact, ApiError> {
     let repository = input.artifact_repository_id.clone().unwrap_or_else(ids::new_id);
     let members = repository_members(state, &repository).await?;
     if let Some(first) = members.first().filter(|a| a.artifact_type != input.artifact_type) {
@@ -42,7 +58,7 @@ pub async fn new_artifact(state: &AppState, input: InputArtifact) -> Result<Arti
         ArtifactStatus::Locked => Some(next_version(state, &repository).await?),
         ArtifactStatus::Draft => None,
     };
-    Ok(Artifact::from_input(ids::new_id(), input, repository, version, chrono::Utc::now(), None))
+    Ok(Artifact::from_input(ids::new_id(), input, repository, version, chrono::Utc::now(), Some(caller.user_data())))
 }
 
 async fn next_version(state: &AppState, repository: &str) -> Result<u32, ApiError> {
@@ -61,7 +77,7 @@ pub async fn repository_members(state: &AppState, repository: &str) -> Result<Ve
         .map(|a| a.value)
         .filter(|a| a.artifact_repository_id.as_deref() == Some(repository))
         .collect();
-    members.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+    members.sort_by_key(|a| a.created_at);
     Ok(members)
 }
 
@@ -73,12 +89,12 @@ struct CloneRequest {
 
 /// `POST /artifacts/{id}/clone`: a new draft with the same spec, in the same repository,
 /// whatever the source's status (the way to "unlock" a locked artifact).
-pub async fn clone(State(state): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<Json<Artifact>, ApiError> {
+pub async fn clone(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, body: Bytes) -> Result<Json<Artifact>, ApiError> {
     let request: CloneRequest = json_body(&body)?;
     let mut errors = Vec::new();
     validation::name(&request.name, &Loc::body().key("name"), &mut errors);
     check(errors)?;
-    let source = load(&state, &id).await?.value;
+    let source = load(&state, &caller, &id, Need::Read).await?.value;
     let now = chrono::Utc::now();
     let copy = Artifact {
         id: ids::new_id(),
@@ -87,14 +103,16 @@ pub async fn clone(State(state): State<AppState>, Path(id): Path<String>, body: 
         version: None,
         created_at: now,
         updated_at: now,
+        creator: Some(caller.user_data()),
+        shared_roles: Vec::new(),
         ..source
     };
     let key = keys::artifact(&copy.id);
     state.meta.write(Txn::new().require(&key, 0).put_json(&key, &copy)?).await?;
-    Ok(Json(copy))
+    Ok(Json(formatted(copy, &caller)))
 }
 
-pub async fn list(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Result<Response, ApiError> {
+pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, uri: Uri) -> Result<Response, ApiError> {
     let query = Query::parse(uri.query());
     let mut errors = Vec::new();
     let window = Window::from_query(&query, &mut errors);
@@ -108,6 +126,7 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -
         .await?
         .into_iter()
         .map(|a| a.value)
+        .filter(|a| readable(&caller, a))
         .filter(|a| search.as_ref().is_none_or(|s| a.name.to_lowercase().contains(s)))
         .filter(|a| statuses.is_empty() || statuses.iter().any(|s| status_matches(a.status, s)))
         .filter(|a| types.is_empty() || types.iter().any(|t| json_name(&a.artifact_type) == *t))
@@ -123,6 +142,7 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -
         &mut errors,
     );
     check(errors)?;
+    let items: Vec<Artifact> = items.into_iter().map(|a| formatted(a, &caller)).collect();
     Ok(Json(paginate(items, &window, &query, &state, &headers, &uri)).into_response())
 }
 
@@ -138,13 +158,16 @@ pub fn json_name<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Artifact>, ApiError> {
-    let artifact = load(&state, &id).await?;
-    Ok(Json(artifact.value))
+pub async fn get(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Json<Artifact>, ApiError> {
+    let artifact = load(&state, &caller, &id, Need::Read).await?;
+    Ok(Json(formatted(artifact.value, &caller)))
 }
 
-async fn load(state: &AppState, id: &str) -> Result<nucleus_client::Versioned<Artifact>, ApiError> {
-    state.meta.get_json::<Artifact>(&keys::artifact(id)).await?.ok_or_else(|| ApiError::artifact_not_found(id))
+/// The artifact, if `caller` may do `need` with it (404 if it cannot see it, 403 if it may not).
+async fn load(state: &AppState, caller: &Caller, id: &str, need: Need) -> Result<nucleus_client::Versioned<Artifact>, ApiError> {
+    let artifact = state.meta.get_json::<Artifact>(&keys::artifact(id)).await?.ok_or_else(|| ApiError::artifact_not_found(id))?;
+    allow(role_of(caller, artifact.value.creator.as_ref(), &artifact.value.shared_roles), need, || ApiError::artifact_not_found(id))?;
+    Ok(artifact)
 }
 
 fn locked_error(id: &str) -> ApiError {
@@ -154,10 +177,10 @@ fn locked_error(id: &str) -> ApiError {
 }
 
 /// Full replace of a draft.
-pub async fn replace(State(state): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<Json<Artifact>, ApiError> {
+pub async fn replace(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, body: Bytes) -> Result<Json<Artifact>, ApiError> {
     let input: InputArtifact = json_body(&body)?;
     check(validation::input_artifact(&input, &Loc::body()))?;
-    let current = load(&state, &id).await?;
+    let current = load(&state, &caller, &id, Need::Change).await?;
     if current.value.status == ArtifactStatus::Locked {
         return Err(locked_error(&id));
     }
@@ -172,11 +195,12 @@ pub async fn replace(State(state): State<AppState>, Path(id): Path<String>, body
     };
     let mut artifact = Artifact::from_input(id.clone(), input, repository, version, chrono::Utc::now(), current.value.creator.clone());
     artifact.created_at = current.value.created_at;
+    artifact.shared_roles.clone_from(&current.value.shared_roles);
     write_if_unchanged(&state, &current, &artifact).await?;
-    Ok(Json(artifact))
+    Ok(Json(formatted(artifact, &caller)))
 }
 
-pub async fn update(State(state): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<Json<Artifact>, ApiError> {
+pub async fn update(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, body: Bytes) -> Result<Json<Artifact>, ApiError> {
     let patch: UpdateArtifactRequest = json_body(&body)?;
     let mut errors = Vec::new();
     if let Some(name) = &patch.name {
@@ -193,7 +217,7 @@ pub async fn update(State(state): State<AppState>, Path(id): Path<String>, body:
         validation::spec(spec, &Loc::body().key("spec"), &mut errors);
     }
     check(errors)?;
-    let current = load(&state, &id).await?;
+    let current = load(&state, &caller, &id, Need::Change).await?;
     if current.value.status == ArtifactStatus::Locked {
         if patch.status == Some(ArtifactStatus::Locked) && patch.name.is_none() && patch.spec.is_none() && patch.description.is_none() {
             return Err(ApiError::Conflict(format!("Artifact {id} is already locked")));
@@ -216,7 +240,7 @@ pub async fn update(State(state): State<AppState>, Path(id): Path<String>, body:
     }
     artifact.updated_at = chrono::Utc::now();
     write_if_unchanged(&state, &current, &artifact).await?;
-    Ok(Json(artifact))
+    Ok(Json(formatted(artifact, &caller)))
 }
 
 /// Locks a draft: the next version of its repository, and immutable from now on.
@@ -242,8 +266,8 @@ pub(crate) async fn write_if_unchanged(
     }
 }
 
-pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    let current = load(&state, &id).await?;
+pub async fn delete(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    let current = load(&state, &caller, &id, Need::Change).await?;
     if current.value.status == ArtifactStatus::Locked {
         return Err(ApiError::Conflict(format!("Artifact {id} is locked; locked artifacts cannot be deleted")));
     }

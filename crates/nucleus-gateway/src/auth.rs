@@ -1,32 +1,105 @@
+//! Who is calling: every route, invoke included, needs `Authorization: Bearer <token>` (or
+//! `Token <token>`, as DataRobot's Python client sends). The configured token is the
+//! administrator's; users' tokens are stored in meta only as SHA-256 hashes
+//! (`tokens/<hash>` → the user), and a resolved token is cached for a short while.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use nucleus_api::identity::{TokenRecord, User};
+use nucleus_api::UserData;
+use nucleus_client::keys;
+use sha2::{Digest, Sha256};
 
 use crate::{ApiError, AppState};
 
-/// Every route, invoke included, needs `Authorization: Bearer <token>` (or `Token <token>`, as
-/// DataRobot's Python client sends).
-pub async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// How long a resolved user token is trusted without asking meta again.
+const CACHED_FOR: Duration = Duration::from_secs(30);
+
+/// The caller of a request, put in the request's extensions by [`require_token`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Caller {
+    /// The configured token: sees and may do everything.
+    Admin,
+    User { id: String, username: String },
+}
+
+impl Caller {
+    pub fn id(&self) -> &str {
+        match self {
+            Caller::Admin => "admin",
+            Caller::User { id, .. } => id,
+        }
+    }
+
+    /// As `creator`/`owners` show it.
+    pub fn user_data(&self) -> UserData {
+        match self {
+            Caller::Admin => UserData { id: "admin".to_owned(), username: Some("admin".to_owned()) },
+            Caller::User { id, username } => UserData { id: id.clone(), username: Some(username.clone()) },
+        }
+    }
+}
+
+/// The SHA-256 of a token, in hex: what meta stores.
+pub fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Resolved user tokens, by hash.
+#[derive(Clone, Default)]
+pub struct TokenCache {
+    entries: Arc<Mutex<HashMap<String, (Caller, Instant)>>>,
+}
+
+impl TokenCache {
+    async fn resolve(&self, state: &AppState, token: &str) -> Result<Option<Caller>, ApiError> {
+        let hash = token_hash(token);
+        if let Some((caller, at)) = self.entries.lock().unwrap_or_else(|p| p.into_inner()).get(&hash)
+            && at.elapsed() < CACHED_FOR
+        {
+            return Ok(Some(caller.clone()));
+        }
+        let Some(record) = state.meta.get_json::<TokenRecord>(&keys::token(&hash)).await? else { return Ok(None) };
+        let Some(user) = state.meta.get_json::<User>(&keys::user(&record.value.user_id)).await? else { return Ok(None) };
+        let caller = Caller::User { id: user.value.id, username: user.value.username };
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).insert(hash, (caller.clone(), Instant::now()));
+        Ok(Some(caller))
+    }
+}
+
+pub async fn require_token(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let presented = request
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("Token ")))
-        .map(str::trim);
-    match presented {
-        None => ApiError::Unauthorized(
-            "Authentication required: send the header 'Authorization: Bearer <token>'".to_owned(),
-        )
-        .into_response(),
-        Some(token) if constant_time_eq(token.as_bytes(), state.config.token.as_bytes()) => {
-            next.run(request).await
+        .map(str::trim)
+        .map(str::to_owned);
+    let caller = match presented {
+        None => {
+            return ApiError::Unauthorized("Authentication required: send the header 'Authorization: Bearer <token>'".to_owned())
+                .into_response();
         }
-        Some(_) => ApiError::Unauthorized(
-            "Invalid API token: use the token `nucleus dev` printed (kept in <data-dir>/token)".to_owned(),
-        )
-        .into_response(),
-    }
+        Some(token) if constant_time_eq(token.as_bytes(), state.config.token.as_bytes()) => Caller::Admin,
+        Some(token) => match state.tokens.resolve(&state, &token).await {
+            Ok(Some(caller)) => caller,
+            Ok(None) => {
+                return ApiError::Unauthorized(
+                    "Invalid API token: use the token `nucleus dev` printed (kept in <data-dir>/token) or one made with POST /api/v2/users/{id}/tokens".to_owned(),
+                )
+                .into_response();
+            }
+            Err(err) => return err.into_response(),
+        },
+    };
+    request.extensions_mut().insert(caller);
+    next.run(request).await
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -3,7 +3,7 @@
 //! artifact is locked, and a workload backs at most one deployment.
 
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Extension, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -12,9 +12,11 @@ use nucleus_api::validation::{self, Loc};
 use nucleus_api::{Artifact, ArtifactStatus, FieldError};
 use nucleus_client::{keys, Txn, Versioned};
 
+use crate::access::Need;
 use crate::listing::{check, paginate, Window};
 use crate::request::{base_url, json_body, Query};
 use crate::workloads::load as load_workload;
+use crate::auth::Caller;
 use crate::{ids, ApiError, AppState};
 
 pub const PREFIX: &str = "/api/v2/endpoints/deployments/";
@@ -24,16 +26,25 @@ fn formatted(mut deployment: Deployment, base: &str) -> Deployment {
     deployment
 }
 
-async fn load(state: &AppState, id: &str) -> Result<Versioned<Deployment>, ApiError> {
-    state.meta.get_json::<Deployment>(&keys::deployment(id)).await?.ok_or_else(|| ApiError::NotFound(format!("Deployment {id} not found")))
+/// The deployment, if `caller` may do `need` with its workload (a deployment whose workload is
+/// gone can still be read and deleted by the administrator).
+async fn load(state: &AppState, caller: &Caller, id: &str, need: Need) -> Result<Versioned<Deployment>, ApiError> {
+    let not_found = || ApiError::NotFound(format!("Deployment {id} not found"));
+    let deployment = state.meta.get_json::<Deployment>(&keys::deployment(id)).await?.ok_or_else(not_found)?;
+    match load_workload(state, caller, &deployment.value.workload_id, need).await {
+        Ok(_) => Ok(deployment),
+        Err(ApiError::NotFound(_)) if *caller == Caller::Admin => Ok(deployment),
+        Err(ApiError::NotFound(_)) => Err(not_found()),
+        Err(err) => Err(err),
+    }
 }
 
-pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+pub async fn create(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let req: CreateDeploymentRequest = json_body(&body)?;
     let mut errors = Vec::new();
     validation::name(&req.name, &Loc::body().key("name"), &mut errors);
     check(errors)?;
-    let workload = match load_workload(&state, &req.workload_id).await {
+    let workload = match load_workload(&state, &caller, &req.workload_id, Need::Change).await {
         Ok(w) => w.value,
         Err(ApiError::NotFound(_)) => {
             return Err(ApiError::Validation(vec![FieldError::new(
@@ -79,29 +90,34 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Byt
     Ok((StatusCode::CREATED, Json(formatted(deployment, &base_url(&state, &headers)))).into_response())
 }
 
-pub async fn list(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Result<Response, ApiError> {
+pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, uri: Uri) -> Result<Response, ApiError> {
     let query = Query::parse(uri.query());
     let mut errors = Vec::new();
     let window = Window::from_query(&query, &mut errors);
     check(errors)?;
     let base = base_url(&state, &headers);
-    let mut items: Vec<Deployment> =
-        state.meta.list_json::<Deployment>(keys::DEPLOYMENTS).await?.into_iter().map(|d| formatted(d.value, &base)).collect();
+    let mut items: Vec<Deployment> = Vec::new();
+    for d in state.meta.list_json::<Deployment>(keys::DEPLOYMENTS).await? {
+        if load_workload(&state, &caller, &d.value.workload_id, Need::Read).await.is_ok() {
+            items.push(formatted(d.value, &base));
+        }
+    }
     items.sort_by_key(|d| std::cmp::Reverse(d.created_at));
     Ok(Json(paginate(items, &window, &query, &state, &headers, &uri)).into_response())
 }
 
-pub async fn get(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<Deployment>, ApiError> {
-    Ok(Json(formatted(load(&state, &id).await?.value, &base_url(&state, &headers))))
+pub async fn get(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<Deployment>, ApiError> {
+    Ok(Json(formatted(load(&state, &caller, &id, Need::Read).await?.value, &base_url(&state, &headers))))
 }
 
-pub async fn update(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Result<Json<Deployment>, ApiError> {
+pub async fn update(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Result<Json<Deployment>, ApiError> {
     let patch: UpdateDeploymentRequest = json_body(&body)?;
     let mut errors = Vec::new();
     if let Some(name) = &patch.name {
         validation::name(name, &Loc::body().key("name"), &mut errors);
     }
     check(errors)?;
+    load(&state, &caller, &id, Need::Change).await?;
     let updated = state
         .meta
         .update_json::<Deployment, ApiError>(&keys::deployment(&id), |d| {
@@ -123,8 +139,8 @@ pub async fn update(State(state): State<AppState>, headers: HeaderMap, Path(id):
 }
 
 /// Removes the deployment (its workload stays).
-pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    let current = load(&state, &id).await?;
+pub async fn delete(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    let current = load(&state, &caller, &id, Need::Change).await?;
     let txn = Txn::new()
         .require(&current.key, current.mod_revision)
         .delete(&current.key)
@@ -136,18 +152,18 @@ pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Re
 }
 
 /// The statistics of the deployment's workload.
-pub async fn stats(State(state): State<AppState>, Path(id): Path<String>, uri: Uri) -> Result<Json<serde_json::Value>, ApiError> {
-    let deployment = load(&state, &id).await?.value;
-    crate::stats::endpoints::get(State(state), Path(deployment.workload_id), uri).await
+pub async fn stats(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, uri: Uri) -> Result<Json<serde_json::Value>, ApiError> {
+    let deployment = load(&state, &caller, &id, Need::Read).await?.value;
+    crate::stats::endpoints::get(State(state), Extension(caller), Path(deployment.workload_id), uri).await
 }
 
 /// `ANY /api/v2/endpoints/deployments/{id}/...`: forwarded as the workload's invoke URL would be.
-pub async fn invoke(State(state): State<AppState>, request: Request) -> Response {
+pub async fn invoke(State(state): State<AppState>, Extension(caller): Extension<Caller>, request: Request) -> Response {
     let path = request.uri().path().to_owned();
     let rest = path.strip_prefix(PREFIX).or_else(|| path.strip_prefix(PREFIX.trim_end_matches('/'))).unwrap_or_default();
     let rest = rest.trim_start_matches('/');
     let (id, app) = rest.split_once('/').map_or((rest, ""), |(id, app)| (id, app));
-    let deployment = match load(&state, id).await {
+    let deployment = match load(&state, &caller, id, Need::Invoke).await {
         Ok(d) => d.value,
         Err(err) => return err.into_response(),
     };
@@ -161,5 +177,5 @@ pub async fn invoke(State(state): State<AppState>, request: Request) -> Response
         Ok(uri) => parts.uri = uri,
         Err(err) => return ApiError::BadRequest(format!("cannot forward this path: {err}")).into_response(),
     }
-    crate::invoke::invoke(State(state), Request::from_parts(parts, body)).await
+    crate::invoke::invoke(State(state), Extension(caller), Request::from_parts(parts, body)).await
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{Extension, Request, State};
 use axum::http::header::{self, HeaderName};
 use axum::http::{HeaderMap, HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
@@ -13,7 +13,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use nucleus_api::ProtonStatus;
 
+use crate::access::{allow, role_of, Need};
 use crate::route_table::Route;
+use crate::auth::Caller;
 use crate::{ApiError, AppState};
 
 pub const PREFIX: &str = "/api/v2/endpoints/workloads/";
@@ -50,17 +52,18 @@ const NOT_FORWARDED: [HeaderName; 9] = [
     header::HOST,
 ];
 
-pub async fn invoke(State(state): State<AppState>, request: Request) -> Response {
-    match forward(&state, request).await {
+pub async fn invoke(State(state): State<AppState>, Extension(caller): Extension<Caller>, request: Request) -> Response {
+    match forward(&state, &caller, request).await {
         Ok(response) => response,
         Err(err) => err.into_response(),
     }
 }
 
-async fn forward(state: &AppState, request: Request) -> Result<Response, ApiError> {
+async fn forward(state: &AppState, caller: &Caller, request: Request) -> Result<Response, ApiError> {
     let (workload_id, app_path) = split_path(request.uri().path())
         .ok_or_else(|| ApiError::NotFound("Invoke URLs look like /api/v2/endpoints/workloads/{id}/...".to_owned()))?;
     let route = servable_route(state, &workload_id).await?;
+    allow(role_of(caller, route.creator.as_ref(), &route.shared), Need::Invoke, || ApiError::workload_not_found(&workload_id))?;
     let Some(address) = state.routes.pick(&route.addresses) else {
         return Err(not_servable(&workload_id, route.status));
     };
@@ -90,12 +93,11 @@ async fn forward(state: &AppState, request: Request) -> Result<Response, ApiErro
             tracing::warn!(workload_id, address, error = %err, "replica did not answer");
             // The cache may not have caught up with a replica going away: if meta says the
             // workload is no longer servable, say that rather than blaming the replica.
-            if err.is_connect() {
-                if let Ok(Some(route)) = state.routes.route_from_meta(&workload_id).await {
-                    if route.status != ProtonStatus::Running {
-                        return Err(not_servable(&workload_id, route.status));
-                    }
-                }
+            if err.is_connect()
+                && let Ok(Some(route)) = state.routes.route_from_meta(&workload_id).await
+                && route.status != ProtonStatus::Running
+            {
+                return Err(not_servable(&workload_id, route.status));
             }
             return Err(ApiError::BadGateway(format!(
                 "replica {address} of workload {workload_id} did not answer: {err}; retry"
@@ -110,10 +112,11 @@ async fn forward(state: &AppState, request: Request) -> Result<Response, ApiErro
 /// The route if it has ready replicas; the cache is trusted when it says yes, and confirmed
 /// against meta when it says no.
 async fn servable_route(state: &AppState, workload_id: &str) -> Result<Route, ApiError> {
-    if let Some(route) = state.routes.route(workload_id) {
-        if route.status == ProtonStatus::Running && !route.addresses.is_empty() {
-            return Ok(route);
-        }
+    if let Some(route) = state.routes.route(workload_id)
+        && route.status == ProtonStatus::Running
+        && !route.addresses.is_empty()
+    {
+        return Ok(route);
     }
     state
         .routes

@@ -4,6 +4,7 @@
 //! The gateway holds no state of its own: documents live in meta (through `nucleus-client`), and
 //! the route table is a cache fed by a meta watch.
 
+mod access;
 mod artifacts;
 mod auth;
 mod deployments;
@@ -18,7 +19,9 @@ mod repositories;
 mod request;
 mod route_table;
 mod router;
+mod sharing;
 mod stats;
+mod users;
 mod workloads;
 
 use std::net::SocketAddr;
@@ -53,6 +56,7 @@ pub struct AppState {
     pub(crate) routes: RouteTable,
     pub(crate) upstream: invoke::Upstream,
     pub(crate) stats: stats::Recorder,
+    pub(crate) tokens: auth::TokenCache,
 }
 
 impl AppState {
@@ -60,7 +64,7 @@ impl AppState {
     pub fn new(meta: MetaClient, config: GatewayConfig) -> AppState {
         let routes = RouteTable::start(meta.clone());
         let stats = stats::Recorder::start(meta.clone());
-        AppState { meta, config: Arc::new(config), routes, upstream: invoke::Upstream::new(), stats }
+        AppState { meta, config: Arc::new(config), routes, upstream: invoke::Upstream::new(), stats, tokens: auth::TokenCache::default() }
     }
 }
 

@@ -3,7 +3,7 @@
 //! its artifact (assigning the repository's next version), removes the expiry, resets the
 //! statistics and records the promotion in `GET /workloads/{id}/history`. Nothing restarts: same id, endpoint and protons.
 
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -13,10 +13,12 @@ use nucleus_client::{keys, Txn};
 use serde_json::json;
 
 use crate::artifacts::{lock, write_if_unchanged};
+use crate::access::Need;
 use crate::listing::{check, paginate, Window};
 use crate::request::{base_url, Query};
 use crate::replacements::TENANT_ID;
 use crate::workloads::{event, formatted, load};
+use crate::auth::Caller;
 use crate::{ids, ApiError, AppState};
 
 
@@ -26,8 +28,8 @@ pub fn draft_expiry(state: &AppState) -> nucleus_api::Timestamp {
     chrono::Utc::now() + ttl
 }
 
-pub async fn promote(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let workload = load(&state, &id).await?;
+pub async fn promote(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let workload = load(&state, &caller, &id, Need::Change).await?;
     if workload.value.proton_id.is_none() {
         return Err(ApiError::Unprocessable(format!("Workload {id} has no active proton; there is nothing to promote")));
     }
@@ -74,17 +76,18 @@ pub async fn promote(State(state): State<AppState>, headers: HeaderMap, Path(id)
         deleted_at: None,
         is_deleted: false,
         tenant_id: TENANT_ID.to_owned(),
-        user_id: String::new(),
+        user_id: caller.id().to_owned(),
     };
     let promoted = loop {
-        let current = load(&state, &id).await?;
+        let current = load(&state, &caller, &id, Need::Change).await?;
         let mut w: Workload = current.value.clone();
         w.expires_at = None;
         w.artifact = Some(locked.info());
         w.updated_at = now;
-        let event = event(&id, "workloadPromoted", json!({
+        let mut event = event(&id, "workloadPromoted", json!({
             "message": record.message, "artifactId": artifact_id, "version": locked.version,
         }));
+        event.actor_id = Some(caller.id().to_owned());
         let txn = Txn::new()
             .require(&current.key, current.mod_revision)
             .put_json(&current.key, &w)?
@@ -97,16 +100,16 @@ pub async fn promote(State(state): State<AppState>, headers: HeaderMap, Path(id)
         }
         // The scheduler wrote the status meanwhile: apply the promotion to the fresh document.
     };
-    Ok((StatusCode::ACCEPTED, Json(formatted(promoted, &base_url(&state, &headers)))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(formatted(promoted, &base_url(&state, &headers), &caller))).into_response())
 }
 
 /// Past replacements and promotions, newest first.
-pub async fn history(State(state): State<AppState>, headers: HeaderMap, uri: Uri, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn history(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, uri: Uri, Path(id): Path<String>) -> Result<Response, ApiError> {
     let query = Query::parse(uri.query());
     let mut errors = Vec::new();
     let window = Window::from_query(&query, &mut errors);
     check(errors)?;
-    load(&state, &id).await?;
+    load(&state, &caller, &id, Need::Read).await?;
     let mut records: Vec<Replacement> =
         state.meta.list_json::<Replacement>(&keys::history_of(&id)).await?.into_iter().map(|r| r.value).collect();
     records.reverse();

@@ -1,32 +1,34 @@
 //! Read-only views below a workload: protons, their replica status snapshots, events and related
 //! entities.
 
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use nucleus_api::{Proton, ReplicaStatusesSnapshot, WorkloadEvent};
 use nucleus_client::keys;
 
+use crate::access::Need;
 use crate::listing::{check, paginate, Window};
 use crate::request::Query;
 use crate::workloads::load;
+use crate::auth::Caller;
 use crate::{ApiError, AppState};
 
-pub async fn list(State(state): State<AppState>, headers: HeaderMap, uri: Uri, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, uri: Uri, Path(id): Path<String>) -> Result<Response, ApiError> {
     let query = Query::parse(uri.query());
     let mut errors = Vec::new();
     let window = Window::from_query(&query, &mut errors);
     check(errors)?;
-    load(&state, &id).await?;
+    load(&state, &caller, &id, Need::Read).await?;
     let mut protons: Vec<Proton> =
         state.meta.list_json::<Proton>(&keys::protons_of(&id)).await?.into_iter().map(|p| p.value).collect();
-    protons.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    protons.sort_by_key(|p| std::cmp::Reverse(p.created_at));
     Ok(Json(paginate(protons, &window, &query, &state, &headers, &uri)).into_response())
 }
 
-pub async fn get(State(state): State<AppState>, Path((id, proton_id)): Path<(String, String)>) -> Result<Json<Proton>, ApiError> {
-    load(&state, &id).await?;
+pub async fn get(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path((id, proton_id)): Path<(String, String)>) -> Result<Json<Proton>, ApiError> {
+    load(&state, &caller, &id, Need::Read).await?;
     let proton = state
         .meta
         .get_json::<Proton>(&keys::proton(&id, &proton_id))
@@ -36,20 +38,20 @@ pub async fn get(State(state): State<AppState>, Path((id, proton_id)): Path<(Str
 }
 
 /// 204 until the agent's first report about the proton has been recorded.
-pub async fn status_details(State(state): State<AppState>, Path((id, proton_id)): Path<(String, String)>) -> Result<Response, ApiError> {
-    let _proton = get(State(state.clone()), Path((id.clone(), proton_id.clone()))).await?;
+pub async fn status_details(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path((id, proton_id)): Path<(String, String)>) -> Result<Response, ApiError> {
+    let _proton = get(State(state.clone()), Extension(caller), Path((id.clone(), proton_id.clone()))).await?;
     match state.meta.get_json::<ReplicaStatusesSnapshot>(&keys::snapshot(&id, &proton_id)).await? {
         Some(snapshot) => Ok(Json(snapshot.value).into_response()),
         None => Ok(StatusCode::NO_CONTENT.into_response()),
     }
 }
 
-pub async fn events(State(state): State<AppState>, headers: HeaderMap, uri: Uri, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn events(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, uri: Uri, Path(id): Path<String>) -> Result<Response, ApiError> {
     let query = Query::parse(uri.query());
     let mut errors = Vec::new();
     let window = Window::from_query(&query, &mut errors);
     check(errors)?;
-    load(&state, &id).await?;
+    load(&state, &caller, &id, Need::Read).await?;
     // Keys sort by time; newest first reads best.
     let mut events: Vec<WorkloadEvent> =
         state.meta.list_json::<WorkloadEvent>(&keys::events_of(&id)).await?.into_iter().map(|e| e.value).collect();
@@ -58,8 +60,8 @@ pub async fn events(State(state): State<AppState>, headers: HeaderMap, uri: Uri,
 }
 
 /// `GET /workloads/{id}/related`: the workload's artifact, its repository and its protons.
-pub async fn related(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
-    let workload = load(&state, &id).await?.value;
+pub async fn related(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let workload = load(&state, &caller, &id, Need::Read).await?.value;
     let mut data = Vec::new();
     let item = |id: &str, name: &str, kind: &str, created: &nucleus_api::Timestamp, updated: &nucleus_api::Timestamp| {
         serde_json::json!({ "id": id, "name": name, "type": kind, "createdAt": created, "updatedAt": updated, "permissions": ["*"] })

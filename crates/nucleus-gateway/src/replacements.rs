@@ -5,7 +5,7 @@
 //! drained and stopped → completed (and into the history).
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -18,15 +18,17 @@ use nucleus_api::{Artifact, ArtifactStatus, DesiredState, FieldError, Proton, Pr
 use nucleus_client::{keys, Txn, Versioned};
 use serde_json::json;
 
+use crate::access::{allow, role_of, Need};
 use crate::listing::check;
 use crate::request::json_body;
 use crate::workloads::{event, load};
+use crate::auth::Caller;
 use crate::{ids, ApiError, AppState};
 
 /// The tenant every record names until tenants exist (a fixed UUID v4).
 pub const TENANT_ID: &str = "00000000-0000-4000-8000-000000000000";
 
-pub async fn start(State(state): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+pub async fn start(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, body: Bytes) -> Result<Response, ApiError> {
     let req: StartReplacementRequest = json_body(&body)?;
     if req.strategy != "rolling" {
         check(vec![FieldError::new(
@@ -35,7 +37,7 @@ pub async fn start(State(state): State<AppState>, Path(id): Path<String>, body: 
             "enum",
         )])?;
     }
-    let workload = load(&state, &id).await?;
+    let workload = load(&state, &caller, &id, Need::Change).await?;
     if workload.value.active_replacement().is_some() {
         return Err(ApiError::Unprocessable(format!(
             "A replacement of workload {id} is already in progress; wait for it to finish or cancel it (DELETE .../replacement)"
@@ -44,6 +46,7 @@ pub async fn start(State(state): State<AppState>, Path(id): Path<String>, body: 
     let Some(artifact) = state.meta.get_json::<Artifact>(&keys::artifact(&req.artifact_id)).await? else {
         return Err(ApiError::artifact_not_found(&req.artifact_id));
     };
+    allow(role_of(&caller, artifact.value.creator.as_ref(), &artifact.value.shared_roles), Need::Read, || ApiError::artifact_not_found(&req.artifact_id))?;
     let current_status = match &workload.value.artifact_id {
         Some(current) => state.meta.get_json::<Artifact>(&keys::artifact(current)).await?.map(|a| a.value.status),
         None => None,
@@ -65,15 +68,15 @@ pub async fn start(State(state): State<AppState>, Path(id): Path<String>, body: 
         )));
     }
     let config = req.config.clone().unwrap_or_default();
-    let record = begin(&state, workload, artifact.value, req.runtime, config, Loc::body().key("runtime")).await?;
+    let record = begin(&state, &caller, workload, artifact.value, req.runtime, config, Loc::body().key("runtime")).await?;
     Ok((StatusCode::ACCEPTED, Json(record)).into_response())
 }
 
 /// Same artifact, new runtime: a rolling replacement with the default timing. 409 while one is
 /// in progress.
-pub async fn update_settings(State(state): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+pub async fn update_settings(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, body: Bytes) -> Result<Response, ApiError> {
     let req: UpdateSettingsRequest = json_body(&body)?;
-    let workload = load(&state, &id).await?;
+    let workload = load(&state, &caller, &id, Need::Change).await?;
     if workload.value.active_replacement().is_some() {
         return Err(ApiError::Conflict(format!(
             "A replacement of workload {id} is already in progress; change the settings once it has finished"
@@ -85,13 +88,14 @@ pub async fn update_settings(State(state): State<AppState>, Path(id): Path<Strin
     let Some(artifact) = state.meta.get_json::<Artifact>(&keys::artifact(&artifact_id)).await? else {
         return Err(ApiError::Unprocessable(format!("The artifact {artifact_id} of workload {id} no longer exists")));
     };
-    let record = begin(&state, workload, artifact.value, Some(req.runtime), ReplacementConfig::default(), Loc::body().key("runtime")).await?;
+    let record = begin(&state, &caller, workload, artifact.value, Some(req.runtime), ReplacementConfig::default(), Loc::body().key("runtime")).await?;
     Ok((StatusCode::ACCEPTED, Json(record)).into_response())
 }
 
 /// Writes the replacement and its candidate proton.
 async fn begin(
     state: &AppState,
+    caller: &Caller,
     workload: Versioned<Workload>,
     artifact: Artifact,
     runtime: Option<nucleus_api::WorkloadRuntime>,
@@ -151,15 +155,16 @@ async fn begin(
         deleted_at: None,
         is_deleted: false,
         tenant_id: TENANT_ID.to_owned(),
-        user_id: String::new(),
+        user_id: caller.id().to_owned(),
     };
     let mut w = workload.value.clone();
     w.replacement = Some(serde_json::to_value(&record).map_err(|e| ApiError::Internal(e.to_string()))?);
     w.updated_at = now;
-    let event = event(&id, "replacementCreated", json!({
+    let mut event = event(&id, "replacementCreated", json!({
         "message": format!("Replacement started: candidate proton {} with artifact {}", candidate.id, artifact.id),
         "replacementId": record.id, "candidateProtonId": candidate.id,
     }));
+    event.actor_id = Some(caller.id().to_owned());
     let txn = Txn::new()
         .require(&workload.key, workload.mod_revision)
         .put_json(&workload.key, &w)?
@@ -171,8 +176,8 @@ async fn begin(
     Ok(record)
 }
 
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Replacement>, ApiError> {
-    let workload = load(&state, &id).await?;
+pub async fn get(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Json<Replacement>, ApiError> {
+    let workload = load(&state, &caller, &id, Need::Read).await?;
     workload.value.active_replacement()
         .map(Json)
         .ok_or_else(|| ApiError::NotFound("There is no active replacement for this workload.".to_owned()))
@@ -180,9 +185,9 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
 
 /// Cancels: the replacement goes `deleting`; the scheduler stops the candidate and the current
 /// proton keeps serving.
-pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn cancel(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Response, ApiError> {
     loop {
-        let workload = load(&state, &id).await?;
+        let workload = load(&state, &caller, &id, Need::Change).await?;
         let Some(mut record) = workload.value.active_replacement() else {
             return Err(ApiError::NotFound("There is no active replacement for this workload.".to_owned()));
         };

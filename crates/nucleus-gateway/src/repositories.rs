@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -11,9 +11,11 @@ use nucleus_api::{Artifact, ArtifactStatus, Workload};
 use nucleus_client::{keys, Txn};
 use serde::Serialize;
 
-use crate::artifacts::{json_name, repository_members};
+use crate::access::{allow, role_of, Need};
+use crate::artifacts::{json_name, readable, repository_members};
 use crate::listing::{check, order, paginate, Listed, Window};
 use crate::request::Query;
+use crate::auth::Caller;
 use crate::{ApiError, AppState};
 
 /// `ArtifactRepositoryFormatted`.
@@ -62,14 +64,14 @@ fn summarise(id: &str, members: &[Artifact]) -> Option<Repository> {
     })
 }
 
-pub async fn list(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Result<Response, ApiError> {
+pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, uri: Uri) -> Result<Response, ApiError> {
     let query = Query::parse(uri.query());
     let mut errors = Vec::new();
     let window = Window::from_query(&query, &mut errors);
     let search = query.one("search").map(str::to_lowercase);
     let types = query.all("type");
     let mut groups: BTreeMap<String, Vec<Artifact>> = BTreeMap::new();
-    for artifact in state.meta.list_json::<Artifact>(keys::ARTIFACTS).await?.into_iter().map(|a| a.value) {
+    for artifact in state.meta.list_json::<Artifact>(keys::ARTIFACTS).await?.into_iter().map(|a| a.value).filter(|a| readable(&caller, a)) {
         if let Some(repository) = artifact.artifact_repository_id.clone() {
             groups.entry(repository).or_default().push(artifact);
         }
@@ -77,7 +79,7 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -
     let mut items: Vec<Repository> = groups
         .iter_mut()
         .filter_map(|(id, members)| {
-            members.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+            members.sort_by_key(|a| a.created_at);
             summarise(id, members)
         })
         .filter(|r| search.as_ref().is_none_or(|s| r.name.to_lowercase().contains(s)))
@@ -92,14 +94,14 @@ fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("Artifact repository {id} not found"))
 }
 
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Repository>, ApiError> {
-    let members = repository_members(&state, &id).await?;
+pub async fn get(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Json<Repository>, ApiError> {
+    let members: Vec<Artifact> = repository_members(&state, &id).await?.into_iter().filter(|a| readable(&caller, a)).collect();
     summarise(&id, &members).map(Json).ok_or_else(|| not_found(&id))
 }
 
 /// Deletes every artifact of the repository, unless one is locked or used by a workload (409
 /// naming them); all or nothing.
-pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     let members: Vec<_> = state
         .meta
         .list_json::<Artifact>(keys::ARTIFACTS)
@@ -107,8 +109,11 @@ pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Re
         .into_iter()
         .filter(|a| a.value.artifact_repository_id.as_deref() == Some(id.as_str()))
         .collect();
-    if members.is_empty() {
+    if !members.iter().any(|a| readable(&caller, &a.value)) {
         return Err(not_found(&id));
+    }
+    for artifact in &members {
+        allow(role_of(&caller, artifact.value.creator.as_ref(), &artifact.value.shared_roles), Need::Change, || not_found(&id))?;
     }
     let locked: Vec<&str> =
         members.iter().filter(|a| a.value.status == ArtifactStatus::Locked).map(|a| a.value.id.as_str()).collect();

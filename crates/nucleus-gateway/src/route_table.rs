@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
-use nucleus_api::{ProtonStatus, ReplicaStatusesSnapshot, Workload};
+use nucleus_api::identity::SharedRole;
+use nucleus_api::{ProtonStatus, ReplicaStatusesSnapshot, UserData, Workload};
 use nucleus_client::{keys, MetaClient, WatchEvent};
 
 /// What the invoke proxy needs to know about one workload.
@@ -16,12 +17,30 @@ pub struct Route {
     /// The active proton, whose replicas the addresses are.
     pub proton: Option<String>,
     pub addresses: Vec<String>,
+    /// Who may invoke it: its creator and its sharing list.
+    pub creator: Option<UserData>,
+    pub shared: Vec<SharedRole>,
+}
+
+/// What the table keeps of a workload.
+#[derive(Debug, Clone)]
+struct Entry {
+    status: ProtonStatus,
+    proton: Option<String>,
+    creator: Option<UserData>,
+    shared: Vec<SharedRole>,
+}
+
+impl Entry {
+    fn of(w: Workload) -> Entry {
+        Entry { status: w.status, proton: w.proton_id, creator: w.creator, shared: w.shared_roles }
+    }
 }
 
 #[derive(Debug, Default)]
 struct Tables {
-    /// workload id → (status, active proton id)
-    workloads: HashMap<String, (ProtonStatus, Option<String>)>,
+    /// workload id → what routing needs of it
+    workloads: HashMap<String, Entry>,
     /// (workload id, proton id) → ready addresses
     ready: HashMap<(String, String), Vec<String>>,
 }
@@ -46,13 +65,14 @@ impl RouteTable {
 
     pub fn route(&self, workload_id: &str) -> Option<Route> {
         let tables = self.tables.read().unwrap_or_else(|p| p.into_inner());
-        let (status, proton) = tables.workloads.get(workload_id)?;
-        let addresses = proton
+        let entry = tables.workloads.get(workload_id)?.clone();
+        let addresses = entry
+            .proton
             .as_ref()
             .and_then(|p| tables.ready.get(&(workload_id.to_owned(), p.clone())))
             .cloned()
             .unwrap_or_default();
-        Some(Route { status: *status, proton: proton.clone(), addresses })
+        Some(Route { status: entry.status, proton: entry.proton, addresses, creator: entry.creator, shared: entry.shared })
     }
 
     /// Reads the route from meta directly: used when the cache says "not servable", in case the
@@ -70,7 +90,8 @@ impl RouteTable {
                 .unwrap_or_default(),
             None => Vec::new(),
         };
-        Ok(Some(Route { status: workload.value.status, proton: workload.value.proton_id, addresses }))
+        let entry = Entry::of(workload.value);
+        Ok(Some(Route { status: entry.status, proton: entry.proton, addresses, creator: entry.creator, shared: entry.shared }))
     }
 
     /// Picks the next replica, round-robin.
@@ -120,7 +141,7 @@ fn upsert(tables: &mut Tables, is_workloads: bool, kv: nucleus_client::KeyValue)
     if is_workloads {
         match serde_json::from_slice::<Workload>(&kv.value) {
             Ok(w) => {
-                tables.workloads.insert(w.id, (w.status, w.proton_id));
+                tables.workloads.insert(w.id.clone(), Entry::of(w));
             }
             Err(err) => tracing::warn!(key = kv.key, error = %err, "unreadable workload document"),
         }

@@ -8,7 +8,7 @@ use axum::routing::{any, get, post, MethodRouter};
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::{artifacts, auth, deployments, invoke, lifetime, protons, replacements, repositories, stats, workloads, ApiError, AppState};
+use crate::{artifacts, auth, deployments, invoke, lifetime, protons, replacements, repositories, sharing, stats, users, workloads, ApiError, AppState};
 
 const API: &str = "/api/v2";
 
@@ -29,6 +29,7 @@ pub fn router(state: AppState) -> Router {
             get(artifacts::get).put(artifacts::replace).patch(artifacts::update).delete(artifacts::delete),
         );
         route(&format!("{base}/{{artifact_id}}/clone"), post(artifacts::clone));
+        route(&format!("{base}/{{artifact_id}}/sharedRoles"), get(sharing::artifact_get).patch(sharing::artifact_patch));
     }
     route("/console/deployments", post(deployments::create).get(deployments::list));
     route(
@@ -38,6 +39,9 @@ pub fn router(state: AppState) -> Router {
     route("/console/deployments/{deployment_id}/stats", get(deployments::stats));
     route("/artifactRepositories", get(repositories::list));
     route("/artifactRepositories/{artifact_repository_id}", get(repositories::get).delete(repositories::delete));
+    route("/artifactRepositories/{artifact_repository_id}/sharedRoles", get(sharing::repository_get).patch(sharing::repository_patch));
+    route("/users", post(users::create).get(users::list));
+    route("/users/{user_id}/tokens", post(users::create_token));
     for base in ["/workloads", "/console/workloads"] {
         route(base, post(workloads::create).get(workloads::list));
         route(&format!("{base}/stats"), get(stats::endpoints::overview));
@@ -61,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         route(&format!("{base}/{{workload_id}}/protons/{{proton_id}}/statusDetails"), get(protons::status_details));
         route(&format!("{base}/{{workload_id}}/events"), get(protons::events));
         route(&format!("{base}/{{workload_id}}/related"), get(protons::related));
+        route(&format!("{base}/{{workload_id}}/sharedRoles"), get(sharing::workload_get).patch(sharing::workload_patch));
     }
     let router = router
         .route("/api/v2/endpoints/workloads/{workload_id}", any(invoke::invoke))

@@ -2,11 +2,12 @@
 //! start, stop and delete. Handlers only record intent in meta; the scheduler makes it happen.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use nucleus_api::proton::ProtonStatusDetails;
+use nucleus_api::identity::Role;
 use nucleus_api::validation::{self, Loc};
 use nucleus_api::{
     Artifact, ArtifactStatus, CreateWorkloadRequest, DesiredState, Proton, ProtonRole, ProtonStatus, UpdateWorkloadRequest, Workload,
@@ -15,29 +16,36 @@ use nucleus_api::{
 use nucleus_client::{keys, Txn, Versioned, WriteOutcome};
 use serde_json::{json, Value};
 
+use crate::access::{allow, permissions, role_of, Need};
 use crate::artifacts::{json_name, new_artifact};
 use crate::lifetime::draft_expiry;
 use crate::listing::{check, order, paginate, Window};
 use crate::request::{base_url, json_body, workload_endpoint, Query};
+use crate::auth::Caller;
 use crate::{ids, ApiError, AppState};
 
-/// A workload as returned: its stored document plus the absolute invoke URL.
-pub fn formatted(mut workload: Workload, base: &str) -> Workload {
+/// A workload as returned to `caller`: its stored document plus the absolute invoke URL and the
+/// caller's permissions (the sharing list is read through `.../sharedRoles`).
+pub fn formatted(mut workload: Workload, base: &str, caller: &Caller) -> Workload {
     workload.endpoint = Some(workload_endpoint(base, &workload.id));
+    let role = role_of(caller, workload.creator.as_ref(), &workload.shared_roles);
+    workload.permissions = role.map(|r| permissions(caller, r)).unwrap_or_default();
+    workload.shared_roles.clear();
     workload
 }
 
-pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+pub async fn create(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let req: CreateWorkloadRequest = json_body(&body)?;
     check(validation::create_workload(&req))?;
     let now = chrono::Utc::now();
     // The artifact and the revision it was read at (None: inline, not written yet).
     let (artifact, artifact_revision) = match (&req.artifact, &req.artifact_id) {
-        (Some(inline), _) => (new_artifact(&state, inline.clone()).await?, None),
+        (Some(inline), _) => (new_artifact(&state, inline.clone(), &caller).await?, None),
         (None, Some(id)) => {
             let Some(existing) = state.meta.get_json::<Artifact>(&keys::artifact(id)).await? else {
                 return Err(ApiError::artifact_not_found(id));
             };
+            allow(role_of(&caller, existing.value.creator.as_ref(), &existing.value.shared_roles), Need::Read, || ApiError::artifact_not_found(id))?;
             let mut errors = Vec::new();
             if existing.value.spec.primary().is_none() {
                 errors.push(nucleus_api::FieldError::new(
@@ -93,8 +101,8 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Byt
         runtime,
         proton_id: Some(proton.id.clone()),
         replacement: None,
-        owners: Vec::new(),
-        creator: None,
+        owners: vec![caller.user_data()],
+        creator: Some(caller.user_data()),
         permissions: vec!["*".to_owned()],
         tags: Vec::new(),
         created_at: now,
@@ -103,11 +111,13 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Byt
         desired_state: DesiredState::Running,
         expires_at: (artifact.status == ArtifactStatus::Draft).then(|| draft_expiry(&state)),
         request_stats: None,
+        shared_roles: Vec::new(),
     };
-    let event = event(&workload_id, "workloadCreated", json!({
+    let mut event = event(&workload_id, "workloadCreated", json!({
         "message": format!("Workload created with artifact {} ({} replica(s))", artifact.id, proton.replica_count),
         "protonId": proton.id,
     }));
+    event.actor_id = Some(caller.id().to_owned());
     let txn = Txn::new()
         .require(&keys::workload(&workload_id), 0)
         .put_json(&keys::workload(&workload_id), &workload)?
@@ -115,7 +125,7 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Byt
         .put_json(&keys::event(&workload_id, &event.id), &event)?;
     write_with_artifact(&state, &artifact, artifact_revision, &workload_id, txn).await?;
     let base = base_url(&state, &headers);
-    Ok((StatusCode::CREATED, Json(formatted(workload, &base))).into_response())
+    Ok((StatusCode::CREATED, Json(formatted(workload, &base, &caller))).into_response())
 }
 
 /// Writes a new workload (`workload_txn`, in its shard) that uses `artifact` (root group), with no
@@ -198,7 +208,7 @@ pub fn event(workload_id: &str, event_type: &str, details: Value) -> WorkloadEve
     }
 }
 
-pub async fn list(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Result<Response, ApiError> {
+pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, uri: Uri) -> Result<Response, ApiError> {
     let query = Query::parse(uri.query());
     let mut errors = Vec::new();
     let window = Window::from_query(&query, &mut errors);
@@ -222,6 +232,7 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -
         .await?
         .into_iter()
         .map(|w| w.value)
+        .filter(|w| role_of(&caller, w.creator.as_ref(), &w.shared_roles).is_some_and(|r| r >= Role::User))
         .filter(|w| search.as_ref().is_none_or(|s| w.name.to_lowercase().contains(s) || w.description.to_lowercase().contains(s)))
         .filter(|w| statuses.is_empty() || statuses.iter().any(|s| w.status.as_str() == s))
         .filter(|w| importance.is_empty() || importance.contains(&json_name(&w.importance)))
@@ -241,7 +252,7 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -
     check(errors)?;
     let base = base_url(&state, &headers);
     let service_stats = query.one("serviceStats").is_some_and(|v| v == "true" || v == "1");
-    let items: Vec<Workload> = items.into_iter().map(|w| formatted(w, &base)).collect();
+    let items: Vec<Workload> = items.into_iter().map(|w| formatted(w, &base, &caller)).collect();
     let mut page = paginate(items, &window, &query, &state, &headers, &uri);
     if service_stats {
         for w in &mut page.data {
@@ -251,17 +262,20 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -
     Ok(Json(page).into_response())
 }
 
-pub async fn load(state: &AppState, id: &str) -> Result<Versioned<Workload>, ApiError> {
-    state.meta.get_json::<Workload>(&keys::workload(id)).await?.ok_or_else(|| ApiError::workload_not_found(id))
+/// The workload, if `caller` may do `need` with it (404 if it cannot see it, 403 if it may not).
+pub async fn load(state: &AppState, caller: &Caller, id: &str, need: Need) -> Result<Versioned<Workload>, ApiError> {
+    let workload = state.meta.get_json::<Workload>(&keys::workload(id)).await?.ok_or_else(|| ApiError::workload_not_found(id))?;
+    allow(role_of(caller, workload.value.creator.as_ref(), &workload.value.shared_roles), need, || ApiError::workload_not_found(id))?;
+    Ok(workload)
 }
 
-pub async fn get(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<Workload>, ApiError> {
-    let workload = load(&state, &id).await?;
-    Ok(Json(formatted(workload.value, &base_url(&state, &headers))))
+pub async fn get(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<Workload>, ApiError> {
+    let workload = load(&state, &caller, &id, Need::Read).await?;
+    Ok(Json(formatted(workload.value, &base_url(&state, &headers), &caller)))
 }
 
 pub async fn update(
-    State(state): State<AppState>,
+    State(state): State<AppState>, Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
@@ -272,6 +286,7 @@ pub async fn update(
         validation::name(name, &Loc::body().key("name"), &mut errors);
     }
     check(errors)?;
+    load(&state, &caller, &id, Need::Change).await?;
     let updated = state
         .meta
         .update_json::<Workload, ApiError>(&keys::workload(&id), |w| {
@@ -289,13 +304,13 @@ pub async fn update(
         })
         .await??
         .ok_or_else(|| ApiError::workload_not_found(&id))?;
-    Ok(Json(formatted(updated, &base_url(&state, &headers))))
+    Ok(Json(formatted(updated, &base_url(&state, &headers), &caller)))
 }
 
 /// Deleting is legal in any state: the workload is gone at once (GET answers 404), and the
 /// scheduler stops and removes its protons, which no longer have a workload.
-pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    let current = load(&state, &id).await?;
+pub async fn delete(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    let current = load(&state, &caller, &id, Need::Change).await?;
     let txn = Txn::new()
         .require(&current.key, current.mod_revision)
         .delete(&current.key)
@@ -317,17 +332,17 @@ enum Transition {
     Refused(ApiError),
 }
 
-pub async fn start(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
-    change_desired_state(&state, &headers, &id, DesiredState::Running).await
+pub async fn start(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+    change_desired_state(&state, &caller, &headers, &id, DesiredState::Running).await
 }
 
-pub async fn stop(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
-    change_desired_state(&state, &headers, &id, DesiredState::Stopped).await
+pub async fn stop(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+    change_desired_state(&state, &caller, &headers, &id, DesiredState::Stopped).await
 }
 
-async fn change_desired_state(state: &AppState, headers: &HeaderMap, id: &str, wanted: DesiredState) -> Result<Response, ApiError> {
+async fn change_desired_state(state: &AppState, caller: &Caller, headers: &HeaderMap, id: &str, wanted: DesiredState) -> Result<Response, ApiError> {
     loop {
-        let workload = load(state, id).await?;
+        let workload = load(state, caller, id, Need::Change).await?;
         let Some(proton_id) = workload.value.proton_id.clone() else {
             return Err(ApiError::Unprocessable(format!("Workload {id} has no active proton")));
         };
@@ -349,9 +364,10 @@ async fn change_desired_state(state: &AppState, headers: &HeaderMap, id: &str, w
             Transition::Started => (StatusCode::ACCEPTED, "Workload is starting"),
             Transition::Stopped => (StatusCode::ACCEPTED, "Workload is stopping"),
         };
-        let event = event(id, if wanted == DesiredState::Running { "workloadStartRequested" } else { "workloadStopRequested" }, json!({
+        let mut event = event(id, if wanted == DesiredState::Running { "workloadStartRequested" } else { "workloadStopRequested" }, json!({
             "message": message, "protonId": proton_id,
         }));
+        event.actor_id = Some(caller.id().to_owned());
         let txn = Txn::new()
             .require(&workload.key, workload.mod_revision)
             .require(&proton.key, proton.mod_revision)
@@ -413,8 +429,8 @@ fn operation(state: &AppState, headers: &HeaderMap, id: &str, code: StatusCode, 
 }
 
 /// Runtime of a workload, for `GET /workloads/{id}/settings`.
-pub async fn settings(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let workload = load(&state, &id).await?;
+pub async fn settings(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let workload = load(&state, &caller, &id, Need::Read).await?;
     let runtime: WorkloadRuntime = workload.value.runtime;
     Ok(Json(json!({ "runtime": runtime })))
 }

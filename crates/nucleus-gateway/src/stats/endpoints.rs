@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::Json;
 use nucleus_api::stats::{MinuteStats, RequestMetrics};
@@ -12,9 +12,11 @@ use nucleus_api::{FieldError, ProtonStatus, Timestamp, Workload};
 use nucleus_client::{keys, Txn};
 use serde_json::{json, Value};
 
+use crate::access::{role_of, Need};
 use crate::listing::check;
 use crate::request::Query;
 use crate::workloads::load;
+use crate::auth::Caller;
 use crate::{ApiError, AppState};
 
 const METRICS: [&str; 6] = ["totalRequests", "requestsOverN", "requestsPerMinute", "concurrentRequests", "responseTime", "totalErrorRate"];
@@ -113,9 +115,9 @@ fn proton_of(window: &Window, workload: &Workload) -> Option<String> {
     window.proton.clone().or_else(|| workload.proton_id.clone())
 }
 
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>, uri: Uri) -> Result<Json<Value>, ApiError> {
+pub async fn get(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, uri: Uri) -> Result<Json<Value>, ApiError> {
     let window = Window::parse(&Query::parse(uri.query()), chrono::Duration::days(1))?;
-    let workload = load(&state, &id).await?.value;
+    let workload = load(&state, &caller, &id, Need::Read).await?.value;
     let minutes = match proton_of(&window, &workload) {
         Some(proton) => minutes(&state, &id, Some(&proton)).await?,
         None => BTreeMap::new(),
@@ -125,7 +127,7 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>, uri: Uri
     Ok(Json(json!({ "period": { "start": window.start, "end": window.end }, "metrics": metrics })))
 }
 
-pub async fn metric(State(state): State<AppState>, Path((id, metric)): Path<(String, String)>, uri: Uri) -> Result<Json<Value>, ApiError> {
+pub async fn metric(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path((id, metric)): Path<(String, String)>, uri: Uri) -> Result<Json<Value>, ApiError> {
     let query = Query::parse(uri.query());
     let mut errors = Vec::new();
     if !METRICS.contains(&metric.as_str()) {
@@ -144,7 +146,7 @@ pub async fn metric(State(state): State<AppState>, Path((id, metric)): Path<(Str
     if buckets_wanted > MAX_BUCKETS {
         return Err(ApiError::BadRequest(format!("{buckets_wanted} buckets of {resolution} are too many (at most {MAX_BUCKETS}); use a coarser resolution or a shorter period")));
     }
-    let workload = load(&state, &id).await?.value;
+    let workload = load(&state, &caller, &id, Need::Read).await?.value;
     let proton = proton_of(&window, &workload);
     let minutes = match &proton {
         Some(p) => minutes(&state, &id, Some(p)).await?,
@@ -178,11 +180,11 @@ pub async fn metric(State(state): State<AppState>, Path((id, metric)): Path<(Str
 }
 
 /// Deletes the counts of one proton (or all) within the period (or all time); 204.
-pub async fn delete(State(state): State<AppState>, Path(id): Path<String>, uri: Uri) -> Result<StatusCode, ApiError> {
+pub async fn delete(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, uri: Uri) -> Result<StatusCode, ApiError> {
     let query = Query::parse(uri.query());
     let everything = query.one("startTime").is_none() && query.one("endTime").is_none();
     let window = Window::parse(&query, chrono::Duration::days(365 * 100))?;
-    load(&state, &id).await?;
+    load(&state, &caller, &id, Need::Change).await?;
     let prefix = match &window.proton {
         Some(p) => keys::stats_of_proton(&id, p),
         None => keys::stats_of(&id),
@@ -224,11 +226,15 @@ pub async fn request_stats(state: &AppState, workload: &Workload) -> Result<Valu
 }
 
 /// `GET /workloads/stats`: every workload's last 24 hours, with the trend against the 24 before.
-pub async fn overview(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn overview(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<Json<Value>, ApiError> {
     let workloads = state.meta.list_json::<Workload>(keys::WORKLOADS).await?;
     let now = chrono::Utc::now();
     let day = chrono::Duration::days(1);
     let (mut today, mut yesterday) = (MinuteStats::default(), MinuteStats::default());
+    let workloads: Vec<_> = workloads
+        .into_iter()
+        .filter(|w| role_of(&caller, w.value.creator.as_ref(), &w.value.shared_roles).is_some_and(|r| r >= nucleus_api::identity::Role::User))
+        .collect();
     for w in &workloads {
         let minutes = minutes(&state, &w.value.id, None).await?;
         today.merge(&sum_between(&minutes, now - day, now));

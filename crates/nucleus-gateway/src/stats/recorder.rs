@@ -13,12 +13,14 @@ use nucleus_client::{keys, MetaClient, Txn};
 const FLUSH_EVERY: Duration = Duration::from_secs(2);
 
 type MinuteKey = (String, String, i64);
+/// Requests in flight per (workload, proton).
+type InFlightCounters = HashMap<(String, String), Arc<AtomicU32>>;
 
 #[derive(Clone)]
 pub struct Recorder {
     gateway: String,
     minutes: Arc<Mutex<HashMap<MinuteKey, MinuteStats>>>,
-    in_flight: Arc<Mutex<HashMap<(String, String), Arc<AtomicU32>>>>,
+    in_flight: Arc<Mutex<InFlightCounters>>,
 }
 
 /// One invocation under way; [`Recorder::finish`] records it.

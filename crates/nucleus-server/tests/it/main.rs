@@ -14,4 +14,5 @@ mod replacement;
 mod repositories;
 mod roles;
 mod scale_out;
+mod sharing;
 mod stats;

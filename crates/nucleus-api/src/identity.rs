@@ -1,0 +1,118 @@
+//! Users, API tokens and sharing (spec §2.13): who may see and do what with an object.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Timestamp;
+
+/// A user, created by the administrator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateUserRequest {
+    pub username: String,
+    #[serde(default)]
+    pub full_name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// What meta keeps of an API token: whose it is (the token itself is stored only as a hash).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenRecord {
+    pub user_id: String,
+    pub created_at: Timestamp,
+}
+
+/// The three roles an object can be shared with; the spec's upper-case names map onto them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Invoke only.
+    Consumer,
+    /// Read and invoke.
+    User,
+    /// Everything: change, delete, share.
+    Owner,
+}
+
+impl Role {
+    /// Reads a role name in any case: `Some(None)` is `NO_ROLE` (revoke), `None` an unknown name.
+    pub fn parse(name: &str) -> Option<Option<Role>> {
+        match name.to_ascii_uppercase().as_str() {
+            "OWNER" | "ADMIN" | "READ_WRITE" | "EDITOR" => Some(Some(Role::Owner)),
+            "USER" | "DATA_SCIENTIST" | "READ_ONLY" | "OBSERVER" => Some(Some(Role::User)),
+            "CONSUMER" => Some(Some(Role::Consumer)),
+            "NO_ROLE" => Some(None),
+            _ => None,
+        }
+    }
+
+    /// The `permissions` a caller with this role has on the object.
+    pub fn permissions(self) -> Vec<String> {
+        let names: &[&str] = match self {
+            Role::Owner => &["CAN_VIEW", "CAN_UPDATE", "CAN_DELETE", "CAN_SHARE", "CAN_MAKE_PREDICTIONS", "CAN_SHARE_ROLE_OWNER", "CAN_SHARE_ROLE_READ_WRITE", "CAN_SHARE_ROLE_READ_ONLY"],
+            Role::User => &["CAN_VIEW", "CAN_MAKE_PREDICTIONS"],
+            Role::Consumer => &["CAN_MAKE_PREDICTIONS"],
+        };
+        names.iter().map(|n| (*n).to_owned()).collect()
+    }
+}
+
+/// One entry of an object's sharing list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SharedRole {
+    /// The user's id.
+    pub id: String,
+    /// The user's name.
+    pub name: String,
+    pub role: Role,
+    pub share_recipient_type: String,
+}
+
+/// One role of a `PATCH .../sharedRoles`: by `id` or by `username`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SharedRoleInput {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+    pub role: String,
+    pub share_recipient_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SharedRolesUpdateRequest {
+    pub operation: String,
+    pub roles: Vec<SharedRoleInput>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_names_of_every_source_map_onto_three_roles() {
+        assert_eq!(Role::parse("owner"), Some(Some(Role::Owner)));
+        assert_eq!(Role::parse("READ_ONLY"), Some(Some(Role::User)));
+        assert_eq!(Role::parse("Consumer"), Some(Some(Role::Consumer)));
+        assert_eq!(Role::parse("NO_ROLE"), Some(None));
+        assert_eq!(Role::parse("superuser"), None);
+        assert!(Role::Owner > Role::User && Role::User > Role::Consumer);
+        assert!(Role::Consumer.permissions().iter().all(|p| p != "CAN_VIEW"));
+    }
+}

@@ -1,0 +1,94 @@
+//! What a caller may do with an object: its role there (the administrator and the creator are
+//! owners; others have the role the object is shared with them with, or none), checked against
+//! what the request needs. An object the caller has no role on answers 404 (it cannot learn it
+//! exists); one it may not do this with answers 403.
+
+use nucleus_api::identity::{Role, SharedRole};
+use nucleus_api::UserData;
+
+use crate::auth::Caller;
+use crate::ApiError;
+
+/// What a request does with an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Invoke it (consumers and up).
+    Invoke,
+    /// Read its configuration, protons, events, statistics (users and up).
+    Read,
+    /// Change, start, stop, replace, delete or share it (owners).
+    Change,
+}
+
+/// The caller's role on an object with this creator and sharing list.
+pub fn role_of(caller: &Caller, creator: Option<&UserData>, shared: &[SharedRole]) -> Option<Role> {
+    match caller {
+        Caller::Admin => Some(Role::Owner),
+        Caller::User { id, .. } => {
+            if creator.is_some_and(|c| c.id == *id) {
+                return Some(Role::Owner);
+            }
+            shared.iter().filter(|s| s.id == *id).map(|s| s.role).max()
+        }
+    }
+}
+
+/// The caller's role if it allows `need`; else 404 (no role: `hidden` says what was not found)
+/// or 403.
+pub fn allow(role: Option<Role>, need: Need, hidden: impl FnOnce() -> ApiError) -> Result<Role, ApiError> {
+    let Some(role) = role else { return Err(hidden()) };
+    let enough = match need {
+        Need::Invoke => true,
+        Need::Read => role >= Role::User,
+        Need::Change => role == Role::Owner,
+    };
+    if enough {
+        Ok(role)
+    } else {
+        let what = match need {
+            Need::Invoke => "invoke",
+            Need::Read => "read",
+            Need::Change => "change",
+        };
+        Err(ApiError::Forbidden(format!(
+            "Your role on this object ({}) does not allow you to {what} it; ask one of its owners to share it with you as {}",
+            serde_json::to_value(role).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+            if need == Need::Change { "owner" } else { "user" }
+        )))
+    }
+}
+
+/// The `permissions` field as this caller sees it.
+pub fn permissions(caller: &Caller, role: Role) -> Vec<String> {
+    match caller {
+        Caller::Admin => vec!["*".to_owned()],
+        Caller::User { .. } => role.permissions(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: &str) -> Caller {
+        Caller::User { id: id.into(), username: id.into() }
+    }
+
+    #[test]
+    fn creators_own_sharing_grants_and_nobody_else_sees_anything() {
+        let creator = UserData { id: "alice".into(), username: None };
+        let shared = [SharedRole { id: "bob".into(), name: "bob".into(), role: Role::Consumer, share_recipient_type: "user".into() }];
+        assert_eq!(role_of(&Caller::Admin, None, &[]), Some(Role::Owner));
+        assert_eq!(role_of(&user("alice"), Some(&creator), &shared), Some(Role::Owner));
+        assert_eq!(role_of(&user("bob"), Some(&creator), &shared), Some(Role::Consumer));
+        assert_eq!(role_of(&user("eve"), Some(&creator), &shared), None);
+
+        let hidden = || ApiError::NotFound("gone".into());
+        assert!(matches!(allow(None, Need::Invoke, hidden), Err(ApiError::NotFound(_))));
+        assert!(allow(Some(Role::Consumer), Need::Invoke, hidden).is_ok());
+        assert!(matches!(allow(Some(Role::Consumer), Need::Read, hidden), Err(ApiError::Forbidden(_))));
+        assert!(allow(Some(Role::User), Need::Read, hidden).is_ok());
+        assert!(matches!(allow(Some(Role::User), Need::Change, hidden), Err(ApiError::Forbidden(_))));
+        assert!(allow(Some(Role::Owner), Need::Change, hidden).is_ok());
+    }
+}
