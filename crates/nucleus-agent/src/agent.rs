@@ -1,6 +1,5 @@
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nucleus_proto::agent::v1::agent_server::AgentServer;
@@ -10,6 +9,7 @@ use crate::driver::kubernetes::{KubernetesConfig, KubernetesDriver};
 use crate::driver::process::ProcessDriver;
 use crate::driver::{Driver, NodeCapacity, ProtonSpec};
 use crate::error::Error;
+use crate::fencing::FencingTokens;
 use crate::grpc::AgentService;
 use crate::status::StatusHub;
 
@@ -19,7 +19,8 @@ const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 pub struct AgentConfig {
     /// Reported by `Info`.
     pub name: String,
-    /// Reserved for drivers that keep state on disk; the process driver keeps none.
+    /// Where the agent keeps what must survive a restart: the newest fencing token per shard and
+    /// the process driver's state file and replica logs (under `process-driver/`).
     pub data_dir: PathBuf,
     /// Reported as `node_address` of every replica.
     pub node_address: String,
@@ -65,31 +66,38 @@ struct Inner {
     data_dir: PathBuf,
     driver: Box<dyn Driver>,
     hub: StatusHub,
-    /// Per metadata shard: the newest scheduler fencing token seen (tokens of different shards
-    /// are revisions of different Raft groups, so they are only compared within a shard).
-    newest_fencing_tokens: Mutex<HashMap<u64, u64>>,
+    /// Per metadata shard: the newest scheduler fencing token seen, kept in the data dir.
+    fencing_tokens: FencingTokens,
     /// Flipped to true when the gRPC server stops, which ends the open watch streams.
     closing: watch::Sender<bool>,
 }
 
 impl Agent {
-    /// An agent with the process driver, in cluster and region "local".
-    pub fn new(config: AgentConfig) -> Agent {
+    /// An agent with the process driver, in cluster and region "local". See
+    /// [`Agent::with_options`].
+    pub fn new(config: AgentConfig) -> Result<Agent, Error> {
         Agent::with_options(config, AgentOptions::default())
     }
 
-    /// An agent with the given driver and location. The Kubernetes driver starts watching pods
-    /// at once, so this must be called within a tokio runtime.
-    pub fn with_options(config: AgentConfig, options: AgentOptions) -> Agent {
+    /// An agent with the given driver and location, resuming what an earlier agent on the same
+    /// data dir left: the newest fencing tokens, and with the process driver the replicas that
+    /// are still running (adopted, not started again). Both drivers start tasks at once, so this
+    /// must be called within a tokio runtime. Fails when the data dir cannot be read.
+    pub fn with_options(config: AgentConfig, options: AgentOptions) -> Result<Agent, Error> {
         let hub = StatusHub::new();
+        let fencing_tokens = FencingTokens::load(&config.data_dir)?;
         let driver: Box<dyn Driver> = match options.driver {
-            DriverChoice::Process => Box::new(ProcessDriver::new(config.node_address, hub.clone())),
+            DriverChoice::Process => Box::new(ProcessDriver::new(
+                config.node_address,
+                &config.data_dir,
+                hub.clone(),
+            )?),
             DriverChoice::Kubernetes(kubernetes) => {
                 Box::new(KubernetesDriver::new(kubernetes, hub.clone()))
             }
         };
         let (closing, _) = watch::channel(false);
-        Agent {
+        Ok(Agent {
             inner: Arc::new(Inner {
                 name: config.name,
                 cluster: options.cluster,
@@ -97,10 +105,10 @@ impl Agent {
                 data_dir: config.data_dir,
                 driver,
                 hub,
-                newest_fencing_tokens: Mutex::default(),
+                fencing_tokens,
                 closing,
             }),
-        }
+        })
     }
 
     pub fn grpc_service(&self) -> AgentServer<AgentService> {
@@ -108,8 +116,10 @@ impl Agent {
     }
 
     /// Shuts the driver down. The process driver stops every proton (SIGTERM, a short grace,
-    /// SIGKILL) and this waits until all processes are gone; the Kubernetes driver stops
-    /// watching and leaves the protons running for the next agent to adopt.
+    /// SIGKILL), waits until all processes are gone and clears its state file, so the next agent
+    /// starts empty; the Kubernetes driver stops watching and leaves the protons running for the
+    /// next agent to adopt. An agent that dies without this (a crash, SIGKILL) leaves the process
+    /// driver's replicas running too, and the next agent on the same data dir adopts them.
     pub async fn shutdown(&self) {
         let driver = self.inner.driver.kind();
         tracing::info!(agent = %self.inner.name, driver, "agent shutting down");
@@ -176,13 +186,6 @@ impl Agent {
 
     /// Records `token` as the newest seen for `shard` unless an even newer one was seen before.
     fn check_fencing_token(&self, shard: u64, token: u64) -> Result<(), Error> {
-        let mut tokens = self.inner.newest_fencing_tokens.lock().unwrap_or_else(|p| p.into_inner());
-        let newest = tokens.entry(shard).or_insert(0);
-        if token < *newest {
-            tracing::warn!(shard, token, newest = *newest, "refusing a request with a stale fencing token");
-            return Err(Error::StaleFencingToken { shard, got: token, newest: *newest });
-        }
-        *newest = token;
-        Ok(())
+        self.inner.fencing_tokens.check(shard, token)
     }
 }

@@ -1,3 +1,6 @@
+use std::io;
+use std::path::PathBuf;
+
 use tonic::Status;
 
 /// Everything the agent library can fail with.
@@ -32,6 +35,24 @@ pub enum Error {
          it is reported stopped"
     )]
     StillStopping(String),
+    /// The agent cannot keep its state (process driver state, fencing tokens) in its data dir.
+    #[error(
+        "cannot {action} {}: {source}; the agent keeps what it runs in its data dir: make sure \
+         that directory is writable by the agent and its disk is not full",
+        path.display()
+    )]
+    DataDir {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "the agent state file {} is unreadable ({problem}); the replicas it lists may still be running: \
+         stop their process groups (the pids in the file) and move the file away, then start the agent again",
+        path.display()
+    )]
+    CorruptStateFile { path: PathBuf, problem: String },
 }
 
 impl Error {
@@ -79,9 +100,11 @@ impl From<Error> for Status {
         match &err {
             Error::InvalidSpec(_) => Status::invalid_argument(err.to_string()),
             Error::StaleFencingToken { .. } => Status::failed_precondition(err.to_string()),
-            Error::ShuttingDown | Error::StillStopping(_) | Error::KubernetesConfig(_) => {
-                Status::unavailable(err.to_string())
-            }
+            Error::ShuttingDown
+            | Error::StillStopping(_)
+            | Error::KubernetesConfig(_)
+            | Error::DataDir { .. } => Status::unavailable(err.to_string()),
+            Error::CorruptStateFile { .. } => Status::internal(err.to_string()),
             Error::Transport(_) => Status::internal(err.to_string()),
             Error::Kubernetes { source, .. } => match source {
                 kube::Error::Api(status) if status.code == 422 || status.code == 400 => {

@@ -4,7 +4,9 @@
 
 mod agent;
 pub mod driver;
+mod durable;
 mod error;
+mod fencing;
 mod grpc;
 mod status;
 

@@ -3,6 +3,7 @@
 mod support;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nucleus_proto::agent::v1::InfoRequest;
@@ -460,6 +461,10 @@ async fn shutdown_leaves_no_process_behind() {
         .expect("shutdown in time");
     let left: Vec<i32> = pids.into_iter().filter(|pid| alive(*pid)).collect();
     assert!(left.is_empty(), "processes left after shutdown: {left:?}");
+    assert!(
+        !harness.dir.path().join("process-driver/state.json").exists(),
+        "a graceful shutdown leaves nothing for the next agent to adopt"
+    );
 
     let refused = harness
         .launch(launch_request("late", 1, &["true"], 0))
@@ -505,4 +510,138 @@ async fn a_launch_asking_for_gpus_of_no_type_is_refused() {
         "{}",
         status.message()
     );
+}
+
+/// What a test needs to see of a replica to tell whether it is still the same process.
+fn identity(report: &nucleus_proto::agent::v1::ProtonReport) -> Vec<(String, String, String, u32)> {
+    report
+        .replicas
+        .iter()
+        .map(|replica| {
+            let container = &replica.containers[0];
+            (
+                replica.name.clone(),
+                replica.address.clone(),
+                container.started_at.clone(),
+                container.restart_count,
+            )
+        })
+        .collect()
+}
+
+/// Kills the process groups when dropped.
+struct KillGroups(Vec<i32>);
+
+impl Drop for KillGroups {
+    fn drop(&mut self) {
+        self.0.iter().filter(|pid| alive(**pid)).for_each(|pid| kill(-pid, libc::SIGKILL));
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// Agent restart adoption: an agent that dies without shutting down leaves its replicas running,
+/// and the next agent on the same data dir adopts them instead of starting duplicates. The crash
+/// is the first agent's runtime being dropped: none of its tasks runs again, as after a SIGKILL.
+#[test]
+fn agent_restart_adoption() {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let _cleanup = KillLeftovers(dir.clone());
+    let script = format!(
+        "echo $$ > {}/$NUCLEUS_REPLICA.pid; echo serving $NUCLEUS_REPLICA; \
+         exec python3 -u -m http.server $PORT --bind 127.0.0.1",
+        dir.path().display()
+    );
+    let kept = launch_request("kept", 2, &["sh", "-c", &script], 5);
+    let lost = launch_request("lost", 1, &["sh", "-c", &script], 5);
+    let pid = |replica: &str| read_pid(&dir.path().join(format!("{replica}.pid"))).expect("pid file");
+
+    let first = runtime();
+    let before = first.block_on(async {
+        let mut harness = Harness::start_in(dir.clone()).await;
+        harness.launch(kept.clone()).await.expect("launch kept");
+        let report = harness.wait_for("kept", READY_TIMEOUT, |report| all_ready(report, 2)).await;
+        harness.launch(lost.clone()).await.expect("launch lost");
+        harness.wait_for("lost", READY_TIMEOUT, |report| all_ready(report, 1)).await;
+        harness.leave_running();
+        report
+    });
+    drop(first);
+
+    let kept_pids = [pid("kept-0"), pid("kept-1")];
+    // Should the next agent lose track of them, the test still kills them.
+    let _kill_first = KillGroups(kept_pids.to_vec());
+    assert!(kept_pids.iter().all(|pid| alive(*pid)), "the crash must leave the replicas running");
+    // One replica ends while no agent runs: the next agent must handle it as crashed.
+    let lost_pid = pid("lost-0");
+    kill(-lost_pid, libc::SIGKILL);
+
+    runtime().block_on(async {
+        wait_until_gone(lost_pid, Duration::from_secs(5)).await;
+        let mut harness = Harness::start_in(dir.clone()).await;
+
+        // A scheduler that lost its lease before the restart is still refused, although this agent
+        // has not seen the newer token itself.
+        let refused = harness
+            .launch(launch_request("kept", 3, &["sh", "-c", &script], 4))
+            .await
+            .expect_err("stale launch");
+        assert_eq!(refused.code(), Code::FailedPrecondition, "{}", refused.message());
+        let refused = harness.stop("kept", 1, 4).await.expect_err("stale stop");
+        assert_eq!(refused.code(), Code::FailedPrecondition, "{}", refused.message());
+
+        let adopted = harness.current("kept").await;
+        assert!(all_ready(&adopted, 2), "adopted replicas are reported running and ready: {adopted:#?}");
+        assert_eq!(identity(&adopted), identity(&before), "the same replicas, not new ones");
+        for (index, replica) in adopted.replicas.iter().enumerate() {
+            assert_eq!(replica.node_address, NODE_ADDRESS);
+            let line = format!("serving kept-{index}");
+            assert!(replica.log_tail.contains(&line), "the log tail is read from the log file: {:?}", replica.log_tail);
+            http_get(&replica.address, "/").await.expect("the adopted replica answers");
+        }
+
+        // The scheduler may repeat the launch it made before the restart: nothing changes.
+        harness.launch(kept.clone()).await.expect("repeated launch");
+        let relaunched = harness.current("kept").await;
+        assert!(all_ready(&relaunched, 2), "{relaunched:#?}");
+        assert_eq!(identity(&relaunched), identity(&before), "a repeated launch must start nothing");
+
+        // The replica that died meanwhile had been ready: it is restarted like any crashed one.
+        let restarted = harness
+            .wait_for("lost", READY_TIMEOUT, |report| {
+                all_ready(report, 1) && report.replicas[0].containers[0].restart_count == 1
+            })
+            .await;
+        assert_eq!(restarted.replicas[0].containers[0].reason, "");
+        let new_pid = pid("lost-0");
+        assert!(new_pid != lost_pid && alive(new_pid), "lost-0 runs a new process");
+
+        // Still the processes of the first agent: no duplicate was started behind the reports.
+        assert_eq!([pid("kept-0"), pid("kept-1")], kept_pids);
+        assert!(kept_pids.iter().all(|pid| alive(*pid)));
+        assert_eq!(identity(&harness.current("kept").await), identity(&before));
+
+        harness.stop("kept", 5, 5).await.expect("stop the adopted replicas");
+        let stopped = harness
+            .wait_for("kept", Duration::from_secs(15), |report| report.lifecycle == "stopped")
+            .await;
+        assert!(stopped.replicas.is_empty());
+        for pid in kept_pids {
+            wait_until_gone(pid, Duration::from_secs(5)).await;
+        }
+        for replica in &before.replicas {
+            wait_until_closed(&replica.address, Duration::from_secs(5)).await;
+        }
+
+        tokio::time::timeout(Duration::from_secs(15), harness.agent.shutdown())
+            .await
+            .expect("shutdown in time");
+        assert!(!alive(new_pid), "a graceful shutdown stops the replicas");
+        assert!(!dir.path().join("process-driver/state.json").exists());
+    });
 }

@@ -64,6 +64,9 @@ async fn forward(state: &AppState, caller: &Caller, request: Request) -> Result<
         .ok_or_else(|| ApiError::NotFound("Invoke URLs look like /api/v2/endpoints/workloads/{id}/...".to_owned()))?;
     let route = servable_route(state, &workload_id).await?;
     allow(role_of(caller, route.creator.as_ref(), &route.shared), Need::Invoke, || ApiError::workload_not_found(&workload_id))?;
+    if route.status != ProtonStatus::Running {
+        return Err(not_servable(&workload_id, route.status));
+    }
     let Some(address) = state.routes.pick(&route.addresses) else {
         return Err(not_servable(&workload_id, route.status));
     };

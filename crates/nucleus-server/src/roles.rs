@@ -98,7 +98,7 @@ pub async fn start_agent(args: AgentArgs, meta: MetaClient, shutdown: Shutdown) 
     };
     let config = AgentConfig { name: name.clone(), data_dir: args.data_dir.join("agent"), node_address: addr.ip().to_string() };
     let options = AgentOptions { cluster: args.cluster.clone(), region: args.region.clone(), driver };
-    let agent = Agent::with_options(config, options);
+    let agent = Agent::with_options(config, options).context("starting the agent (its data dir)")?;
     let server = {
         let agent = agent.clone();
         let shutdown = shutdown.clone();

@@ -46,7 +46,8 @@ pub trait Driver: Send + Sync + 'static {
     /// What the driver can place replicas on, node by node, as of now.
     fn capacity(&self) -> BoxFuture<'_, Result<Vec<NodeCapacity>, Error>>;
     /// Resolves once the driver no longer acts on its protons. The process driver stops every
-    /// proton (short grace); the Kubernetes driver leaves them to the cluster, for the next agent
+    /// proton (short grace) and clears its state file (only a crash leaves its replicas for the
+    /// next agent to adopt); the Kubernetes driver leaves them to the cluster, for the next agent
     /// to adopt.
     fn shutdown(&self) -> BoxFuture<'_, ()>;
 }

@@ -4,10 +4,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use nucleus_proto::agent::v1 as proto;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProtonSpec {
     pub proton_id: String,
     pub workload_id: String,
@@ -30,7 +31,7 @@ impl ProtonSpec {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerSpec {
     pub name: String,
     pub image_uri: String,
@@ -44,7 +45,7 @@ pub struct ContainerSpec {
 }
 
 /// The resources of one replica. Zero CPU or memory means no request or limit.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resources {
     /// The resource bundle the replica was placed by, for labels and messages.
     pub bundle_id: String,
@@ -54,7 +55,7 @@ pub struct Resources {
 }
 
 /// GPUs of one replica: always at least one, always of a named type.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Gpus {
     pub count: u32,
     /// The GPU model, matched against the nodes' GPU product label.
@@ -63,14 +64,14 @@ pub struct Gpus {
     pub memory_bytes: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ProbeScheme {
     Http,
     Https,
 }
 
 /// An HTTP probe with Kubernetes semantics. Zero periods, timeouts and thresholds read as 1.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProbeSpec {
     pub path: String,
     pub port: u32,

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use nucleus_agent::{Agent, AgentConfig, serve};
@@ -25,18 +25,26 @@ pub struct Harness {
     pub agent: Agent,
     pub client: AgentClient<Channel>,
     reports: Streaming<ProtonReport>,
-    pub dir: tempfile::TempDir,
+    /// The agent's data dir; pid files of test processes go there too.
+    pub dir: Arc<tempfile::TempDir>,
     stop_server: Option<oneshot::Sender<()>>,
+    /// Whether dropping the harness leaves the replicas running (for the next agent to adopt).
+    leave_running: bool,
 }
 
 impl Harness {
     pub async fn start() -> Harness {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Harness::start_in(Arc::new(tempfile::tempdir().expect("temp dir"))).await
+    }
+
+    /// An agent on the data dir `dir`, which an earlier agent may have used.
+    pub async fn start_in(dir: Arc<tempfile::TempDir>) -> Harness {
         let agent = Agent::new(AgentConfig {
             name: "test-agent".into(),
             data_dir: dir.path().to_owned(),
             node_address: NODE_ADDRESS.into(),
-        });
+        })
+        .expect("agent starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -59,7 +67,33 @@ impl Harness {
             reports,
             dir,
             stop_server: Some(stop_server),
+            leave_running: false,
         }
+    }
+
+    /// Makes dropping the harness leave every process running, as a crashed agent would.
+    pub fn leave_running(&mut self) {
+        self.leave_running = true;
+    }
+
+    /// The current report of `proton_id`, from a new watch (whose first reports are the agent's
+    /// state as of the call); panics when the agent has none.
+    pub async fn current(&mut self, proton_id: &str) -> ProtonReport {
+        let mut reports = self
+            .client
+            .watch_protons(WatchProtonsRequest {})
+            .await
+            .expect("watch")
+            .into_inner();
+        let found = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                let report = reports.message().await.expect("report stream").expect("stream open");
+                if report.proton_id == proton_id {
+                    return report;
+                }
+            }
+        });
+        found.await.unwrap_or_else(|_| panic!("the agent reports no proton {proton_id}"))
     }
 
     pub async fn launch(&mut self, request: LaunchRequest) -> Result<(), tonic::Status> {
@@ -132,20 +166,73 @@ impl Harness {
 }
 
 impl Drop for Harness {
-    /// Kills whatever a failed test left behind (every process that wrote a pid file).
+    /// Kills whatever the test left behind (see `kill_leftovers`) unless told to leave it running.
     fn drop(&mut self) {
         if let Some(stop_server) = self.stop_server.take() {
             let _ = stop_server.send(());
         }
-        let Ok(entries) = std::fs::read_dir(self.dir.path()) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            if let Some(pid) = read_pid(&entry.path()) {
-                kill(pid, libc::SIGKILL);
-            }
+        if !self.leave_running {
+            kill_leftovers(self.dir.path());
         }
     }
+}
+
+/// Kills, when dropped, whatever the agents of a test left in the data dir (see
+/// `kill_leftovers`): for tests in which a harness leaves its replicas running.
+pub struct KillLeftovers(pub Arc<tempfile::TempDir>);
+
+impl Drop for KillLeftovers {
+    fn drop(&mut self) {
+        kill_leftovers(self.0.path());
+    }
+}
+
+/// Kills every process group the agent's state file in `data_dir` names and every process that
+/// wrote a pid file there (replicas outlive the agent by design).
+pub fn kill_leftovers(data_dir: &Path) {
+    for group in recorded_process_groups(data_dir) {
+        kill(-group, libc::SIGKILL);
+    }
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if let Some(pid) = read_pid(&entry.path()) {
+            kill(pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// The process groups (leader pids) of the replicas the process driver's state file in
+/// `data_dir` lists, running or retiring, whose leader is still the recorded process (same start
+/// time), so that a recycled pid is never taken for one.
+pub fn recorded_process_groups(data_dir: &Path) -> Vec<i32> {
+    let Ok(text) = std::fs::read_to_string(data_dir.join("process-driver/state.json")) else {
+        return Vec::new();
+    };
+    let Ok(state) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return Vec::new();
+    };
+    let protons = state["protons"].as_object().into_iter().flat_map(|protons| protons.values());
+    protons
+        .flat_map(|proton| {
+            let replicas = proton["replicas"].as_object().into_iter().flat_map(|r| r.values());
+            let retiring = proton["retiring"].as_array().into_iter().flatten();
+            replicas.chain(retiring).cloned().collect::<Vec<_>>()
+        })
+        .filter_map(|replica| {
+            let process = &replica["process"];
+            let pid = i32::try_from(process["pid"].as_i64()?).ok()?;
+            (pid > 1 && start_time(pid)? == process["start_time"].as_u64()?).then_some(pid)
+        })
+        .collect()
+}
+
+/// Field 22 of /proc/<pid>/stat: when the process started, in clock ticks since boot.
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(22 - 3)?.parse().ok()
 }
 
 pub fn launch_request(
@@ -253,8 +340,9 @@ pub fn alive(pid: i32) -> bool {
     }
 }
 
+/// kill(2): a negative pid names a process group.
 #[allow(unsafe_code)]
-fn kill(pid: i32, signal: i32) {
+pub fn kill(pid: i32, signal: i32) {
     // SAFETY: kill(2) takes plain integers and touches no memory of ours.
     unsafe {
         libc::kill(pid, signal);

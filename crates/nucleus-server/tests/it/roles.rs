@@ -1,12 +1,13 @@
 //! Every role as its own process: meta, scheduler, agent and gateway. An agent that dies makes its
-//! workloads `unknown` (not silently `running`); once it is back, the scheduler relaunches them.
+//! workloads `unknown` (not silently `running`); its replicas keep running, and the agent that
+//! comes back on the same data dir adopts them instead of starting copies.
 
 use std::process::Child;
 use std::time::Instant;
 
 use reqwest::StatusCode;
 
-use crate::harness::{free_port, gone, send_signal, spawn_nucleus, temp_dir, whoami_artifact, workload, Stack};
+use crate::harness::{free_port, send_signal, spawn_nucleus, temp_dir, whoami_artifact, workload, Stack};
 
 struct Process(Child);
 
@@ -44,7 +45,7 @@ async fn a_dead_agent_makes_workloads_unknown_until_it_returns() {
     send_signal(first_agent.0.id() as i32, libc::SIGKILL);
     let _ = first_agent.0.wait();
     for address in &replicas {
-        assert!(gone(address).await, "replica {address} outlived its SIGKILLed agent");
+        assert!(tokio::net::TcpStream::connect(address).await.is_ok(), "replica {address} died with its agent");
     }
     let unknown = gateway.wait_status(id, "unknown").await;
     let message = unknown["statusDetails"]["message"].as_str().unwrap_or_default();
@@ -54,8 +55,9 @@ async fn a_dead_agent_makes_workloads_unknown_until_it_returns() {
 
     let started = Instant::now();
     let _second_agent = agent(&meta_addr, &agent_addr, dir.path()).await;
-    gateway.wait_status(id, "running").await;
-    println!("relaunched {:?} after the agent came back", started.elapsed());
+    let back = gateway.wait_status(id, "running").await;
+    println!("adopted {:?} after the agent came back", started.elapsed());
+    assert_eq!(gateway.replica_addresses(&back).await, replicas, "the same replicas, adopted, not started again");
     let (code, echo) = gateway.invoke(id, "back").await;
     assert_eq!(code, StatusCode::OK, "{echo}");
 }

@@ -1,25 +1,41 @@
 //! The process driver: every replica of a proton is a host process running the container's
 //! entrypoint (the image is recorded, not pulled).
+//!
+//! Replicas are not tied to the agent: each leads its own process group, writes its output to a
+//! log file under `<data dir>/process-driver/logs/`, and keeps running when the agent dies. The
+//! driver keeps what it runs in `<data dir>/process-driver/state.json` (see `state_file.rs`),
+//! rewritten atomically after every launch, stop, scale change and process (re)start, so that
+//! an agent started after a crash or a SIGKILL adopts the replicas still running (matched by pid
+//! and process start time) instead of starting duplicates, and handles the ones that ended
+//! meanwhile as crashed. A graceful [`Driver::shutdown`] (SIGTERM, Ctrl-C) stops every replica
+//! and removes the state file: the next agent starts empty.
 
+mod adopt;
 mod capacity;
+mod incarnation;
 mod logs;
+mod pid;
 mod probe;
 mod prober;
 mod replica;
 mod spawn;
+mod state_file;
 mod view;
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use futures::future::{BoxFuture, join_all};
 use nucleus_proto::agent::v1::ProtonReport;
 
+use self::logs::LogFile;
 use self::replica::{Publish, ReplicaHandle};
 pub(super) use self::spawn::substitute_port;
+use self::state_file::{ProtonRecord, StateFile, StateRecord};
 use super::{Driver, Lifecycle, NodeCapacity, ProtonSpec};
 use crate::error::Error;
 use crate::status::StatusHub;
@@ -37,6 +53,9 @@ pub struct ProcessDriver {
 struct Inner {
     node_address: String,
     hub: StatusHub,
+    /// Where replicas' log files go.
+    logs_dir: PathBuf,
+    state_file: StateFile,
     /// Shared by every probe, for its connection pool.
     client: reqwest::Client,
     state: Mutex<State>,
@@ -58,11 +77,57 @@ struct Proton {
     replicas: BTreeMap<u32, ReplicaHandle>,
     /// Replicas being stopped after a scale-down or a replacement; no longer reported.
     retiring: Vec<ReplicaHandle>,
+    /// The grace of the stop under way, if any.
+    stop_grace: Option<Duration>,
 }
 
 impl Proton {
+    fn new(spec: Arc<ProtonSpec>) -> Proton {
+        Proton {
+            spec,
+            lifecycle: Lifecycle::Running,
+            epoch: 0,
+            replicas: BTreeMap::new(),
+            retiring: Vec::new(),
+            stop_grace: None,
+        }
+    }
+
     fn all_replicas(&self) -> impl Iterator<Item = &ReplicaHandle> {
         self.replicas.values().chain(&self.retiring)
+    }
+
+    /// Forgets the retiring replicas whose processes are gone, and their logs.
+    fn prune_retired(&mut self) {
+        self.retiring.retain(|replica| {
+            let done = replica.is_done();
+            if done {
+                replica.view().logs.remove();
+            }
+            !done
+        });
+    }
+
+    /// What the state file keeps of it; None once it is stopped.
+    fn record(&self) -> Option<ProtonRecord> {
+        if self.lifecycle == Lifecycle::Stopped {
+            return None;
+        }
+        Some(ProtonRecord {
+            spec: (*self.spec).clone(),
+            stopping: self.stop_grace.filter(|_| self.lifecycle == Lifecycle::Stopping),
+            replicas: self
+                .replicas
+                .iter()
+                .map(|(index, replica)| (*index, replica.view().record()))
+                .collect(),
+            retiring: self
+                .retiring
+                .iter()
+                .filter(|replica| !replica.is_done())
+                .map(|replica| replica.view().record())
+                .collect(),
+        })
     }
 
     fn retire(&mut self, index: u32) {
@@ -74,19 +139,33 @@ impl Proton {
 }
 
 impl ProcessDriver {
-    pub(crate) fn new(node_address: String, hub: StatusHub) -> ProcessDriver {
+    /// A driver keeping its state under `<data_dir>/process-driver/`, which adopts at once the
+    /// replicas an earlier agent left there (so it must be called within a tokio runtime).
+    pub(crate) fn new(node_address: String, data_dir: &Path, hub: StatusHub) -> Result<ProcessDriver, Error> {
         let client = reqwest::Client::builder().no_proxy().build().unwrap_or_else(|err| {
             tracing::warn!(error = %err, "cannot build the probe HTTP client; using the default one");
             reqwest::Client::new()
         });
-        ProcessDriver {
-            inner: Arc::new(Inner {
-                node_address,
-                hub,
-                client,
-                state: Mutex::default(),
-            }),
+        let dir = data_dir.join("process-driver");
+        let state_file = StateFile::in_dir(&dir);
+        let left = state_file.load()?;
+        if !left.protons.is_empty() {
+            tracing::info!(
+                path = %state_file.path().display(),
+                protons = left.protons.len(),
+                "an earlier agent left protons running: adopting them"
+            );
         }
+        let inner = Arc::new(Inner {
+            node_address,
+            hub,
+            logs_dir: dir.join("logs"),
+            state_file,
+            client,
+            state: Mutex::default(),
+        });
+        inner.adopt(left);
+        Ok(ProcessDriver { inner })
     }
 }
 
@@ -122,6 +201,11 @@ impl Driver for ProcessDriver {
         };
         Box::pin(async move {
             join_all(stopped).await;
+            let _state = self.inner.state();
+            match self.inner.state_file.clear() {
+                Ok(()) => tracing::info!("every replica stopped; state file removed"),
+                Err(err) => tracing::error!(error = %err, "cannot remove the state file"),
+            }
         })
     }
 }
@@ -142,19 +226,17 @@ impl Inner {
         let mut used_ports = used_ports(&state);
         let id = spec.proton_id.clone();
         let count = spec.replica_count;
-        let proton = state.protons.entry(id.clone()).or_insert_with(|| Proton {
-            spec: Arc::new(spec.clone()),
-            lifecycle: Lifecycle::Running,
-            epoch: 0,
-            replicas: BTreeMap::new(),
-            retiring: Vec::new(),
-        });
-        proton.retiring.retain(|replica| !replica.is_done());
+        let proton = state
+            .protons
+            .entry(id.clone())
+            .or_insert_with(|| Proton::new(Arc::new(spec.clone())));
+        proton.prune_retired();
         if proton.lifecycle != Lifecycle::Running || !proton.spec.same_except_replicas(&spec) {
             tracing::info!(proton = %id, "starting the proton afresh");
             let indexes: Vec<u32> = proton.replicas.keys().copied().collect();
             indexes.into_iter().for_each(|index| proton.retire(index));
             proton.lifecycle = Lifecycle::Running;
+            proton.stop_grace = None;
             proton.epoch += 1;
         }
         proton.spec = Arc::new(spec);
@@ -167,11 +249,13 @@ impl Inner {
         for index in 0..count {
             if !proton.replicas.contains_key(&index) {
                 let port = free_port(&mut used_ports);
+                let log = LogFile::new(&self.logs_dir, &id, index);
                 let publish = self.publisher(&id);
                 let replica = ReplicaHandle::start(
                     proton.spec.clone(),
                     index,
                     port,
+                    log,
                     self.client.clone(),
                     publish,
                 );
@@ -179,7 +263,9 @@ impl Inner {
             }
         }
         self.publish_locked(&state, &id);
-        Ok(())
+        // When the state cannot be kept the replicas still start, but the scheduler hears of it:
+        // a repeated launch is a no-op that writes the state file again.
+        self.persist_locked(&state)
     }
 
     /// Signals every replica of the proton to stop and returns a future that resolves, marking
@@ -197,6 +283,7 @@ impl Inner {
         if proton.lifecycle != Lifecycle::Stopped {
             proton.lifecycle = Lifecycle::Stopping;
         }
+        proton.stop_grace = Some(proton.stop_grace.map_or(grace, |earlier| earlier.min(grace)));
         proton.epoch += 1;
         let epoch = proton.epoch;
         let gone: Vec<_> = proton
@@ -207,6 +294,7 @@ impl Inner {
             })
             .collect();
         self.publish_locked(&state, id);
+        self.persist_or_log(&state);
         drop(state);
 
         let inner = self.clone();
@@ -220,10 +308,15 @@ impl Inner {
                 .filter(|proton| proton.epoch == epoch)
             {
                 proton.lifecycle = Lifecycle::Stopped;
+                proton.stop_grace = None;
+                for replica in proton.all_replicas() {
+                    replica.view().logs.remove();
+                }
                 proton.replicas.clear();
                 proton.retiring.clear();
                 tracing::info!(proton = %id, "proton stopped");
                 inner.publish_locked(&state, &id);
+                inner.persist_or_log(&state);
             }
         })
     }
@@ -235,6 +328,7 @@ impl Inner {
             if let Some(inner) = inner.upgrade() {
                 let state = inner.state();
                 inner.publish_locked(&state, &id);
+                inner.persist_or_log(&state);
             }
         })
     }
@@ -257,6 +351,36 @@ impl Inner {
             observed_at: String::new(),
             removed: false,
         });
+    }
+}
+
+impl Inner {
+    /// Writes the state file from `state` (called with it locked, so writes follow the changes
+    /// in order). Once a graceful shutdown has removed the file, nothing writes it again.
+    fn persist_locked(&self, state: &State) -> Result<(), Error> {
+        if state.shutting_down && state.protons.values().all(|p| p.lifecycle == Lifecycle::Stopped) {
+            return Ok(());
+        }
+        let record = StateRecord {
+            protons: state
+                .protons
+                .iter()
+                .filter_map(|(id, proton)| Some((id.clone(), proton.record()?)))
+                .collect(),
+            ..StateRecord::default()
+        };
+        self.state_file.save(&record)
+    }
+
+    /// For changes that nobody waits on: a failed write is logged, and the next change writes
+    /// the whole state again.
+    fn persist_or_log(&self, state: &State) {
+        if let Err(err) = self.persist_locked(state) {
+            tracing::error!(
+                error = %err,
+                "cannot update the state file: after a crash, the next agent would not know every replica"
+            );
+        }
     }
 }
 

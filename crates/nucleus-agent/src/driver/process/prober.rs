@@ -34,6 +34,9 @@ pub(crate) struct Prober {
     pub port: u16,
     /// Whether an earlier incarnation was ever ready: then readiness failures never fail it.
     pub ever_ready: bool,
+    /// Whether the replica is reported ready as this incarnation is followed: an adopted process
+    /// keeps its readiness until a probe says otherwise.
+    pub ready: bool,
 }
 
 impl Prober {
@@ -42,6 +45,7 @@ impl Prober {
         container: &ContainerSpec,
         port: u16,
         ever_ready: bool,
+        ready: bool,
     ) -> Prober {
         let probe = |kind, spec: &Option<_>| {
             spec.as_ref()
@@ -54,6 +58,7 @@ impl Prober {
             liveness: probe("liveness", &container.liveness_probe),
             port,
             ever_ready,
+            ready,
         }
     }
 
@@ -99,7 +104,7 @@ impl Prober {
         };
         tokio::time::sleep(readiness.spec.initial_delay).await;
         let mut ever_ready = self.ever_ready;
-        let mut ready = false;
+        let mut ready = self.ready;
         let (mut successes, mut failures) = (0, 0);
         loop {
             match readiness.check(&self.client).await {

@@ -1,5 +1,6 @@
-//! One replica: a supervisor task that runs its process, follows its probes, restarts it when
-//! it crashes or stops being live, and stops it on request.
+//! One replica: a supervisor task that runs its process (or follows the one an earlier agent
+//! left running), follows its probes, restarts it when it crashes or stops being live, and stops
+//! it on request.
 
 use std::future::Future;
 use std::io;
@@ -8,27 +9,27 @@ use std::process::ExitStatus;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::process::Child;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::logs;
+use super::incarnation::Incarnation;
+use super::logs::LogFile;
+use super::pid::ProcessId;
 use super::prober::{ProbeEvent, Prober};
-use super::spawn::{self, signal_group};
-use super::view::ReplicaView;
+use super::spawn;
+use super::state_file::ReplicaRecord;
+use super::view::{Phase, ReplicaView};
 use crate::driver::ProtonSpec;
 
 /// Grace given to a process killed because it failed a probe.
 const FAILURE_GRACE: Duration = Duration::from_secs(2);
-/// How long to wait, once a process is gone, for the last of its output.
-const LOG_DRAIN: Duration = Duration::from_secs(1);
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A process that ran this long before crashing starts the backoff over.
 const STABLE_RUN: Duration = Duration::from_secs(60);
 
-/// Called after every change of a replica's view, to publish its proton's report.
+/// Called after every change of a replica's view, to publish its proton's report (and keep it
+/// in the state file).
 pub(crate) type Publish = Arc<dyn Fn() + Send + Sync>;
 
 /// The driver's handle on a running replica.
@@ -40,45 +41,71 @@ pub(crate) struct ReplicaHandle {
 }
 
 impl ReplicaHandle {
-    /// Starts the supervisor of replica `index` of `spec`, listening on `port`.
+    /// Starts the supervisor of replica `index` of `spec`, listening on `port`, writing to `log`.
     pub(crate) fn start(
         spec: Arc<ProtonSpec>,
         index: u32,
         port: io::Result<u16>,
+        log: LogFile,
         client: reqwest::Client,
         publish: Publish,
     ) -> ReplicaHandle {
         let name = format!("{}-{index}", spec.proton_id);
-        let container_name = match spec.container.name.as_str() {
-            "" => "main".to_owned(),
-            name => name.to_owned(),
-        };
-        let view = ReplicaView::new(
-            name,
-            *port.as_ref().unwrap_or(&0),
-            container_name,
-            spec.container.image_uri.clone(),
-        );
-        let view = Arc::new(Mutex::new(view));
-        let (stop, stop_rx) = watch::channel(None);
-        let (done_tx, done) = watch::channel(());
-        match port {
-            Ok(port) => {
-                let supervisor = Supervisor {
-                    spec,
-                    port,
-                    view: view.clone(),
-                    stop: stop_rx,
-                    client,
-                    publish,
-                    _done: done_tx,
-                };
-                tokio::spawn(supervisor.run());
-            }
+        let (container_name, image) = container_of(&spec);
+        let mut view = ReplicaView::new(name, *port.as_ref().unwrap_or(&0), container_name, image, log);
+        let supervised = match port {
+            Ok(_) => true,
             Err(err) => {
-                lock(&view).fail("Error", format!("cannot choose a port: {err}"));
-                drop(done_tx);
+                view.fail("Error", format!("cannot choose a port: {err}"));
+                false
             }
+        };
+        let supervised = supervised.then_some(None);
+        ReplicaHandle::supervise(spec, view, supervised, None, client, publish)
+    }
+
+    /// Resumes a replica an earlier agent recorded: follows its process if that still runs,
+    /// handles it as a crash if not, and reports a failed replica as failed. With `stopping`,
+    /// the replica was being stopped: it is stopped with that grace and nothing is restarted.
+    pub(crate) fn adopt(
+        spec: Arc<ProtonSpec>,
+        record: ReplicaRecord,
+        stopping: Option<Duration>,
+        client: reqwest::Client,
+        publish: Publish,
+    ) -> ReplicaHandle {
+        let process = record.process;
+        let (container_name, image) = container_of(&spec);
+        let view = ReplicaView::from_record(record, container_name, image);
+        let supervised = (view.phase != Phase::Failed).then_some(process);
+        ReplicaHandle::supervise(spec, view, supervised, stopping, client, publish)
+    }
+
+    /// Without `supervised` the replica is over (failed) and no task is started; with it, the
+    /// supervisor starts with the given process, or spawns one unless `stopping` already.
+    fn supervise(
+        spec: Arc<ProtonSpec>,
+        view: ReplicaView,
+        supervised: Option<Option<ProcessId>>,
+        stopping: Option<Duration>,
+        client: reqwest::Client,
+        publish: Publish,
+    ) -> ReplicaHandle {
+        let port = view.port;
+        let view = Arc::new(Mutex::new(view));
+        let (stop, stop_rx) = watch::channel(stopping);
+        let (done_tx, done) = watch::channel(());
+        if let Some(process) = supervised {
+            let supervisor = Supervisor {
+                spec,
+                port,
+                view: view.clone(),
+                stop: stop_rx,
+                client,
+                publish,
+                _done: done_tx,
+            };
+            tokio::spawn(supervisor.run(process));
         }
         ReplicaHandle { view, stop, done }
     }
@@ -104,6 +131,15 @@ impl ReplicaHandle {
     }
 }
 
+/// The container's reported name ("main" when it has none) and image.
+fn container_of(spec: &ProtonSpec) -> (String, String) {
+    let name = match spec.container.name.as_str() {
+        "" => "main".to_owned(),
+        name => name.to_owned(),
+    };
+    (name, spec.container.image_uri.clone())
+}
+
 fn lock(view: &Mutex<ReplicaView>) -> MutexGuard<'_, ReplicaView> {
     // A view stays consistent even if a holder panicked: every update is a few plain assignments.
     view.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -119,9 +155,18 @@ struct Supervisor {
     _done: watch::Sender<()>,
 }
 
+/// What the supervisor does next.
+enum Next {
+    Spawn,
+    Follow(Incarnation),
+    /// A process an earlier agent recorded is gone: it ended while no agent watched it.
+    Lost(ProcessId),
+}
+
 /// Why a process incarnation ended.
 enum Outcome {
-    Exited(io::Result<ExitStatus>),
+    /// With the exit status when the process was our child.
+    Exited(Option<io::Result<ExitStatus>>),
     StopRequested,
     Failed {
         reason: &'static str,
@@ -131,73 +176,60 @@ enum Outcome {
 }
 
 impl Supervisor {
-    async fn run(mut self) {
+    /// Runs the replica: first the process an earlier agent recorded (`adopted`), if any, then
+    /// processes of its own for as long as the restart policy wants them.
+    async fn run(mut self, adopted: Option<ProcessId>) {
         let name = lock(&self.view).name.clone();
-        let mut ever_ready = false;
         let mut crash_streak = 0;
-        loop {
-            if self.stop_requested() {
-                return self.update(ReplicaView::stopped);
+        let mut next = match adopted {
+            None => Next::Spawn,
+            Some(process) if process.is_running() => {
+                tracing::info!(
+                    replica = %name, pid = process.pid, port = self.port,
+                    "adopted a running replica process"
+                );
+                Next::Follow(Incarnation::adopted(process))
             }
-            let entrypoint = &self.spec.container.entrypoint;
-            let launch = spawn::Launch {
-                entrypoint,
-                env: &self.spec.container.env,
-                port: self.port,
-                replica: &name,
-                proton_id: &self.spec.proton_id,
-                workload_id: &self.spec.workload_id,
-                artifact_id: &self.spec.artifact_id,
-            };
-            let mut child = match spawn::spawn(&launch) {
-                Ok(child) => child,
-                Err(message) => {
-                    tracing::warn!(replica = %name, error = %message, "replica failed");
-                    return self.update(|view| view.fail("Error", message));
+            Some(process) => Next::Lost(process),
+        };
+        loop {
+            let (outcome, ran) = match next {
+                Next::Spawn => {
+                    if self.stop_requested() {
+                        return self.update(ReplicaView::stopped);
+                    }
+                    match self.spawn(&name) {
+                        Ok(process) => self.follow(process).await,
+                        Err(message) => {
+                            tracing::warn!(replica = %name, error = %message, "replica failed");
+                            return self.update(|view| view.fail("Error", message));
+                        }
+                    }
+                }
+                Next::Follow(process) => self.follow(process).await,
+                Next::Lost(process) => {
+                    tracing::warn!(
+                        replica = %name, pid = process.pid,
+                        "the replica's process ended while the agent was down"
+                    );
+                    // Whatever it left in its group goes with it.
+                    Incarnation::adopted(process).signal_group(libc::SIGKILL);
+                    if self.stop_requested() {
+                        return self.update(ReplicaView::stopped);
+                    }
+                    (Outcome::Exited(None), Duration::ZERO)
                 }
             };
-            let pid = child.id().unwrap_or_default();
-            let logs = lock(&self.view).logs.clone();
-            let mut pumps = Vec::new();
-            if let Some(stdout) = child.stdout.take() {
-                pumps.push(logs::pump(stdout, logs.clone(), name.clone(), "stdout"));
-            }
-            if let Some(stderr) = child.stderr.take() {
-                pumps.push(logs::pump(stderr, logs, name.clone(), "stderr"));
-            }
-            let started = Instant::now();
-            self.update(ReplicaView::process_started);
-            tracing::info!(replica = %name, pid, port = self.port, "replica process started");
-
-            let (events_tx, mut events) = mpsc::channel(8);
-            let prober = Prober::new(
-                self.client.clone(),
-                &self.spec.container,
-                self.port,
-                ever_ready,
-            );
-            let prober = tokio::spawn(prober.run(events_tx));
-            let outcome = self
-                .supervise(&mut child, &mut events, &mut ever_ready)
-                .await;
-            prober.abort();
-
+            next = Next::Spawn;
             match outcome {
                 Outcome::Exited(status) => {
-                    // Whatever the process left behind in its group goes with it.
-                    signal_group(pid, libc::SIGKILL);
-                    drain(pumps).await;
-                    let status = describe(&status);
-                    if !ever_ready {
+                    let status = describe(status.as_ref());
+                    if !lock(&self.view).ever_ready {
                         let message = format!("process {status} before becoming ready");
                         tracing::warn!(replica = %name, error = %message, "replica failed");
                         return self.update(|view| view.fail("Error", message));
                     }
-                    crash_streak = if started.elapsed() >= STABLE_RUN {
-                        1
-                    } else {
-                        crash_streak + 1
-                    };
+                    crash_streak = if ran >= STABLE_RUN { 1 } else { crash_streak + 1 };
                     let backoff = backoff(crash_streak);
                     tracing::warn!(replica = %name, %status, ?backoff, "replica process exited; restarting after a backoff");
                     self.update(|view| {
@@ -207,21 +239,15 @@ impl Supervisor {
                     self.sleep_unless_stopped(backoff).await;
                 }
                 Outcome::StopRequested => {
-                    self.terminate(&mut child, pid).await;
-                    drain(pumps).await;
                     tracing::info!(replica = %name, "replica stopped");
                     return self.update(ReplicaView::stopped);
                 }
                 Outcome::Failed { reason, message } => {
                     tracing::warn!(replica = %name, error = %message, "replica failed");
-                    self.kill_after(&mut child, pid, FAILURE_GRACE).await;
-                    drain(pumps).await;
                     return self.update(|view| view.fail(reason, message));
                 }
                 Outcome::NotLive(message) => {
                     tracing::warn!(replica = %name, error = %message, "replica is not live; restarting it");
-                    self.kill_after(&mut child, pid, FAILURE_GRACE).await;
-                    drain(pumps).await;
                     self.update(|view| {
                         view.back_off("Unhealthy");
                         view.restart_count += 1;
@@ -231,20 +257,67 @@ impl Supervisor {
         }
     }
 
+    /// Spawns a process and records it in the view.
+    fn spawn(&self, name: &str) -> Result<Incarnation, String> {
+        let log = lock(&self.view).logs.clone();
+        let launch = spawn::Launch {
+            entrypoint: &self.spec.container.entrypoint,
+            env: &self.spec.container.env,
+            port: self.port,
+            replica: name,
+            proton_id: &self.spec.proton_id,
+            workload_id: &self.spec.workload_id,
+            artifact_id: &self.spec.artifact_id,
+        };
+        let process = Incarnation::spawned(spawn::spawn(&launch, &log)?);
+        let pid = process.pid();
+        let id = ProcessId::of(pid);
+        if id.is_none() {
+            tracing::warn!(
+                replica = %name, pid,
+                "cannot read the new process's start time: a restarted agent will not adopt it"
+            );
+        }
+        self.update(|view| view.process_started(id));
+        tracing::info!(replica = %name, pid, port = self.port, "replica process started");
+        Ok(process)
+    }
+
+    /// Follows one incarnation until it exits, is asked to stop, or a probe ends it, and makes
+    /// sure its process group is gone before returning. Also returns how long it was followed.
+    async fn follow(&mut self, mut process: Incarnation) -> (Outcome, Duration) {
+        let started = Instant::now();
+        let outcome = if self.stop_requested() {
+            Outcome::StopRequested
+        } else {
+            let (ever_ready, ready) = {
+                let view = lock(&self.view);
+                (view.ever_ready, view.is_ready())
+            };
+            let (events_tx, mut events) = mpsc::channel(8);
+            let prober = Prober::new(self.client.clone(), &self.spec.container, self.port, ever_ready, ready);
+            let prober = tokio::spawn(prober.run(events_tx));
+            let outcome = self.supervise(&mut process, &mut events).await;
+            prober.abort();
+            outcome
+        };
+        match &outcome {
+            // Whatever the process left behind in its group goes with it.
+            Outcome::Exited(_) => process.signal_group(libc::SIGKILL),
+            Outcome::StopRequested => self.terminate(&mut process).await,
+            Outcome::Failed { .. } | Outcome::NotLive(_) => self.kill_after(&mut process, FAILURE_GRACE).await,
+        }
+        (outcome, started.elapsed())
+    }
+
     /// Follows one incarnation until it exits, is asked to stop, or a probe ends it.
-    async fn supervise(
-        &mut self,
-        child: &mut Child,
-        events: &mut mpsc::Receiver<ProbeEvent>,
-        ever_ready: &mut bool,
-    ) -> Outcome {
+    async fn supervise(&mut self, process: &mut Incarnation, events: &mut mpsc::Receiver<ProbeEvent>) -> Outcome {
         loop {
             tokio::select! {
-                status = child.wait() => return Outcome::Exited(status),
+                status = process.wait() => return Outcome::Exited(status),
                 _ = self.stop.changed() => return Outcome::StopRequested,
                 Some(event) = events.recv() => match event {
                     ProbeEvent::Ready(ready) => {
-                        *ever_ready |= ready;
                         tracing::info!(replica = %lock(&self.view).name, ready, "replica readiness changed");
                         self.update(|view| view.set_ready(ready));
                     }
@@ -257,8 +330,8 @@ impl Supervisor {
 
     /// SIGTERM to the process group, SIGKILL once the grace asked for by Stop runs out. A later,
     /// shorter grace (e.g. from a shutdown) cuts the wait short.
-    async fn terminate(&mut self, child: &mut Child, pid: u32) {
-        signal_group(pid, libc::SIGTERM);
+    async fn terminate(&mut self, process: &mut Incarnation) {
+        process.signal_group(libc::SIGTERM);
         let asked =
             |stop: &watch::Receiver<Option<Duration>>| stop.borrow().unwrap_or(FAILURE_GRACE);
         let began = Instant::now();
@@ -267,9 +340,9 @@ impl Supervisor {
         let mut stop_open = true;
         loop {
             tokio::select! {
-                _ = child.wait() => break,
+                _ = process.wait() => break,
                 () = &mut deadline => {
-                    tracing::info!(pid, "grace period over: killing the process group");
+                    tracing::info!(pid = process.pid(), "grace period over: killing the process group");
                     break;
                 }
                 changed = self.stop.changed(), if stop_open => match changed {
@@ -278,17 +351,17 @@ impl Supervisor {
                 },
             }
         }
-        signal_group(pid, libc::SIGKILL);
-        let _ = child.wait().await;
+        process.signal_group(libc::SIGKILL);
+        let _ = process.wait().await;
     }
 
-    async fn kill_after(&mut self, child: &mut Child, pid: u32, grace: Duration) {
-        signal_group(pid, libc::SIGTERM);
-        if tokio::time::timeout(grace, child.wait()).await.is_err() {
-            tracing::info!(pid, "grace period over: killing the process group");
+    async fn kill_after(&mut self, process: &mut Incarnation, grace: Duration) {
+        process.signal_group(libc::SIGTERM);
+        if tokio::time::timeout(grace, process.wait()).await.is_err() {
+            tracing::info!(pid = process.pid(), "grace period over: killing the process group");
         }
-        signal_group(pid, libc::SIGKILL);
-        let _ = child.wait().await;
+        process.signal_group(libc::SIGKILL);
+        let _ = process.wait().await;
     }
 
     fn stop_requested(&mut self) -> bool {
@@ -308,18 +381,18 @@ impl Supervisor {
     }
 }
 
-async fn drain(pumps: Vec<JoinHandle<()>>) {
-    let _ = tokio::time::timeout(LOG_DRAIN, futures::future::join_all(pumps)).await;
-}
-
 /// 1 s, 2 s, 4 s … capped at 30 s, for the n-th crash in a row (n ≥ 1).
 fn backoff(crash_streak: u32) -> Duration {
     let doublings = crash_streak.saturating_sub(1).min(5);
     (FIRST_BACKOFF * 2u32.pow(doublings)).min(MAX_BACKOFF)
 }
 
-/// "exited with status 3" / "was killed by signal 9".
-fn describe(status: &io::Result<ExitStatus>) -> String {
+/// "exited with status 3" / "was killed by signal 9"; for a process that was not our child the
+/// status is unknown.
+fn describe(status: Option<&io::Result<ExitStatus>>) -> String {
+    let Some(status) = status else {
+        return "exited (its exit status is unknown: an earlier agent started it)".to_owned();
+    };
     match status {
         Ok(status) => match (status.code(), status.signal()) {
             (Some(code), _) => format!("exited with status {code}"),

@@ -7,6 +7,8 @@ use std::process::Stdio;
 
 use tokio::process::{Child, Command};
 
+use super::logs::LogFile;
+
 /// Everything that differs between two replicas of a proton.
 pub(crate) struct Launch<'a> {
     pub entrypoint: &'a [String],
@@ -41,13 +43,18 @@ pub(crate) fn substitute_port(argument: &str, port: u16) -> String {
     result
 }
 
-/// Spawns the entrypoint with piped stdout/stderr in a new process group. The error is what the
-/// replica reports.
-pub(crate) fn spawn(launch: &Launch<'_>) -> Result<Child, String> {
+/// Spawns the entrypoint in a new process group, with stdout and stderr appended to `log`. The
+/// process is not tied to the agent: it keeps running when the agent dies, for the next agent to
+/// adopt. The error is what the replica reports.
+pub(crate) fn spawn(launch: &Launch<'_>, log: &LogFile) -> Result<Child, String> {
     let Some((program, arguments)) = launch.entrypoint.split_first() else {
         return Err("the container has an empty entrypoint: nothing to run".into());
     };
     let program = substitute_port(program, launch.port);
+    let output = log
+        .open_for_append()
+        .and_then(|stdout| Ok((stdout.try_clone()?, stdout)))
+        .map_err(|err| format!("cannot open the replica's log file {}: {err}", log.path().display()))?;
     let mut command = Command::new(&program);
     command
         .args(
@@ -62,40 +69,13 @@ pub(crate) fn spawn(launch: &Launch<'_>) -> Result<Child, String> {
         .env("NUCLEUS_WORKLOAD_ID", launch.workload_id)
         .env("NUCLEUS_ARTIFACT_ID", launch.artifact_id)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(output.1)
+        .stderr(output.0)
         // Its own group, so that signals reach the grandchildren of `sh -c` too.
-        .process_group(0)
-        .kill_on_drop(true);
-    die_with_parent(&mut command);
+        .process_group(0);
     command
         .spawn()
         .map_err(|err| format!("cannot start `{program}`: {err}"))
-}
-
-/// Makes the kernel SIGKILL the child when the agent dies, even by SIGKILL.
-///
-/// PR_SET_PDEATHSIG fires when the *thread* that forked exits; tokio spawns from its runtime
-/// threads, which live as long as the agent's runtime.
-#[allow(unsafe_code)]
-fn die_with_parent(command: &mut Command) {
-    let parent = std::process::id();
-    // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe
-    // calls are allowed: it calls prctl and getppid and allocates nothing on the success path.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // The agent may have died before prctl took effect: then we were re-parented.
-            if libc::getppid() as u32 != parent {
-                return Err(io::Error::other(
-                    "the agent exited while the replica was starting",
-                ));
-            }
-            Ok(())
-        });
-    }
 }
 
 /// Sends `signal` to the whole process group led by `pid`. A group that is gone already is fine.
@@ -146,7 +126,8 @@ mod tests {
             workload_id: "w",
             artifact_id: "a",
         };
-        let err = spawn(&launch).expect_err("nothing to run");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let err = spawn(&launch, &LogFile::new(dir.path(), "p", 0)).expect_err("nothing to run");
         assert!(err.contains("empty entrypoint"), "{err}");
     }
 }

@@ -4,7 +4,9 @@
 use chrono::{DateTime, Utc};
 use nucleus_proto::agent::v1::{Condition, ContainerStatus, ReplicaStatus};
 
-use super::logs::{LogRing, REPORTED_LINES};
+use super::logs::{LogFile, REPORTED_LINES};
+use super::pid::ProcessId;
+use super::state_file::{Failure, ReplicaRecord};
 use crate::status::rfc3339;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,13 +63,17 @@ pub(crate) struct ReplicaView {
     pub container: ContainerState,
     /// Why the container is waiting or terminated.
     pub reason: String,
+    /// The process that runs now, if any.
+    pub process: Option<ProcessId>,
     /// When the current (or last) process started.
     pub process_started_at: Option<DateTime<Utc>>,
     pub restart_count: u32,
+    /// Whether any process of this replica was ever ready.
+    pub ever_ready: bool,
     pub error: Option<String>,
     initialized: Flag,
     ready: Flag,
-    pub logs: LogRing,
+    pub logs: LogFile,
 }
 
 impl ReplicaView {
@@ -76,6 +82,7 @@ impl ReplicaView {
         port: u16,
         container_name: String,
         image: String,
+        logs: LogFile,
     ) -> ReplicaView {
         ReplicaView {
             name,
@@ -86,25 +93,74 @@ impl ReplicaView {
             phase: Phase::Pending,
             container: ContainerState::Waiting,
             reason: "ContainerCreating".into(),
+            process: None,
             process_started_at: None,
             restart_count: 0,
+            ever_ready: false,
             error: None,
             initialized: Flag::new(false),
             ready: Flag::new(false),
-            logs: LogRing::default(),
+            logs,
         }
     }
 
-    pub(crate) fn process_started(&mut self) {
+    /// The view an earlier agent recorded: running if its process was, failed if it had failed,
+    /// waiting to be started otherwise.
+    pub(crate) fn from_record(record: ReplicaRecord, container_name: String, image: String) -> ReplicaView {
+        let mut view = ReplicaView::new(record.name, record.port, container_name, image, LogFile::at(record.log));
+        view.created_at = record.created_at;
+        view.process_started_at = record.process_started_at;
+        view.restart_count = record.restart_count;
+        view.ever_ready = record.ever_ready;
+        if let Some(failure) = record.failure {
+            view.fail(&failure.reason, failure.message);
+        } else if record.process.is_some() {
+            view.phase = Phase::Running;
+            view.container = ContainerState::Running;
+            view.reason.clear();
+            view.initialized.set(true);
+            view.ready.set(record.ready);
+            view.process = record.process;
+        }
+        view
+    }
+
+    /// What the state file keeps of this replica.
+    pub(crate) fn record(&self) -> ReplicaRecord {
+        ReplicaRecord {
+            name: self.name.clone(),
+            port: self.port,
+            log: self.logs.path().to_owned(),
+            process: self.process,
+            created_at: self.created_at,
+            process_started_at: self.process_started_at,
+            restart_count: self.restart_count,
+            ever_ready: self.ever_ready,
+            ready: self.ready.met,
+            failure: (self.phase == Phase::Failed).then(|| Failure {
+                reason: self.reason.clone(),
+                message: self.error.clone().unwrap_or_default(),
+            }),
+        }
+    }
+
+    /// `process` (None if its start time could not be read) was just spawned.
+    pub(crate) fn process_started(&mut self, process: Option<ProcessId>) {
         self.phase = Phase::Running;
         self.container = ContainerState::Running;
         self.reason.clear();
+        self.process = process;
         self.process_started_at = Some(Utc::now());
         self.initialized.set(true);
         self.ready.set(false);
     }
 
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready.met
+    }
+
     pub(crate) fn set_ready(&mut self, ready: bool) {
+        self.ever_ready |= ready;
         self.ready.set(ready);
     }
 
@@ -113,6 +169,7 @@ impl ReplicaView {
         self.phase = Phase::Pending;
         self.container = ContainerState::Waiting;
         self.reason = reason.to_owned();
+        self.process = None;
         self.ready.set(false);
     }
 
@@ -121,6 +178,7 @@ impl ReplicaView {
         self.phase = Phase::Failed;
         self.container = ContainerState::Terminated;
         self.reason = reason.to_owned();
+        self.process = None;
         self.ready.set(false);
         self.error = Some(error);
     }
@@ -129,6 +187,7 @@ impl ReplicaView {
     pub(crate) fn stopped(&mut self) {
         self.container = ContainerState::Terminated;
         self.reason = "Completed".into();
+        self.process = None;
         self.ready.set(false);
     }
 
