@@ -95,10 +95,24 @@ async fn shard_write(nodes: &[&MetaNode], group: u64, leader: u64, key: &str, va
     assert!(client.write(request).await.expect("shard write").into_inner().succeeded);
 }
 
+/// Reads from the group's leader, asking the other nodes while leadership moves (a hand-over or an
+/// election may follow the moment the placement settled).
 async fn shard_get(nodes: &[&MetaNode], group: u64, leader: u64, key: &str) -> Option<String> {
-    let mut client = client_at(node_of(nodes, leader).advertise()).await;
-    let response = client.get(pb::GetRequest { key: key.into(), group_id: group }).await.expect("shard get").into_inner();
-    response.kv.map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut candidates: Vec<u64> = std::iter::once(leader).chain(nodes.iter().map(|n| n.node_id())).collect();
+    loop {
+        for id in &candidates {
+            let mut client = client_at(node_of(nodes, *id).advertise()).await;
+            match client.get(pb::GetRequest { key: key.into(), group_id: group }).await {
+                Ok(response) => return response.into_inner().kv.map(|kv| String::from_utf8_lossy(&kv.value).into_owned()),
+                Err(status) if status.code() == tonic::Code::Unavailable => continue,
+                Err(status) => panic!("shard get: {status}"),
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no leader of group {group} answered a read");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        candidates.dedup();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
