@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use nucleus_api::replacement::{Replacement, ReplacementConfig, ReplacementStatus, ReplacementStrategy};
-use nucleus_api::{Artifact, ArtifactStatus, Workload};
+use nucleus_api::{ArtifactStatus, Workload};
 use nucleus_client::{keys, Txn};
 use serde_json::json;
 
@@ -17,7 +17,7 @@ use crate::access::Need;
 use crate::listing::{check, paginate, Window};
 use crate::request::{base_url, Query};
 use crate::replacements::TENANT_ID;
-use crate::workloads::{event, formatted, load};
+use crate::workloads::{current_artifact, event, formatted, load};
 use crate::auth::Caller;
 use crate::{ids, ApiError, AppState};
 
@@ -38,12 +38,8 @@ pub async fn promote(State(state): State<AppState>, Extension(caller): Extension
             "Workload {id} has a replacement in progress; promote it once the replacement has completed or been cancelled"
         )));
     }
-    let Some(artifact_id) = workload.value.artifact_id.clone() else {
-        return Err(ApiError::Unprocessable(format!("Workload {id} has no artifact to promote")));
-    };
-    let Some(artifact) = state.meta.get_json::<Artifact>(&keys::artifact(&artifact_id)).await? else {
-        return Err(ApiError::Unprocessable(format!("The artifact {artifact_id} of workload {id} no longer exists")));
-    };
+    let artifact = current_artifact(&state, &workload.value, "to promote").await?;
+    let artifact_id = artifact.value.id.clone();
     // A locked artifact with an expiry left is a promotion that stopped half-way (or an artifact
     // locked directly): finish it. Otherwise only drafts can be promoted.
     if artifact.value.status == ArtifactStatus::Locked && workload.value.expires_at.is_none() {

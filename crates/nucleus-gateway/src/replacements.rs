@@ -9,19 +9,18 @@ use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use nucleus_api::proton::ProtonStatusDetails;
 use nucleus_api::replacement::{
     Replacement, ReplacementConfig, ReplacementStatus, ReplacementStrategy, StartReplacementRequest, UpdateSettingsRequest,
 };
 use nucleus_api::validation::{self, Loc};
-use nucleus_api::{Artifact, ArtifactStatus, DesiredState, FieldError, Proton, ProtonRole, ProtonStatus, Workload};
+use nucleus_api::{Artifact, ArtifactStatus, FieldError, ProtonRole, Workload};
 use nucleus_client::{keys, Txn, Versioned};
 use serde_json::json;
 
 use crate::access::{allow, role_of, Need};
 use crate::listing::check;
 use crate::request::json_body;
-use crate::workloads::{event, load};
+use crate::workloads::{current_artifact, event, load, new_proton};
 use crate::auth::Caller;
 use crate::{ids, ApiError, AppState};
 
@@ -82,12 +81,7 @@ pub async fn update_settings(State(state): State<AppState>, Extension(caller): E
             "A replacement of workload {id} is already in progress; change the settings once it has finished"
         )));
     }
-    let Some(artifact_id) = workload.value.artifact_id.clone() else {
-        return Err(ApiError::Unprocessable(format!("Workload {id} has no artifact to run the new settings with")));
-    };
-    let Some(artifact) = state.meta.get_json::<Artifact>(&keys::artifact(&artifact_id)).await? else {
-        return Err(ApiError::Unprocessable(format!("The artifact {artifact_id} of workload {id} no longer exists")));
-    };
+    let artifact = current_artifact(&state, &workload.value, "to run the new settings with").await?;
     let record = begin(&state, &caller, workload, artifact.value, Some(req.runtime), ReplacementConfig::default(), Loc::body().key("runtime")).await?;
     Ok((StatusCode::ACCEPTED, Json(record)).into_response())
 }
@@ -106,9 +100,6 @@ async fn begin(
     let Some(previous) = workload.value.proton_id.clone() else {
         return Err(ApiError::Unprocessable(format!("Workload {id} has no active proton to replace")));
     };
-    let Some((group, container)) = artifact.spec.primary() else {
-        return Err(ApiError::Unprocessable(format!("Artifact {} has no primary container; a workload needs one", artifact.id)));
-    };
     let mut errors = Vec::new();
     if let Some(rt) = &runtime {
         validation::runtime(rt, &artifact.spec, &runtime_loc, &mut errors);
@@ -117,26 +108,8 @@ async fn begin(
     let group_names: Vec<String> = artifact.spec.container_groups.iter().map(|g| g.name.clone()).collect();
     let runtime = runtime.unwrap_or_else(|| workload.value.runtime.clone()).normalized(&group_names);
     let now = chrono::Utc::now();
-    let candidate = Proton {
-        id: ids::new_id(),
-        name: format!("{}-{}", workload.value.name, &ids::new_id()[16..]),
-        workload_id: id.clone(),
-        artifact_id: artifact.id.clone(),
-        role: Some(ProtonRole::Candidate),
-        status: ProtonStatus::Submitted,
-        status_details: ProtonStatusDetails::default(),
-        endpoint: None,
-        replica_count: runtime.replicas_for(&group.name),
-        runtime: runtime.clone(),
-        running_since: None,
-        created_at: now,
-        updated_at: now,
-        desired_state: DesiredState::Running,
-        generation: 1,
-        container: container.clone(),
-        agent: None,
-        message: None,
-    };
+    let name = format!("{}-{}", workload.value.name, &ids::new_id()[16..]);
+    let candidate = new_proton(&id, name, &artifact, ProtonRole::Candidate, &runtime, now)?;
     let record = Replacement {
         id: ids::new_event_id(),
         name: format!("replacement of {} by artifact {}", workload.value.name, artifact.id),

@@ -62,32 +62,10 @@ pub async fn create(State(state): State<AppState>, Extension(caller): Extension<
         }
         (None, None) => unreachable!("validation requires artifact or artifactId"),
     };
-    let Some((group, container)) = artifact.spec.primary() else {
-        return Err(ApiError::Unprocessable("the artifact has no primary container".to_owned()));
-    };
     let group_names: Vec<String> = artifact.spec.container_groups.iter().map(|g| g.name.clone()).collect();
     let runtime = req.runtime.clone().unwrap_or_default().normalized(&group_names);
     let workload_id = ids::new_id();
-    let proton = Proton {
-        id: ids::new_id(),
-        name: format!("{}-v1", req.name),
-        workload_id: workload_id.clone(),
-        artifact_id: artifact.id.clone(),
-        role: Some(ProtonRole::Active),
-        status: ProtonStatus::Submitted,
-        status_details: ProtonStatusDetails::default(),
-        endpoint: None,
-        replica_count: runtime.replicas_for(&group.name),
-        runtime: runtime.clone(),
-        running_since: None,
-        created_at: now,
-        updated_at: now,
-        desired_state: DesiredState::Running,
-        generation: 1,
-        container: container.clone(),
-        agent: None,
-        message: None,
-    };
+    let proton = new_proton(&workload_id, format!("{}-v1", req.name), &artifact, ProtonRole::Active, &runtime, now)?;
     let workload = Workload {
         id: workload_id.clone(),
         name: req.name.clone(),
@@ -126,6 +104,54 @@ pub async fn create(State(state): State<AppState>, Extension(caller): Extension<
     write_with_artifact(&state, &artifact, artifact_revision, &workload_id, txn).await?;
     let base = base_url(&state, &headers);
     Ok((StatusCode::CREATED, Json(formatted(workload, &base, &caller))).into_response())
+}
+
+/// A proton of `artifact`'s primary container for `workload_id`, to run with `runtime` (normalized
+/// to the artifact's groups): submitted, not placed yet.
+pub(crate) fn new_proton(
+    workload_id: &str,
+    name: String,
+    artifact: &Artifact,
+    role: ProtonRole,
+    runtime: &WorkloadRuntime,
+    now: nucleus_api::Timestamp,
+) -> Result<Proton, ApiError> {
+    let Some((group, container)) = artifact.spec.primary() else {
+        return Err(ApiError::Unprocessable(format!("Artifact {} has no primary container; a workload needs one", artifact.id)));
+    };
+    Ok(Proton {
+        id: ids::new_id(),
+        name,
+        workload_id: workload_id.to_owned(),
+        artifact_id: artifact.id.clone(),
+        role: Some(role),
+        status: ProtonStatus::Submitted,
+        status_details: ProtonStatusDetails::default(),
+        endpoint: None,
+        replica_count: runtime.replicas_for(&group.name),
+        runtime: runtime.clone(),
+        running_since: None,
+        created_at: now,
+        updated_at: now,
+        desired_state: DesiredState::Running,
+        generation: 1,
+        container: container.clone(),
+        agent: None,
+        message: None,
+    })
+}
+
+/// The artifact a workload runs now; `missing` says what cannot be done without one.
+pub(crate) async fn current_artifact(state: &AppState, workload: &Workload, missing: &str) -> Result<Versioned<Artifact>, ApiError> {
+    let id = &workload.id;
+    let Some(artifact_id) = &workload.artifact_id else {
+        return Err(ApiError::Unprocessable(format!("Workload {id} has no artifact {missing}")));
+    };
+    state
+        .meta
+        .get_json::<Artifact>(&keys::artifact(artifact_id))
+        .await?
+        .ok_or_else(|| ApiError::Unprocessable(format!("The artifact {artifact_id} of workload {id} no longer exists")))
 }
 
 /// Writes a new workload (`workload_txn`, in its shard) that uses `artifact` (root group), with no

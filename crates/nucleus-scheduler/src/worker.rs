@@ -102,6 +102,16 @@ impl Fence {
     fn guard(&self, txn: Txn) -> Txn {
         txn.require(&keys::shard_lease(self.group), self.token)
     }
+
+    /// A fenced Stop of `proton` with the usual grace period.
+    fn stop(&self, proton: &str) -> StopRequest {
+        StopRequest {
+            proton_id: proton.to_owned(),
+            grace_period_seconds: STOP_GRACE_SECONDS,
+            fencing_token: self.token,
+            meta_shard: self.group,
+        }
+    }
 }
 
 /// Runs the worker until `shutdown` resolves. It acts only on the shards it holds leases for.
@@ -539,12 +549,7 @@ impl World {
                     return Ok(()); // the workload watch is behind
                 }
                 if let Some(agent) = agent {
-                    let request = StopRequest {
-                        proton_id: proton.id.clone(),
-                        grace_period_seconds: STOP_GRACE_SECONDS,
-                        fencing_token: fence.token,
-                        meta_shard: fence.group,
-                    };
+                    let request = fence.stop(&proton.id);
                     match agent.stop(request).await {
                         Ok(()) => {
                             tracing::info!(proton = proton.id, "stop sent");
@@ -592,12 +597,7 @@ impl World {
         let Some(agent_name) = proton.agent.as_deref() else { return Ok(()) };
         match self.agents.get(agent_name) {
             Some(agent) if agent.connected => {
-                let request = StopRequest {
-                    proton_id: proton.id.clone(),
-                    grace_period_seconds: STOP_GRACE_SECONDS,
-                    fencing_token: fence.token,
-                    meta_shard: fence.group,
-                };
+                let request = fence.stop(&proton.id);
                 if let Err(err) = agent.client.stop(request).await {
                     tracing::warn!(proton = proton.id, error = %err, "stop of a preempted proton failed; will retry");
                     return Ok(());
