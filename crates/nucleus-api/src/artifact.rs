@@ -3,11 +3,12 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::{Timestamp, UserData};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ArtifactType {
     #[default]
@@ -21,7 +22,7 @@ pub enum ArtifactType {
 }
 
 /// `registered` is the legacy spelling of `locked`; it is accepted on input, `locked` is emitted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ArtifactStatus {
     #[default]
@@ -31,7 +32,7 @@ pub enum ArtifactStatus {
 }
 
 /// `POST /artifacts`, `PUT /artifacts/{id}` and the inline `artifact` of a workload create.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InputArtifact {
     pub name: String,
@@ -47,7 +48,7 @@ pub struct InputArtifact {
 }
 
 /// `PATCH /artifacts/{id}`: every field optional; `spec` replaces the whole containerGroups array.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateArtifactRequest {
     pub name: Option<String>,
@@ -56,7 +57,7 @@ pub struct UpdateArtifactRequest {
     pub status: Option<ArtifactStatus>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ArtifactSpec {
     /// Injected by the server from the artifact's top-level `type`.
@@ -85,7 +86,7 @@ fn default_group_name() -> String {
     "default".to_owned()
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerGroup {
     #[serde(default = "default_group_name")]
@@ -94,7 +95,7 @@ pub struct ContainerGroup {
     pub containers: Vec<Container>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Container {
     #[serde(default)]
@@ -131,7 +132,7 @@ pub struct Container {
 }
 
 /// Environment variable, discriminated by `source` (`string` when omitted, `dr-credential`, `api-key`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnvVar {
     #[serde(default)]
@@ -163,7 +164,7 @@ fn d_one() -> i64 {
 }
 
 /// Probe settings with the spec's defaults (Kubernetes semantics).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProbeConfig {
     pub path: String,
@@ -188,7 +189,7 @@ pub struct ProbeConfig {
 }
 
 /// An artifact as stored and as returned (`ArtifactFormatted`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Artifact {
     pub id: String,
@@ -200,8 +201,8 @@ pub struct Artifact {
     pub version: Option<u32>,
     pub artifact_repository_id: Option<String>,
     pub spec: ArtifactSpec,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
     pub creator: Option<UserData>,
     #[serde(default)]
     pub permissions: Vec<String>,

@@ -13,7 +13,7 @@ pub const GPU_TYPE_H100: &str = "nvidia-h100";
 const GIB: u64 = 1024 * 1024 * 1024;
 
 /// One catalogue entry, in the shape of the spec's `resolvedBundle` plus what placement needs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceBundle {
     pub id: String,

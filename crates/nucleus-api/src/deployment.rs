@@ -3,9 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Importance, Timestamp};
+use chrono::{DateTime, Utc};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+use crate::Importance;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Deployment {
     pub id: String,
@@ -20,11 +22,11 @@ pub struct Deployment {
     pub endpoint: Option<String>,
     #[serde(default)]
     pub permissions: Vec<String>,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateDeploymentRequest {
     pub name: String,
@@ -35,7 +37,7 @@ pub struct CreateDeploymentRequest {
     pub importance: Option<Importance>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateDeploymentRequest {
     #[serde(default)]

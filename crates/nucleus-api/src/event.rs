@@ -1,16 +1,16 @@
 use serde::{Deserialize, Serialize};
 
-use crate::Timestamp;
+use chrono::{DateTime, Utc};
 
 /// One step of a workload's story (`GET /workloads/{id}/events`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadEvent {
     pub id: String,
     pub workload_id: String,
     /// e.g. `workloadCreated`, `protonStatusChanged`, `workloadStopRequested`.
     pub event_type: String,
-    pub timestamp: Timestamp,
+    pub timestamp: DateTime<Utc>,
     #[serde(default)]
     pub actor_id: Option<String>,
     /// `message` (human text) plus event-specific fields.

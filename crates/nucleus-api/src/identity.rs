@@ -2,10 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::Timestamp;
+use chrono::{DateTime, Utc};
 
 /// A user, created by the administrator.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct User {
     pub id: String,
@@ -14,10 +14,10 @@ pub struct User {
     pub full_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
-    pub created_at: Timestamp,
+    pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateUserRequest {
     pub username: String,
@@ -28,15 +28,15 @@ pub struct CreateUserRequest {
 }
 
 /// What meta keeps of an API token: whose it is (the token itself is stored only as a hash).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenRecord {
     pub user_id: String,
-    pub created_at: Timestamp,
+    pub created_at: DateTime<Utc>,
 }
 
 /// The three roles an object can be shared with; the spec's upper-case names map onto them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Invoke only.
@@ -71,7 +71,7 @@ impl Role {
 }
 
 /// One entry of an object's sharing list.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SharedRole {
     /// The user's id.
@@ -83,7 +83,7 @@ pub struct SharedRole {
 }
 
 /// One role of a `PATCH .../sharedRoles`: by `id` or by `username`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SharedRoleInput {
     #[serde(default)]
@@ -94,11 +94,20 @@ pub struct SharedRoleInput {
     pub share_recipient_type: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SharedRolesUpdateRequest {
     pub operation: String,
     pub roles: Vec<SharedRoleInput>,
+}
+
+/// `POST /users/{id}/tokens`: the secret is shown once, here; meta keeps only its hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenCreated {
+    pub token: String,
+    pub user_id: String,
+    pub created_at: DateTime<Utc>,
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ pub use workload::{
 pub type Timestamp = chrono::DateTime<chrono::Utc>;
 
 /// `creator` / `owners` entries.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserData {
     pub id: String,

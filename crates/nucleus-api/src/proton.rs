@@ -6,9 +6,9 @@ use serde::{Deserialize, Serialize};
 use crate::artifact::Container;
 use crate::status::{ProtonStatus, worst};
 use crate::workload::{DesiredState, WorkloadRuntime};
-use crate::Timestamp;
+use chrono::{DateTime, Utc};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ProtonRole {
     Active,
@@ -16,7 +16,7 @@ pub enum ProtonRole {
 }
 
 /// A proton as stored and returned (`ProtonFormatted`, plus the scheduler's fields).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Proton {
     pub id: String,
@@ -32,10 +32,10 @@ pub struct Proton {
     pub endpoint: Option<String>,
     pub runtime: WorkloadRuntime,
     #[serde(default)]
-    pub running_since: Option<Timestamp>,
+    pub running_since: Option<DateTime<Utc>>,
     pub replica_count: u32,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
     /// What the user asked for: running or stopped.
     pub desired_state: DesiredState,
     /// Bumped by every start, so that the scheduler launches afresh after a stop or an error.
@@ -50,14 +50,14 @@ pub struct Proton {
     pub message: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProtonStatusDetails {
     #[serde(default)]
     pub log_tail: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ReplicaPhase {
     Pending,
@@ -79,7 +79,7 @@ impl ReplicaPhase {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     #[serde(rename = "type")]
@@ -88,7 +88,7 @@ pub struct Condition {
     pub since: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerState {
     pub name: String,
@@ -102,7 +102,7 @@ pub struct ContainerState {
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReplicaStatus {
     pub name: String,
@@ -148,7 +148,7 @@ impl ReplicaStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OverallStatus {
     pub state: ProtonStatus,
@@ -157,7 +157,7 @@ pub struct OverallStatus {
 }
 
 /// `ReplicaStatusesSnapshot`, stored by the scheduler for each proton the agent reported.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReplicaStatusesSnapshot {
     pub overall_status: OverallStatus,

@@ -3,9 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Timestamp, WorkloadRuntime};
+use chrono::{DateTime, Utc};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+use crate::WorkloadRuntime;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ReplacementStatus {
     #[default]
@@ -19,14 +21,14 @@ pub enum ReplacementStatus {
     Deleting,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ReplacementStrategy {
     #[default]
     Rolling,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReplacementConfig {
     #[serde(default)]
@@ -35,7 +37,7 @@ pub struct ReplacementConfig {
     pub keep_old_version_minutes: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Replacement {
     pub id: String,
@@ -55,11 +57,11 @@ pub struct Replacement {
     #[serde(default)]
     pub message: Option<String>,
     #[serde(default)]
-    pub switched_at: Option<Timestamp>,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
+    pub switched_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
     #[serde(default)]
-    pub deleted_at: Option<Timestamp>,
+    pub deleted_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub is_deleted: bool,
     pub tenant_id: String,
@@ -87,7 +89,7 @@ impl crate::Workload {
 
 /// `POST /workloads/{id}/replacement`. `strategy` is read as text so that a wrong value is a 422
 /// naming the field rather than a parse error.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StartReplacementRequest {
     pub artifact_id: String,
@@ -99,7 +101,7 @@ pub struct StartReplacementRequest {
 }
 
 /// `PATCH /workloads/{id}/settings`: a rolling replacement onto the same artifact.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateSettingsRequest {
     pub runtime: WorkloadRuntime,

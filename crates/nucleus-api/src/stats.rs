@@ -1,13 +1,14 @@
 //! Request statistics (spec §2.15): what a gateway records per proton and minute, and the sums
 //! the stats endpoints answer with.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Upper bounds (ms) of the latency bins; the last bin takes everything slower.
 pub const LATENCY_BOUNDS_MS: [u64; 16] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000, 120_000];
 
 /// The invocations one gateway forwarded to one proton in one minute.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MinuteStats {
     pub total: u64,
@@ -21,7 +22,7 @@ pub struct MinuteStats {
     /// The most requests in flight at once.
     pub max_concurrency: u32,
     #[serde(default)]
-    pub last_request_at: Option<crate::Timestamp>,
+    pub last_request_at: Option<DateTime<Utc>>,
 }
 
 impl MinuteStats {
@@ -90,7 +91,7 @@ impl MinuteStats {
 }
 
 /// `RequestMetrics` (spec §2.15).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestMetrics {
     pub total_requests: u64,
@@ -123,6 +124,99 @@ impl RequestMetrics {
             total_error_rate: rate(sum.server_errors + sum.user_errors),
         }
     }
+}
+
+/// A time span, `[start, end)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Period {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// `GET /workloads/{id}/stats` (`ProtonRequestStats`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ProtonRequestStats {
+    pub period: Period,
+    pub metrics: RequestMetrics,
+}
+
+/// One bucket of a metric over time; `value` is a count or a rate, depending on the metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MetricBucket {
+    pub period: Period,
+    #[schema(value_type = f64)]
+    pub value: serde_json::Number,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricSummary {
+    pub period: Period,
+    pub proton_id: Option<String>,
+}
+
+/// `GET /workloads/{id}/stats/{metric_name}` (`ProtonRequestMetricOverTime`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MetricOverTime {
+    pub metric: String,
+    pub summary: MetricSummary,
+    pub buckets: Vec<MetricBucket>,
+}
+
+/// `requestStats` of a listed workload (`serviceStats=true`): the last 7 days, day by day.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceStats {
+    pub total_requests: u64,
+    pub error_rate: f64,
+    pub error_rates: Vec<f64>,
+    pub request_rates: Vec<f64>,
+    pub response_time: f64,
+    pub concurrent_requests: u32,
+    pub last_request_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WorkloadCounts {
+    pub total: usize,
+    pub active: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RequestCounts {
+    pub total: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub trend: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RateTrend {
+    pub rate: f64,
+    pub trend: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MillisTrend {
+    pub millis: f64,
+    pub trend: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CountTrend {
+    pub count: u32,
+    pub trend: f64,
+}
+
+/// `GET /workloads/stats`: every visible workload's last 24 hours, trends against the 24 before.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatsOverview {
+    pub workloads: WorkloadCounts,
+    pub requests: RequestCounts,
+    pub error_rate: RateTrend,
+    pub response_time: MillisTrend,
+    pub concurrent_requests: CountTrend,
 }
 
 #[cfg(test)]

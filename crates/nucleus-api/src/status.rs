@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The full proton vocabulary; the workload shows a subset of it (see [`ProtonStatus::for_workload`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum ProtonStatus {
     #[default]

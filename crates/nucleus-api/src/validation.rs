@@ -11,7 +11,7 @@ use crate::workload::{CreateWorkloadRequest, WorkloadRuntime};
 pub const NAME_MAX: usize = 5000;
 
 /// One invalid field: `{"loc": ["body", "name"], "msg": "...", "type": "string_too_long"}`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub loc: Vec<Value>,
     pub msg: String,

@@ -5,9 +5,11 @@ use serde_json::Value;
 
 use crate::artifact::InputArtifact;
 use crate::status::ProtonStatus;
-use crate::{ArtifactType, Timestamp, UserData};
+use chrono::{DateTime, Utc};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
+use crate::{ArtifactType, UserData};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Importance {
     #[default]
@@ -18,14 +20,14 @@ pub enum Importance {
 }
 
 /// What the user asked a workload (and its active proton) to be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DesiredState {
     Running,
     Stopped,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorkloadRuntime {
     #[serde(default)]
@@ -40,7 +42,7 @@ fn default_group_name() -> String {
     "default".to_owned()
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GroupRuntime {
     #[serde(default = "default_group_name")]
@@ -60,7 +62,7 @@ pub struct GroupRuntime {
     pub resolved_bundle: Option<Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Autoscaling {
     #[serde(default = "yes")]
@@ -77,7 +79,7 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerOverride {
     pub name: String,
@@ -125,7 +127,7 @@ impl WorkloadRuntime {
 }
 
 /// `POST /workloads`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateWorkloadRequest {
     pub name: String,
@@ -144,7 +146,7 @@ pub struct CreateWorkloadRequest {
 }
 
 /// `PATCH /workloads/{id}`: metadata only.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateWorkloadRequest {
     pub name: Option<String>,
@@ -152,7 +154,7 @@ pub struct UpdateWorkloadRequest {
     pub importance: Option<Importance>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadStatusDetails {
     #[serde(default)]
@@ -163,7 +165,7 @@ pub struct WorkloadStatusDetails {
 }
 
 /// A workload as stored and returned (`WorkloadFormatted`); `endpoint` is filled in by the gateway.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Workload {
     pub id: String,
@@ -188,20 +190,62 @@ pub struct Workload {
     pub permissions: Vec<String>,
     #[serde(default)]
     pub tags: Vec<Value>,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
     #[serde(default)]
     pub status_details: Option<WorkloadStatusDetails>,
     pub desired_state: DesiredState,
     /// When a draft workload expires (8 hours after it was created or last started): the
     /// scheduler then stops and removes it. `None` once its artifact is locked (promote).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<Timestamp>,
+    pub expires_at: Option<DateTime<Utc>>,
     /// `requestStats`: filled in by the gateway for `serviceStats=true`; never stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_stats: Option<Value>,    /// Who it is shared with (read through `.../sharedRoles`; kept out of the formatted object).
+    pub request_stats: Option<crate::stats::ServiceStats>,
+    /// Who it is shared with (read through `.../sharedRoles`; kept out of the formatted object).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shared_roles: Vec<crate::identity::SharedRole>,
+}
+
+/// The answer to `POST /workloads/{id}/start` and `/stop` (`WorkloadOperationResponse`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadOperationResponse {
+    pub status: String,
+    pub workload_id: String,
+    /// Where to follow the operation: the workload's own URL.
+    pub track_via: String,
+}
+
+/// `GET /workloads/{id}/settings`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WorkloadSettings {
+    pub runtime: WorkloadRuntime,
+}
+
+/// One object related to a workload (`GET /workloads/{id}/related`): its artifact, the
+/// artifact's repository, its protons.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RelatedObject {
+    pub id: String,
+    /// `artifact`, `artifact_repository` or `proton`.
+    #[serde(rename = "type")]
+    pub object_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RelatedObjects {
+    pub count: usize,
+    pub data: Vec<RelatedObject>,
 }
 
 #[cfg(test)]

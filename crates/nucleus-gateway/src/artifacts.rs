@@ -11,7 +11,7 @@ use nucleus_api::{Artifact, ArtifactStatus, InputArtifact, UpdateArtifactRequest
 use nucleus_client::{keys, Txn};
 
 use crate::access::{allow, permissions, role_of, Need};
-use crate::listing::{check, order, paginate, Window};
+use crate::listing::{check, order, paginate, CommonFilters, Window};
 use crate::request::{json_body, Query};
 use crate::auth::Caller;
 use crate::{ids, ApiError, AppState};
@@ -81,9 +81,10 @@ pub async fn repository_members(state: &AppState, repository: &str) -> Result<Ve
     Ok(members)
 }
 
-#[derive(serde::Deserialize)]
+/// `POST /artifacts/{id}/clone`.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CloneRequest {
+pub struct CloneRequest {
     name: String,
 }
 
@@ -120,6 +121,7 @@ pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Ca
     let statuses = query.all("status");
     let types = query.all("type");
     let repository = query.one("repositoryId");
+    let common = CommonFilters::from_query(&query);
     let mut items: Vec<Artifact> = state
         .meta
         .list_json::<Artifact>(keys::ARTIFACTS)
@@ -131,10 +133,12 @@ pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Ca
         .filter(|a| statuses.is_empty() || statuses.iter().any(|s| status_matches(a.status, s)))
         .filter(|a| types.is_empty() || types.iter().any(|t| json_name(&a.artifact_type) == *t))
         .filter(|a| repository.is_none_or(|r| a.artifact_repository_id.as_deref() == Some(r)))
+        .filter(|a| common.keep(a))
         .collect();
     order(
         &mut items,
         &query,
+        &["status"],
         |field, a, b| match field {
             "status" => Some(json_name(&a.status).cmp(&json_name(&b.status))),
             _ => None,

@@ -152,7 +152,7 @@ pub async fn delete(State(state): State<AppState>, Extension(caller): Extension<
 }
 
 /// The statistics of the deployment's workload.
-pub async fn stats(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, uri: Uri) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn stats(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, uri: Uri) -> Result<Json<nucleus_api::stats::ProtonRequestStats>, ApiError> {
     let deployment = load(&state, &caller, &id, Need::Read).await?.value;
     crate::stats::endpoints::get(State(state), Extension(caller), Path(deployment.workload_id), uri).await
 }

@@ -3,7 +3,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use nucleus_api::validation::BodyError;
 use nucleus_api::FieldError;
-use serde_json::json;
 
 /// Every error the REST API answers with, mapped to its status code in one place.
 /// Bodies are `{"detail": "..."}`, or FastAPI's list of field errors for 422 validation.
@@ -75,13 +74,26 @@ impl From<nucleus_client::Error> for ApiError {
     }
 }
 
+/// The body of every error answer: `{"detail": "..."}`, or FastAPI's list of field errors.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub detail: ErrorDetail,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum ErrorDetail {
+    Message(String),
+    Fields(Vec<FieldError>),
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let body = match self {
-            ApiError::Validation(errors) => json!({ "detail": errors }),
-            other => json!({ "detail": other.to_string() }),
+        let detail = match self {
+            ApiError::Validation(errors) => ErrorDetail::Fields(errors),
+            other => ErrorDetail::Message(other.to_string()),
         };
-        (status, Json(body)).into_response()
+        (status, Json(ErrorBody { detail })).into_response()
     }
 }

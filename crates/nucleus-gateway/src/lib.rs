@@ -13,6 +13,7 @@ mod ids;
 mod invoke;
 mod lifetime;
 mod listing;
+pub mod openapi;
 mod protons;
 mod replacements;
 mod repositories;

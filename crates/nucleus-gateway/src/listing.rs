@@ -5,7 +5,8 @@ use std::cmp::Ordering;
 use axum::http::{HeaderMap, Uri};
 use nucleus_api::page::{neighbours, Page};
 use nucleus_api::validation::Loc;
-use nucleus_api::{FieldError, Timestamp};
+use nucleus_api::{FieldError, Timestamp, UserData};
+use serde_json::Value;
 
 use crate::request::{base_url, Query};
 use crate::{ApiError, AppState};
@@ -27,66 +28,108 @@ impl Window {
     }
 }
 
-/// What every listed resource can be ordered by: `name`, `createdAt` and `updatedAt`.
+/// What every listed resource can be filtered and ordered by.
 pub trait Listed {
+    fn id(&self) -> &str;
     fn name(&self) -> &str;
     fn created_at(&self) -> Timestamp;
     fn updated_at(&self) -> Timestamp;
+    fn creator(&self) -> Option<&UserData>;
+    fn tags(&self) -> &[Value];
 }
 
-impl Listed for nucleus_api::Artifact {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn created_at(&self) -> Timestamp {
-        self.created_at
-    }
-    fn updated_at(&self) -> Timestamp {
-        self.updated_at
-    }
+macro_rules! listed {
+    ($type:ty) => {
+        impl Listed for $type {
+            fn id(&self) -> &str {
+                &self.id
+            }
+            fn name(&self) -> &str {
+                &self.name
+            }
+            fn created_at(&self) -> nucleus_api::Timestamp {
+                self.created_at
+            }
+            fn updated_at(&self) -> nucleus_api::Timestamp {
+                self.updated_at
+            }
+            fn creator(&self) -> Option<&nucleus_api::UserData> {
+                self.creator.as_ref()
+            }
+            fn tags(&self) -> &[serde_json::Value] {
+                &self.tags
+            }
+        }
+    };
+}
+pub(crate) use listed;
+
+listed!(nucleus_api::Artifact);
+listed!(nucleus_api::Workload);
+
+/// The filters every list endpoint takes: `createdBy` (user id or username), `ids[]`, and
+/// `tagKeys[]`/`tagValues[]` (an item matches when one of its tags has one of the names, and one
+/// of the values).
+pub struct CommonFilters {
+    created_by: Option<String>,
+    ids: Vec<String>,
+    tag_keys: Vec<String>,
+    tag_values: Vec<String>,
 }
 
-impl Listed for nucleus_api::Workload {
-    fn name(&self) -> &str {
-        &self.name
+impl CommonFilters {
+    pub fn from_query(query: &Query) -> CommonFilters {
+        CommonFilters {
+            created_by: query.one("createdBy").map(str::to_owned),
+            ids: query.all("ids"),
+            tag_keys: query.all("tagKeys"),
+            tag_values: query.all("tagValues"),
+        }
     }
-    fn created_at(&self) -> Timestamp {
-        self.created_at
-    }
-    fn updated_at(&self) -> Timestamp {
-        self.updated_at
+
+    pub fn keep<T: Listed>(&self, item: &T) -> bool {
+        let by = self.created_by.as_deref().is_none_or(|wanted| {
+            item.creator().is_some_and(|c| c.id == wanted || c.username.as_deref() == Some(wanted))
+        });
+        let tag_has = |field: &str, wanted: &[String]| {
+            wanted.is_empty() || item.tags().iter().any(|t| t.get(field).and_then(Value::as_str).is_some_and(|v| wanted.iter().any(|w| w == v)))
+        };
+        by && (self.ids.is_empty() || self.ids.iter().any(|id| id == item.id())) && tag_has("name", &self.tag_keys) && tag_has("value", &self.tag_values)
     }
 }
 
 /// Sorts by `orderBy` (`field` or `-field`; newest first by default): the common fields of
-/// [`Listed`], then whatever `extra` knows (returning `None` for names it does not know).
+/// [`Listed`], then the `extra` fields, which `extra_key` compares.
 pub fn order<T: Listed>(
     items: &mut [T],
     query: &Query,
-    extra: impl Fn(&str, &T, &T) -> Option<Ordering>,
+    extra: &[&str],
+    extra_key: impl Fn(&str, &T, &T) -> Option<Ordering>,
     errors: &mut Vec<FieldError>,
 ) {
-    let key = |field: &str, a: &T, b: &T| match field {
-        "name" => Some(a.name().cmp(b.name())),
-        "createdAt" => Some(a.created_at().cmp(&b.created_at())),
-        "updatedAt" => Some(a.updated_at().cmp(&b.updated_at())),
-        other => extra(other, a, b),
-    };
     let spec = query.one("orderBy").unwrap_or("-createdAt");
     let (field, descending) = match spec.strip_prefix('-') {
         Some(field) => (field, true),
         None => (spec, false),
     };
-    if items.len() >= 2 && key(field, &items[0], &items[1]).is_none() {
+    let common = ["name", "createdAt", "updatedAt"];
+    if !common.contains(&field) && !extra.contains(&field) {
+        let known: Vec<&str> = common.iter().chain(extra).copied().collect();
         errors.push(FieldError::new(
             &Loc::query().key("orderBy"),
-            format!("Cannot order by '{field}'"),
+            format!("Cannot order by '{field}'; use one of {} (prefix '-' for descending)", known.join(", ")),
             "value_error",
         ));
         return;
     }
+    let key = |a: &T, b: &T| match field {
+        "name" => a.name().cmp(b.name()),
+        "createdAt" => a.created_at().cmp(&b.created_at()),
+        "updatedAt" => a.updated_at().cmp(&b.updated_at()),
+        other => extra_key(other, a, b).unwrap_or(Ordering::Equal),
+    };
     items.sort_by(|a, b| {
-        let ord = key(field, a, b).unwrap_or(Ordering::Equal);
+        let ord = key(a, b);
         if descending { ord.reverse() } else { ord }
     });
 }

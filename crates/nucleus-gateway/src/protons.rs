@@ -5,6 +5,7 @@ use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use nucleus_api::workload::{RelatedObject, RelatedObjects};
 use nucleus_api::{Proton, ReplicaStatusesSnapshot, WorkloadEvent};
 use nucleus_client::keys;
 
@@ -60,25 +61,37 @@ pub async fn events(State(state): State<AppState>, Extension(caller): Extension<
 }
 
 /// `GET /workloads/{id}/related`: the workload's artifact, its repository and its protons.
-pub async fn related(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn related(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Json<RelatedObjects>, ApiError> {
     let workload = load(&state, &caller, &id, Need::Read).await?.value;
     let mut data = Vec::new();
-    let item = |id: &str, name: &str, kind: &str, created: &nucleus_api::Timestamp, updated: &nucleus_api::Timestamp| {
-        serde_json::json!({ "id": id, "name": name, "type": kind, "createdAt": created, "updatedAt": updated, "permissions": ["*"] })
+    let item = |id: &str, name: &str, kind: &str, created: nucleus_api::Timestamp, updated: nucleus_api::Timestamp| RelatedObject {
+        id: id.to_owned(),
+        object_type: kind.to_owned(),
+        name: Some(name.to_owned()),
+        created_at: Some(created),
+        updated_at: Some(updated),
+        permissions: Some(vec!["*".to_owned()]),
     };
     if let Some(artifact_id) = &workload.artifact_id
         && let Some(artifact) = state.meta.get_json::<nucleus_api::Artifact>(&keys::artifact(artifact_id)).await?
     {
         let a = artifact.value;
-        data.push(item(&a.id, &a.name, "artifact", &a.created_at, &a.updated_at));
+        data.push(item(&a.id, &a.name, "artifact", a.created_at, a.updated_at));
         if let Some(repository) = &a.artifact_repository_id {
-            data.push(serde_json::json!({ "id": repository, "type": "artifact_repository" }));
+            data.push(RelatedObject {
+                id: repository.clone(),
+                object_type: "artifact_repository".to_owned(),
+                name: None,
+                created_at: None,
+                updated_at: None,
+                permissions: None,
+            });
         }
     }
     let mut protons: Vec<Proton> = state.meta.list_json::<Proton>(&keys::protons_of(&id)).await?.into_iter().map(|p| p.value).collect();
     protons.sort_by_key(|p| p.created_at);
     for p in &protons {
-        data.push(item(&p.id, &p.name, "proton", &p.created_at, &p.updated_at));
+        data.push(item(&p.id, &p.name, "proton", p.created_at, p.updated_at));
     }
-    Ok(Json(serde_json::json!({ "count": data.len(), "data": data })))
+    Ok(Json(RelatedObjects { count: data.len(), data }))
 }

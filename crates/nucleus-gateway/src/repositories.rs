@@ -13,14 +13,15 @@ use serde::Serialize;
 
 use crate::access::{allow, role_of, Need};
 use crate::artifacts::{json_name, readable, repository_members};
-use crate::listing::{check, order, paginate, Listed, Window};
+use crate::listing::{check, listed, order, paginate, CommonFilters, Listed, Window};
 use crate::request::Query;
 use crate::auth::Caller;
 use crate::{ApiError, AppState};
 
 /// `ArtifactRepositoryFormatted`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ArtifactRepository)]
 pub struct Repository {
     id: String,
     name: String,
@@ -31,21 +32,11 @@ pub struct Repository {
     creator: Option<nucleus_api::UserData>,
     permissions: Vec<String>,
     tags: Vec<serde_json::Value>,
-    created_at: nucleus_api::Timestamp,
-    updated_at: nucleus_api::Timestamp,
+    created_at: chrono::DateTime<chrono::Utc>,
+    updated_at: chrono::DateTime<chrono::Utc>,
 }
 
-impl Listed for Repository {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn created_at(&self) -> nucleus_api::Timestamp {
-        self.created_at
-    }
-    fn updated_at(&self) -> nucleus_api::Timestamp {
-        self.updated_at
-    }
-}
+listed!(Repository);
 
 /// Summarises a non-empty list of one repository's artifacts, oldest first.
 fn summarise(id: &str, members: &[Artifact]) -> Option<Repository> {
@@ -70,6 +61,7 @@ pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Ca
     let window = Window::from_query(&query, &mut errors);
     let search = query.one("search").map(str::to_lowercase);
     let types = query.all("type");
+    let common = CommonFilters::from_query(&query);
     let mut groups: BTreeMap<String, Vec<Artifact>> = BTreeMap::new();
     for artifact in state.meta.list_json::<Artifact>(keys::ARTIFACTS).await?.into_iter().map(|a| a.value).filter(|a| readable(&caller, a)) {
         if let Some(repository) = artifact.artifact_repository_id.clone() {
@@ -84,8 +76,9 @@ pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Ca
         })
         .filter(|r| search.as_ref().is_none_or(|s| r.name.to_lowercase().contains(s)))
         .filter(|r| types.is_empty() || types.contains(&json_name(&r.repository_type)))
+        .filter(|r| common.keep(r))
         .collect();
-    order(&mut items, &query, |_, _, _| None, &mut errors);
+    order(&mut items, &query, &[], |_, _, _| None, &mut errors);
     check(errors)?;
     Ok(Json(paginate(items, &window, &query, &state, &headers, &uri)).into_response())
 }

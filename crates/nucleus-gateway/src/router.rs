@@ -8,7 +8,7 @@ use axum::routing::{any, get, post, MethodRouter};
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::{artifacts, auth, deployments, invoke, lifetime, protons, replacements, repositories, sharing, stats, users, workloads, ApiError, AppState};
+use crate::{artifacts, auth, deployments, invoke, lifetime, openapi, protons, replacements, repositories, sharing, stats, users, workloads, ApiError, AppState};
 
 const API: &str = "/api/v2";
 
@@ -76,13 +76,29 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v2/endpoints/deployments/{deployment_id}/{*path}", any(deployments::invoke))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
+    // The document describes the API, not anyone's data: tooling reads it without a token.
+    let public = Router::new()
+        .route("/api/v2/openapi.json", get(openapi::json))
+        .route("/api/v2/openapi.yaml", get(openapi::yaml));
     router
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
+        .merge(public)
         .with_state(state)
 }
 
-async fn version() -> Json<serde_json::Value> {
-    Json(json!({ "major": 2, "minor": 41, "versionString": "2.41.0", "nucleus": env!("CARGO_PKG_VERSION") }))
+/// `GET /version`: DataRobot's Python client checks `versionString` (major 2) before it calls.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionInfo {
+    major: u32,
+    minor: u32,
+    version_string: &'static str,
+    /// This server's own version.
+    nucleus: &'static str,
+}
+
+async fn version() -> Json<VersionInfo> {
+    Json(VersionInfo { major: 2, minor: 41, version_string: "2.41.0", nucleus: env!("CARGO_PKG_VERSION") })
 }
 
 /// The resource bundle catalogue, as a page (it is short: one page holds it all).

@@ -6,11 +6,10 @@ use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use nucleus_api::identity::{CreateUserRequest, TokenRecord, User};
+use nucleus_api::identity::{CreateUserRequest, TokenCreated, TokenRecord, User};
 use nucleus_api::validation::Loc;
 use nucleus_api::FieldError;
 use nucleus_client::{keys, Txn};
-use serde_json::json;
 
 use crate::auth::{token_hash, Caller};
 use crate::listing::{check, paginate, Window};
@@ -76,5 +75,5 @@ pub async fn create_token(State(state): State<AppState>, Extension(caller): Exte
     let record = TokenRecord { user_id: id.clone(), created_at: chrono::Utc::now() };
     let key = keys::token(&token_hash(&secret));
     state.meta.write(Txn::new().require(&key, 0).put_json(&key, &record)?).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "token": secret, "userId": id, "createdAt": record.created_at }))).into_response())
+    Ok((StatusCode::CREATED, Json(TokenCreated { token: secret, user_id: id, created_at: record.created_at })).into_response())
 }

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use nucleus_api::proton::ProtonStatusDetails;
 use nucleus_api::identity::Role;
+use nucleus_api::workload::{WorkloadOperationResponse, WorkloadSettings};
 use nucleus_api::validation::{self, Loc};
 use nucleus_api::{
     Artifact, ArtifactStatus, CreateWorkloadRequest, DesiredState, Proton, ProtonRole, ProtonStatus, UpdateWorkloadRequest, Workload,
@@ -19,7 +20,7 @@ use serde_json::{json, Value};
 use crate::access::{allow, permissions, role_of, Need};
 use crate::artifacts::{json_name, new_artifact};
 use crate::lifetime::draft_expiry;
-use crate::listing::{check, order, paginate, Window};
+use crate::listing::{check, order, paginate, CommonFilters, Window};
 use crate::request::{base_url, json_body, workload_endpoint, Query};
 use crate::auth::Caller;
 use crate::{ids, ApiError, AppState};
@@ -251,7 +252,10 @@ pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Ca
     }
     let importance = query.all("importance");
     let artifact_id = query.one("artifactId");
-    let ids = query.all("ids");
+    let artifact_statuses = query.all("artifactStatus");
+    let repository = query.one("repositoryId");
+    let common = CommonFilters::from_query(&query);
+    let summary = |w: &Workload, field: &str| w.artifact.as_ref().and_then(|a| a.get(field)).and_then(Value::as_str).map(str::to_owned);
     let mut items: Vec<Workload> = state
         .meta
         .list_json::<Workload>(keys::WORKLOADS)
@@ -263,11 +267,14 @@ pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Ca
         .filter(|w| statuses.is_empty() || statuses.iter().any(|s| w.status.as_str() == s))
         .filter(|w| importance.is_empty() || importance.contains(&json_name(&w.importance)))
         .filter(|w| artifact_id.is_none_or(|a| w.artifact_id.as_deref() == Some(a)))
-        .filter(|w| ids.is_empty() || ids.contains(&w.id))
+        .filter(|w| artifact_statuses.is_empty() || summary(w, "status").is_some_and(|s| artifact_statuses.iter().any(|a| *a == s || (a == "registered" && s == "locked"))))
+        .filter(|w| repository.is_none_or(|r| summary(w, "artifactRepositoryId").as_deref() == Some(r)))
+        .filter(|w| common.keep(w))
         .collect();
     order(
         &mut items,
         &query,
+        &["status", "importance"],
         |field, a, b| match field {
             "status" => Some(a.status.as_str().cmp(b.status.as_str())),
             "importance" => Some(a.importance.cmp(&b.importance)),
@@ -451,12 +458,11 @@ fn decide(w: &mut Workload, p: &mut Proton, wanted: DesiredState) -> Transition 
 
 fn operation(state: &AppState, headers: &HeaderMap, id: &str, code: StatusCode, message: String) -> Response {
     let track = format!("{}/api/v2/workloads/{id}/", base_url(state, headers));
-    (code, Json(json!({ "status": message, "workloadId": id, "trackVia": track }))).into_response()
+    (code, Json(WorkloadOperationResponse { status: message, workload_id: id.to_owned(), track_via: track })).into_response()
 }
 
 /// Runtime of a workload, for `GET /workloads/{id}/settings`.
-pub async fn settings(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn settings(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Json<WorkloadSettings>, ApiError> {
     let workload = load(&state, &caller, &id, Need::Read).await?;
-    let runtime: WorkloadRuntime = workload.value.runtime;
-    Ok(Json(json!({ "runtime": runtime })))
+    Ok(Json(WorkloadSettings { runtime: workload.value.runtime }))
 }

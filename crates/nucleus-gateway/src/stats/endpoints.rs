@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 use axum::extract::{Extension, Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::Json;
-use nucleus_api::stats::{MinuteStats, RequestMetrics};
+use nucleus_api::stats::{
+    CountTrend, MetricBucket, MetricOverTime, MetricSummary, MillisTrend, MinuteStats, Period, ProtonRequestStats, RateTrend, RequestCounts, RequestMetrics,
+    ServiceStats, StatsOverview, WorkloadCounts,
+};
 use nucleus_api::validation::Loc;
 use nucleus_api::{FieldError, ProtonStatus, Timestamp, Workload};
 use nucleus_client::{keys, Txn};
-use serde_json::{json, Value};
 
 use crate::access::{role_of, Need};
 use crate::listing::check;
@@ -115,7 +117,7 @@ fn proton_of(window: &Window, workload: &Workload) -> Option<String> {
     window.proton.clone().or_else(|| workload.proton_id.clone())
 }
 
-pub async fn get(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, uri: Uri) -> Result<Json<Value>, ApiError> {
+pub async fn get(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, uri: Uri) -> Result<Json<ProtonRequestStats>, ApiError> {
     let window = Window::parse(&Query::parse(uri.query()), chrono::Duration::days(1))?;
     let workload = load(&state, &caller, &id, Need::Read).await?.value;
     let minutes = match proton_of(&window, &workload) {
@@ -124,10 +126,10 @@ pub async fn get(State(state): State<AppState>, Extension(caller): Extension<Cal
     };
     let sum = sum_between(&minutes, window.start, window.end);
     let metrics = RequestMetrics::of(&sum, window.minutes(), window.quantile, window.slow_ms);
-    Ok(Json(json!({ "period": { "start": window.start, "end": window.end }, "metrics": metrics })))
+    Ok(Json(ProtonRequestStats { period: Period { start: window.start, end: window.end }, metrics }))
 }
 
-pub async fn metric(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path((id, metric)): Path<(String, String)>, uri: Uri) -> Result<Json<Value>, ApiError> {
+pub async fn metric(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path((id, metric)): Path<(String, String)>, uri: Uri) -> Result<Json<MetricOverTime>, ApiError> {
     let query = Query::parse(uri.query());
     let mut errors = Vec::new();
     if !METRICS.contains(&metric.as_str()) {
@@ -161,22 +163,23 @@ pub async fn metric(State(state): State<AppState>, Extension(caller): Extension<
         let bucket_end = (bucket_start + step_minutes).min(to);
         let sum = sum_minutes(&minutes, bucket_start, bucket_end);
         let m = RequestMetrics::of(&sum, (bucket_end - bucket_start) as f64, window.quantile, window.slow_ms);
+        let rate = |x: f64| serde_json::Number::from_f64(x).unwrap_or_else(|| 0.into());
         let value = match metric.as_str() {
-            "totalRequests" => json!(m.total_requests),
-            "requestsOverN" => json!(m.slow_requests),
-            "requestsPerMinute" => json!(m.requests_per_minute),
-            "concurrentRequests" => json!(m.concurrent_requests),
-            "responseTime" => json!(m.response_time),
-            _ => json!(m.total_error_rate),
+            "totalRequests" => m.total_requests.into(),
+            "requestsOverN" => m.slow_requests.into(),
+            "requestsPerMinute" => rate(m.requests_per_minute),
+            "concurrentRequests" => m.concurrent_requests.into(),
+            "responseTime" => rate(m.response_time),
+            _ => rate(m.total_error_rate),
         };
-        buckets.push(json!({ "period": { "start": at_minute(bucket_start), "end": at_minute(bucket_end) }, "value": value }));
+        buckets.push(MetricBucket { period: Period { start: at_minute(bucket_start), end: at_minute(bucket_end) }, value });
         bucket_start = bucket_end;
     }
-    Ok(Json(json!({
-        "metric": metric,
-        "summary": { "period": { "start": window.start, "end": window.end }, "protonId": proton },
-        "buckets": buckets,
-    })))
+    Ok(Json(MetricOverTime {
+        metric,
+        summary: MetricSummary { period: Period { start: window.start, end: window.end }, proton_id: proton },
+        buckets,
+    }))
 }
 
 /// Deletes the counts of one proton (or all) within the period (or all time); 204.
@@ -205,7 +208,7 @@ pub async fn delete(State(state): State<AppState>, Extension(caller): Extension<
 }
 
 /// `requestStats` of a workload: the last 7 days, day by day.
-pub async fn request_stats(state: &AppState, workload: &Workload) -> Result<Value, ApiError> {
+pub async fn request_stats(state: &AppState, workload: &Workload) -> Result<ServiceStats, ApiError> {
     let minutes = minutes(state, &workload.id, None).await?;
     let now = chrono::Utc::now();
     let days: Vec<MinuteStats> = (0..7).rev().map(|d| sum_between(&minutes, now - chrono::Duration::days(d + 1), now - chrono::Duration::days(d))).collect();
@@ -214,19 +217,19 @@ pub async fn request_stats(state: &AppState, workload: &Workload) -> Result<Valu
         week.merge(day);
     }
     let metrics = RequestMetrics::of(&week, 7.0 * 1440.0, 0.5, 2000);
-    Ok(json!({
-        "totalRequests": week.total,
-        "errorRate": metrics.total_error_rate,
-        "errorRates": days.iter().map(|d| RequestMetrics::of(d, 1440.0, 0.5, 2000).total_error_rate).collect::<Vec<_>>(),
-        "requestRates": days.iter().map(|d| d.total as f64 / 1440.0).collect::<Vec<_>>(),
-        "responseTime": metrics.response_time,
-        "concurrentRequests": week.max_concurrency,
-        "lastRequestAt": week.last_request_at,
-    }))
+    Ok(ServiceStats {
+        total_requests: week.total,
+        error_rate: metrics.total_error_rate,
+        error_rates: days.iter().map(|d| RequestMetrics::of(d, 1440.0, 0.5, 2000).total_error_rate).collect(),
+        request_rates: days.iter().map(|d| d.total as f64 / 1440.0).collect(),
+        response_time: metrics.response_time,
+        concurrent_requests: week.max_concurrency,
+        last_request_at: week.last_request_at,
+    })
 }
 
 /// `GET /workloads/stats`: every workload's last 24 hours, with the trend against the 24 before.
-pub async fn overview(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<Json<Value>, ApiError> {
+pub async fn overview(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<Json<StatsOverview>, ApiError> {
     let workloads = state.meta.list_json::<Workload>(keys::WORKLOADS).await?;
     let now = chrono::Utc::now();
     let day = chrono::Duration::days(1);
@@ -243,17 +246,22 @@ pub async fn overview(State(state): State<AppState>, Extension(caller): Extensio
     let (t, y) = (RequestMetrics::of(&today, 1440.0, 0.5, 2000), RequestMetrics::of(&yesterday, 1440.0, 0.5, 2000));
     let trend = |now: f64, before: f64| if before == 0.0 { 0.0 } else { (now - before) / before };
     let failed = today.server_errors + today.user_errors;
-    Ok(Json(json!({
-        "workloads": {
-            "total": workloads.len(),
-            "active": workloads.iter().filter(|w| w.value.status == ProtonStatus::Running).count(),
+    Ok(Json(StatsOverview {
+        workloads: WorkloadCounts {
+            total: workloads.len(),
+            active: workloads.iter().filter(|w| w.value.status == ProtonStatus::Running).count(),
         },
-        "requests": {
-            "total": today.total, "succeeded": today.total - failed, "failed": failed,
-            "trend": trend(today.total as f64, yesterday.total as f64),
+        requests: RequestCounts {
+            total: today.total,
+            succeeded: today.total - failed,
+            failed,
+            trend: trend(today.total as f64, yesterday.total as f64),
         },
-        "errorRate": { "rate": t.total_error_rate, "trend": trend(t.total_error_rate, y.total_error_rate) },
-        "responseTime": { "millis": t.response_time, "trend": trend(t.response_time, y.response_time) },
-        "concurrentRequests": { "count": t.concurrent_requests, "trend": trend(f64::from(t.concurrent_requests), f64::from(y.concurrent_requests)) },
-    })))
+        error_rate: RateTrend { rate: t.total_error_rate, trend: trend(t.total_error_rate, y.total_error_rate) },
+        response_time: MillisTrend { millis: t.response_time, trend: trend(t.response_time, y.response_time) },
+        concurrent_requests: CountTrend {
+            count: t.concurrent_requests,
+            trend: trend(f64::from(t.concurrent_requests), f64::from(y.concurrent_requests)),
+        },
+    }))
 }

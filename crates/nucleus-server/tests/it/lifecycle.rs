@@ -1,7 +1,7 @@
 use std::collections::HashSet;
 
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::harness::{gone, temp_dir, whoami_artifact, workload, Stack};
 
@@ -165,4 +165,50 @@ async fn a_replica_that_ignores_sigterm_is_killed_after_the_grace_period_and_sta
     let (code, _) = stack.post(&format!("/workloads/{id}/start"), json!({})).await;
     assert_eq!(code, StatusCode::ACCEPTED);
     stack.wait_status(id, "running").await;
+}
+
+#[tokio::test]
+async fn lists_filter_by_creator_ids_tags_artifact_status_and_repository() {
+    let dir = temp_dir();
+    let stack = Stack::start(dir.path()).await;
+    // An unknown orderBy is refused even when there is nothing to order.
+    let (code, body) = stack.get("/workloads?orderBy=colour").await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body["detail"][0]["msg"].as_str().unwrap().contains("importance"), "{body}");
+
+    let (_, carol) = stack.post("/users", json!({ "username": "carol" })).await;
+    let carol_id = carol["id"].as_str().unwrap();
+    let (_, token) = stack.post(&format!("/users/{carol_id}/tokens"), json!({})).await;
+    let token = token["token"].as_str().unwrap();
+    let (code, mine) = stack.call_as(token, Method::POST, "/artifacts", Some(whoami_artifact("carols", &[]))).await;
+    assert_eq!(code, StatusCode::CREATED, "{mine}");
+    let mut locked = whoami_artifact("admins", &[]);
+    locked["status"] = json!("locked");
+    let (_, locked) = stack.post("/artifacts", locked).await;
+    let names = |page: &Value| -> Vec<String> { page["data"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap().to_owned()).collect() };
+    for by in ["carol", carol_id] {
+        let (_, page) = stack.get(&format!("/artifacts?createdBy={by}")).await;
+        assert_eq!(names(&page), ["carols"], "createdBy={by}");
+    }
+    let (_, page) = stack.get("/artifacts?createdBy=admin").await;
+    assert_eq!(names(&page), ["admins"]);
+    let (_, page) = stack.get(&format!("/artifacts?ids[]={}", locked["id"].as_str().unwrap())).await;
+    assert_eq!(names(&page), ["admins"]);
+    let (_, page) = stack.get("/artifacts?tagKeys=team").await;
+    assert_eq!(page["totalCount"], 0, "nothing is tagged");
+    let (_, page) = stack.get("/artifactRepositories?createdBy=carol").await;
+    assert_eq!(names(&page), ["carols"]);
+
+    let (code, from_locked) = stack.post("/workloads", json!({ "name": "locked-one", "artifactId": locked["id"] })).await;
+    assert_eq!(code, StatusCode::CREATED, "{from_locked}");
+    let (code, draft) = stack.post("/workloads", workload("draft-one", whoami_artifact("inline", &[]), 1)).await;
+    assert_eq!(code, StatusCode::CREATED, "{draft}");
+    let (_, page) = stack.get("/workloads?artifactStatus=locked").await;
+    assert_eq!(names(&page), ["locked-one"]);
+    let (_, page) = stack.get("/workloads?artifactStatus[]=draft").await;
+    assert_eq!(names(&page), ["draft-one"]);
+    let (_, page) = stack.get(&format!("/workloads?repositoryId={}", locked["artifactRepositoryId"].as_str().unwrap())).await;
+    assert_eq!(names(&page), ["locked-one"]);
+    let (_, page) = stack.get("/workloads?orderBy=name&createdBy=admin").await;
+    assert_eq!(names(&page), ["draft-one", "locked-one"]);
 }

@@ -9,6 +9,7 @@ mod harness;
 mod lifecycle;
 mod lifetime;
 mod meta_failover;
+mod openapi;
 mod persistence;
 mod replacement;
 mod repositories;
