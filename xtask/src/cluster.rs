@@ -105,7 +105,7 @@ fn wait_for_log(path: &Path, marker: &str, within: Duration) -> anyhow::Result<(
     bail!("{} did not say {marker:?} within {within:?}; see the log", path.display())
 }
 
-fn target_dir() -> anyhow::Result<PathBuf> {
+pub(crate) fn target_dir() -> anyhow::Result<PathBuf> {
     let output = Command::new(env!("CARGO")).args(["metadata", "--format-version", "1", "--no-deps"]).output()?;
     let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)?;
     Ok(PathBuf::from(metadata["target_directory"].as_str().context("cargo metadata has no target_directory")?))

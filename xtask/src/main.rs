@@ -32,9 +32,10 @@ const QUARANTINE: &[(&str, &[&str])] = &[
 
 mod bench;
 mod cluster;
+mod schemathesis;
 mod sim;
 
-const USAGE: &str = "usage: cargo xtask check-deps | cluster up [--meta N] | cluster down | bench meta [--against etcd] [--seconds N] | bench placement [--nodes N] [--replicas N] | bench replacement [--replacements N] [--clients N] | sim [--seeds N] [--seed S] [--release]";
+const USAGE: &str = "usage: cargo xtask check-deps | cluster up [--meta N] | cluster down | bench meta [--against etcd] [--seconds N] | bench placement [--nodes N] [--replicas N] | bench replacement [--replacements N] [--clients N] | sim [--seeds N] [--seed S] [--release] | schemathesis [--max-examples N]";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -44,6 +45,7 @@ fn main() -> anyhow::Result<()> {
         ["cluster", "down"] => cluster::down(),
         ["bench", rest @ ..] => bench::run(rest),
         ["sim", rest @ ..] => sim::run(rest),
+        ["schemathesis", rest @ ..] => schemathesis::run(rest),
         _ => bail!(USAGE),
     }
 }
