@@ -35,6 +35,7 @@ pub enum ArtifactStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InputArtifact {
+    #[schema(min_length = 1, max_length = 5000)]
     pub name: String,
     #[serde(default)]
     pub description: String,
@@ -64,6 +65,7 @@ pub struct ArtifactSpec {
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub spec_type: Option<ArtifactType>,
     #[serde(default)]
+    #[schema(max_items = 1)]
     pub container_groups: Vec<ContainerGroup>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<Value>,
@@ -90,6 +92,7 @@ fn default_group_name() -> String {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerGroup {
     #[serde(default = "default_group_name")]
+    #[schema(min_length = 1, max_length = 5000)]
     pub name: String,
     #[serde(default)]
     pub containers: Vec<Container>,
@@ -106,7 +109,9 @@ pub struct Container {
     pub image_uri: Option<String>,
     #[serde(default)]
     pub primary: bool,
+    /// Required on the primary container, absent on the others.
     #[serde(default)]
+    #[schema(minimum = 1024, maximum = 65535)]
     pub port: Option<i64>,
     #[serde(default, alias = "entrypoints")]
     pub entrypoint: Option<Vec<String>>,

@@ -27,6 +27,66 @@ pub struct CreateUserRequest {
     pub email: Option<String>,
 }
 
+/// The one organization a Nucleus installation is: sharing with it (`shareRecipientType:
+/// organization`, this id) gives the role to every user.
+pub const ORGANIZATION_ID: &str = "00000000-0000-4000-8000-000000000000";
+
+/// A group of users, made by the administrator: sharing with it (`shareRecipientType: group`)
+/// gives the role to each member.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserGroup {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub member_ids: Vec<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// `POST /groups`.
+#[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateGroupRequest {
+    #[schema(min_length = 1, max_length = 100)]
+    pub name: String,
+}
+
+/// `POST /groups/{id}/users`: users to add, by id.
+#[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GroupMembersRequest {
+    #[schema(min_items = 1, max_items = 100)]
+    pub user_ids: Vec<String>,
+}
+
+/// Who an object is shared with (`shareRecipientType`; the spec's `role` recipients are not
+/// supported).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recipient {
+    User,
+    Group,
+    Organization,
+}
+
+impl Recipient {
+    pub fn parse(name: &str) -> Option<Recipient> {
+        match name.to_ascii_lowercase().as_str() {
+            "user" => Some(Recipient::User),
+            "group" => Some(Recipient::Group),
+            "organization" => Some(Recipient::Organization),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Recipient::User => "user",
+            Recipient::Group => "group",
+            Recipient::Organization => "organization",
+        }
+    }
+}
+
 /// What meta keeps of an API token: whose it is (the token itself is stored only as a hash).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -97,7 +157,9 @@ pub struct SharedRoleInput {
 #[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SharedRolesUpdateRequest {
+    /// Always `updateRoles`.
     pub operation: String,
+    #[schema(min_items = 1, max_items = 100)]
     pub roles: Vec<SharedRoleInput>,
 }
 

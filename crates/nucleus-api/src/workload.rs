@@ -130,6 +130,7 @@ impl WorkloadRuntime {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateWorkloadRequest {
+    #[schema(min_length = 1, max_length = 5000)]
     pub name: String,
     #[serde(default)]
     pub description: Option<String>,

@@ -17,6 +17,8 @@ pub const AGENTS: &str = "agents/";
 pub const USERS: &str = "users/";
 pub const USERNAMES: &str = "usernames/";
 pub const TOKENS: &str = "tokens/";
+/// `usergroups/<id>` → `UserGroup` (root group).
+pub const USER_GROUPS: &str = "usergroups/";
 /// `deployments/<id>`: a legacy deployment (cluster-wide).
 pub const DEPLOYMENTS: &str = "deployments/";
 /// `deploymentworkloads/<workload>`: which deployment a workload backs (at most one), so that two
@@ -89,6 +91,10 @@ pub fn user(id: &str) -> String {
 
 pub fn username(name: &str) -> String {
     format!("{USERNAMES}{name}")
+}
+
+pub fn user_group(id: &str) -> String {
+    format!("{USER_GROUPS}{id}")
 }
 
 pub fn token(hash: &str) -> String {

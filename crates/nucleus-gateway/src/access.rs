@@ -3,7 +3,7 @@
 //! what the request needs. An object the caller has no role on answers 404 (it cannot learn it
 //! exists); one it may not do this with answers 403.
 
-use nucleus_api::identity::{Role, SharedRole};
+use nucleus_api::identity::{Recipient, Role, SharedRole, ORGANIZATION_ID};
 use nucleus_api::UserData;
 
 use crate::auth::Caller;
@@ -24,11 +24,17 @@ pub enum Need {
 pub fn role_of(caller: &Caller, creator: Option<&UserData>, shared: &[SharedRole]) -> Option<Role> {
     match caller {
         Caller::Admin => Some(Role::Owner),
-        Caller::User { id, .. } => {
+        Caller::User { id, groups, .. } => {
             if creator.is_some_and(|c| c.id == *id) {
                 return Some(Role::Owner);
             }
-            shared.iter().filter(|s| s.id == *id).map(|s| s.role).max()
+            let reaches = |s: &SharedRole| match Recipient::parse(&s.share_recipient_type) {
+                Some(Recipient::User) => s.id == *id,
+                Some(Recipient::Group) => groups.contains(&s.id),
+                Some(Recipient::Organization) => s.id == ORGANIZATION_ID,
+                None => false,
+            };
+            shared.iter().filter(|s| reaches(s)).map(|s| s.role).max()
         }
     }
 }
@@ -71,7 +77,7 @@ mod tests {
     use super::*;
 
     fn user(id: &str) -> Caller {
-        Caller::User { id: id.into(), username: id.into() }
+        Caller::User { id: id.into(), username: id.into(), groups: vec!["ml".into()] }
     }
 
     #[test]
@@ -82,6 +88,13 @@ mod tests {
         assert_eq!(role_of(&user("alice"), Some(&creator), &shared), Some(Role::Owner));
         assert_eq!(role_of(&user("bob"), Some(&creator), &shared), Some(Role::Consumer));
         assert_eq!(role_of(&user("eve"), Some(&creator), &shared), None);
+        let to_group = SharedRole { id: "ml".into(), name: "ml".into(), role: Role::User, share_recipient_type: "group".into() };
+        let to_other_group = SharedRole { id: "ops".into(), name: "ops".into(), role: Role::Owner, share_recipient_type: "group".into() };
+        let to_everyone = SharedRole { id: ORGANIZATION_ID.into(), name: "organization".into(), role: Role::Consumer, share_recipient_type: "organization".into() };
+        assert_eq!(role_of(&user("eve"), Some(&creator), &[to_group, to_other_group.clone()]), Some(Role::User), "eve is in ml, not in ops");
+        assert_eq!(role_of(&user("eve"), Some(&creator), &[to_other_group, to_everyone]), Some(Role::Consumer));
+        let user_named_like_group = SharedRole { id: "ml".into(), name: "ml".into(), role: Role::Owner, share_recipient_type: "user".into() };
+        assert_eq!(role_of(&user("eve"), Some(&creator), &[user_named_like_group]), None, "a user entry is not a group entry");
 
         let hidden = || ApiError::NotFound("gone".into());
         assert!(matches!(allow(None, Need::Invoke, hidden), Err(ApiError::NotFound(_))));

@@ -11,7 +11,7 @@ use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use nucleus_api::identity::{TokenRecord, User};
+use nucleus_api::identity::{TokenRecord, User, UserGroup};
 use nucleus_api::UserData;
 use nucleus_client::keys;
 use sha2::{Digest, Sha256};
@@ -26,7 +26,8 @@ const CACHED_FOR: Duration = Duration::from_secs(30);
 pub enum Caller {
     /// The configured token: sees and may do everything.
     Admin,
-    User { id: String, username: String },
+    /// `groups`: the ids of the user groups it belongs to, as of when its token was resolved.
+    User { id: String, username: String, groups: Vec<String> },
 }
 
 impl Caller {
@@ -41,7 +42,7 @@ impl Caller {
     pub fn user_data(&self) -> UserData {
         match self {
             Caller::Admin => UserData { id: "admin".to_owned(), username: Some("admin".to_owned()) },
-            Caller::User { id, username } => UserData { id: id.clone(), username: Some(username.clone()) },
+            Caller::User { id, username, .. } => UserData { id: id.clone(), username: Some(username.clone()) },
         }
     }
 }
@@ -67,10 +68,23 @@ impl TokenCache {
         }
         let Some(record) = state.meta.get_json::<TokenRecord>(&keys::token(&hash)).await? else { return Ok(None) };
         let Some(user) = state.meta.get_json::<User>(&keys::user(&record.value.user_id)).await? else { return Ok(None) };
-        let caller = Caller::User { id: user.value.id, username: user.value.username };
+        let groups = state
+            .meta
+            .list_json::<UserGroup>(keys::USER_GROUPS)
+            .await?
+            .into_iter()
+            .filter(|g| g.value.member_ids.contains(&user.value.id))
+            .map(|g| g.value.id)
+            .collect();
+        let caller = Caller::User { id: user.value.id, username: user.value.username, groups };
         self.entries.lock().unwrap_or_else(|p| p.into_inner()).insert(hash, (caller.clone(), Instant::now()));
         Ok(Some(caller))
     }
+    /// Forgets every resolved token, so that a change of group membership counts at the next call.
+    pub fn clear(&self) {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
 }
 
 pub async fn require_token(State(state): State<AppState>, mut request: Request, next: Next) -> Response {

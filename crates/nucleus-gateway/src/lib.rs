@@ -9,6 +9,7 @@ mod artifacts;
 mod auth;
 mod deployments;
 mod error;
+mod groups;
 mod ids;
 mod invoke;
 mod lifetime;

@@ -25,7 +25,7 @@ use crate::auth::Caller;
 use crate::{ids, ApiError, AppState};
 
 /// The tenant every record names until tenants exist (a fixed UUID v4).
-pub const TENANT_ID: &str = "00000000-0000-4000-8000-000000000000";
+pub const TENANT_ID: &str = nucleus_api::identity::ORGANIZATION_ID;
 
 pub async fn start(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, body: Bytes) -> Result<Response, ApiError> {
     let req: StartReplacementRequest = json_body(&body)?;

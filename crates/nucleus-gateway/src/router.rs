@@ -4,11 +4,11 @@
 use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::IntoResponse;
-use axum::routing::{any, get, post, MethodRouter};
+use axum::routing::{any, delete, get, post, MethodRouter};
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::{artifacts, auth, deployments, invoke, lifetime, openapi, protons, replacements, repositories, sharing, stats, users, workloads, ApiError, AppState};
+use crate::{artifacts, auth, deployments, groups, invoke, lifetime, openapi, protons, replacements, repositories, sharing, stats, users, workloads, ApiError, AppState};
 
 const API: &str = "/api/v2";
 
@@ -42,6 +42,9 @@ pub fn router(state: AppState) -> Router {
     route("/artifactRepositories/{artifact_repository_id}/sharedRoles", get(sharing::repository_get).patch(sharing::repository_patch));
     route("/users", post(users::create).get(users::list));
     route("/users/{user_id}/tokens", post(users::create_token));
+    route("/groups", post(groups::create).get(groups::list));
+    route("/groups/{group_id}/users", post(groups::add_members));
+    route("/groups/{group_id}/users/{user_id}", delete(groups::remove_member));
     for base in ["/workloads", "/console/workloads"] {
         route(base, post(workloads::create).get(workloads::list));
         route(&format!("{base}/stats"), get(stats::endpoints::overview));

@@ -1,13 +1,13 @@
 //! `GET/PATCH .../sharedRoles` of workloads, artifacts and artifact repositories (spec §2.13).
-//! PATCH replaces the list (1 to 100 roles, users by id or username; `NO_ROLE` leaves one out)
-//! and answers 204. Only owners may share; readers may look.
+//! PATCH replaces the list (1 to 100 roles: users by id or username, groups by id, the
+//! organization; `NO_ROLE` leaves one out) and answers 204. Only owners may share; readers may look.
 
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use nucleus_api::identity::{Role, SharedRole, SharedRolesUpdateRequest, User};
+use nucleus_api::identity::{Recipient, Role, SharedRole, SharedRoleInput, SharedRolesUpdateRequest, User, UserGroup, ORGANIZATION_ID};
 use nucleus_api::validation::Loc;
 use nucleus_api::{Artifact, FieldError, UserData, Workload};
 use nucleus_client::{keys, Txn, Versioned};
@@ -85,38 +85,70 @@ async fn new_list(state: &AppState, body: &Bytes) -> Result<Vec<SharedRole>, Api
     let mut list: Vec<SharedRole> = Vec::new();
     for (i, input) in req.roles.iter().enumerate() {
         let loc = Loc::body().key("roles").index(i);
-        if !input.share_recipient_type.eq_ignore_ascii_case("user") {
-            errors.push(FieldError::new(&loc.key("shareRecipientType"), "Only 'user' recipients are supported", "enum"));
+        let Some(recipient) = Recipient::parse(&input.share_recipient_type) else {
+            errors.push(FieldError::new(&loc.key("shareRecipientType"), "Input should be 'user', 'group' or 'organization'", "enum"));
             continue;
-        }
+        };
         let Some(role) = Role::parse(&input.role) else {
             errors.push(FieldError::new(&loc.key("role"), "Input should be owner, user, consumer (or a spec role name such as READ_ONLY, NO_ROLE)", "enum"));
             continue;
         };
-        let user_id = match (&input.id, &input.username) {
-            (Some(id), _) => Some(id.clone()),
-            (None, Some(name)) => state.meta.get_json::<String>(&keys::username(name)).await?.map(|v| v.value),
-            (None, None) => {
-                errors.push(FieldError::new(&loc, "Give the user's id or username", "missing"));
+        let found = match recipient {
+            Recipient::User => find_user(state, input).await?,
+            Recipient::Group => find_group(state, input).await?,
+            Recipient::Organization => organization(input),
+        };
+        let (id, name) = match found {
+            Ok(found) => found,
+            Err((field, message)) => {
+                errors.push(FieldError::new(&if field.is_empty() { loc } else { loc.key(field) }, message, "value_error"));
                 continue;
             }
         };
-        let user = match user_id {
-            Some(id) => state.meta.get_json::<User>(&keys::user(&id)).await?.map(|u| u.value),
-            None => None,
-        };
-        let Some(user) = user else {
-            let field = if input.id.is_some() { "id" } else { "username" };
-            errors.push(FieldError::new(&loc.key(field), "No such user", "value_error"));
-            continue;
-        };
-        list.retain(|s| s.id != user.id);
+        list.retain(|s| !(s.id == id && s.share_recipient_type == recipient.as_str()));
         if let Some(role) = role {
-            list.push(SharedRole { id: user.id, name: user.username, role, share_recipient_type: "user".to_owned() });
+            list.push(SharedRole { id, name, role, share_recipient_type: recipient.as_str().to_owned() });
         }
     }
     check(errors)?;
     Ok(list)
+}
+
+/// A recipient found: `(id, name)`; or the field to blame and why.
+type Found = Result<(String, String), (&'static str, String)>;
+
+/// A user by id or username.
+async fn find_user(state: &AppState, input: &SharedRoleInput) -> Result<Found, ApiError> {
+    let user_id = match (&input.id, &input.username) {
+        (Some(id), _) => Some(id.clone()),
+        (None, Some(name)) => state.meta.get_json::<String>(&keys::username(name)).await?.map(|v| v.value),
+        (None, None) => return Ok(Err(("", "Give the user's id or username".to_owned()))),
+    };
+    let user = match user_id {
+        Some(id) => state.meta.get_json::<User>(&keys::user(&id)).await?.map(|u| u.value),
+        None => None,
+    };
+    Ok(match user {
+        Some(user) => Ok((user.id, user.username)),
+        None => Err((if input.id.is_some() { "id" } else { "username" }, "No such user".to_owned())),
+    })
+}
+
+/// A group by id (made with `POST /groups`).
+async fn find_group(state: &AppState, input: &SharedRoleInput) -> Result<Found, ApiError> {
+    let Some(id) = &input.id else { return Ok(Err(("id", "Give the group's id (see GET /api/v2/groups)".to_owned()))) };
+    Ok(match state.meta.get_json::<UserGroup>(&keys::user_group(id)).await? {
+        Some(group) => Ok((group.value.id, group.value.name)),
+        None => Err(("id", "No such group".to_owned())),
+    })
+}
+
+/// The organization: its id, or none given.
+fn organization(input: &SharedRoleInput) -> Found {
+    match input.id.as_deref() {
+        None | Some(ORGANIZATION_ID) => Ok((ORGANIZATION_ID.to_owned(), "organization".to_owned())),
+        Some(_) => Err(("id", format!("The organization's id is {ORGANIZATION_ID} (or leave id out)"))),
+    }
 }
 
 /// Rewrites the sharing lists of `objects` (owner required on each), all or nothing.

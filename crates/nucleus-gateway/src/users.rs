@@ -16,7 +16,7 @@ use crate::listing::{check, paginate, Window};
 use crate::request::{json_body, Query};
 use crate::{ids, ApiError, AppState};
 
-fn admin_only(caller: &Caller) -> Result<(), ApiError> {
+pub(crate) fn admin_only(caller: &Caller) -> Result<(), ApiError> {
     match caller {
         Caller::Admin => Ok(()),
         Caller::User { .. } => Err(ApiError::Forbidden("Only the administrator (the gateway's configured token) manages users".to_owned())),

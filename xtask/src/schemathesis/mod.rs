@@ -1,4 +1,5 @@
-//! `cargo xtask schemathesis`: starts `nucleus dev` on a fresh data dir and runs schemathesis
+//! `cargo xtask schemathesis`: starts `nucleus dev` on a fresh data dir (or takes a running
+//! gateway, `--against URL --token T`, e.g. a `cargo xtask cluster up`) and runs schemathesis
 //! (from PyPI, in a cached virtualenv) against the gateway's own OpenAPI document. It fails on any
 //! 5xx and on any answer the document does not describe (status code, content type, body).
 
@@ -15,17 +16,24 @@ mod seed;
 
 /// Pinned, so that a new schemathesis release cannot turn CI red on its own.
 const SCHEMATHESIS: &str = "schemathesis==4.32.5";
-const TOKEN: &str = "schemathesis-admin-token";
+const DEV_TOKEN: &str = "schemathesis-admin-token";
+const USAGE: &str = "usage: cargo xtask schemathesis [--max-examples N] [--against http://HOST:PORT --token ADMIN_TOKEN]";
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance";
 
 pub fn run(args: &[&str]) -> anyhow::Result<()> {
     let mut max_examples = "20";
+    let (mut against, mut token) = (None, None);
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match *arg {
-            "--max-examples" => max_examples = rest.next().context("--max-examples needs a number")?,
-            other => bail!("unknown argument {other}; usage: cargo xtask schemathesis [--max-examples N]"),
+            "--max-examples" => max_examples = rest.next().context(USAGE)?,
+            "--against" => against = Some(rest.next().context(USAGE)?.trim_end_matches('/').to_owned()),
+            "--token" => token = Some(rest.next().context(USAGE)?.to_string()),
+            other => bail!("unknown argument {other}; {USAGE}"),
         }
+    }
+    if against.is_some() != token.is_some() {
+        bail!("--against and --token go together; {USAGE}");
     }
     let st = install()?;
     println!("schemathesis: building nucleus");
@@ -37,11 +45,17 @@ pub fn run(args: &[&str]) -> anyhow::Result<()> {
     let nucleus = binaries.join("nucleus");
     let work = std::env::temp_dir().join(format!("nucleus-schemathesis-{}", std::process::id()));
     fs::create_dir_all(&work)?;
-    let port = free_port()?;
-    let base = format!("http://127.0.0.1:{port}");
-    let stack = Stack::start(&nucleus, &work, port)?;
-    wait_until_up(&base, &work.join("dev.log"))?;
-    println!("schemathesis: nucleus dev is up at {base}; running {SCHEMATHESIS} ({CHECKS})");
+    let (base, token, stack) = match (against, token) {
+        (Some(base), Some(token)) => (base, token, None),
+        _ => {
+            let port = free_port()?;
+            let base = format!("http://127.0.0.1:{port}");
+            let stack = Stack::start(&nucleus, &work, port)?;
+            wait_until_up(&base, &work.join("dev.log"))?;
+            (base, DEV_TOKEN.to_owned(), Some(stack))
+        }
+    };
+    println!("schemathesis: testing {base} with {SCHEMATHESIS} ({CHECKS})");
     let schema = format!("{base}/api/v2/openapi.json");
     let st_run = |config: Option<&Path>, extra: &[&str]| -> anyhow::Result<bool> {
         let mut command = Command::new(&st);
@@ -50,7 +64,7 @@ pub fn run(args: &[&str]) -> anyhow::Result<()> {
         }
         let status = command
             .args(["--no-color", "run", &schema])
-            .args(["--header", &format!("Authorization: Bearer {TOKEN}")])
+            .args(["--header", &format!("Authorization: Bearer {token}")])
             .args(["--checks", CHECKS])
             // The invoke URLs answer with whatever the workload's own application says.
             .args(["--exclude-path-regex", "^/api/v2/endpoints/"])
@@ -66,13 +80,13 @@ pub fn run(args: &[&str]) -> anyhow::Result<()> {
     println!("schemathesis: pass 1 of 2, made-up ids");
     let mut passed = st_run(None, &[])?;
     println!("schemathesis: pass 2 of 2, the ids of real objects (everything but DELETE)");
-    let seeded = seed::objects(&base, TOKEN, &binaries.join("nucleus-whoami"))?;
+    let seeded = seed::objects(&base, &token, &binaries.join("nucleus-whoami"))?;
     let config = work.join("schemathesis.toml");
     fs::write(&config, seeded.config())?;
     passed &= st_run(Some(&config), &["--exclude-method", "DELETE"])?;
     drop(stack);
     if !passed {
-        bail!("schemathesis found answers that break the OpenAPI document (or 5xx); the nucleus log is {}", work.join("dev.log").display());
+        bail!("schemathesis found answers that break the OpenAPI document (or 5xx); see the report above and the gateway's log ({})", work.join("dev.log").display());
     }
     let _ = fs::remove_dir_all(&work);
     println!("schemathesis: no failures");
@@ -115,7 +129,7 @@ impl Stack {
     fn start(nucleus: &Path, work: &Path, port: u16) -> anyhow::Result<Stack> {
         let log = fs::File::create(work.join("dev.log"))?;
         let child = Command::new(nucleus)
-            .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--token", TOKEN])
+            .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--token", DEV_TOKEN])
             .arg("--data-dir")
             .arg(work.join("data"))
             .stdout(log.try_clone()?)

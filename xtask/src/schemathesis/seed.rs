@@ -1,4 +1,4 @@
-//! Real objects for schemathesis to aim at: a user, a running workload (artifact, repository,
+//! Real objects for schemathesis to aim at: a user in a group, a running workload (artifact, repository,
 //! proton) with some traffic, and a deployment of a locked one. Made through the REST API like
 //! any client would, over a plain HTTP/1.0 connection.
 
@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 pub struct Seeded {
     user_id: String,
+    group_id: String,
     workload_id: String,
     artifact_id: String,
     repository_id: String,
@@ -24,6 +25,7 @@ impl Seeded {
     pub fn config(&self) -> String {
         let pairs = [
             ("user_id", &self.user_id),
+            ("group_id", &self.group_id),
             ("workload_id", &self.workload_id),
             ("artifact_id", &self.artifact_id),
             ("artifact_repository_id", &self.repository_id),
@@ -40,7 +42,12 @@ impl Seeded {
 
 pub fn objects(base: &str, token: &str, whoami: &Path) -> anyhow::Result<Seeded> {
     let api = Api { addr: base.trim_start_matches("http://").to_owned(), token: token.to_owned() };
-    let user = api.call("POST", "/api/v2/users", Some(json!({ "username": "schemathesis" })), 201)?;
+    let username = format!("schemathesis-{}", std::process::id());
+    let user = api.call("POST", "/api/v2/users", Some(json!({ "username": username })), 201)?;
+    let user_id = text(&user, "/id")?;
+    let group = api.call("POST", "/api/v2/groups", Some(json!({ "name": "schemathesis" })), 201)?;
+    let group_id = text(&group, "/id")?;
+    api.call("POST", &format!("/api/v2/groups/{group_id}/users"), Some(json!({ "userIds": [user_id] })), 200)?;
     let container = json!({
         "imageUri": "example/whoami:1",
         "primary": true,
@@ -80,7 +87,8 @@ pub fn objects(base: &str, token: &str, whoami: &Path) -> anyhow::Result<Seeded>
         201,
     )?;
     Ok(Seeded {
-        user_id: text(&user, "/id")?,
+        user_id,
+        group_id,
         artifact_id: text(&workload, "/artifactId")?,
         repository_id: text(&workload, "/artifact/artifactRepositoryId")?,
         proton_id: text(&workload, "/protonId")?,

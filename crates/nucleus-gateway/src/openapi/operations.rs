@@ -2,7 +2,9 @@
 //! Paths are the primary ones; the legacy aliases are added by [`super::with_aliases`].
 
 use nucleus_api::deployment::{CreateDeploymentRequest, Deployment, UpdateDeploymentRequest};
-use nucleus_api::identity::{CreateUserRequest, SharedRole, SharedRolesUpdateRequest, TokenCreated, User};
+use nucleus_api::identity::{
+    CreateGroupRequest, CreateUserRequest, GroupMembersRequest, SharedRole, SharedRolesUpdateRequest, TokenCreated, User, UserGroup,
+};
 use nucleus_api::replacement::{Replacement, StartReplacementRequest, UpdateSettingsRequest};
 use nucleus_api::stats::{MetricOverTime, ProtonRequestStats, StatsOverview};
 use nucleus_api::workload::{RelatedObjects, WorkloadOperationResponse, WorkloadSettings};
@@ -244,6 +246,18 @@ fn identity(api: &mut Builder) {
     let token = api.schema::<TokenCreated>();
     let op = operation("createToken", "users", "A new API token for the user; the secret is shown only here");
     api.add(Post, "/api/v2/users/{user_id}/tokens", ok(op, 201, "Created", token), &[403, 404]);
+    let group = api.schema::<UserGroup>();
+    let body = api.schema::<CreateGroupRequest>();
+    let op = operation("createGroup", "users", "Create a group of users to share with (administrator only)").request_body(json_body(body));
+    api.add(Post, "/api/v2/groups", ok(op, 201, "Created", group.clone()), &[400, 403, 422]);
+    let page = api.page::<UserGroup>();
+    let op = with_query(operation("listGroups", "users", "Groups (the administrator sees all, a user those it is in)"), &PAGE);
+    api.add(Get, "/api/v2/groups", ok(op, 200, "A page of groups", page), &[422]);
+    let body = api.schema::<GroupMembersRequest>();
+    let op = operation("addGroupMembers", "users", "Add users to a group (administrator only)").request_body(json_body(body));
+    api.add(Post, "/api/v2/groups/{group_id}/users", ok(op, 200, "The group", group), &[400, 403, 404, 409, 422]);
+    let op = operation("removeGroupMember", "users", "Take a user out of a group (administrator only)");
+    api.add(Delete, "/api/v2/groups/{group_id}/users/{user_id}", empty(op, 204, "Removed"), &[403, 404, 409]);
 }
 
 fn invoke(api: &mut Builder) {

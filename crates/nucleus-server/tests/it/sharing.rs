@@ -117,3 +117,75 @@ async fn objects_are_private_until_shared_and_roles_decide_what_is_allowed() {
     let created_by = events["data"].as_array().unwrap().iter().find(|e| e["eventType"] == "workloadCreated").map(|e| e["actorId"].clone());
     assert_eq!(created_by, Some(json!(alice_id)));
 }
+
+#[tokio::test]
+async fn sharing_with_a_group_reaches_its_members_and_with_the_organization_everyone() {
+    let dir = temp_dir();
+    let stack = Stack::start(dir.path()).await;
+    let (alice_id, alice) = user(&stack, "alice").await;
+    let (bob_id, bob) = user(&stack, "bob").await;
+    let (_, carol) = user(&stack, "carol").await;
+    let (code, artifact) = as_(&stack, &alice, Method::POST, "/artifacts", Some(whoami_artifact("alices", &[]))).await;
+    assert_eq!(code, StatusCode::CREATED, "{artifact}");
+    let path = format!("/artifacts/{}", artifact["id"].as_str().unwrap());
+
+    // Only the administrator makes groups and changes their members.
+    let (code, _) = as_(&stack, &alice, Method::POST, "/groups", Some(json!({"name": "ml"}))).await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    let (code, group) = stack.post("/groups", json!({"name": "ml"})).await;
+    assert_eq!(code, StatusCode::CREATED, "{group}");
+    let group_id = group["id"].as_str().unwrap().to_owned();
+    let (code, refused) = stack.post(&format!("/groups/{group_id}/users"), json!({"userIds": [bob_id, "nobody"]})).await;
+    assert_eq!((code, refused["detail"][0]["loc"].clone()), (StatusCode::UNPROCESSABLE_ENTITY, json!(["body", "userIds", 1])), "{refused}");
+    let (code, group) = stack.post(&format!("/groups/{group_id}/users"), json!({"userIds": [bob_id]})).await;
+    assert_eq!((code, group["memberIds"].clone()), (StatusCode::OK, json!([bob_id])), "{group}");
+    let (_, bobs_groups) = as_(&stack, &bob, Method::GET, "/groups", None).await;
+    assert_eq!(bobs_groups["totalCount"], 1);
+    let (_, carols_groups) = as_(&stack, &carol, Method::GET, "/groups", None).await;
+    assert_eq!(carols_groups["totalCount"], 0);
+
+    // Before sharing, bob learns nothing; shared with his group as user, he reads, carol does not.
+    let (code, _) = as_(&stack, &bob, Method::GET, &path, None).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let to_group = json!({"operation": "updateRoles", "roles": [{"id": group_id, "role": "READ_ONLY", "shareRecipientType": "group"}]});
+    let (code, body) = as_(&stack, &alice, Method::PATCH, &format!("{path}/sharedRoles"), Some(to_group)).await;
+    assert_eq!(code, StatusCode::NO_CONTENT, "{body}");
+    let (code, _) = as_(&stack, &bob, Method::GET, &path, None).await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, _) = as_(&stack, &carol, Method::GET, &path, None).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+
+    // Shared with the organization as consumer as well: carol now knows it exists but may not read
+    // it (403); bob keeps the better of his two roles.
+    let both = json!({"operation": "updateRoles", "roles": [
+        {"id": group_id, "role": "user", "shareRecipientType": "group"},
+        {"role": "consumer", "shareRecipientType": "organization"}
+    ]});
+    let (code, body) = as_(&stack, &alice, Method::PATCH, &format!("{path}/sharedRoles"), Some(both)).await;
+    assert_eq!(code, StatusCode::NO_CONTENT, "{body}");
+    let (code, _) = as_(&stack, &carol, Method::GET, &path, None).await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    let (code, _) = as_(&stack, &bob, Method::GET, &path, None).await;
+    assert_eq!(code, StatusCode::OK);
+    let (_, list) = as_(&stack, &alice, Method::GET, &format!("{path}/sharedRoles"), None).await;
+    let kinds: Vec<&str> = list["data"].as_array().unwrap().iter().map(|r| r["shareRecipientType"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["user", "group", "organization"], "{list}");
+    assert_eq!(list["data"][0]["id"], alice_id.as_str());
+
+    // Out of the group, bob is back to the organization's consumer role, at once.
+    let (code, _) = stack.call(Method::DELETE, &format!("/groups/{group_id}/users/{bob_id}"), None).await;
+    assert_eq!(code, StatusCode::NO_CONTENT);
+    let (code, _) = as_(&stack, &bob, Method::GET, &path, None).await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+
+    // Wrong recipients name the field.
+    for (role, loc) in [
+        (json!({"id": "no-such-group", "role": "user", "shareRecipientType": "group"}), json!(["body", "roles", 0, "id"])),
+        (json!({"id": "another-org", "role": "user", "shareRecipientType": "organization"}), json!(["body", "roles", 0, "id"])),
+        (json!({"id": bob_id, "role": "user", "shareRecipientType": "role"}), json!(["body", "roles", 0, "shareRecipientType"])),
+    ] {
+        let body = json!({"operation": "updateRoles", "roles": [role]});
+        let (code, refused) = as_(&stack, &alice, Method::PATCH, &format!("{path}/sharedRoles"), Some(body)).await;
+        assert_eq!((code, refused["detail"][0]["loc"].clone()), (StatusCode::UNPROCESSABLE_ENTITY, loc), "{refused}");
+    }
+}
