@@ -7,11 +7,9 @@ use nucleus_api::bundle::ResourceBundle;
 use nucleus_api::Importance;
 use nucleus_client::{decode, keys, NodeRecord, Txn, Versioned, WatchEvent};
 
+use super::ledgers::Ledgers;
 use super::record::{AllocationRecord, NodeAllocations, Preemptor};
 use crate::placement::{self, Allocation, AllocationId, Bundle, Node, Request};
-
-/// The ledger as a worker sees it: node documents by key.
-pub type Ledgers = BTreeMap<String, Versioned<NodeAllocations>>;
 
 /// A connected agent and its nodes, as placement sees it.
 #[derive(Debug, Clone, Copy)]
@@ -68,7 +66,7 @@ impl Change {
         for (key, _, doc) in &self.writes {
             match doc {
                 Some(doc) => {
-                    ledgers.insert(key.clone(), Versioned { key: key.clone(), value: doc.clone(), mod_revision: revision });
+                    ledgers.insert(Versioned { key: key.clone(), value: doc.clone(), mod_revision: revision });
                 }
                 None => {
                     ledgers.remove(key);
@@ -83,7 +81,7 @@ impl Change {
 pub fn apply_event(ledgers: &mut Ledgers, event: WatchEvent) {
     let put = |ledgers: &mut Ledgers, kv: nucleus_proto::meta::v1::KeyValue| match decode::<NodeAllocations>(kv) {
         Ok(doc) => {
-            ledgers.insert(doc.key.clone(), doc);
+            ledgers.insert(doc);
         }
         Err(err) => tracing::warn!(error = %err, "unreadable allocation document"),
     };
@@ -119,7 +117,7 @@ pub struct Holding {
 /// What the ledger holds for `proton`, if anything.
 pub fn holding(ledgers: &Ledgers, proton: &str) -> Option<Holding> {
     let mut found: Option<Holding> = None;
-    for doc in ledgers.values() {
+    for doc in ledgers.holding(proton) {
         for record in doc.value.allocations.iter().filter(|r| r.proton == proton) {
             let holding = found.get_or_insert_with(|| Holding {
                 agent: doc.value.agent.clone(),
@@ -137,8 +135,7 @@ pub fn holding(ledgers: &Ledgers, proton: &str) -> Option<Holding> {
 /// Drops every record of `proton` (empty when there is none).
 pub fn release(ledgers: &Ledgers, proton: &str) -> Change {
     let writes = ledgers
-        .values()
-        .filter(|doc| doc.value.allocations.iter().any(|r| r.proton == proton))
+        .holding(proton)
         .map(|doc| {
             let mut kept = doc.value.clone();
             kept.allocations.retain(|r| r.proton != proton);
@@ -196,8 +193,7 @@ struct AgentView<'a> {
 
 impl<'a> AgentView<'a> {
     fn new(agent: AgentNodes<'a>, ledgers: &'a Ledgers) -> AgentView<'a> {
-        let prefix = format!("{}{}/", keys::ALLOCATIONS, agent.name);
-        let docs: Vec<&Versioned<NodeAllocations>> = ledgers.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)).map(|(_, d)| d).collect();
+        let docs: Vec<&Versioned<NodeAllocations>> = ledgers.of_agent(agent.name).collect();
         let allocations = docs
             .iter()
             .flat_map(|doc| doc.value.allocations.iter().filter(|r| r.is_live()).map(|r| allocation_of(&doc.value.node, r)))

@@ -14,7 +14,9 @@
 //! elsewhere are released by the worker that holds the proton's shard.
 
 mod fleet;
+mod ledgers;
 mod record;
 
-pub use fleet::{apply_event, bundle_of, holding, node_of, place, release, AgentNodes, Ask, Change, Holding, Ledgers};
+pub use fleet::{apply_event, bundle_of, holding, node_of, place, release, AgentNodes, Ask, Change, Holding};
+pub use ledgers::Ledgers;
 pub use record::{AllocationRecord, NodeAllocations, Preemptor};
