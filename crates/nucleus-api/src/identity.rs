@@ -111,8 +111,8 @@ impl Role {
     /// Reads a role name in any case: `Some(None)` is `NO_ROLE` (revoke), `None` an unknown name.
     pub fn parse(name: &str) -> Option<Option<Role>> {
         match name.to_ascii_uppercase().as_str() {
-            "OWNER" | "ADMIN" | "READ_WRITE" | "EDITOR" => Some(Some(Role::Owner)),
-            "USER" | "DATA_SCIENTIST" | "READ_ONLY" | "OBSERVER" => Some(Some(Role::User)),
+            "OWNER" | "ADMIN" => Some(Some(Role::Owner)),
+            "USER" | "EDITOR" | "READ_WRITE" | "DATA_SCIENTIST" | "READ_ONLY" | "OBSERVER" => Some(Some(Role::User)),
             "CONSUMER" => Some(Some(Role::Consumer)),
             "NO_ROLE" => Some(None),
             _ => None,
@@ -180,6 +180,8 @@ mod tests {
     fn role_names_of_every_source_map_onto_three_roles() {
         assert_eq!(Role::parse("owner"), Some(Some(Role::Owner)));
         assert_eq!(Role::parse("READ_ONLY"), Some(Some(Role::User)));
+        assert_eq!(Role::parse("READ_WRITE"), Some(Some(Role::User)), "the spec maps READ_WRITE and EDITOR onto user");
+        assert_eq!(Role::parse("editor"), Some(Some(Role::User)));
         assert_eq!(Role::parse("Consumer"), Some(Some(Role::Consumer)));
         assert_eq!(Role::parse("NO_ROLE"), Some(None));
         assert_eq!(Role::parse("superuser"), None);

@@ -53,7 +53,7 @@ pub async fn start(State(state): State<AppState>, Extension(caller): Extension<C
     if let Some(current_status) = current_status
         && current_status != artifact.value.status
     {
-        return Err(ApiError::BadRequest(format!(
+        return Err(ApiError::Unprocessable(format!(
             "Artifact status mismatch: the workload runs a {} artifact and {} is {}; replace drafts with drafts and locked with locked (promote a draft workload instead)",
             status_name(current_status),
             req.artifact_id,

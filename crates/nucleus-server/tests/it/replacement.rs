@@ -2,7 +2,7 @@
 //! clients call it without pause: not one request fails, traffic moves to the candidate in one
 //! step, the old proton drains and goes, and the record lands in the history. A candidate that
 //! cannot start ends the replacement `errored` while the current proton keeps serving; the API's
-//! refusals (second POST 422, settings 409, draft/locked mismatch 400) change nothing.
+//! refusals (second POST 422, settings 409, draft/locked mismatch 422) change nothing.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -124,7 +124,7 @@ async fn a_replacement_under_load_drops_no_request() {
     locked["status"] = json!("locked");
     let locked = new_artifact(&stack, locked).await;
     let (code, mismatch) = stack.post(&format!("/workloads/{id}/replacement"), json!({"artifactId": locked, "strategy": "rolling"})).await;
-    assert_eq!(code, StatusCode::BAD_REQUEST, "{mismatch}");
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{mismatch}");
     assert!(mismatch["detail"].as_str().unwrap().starts_with("Artifact status mismatch"), "{mismatch}");
     let (code, wrong) = stack.post(&format!("/workloads/{id}/replacement"), json!({"artifactId": next, "strategy": "canary"})).await;
     assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{wrong}");
