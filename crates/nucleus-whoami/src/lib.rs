@@ -1,6 +1,11 @@
 //! `nucleus-whoami`: the example workload. A tiny HTTP server in the spirit of traefik/whoami that
 //! answers every request with its replica name and an echo of the request, plus health endpoints
 //! and a few knobs to simulate misbehaving services (slow start, failing readiness, crashes).
+//!
+//! It also speaks what real workloads speak, for the invoke proxy's tests: HTTP/2 without TLS
+//! (h2c), a WebSocket echo (`/ws`), the gRPC health service (`grpc.health.v1.Health`), server-sent
+//! events (`/events/{n}`), a streamed upload counter (`POST /bytes`) and slow answers
+//! (`/sleep/{ms}`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -9,11 +14,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::body::{Body, Bytes};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, Version};
+use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
+use futures::StreamExt;
 use clap::Parser;
 use serde_json::json;
 
@@ -74,12 +82,81 @@ pub async fn run(options: Options) -> std::io::Result<()> {
 }
 
 fn router(state: Arc<AppState>) -> Router {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    // The whole server is serving: `Check` with service "" answers SERVING.
+    drop(health);
     Router::new()
+        .route_service("/grpc.health.v1.Health/Check", health_service.clone())
+        .route_service("/grpc.health.v1.Health/Watch", health_service)
         .route("/healthz", get(healthz))
         .route("/ready", get(ready))
         .route("/status/{code}", get(status))
+        .route("/sleep/{ms}", get(sleep))
+        .route("/events/{n}", get(events))
+        .route("/bytes", post(count_bytes))
+        .route("/ws", get(websocket))
         .fallback(echo)
         .with_state(state)
+}
+
+/// Answers after `ms` milliseconds (a slow model, or one that hangs).
+async fn sleep(Path(ms): Path<u64>) -> String {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    format!("slept {ms} ms")
+}
+
+/// `n` server-sent events, one every 100 ms: a caller sees each as it comes, not all at the end.
+async fn events(Path(n): Path<u32>) -> Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>> {
+    let stream = futures::stream::unfold(0u32, move |i| async move {
+        if i >= n {
+            return None;
+        }
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Some((Ok(Event::default().data(format!("event {i}"))), i + 1))
+    });
+    Sse::new(stream)
+}
+
+/// Reads the body as it streams in and answers how many bytes and frames it had (without holding
+/// it: a 200 MiB upload costs no memory here).
+async fn count_bytes(body: Body) -> Response {
+    let mut stream = body.into_data_stream();
+    let (mut bytes, mut chunks) = (0u64, 0u64);
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(chunk) => {
+                bytes += chunk.len() as u64;
+                chunks += 1;
+            }
+            Err(err) => return (StatusCode::BAD_REQUEST, format!("body ended early: {err}")).into_response(),
+        }
+    }
+    axum::Json(json!({ "bytes": bytes, "chunks": chunks })).into_response()
+}
+
+/// Echoes every text and binary message back, prefixed with nothing.
+async fn websocket(upgrade: WebSocketUpgrade, State(state): State<Arc<AppState>>) -> Response {
+    let name = state.name.clone();
+    upgrade.on_upgrade(move |socket| echo_socket(socket, name))
+}
+
+async fn echo_socket(mut socket: WebSocket, name: String) {
+    if socket.send(Message::Text(format!("hello from {name}").into())).await.is_err() {
+        return;
+    }
+    while let Some(Ok(message)) = socket.recv().await {
+        let reply = match message {
+            Message::Text(text) => Message::Text(text),
+            Message::Binary(data) => Message::Binary(data),
+            Message::Close(_) => return,
+            _ => continue,
+        };
+        if socket.send(reply).await.is_err() {
+            return;
+        }
+    }
 }
 
 async fn healthz(uri: Uri) -> &'static str {
@@ -107,6 +184,7 @@ async fn status(axum::extract::Path(code): axum::extract::Path<u16>, uri: Uri) -
 async fn echo(
     State(state): State<Arc<AppState>>,
     method: Method,
+    version: Version,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
@@ -122,6 +200,8 @@ async fn echo(
         .collect();
     let answer = json!({
         "replica": state.name,
+        "pid": std::process::id(),
+        "version": format!("{version:?}"),
         "artifactId": state.artifact_id,
         "method": method.as_str(),
         "path": uri.path(),
