@@ -260,6 +260,9 @@ fn probe(p: &ProbeConfig, loc: &Loc, errors: &mut Vec<FieldError>) {
 
 /// The runtime must fit the artifact it runs.
 pub fn runtime(rt: &WorkloadRuntime, spec: &ArtifactSpec, loc: &Loc, errors: &mut Vec<FieldError>) {
+    if let Some(seconds) = rt.invoke_timeout_seconds {
+        range(seconds, 1, 3600, &loc.key("invokeTimeoutSeconds"), errors);
+    }
     for (gi, group) in rt.container_groups.iter().enumerate() {
         let group_loc = loc.key("containerGroups").index(gi);
         let Some(artifact_group) = spec.container_groups.iter().find(|g| g.name == group.name) else {

@@ -36,6 +36,11 @@ pub struct WorkloadRuntime {
     pub enclave_selection_policy: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enclaves: Option<Vec<String>>,
+    /// Nucleus: how long a replica may take to start answering an invoke call (response headers)
+    /// before the caller gets 504; the gateway's `--upstream-timeout` (300 s) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 3600)]
+    pub invoke_timeout_seconds: Option<i64>,
 }
 
 fn default_group_name() -> String {

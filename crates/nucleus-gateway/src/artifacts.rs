@@ -2,7 +2,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use nucleus_api::identity::Role;
@@ -113,7 +113,7 @@ pub async fn clone(State(state): State<AppState>, Extension(caller): Extension<C
     Ok(Json(formatted(copy, &caller)))
 }
 
-pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, uri: Uri) -> Result<Response, ApiError> {
+pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>, uri: Uri) -> Result<Response, ApiError> {
     let query = Query::parse(uri.query());
     let mut errors = Vec::new();
     let window = Window::from_query(&query, &mut errors);
@@ -147,7 +147,7 @@ pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Ca
     );
     check(errors)?;
     let items: Vec<Artifact> = items.into_iter().map(|a| formatted(a, &caller)).collect();
-    Ok(Json(paginate(items, &window, &query, &state, &headers, &uri)).into_response())
+    Ok(Json(paginate(items, &window, &query, &state, &uri)).into_response())
 }
 
 fn status_matches(status: ArtifactStatus, wanted: &str) -> bool {

@@ -5,7 +5,9 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -20,6 +22,11 @@ use crate::{ApiError, AppState};
 
 /// How long a resolved user token is trusted without asking meta again.
 const CACHED_FOR: Duration = Duration::from_secs(30);
+/// How long a token meta does not know stays refused without asking again, so that random tokens
+/// cannot turn every request into a Raft read.
+const REFUSED_FOR: Duration = Duration::from_secs(5);
+/// Refused tokens remembered at most; past this the oldest half is forgotten.
+const MAX_REFUSED: usize = 10_000;
 
 /// The caller of a request, put in the request's extensions by [`require_token`].
 #[derive(Debug, Clone, PartialEq)]
@@ -52,10 +59,11 @@ pub fn token_hash(token: &str) -> String {
     Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Resolved user tokens, by hash.
+/// Resolved user tokens, and tokens meta did not know, by hash.
 #[derive(Clone, Default)]
 pub struct TokenCache {
     entries: Arc<Mutex<HashMap<String, (Caller, Instant)>>>,
+    refused: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 impl TokenCache {
@@ -66,7 +74,19 @@ impl TokenCache {
         {
             return Ok(Some(caller.clone()));
         }
-        let Some(record) = state.meta.get_json::<TokenRecord>(&keys::token(&hash)).await? else { return Ok(None) };
+        if self.refused.lock().unwrap_or_else(|p| p.into_inner()).get(&hash).is_some_and(|at| at.elapsed() < REFUSED_FOR) {
+            return Ok(None);
+        }
+        let Some(caller) = self.look_up(state, &hash).await? else {
+            self.refuse(hash);
+            return Ok(None);
+        };
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).insert(hash, (caller.clone(), Instant::now()));
+        Ok(Some(caller))
+    }
+
+    async fn look_up(&self, state: &AppState, hash: &str) -> Result<Option<Caller>, ApiError> {
+        let Some(record) = state.meta.get_json::<TokenRecord>(&keys::token(hash)).await? else { return Ok(None) };
         let Some(user) = state.meta.get_json::<User>(&keys::user(&record.value.user_id)).await? else { return Ok(None) };
         let groups = state
             .meta
@@ -76,44 +96,55 @@ impl TokenCache {
             .filter(|g| g.value.member_ids.contains(&user.value.id))
             .map(|g| g.value.id)
             .collect();
-        let caller = Caller::User { id: user.value.id, username: user.value.username, groups };
-        self.entries.lock().unwrap_or_else(|p| p.into_inner()).insert(hash, (caller.clone(), Instant::now()));
-        Ok(Some(caller))
+        Ok(Some(Caller::User { id: user.value.id, username: user.value.username, groups }))
     }
-    /// Forgets every resolved token, so that a change of group membership counts at the next call.
+
+    fn refuse(&self, hash: String) {
+        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        if refused.len() >= MAX_REFUSED {
+            refused.retain(|_, at| at.elapsed() < REFUSED_FOR);
+            if refused.len() >= MAX_REFUSED {
+                refused.clear();
+            }
+        }
+        refused.insert(hash, Instant::now());
+    }
+
+    /// Forgets every resolved and refused token, so that a change of group membership or a new
+    /// token counts at the next call.
     pub fn clear(&self) {
         self.entries.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.refused.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
-
 }
 
-pub async fn require_token(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
+/// The caller a request's `Authorization` header names; 401 when it names none.
+pub async fn caller_of(state: &AppState, headers: &http::HeaderMap) -> Result<Caller, ApiError> {
+    let presented = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("Token ")))
-        .map(str::trim)
-        .map(str::to_owned);
-    let caller = match presented {
-        None => {
-            return ApiError::Unauthorized("Authentication required: send the header 'Authorization: Bearer <token>'".to_owned())
-                .into_response();
-        }
-        Some(token) if constant_time_eq(token.as_bytes(), state.config.token.as_bytes()) => Caller::Admin,
-        Some(token) => match state.tokens.resolve(&state, &token).await {
-            Ok(Some(caller)) => caller,
-            Ok(None) => {
-                return ApiError::Unauthorized(
-                    "Invalid API token: use the token `nucleus dev` printed (kept in <data-dir>/token) or one made with POST /api/v2/users/{id}/tokens".to_owned(),
-                )
-                .into_response();
-            }
-            Err(err) => return err.into_response(),
+        .map(str::trim);
+    match presented {
+        None => Err(ApiError::Unauthorized("Authentication required: send the header 'Authorization: Bearer <token>'".to_owned())),
+        Some(token) if constant_time_eq(token.as_bytes(), state.config.token.as_bytes()) => Ok(Caller::Admin),
+        Some(token) => match state.tokens.resolve(state, token).await? {
+            Some(caller) => Ok(caller),
+            None => Err(ApiError::Unauthorized(
+                "Invalid API token: use the token `nucleus dev` printed (kept in <data-dir>/token) or one made with POST /api/v2/users/{id}/tokens".to_owned(),
+            )),
         },
-    };
-    request.extensions_mut().insert(caller);
-    next.run(request).await
+    }
+}
+
+pub async fn require_token(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    match caller_of(&state, request.headers()).await {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(err) => err.into_response(),
+    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

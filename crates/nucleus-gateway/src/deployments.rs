@@ -3,8 +3,8 @@
 //! artifact is locked, and a workload backs at most one deployment.
 
 use axum::body::Bytes;
-use axum::extract::{Extension, Path, Request, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::extract::{Extension, Path, State};
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use nucleus_api::deployment::{CreateDeploymentRequest, Deployment, UpdateDeploymentRequest};
@@ -28,7 +28,7 @@ fn formatted(mut deployment: Deployment, base: &str) -> Deployment {
 
 /// The deployment, if `caller` may do `need` with its workload (a deployment whose workload is
 /// gone can still be read and deleted by the administrator).
-async fn load(state: &AppState, caller: &Caller, id: &str, need: Need) -> Result<Versioned<Deployment>, ApiError> {
+pub(crate) async fn load(state: &AppState, caller: &Caller, id: &str, need: Need) -> Result<Versioned<Deployment>, ApiError> {
     let not_found = || ApiError::NotFound(format!("Deployment {id} not found"));
     let deployment = state.meta.get_json::<Deployment>(&keys::deployment(id)).await?.ok_or_else(not_found)?;
     match load_workload(state, caller, &deployment.value.workload_id, need).await {
@@ -39,7 +39,7 @@ async fn load(state: &AppState, caller: &Caller, id: &str, need: Need) -> Result
     }
 }
 
-pub async fn create(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+pub async fn create(State(state): State<AppState>, Extension(caller): Extension<Caller>, body: Bytes) -> Result<Response, ApiError> {
     let req: CreateDeploymentRequest = json_body(&body)?;
     let mut errors = Vec::new();
     validation::name(&req.name, &Loc::body().key("name"), &mut errors);
@@ -87,15 +87,15 @@ pub async fn create(State(state): State<AppState>, Extension(caller): Extension<
             workload.id
         )));
     }
-    Ok((StatusCode::CREATED, Json(formatted(deployment, &base_url(&state, &headers)))).into_response())
+    Ok((StatusCode::CREATED, Json(formatted(deployment, &base_url(&state)))).into_response())
 }
 
-pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, uri: Uri) -> Result<Response, ApiError> {
+pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>, uri: Uri) -> Result<Response, ApiError> {
     let query = Query::parse(uri.query());
     let mut errors = Vec::new();
     let window = Window::from_query(&query, &mut errors);
     check(errors)?;
-    let base = base_url(&state, &headers);
+    let base = base_url(&state);
     let mut items: Vec<Deployment> = Vec::new();
     for d in state.meta.list_json::<Deployment>(keys::DEPLOYMENTS).await? {
         if load_workload(&state, &caller, &d.value.workload_id, Need::Read).await.is_ok() {
@@ -103,14 +103,14 @@ pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Ca
         }
     }
     items.sort_by_key(|d| std::cmp::Reverse(d.created_at));
-    Ok(Json(paginate(items, &window, &query, &state, &headers, &uri)).into_response())
+    Ok(Json(paginate(items, &window, &query, &state, &uri)).into_response())
 }
 
-pub async fn get(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<Deployment>, ApiError> {
-    Ok(Json(formatted(load(&state, &caller, &id, Need::Read).await?.value, &base_url(&state, &headers))))
+pub async fn get(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Json<Deployment>, ApiError> {
+    Ok(Json(formatted(load(&state, &caller, &id, Need::Read).await?.value, &base_url(&state))))
 }
 
-pub async fn update(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Result<Json<Deployment>, ApiError> {
+pub async fn update(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, body: Bytes) -> Result<Json<Deployment>, ApiError> {
     let patch: UpdateDeploymentRequest = json_body(&body)?;
     let mut errors = Vec::new();
     if let Some(name) = &patch.name {
@@ -135,7 +135,7 @@ pub async fn update(State(state): State<AppState>, Extension(caller): Extension<
         })
         .await??
         .ok_or_else(|| ApiError::NotFound(format!("Deployment {id} not found")))?;
-    Ok(Json(formatted(updated, &base_url(&state, &headers))))
+    Ok(Json(formatted(updated, &base_url(&state))))
 }
 
 /// Removes the deployment (its workload stays).
@@ -155,27 +155,4 @@ pub async fn delete(State(state): State<AppState>, Extension(caller): Extension<
 pub async fn stats(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, uri: Uri) -> Result<Json<nucleus_api::stats::ProtonRequestStats>, ApiError> {
     let deployment = load(&state, &caller, &id, Need::Read).await?.value;
     crate::stats::endpoints::get(State(state), Extension(caller), Path(deployment.workload_id), uri).await
-}
-
-/// `ANY /api/v2/endpoints/deployments/{id}/...`: forwarded as the workload's invoke URL would be.
-pub async fn invoke(State(state): State<AppState>, Extension(caller): Extension<Caller>, request: Request) -> Response {
-    let path = request.uri().path().to_owned();
-    let rest = path.strip_prefix(PREFIX).or_else(|| path.strip_prefix(PREFIX.trim_end_matches('/'))).unwrap_or_default();
-    let rest = rest.trim_start_matches('/');
-    let (id, app) = rest.split_once('/').map_or((rest, ""), |(id, app)| (id, app));
-    let deployment = match load(&state, &caller, id, Need::Invoke).await {
-        Ok(d) => d.value,
-        Err(err) => return err.into_response(),
-    };
-    let mut target = format!("{}{}/{app}", crate::invoke::PREFIX, deployment.workload_id);
-    if let Some(query) = request.uri().query() {
-        target.push('?');
-        target.push_str(query);
-    }
-    let (mut parts, body) = request.into_parts();
-    match target.parse::<Uri>() {
-        Ok(uri) => parts.uri = uri,
-        Err(err) => return ApiError::BadRequest(format!("cannot forward this path: {err}")).into_response(),
-    }
-    crate::invoke::invoke(State(state), Extension(caller), Request::from_parts(parts, body)).await
 }

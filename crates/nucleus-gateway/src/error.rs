@@ -1,8 +1,13 @@
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use nucleus_api::validation::BodyError;
 use nucleus_api::FieldError;
+
+/// What a 503 answers in `Retry-After`: whatever is missing (a ready replica, a meta leader,
+/// room under a limit) usually returns within a second or two.
+pub const RETRY_AFTER_SECONDS: &str = "1";
 
 /// Every error the REST API answers with, mapped to its status code in one place.
 /// Bodies are `{"detail": "..."}`, or FastAPI's list of field errors for 422 validation.
@@ -22,10 +27,15 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     #[error("{0}")]
     Unprocessable(String),
+    /// 503 with `Retry-After`: the message says what is missing and what to do.
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
     BadGateway(String),
+    #[error("{0}")]
+    GatewayTimeout(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -41,6 +51,8 @@ impl ApiError {
             ApiError::Validation(_) | ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -94,6 +106,10 @@ impl IntoResponse for ApiError {
             ApiError::Validation(errors) => ErrorDetail::Fields(errors),
             other => ErrorDetail::Message(other.to_string()),
         };
-        (status, Json(ErrorBody { detail })).into_response()
+        let mut response = (status, Json(ErrorBody { detail })).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+        }
+        response
     }
 }

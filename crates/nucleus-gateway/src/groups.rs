@@ -5,7 +5,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use nucleus_api::identity::{CreateGroupRequest, GroupMembersRequest, UserGroup};
@@ -36,7 +36,7 @@ pub async fn create(State(state): State<AppState>, Extension(caller): Extension<
 }
 
 /// Every group for the administrator; a user, the groups it is in.
-pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, uri: Uri) -> Result<Response, ApiError> {
+pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>, uri: Uri) -> Result<Response, ApiError> {
     let query = Query::parse(uri.query());
     let mut errors = Vec::new();
     let window = Window::from_query(&query, &mut errors);
@@ -50,7 +50,7 @@ pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Ca
         .filter(|g| caller == Caller::Admin || g.member_ids.iter().any(|m| m == caller.id()))
         .collect();
     groups.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Json(paginate(groups, &window, &query, &state, &headers, &uri)).into_response())
+    Ok(Json(paginate(groups, &window, &query, &state, &uri)).into_response())
 }
 
 /// Adds users (by id) to a group; those already in it stay once.

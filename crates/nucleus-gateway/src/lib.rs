@@ -1,5 +1,7 @@
 //! The public REST gateway: the Workload API under `/api/v2`, token auth, and the invoke proxy
 //! that forwards `/api/v2/endpoints/workloads/{id}/...` to a ready replica of the active proton.
+//! [`serve`] runs both on worker threads of their own, HTTP/1.1 and HTTP/2 (h2c), with the limits
+//! a public endpoint needs ([`Limits`]).
 //!
 //! The gateway holds no state of its own: documents live in meta (through `nucleus-client`), and
 //! the route table is a cache fed by a meta watch.
@@ -21,34 +23,78 @@ mod repositories;
 mod request;
 mod route_table;
 mod router;
+mod server;
 mod sharing;
 mod stats;
 mod users;
 mod workloads;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use nucleus_client::MetaClient;
 
 pub use error::ApiError;
 pub use route_table::RouteTable;
 pub use router::router;
+pub use server::serve;
 
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
     /// The API token every request must carry.
     pub token: String,
-    /// Externally visible base URL (`http://host:port`) for `endpoint` and pagination links;
-    /// when unset, the request's `Host` header decides.
-    pub public_url: Option<String>,
+    /// Externally visible base URL (`https://api.example.com`) for `endpoint`, pagination and
+    /// `trackVia` links; the `Host` header is never trusted for them.
+    pub public_url: String,
     /// How long a draft workload lives after it was created or last started (spec: 8 hours).
-    pub draft_ttl: std::time::Duration,
+    pub draft_ttl: Duration,
+    pub limits: Limits,
+    /// Threads serving connections (each with its own event loop, like nginx workers).
+    pub workers: usize,
+}
+
+impl GatewayConfig {
+    /// The scheme callers reach the gateway with, as the public URL says.
+    pub fn scheme(&self) -> &'static str {
+        if self.public_url.starts_with("https://") { "https" } else { "http" }
+    }
+}
+
+/// What a public endpoint must bound.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// From the moment a connection waits for a request until that request's headers are in
+    /// (slowloris). For HTTP/1.1 this also bounds how long a kept-alive connection may wait for its
+    /// next request.
+    pub header_read_timeout: Duration,
+    /// A connection with no request in progress for this long is closed (HTTP/1.1 and HTTP/2).
+    pub idle_timeout: Duration,
+    /// Connections open at once; past it a new connection gets 503 and is closed.
+    pub max_connections: usize,
+    /// Requests in flight per workload at this gateway; past it, 503 with `Retry-After`.
+    pub max_in_flight_per_workload: u32,
+    /// How long a replica may take to send response headers (per workload:
+    /// `runtime.invokeTimeoutSeconds`); past it, 504.
+    pub upstream_timeout: Duration,
+    /// Largest REST request body; past it, 413. Invoke bodies are streamed and not limited.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+            max_in_flight_per_workload: 1_000,
+            upstream_timeout: invoke::DEFAULT_UPSTREAM_TIMEOUT,
+            max_body_bytes: 2 * 1024 * 1024,
+        }
+    }
 }
 
 /// The spec's lifetime of a draft workload.
-pub const DEFAULT_DRAFT_TTL: std::time::Duration = std::time::Duration::from_secs(8 * 3600);
+pub const DEFAULT_DRAFT_TTL: Duration = Duration::from_secs(8 * 3600);
 
 /// Shared by every handler.
 #[derive(Clone)]
@@ -56,32 +102,15 @@ pub struct AppState {
     pub(crate) meta: MetaClient,
     pub(crate) config: Arc<GatewayConfig>,
     pub(crate) routes: RouteTable,
-    pub(crate) upstream: invoke::Upstream,
     pub(crate) stats: stats::Recorder,
     pub(crate) tokens: auth::TokenCache,
 }
 
 impl AppState {
-    /// Starts the route table's watch in the background.
+    /// Starts the route table's watch and the statistics flusher in the background.
     pub fn new(meta: MetaClient, config: GatewayConfig) -> AppState {
-        let routes = RouteTable::start(meta.clone());
         let stats = stats::Recorder::start(meta.clone());
-        AppState { meta, config: Arc::new(config), routes, upstream: invoke::Upstream::new(), stats, tokens: auth::TokenCache::default() }
+        let routes = RouteTable::start(meta.clone(), stats.clone());
+        AppState { meta, config: Arc::new(config), routes, stats, tokens: auth::TokenCache::default() }
     }
-}
-
-/// Serves the gateway on `listener` until `shutdown` resolves; in-flight requests finish first.
-pub async fn serve(
-    state: AppState,
-    listener: tokio::net::TcpListener,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    // Without TCP_NODELAY, small responses wait on delayed ACKs (~40 ms each).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

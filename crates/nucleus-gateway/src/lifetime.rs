@@ -4,7 +4,7 @@
 //! statistics and records the promotion in `GET /workloads/{id}/history`. Nothing restarts: same id, endpoint and protons.
 
 use axum::extract::{Extension, Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use nucleus_api::replacement::{Replacement, ReplacementConfig, ReplacementStatus, ReplacementStrategy};
@@ -28,7 +28,7 @@ pub fn draft_expiry(state: &AppState) -> nucleus_api::Timestamp {
     chrono::Utc::now() + ttl
 }
 
-pub async fn promote(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn promote(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let workload = load(&state, &caller, &id, Need::Change).await?;
     if workload.value.proton_id.is_none() {
         return Err(ApiError::Unprocessable(format!("Workload {id} has no active proton; there is nothing to promote")));
@@ -96,11 +96,11 @@ pub async fn promote(State(state): State<AppState>, Extension(caller): Extension
         }
         // The scheduler wrote the status meanwhile: apply the promotion to the fresh document.
     };
-    Ok((StatusCode::ACCEPTED, Json(formatted(promoted, &base_url(&state, &headers), &caller))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(formatted(promoted, &base_url(&state), &caller))).into_response())
 }
 
 /// Past replacements and promotions, newest first.
-pub async fn history(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, uri: Uri, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn history(State(state): State<AppState>, Extension(caller): Extension<Caller>, uri: Uri, Path(id): Path<String>) -> Result<Response, ApiError> {
     let query = Query::parse(uri.query());
     let mut errors = Vec::new();
     let window = Window::from_query(&query, &mut errors);
@@ -109,5 +109,5 @@ pub async fn history(State(state): State<AppState>, Extension(caller): Extension
     let mut records: Vec<Replacement> =
         state.meta.list_json::<Replacement>(&keys::history_of(&id)).await?.into_iter().map(|r| r.value).collect();
     records.reverse();
-    Ok(Json(paginate(records, &window, &query, &state, &headers, &uri)).into_response())
+    Ok(Json(paginate(records, &window, &query, &state, &uri)).into_response())
 }

@@ -2,7 +2,7 @@
 
 use std::cmp::Ordering;
 
-use axum::http::{HeaderMap, Uri};
+use axum::http::Uri;
 use nucleus_api::page::{neighbours, Page};
 use nucleus_api::validation::Loc;
 use nucleus_api::{FieldError, Timestamp, UserData};
@@ -135,11 +135,11 @@ pub fn order<T: Listed>(
 }
 
 /// Cuts one page out of `items` and builds absolute `next`/`previous` links.
-pub fn paginate<T>(items: Vec<T>, window: &Window, query: &Query, state: &AppState, headers: &HeaderMap, uri: &Uri) -> Page<T> {
+pub fn paginate<T>(items: Vec<T>, window: &Window, query: &Query, state: &AppState, uri: &Uri) -> Page<T> {
     let total = items.len();
     let data: Vec<T> = items.into_iter().skip(window.offset).take(window.limit).collect();
     let (next, previous) = neighbours(window.offset, window.limit, total);
-    let link = |offset: usize| format!("{}{}?{}", base_url(state, headers), uri.path(), query.with_offset(offset));
+    let link = |offset: usize| format!("{}{}?{}", base_url(state), uri.path(), query.with_offset(offset));
     Page { count: data.len(), total_count: total, next: next.map(link), previous: previous.map(link), data }
 }
 

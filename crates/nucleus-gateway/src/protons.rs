@@ -2,7 +2,7 @@
 //! entities.
 
 use axum::extract::{Extension, Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use nucleus_api::workload::{RelatedObject, RelatedObjects};
@@ -16,7 +16,7 @@ use crate::workloads::load;
 use crate::auth::Caller;
 use crate::{ApiError, AppState};
 
-pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, uri: Uri, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>, uri: Uri, Path(id): Path<String>) -> Result<Response, ApiError> {
     let query = Query::parse(uri.query());
     let mut errors = Vec::new();
     let window = Window::from_query(&query, &mut errors);
@@ -25,7 +25,7 @@ pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Ca
     let mut protons: Vec<Proton> =
         state.meta.list_json::<Proton>(&keys::protons_of(&id)).await?.into_iter().map(|p| p.value).collect();
     protons.sort_by_key(|p| std::cmp::Reverse(p.created_at));
-    Ok(Json(paginate(protons, &window, &query, &state, &headers, &uri)).into_response())
+    Ok(Json(paginate(protons, &window, &query, &state, &uri)).into_response())
 }
 
 pub async fn get(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path((id, proton_id)): Path<(String, String)>) -> Result<Json<Proton>, ApiError> {
@@ -47,7 +47,7 @@ pub async fn status_details(State(state): State<AppState>, Extension(caller): Ex
     }
 }
 
-pub async fn events(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, uri: Uri, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn events(State(state): State<AppState>, Extension(caller): Extension<Caller>, uri: Uri, Path(id): Path<String>) -> Result<Response, ApiError> {
     let query = Query::parse(uri.query());
     let mut errors = Vec::new();
     let window = Window::from_query(&query, &mut errors);
@@ -57,7 +57,7 @@ pub async fn events(State(state): State<AppState>, Extension(caller): Extension<
     let mut events: Vec<WorkloadEvent> =
         state.meta.list_json::<WorkloadEvent>(&keys::events_of(&id)).await?.into_iter().map(|e| e.value).collect();
     events.reverse();
-    Ok(Json(paginate(events, &window, &query, &state, &headers, &uri)).into_response())
+    Ok(Json(paginate(events, &window, &query, &state, &uri)).into_response())
 }
 
 /// `GET /workloads/{id}/related`: the workload's artifact, its repository and its protons.

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Extension, Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use nucleus_api::{Artifact, ArtifactStatus, Workload};
@@ -55,7 +55,7 @@ fn summarise(id: &str, members: &[Artifact]) -> Option<Repository> {
     })
 }
 
-pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, uri: Uri) -> Result<Response, ApiError> {
+pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>, uri: Uri) -> Result<Response, ApiError> {
     let query = Query::parse(uri.query());
     let mut errors = Vec::new();
     let window = Window::from_query(&query, &mut errors);
@@ -80,7 +80,7 @@ pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Ca
         .collect();
     order(&mut items, &query, &[], |_, _, _| None, &mut errors);
     check(errors)?;
-    Ok(Json(paginate(items, &window, &query, &state, &headers, &uri)).into_response())
+    Ok(Json(paginate(items, &window, &query, &state, &uri)).into_response())
 }
 
 fn not_found(id: &str) -> ApiError {

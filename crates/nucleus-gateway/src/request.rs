@@ -1,8 +1,6 @@
 //! What handlers take from a request: the JSON body (400 vs 422), the query string (repeated keys
 //! allowed), and the externally visible base URL.
 
-use axum::http::header::HOST;
-use axum::http::HeaderMap;
 use nucleus_api::validation::{parse_body, Loc};
 use nucleus_api::FieldError;
 use serde::de::DeserializeOwned;
@@ -13,17 +11,10 @@ pub fn json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(parse_body(bytes)?)
 }
 
-/// `scheme://host` as the client reached us (or the configured public URL).
-pub fn base_url(state: &AppState, headers: &HeaderMap) -> String {
-    if let Some(url) = &state.config.public_url {
-        return url.trim_end_matches('/').to_owned();
-    }
-    let host = headers.get(HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-    let scheme = headers
-        .get("x-forwarded-proto")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("http");
-    format!("{scheme}://{host}")
+/// `scheme://host[:port]` callers reach the gateway at: the configured public URL, never the
+/// request's `Host` header (which a caller controls).
+pub fn base_url(state: &AppState) -> &str {
+    state.config.public_url.trim_end_matches('/')
 }
 
 pub fn workload_endpoint(base: &str, workload_id: &str) -> String {

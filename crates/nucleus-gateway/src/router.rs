@@ -4,11 +4,13 @@
 use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::IntoResponse;
-use axum::routing::{any, delete, get, post, MethodRouter};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::response::Response;
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::{artifacts, auth, deployments, groups, invoke, lifetime, openapi, protons, replacements, repositories, sharing, stats, users, workloads, ApiError, AppState};
+use crate::{artifacts, auth, deployments, groups, lifetime, openapi, protons, replacements, repositories, sharing, stats, users, workloads, ApiError, AppState};
 
 const API: &str = "/api/v2";
 
@@ -70,13 +72,9 @@ pub fn router(state: AppState) -> Router {
         route(&format!("{base}/{{workload_id}}/related"), get(protons::related));
         route(&format!("{base}/{{workload_id}}/sharedRoles"), get(sharing::workload_get).patch(sharing::workload_patch));
     }
+    // Invoke URLs (`/api/v2/endpoints/...`) never reach this router: the server hands them to
+    // the invoke proxy first (see `server`).
     let router = router
-        .route("/api/v2/endpoints/workloads/{workload_id}", any(invoke::invoke))
-        .route("/api/v2/endpoints/workloads/{workload_id}/", any(invoke::invoke))
-        .route("/api/v2/endpoints/workloads/{workload_id}/{*path}", any(invoke::invoke))
-        .route("/api/v2/endpoints/deployments/{deployment_id}", any(deployments::invoke))
-        .route("/api/v2/endpoints/deployments/{deployment_id}/", any(deployments::invoke))
-        .route("/api/v2/endpoints/deployments/{deployment_id}/{*path}", any(deployments::invoke))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     // The document describes the API, not anyone's data: tooling reads it without a token.
@@ -86,6 +84,8 @@ pub fn router(state: AppState) -> Router {
     router
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
         .merge(public)
+        .layer(middleware::map_response_with_state(state.clone(), too_large_as_json))
+        .layer(DefaultBodyLimit::max(state.config.limits.max_body_bytes))
         .with_state(state)
 }
 
@@ -108,6 +108,22 @@ async fn version() -> Json<VersionInfo> {
 async fn bundles() -> Json<nucleus_api::Page<nucleus_api::bundle::ResourceBundle>> {
     let data = nucleus_api::bundle::default_catalogue();
     Json(nucleus_api::Page { count: data.len(), total_count: data.len(), next: None, previous: None, data })
+}
+
+/// axum refuses a body over the limit with a plain-text 413; answer it as every error is answered.
+async fn too_large_as_json(State(state): State<AppState>, response: Response) -> Response {
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status() != StatusCode::PAYLOAD_TOO_LARGE || is_json {
+        return response;
+    }
+    ApiError::PayloadTooLarge(format!(
+        "Request body too large: the REST API takes at most {} bytes. Send smaller documents (invoke URLs have no such limit).",
+        state.config.limits.max_body_bytes
+    ))
+    .into_response()
 }
 
 async fn not_found() -> ApiError {

@@ -4,7 +4,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use nucleus_api::identity::{Recipient, Role, SharedRole, SharedRoleInput, SharedRolesUpdateRequest, User, UserGroup, ORGANIZATION_ID};
@@ -62,14 +62,14 @@ fn shown<T: Shared>(object: &T) -> Vec<SharedRole> {
     creator.into_iter().chain(object.shared_roles().iter().cloned()).collect()
 }
 
-async fn read_list<T: Shared>(state: &AppState, caller: &Caller, key: &str, hidden: impl Fn() -> ApiError, headers: HeaderMap, uri: Uri) -> Result<Response, ApiError> {
+async fn read_list<T: Shared>(state: &AppState, caller: &Caller, key: &str, hidden: impl Fn() -> ApiError, uri: Uri) -> Result<Response, ApiError> {
     let query = Query::parse(uri.query());
     let mut errors = Vec::new();
     let window = Window::from_query(&query, &mut errors);
     check(errors)?;
     let object = state.meta.get_json::<T>(key).await?.ok_or_else(&hidden)?;
     allow(role_of(caller, object.value.creator(), object.value.shared_roles()), Need::Read, hidden)?;
-    Ok(Json(paginate(shown(&object.value), &window, &query, state, &headers, &uri)).into_response())
+    Ok(Json(paginate(shown(&object.value), &window, &query, state, &uri)).into_response())
 }
 
 /// Reads and checks a PATCH body: the new list, users resolved.
@@ -169,8 +169,8 @@ async fn replace<T: Shared>(state: &AppState, caller: &Caller, objects: Vec<Vers
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn workload_get(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, headers: HeaderMap, uri: Uri) -> Result<Response, ApiError> {
-    read_list::<Workload>(&state, &caller, &keys::workload(&id), || ApiError::workload_not_found(&id), headers, uri).await
+pub async fn workload_get(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, uri: Uri) -> Result<Response, ApiError> {
+    read_list::<Workload>(&state, &caller, &keys::workload(&id), || ApiError::workload_not_found(&id), uri).await
 }
 
 pub async fn workload_patch(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, body: Bytes) -> Result<StatusCode, ApiError> {
@@ -180,8 +180,8 @@ pub async fn workload_patch(State(state): State<AppState>, Extension(caller): Ex
     replace(&state, &caller, object.into_iter().collect(), list, || ApiError::workload_not_found(&id)).await
 }
 
-pub async fn artifact_get(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, headers: HeaderMap, uri: Uri) -> Result<Response, ApiError> {
-    read_list::<Artifact>(&state, &caller, &keys::artifact(&id), || ApiError::artifact_not_found(&id), headers, uri).await
+pub async fn artifact_get(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, uri: Uri) -> Result<Response, ApiError> {
+    read_list::<Artifact>(&state, &caller, &keys::artifact(&id), || ApiError::artifact_not_found(&id), uri).await
 }
 
 pub async fn artifact_patch(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, body: Bytes) -> Result<StatusCode, ApiError> {
@@ -208,10 +208,10 @@ fn repository_not_found(id: &str) -> ApiError {
 }
 
 /// A repository's list is its first artifact's (PATCH sets it on every artifact in it).
-pub async fn repository_get(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, headers: HeaderMap, uri: Uri) -> Result<Response, ApiError> {
+pub async fn repository_get(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, uri: Uri) -> Result<Response, ApiError> {
     let members = repository_members(&state, &id).await?;
     let Some(first) = members.first() else { return Err(repository_not_found(&id)) };
-    read_list::<Artifact>(&state, &caller, &first.key, || repository_not_found(&id), headers, uri).await
+    read_list::<Artifact>(&state, &caller, &first.key, || repository_not_found(&id), uri).await
 }
 
 pub async fn repository_patch(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, body: Bytes) -> Result<StatusCode, ApiError> {

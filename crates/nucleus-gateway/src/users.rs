@@ -3,7 +3,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use nucleus_api::identity::{CreateUserRequest, TokenCreated, TokenRecord, User};
@@ -47,7 +47,7 @@ pub async fn create(State(state): State<AppState>, Extension(caller): Extension<
 }
 
 /// Every user for the administrator; a user sees itself.
-pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, uri: Uri) -> Result<Response, ApiError> {
+pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>, uri: Uri) -> Result<Response, ApiError> {
     let query = Query::parse(uri.query());
     let mut errors = Vec::new();
     let window = Window::from_query(&query, &mut errors);
@@ -60,7 +60,7 @@ pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Ca
         .map(|u| u.value)
         .filter(|u| caller == Caller::Admin || u.id == caller.id())
         .collect();
-    Ok(Json(paginate(users, &window, &query, &state, &headers, &uri)).into_response())
+    Ok(Json(paginate(users, &window, &query, &state, &uri)).into_response())
 }
 
 /// A new API token for the user (the administrator, or the user itself).

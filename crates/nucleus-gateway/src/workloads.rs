@@ -3,7 +3,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use nucleus_api::proton::ProtonStatusDetails;
@@ -35,7 +35,7 @@ pub fn formatted(mut workload: Workload, base: &str, caller: &Caller) -> Workloa
     workload
 }
 
-pub async fn create(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+pub async fn create(State(state): State<AppState>, Extension(caller): Extension<Caller>, body: Bytes) -> Result<Response, ApiError> {
     let req: CreateWorkloadRequest = json_body(&body)?;
     check(validation::create_workload(&req))?;
     let now = chrono::Utc::now();
@@ -103,7 +103,7 @@ pub async fn create(State(state): State<AppState>, Extension(caller): Extension<
         .put_json(&keys::proton(&workload_id, &proton.id), &proton)?
         .put_json(&keys::event(&workload_id, &event.id), &event)?;
     write_with_artifact(&state, &artifact, artifact_revision, &workload_id, txn).await?;
-    let base = base_url(&state, &headers);
+    let base = base_url(&state);
     Ok((StatusCode::CREATED, Json(formatted(workload, &base, &caller))).into_response())
 }
 
@@ -235,7 +235,7 @@ pub fn event(workload_id: &str, event_type: &str, details: Value) -> WorkloadEve
     }
 }
 
-pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, uri: Uri) -> Result<Response, ApiError> {
+pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>, uri: Uri) -> Result<Response, ApiError> {
     let query = Query::parse(uri.query());
     let mut errors = Vec::new();
     let window = Window::from_query(&query, &mut errors);
@@ -283,10 +283,10 @@ pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Ca
         &mut errors,
     );
     check(errors)?;
-    let base = base_url(&state, &headers);
+    let base = base_url(&state);
     let service_stats = query.one("serviceStats").is_some_and(|v| v == "true" || v == "1");
     let items: Vec<Workload> = items.into_iter().map(|w| formatted(w, &base, &caller)).collect();
-    let mut page = paginate(items, &window, &query, &state, &headers, &uri);
+    let mut page = paginate(items, &window, &query, &state, &uri);
     if service_stats {
         for w in &mut page.data {
             w.request_stats = Some(crate::stats::endpoints::request_stats(&state, w).await?);
@@ -302,14 +302,13 @@ pub async fn load(state: &AppState, caller: &Caller, id: &str, need: Need) -> Re
     Ok(workload)
 }
 
-pub async fn get(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<Workload>, ApiError> {
+pub async fn get(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Json<Workload>, ApiError> {
     let workload = load(&state, &caller, &id, Need::Read).await?;
-    Ok(Json(formatted(workload.value, &base_url(&state, &headers), &caller)))
+    Ok(Json(formatted(workload.value, &base_url(&state), &caller)))
 }
 
 pub async fn update(
     State(state): State<AppState>, Extension(caller): Extension<Caller>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Workload>, ApiError> {
@@ -337,7 +336,7 @@ pub async fn update(
         })
         .await??
         .ok_or_else(|| ApiError::workload_not_found(&id))?;
-    Ok(Json(formatted(updated, &base_url(&state, &headers), &caller)))
+    Ok(Json(formatted(updated, &base_url(&state), &caller)))
 }
 
 /// Deleting is legal in any state: the workload is gone at once (GET answers 404), and the
@@ -365,15 +364,15 @@ enum Transition {
     Refused(ApiError),
 }
 
-pub async fn start(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
-    change_desired_state(&state, &caller, &headers, &id, DesiredState::Running).await
+pub async fn start(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    change_desired_state(&state, &caller, &id, DesiredState::Running).await
 }
 
-pub async fn stop(State(state): State<AppState>, Extension(caller): Extension<Caller>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
-    change_desired_state(&state, &caller, &headers, &id, DesiredState::Stopped).await
+pub async fn stop(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    change_desired_state(&state, &caller, &id, DesiredState::Stopped).await
 }
 
-async fn change_desired_state(state: &AppState, caller: &Caller, headers: &HeaderMap, id: &str, wanted: DesiredState) -> Result<Response, ApiError> {
+async fn change_desired_state(state: &AppState, caller: &Caller, id: &str, wanted: DesiredState) -> Result<Response, ApiError> {
     loop {
         let workload = load(state, caller, id, Need::Change).await?;
         let Some(proton_id) = workload.value.proton_id.clone() else {
@@ -392,7 +391,7 @@ async fn change_desired_state(state: &AppState, caller: &Caller, headers: &Heade
             Transition::Refused(err) => return Err(err),
             Transition::AlreadyThere => {
                 let message = format!("Workload is already {}", w.status);
-                return Ok(operation(state, headers, id, StatusCode::OK, message));
+                return Ok(operation(state, id, StatusCode::OK, message));
             }
             Transition::Started => (StatusCode::ACCEPTED, "Workload is starting"),
             Transition::Stopped => (StatusCode::ACCEPTED, "Workload is stopping"),
@@ -408,7 +407,7 @@ async fn change_desired_state(state: &AppState, caller: &Caller, headers: &Heade
             .put_json(&proton.key, &p)?
             .put_json(&keys::event(id, &event.id), &event)?;
         if state.meta.write(txn).await?.applied() {
-            return Ok(operation(state, headers, id, code, message.to_owned()));
+            return Ok(operation(state, id, code, message.to_owned()));
         }
         // The scheduler updated the status meanwhile: decide again on fresh documents.
     }
@@ -456,8 +455,8 @@ fn decide(w: &mut Workload, p: &mut Proton, wanted: DesiredState) -> Transition 
     }
 }
 
-fn operation(state: &AppState, headers: &HeaderMap, id: &str, code: StatusCode, message: String) -> Response {
-    let track = format!("{}/api/v2/workloads/{id}/", base_url(state, headers));
+fn operation(state: &AppState, id: &str, code: StatusCode, message: String) -> Response {
+    let track = format!("{}/api/v2/workloads/{id}/", base_url(state));
     (code, Json(WorkloadOperationResponse { status: message, workload_id: id.to_owned(), track_via: track })).into_response()
 }
 

@@ -25,15 +25,8 @@ pub struct DevArgs {
     /// API token; when absent one is generated once and kept in <data-dir>/token.
     #[arg(long, env = "NUCLEUS_TOKEN")]
     token: Option<String>,
-    /// Seconds a draft workload lives after it was created or last started (the spec's 8 hours).
-    #[arg(long, env = "NUCLEUS_DRAFT_TTL_SECONDS", default_value_t = 8 * 3600)]
-    draft_ttl_seconds: u64,
-}
-
-/// The draft TTL from its flag (at least one second).
-pub fn draft_ttl(seconds: u64) -> anyhow::Result<std::time::Duration> {
-    anyhow::ensure!(seconds > 0, "--draft-ttl-seconds must be at least 1");
-    Ok(std::time::Duration::from_secs(seconds))
+    #[command(flatten)]
+    gateway: roles::GatewayArgs,
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
@@ -66,7 +59,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         tracing::warn!("the scheduler has not reconciled within {FIRST_PASS_WAIT:?}; serving anyway");
     }
     let (gateway_addr, gateway) =
-        roles::start_gateway(meta, args.listen, token.value().to_owned(), draft_ttl(args.draft_ttl_seconds)?, roles_shutdown).await?;
+        roles::start_gateway(meta, args.listen, token.value().to_owned(), &args.gateway, roles_shutdown).await?;
 
     match &token {
         Token::Generated(t) => println!("API token (generated; kept in {}): {t}", args.data_dir.join("token").display()),

@@ -69,9 +69,8 @@ enum Command {
         /// API token; else NUCLEUS_TOKEN.
         #[arg(long, env = "NUCLEUS_TOKEN")]
         token: String,
-        /// Seconds a draft workload lives after it was created or last started (the spec's 8 hours).
-        #[arg(long, env = "NUCLEUS_DRAFT_TTL_SECONDS", default_value_t = 8 * 3600)]
-        draft_ttl_seconds: u64,
+        #[command(flatten)]
+        options: roles::GatewayArgs,
     },
 }
 
@@ -105,9 +104,7 @@ fn main() -> anyhow::Result<()> {
             Command::Agent { meta, listen, advertise, cluster, region, data_dir, driver, namespace } => {
                 roles::agent(roles::AgentArgs { meta, listen, advertise, cluster, region, data_dir, driver, namespace }).await
             }
-            Command::Gateway { meta, listen, token, draft_ttl_seconds } => {
-                roles::gateway(meta, listen, token, dev::draft_ttl(draft_ttl_seconds)?).await
-            }
+            Command::Gateway { meta, listen, token, options } => roles::gateway(meta, listen, token, options).await,
         }
     })
 }

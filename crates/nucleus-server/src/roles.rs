@@ -159,18 +159,85 @@ pub fn start_scheduler(meta: MetaClient, name: String, shutdown: Shutdown) -> (J
     (task, reconciled)
 }
 
+/// What the gateway takes besides its meta nodes, address and token (shared by `nucleus gateway`
+/// and `nucleus dev`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct GatewayArgs {
+    /// Seconds a draft workload lives after it was created or last started (the spec's 8 hours).
+    #[arg(long, env = "NUCLEUS_DRAFT_TTL_SECONDS", default_value_t = 8 * 3600)]
+    pub draft_ttl_seconds: u64,
+    /// URL callers reach the gateway at (e.g. https://nucleus.example.com), used for `endpoint`,
+    /// `next` and `trackVia` links; default: http://<listen address>.
+    #[arg(long, env = "NUCLEUS_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Seconds a connection may take to send a request's headers, counted from when it waits for
+    /// one (also how long an idle HTTP/1.1 connection is kept).
+    #[arg(long, default_value_t = 30)]
+    pub header_read_timeout: u64,
+    /// Seconds a connection with no request in progress is kept open.
+    #[arg(long, default_value_t = 60)]
+    pub idle_timeout: u64,
+    /// Connections open at once; past it new ones get 503.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Invoke requests in flight per workload at this gateway; past it, 503 with Retry-After.
+    #[arg(long, default_value_t = 1_000)]
+    pub max_in_flight_per_workload: u32,
+    /// Seconds a replica may take to send response headers before the caller gets 504 (a
+    /// workload may set its own: runtime.invokeTimeoutSeconds).
+    #[arg(long, default_value_t = 300)]
+    pub upstream_timeout: u64,
+    /// Threads serving connections (default: one per CPU).
+    #[arg(long)]
+    pub workers: Option<usize>,
+}
+
+impl GatewayArgs {
+    fn config(&self, token: String, listen: SocketAddr) -> anyhow::Result<GatewayConfig> {
+        let public_url = match &self.public_url {
+            Some(url) => {
+                anyhow::ensure!(
+                    url.starts_with("http://") || url.starts_with("https://"),
+                    "--public-url must start with http:// or https://, got {url}"
+                );
+                url.trim_end_matches('/').to_owned()
+            }
+            None if listen.ip().is_unspecified() => {
+                let url = format!("http://127.0.0.1:{}", listen.port());
+                tracing::warn!(url, "listening on all addresses without --public-url: links will name {url}; set --public-url");
+                url
+            }
+            None => format!("http://{listen}"),
+        };
+        let seconds = |name: &str, value: u64| {
+            anyhow::ensure!(value > 0, "--{name} must be at least 1 second");
+            Ok(std::time::Duration::from_secs(value))
+        };
+        let limits = nucleus_gateway::Limits {
+            header_read_timeout: seconds("header-read-timeout", self.header_read_timeout)?,
+            idle_timeout: seconds("idle-timeout", self.idle_timeout)?,
+            max_connections: self.max_connections.max(1),
+            max_in_flight_per_workload: self.max_in_flight_per_workload.max(1),
+            upstream_timeout: seconds("upstream-timeout", self.upstream_timeout)?,
+            ..nucleus_gateway::Limits::default()
+        };
+        let workers = self.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)).max(1);
+        Ok(GatewayConfig { token, public_url, draft_ttl: seconds("draft-ttl-seconds", self.draft_ttl_seconds)?, limits, workers })
+    }
+}
+
 pub async fn start_gateway(
     meta: MetaClient,
     listen: SocketAddr,
     token: String,
-    draft_ttl: std::time::Duration,
+    args: &GatewayArgs,
     shutdown: Shutdown,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding the gateway to {listen}: is another nucleus running? pick another --listen"))?;
     let addr = listener.local_addr()?;
-    let state = AppState::new(meta, GatewayConfig { token, public_url: None, draft_ttl });
+    let state = AppState::new(meta, args.config(token, addr)?);
     let task = tokio::spawn(async move {
         if let Err(err) = nucleus_gateway::serve(state, listener, shutdown.wait()).await {
             tracing::error!(error = %err, "gateway failed");
@@ -209,9 +276,9 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn gateway(meta: Vec<String>, listen: SocketAddr, token: String, draft_ttl: std::time::Duration) -> anyhow::Result<()> {
+pub async fn gateway(meta: Vec<String>, listen: SocketAddr, token: String, args: GatewayArgs) -> anyhow::Result<()> {
     let (stop, shutdown) = Shutdown::new();
-    let (addr, task) = start_gateway(MetaClient::new(&meta)?, listen, token, draft_ttl, shutdown).await?;
+    let (addr, task) = start_gateway(MetaClient::new(&meta)?, listen, token, &args, shutdown).await?;
     println!("nucleus gateway listening on http://{addr}");
     terminated().await;
     let _ = stop.send(true);

@@ -1,8 +1,11 @@
 //! Counting invocations: the invoke proxy reports each one here; every few seconds the counts of
 //! the current minutes are written to meta (`stats/<workload>/<proton>/<minute>/<gateway>`, each
 //! gateway its own key, so gateways never overwrite each other).
+//!
+//! Each proton's counters live in one [`ProtonStats`] that the route table hands to the invoke
+//! path, so counting a call takes no map look-up and no allocation.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,23 +15,20 @@ use nucleus_client::{keys, MetaClient, Txn};
 
 const FLUSH_EVERY: Duration = Duration::from_secs(2);
 
-type MinuteKey = (String, String, i64);
-/// Requests in flight per (workload, proton).
-type InFlightCounters = HashMap<(String, String), Arc<AtomicU32>>;
-
-#[derive(Clone)]
-pub struct Recorder {
-    gateway: String,
-    minutes: Arc<Mutex<HashMap<MinuteKey, MinuteStats>>>,
-    in_flight: Arc<Mutex<InFlightCounters>>,
-}
-
-/// One invocation under way; [`Recorder::finish`] records it.
-pub struct InFlight {
+/// The counters of one proton at this gateway.
+#[derive(Debug)]
+pub struct ProtonStats {
     workload: String,
     proton: String,
-    started: std::time::Instant,
-    counter: Arc<AtomicU32>,
+    in_flight: AtomicU32,
+    minutes: Mutex<BTreeMap<i64, MinuteStats>>,
+}
+
+/// One invocation under way; [`Call::finish`] records it. Dropped unfinished (the caller went
+/// away), it only leaves the in-flight count.
+pub struct Call {
+    stats: Arc<ProtonStats>,
+    started: tokio::time::Instant,
     concurrency: u32,
 }
 
@@ -36,11 +36,38 @@ pub fn minute_of(at: nucleus_api::Timestamp) -> i64 {
     at.timestamp().div_euclid(60)
 }
 
+impl ProtonStats {
+    pub fn begin(self: &Arc<Self>) -> Call {
+        let concurrency = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        Call { stats: self.clone(), started: tokio::time::Instant::now(), concurrency }
+    }
+}
+
+impl Call {
+    pub fn finish(self, status: u16) {
+        let now = chrono::Utc::now();
+        let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let mut minutes = self.stats.minutes.lock().unwrap_or_else(|p| p.into_inner());
+        minutes.entry(minute_of(now)).or_default().record(status, latency_ms, self.concurrency, now);
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[derive(Clone)]
+pub struct Recorder {
+    gateway: String,
+    protons: Arc<Mutex<HashMap<(String, String), Arc<ProtonStats>>>>,
+}
+
 impl Recorder {
     /// A recorder whose counts are flushed to meta by a background task.
     pub fn start(meta: MetaClient) -> Recorder {
-        let gateway = format!("{:016x}", uuid::Uuid::new_v4().as_u128() as u64);
-        let recorder = Recorder { gateway, minutes: Arc::default(), in_flight: Arc::default() };
+        let recorder = Recorder::unflushed();
         let flusher = recorder.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(FLUSH_EVERY);
@@ -52,53 +79,94 @@ impl Recorder {
         recorder
     }
 
-    pub fn begin(&self, workload: &str, proton: &str) -> InFlight {
-        let counter = {
-            let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-            in_flight.entry((workload.to_owned(), proton.to_owned())).or_default().clone()
-        };
-        let concurrency = counter.fetch_add(1, Ordering::Relaxed) + 1;
-        InFlight { workload: workload.to_owned(), proton: proton.to_owned(), started: std::time::Instant::now(), counter, concurrency }
+    fn unflushed() -> Recorder {
+        let gateway = format!("{:016x}", uuid::Uuid::new_v4().as_u128() as u64);
+        Recorder { gateway, protons: Arc::default() }
     }
 
-    pub fn finish(&self, call: InFlight, status: u16) {
-        call.counter.fetch_sub(1, Ordering::Relaxed);
-        let now = chrono::Utc::now();
-        let latency_ms = call.started.elapsed().as_secs_f64() * 1000.0;
-        let mut minutes = self.minutes.lock().unwrap_or_else(|p| p.into_inner());
-        minutes.entry((call.workload, call.proton, minute_of(now))).or_default().record(status, latency_ms, call.concurrency, now);
+    /// The counters of `proton` of `workload`, made on first use.
+    pub fn proton(&self, workload: &str, proton: &str) -> Arc<ProtonStats> {
+        let mut protons = self.protons.lock().unwrap_or_else(|p| p.into_inner());
+        protons
+            .entry((workload.to_owned(), proton.to_owned()))
+            .or_insert_with(|| {
+                Arc::new(ProtonStats {
+                    workload: workload.to_owned(),
+                    proton: proton.to_owned(),
+                    in_flight: AtomicU32::new(0),
+                    minutes: Mutex::default(),
+                })
+            })
+            .clone()
     }
 
-    /// Writes every minute counted so far, then forgets the minutes that are over.
+    /// Writes every minute counted so far, then forgets the minutes that are over (and the
+    /// counters nobody routes to and nothing is left in).
     async fn flush(&self, meta: &MetaClient) {
         let current = minute_of(chrono::Utc::now());
-        let pending: Vec<(MinuteKey, MinuteStats)> = {
-            let minutes = self.minutes.lock().unwrap_or_else(|p| p.into_inner());
-            minutes.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        let protons: Vec<Arc<ProtonStats>> = {
+            let mut protons = self.protons.lock().unwrap_or_else(|p| p.into_inner());
+            protons.retain(|_, stats| {
+                Arc::strong_count(stats) > 1 || !stats.minutes.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+            });
+            protons.values().cloned().collect()
         };
-        for ((workload, proton, minute), counts) in pending {
-            let key = keys::stats(&workload, &proton, minute, &self.gateway);
-            let written = match Txn::new().put_json(&key, &counts) {
-                Ok(txn) => meta.write(txn).await.map(|_| ()),
-                Err(err) => Err(err),
+        for stats in protons {
+            let pending: Vec<(i64, MinuteStats)> = {
+                let minutes = stats.minutes.lock().unwrap_or_else(|p| p.into_inner());
+                minutes.iter().map(|(m, counts)| (*m, counts.clone())).collect()
             };
-            match written {
-                Ok(()) if minute < current => {
-                    // Over and written: later requests land in later minutes.
-                    let mut minutes = self.minutes.lock().unwrap_or_else(|p| p.into_inner());
-                    if minutes.get(&(workload.clone(), proton.clone(), minute)) == Some(&counts) {
-                        minutes.remove(&(workload, proton, minute));
+            for (minute, counts) in pending {
+                let key = keys::stats(&stats.workload, &stats.proton, minute, &self.gateway);
+                let written = match Txn::new().put_json(&key, &counts) {
+                    Ok(txn) => meta.write(txn).await.map(|_| ()),
+                    Err(err) => Err(err),
+                };
+                match written {
+                    Ok(()) if minute < current => {
+                        // Over and written: later requests land in later minutes.
+                        let mut minutes = stats.minutes.lock().unwrap_or_else(|p| p.into_inner());
+                        if minutes.get(&minute) == Some(&counts) {
+                            minutes.remove(&minute);
+                        }
                     }
+                    Ok(()) => {}
+                    Err(err) => tracing::warn!(key, error = %err, "cannot write request statistics; will retry"),
                 }
-                Ok(()) => {}
-                Err(err) => tracing::warn!(key, error = %err, "cannot write request statistics; will retry"),
             }
         }
     }
 
     /// Forgets what is counted in memory for `workload` (its statistics were reset).
     pub fn forget(&self, workload: &str) {
-        let mut minutes = self.minutes.lock().unwrap_or_else(|p| p.into_inner());
-        minutes.retain(|(w, _, _), _| w != workload);
+        let protons = self.protons.lock().unwrap_or_else(|p| p.into_inner());
+        for stats in protons.values().filter(|s| s.workload == workload) {
+            stats.minutes.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_count_once_finished_and_leave_the_in_flight_count_either_way() {
+        let recorder = Recorder::unflushed();
+        let stats = recorder.proton("w", "p");
+        let first = stats.begin();
+        let second = stats.begin();
+        assert_eq!(second.concurrency, 2);
+        first.finish(200);
+        drop(second); // the caller went away before an answer
+        assert_eq!(stats.in_flight.load(Ordering::Relaxed), 0);
+        let minutes = stats.minutes.lock().unwrap();
+        let counted: u64 = minutes.values().map(|m| m.total).sum();
+        assert_eq!(counted, 1);
+        assert_eq!(minutes.values().map(|m| m.max_concurrency).max(), Some(1));
+        drop(minutes);
+        assert!(Arc::ptr_eq(&stats, &recorder.proton("w", "p")), "one set of counters per proton");
+        recorder.forget("w");
+        assert!(stats.minutes.lock().unwrap().is_empty());
     }
 }
