@@ -1,4 +1,4 @@
-//! `cargo xtask bench meta [--against etcd] [--seconds N]` and `cargo xtask bench placement`: builds the release `nucleus` and
+//! `cargo xtask bench meta [--against etcd] [--seconds N]`, `cargo xtask bench placement`, `replacement` and `invoke`: builds the release `nucleus` and
 //! `nucleus-bench` binaries and runs `nucleus-bench meta ...`, which starts the clusters, drives the
 //! load and prints the table (see docs/benchmarks.md). xtask itself only spawns cargo.
 
@@ -11,6 +11,7 @@ pub fn run(args: &[&str]) -> anyhow::Result<()> {
         Some((&"meta", rest)) => ("meta", rest),
         Some((&"placement", rest)) => ("placement", rest),
         Some((&"replacement", rest)) => ("replacement", rest),
+        Some((&"invoke", rest)) => ("invoke", rest),
         _ => bail!(super::USAGE),
     };
     if bench == "meta" {
@@ -19,6 +20,9 @@ pub fn run(args: &[&str]) -> anyhow::Result<()> {
     if bench == "meta" && rest.windows(2).any(|w| w == ["--against", "etcd"]) && !on_path("etcd") {
         // Fail before a long release build; the benchmark installs nothing itself.
         bail!("etcd is not installed: run `apt-get install -y etcd-server` (Debian bookworm ships 3.4.23)");
+    }
+    if bench == "invoke" && let Some(missing) = ["nginx", "wrk"].into_iter().find(|tool| !on_path(tool)) {
+        bail!("{missing} is not installed: run `apt-get install -y nginx wrk`");
     }
     let cargo = env!("CARGO");
     println!("bench: building release binaries (nucleus, nucleus-bench, nucleus-whoami) ...");

@@ -6,6 +6,7 @@
 //! process dies, or a put fails (figures with failed puts in them are not comparable).
 
 mod etcd;
+mod invoke;
 mod load;
 mod nucleus;
 mod placement;
@@ -39,6 +40,8 @@ enum Bench {
     Placement(placement::PlacementArgs),
     /// Successive rolling replacements of a workload under steady load: errors and latency.
     Replacement(replacement::ReplacementArgs),
+    /// The invoke URL against direct access and an nginx reverse proxy: throughput, latency, CPU.
+    Invoke(invoke::InvokeArgs),
 }
 
 #[derive(Debug, Clone, PartialEq, clap::Args)]
@@ -115,6 +118,10 @@ fn main() -> anyhow::Result<()> {
         Bench::Replacement(args) => {
             let nucleus_bin = nucleus_binary(args.nucleus.as_deref())?;
             tokio::runtime::Runtime::new()?.block_on(replacement::run(&args, &nucleus_bin))
+        }
+        Bench::Invoke(args) => {
+            let nucleus_bin = nucleus_binary(args.nucleus.as_deref())?;
+            tokio::runtime::Runtime::new()?.block_on(invoke::run(&args, &nucleus_bin))
         }
     }
 }
@@ -246,7 +253,7 @@ mod tests {
         let cli = Cli::try_parse_from(std::iter::once("nucleus-bench").chain(args.iter().copied()))?;
         match cli.command {
             Bench::Meta(meta) => Ok(meta),
-            Bench::Placement(_) | Bench::Replacement(_) => panic!("parsed another command"),
+            Bench::Placement(_) | Bench::Replacement(_) | Bench::Invoke(_) => panic!("parsed another command"),
         }
     }
 

@@ -68,6 +68,11 @@ impl Processes {
         }
     }
 
+    /// The process id of the child started as `name`.
+    pub fn pid(&self, name: &str) -> anyhow::Result<u32> {
+        self.children.iter().find(|(n, _)| n == name).map(|(_, child)| child.id()).with_context(|| format!("no process named {name}"))
+    }
+
     /// Fails if any process has exited (a crash during a run would otherwise look like slowness).
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
         for (name, child) in &mut self.children {
