@@ -56,7 +56,13 @@ impl Caller {
 
 /// The SHA-256 of a token, in hex: what meta stores.
 pub fn token_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(64);
+    for byte in Sha256::digest(token.as_bytes()) {
+        hex.push(HEX[usize::from(byte >> 4)] as char);
+        hex.push(HEX[usize::from(byte & 0xf)] as char);
+    }
+    hex
 }
 
 /// Resolved user tokens, and tokens meta did not know, by hash.
@@ -74,7 +80,7 @@ impl TokenCache {
         {
             return Ok(Some(caller.clone()));
         }
-        if self.refused.lock().unwrap_or_else(|p| p.into_inner()).get(&hash).is_some_and(|at| at.elapsed() < REFUSED_FOR) {
+        if self.is_refused(&hash) {
             return Ok(None);
         }
         let Some(caller) = self.look_up(state, &hash).await? else {
@@ -97,6 +103,10 @@ impl TokenCache {
             .map(|g| g.value.id)
             .collect();
         Ok(Some(Caller::User { id: user.value.id, username: user.value.username, groups }))
+    }
+
+    fn is_refused(&self, hash: &str) -> bool {
+        self.refused.lock().unwrap_or_else(|p| p.into_inner()).get(hash).is_some_and(|at| at.elapsed() < REFUSED_FOR)
     }
 
     fn refuse(&self, hash: String) {
@@ -149,4 +159,31 @@ pub async fn require_token(State(state): State<AppState>, mut request: Request, 
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn refused_tokens_are_remembered_briefly_and_boundedly() {
+        let cache = TokenCache::default();
+        cache.refuse("h1".to_owned());
+        assert!(cache.is_refused("h1"));
+        assert!(!cache.is_refused("h2"));
+        tokio::time::advance(REFUSED_FOR).await;
+        assert!(!cache.is_refused("h1"), "asked again after a while: the token may exist by now");
+        for i in 0..MAX_REFUSED + 10 {
+            cache.refuse(format!("random-{i}"));
+        }
+        assert!(cache.refused.lock().unwrap().len() <= MAX_REFUSED, "random tokens cannot grow it without bound");
+        cache.refuse("h3".to_owned());
+        cache.clear();
+        assert!(!cache.is_refused("h3"));
+    }
+
+    #[test]
+    fn token_hashes_are_lowercase_hex_sha256() {
+        assert_eq!(super::token_hash("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
 }

@@ -121,9 +121,17 @@ impl Worker {
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             }
         }
-        while tasks.join_next().await.is_some() {}
+        // In-flight requests finish; a stream that would outlast the grace period is cut.
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!(open = tasks.len(), grace = ?SHUTDOWN_GRACE, "closing connections still open at shutdown");
+            tasks.abort_all();
+        }
     }
 }
+
+/// How long a stopping gateway waits for in-flight requests.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// What every connection of a worker uses.
 struct Shared {
@@ -191,7 +199,7 @@ async fn connection(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, _p
 /// Invoke URLs go to the proxy, everything else to the REST router.
 async fn dispatch(shared: &Shared, peer: SocketAddr, request: Request<Incoming>) -> Response<GatewayBody> {
     if invoke::is_invoke(request.uri().path()) {
-        return invoke::handle(shared.state.clone(), peer, request).await;
+        return invoke::handle(&shared.state, peer, request).await;
     }
     let mut request = request.map(axum::body::Body::new);
     request.extensions_mut().insert(ConnectInfo(peer));

@@ -51,8 +51,8 @@ pub fn is_invoke(path: &str) -> bool {
     path.starts_with(ENDPOINTS)
 }
 
-pub async fn handle(state: AppState, peer: SocketAddr, request: Request<Incoming>) -> Response<GatewayBody> {
-    match invoke(&state, peer, request).await {
+pub async fn handle(state: &AppState, peer: SocketAddr, request: Request<Incoming>) -> Response<GatewayBody> {
+    match invoke(state, peer, request).await {
         Ok(response) => response,
         Err(err) => err.into_response().map(Either::Left),
     }

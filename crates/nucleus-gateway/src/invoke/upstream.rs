@@ -178,9 +178,9 @@ pub async fn send(backend: &Backend, request: Request<Outbound>, protocol: Proto
 async fn send_http1(backend: &Backend, mut request: Request<Outbound>) -> Result<(Response<Incoming>, Option<Reuse>), Failure> {
     // Pooled connections first; one that turns out closed is dropped, and its request comes back.
     while let Some(mut sender) = backend.pool.take_idle() {
-        match tokio::time::timeout(CONNECT_TIMEOUT, sender.ready()).await {
-            Ok(Ok(())) => {}
-            _ => continue,
+        // Usually ready at once; one still finishing its last answer is waited for, briefly.
+        if !sender.is_ready() && !matches!(tokio::time::timeout(CONNECT_TIMEOUT, sender.ready()).await, Ok(Ok(()))) {
+            continue;
         }
         match dispatch_http1(sender, request).await {
             Err(Failure::NotSent(unsent, _)) => request = *unsent,
