@@ -86,11 +86,18 @@ impl Processes {
 }
 
 impl Drop for Processes {
+    /// SIGTERM first, so that each process stops what it started (`nucleus dev` its replicas,
+    /// nginx its workers); SIGKILL what is still there after 10 s.
     fn drop(&mut self) {
         for (_, child) in &mut self.children {
-            let _ = child.kill();
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
         }
+        let deadline = Instant::now() + Duration::from_secs(10);
         for (_, child) in &mut self.children {
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
             let _ = child.wait();
         }
     }

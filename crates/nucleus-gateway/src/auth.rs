@@ -73,17 +73,24 @@ pub struct TokenCache {
 }
 
 impl TokenCache {
-    async fn resolve(&self, state: &AppState, token: &str) -> Result<Option<Caller>, ApiError> {
-        let hash = token_hash(token);
-        if let Some((caller, at)) = self.entries.lock().unwrap_or_else(|p| p.into_inner()).get(&hash)
+    /// What the cache knows of a token: `Some(Some(caller))` resolved, `Some(None)` refused
+    /// recently, `None` not known.
+    fn cached(&self, hash: &str) -> Option<Option<Caller>> {
+        if let Some((caller, at)) = self.entries.lock().unwrap_or_else(|p| p.into_inner()).get(hash)
             && at.elapsed() < CACHED_FOR
         {
-            return Ok(Some(caller.clone()));
+            return Some(Some(caller.clone()));
         }
-        if self.is_refused(&hash) {
-            return Ok(None);
+        self.is_refused(hash).then_some(None)
+    }
+
+    async fn resolve(&self, state: &AppState, token: &str) -> Result<Option<Caller>, ApiError> {
+        let hash = token_hash(token);
+        if let Some(known) = self.cached(&hash) {
+            return Ok(known);
         }
-        let Some(caller) = self.look_up(state, &hash).await? else {
+        // Boxed: the meta reads would otherwise size every request's future.
+        let Some(caller) = Box::pin(self.look_up(state, &hash)).await? else {
             self.refuse(hash);
             return Ok(None);
         };
@@ -130,21 +137,39 @@ impl TokenCache {
 
 /// The caller a request's `Authorization` header names; 401 when it names none.
 pub async fn caller_of(state: &AppState, headers: &http::HeaderMap) -> Result<Caller, ApiError> {
-    let presented = headers
+    if let Some(caller) = known_caller(state, headers)? {
+        return Ok(caller);
+    }
+    let token = presented(headers).unwrap_or_default();
+    state.tokens.resolve(state, token).await?.ok_or_else(invalid_token)
+}
+
+/// The caller, when the gateway knows it without asking meta (the administrator, or a token
+/// resolved or refused a moment ago); `Ok(None)` when meta must be asked.
+pub fn known_caller(state: &AppState, headers: &http::HeaderMap) -> Result<Option<Caller>, ApiError> {
+    match presented(headers) {
+        None => Err(ApiError::Unauthorized("Authentication required: send the header 'Authorization: Bearer <token>'".to_owned())),
+        Some(token) if constant_time_eq(token.as_bytes(), state.config.token.as_bytes()) => Ok(Some(Caller::Admin)),
+        Some(token) => match state.tokens.cached(&token_hash(token)) {
+            Some(Some(caller)) => Ok(Some(caller)),
+            Some(None) => Err(invalid_token()),
+            None => Ok(None),
+        },
+    }
+}
+
+fn presented(headers: &http::HeaderMap) -> Option<&str> {
+    headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("Token ")))
-        .map(str::trim);
-    match presented {
-        None => Err(ApiError::Unauthorized("Authentication required: send the header 'Authorization: Bearer <token>'".to_owned())),
-        Some(token) if constant_time_eq(token.as_bytes(), state.config.token.as_bytes()) => Ok(Caller::Admin),
-        Some(token) => match state.tokens.resolve(state, token).await? {
-            Some(caller) => Ok(caller),
-            None => Err(ApiError::Unauthorized(
-                "Invalid API token: use the token `nucleus dev` printed (kept in <data-dir>/token) or one made with POST /api/v2/users/{id}/tokens".to_owned(),
-            )),
-        },
-    }
+        .map(str::trim)
+}
+
+fn invalid_token() -> ApiError {
+    ApiError::Unauthorized(
+        "Invalid API token: use the token `nucleus dev` printed (kept in <data-dir>/token) or one made with POST /api/v2/users/{id}/tokens".to_owned(),
+    )
 }
 
 pub async fn require_token(State(state): State<AppState>, mut request: Request, next: Next) -> Response {

@@ -22,6 +22,8 @@ use crate::stats::recorder::{ProtonStats, Recorder};
 /// What the invoke proxy needs to know about one workload.
 #[derive(Debug)]
 pub struct Route {
+    /// `/api/v2/endpoints/workloads/{id}`, as replicas see it in `X-Forwarded-Prefix`.
+    pub prefix: http::HeaderValue,
     pub status: ProtonStatus,
     pub desired: DesiredState,
     /// The active proton, whose replicas the backends are.
@@ -139,7 +141,8 @@ impl RouteTable {
                 return Ok(cached);
             }
         }
-        let fresh = self.route_from_meta(workload_id).await?;
+        // Boxed: the meta reads would otherwise size every invoke's future.
+        let fresh = Box::pin(self.route_from_meta(workload_id)).await?;
         if let Some(route) = fresh.as_ref().filter(|r| r.backends.is_empty()) {
             route.load.confirmed_empty_ms.store(self.millis().max(1), Ordering::Relaxed);
         }
@@ -162,7 +165,10 @@ impl RouteTable {
 
     fn build(&self, workload_id: &str, entry: Entry, backends: Vec<Arc<Backend>>, load: Arc<Load>) -> Arc<Route> {
         let stats = entry.proton.as_deref().map(|p| self.stats.proton(workload_id, p));
+        let prefix = http::HeaderValue::try_from(format!("{}{workload_id}", crate::invoke::PREFIX))
+            .unwrap_or_else(|_| http::HeaderValue::from_static(crate::invoke::PREFIX));
         Arc::new(Route {
+            prefix,
             status: entry.status,
             desired: entry.desired,
             proton: entry.proton,

@@ -13,13 +13,14 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use bytes::Bytes;
+use futures::FutureExt;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -88,11 +89,9 @@ impl Worker {
     }
 
     async fn accept(self, listener: TcpListener) {
+        // No hyper header-read timer: `connection` watches each connection's idle time itself, which
+        // costs a timer per connection instead of a timer reset per request.
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.state.config.limits.header_read_timeout);
         builder.http2().timer(TokioTimer::new()).keep_alive_interval(Duration::from_secs(30));
         let shared = Arc::new(Shared { builder, router: router(self.state.clone()), state: self.state.clone() });
         let mut tasks = JoinSet::new();
@@ -157,47 +156,68 @@ async fn connection(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, _p
         let shared = shared.clone();
         let activity = activity.clone();
         hyper::service::service_fn(move |request: Request<Incoming>| {
-            let shared = shared.clone();
-            let busy = activity.busy();
-            async move {
-                let response = dispatch(&shared, peer, request).await;
-                Ok::<_, Infallible>(response.map(|body| Tracked { body, _busy: busy }))
-            }
+            let busy = activity.busy(request.version());
+            dispatch(shared.clone(), peer, request).map(move |response| Ok::<_, Infallible>(response.map(|body| Tracked { body, _busy: busy })))
         })
     };
     let connection = shared.builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(connection);
-    let idle = shared.state.config.limits.idle_timeout;
-    let mut closing = false;
-    let check = tokio::time::sleep(idle);
+    let limits = &shared.state.config.limits;
+    // HTTP/1.1 connections waiting for a request are also waiting for its head: the header-read
+    // timeout applies from when they fall idle (as hyper's own timer would count it).
+    let allowed = || if activity.is_http2() { limits.idle_timeout } else { limits.idle_timeout.min(limits.header_read_timeout) };
+    let mut closing = Closing::No;
+    let check = tokio::time::sleep(allowed());
     tokio::pin!(check);
     loop {
         tokio::select! {
+            biased;
             result = connection.as_mut() => {
                 if let Err(err) = result {
                     tracing::debug!(%peer, error = %err, "connection ended");
                 }
                 return;
             }
-            _ = stop.wait_for(|stop| *stop), if !closing => {
-                closing = true;
+            _ = stop.wait_for(|stop| *stop), if closing == Closing::No => {
+                closing = Closing::Stopping;
                 connection.as_mut().graceful_shutdown();
             }
-            _ = &mut check, if !closing => match activity.idle_since() {
-                Some(since) if since.elapsed() >= idle => {
-                    tracing::debug!(%peer, ?idle, "closing an idle connection");
-                    closing = true;
-                    connection.as_mut().graceful_shutdown();
+            _ = &mut check, if closing != Closing::Stopping => match (closing, activity.idle_since()) {
+                // A connection that did not close when asked was in the middle of a request
+                // head (a slowloris): it is dropped.
+                (Closing::Idle, _) => {
+                    tracing::debug!(%peer, "dropping a connection that sent no complete request in time");
+                    return;
                 }
-                Some(since) => check.as_mut().reset(since + idle),
-                None => check.as_mut().reset(Instant::now() + idle),
+                (Closing::No, Some(since)) if since.elapsed() >= allowed() => {
+                    tracing::debug!(%peer, allowed = ?allowed(), "closing a connection with no request in progress");
+                    closing = Closing::Idle;
+                    connection.as_mut().graceful_shutdown();
+                    check.as_mut().reset(Instant::now() + IDLE_CLOSE_GRACE);
+                }
+                (_, Some(since)) => check.as_mut().reset(since + allowed()),
+                (_, None) => check.as_mut().reset(Instant::now() + allowed()),
             }
         }
     }
 }
 
+/// Why a connection is closing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closing {
+    No,
+    /// The gateway stops: requests in progress finish (within the worker's grace period).
+    Stopping,
+    /// It waited too long for a request: closed at once if idle, dropped after a moment if a
+    /// request head is still trickling in.
+    Idle,
+}
+
+/// How long a connection asked to close for idleness may take to do so.
+const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
+
 /// Invoke URLs go to the proxy, everything else to the REST router.
-async fn dispatch(shared: &Shared, peer: SocketAddr, request: Request<Incoming>) -> Response<GatewayBody> {
+async fn dispatch(shared: Arc<Shared>, peer: SocketAddr, request: Request<Incoming>) -> Response<GatewayBody> {
     if invoke::is_invoke(request.uri().path()) {
         return invoke::handle(&shared.state, peer, request).await;
     }
@@ -212,6 +232,7 @@ async fn dispatch(shared: &Shared, peer: SocketAddr, request: Request<Incoming>)
 /// Whether a connection has a request in progress, and since when it has none.
 struct Activity {
     busy: AtomicU32,
+    http2: AtomicBool,
     /// Milliseconds after `since` at which it last became idle.
     idle_ms: AtomicU64,
     since: Instant,
@@ -219,12 +240,19 @@ struct Activity {
 
 impl Activity {
     fn new() -> Activity {
-        Activity { busy: AtomicU32::new(0), idle_ms: AtomicU64::new(0), since: Instant::now() }
+        Activity { busy: AtomicU32::new(0), http2: AtomicBool::new(false), idle_ms: AtomicU64::new(0), since: Instant::now() }
     }
 
-    fn busy(self: &Arc<Self>) -> Busy {
+    fn busy(self: &Arc<Self>, version: http::Version) -> Busy {
+        if version == http::Version::HTTP_2 && !self.http2.load(Ordering::Relaxed) {
+            self.http2.store(true, Ordering::Relaxed);
+        }
         self.busy.fetch_add(1, Ordering::Relaxed);
         Busy(self.clone())
+    }
+
+    fn is_http2(&self) -> bool {
+        self.http2.load(Ordering::Relaxed)
     }
 
     /// `None` while a request is in progress.
@@ -278,8 +306,8 @@ mod tests {
         let activity = Arc::new(Activity::new());
         let opened = Instant::now();
         assert_eq!(activity.idle_since(), Some(opened), "idle from the start");
-        let first = activity.busy();
-        let second = activity.busy();
+        let first = activity.busy(http::Version::HTTP_11);
+        let second = activity.busy(http::Version::HTTP_11);
         tokio::time::advance(Duration::from_secs(90)).await;
         assert_eq!(activity.idle_since(), None, "a long answer is not idleness");
         drop(first);

@@ -12,15 +12,18 @@ pub mod backends;
 mod body;
 pub mod budget;
 mod forwarding;
+mod h1;
 pub mod upstream;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::response::IntoResponse;
+use futures::future;
 use http::uri::{PathAndQuery, Scheme};
-use http::{header, HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::Either;
 use hyper::body::Incoming;
@@ -29,11 +32,12 @@ use nucleus_api::{DesiredState, ProtonStatus};
 use tokio::time::Instant;
 
 use self::backends::Backend;
-use self::body::{Hold, Proxied};
-use self::forwarding::Hop;
-use self::upstream::{Failure, Outbound, Protocol};
+use self::body::{Hold, Proxied, Source};
+use self::forwarding::{BodyHeader, Hop};
+use self::h1::Framing;
+use self::upstream::{Failure, Outbound};
 use crate::access::{allow, role_of, Need};
-use crate::auth::{caller_of, Caller};
+use crate::auth::{caller_of, known_caller, Caller};
 use crate::route_table::{Admitted, Route};
 use crate::{ApiError, AppState};
 
@@ -51,19 +55,61 @@ pub fn is_invoke(path: &str) -> bool {
     path.starts_with(ENDPOINTS)
 }
 
-pub async fn handle(state: &AppState, peer: SocketAddr, request: Request<Incoming>) -> Response<GatewayBody> {
-    match invoke(state, peer, request).await {
-        Ok(response) => response,
-        Err(err) => err.into_response().map(Either::Left),
+/// Answers an invoke request. The common case (the administrator's or a cached token, the
+/// workload in the route cache with a ready replica) is decided at once and goes straight to the
+/// proxy; the rest asks meta first, in a boxed future, so that every request's future stays small
+/// (futures are moved by value, and a big one costs a copy at every step).
+pub fn handle(state: &AppState, peer: SocketAddr, request: Request<Incoming>) -> impl Future<Output = Response<GatewayBody>> + Send + '_ {
+    match at_once(state, &request) {
+        Ok(Some(admission)) => future::Either::Left(forward(state, admission, peer, request)),
+        Ok(None) => future::Either::Right(future::Either::Left(Box::pin(async move {
+            match look_up(state, request.headers(), request.uri()).await {
+                Ok(admission) => forward(state, admission, peer, request).await,
+                Err(err) => error_response(err),
+            }
+        }))),
+        Err(err) => future::Either::Right(future::Either::Right(future::ready(error_response(err)))),
     }
 }
 
-async fn invoke(state: &AppState, peer: SocketAddr, request: Request<Incoming>) -> Result<Response<GatewayBody>, ApiError> {
-    let caller = caller_of(state, request.headers()).await?;
-    let target = Target::of(state, &caller, request.uri()).await?;
+fn error_response(err: ApiError) -> Response<GatewayBody> {
+    err.into_response().map(Either::Left)
+}
+
+/// A request cleared to go to a replica.
+struct Admission {
+    route: Arc<Route>,
+    target: Target,
+    admitted: Admitted,
+}
+
+/// Decides from what the gateway holds: `None` when meta must be asked (a token or workload not
+/// cached, a workload with no ready replica in the cache, a legacy deployment URL).
+fn at_once(state: &AppState, request: &Request<Incoming>) -> Result<Option<Admission>, ApiError> {
+    let caller = match known_caller(state, request.headers())? {
+        Some(caller) => caller,
+        None => return Ok(None),
+    };
+    let Some(target) = Target::of_workload(request.uri())? else { return Ok(None) };
+    match state.routes.route(&target.workload_id).filter(|r| !r.backends.is_empty()) {
+        Some(route) => admit(state, &caller, target, route).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Decides with meta's help: the caller's token, the deployment's workload, the route.
+async fn look_up(state: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<Admission, ApiError> {
+    let caller = caller_of(state, headers).await?;
+    let target = Target::of(state, &caller, uri).await?;
     let id = target.workload_id.as_str();
     let route = state.routes.serving(id).await?.ok_or_else(|| ApiError::workload_not_found(id))?;
-    allow(role_of(&caller, route.creator.as_ref(), &route.shared), Need::Invoke, || ApiError::workload_not_found(id))?;
+    admit(state, &caller, target, route)
+}
+
+/// Checks the caller's role, the workload's readiness and its in-flight limit.
+fn admit(state: &AppState, caller: &Caller, target: Target, route: Arc<Route>) -> Result<Admission, ApiError> {
+    let id = target.workload_id.as_str();
+    allow(role_of(caller, route.creator.as_ref(), &route.shared), Need::Invoke, || ApiError::workload_not_found(id))?;
     if route.desired == DesiredState::Stopped || route.backends.is_empty() {
         return Err(no_ready_replica(id, &route));
     }
@@ -73,54 +119,73 @@ async fn invoke(state: &AppState, peer: SocketAddr, request: Request<Incoming>) 
             "Workload {id} has {limit} requests in flight at this gateway, its limit (--max-in-flight-per-workload); retry shortly, or add replicas"
         )));
     };
-    route.load.budget.deposit();
-    let call = route.stats.as_ref().map(|s| s.begin());
-    let answer = proxy(state, &route, &target, peer, request, admitted).await;
-    if let Some(call) = call {
-        call.finish(answer.as_ref().map_or_else(|e| e.status().as_u16(), |r| r.status().as_u16()));
-    }
-    answer
+    Ok(Admission { route, target, admitted })
 }
 
 /// Where an invoke URL points.
 struct Target {
     workload_id: String,
-    /// The invoke URL's prefix, for `X-Forwarded-Prefix`.
-    prefix: String,
-    /// The path and query to ask the replica for.
-    path_and_query: PathAndQuery,
+    /// The invoke URL's prefix, for `X-Forwarded-Prefix`, when it is not the workload's own (a
+    /// deployment's URL).
+    prefix: Option<HeaderValue>,
+    /// Where the path to ask the replica for starts in the URL's path; `None`: the root.
+    app_from: Option<usize>,
 }
 
 impl Target {
+    /// A workload's invoke URL; `None` for a legacy deployment URL (its workload is in meta).
+    fn of_workload(uri: &Uri) -> Result<Option<Target>, ApiError> {
+        match strip(uri.path(), PREFIX) {
+            Some(rest) => Target::new(PREFIX, rest, None, uri).map(Some),
+            None => Ok(None),
+        }
+    }
+
     async fn of(state: &AppState, caller: &Caller, uri: &Uri) -> Result<Target, ApiError> {
-        let path = uri.path();
-        let (base, rest) = if let Some(rest) = strip(path, PREFIX) {
-            (PREFIX, rest)
-        } else if let Some(rest) = strip(path, DEPLOYMENTS) {
-            (DEPLOYMENTS, rest)
-        } else {
-            return Err(ApiError::NotFound("Invoke URLs look like /api/v2/endpoints/workloads/{id}/...".to_owned()));
+        if let Some(target) = Target::of_workload(uri)? {
+            return Ok(target);
+        }
+        let Some(rest) = strip(uri.path(), DEPLOYMENTS) else {
+            return Err(not_an_invoke_url());
         };
-        let (id, app) = match rest.find('/') {
-            Some(at) => (&rest[..at], &rest[at..]),
-            None => (rest, "/"),
+        let id = rest.split('/').next().unwrap_or_default();
+        if id.is_empty() {
+            return Err(not_an_invoke_url());
+        }
+        // Boxed: a rare path whose meta calls would otherwise size the lookup's future.
+        let deployment = Box::pin(crate::deployments::load(state, caller, id, Need::Invoke)).await?;
+        Target::new(DEPLOYMENTS, rest, Some(deployment.value.workload_id), uri)
+    }
+
+    /// `rest`: what follows `base` in the URL's path (`{id}/app/path`); `deployment_of`: the
+    /// workload when the id is a deployment's.
+    fn new(base: &str, rest: &str, deployment_of: Option<String>, uri: &Uri) -> Result<Target, ApiError> {
+        let (id, app_from) = match rest.find('/') {
+            Some(at) => (&rest[..at], Some(uri.path().len() - rest.len() + at)),
+            None => (rest, None),
         };
         if id.is_empty() {
-            return Err(ApiError::NotFound("Invoke URLs look like /api/v2/endpoints/workloads/{id}/...".to_owned()));
+            return Err(not_an_invoke_url());
         }
-        let workload_id = if base == DEPLOYMENTS {
-            crate::deployments::load(state, caller, id, Need::Invoke).await?.value.workload_id
-        } else {
-            id.to_owned()
+        let (workload_id, prefix) = match deployment_of {
+            Some(workload) => {
+                let prefix = HeaderValue::try_from(format!("{base}{id}"))
+                    .map_err(|_| ApiError::BadRequest("the invoke URL's id is not plain text".to_owned()))?;
+                (workload, Some(prefix))
+            }
+            None => (id.to_owned(), None),
         };
-        let with_query = match uri.query() {
-            Some(q) => format!("{app}?{q}"),
-            None => app.to_owned(),
-        };
-        let path_and_query =
-            PathAndQuery::try_from(with_query).map_err(|e| ApiError::BadRequest(format!("cannot forward this path: {e}")))?;
-        Ok(Target { prefix: format!("{base}{id}"), workload_id, path_and_query })
+        Ok(Target { prefix, workload_id, app_from })
     }
+
+    /// The replica's path (always starting with `/`) in `uri`, the invoke URL.
+    fn app_path<'u>(&self, uri: &'u Uri) -> &'u str {
+        self.app_from.map_or("/", |from| &uri.path()[from..])
+    }
+}
+
+fn not_an_invoke_url() -> ApiError {
+    ApiError::NotFound("Invoke URLs look like /api/v2/endpoints/workloads/{id}/...".to_owned())
 }
 
 /// `/api/v2/endpoints/workloads/{rest}` → `{rest}` (also without the trailing slash).
@@ -128,14 +193,13 @@ fn strip<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
     path.strip_prefix(prefix).or_else(|| path.strip_prefix(prefix.trim_end_matches('/')).filter(|r| r.is_empty()))
 }
 
-async fn proxy(
-    state: &AppState,
-    route: &Arc<Route>,
-    target: &Target,
-    peer: SocketAddr,
-    mut request: Request<Incoming>,
-    admitted: Admitted,
-) -> Result<Response<GatewayBody>, ApiError> {
+/// Sends the request to a ready replica (another one if the first cannot take it) and streams
+/// the answer back; counts the invocation in the proton's statistics.
+async fn forward(state: &AppState, admission: Admission, peer: SocketAddr, mut request: Request<Incoming>) -> Response<GatewayBody> {
+    let Admission { route, target, admitted } = admission;
+    let started = Instant::now();
+    route.load.budget.deposit();
+    let call = route.stats.as_ref().map(|s| s.begin(started));
     let id = target.workload_id.as_str();
     let caller_version = request.version();
     let upgrading = caller_version == Version::HTTP_11 && forwarding::is_upgrade(request.headers());
@@ -146,37 +210,68 @@ async fn proxy(
         _ => (Protocol::Http1, Hop::Plain),
     };
     let caller_upgrade = upgrading.then(|| hyper::upgrade::on(&mut request));
-    let (mut parts, body) = request.into_parts();
-    let forwarded = forwarding::Caller { ip: peer.ip(), proto: state.config.scheme(), prefix: &target.prefix };
-    forwarding::request_headers(&mut parts.headers, &forwarded, hop);
-    parts.version = if protocol == Protocol::Http2 { Version::HTTP_2 } else { Version::HTTP_11 };
-    parts.uri = Uri::from(target.path_and_query.clone());
-    // Kept to send again if the connection closes after the request went out: only requests
-    // that may be repeated and have no body to lose.
-    let replay = (is_idempotent(&parts.method) && body.is_end_stream()).then(|| (parts.method.clone(), parts.headers.clone()));
-    let mut request = Request::from_parts(parts, Outbound::Caller(body));
+    let (parts, body) = request.into_parts();
+    let prefix = target.prefix.as_ref().unwrap_or(&route.prefix);
+    let added = forwarding::Added::of(&parts.headers, &forwarding::Caller { ip: peer.ip(), proto: state.config.scheme(), prefix }, hop);
+    let (framing, body_header) = if body.is_end_stream() {
+        (Framing::None, BodyHeader::Caller)
+    } else if parts.headers.contains_key(header::CONTENT_LENGTH) && !parts.headers.contains_key(header::TRANSFER_ENCODING) {
+        (Framing::Length, BodyHeader::Caller)
+    } else {
+        (Framing::Chunked, BodyHeader::Chunked)
+    };
+    // Sent again if its connection closes after it went out: only a request that may be
+    // repeated and has no body to lose.
+    let replayable = is_idempotent(&parts.method) && body.is_end_stream();
+    let mut body = Some(Outbound::Caller(body));
     let timeout = route.timeout.unwrap_or(state.config.limits.upstream_timeout);
 
     let mut tried: Vec<Arc<Backend>> = Vec::new();
     let mut failures: Vec<String> = Vec::new();
-    while tried.len() < MAX_TRIES {
-        let now = Instant::now();
+    let outcome = loop {
+        let now = if tried.is_empty() { started } else { Instant::now() };
+        if tried.len() == MAX_TRIES {
+            break Err(no_replica_answered(id, &failures));
+        }
         if !tried.is_empty() && !route.load.budget.withdraw(now) {
             failures.push("no retry left in the workload's retry budget".to_owned());
-            break;
+            break Err(no_replica_answered(id, &failures));
         }
-        let Some(backend) = backends::pick(&route.backends, &tried, now) else { break };
-        aim(&mut request, &backend, protocol);
+        let Some(backend) = backends::pick(&route.backends, &tried, now) else {
+            break Err(no_replica_answered(id, &failures));
+        };
         let outstanding = backend.start();
-        let sent = tokio::time::timeout(timeout, upstream::send(&backend, request, protocol)).await;
+        let outbound = body.take().unwrap_or(Outbound::Empty);
+        let sent = match protocol {
+            Protocol::Http1 => {
+                let write_head = |buf: &mut Vec<u8>| {
+                    let (path, query) = (target.app_path(&parts.uri), parts.uri.query());
+                    forwarding::write_request_head(buf, &parts.method, path, query, &parts.headers, &added, &backend.host, body_header)
+                };
+                let sending = upstream::send_http1(&backend, &write_head, outbound, framing, parts.method == Method::HEAD);
+                tokio::time::timeout_at(now + timeout, sending).await.map(|r| r.map(|answer| (answer.map(Source::Http1), None)))
+            }
+            Protocol::Http2 | Protocol::Upgrade => {
+                let request = hyper_request(&parts, target.app_path(&parts.uri), &added, &backend, protocol, outbound);
+                let sending = async {
+                    let mut answer = match protocol {
+                        Protocol::Http2 => upstream::send_http2(&backend, request).await?,
+                        _ => upstream::send_upgrade(&backend, request).await?,
+                    };
+                    let switched = (answer.status() == StatusCode::SWITCHING_PROTOCOLS).then(|| hyper::upgrade::on(&mut answer));
+                    Ok((answer.map(Source::Hyper), switched))
+                };
+                tokio::time::timeout_at(now + timeout, Box::pin(sending)).await
+            }
+        };
         match sent {
-            Ok(Ok((response, reuse))) => {
+            Ok(Ok((answer, switched))) => {
                 backend.succeeded();
-                let hold = Hold { outstanding, _in_flight: admitted, reuse };
-                return Ok(answer(response, hold, caller_upgrade, caller_version));
+                let hold = Hold { outstanding, _in_flight: admitted };
+                break Ok(respond(answer, hold, caller_upgrade.zip(switched), caller_version));
             }
             Err(_elapsed) => {
-                return Err(ApiError::GatewayTimeout(format!(
+                break Err(ApiError::GatewayTimeout(format!(
                     "Replica {} of workload {id} sent no answer within {} s (runtime.invokeTimeoutSeconds, or the gateway's \
                      --upstream-timeout); it may still be working on the request. Raise the timeout for slow calls.",
                     backend.name,
@@ -185,27 +280,34 @@ async fn proxy(
             }
             Ok(Err(Failure::NotSent(unsent, reason))) => {
                 note_failure(&backend, id, &reason, &mut failures);
-                request = *unsent;
+                body = Some(unsent);
             }
             Ok(Err(Failure::Lost(reason))) => {
                 note_failure(&backend, id, &reason, &mut failures);
-                let Some((method, headers)) = &replay else {
-                    return Err(ApiError::BadGateway(format!(
+                if !replayable {
+                    break Err(ApiError::BadGateway(format!(
                         "Replica {} of workload {id} closed the connection before answering ({reason}); the request \
                          may have been processed, so it was not sent again. Retry if it is safe to repeat.",
                         backend.name
                     )));
-                };
-                request = again(method, headers, &target.path_and_query);
+                }
             }
         }
         tried.push(backend);
+    };
+    let response = outcome.unwrap_or_else(error_response);
+    if let Some(call) = call {
+        call.finish(response.status().as_u16());
     }
-    Err(ApiError::Unavailable(format!(
-        "No ready replica of workload {id} answered ({}); they may be restarting. Retry in a moment, or see GET \
-         /api/v2/workloads/{id}/protons for their state.",
+    response
+}
+
+fn no_replica_answered(workload_id: &str, failures: &[String]) -> ApiError {
+    ApiError::Unavailable(format!(
+        "No ready replica of workload {workload_id} answered ({}); they may be restarting. Retry in a moment, or see GET \
+         /api/v2/workloads/{workload_id}/protons for their state.",
         failures.join("; ")
-    )))
+    ))
 }
 
 fn note_failure(backend: &Backend, workload_id: &str, reason: &str, failures: &mut Vec<String>) {
@@ -214,48 +316,61 @@ fn note_failure(backend: &Backend, workload_id: &str, reason: &str, failures: &m
     failures.push(format!("replica {}: {reason}", backend.name));
 }
 
-/// Points the request at `backend`: origin-form and `Host` for HTTP/1.1, the full URI for HTTP/2.
-fn aim(request: &mut Request<Outbound>, backend: &Backend, protocol: Protocol) {
+/// The request for hyper's client: HTTP/2 with the full URI, or an HTTP/1.1 upgrade with `Host`.
+fn hyper_request(
+    parts: &http::request::Parts,
+    path: &str,
+    added: &forwarding::Added,
+    backend: &Backend,
+    protocol: Protocol,
+    body: Outbound,
+) -> Request<Outbound> {
+    // The caller's URI was valid, so its path and query are.
+    let path_and_query = match parts.uri.query() {
+        Some(query) => PathAndQuery::try_from(format!("{path}?{query}")),
+        None => PathAndQuery::try_from(path),
+    }
+    .unwrap_or_else(|_| PathAndQuery::from_static("/"));
+    let mut request = Request::new(body);
+    *request.method_mut() = parts.method.clone();
+    let mut headers = parts.headers.clone();
+    forwarding::request_headers(&mut headers, added);
     if protocol == Protocol::Http2 {
+        *request.version_mut() = Version::HTTP_2;
         let mut uri = http::uri::Parts::default();
         uri.scheme = Some(Scheme::HTTP);
         uri.authority = Some(backend.authority.clone());
-        uri.path_and_query = request.uri().path_and_query().cloned();
+        uri.path_and_query = Some(path_and_query);
         if let Ok(uri) = Uri::from_parts(uri) {
             *request.uri_mut() = uri;
         }
     } else {
-        request.headers_mut().insert(header::HOST, backend.host.clone());
+        *request.uri_mut() = Uri::from(path_and_query);
+        headers.insert(header::HOST, backend.host.clone());
     }
-}
-
-/// The request again, for a retry after its first copy was lost with its connection.
-fn again(method: &Method, headers: &HeaderMap, path_and_query: &PathAndQuery) -> Request<Outbound> {
-    let mut request = Request::new(Outbound::Empty);
-    *request.method_mut() = method.clone();
-    *request.headers_mut() = headers.clone();
-    *request.uri_mut() = Uri::from(path_and_query.clone());
+    *request.headers_mut() = headers;
     request
 }
 
-fn answer(
-    mut response: Response<Incoming>,
+/// The replica's answer as the caller gets it; after a `101`, a tunnel between the two.
+fn respond(
+    answer: Response<Source>,
     hold: Hold,
-    caller_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    upgrades: Option<(hyper::upgrade::OnUpgrade, hyper::upgrade::OnUpgrade)>,
     caller_version: Version,
 ) -> Response<GatewayBody> {
-    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-    if let (true, Some(caller)) = (switching, caller_upgrade) {
-        let replica = hyper::upgrade::on(&mut response);
+    let (mut parts, source) = answer.into_parts();
+    if let Some((caller, replica)) = upgrades {
         tokio::spawn(tunnel(caller, replica, hold));
-        let (mut parts, _) = response.into_parts();
-        forwarding::response_headers(&mut parts.headers, true);
+        forwarding::response_headers(&mut parts.headers, parts.version, true);
         return Response::from_parts(parts, Either::Left(axum::body::Body::empty()));
     }
-    let (mut parts, body) = response.into_parts();
-    forwarding::response_headers(&mut parts.headers, false);
+    if let Source::Hyper(_) = source {
+        // The proxy's own client cleaned its answers' headers as it read them.
+        forwarding::response_headers(&mut parts.headers, parts.version, false);
+    }
     parts.version = caller_version;
-    Response::from_parts(parts, Either::Right(Proxied::new(body, hold)))
+    Response::from_parts(parts, Either::Right(Proxied::new(source, hold)))
 }
 
 /// Copies bytes both ways between the caller and the replica once both switched protocols; the
@@ -298,20 +413,37 @@ fn no_ready_replica(workload_id: &str, route: &Route) -> ApiError {
     ApiError::Unavailable(format!("Workload {workload_id} is {status} and has no ready replica: {hint}"))
 }
 
+/// How a request travels to the replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// HTTP/1.1, with the proxy's own client.
+    Http1,
+    /// An HTTP/1.1 upgrade (WebSocket): a fresh connection that becomes the tunnel.
+    Upgrade,
+    /// HTTP/2 with prior knowledge (gRPC).
+    Http2,
+}
+
 /// Upstream timeout in seconds for messages and docs.
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[cfg(test)]
 mod tests {
-    use super::strip;
+    use super::*;
 
     #[test]
-    fn invoke_paths() {
-        assert_eq!(strip("/api/v2/endpoints/workloads/w1", super::PREFIX), Some("w1"));
-        assert_eq!(strip("/api/v2/endpoints/workloads/w1/a/b/", super::PREFIX), Some("w1/a/b/"));
-        assert_eq!(strip("/api/v2/endpoints/workloads", super::PREFIX), Some(""));
-        assert_eq!(strip("/api/v2/endpoints/workloadsX", super::PREFIX), None);
-        assert!(super::is_invoke("/api/v2/endpoints/deployments/d1/x"));
-        assert!(!super::is_invoke("/api/v2/workloads"));
+    fn invoke_urls_name_a_workload_and_the_replica_path() {
+        let target = |url: &str| {
+            let uri: Uri = url.parse().unwrap();
+            Target::of_workload(&uri).map(|t| t.map(|t| (t.workload_id.clone(), t.app_path(&uri).to_owned(), uri.query().map(str::to_owned))))
+        };
+        assert_eq!(target("/api/v2/endpoints/workloads/w1").unwrap(), Some(("w1".into(), "/".into(), None)));
+        assert_eq!(target("/api/v2/endpoints/workloads/w1/").unwrap(), Some(("w1".into(), "/".into(), None)));
+        assert_eq!(target("/api/v2/endpoints/workloads/w1/a/b/?x=1&y").unwrap(), Some(("w1".into(), "/a/b/".into(), Some("x=1&y".into()))));
+        assert!(target("/api/v2/endpoints/workloads/").is_err(), "no id");
+        assert!(target("/api/v2/endpoints/workloads").is_err(), "no id");
+        assert_eq!(target("/api/v2/endpoints/deployments/d1/x").unwrap(), None, "a deployment's workload is looked up");
+        assert!(is_invoke("/api/v2/endpoints/deployments/d1/x"));
+        assert!(!is_invoke("/api/v2/workloads"));
     }
 }

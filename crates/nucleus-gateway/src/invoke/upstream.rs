@@ -1,14 +1,15 @@
-//! Connections to replicas. HTTP/1.1 keep-alive connections are pooled per replica and per
-//! gateway worker thread (a connection is driven by the thread that uses it, so a request never
-//! waits on another thread's wake-up); gRPC goes over one HTTP/2 connection (h2c, prior knowledge)
-//! per replica and worker; a WebSocket handshake gets a connection of its own that becomes the
-//! tunnel.
+//! Connections to replicas. HTTP/1.1 goes through the proxy's own client (`h1`) on keep-alive
+//! connections pooled per replica and per gateway worker thread: a connection is driven by the
+//! thread that uses it, so a request never waits on another thread's wake-up. gRPC goes over one
+//! HTTP/2 connection (h2c, prior knowledge) per replica and worker, and a WebSocket handshake over a
+//! connection of its own that becomes the tunnel; both with hyper's client.
 //!
-//! A request that never left the gateway (no connection could be made, or hyper handed it back
-//! unsent) is returned to the caller to try another replica; a stale pooled connection is
+//! A request that never left the gateway (no connection could be made, or nothing of it was
+//! written) comes back to the caller to try another replica; a stale pooled connection is
 //! replaced on the spot without counting against the replica.
 
 use std::cell::Cell;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -17,20 +18,19 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::future::Either;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
 
 use super::backends::Backend;
+use super::h1::{self, Connection, Framing};
 
 /// How long a connection to a replica may take to open.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Idle pooled connections older than this are closed rather than reused.
-const IDLE_FOR: Duration = Duration::from_secs(30);
 /// Idle connections kept per replica and worker.
 const MAX_IDLE: usize = 256;
 /// Pools are split into this many slots, one per worker thread (threads beyond share).
@@ -83,16 +83,6 @@ impl Body for Outbound {
     }
 }
 
-/// How a request travels to the replica.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    Http1,
-    /// An HTTP/1.1 upgrade (WebSocket): a fresh connection that becomes the tunnel.
-    Upgrade,
-    /// HTTP/2 with prior knowledge (gRPC).
-    Http2,
-}
-
 /// The idle connections to one replica.
 #[derive(Debug, Default)]
 pub struct Pool {
@@ -101,36 +91,28 @@ pub struct Pool {
 
 #[derive(Debug, Default)]
 struct Slot {
-    idle: Vec<Idle>,
+    idle: Vec<Box<Connection>>,
     h2: Option<http2::SendRequest<Outbound>>,
 }
 
-#[derive(Debug)]
-struct Idle {
-    sender: http1::SendRequest<Outbound>,
-    since: Instant,
-}
-
 impl Pool {
-    fn take_idle(&self) -> Option<http1::SendRequest<Outbound>> {
+    /// The most recently used idle connection of this worker that can still be used. A replica
+    /// that closes idle connections is seen doing so (`is_usable`); one that keeps them open may.
+    fn take_idle(&self) -> Option<Box<Connection>> {
         let mut slot = self.slots[slot()].lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        while let Some(idle) = slot.idle.pop() {
-            if !idle.sender.is_closed() && now.saturating_duration_since(idle.since) < IDLE_FOR {
-                return Some(idle.sender);
+        while let Some(mut idle) = slot.idle.pop() {
+            if idle.is_usable() {
+                return Some(idle);
             }
         }
         None
     }
 
     /// Gives back a connection whose last answer was read to the end.
-    pub fn put(&self, reuse: Reuse) {
-        if reuse.sender.is_closed() {
-            return;
-        }
-        let mut slot = self.slots[reuse.slot].lock().unwrap_or_else(|p| p.into_inner());
+    pub fn put(&self, connection: Box<Connection>) {
+        let mut slot = self.slots[slot()].lock().unwrap_or_else(|p| p.into_inner());
         if slot.idle.len() < MAX_IDLE {
-            slot.idle.push(Idle { sender: reuse.sender, since: Instant::now() });
+            slot.idle.push(connection);
         }
     }
 
@@ -144,87 +126,85 @@ impl Pool {
     }
 }
 
-/// An HTTP/1.1 connection to put back in its pool once the answer's body has been read.
-#[derive(Debug)]
-pub struct Reuse {
-    sender: http1::SendRequest<Outbound>,
-    slot: usize,
-}
-
 /// Why a request to a replica failed.
 #[derive(Debug)]
 pub enum Failure {
-    /// Nothing of the request reached the replica; here it is back.
-    NotSent(Box<Request<Outbound>>, String),
+    /// Nothing of the request reached the replica; here is its body back.
+    NotSent(Outbound, String),
     /// The request went out (maybe only in part) and the connection ended before any answer.
     Lost(String),
 }
 
-/// Sends `request` to `backend`; on success, the answer and the connection to pool after it.
-pub async fn send(backend: &Backend, request: Request<Outbound>, protocol: Protocol) -> Result<(Response<Incoming>, Option<Reuse>), Failure> {
-    match protocol {
-        Protocol::Http1 => send_http1(backend, request).await,
-        Protocol::Upgrade => {
-            let sender = match connect_http1(backend, true).await {
-                Ok(sender) => sender,
-                Err(err) => return Err(Failure::NotSent(Box::new(request), describe_io(&err))),
-            };
-            dispatch_http1(sender, request).await.map(|(response, _)| (response, None))
-        }
-        Protocol::Http2 => send_http2(backend, request).await.map(|response| (response, None)),
+/// The request line and headers, written anew for each connection tried.
+pub type WriteHead<'a> = &'a (dyn Fn(&mut Vec<u8>) + Sync);
+
+/// Sends a request over HTTP/1.1 with the proxy's own client. The common case, a pooled
+/// connection ready to go, is a small future; the rarer one, opening a connection (after a pooled
+/// one turned out stale, or when none is idle), is boxed, so that every request's future stays
+/// small.
+pub fn send_http1<'a>(
+    backend: &'a Backend,
+    write_head: WriteHead<'a>,
+    body: Outbound,
+    framing: Framing,
+    head_request: bool,
+) -> impl Future<Output = Result<Response<h1::Reader>, Failure>> + Send + 'a {
+    match backend.pool.take_idle() {
+        Some(connection) => Either::Left(async move {
+            match exchange(connection, write_head, body, framing, head_request).await {
+                Err(Failure::NotSent(body, _)) => Box::pin(send_http1_fresh(backend, write_head, body, framing, head_request)).await,
+                done => done,
+            }
+        }),
+        None => Either::Right(Box::pin(send_http1_fresh(backend, write_head, body, framing, head_request))),
     }
 }
 
-async fn send_http1(backend: &Backend, mut request: Request<Outbound>) -> Result<(Response<Incoming>, Option<Reuse>), Failure> {
-    // Pooled connections first; one that turns out closed is dropped, and its request comes back.
-    while let Some(mut sender) = backend.pool.take_idle() {
-        // Usually ready at once; one still finishing its last answer is waited for, briefly.
-        if !sender.is_ready() && !matches!(tokio::time::timeout(CONNECT_TIMEOUT, sender.ready()).await, Ok(Ok(()))) {
-            continue;
-        }
-        match dispatch_http1(sender, request).await {
-            Err(Failure::NotSent(unsent, _)) => request = *unsent,
+async fn exchange(
+    mut connection: Box<Connection>,
+    write_head: WriteHead<'_>,
+    body: Outbound,
+    framing: Framing,
+    head_request: bool,
+) -> Result<Response<h1::Reader>, Failure> {
+    write_head(connection.head_buffer());
+    connection.exchange(body, framing, head_request).await.map_err(|failed| match failed {
+        h1::Failed::NotSent(body, err) => Failure::NotSent(body, describe_io(&err)),
+        h1::Failed::Lost(err) => Failure::Lost(describe_io(&err)),
+    })
+}
+
+/// Pooled connections first (they may have gone stale since the first was taken), then a new one.
+async fn send_http1_fresh(
+    backend: &Backend,
+    write_head: WriteHead<'_>,
+    mut body: Outbound,
+    framing: Framing,
+    head_request: bool,
+) -> Result<Response<h1::Reader>, Failure> {
+    while let Some(connection) = backend.pool.take_idle() {
+        match exchange(connection, write_head, body, framing, head_request).await {
+            Err(Failure::NotSent(unsent, _)) => body = unsent,
             done => return done,
         }
     }
-    let sender = match connect_http1(backend, false).await {
+    match open(backend).await {
+        Ok(stream) => exchange(Connection::new(stream), write_head, body, framing, head_request).await,
+        Err(err) => Err(Failure::NotSent(body, describe_io(&err))),
+    }
+}
+
+/// A WebSocket (or other) upgrade, on a connection of its own that hyper hands over after `101`.
+pub async fn send_upgrade(backend: &Backend, request: Request<Outbound>) -> Result<Response<Incoming>, Failure> {
+    let mut sender = match connect_http1_upgradable(backend).await {
         Ok(sender) => sender,
-        Err(err) => return Err(Failure::NotSent(Box::new(request), describe_io(&err))),
+        Err(err) => return Err(Failure::NotSent(request.into_body(), describe_io(&err))),
     };
-    dispatch_http1(sender, request).await
+    sender.try_send_request(request).await.map_err(hyper_failure)
 }
 
-async fn dispatch_http1(
-    mut sender: http1::SendRequest<Outbound>,
-    request: Request<Outbound>,
-) -> Result<(Response<Incoming>, Option<Reuse>), Failure> {
-    match sender.try_send_request(request).await {
-        Ok(response) => {
-            let reusable = keeps_alive(&response);
-            Ok((response, reusable.then_some(Reuse { sender, slot: slot() })))
-        }
-        Err(mut err) => {
-            let unsent = err.take_message();
-            let reason = describe_hyper(err.error());
-            match unsent {
-                Some(request) => Err(Failure::NotSent(Box::new(request), reason)),
-                None => Err(Failure::Lost(reason)),
-            }
-        }
-    }
-}
-
-/// Whether the replica keeps the connection open after this answer.
-fn keeps_alive(response: &Response<Incoming>) -> bool {
-    let connection = response.headers().get(http::header::CONNECTION).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let has = |token: &str| connection.split(',').any(|t| t.trim().eq_ignore_ascii_case(token));
-    match response.version() {
-        http::Version::HTTP_10 => has("keep-alive"),
-        _ => !has("close"),
-    }
-}
-
-async fn send_http2(backend: &Backend, request: Request<Outbound>) -> Result<Response<Incoming>, Failure> {
+/// gRPC: HTTP/2 on the worker's connection to the replica (opened on first use).
+pub async fn send_http2(backend: &Backend, request: Request<Outbound>) -> Result<Response<Incoming>, Failure> {
     let mut sender = match backend.pool.h2() {
         Some(sender) => sender,
         None => match connect_http2(backend).await {
@@ -232,20 +212,22 @@ async fn send_http2(backend: &Backend, request: Request<Outbound>) -> Result<Res
                 backend.pool.set_h2(sender.clone());
                 sender
             }
-            Err(err) => return Err(Failure::NotSent(Box::new(request), describe_io(&err))),
+            Err(err) => return Err(Failure::NotSent(request.into_body(), describe_io(&err))),
         },
     };
     if let Err(err) = sender.ready().await {
-        return Err(Failure::NotSent(Box::new(request), describe_hyper(&err)));
+        return Err(Failure::NotSent(request.into_body(), describe_hyper(&err)));
     }
-    sender.try_send_request(request).await.map_err(|mut err| {
-        let unsent = err.take_message();
-        let reason = describe_hyper(err.error());
-        match unsent {
-            Some(request) => Failure::NotSent(Box::new(request), reason),
-            None => Failure::Lost(reason),
-        }
-    })
+    sender.try_send_request(request).await.map_err(hyper_failure)
+}
+
+fn hyper_failure(mut err: hyper::client::conn::TrySendError<Request<Outbound>>) -> Failure {
+    let unsent = err.take_message();
+    let reason = describe_hyper(err.error());
+    match unsent {
+        Some(request) => Failure::NotSent(request.into_body(), reason),
+        None => Failure::Lost(reason),
+    }
 }
 
 async fn open(backend: &Backend) -> io::Result<TcpStream> {
@@ -262,23 +244,15 @@ async fn open(backend: &Backend) -> io::Result<TcpStream> {
     Ok(stream)
 }
 
-async fn connect_http1(backend: &Backend, upgrades: bool) -> io::Result<http1::SendRequest<Outbound>> {
+async fn connect_http1_upgradable(backend: &Backend) -> io::Result<http1::SendRequest<Outbound>> {
     let stream = open(backend).await?;
     let (sender, connection) = http1::Builder::new().handshake(TokioIo::new(stream)).await.map_err(io::Error::other)?;
     let name = backend.name.clone();
-    if upgrades {
-        tokio::spawn(async move {
-            if let Err(err) = connection.with_upgrades().await {
-                tracing::debug!(replica = name, error = %err, "replica connection ended");
-            }
-        });
-    } else {
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(replica = name, error = %err, "replica connection ended");
-            }
-        });
-    }
+    tokio::spawn(async move {
+        if let Err(err) = connection.with_upgrades().await {
+            tracing::debug!(replica = name, error = %err, "replica connection ended");
+        }
+    });
     Ok(sender)
 }
 
@@ -302,7 +276,10 @@ async fn connect_http2(backend: &Backend) -> io::Result<http2::SendRequest<Outbo
 fn describe_io(err: &io::Error) -> String {
     match err.kind() {
         io::ErrorKind::ConnectionRefused => "the connection was refused".to_owned(),
+        io::ErrorKind::ConnectionReset => "the connection was reset".to_owned(),
+        io::ErrorKind::BrokenPipe => "the connection was closed while the request was sent".to_owned(),
         io::ErrorKind::TimedOut => format!("it did not accept a connection within {CONNECT_TIMEOUT:?}"),
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData => err.to_string(),
         _ => format!("the connection failed ({err})"),
     }
 }
@@ -310,8 +287,7 @@ fn describe_io(err: &io::Error) -> String {
 fn describe_hyper(err: &hyper::Error) -> String {
     let io_kind = std::error::Error::source(err).and_then(|s| s.downcast_ref::<io::Error>()).map(io::Error::kind);
     match io_kind {
-        Some(io::ErrorKind::ConnectionReset) => "the connection was reset".to_owned(),
-        Some(io::ErrorKind::BrokenPipe) => "the connection was closed while the request was sent".to_owned(),
+        Some(kind @ (io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe)) => describe_io(&kind.into()),
         _ if err.is_incomplete_message() || err.is_canceled() || err.is_closed() => {
             "the connection closed before an answer".to_owned()
         }

@@ -37,9 +37,10 @@ pub fn minute_of(at: nucleus_api::Timestamp) -> i64 {
 }
 
 impl ProtonStats {
-    pub fn begin(self: &Arc<Self>) -> Call {
+    /// A call that started at `started` (the caller's clock reading, so that it is read once).
+    pub fn begin(self: &Arc<Self>, started: tokio::time::Instant) -> Call {
         let concurrency = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
-        Call { stats: self.clone(), started: tokio::time::Instant::now(), concurrency }
+        Call { stats: self.clone(), started, concurrency }
     }
 }
 
@@ -154,8 +155,8 @@ mod tests {
     fn calls_count_once_finished_and_leave_the_in_flight_count_either_way() {
         let recorder = Recorder::unflushed();
         let stats = recorder.proton("w", "p");
-        let first = stats.begin();
-        let second = stats.begin();
+        let first = stats.begin(tokio::time::Instant::now());
+        let second = stats.begin(tokio::time::Instant::now());
         assert_eq!(second.concurrency, 2);
         first.finish(200);
         drop(second); // the caller went away before an answer
