@@ -42,12 +42,16 @@ pub struct InvokeArgs {
     /// Size of the static file, bytes.
     #[arg(long, default_value_t = 1024)]
     pub size: usize,
+    /// Rounds of the wrk runs (direct, nginx, Nucleus in turn each round); the table shows medians.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
     /// The `nucleus` binary (default: the one beside this binary).
     #[arg(long)]
     pub nucleus: Option<PathBuf>,
 }
 
 /// One wrk run's figures.
+#[derive(Debug, Clone, Copy)]
 struct Saturated {
     requests_per_sec: f64,
     p50_ms: f64,
@@ -55,6 +59,22 @@ struct Saturated {
     requests: u64,
     /// CPU seconds the proxy spent per 1,000 requests (none for direct access).
     cpu_per_1k: Option<f64>,
+}
+
+/// Each figure's median over the rounds (figures of one target, each taken alone).
+fn median(runs: &[Saturated]) -> Saturated {
+    let mid = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let cpu: Vec<f64> = runs.iter().filter_map(|r| r.cpu_per_1k).collect();
+    Saturated {
+        requests_per_sec: mid(runs.iter().map(|r| r.requests_per_sec).collect()),
+        p50_ms: mid(runs.iter().map(|r| r.p50_ms).collect()),
+        p99_ms: mid(runs.iter().map(|r| r.p99_ms).collect()),
+        requests: runs.iter().map(|r| r.requests).sum(),
+        cpu_per_1k: (!cpu.is_empty()).then(|| mid(cpu)),
+    }
 }
 
 /// One fixed-rate run's figures.
@@ -66,7 +86,10 @@ struct Paced {
 }
 
 pub async fn run(args: &InvokeArgs, nucleus: &Path) -> anyhow::Result<()> {
-    anyhow::ensure!(args.seconds > 0 && args.connections > 0 && args.threads > 0 && args.workers > 0 && args.rate > 0, "every option must be positive");
+    anyhow::ensure!(
+        args.seconds > 0 && args.connections > 0 && args.threads > 0 && args.workers > 0 && args.rate > 0 && args.rounds > 0,
+        "every option must be positive"
+    );
     let nginx = which("nginx").context("nginx is not installed: run `apt-get install -y nginx`")?;
     let wrk = which("wrk").context("wrk is not installed: run `apt-get install -y wrk`")?;
     let mut procs = Processes::new("invoke")?;
@@ -99,17 +122,25 @@ pub async fn run(args: &InvokeArgs, nucleus: &Path) -> anyhow::Result<()> {
         ("nginx proxy", format!("http://127.0.0.1:{proxy_port}/file"), Some(Cpu::Children(procs.pid("nginx-proxy")?))),
         ("nucleus invoke", invoke_url.clone(), Some(Cpu::Threads(procs.pid("dev")?, "nucleus-gateway"))),
     ];
-    let mut saturated = Vec::new();
-    for (name, url, cpu) in &targets {
-        progress(&format!("{name}: wrk -t{} -c{} for 2 s warm-up + {} s ...", args.threads, args.connections, args.seconds));
+    // Rounds in turn, so that a slow moment of the machine falls on every target alike.
+    let mut runs: Vec<(&str, Vec<Saturated>)> = targets.iter().map(|(name, _, _)| (*name, Vec::new())).collect();
+    for (name, url, _) in &targets {
+        progress(&format!("{name}: 2 s warm-up"));
         run_wrk(&wrk, args, url, 2)?;
-        let before = cpu.as_ref().map(Cpu::seconds).transpose()?;
-        let figures = run_wrk(&wrk, args, url, args.seconds)?;
-        let after = cpu.as_ref().map(Cpu::seconds).transpose()?;
-        let cpu_per_1k = before.zip(after).map(|(b, a)| (a - b) / figures.requests as f64 * 1000.0);
-        procs.check_alive()?;
-        saturated.push((*name, Saturated { cpu_per_1k, ..figures }));
     }
+    for round in 1..=args.rounds {
+        for ((name, url, cpu), (_, results)) in targets.iter().zip(runs.iter_mut()) {
+            progress(&format!("round {round}/{}: {name}: wrk -t{} -c{} -d{}s ...", args.rounds, args.threads, args.connections, args.seconds));
+            let before = cpu.as_ref().map(Cpu::seconds).transpose()?;
+            let figures = run_wrk(&wrk, args, url, args.seconds)?;
+            let after = cpu.as_ref().map(Cpu::seconds).transpose()?;
+            let cpu_per_1k = before.zip(after).map(|(b, a)| (a - b) / figures.requests as f64 * 1000.0);
+            progress(&format!("  {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms", figures.requests_per_sec, figures.p50_ms, figures.p99_ms));
+            procs.check_alive()?;
+            results.push(Saturated { cpu_per_1k, ..figures });
+        }
+    }
+    let saturated: Vec<(&str, Saturated)> = runs.iter().map(|(name, results)| (*name, median(results))).collect();
     let mut paced = Vec::new();
     for (name, url, _) in &targets {
         progress(&format!("{name}: {} req/s for {} s (open loop, 16 connections) ...", args.rate, args.seconds));
@@ -127,8 +158,8 @@ fn report(args: &InvokeArgs, saturated: &[(&str, Saturated)], paced: &[(&str, Pa
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{}-byte static file; wrk -t{} -c{} -d{}s; gateway --workers {} and nginx worker_processes {}, keep-alive to the replica",
-        args.size, args.threads, args.connections, args.seconds, args.workers, args.workers
+        "{}-byte static file; wrk -t{} -c{} -d{}s, median of {} rounds; gateway --workers {} and nginx worker_processes {}, both keep-alive to the replica and setting X-Forwarded-For/-Proto/-Host",
+        args.size, args.threads, args.connections, args.seconds, args.rounds, args.workers, args.workers
     );
     out.push_str("| target | req/s | p50 ms | p99 ms | proxy CPU s per 1,000 req |\n|---|---:|---:|---:|---:|\n");
     for (name, s) in saturated {
@@ -147,7 +178,7 @@ fn report(args: &InvokeArgs, saturated: &[(&str, Saturated)], paced: &[(&str, Pa
         );
         let _ = writeln!(out, "| nucleus/direct | {:.2}x | {:.2}x | {:.2}x | - |", nucleus.requests_per_sec / direct.requests_per_sec, nucleus.p50_ms / direct.p50_ms, nucleus.p99_ms / direct.p99_ms);
     }
-    let _ = writeln!(out, "\nFixed rate: {} req/s for {} s, open loop over 16 keep-alive connections (latency from each request's scheduled time)", args.rate, args.seconds);
+    let _ = writeln!(out, "\nFixed rate: {} req/s for {} s, open loop over 16 keep-alive connections (latency from each request's send)", args.rate, args.seconds);
     out.push_str("| target | requests | p50 ms | p99 ms | added p50 ms | added p99 ms |\n|---|---:|---:|---:|---:|---:|\n");
     let direct = paced.iter().find(|(n, _)| *n == "direct").map(|(_, p)| p);
     for (name, p) in paced {
@@ -176,7 +207,8 @@ fn proxy_config(dir: &Path, workers: usize, port: u16, replica: &str) -> String 
          events {{ worker_connections 4096; }}\n\
          http {{\n  access_log off;\n  client_body_temp_path {d}/tmp/pbody;\n  proxy_temp_path {d}/tmp/pproxy;\n  fastcgi_temp_path {d}/tmp/pfastcgi;\n  uwsgi_temp_path {d}/tmp/puwsgi;\n  scgi_temp_path {d}/tmp/pscgi;\n\
          \x20 keepalive_requests 10000000;\n  upstream replica {{ server {replica}; keepalive 64; keepalive_requests 10000000; }}\n\
-         \x20 server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://replica; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}\n}}\n"
+         \x20 server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://replica; proxy_http_version 1.1; proxy_set_header Connection \"\";\n\
+         \x20   proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Proto $scheme; proxy_set_header X-Forwarded-Host $host; }} }}\n}}\n"
     )
 }
 
@@ -348,7 +380,8 @@ fn clock_ticks_per_second() -> f64 {
 }
 
 /// Open loop: request `i` is due at `start + i / rate`, spread over 16 keep-alive connections;
-/// latency counts from the due time, so a stall shows up as the queue it causes.
+/// latency counts from when it is sent (the timer's own lateness, up to a millisecond, is not
+/// the proxy's).
 async fn run_paced(url: &str, rate: u64, length: Duration) -> anyhow::Result<Paced> {
     const CONNECTIONS: u64 = 16;
     let total = rate * length.as_secs();
@@ -367,12 +400,13 @@ async fn run_paced(url: &str, rate: u64, length: Duration) -> anyhow::Result<Pac
             while lane + i * CONNECTIONS < total {
                 let due = first + interval * i as u32;
                 tokio::time::sleep_until(due).await;
+                let sent = tokio::time::Instant::now();
                 let ok = match client.get(url.as_str()).bearer_auth(TOKEN).send().await {
                     Ok(answer) => answer.status().is_success() && answer.bytes().await.is_ok(),
                     Err(_) => false,
                 };
                 if ok {
-                    latencies.record((due.elapsed().as_micros() as u64).max(1))?;
+                    latencies.record((sent.elapsed().as_micros() as u64).max(1))?;
                 } else {
                     failed += 1;
                 }

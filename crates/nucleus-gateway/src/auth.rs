@@ -147,7 +147,12 @@ pub async fn caller_of(state: &AppState, headers: &http::HeaderMap) -> Result<Ca
 /// The caller, when the gateway knows it without asking meta (the administrator, or a token
 /// resolved or refused a moment ago); `Ok(None)` when meta must be asked.
 pub fn known_caller(state: &AppState, headers: &http::HeaderMap) -> Result<Option<Caller>, ApiError> {
-    match presented(headers) {
+    known_caller_of(state, presented(headers))
+}
+
+/// [`known_caller`], from the token in an `Authorization` header value.
+pub fn known_caller_of(state: &AppState, token: Option<&str>) -> Result<Option<Caller>, ApiError> {
+    match token {
         None => Err(ApiError::Unauthorized("Authentication required: send the header 'Authorization: Bearer <token>'".to_owned())),
         Some(token) if constant_time_eq(token.as_bytes(), state.config.token.as_bytes()) => Ok(Some(Caller::Admin)),
         Some(token) => match state.tokens.cached(&token_hash(token)) {
@@ -159,11 +164,12 @@ pub fn known_caller(state: &AppState, headers: &http::HeaderMap) -> Result<Optio
 }
 
 fn presented(headers: &http::HeaderMap) -> Option<&str> {
-    headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("Token ")))
-        .map(str::trim)
+    headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(token_of)
+}
+
+/// The token in an `Authorization` value: `Bearer <token>` or `Token <token>`.
+pub fn token_of(authorization: &str) -> Option<&str> {
+    authorization.strip_prefix("Bearer ").or_else(|| authorization.strip_prefix("Token ")).map(str::trim)
 }
 
 fn invalid_token() -> ApiError {

@@ -99,13 +99,24 @@ pub enum ErrorDetail {
     Fields(Vec<FieldError>),
 }
 
+impl ApiError {
+    fn detail(&self) -> ErrorDetail {
+        match self {
+            ApiError::Validation(errors) => ErrorDetail::Fields(errors.clone()),
+            other => ErrorDetail::Message(other.to_string()),
+        }
+    }
+
+    /// The answer's body, `{"detail": ...}`, for a server that writes its own answers.
+    pub fn json_body(&self) -> Vec<u8> {
+        serde_json::to_vec(&ErrorBody { detail: self.detail() }).unwrap_or_else(|_| b"{}".to_vec())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let detail = match self {
-            ApiError::Validation(errors) => ErrorDetail::Fields(errors),
-            other => ErrorDetail::Message(other.to_string()),
-        };
+        let detail = self.detail();
         let mut response = (status, Json(ErrorBody { detail })).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));

@@ -9,6 +9,8 @@ use std::net::IpAddr;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue};
 
+use crate::http1::head::{Kind, RequestHead};
+
 const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     header::PROXY_AUTHENTICATE,
@@ -204,6 +206,110 @@ pub fn write_request_head(
         buf.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
     buf.extend_from_slice(b"\r\n");
+}
+
+/// Writes the replica's request head for a request the fast path read, from the caller's head as
+/// it was read (`buf`): the request line (`target`: the replica's path and query), `Host`, the
+/// caller's headers that go through (its framing headers included: the body is relayed as it
+/// came), and this hop's, composed in place.
+pub fn write_request_raw(out: &mut Vec<u8>, buf: &[u8], request: &RequestHead, target: &str, caller: &Caller<'_>, host: &HeaderValue) {
+    use std::io::Write as _;
+    let head = &request.head;
+    out.extend_from_slice(&buf[request.method.clone()]);
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    out.extend_from_slice(host.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let (mut caller_host, mut earlier_for, mut earlier_forwarded) = (None, None, None);
+    for field in &head.fields {
+        let value = &buf[field.value.clone()];
+        match field.kind {
+            Kind::Host => caller_host = Some(value),
+            Kind::XForwardedFor => earlier_for = Some(value),
+            Kind::Forwarded => earlier_forwarded = Some(value),
+            Kind::TransferEncoding | Kind::ContentLength | Kind::Other | Kind::Expect => {
+                out.extend_from_slice(&buf[field.name.clone()]);
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(value);
+                out.extend_from_slice(b"\r\n");
+            }
+            _ => {}
+        }
+    }
+    // Values that are not plain text are not appended to: this hop's says what it knows.
+    let (caller_host, earlier_for, earlier_forwarded) = (plain(caller_host), plain(earlier_for), plain(earlier_forwarded));
+    out.extend_from_slice(b"x-forwarded-for: ");
+    if let Some(earlier) = earlier_for {
+        out.extend_from_slice(earlier);
+        out.extend_from_slice(b", ");
+    }
+    let ip_at = out.len();
+    match caller.ip {
+        // The common case, without the formatting machinery.
+        std::net::IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                push_decimal(out, u64::from(octet));
+            }
+        }
+        ip => {
+            let _ = write!(out, "{ip}");
+        }
+    }
+    let ip = ip_at..out.len();
+    out.extend_from_slice(b"\r\nx-forwarded-proto: ");
+    out.extend_from_slice(caller.proto.as_bytes());
+    if let Some(host) = caller_host {
+        out.extend_from_slice(b"\r\nx-forwarded-host: ");
+        out.extend_from_slice(host);
+    }
+    out.extend_from_slice(b"\r\nx-forwarded-prefix: ");
+    out.extend_from_slice(caller.prefix.as_bytes());
+    out.extend_from_slice(b"\r\nforwarded: ");
+    if let Some(earlier) = earlier_forwarded {
+        out.extend_from_slice(earlier);
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(b"for=");
+    let v6 = caller.ip.is_ipv6();
+    if v6 {
+        out.extend_from_slice(b"\"[");
+    }
+    out.extend_from_within(ip);
+    if v6 {
+        out.extend_from_slice(b"]\"");
+    }
+    out.extend_from_slice(b";proto=");
+    out.extend_from_slice(caller.proto.as_bytes());
+    if let Some(host) = caller_host {
+        out.extend_from_slice(b";host=\"");
+        out.extend_from_slice(host);
+        out.push(b'"');
+    }
+    out.extend_from_slice(b"\r\n\r\n");
+}
+
+/// Writes `n` in decimal.
+pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// The value, if it is plain text (visible ASCII, spaces and tabs).
+fn plain(value: Option<&[u8]>) -> Option<&[u8]> {
+    value.filter(|v| v.iter().all(|b| (0x20..0x7f).contains(b) || *b == b'\t'))
 }
 
 /// A header value put together from header text and addresses: on the stack while it fits, so
@@ -471,6 +577,37 @@ mod tests {
         let h = forwarded(h, Hop::Plain);
         assert_eq!(h["forwarded"], format!("for=10.0.0.7;proto=http;host=\"{host}\""));
         assert!(h["x-forwarded-for"].to_str().unwrap().ends_with("1.2.3.4, 10.0.0.7"));
+    }
+
+    #[test]
+    fn the_fast_path_writes_what_the_general_path_sends() {
+        let raw = b"GET /api/v2/endpoints/workloads/w1/p?q=1 HTTP/1.1\r\nHost: api.example.com\r\nAuthorization: Bearer t\r\nConnection: keep-alive\r\nX-Forwarded-For: 203.0.113.9\r\nAccept: */*\r\nX-App: 1\r\n\r\n";
+        let request = crate::http1::head::request(raw).unwrap().unwrap();
+        let mut written = Vec::new();
+        write_request_raw(&mut written, raw, &request, "/p?q=1", &caller(), &HeaderValue::from_static("10.0.0.9:80"));
+        let mut parsed = [httparse::EMPTY_HEADER; 64];
+        let mut sent = httparse::Request::new(&mut parsed);
+        assert!(sent.parse(&written).unwrap().is_complete(), "{}", String::from_utf8_lossy(&written));
+        assert_eq!((sent.method, sent.path), (Some("GET"), Some("/p?q=1")));
+        let mut from_raw = HeaderMap::new();
+        for header in sent.headers.iter() {
+            from_raw.append(HeaderName::from_bytes(header.name.as_bytes()).unwrap(), HeaderValue::from_bytes(header.value).unwrap());
+        }
+        assert_eq!(from_raw.remove("host").unwrap(), "10.0.0.9:80");
+        let general = forwarded(
+            headers(&[("host", "api.example.com"), ("authorization", "Bearer t"), ("connection", "keep-alive"), ("x-forwarded-for", "203.0.113.9"), ("accept", "*/*"), ("x-app", "1")]),
+            Hop::Plain,
+        );
+        assert_eq!(from_raw, general, "the same headers either way");
+    }
+
+    #[test]
+    fn decimals() {
+        for n in [0u64, 7, 10, 255, 1024, u64::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
     }
 
     #[test]

@@ -8,11 +8,13 @@
 //! the workload's retry budget), and so is an idempotent request without a body whose connection
 //! closed before an answer. The failing replica is ejected from the pick for a while.
 
+mod attempts;
 pub mod backends;
 mod body;
 pub mod budget;
 mod forwarding;
 mod h1;
+pub(crate) mod raw;
 pub mod upstream;
 
 use std::future::Future;
@@ -31,10 +33,11 @@ use hyper_util::rt::TokioIo;
 use nucleus_api::{DesiredState, ProtonStatus};
 use tokio::time::Instant;
 
+use self::attempts::Attempts;
 use self::backends::Backend;
 use self::body::{Hold, Proxied, Source};
 use self::forwarding::{BodyHeader, Hop};
-use self::h1::Framing;
+use self::h1::Sending;
 use self::upstream::{Failure, Outbound};
 use crate::access::{allow, role_of, Need};
 use crate::auth::{caller_of, known_caller, Caller};
@@ -44,8 +47,6 @@ use crate::{ApiError, AppState};
 pub const PREFIX: &str = "/api/v2/endpoints/workloads/";
 const DEPLOYMENTS: &str = crate::deployments::PREFIX;
 const ENDPOINTS: &str = "/api/v2/endpoints/";
-/// A request is tried on at most this many replicas.
-const MAX_TRIES: usize = 3;
 
 /// What the gateway answers with: a REST answer or an error, or a replica's answer streaming through.
 pub type GatewayBody = Either<axum::body::Body, Proxied>;
@@ -77,7 +78,7 @@ fn error_response(err: ApiError) -> Response<GatewayBody> {
 }
 
 /// A request cleared to go to a replica.
-struct Admission {
+pub(crate) struct Admission {
     route: Arc<Route>,
     target: Target,
     admitted: Admitted,
@@ -90,11 +91,20 @@ fn at_once(state: &AppState, request: &Request<Incoming>) -> Result<Option<Admis
         Some(caller) => caller,
         None => return Ok(None),
     };
-    let Some(target) = Target::of_workload(request.uri())? else { return Ok(None) };
+    let Some(target) = Target::of_workload(request.uri().path())? else { return Ok(None) };
     match state.routes.route(&target.workload_id).filter(|r| !r.backends.is_empty()) {
         Some(route) => admit(state, &caller, target, route).map(Some),
         None => Ok(None),
     }
+}
+
+/// The fast path's version of [`at_once`], from a request head's path and `Authorization` value:
+/// `None` whenever the answer is not "go": the general path then decides (and explains).
+pub(crate) fn admit_plain(state: &AppState, path: &str, authorization: Option<&str>) -> Option<Admission> {
+    let caller = crate::auth::known_caller_of(state, authorization.and_then(crate::auth::token_of)).ok()??;
+    let target = Target::of_workload(path).ok()??;
+    let route = state.routes.route(&target.workload_id).filter(|r| !r.backends.is_empty())?;
+    admit(state, &caller, target, route).ok()
 }
 
 /// Decides with meta's help: the caller's token, the deployment's workload, the route.
@@ -133,16 +143,17 @@ struct Target {
 }
 
 impl Target {
-    /// A workload's invoke URL; `None` for a legacy deployment URL (its workload is in meta).
-    fn of_workload(uri: &Uri) -> Result<Option<Target>, ApiError> {
-        match strip(uri.path(), PREFIX) {
-            Some(rest) => Target::new(PREFIX, rest, None, uri).map(Some),
+    /// A workload's invoke URL (its path); `None` for a legacy deployment URL (its workload is in
+    /// meta).
+    fn of_workload(path: &str) -> Result<Option<Target>, ApiError> {
+        match strip(path, PREFIX) {
+            Some(rest) => Target::new(PREFIX, rest, None, path).map(Some),
             None => Ok(None),
         }
     }
 
     async fn of(state: &AppState, caller: &Caller, uri: &Uri) -> Result<Target, ApiError> {
-        if let Some(target) = Target::of_workload(uri)? {
+        if let Some(target) = Target::of_workload(uri.path())? {
             return Ok(target);
         }
         let Some(rest) = strip(uri.path(), DEPLOYMENTS) else {
@@ -154,14 +165,14 @@ impl Target {
         }
         // Boxed: a rare path whose meta calls would otherwise size the lookup's future.
         let deployment = Box::pin(crate::deployments::load(state, caller, id, Need::Invoke)).await?;
-        Target::new(DEPLOYMENTS, rest, Some(deployment.value.workload_id), uri)
+        Target::new(DEPLOYMENTS, rest, Some(deployment.value.workload_id), uri.path())
     }
 
     /// `rest`: what follows `base` in the URL's path (`{id}/app/path`); `deployment_of`: the
     /// workload when the id is a deployment's.
-    fn new(base: &str, rest: &str, deployment_of: Option<String>, uri: &Uri) -> Result<Target, ApiError> {
+    fn new(base: &str, rest: &str, deployment_of: Option<String>, path: &str) -> Result<Target, ApiError> {
         let (id, app_from) = match rest.find('/') {
-            Some(at) => (&rest[..at], Some(uri.path().len() - rest.len() + at)),
+            Some(at) => (&rest[..at], Some(path.len() - rest.len() + at)),
             None => (rest, None),
         };
         if id.is_empty() {
@@ -178,9 +189,9 @@ impl Target {
         Ok(Target { prefix, workload_id, app_from })
     }
 
-    /// The replica's path (always starting with `/`) in `uri`, the invoke URL.
-    fn app_path<'u>(&self, uri: &'u Uri) -> &'u str {
-        self.app_from.map_or("/", |from| &uri.path()[from..])
+    /// The replica's path (always starting with `/`) in `path`, the invoke URL's.
+    fn app_path<'p>(&self, path: &'p str) -> &'p str {
+        self.app_from.map_or("/", |from| &path[from..])
     }
 }
 
@@ -213,12 +224,12 @@ async fn forward(state: &AppState, admission: Admission, peer: SocketAddr, mut r
     let (parts, body) = request.into_parts();
     let prefix = target.prefix.as_ref().unwrap_or(&route.prefix);
     let added = forwarding::Added::of(&parts.headers, &forwarding::Caller { ip: peer.ip(), proto: state.config.scheme(), prefix }, hop);
-    let (framing, body_header) = if body.is_end_stream() {
-        (Framing::None, BodyHeader::Caller)
+    let (sending, body_header) = if body.is_end_stream() {
+        (Sending::Nothing, BodyHeader::Caller)
     } else if parts.headers.contains_key(header::CONTENT_LENGTH) && !parts.headers.contains_key(header::TRANSFER_ENCODING) {
-        (Framing::Length, BodyHeader::Caller)
+        (Sending::AsIs, BodyHeader::Caller)
     } else {
-        (Framing::Chunked, BodyHeader::Chunked)
+        (Sending::Chunked, BodyHeader::Chunked)
     };
     // Sent again if its connection closes after it went out: only a request that may be
     // repeated and has no body to lose.
@@ -226,33 +237,26 @@ async fn forward(state: &AppState, admission: Admission, peer: SocketAddr, mut r
     let mut body = Some(Outbound::Caller(body));
     let timeout = route.timeout.unwrap_or(state.config.limits.upstream_timeout);
 
-    let mut tried: Vec<Arc<Backend>> = Vec::new();
-    let mut failures: Vec<String> = Vec::new();
+    let mut attempts = Attempts::new(&route, id);
     let outcome = loop {
-        let now = if tried.is_empty() { started } else { Instant::now() };
-        if tried.len() == MAX_TRIES {
-            break Err(no_replica_answered(id, &failures));
-        }
-        if !tried.is_empty() && !route.load.budget.withdraw(now) {
-            failures.push("no retry left in the workload's retry budget".to_owned());
-            break Err(no_replica_answered(id, &failures));
-        }
-        let Some(backend) = backends::pick(&route.backends, &tried, now) else {
-            break Err(no_replica_answered(id, &failures));
+        let now = if attempts.is_first() { started } else { Instant::now() };
+        let backend = match attempts.next(now) {
+            Ok(backend) => backend,
+            Err(err) => break Err(err),
         };
         let outstanding = backend.start();
         let outbound = body.take().unwrap_or(Outbound::Empty);
         let sent = match protocol {
             Protocol::Http1 => {
                 let write_head = |buf: &mut Vec<u8>| {
-                    let (path, query) = (target.app_path(&parts.uri), parts.uri.query());
+                    let (path, query) = (target.app_path(parts.uri.path()), parts.uri.query());
                     forwarding::write_request_head(buf, &parts.method, path, query, &parts.headers, &added, &backend.host, body_header)
                 };
-                let sending = upstream::send_http1(&backend, &write_head, outbound, framing, parts.method == Method::HEAD);
+                let sending = upstream::send_http1(&backend, &write_head, outbound, sending, parts.method == Method::HEAD);
                 tokio::time::timeout_at(now + timeout, sending).await.map(|r| r.map(|answer| (answer.map(Source::Http1), None)))
             }
             Protocol::Http2 | Protocol::Upgrade => {
-                let request = hyper_request(&parts, target.app_path(&parts.uri), &added, &backend, protocol, outbound);
+                let request = hyper_request(&parts, target.app_path(parts.uri.path()), &added, &backend, protocol, outbound);
                 let sending = async {
                     let mut answer = match protocol {
                         Protocol::Http2 => upstream::send_http2(&backend, request).await?,
@@ -270,50 +274,26 @@ async fn forward(state: &AppState, admission: Admission, peer: SocketAddr, mut r
                 let hold = Hold { outstanding, _in_flight: admitted };
                 break Ok(respond(answer, hold, caller_upgrade.zip(switched), caller_version));
             }
-            Err(_elapsed) => {
-                break Err(ApiError::GatewayTimeout(format!(
-                    "Replica {} of workload {id} sent no answer within {} s (runtime.invokeTimeoutSeconds, or the gateway's \
-                     --upstream-timeout); it may still be working on the request. Raise the timeout for slow calls.",
-                    backend.name,
-                    timeout.as_secs()
-                )));
-            }
+            Err(_elapsed) => break Err(attempts.timed_out(&backend, timeout)),
             Ok(Err(Failure::NotSent(unsent, reason))) => {
-                note_failure(&backend, id, &reason, &mut failures);
                 body = Some(unsent);
+                attempts.failed(backend, &reason);
             }
             Ok(Err(Failure::Lost(reason))) => {
-                note_failure(&backend, id, &reason, &mut failures);
                 if !replayable {
-                    break Err(ApiError::BadGateway(format!(
-                        "Replica {} of workload {id} closed the connection before answering ({reason}); the request \
-                         may have been processed, so it was not sent again. Retry if it is safe to repeat.",
-                        backend.name
-                    )));
+                    let err = attempts.lost(&backend, &reason);
+                    attempts.failed(backend, &reason);
+                    break Err(err);
                 }
+                attempts.failed(backend, &reason);
             }
         }
-        tried.push(backend);
     };
     let response = outcome.unwrap_or_else(error_response);
     if let Some(call) = call {
         call.finish(response.status().as_u16());
     }
     response
-}
-
-fn no_replica_answered(workload_id: &str, failures: &[String]) -> ApiError {
-    ApiError::Unavailable(format!(
-        "No ready replica of workload {workload_id} answered ({}); they may be restarting. Retry in a moment, or see GET \
-         /api/v2/workloads/{workload_id}/protons for their state.",
-        failures.join("; ")
-    ))
-}
-
-fn note_failure(backend: &Backend, workload_id: &str, reason: &str, failures: &mut Vec<String>) {
-    let ejected_for = backend.eject(Instant::now());
-    tracing::warn!(workload_id, replica = backend.name, reason, ?ejected_for, "replica failed; ejected, retrying elsewhere");
-    failures.push(format!("replica {}: {reason}", backend.name));
 }
 
 /// The request for hyper's client: HTTP/2 with the full URI, or an HTTP/1.1 upgrade with `Host`.
@@ -435,7 +415,7 @@ mod tests {
     fn invoke_urls_name_a_workload_and_the_replica_path() {
         let target = |url: &str| {
             let uri: Uri = url.parse().unwrap();
-            Target::of_workload(&uri).map(|t| t.map(|t| (t.workload_id.clone(), t.app_path(&uri).to_owned(), uri.query().map(str::to_owned))))
+            Target::of_workload(uri.path()).map(|t| t.map(|t| (t.workload_id.clone(), t.app_path(uri.path()).to_owned(), uri.query().map(str::to_owned))))
         };
         assert_eq!(target("/api/v2/endpoints/workloads/w1").unwrap(), Some(("w1".into(), "/".into(), None)));
         assert_eq!(target("/api/v2/endpoints/workloads/w1/").unwrap(), Some(("w1".into(), "/".into(), None)));

@@ -27,7 +27,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use super::backends::Backend;
-use super::h1::{self, Connection, Framing};
+use super::h1::{self, Sending};
+use crate::http1::Conn;
 
 /// How long a connection to a replica may take to open.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -91,14 +92,14 @@ pub struct Pool {
 
 #[derive(Debug, Default)]
 struct Slot {
-    idle: Vec<Box<Connection>>,
+    idle: Vec<Box<Conn>>,
     h2: Option<http2::SendRequest<Outbound>>,
 }
 
 impl Pool {
     /// The most recently used idle connection of this worker that can still be used. A replica
     /// that closes idle connections is seen doing so (`is_usable`); one that keeps them open may.
-    fn take_idle(&self) -> Option<Box<Connection>> {
+    pub fn take_idle(&self) -> Option<Box<Conn>> {
         let mut slot = self.slots[slot()].lock().unwrap_or_else(|p| p.into_inner());
         while let Some(mut idle) = slot.idle.pop() {
             if idle.is_usable() {
@@ -109,7 +110,7 @@ impl Pool {
     }
 
     /// Gives back a connection whose last answer was read to the end.
-    pub fn put(&self, connection: Box<Connection>) {
+    pub fn put(&self, connection: Box<Conn>) {
         let mut slot = self.slots[slot()].lock().unwrap_or_else(|p| p.into_inner());
         if slot.idle.len() < MAX_IDLE {
             slot.idle.push(connection);
@@ -146,29 +147,30 @@ pub fn send_http1<'a>(
     backend: &'a Backend,
     write_head: WriteHead<'a>,
     body: Outbound,
-    framing: Framing,
+    sending: Sending,
     head_request: bool,
 ) -> impl Future<Output = Result<Response<h1::Reader>, Failure>> + Send + 'a {
     match backend.pool.take_idle() {
         Some(connection) => Either::Left(async move {
-            match exchange(connection, write_head, body, framing, head_request).await {
-                Err(Failure::NotSent(body, _)) => Box::pin(send_http1_fresh(backend, write_head, body, framing, head_request)).await,
+            match exchange(connection, write_head, body, sending, head_request).await {
+                Err(Failure::NotSent(body, _)) => Box::pin(send_http1_fresh(backend, write_head, body, sending, head_request)).await,
                 done => done,
             }
         }),
-        None => Either::Right(Box::pin(send_http1_fresh(backend, write_head, body, framing, head_request))),
+        None => Either::Right(Box::pin(send_http1_fresh(backend, write_head, body, sending, head_request))),
     }
 }
 
 async fn exchange(
-    mut connection: Box<Connection>,
+    mut connection: Box<Conn>,
     write_head: WriteHead<'_>,
     body: Outbound,
-    framing: Framing,
+    sending: Sending,
     head_request: bool,
 ) -> Result<Response<h1::Reader>, Failure> {
-    write_head(connection.head_buffer());
-    connection.exchange(body, framing, head_request).await.map_err(|failed| match failed {
+    connection.write.clear();
+    write_head(&mut connection.write);
+    h1::exchange(connection, body, sending, head_request).await.map_err(|failed| match failed {
         h1::Failed::NotSent(body, err) => Failure::NotSent(body, describe_io(&err)),
         h1::Failed::Lost(err) => Failure::Lost(describe_io(&err)),
     })
@@ -179,17 +181,17 @@ async fn send_http1_fresh(
     backend: &Backend,
     write_head: WriteHead<'_>,
     mut body: Outbound,
-    framing: Framing,
+    sending: Sending,
     head_request: bool,
 ) -> Result<Response<h1::Reader>, Failure> {
     while let Some(connection) = backend.pool.take_idle() {
-        match exchange(connection, write_head, body, framing, head_request).await {
+        match exchange(connection, write_head, body, sending, head_request).await {
             Err(Failure::NotSent(unsent, _)) => body = unsent,
             done => return done,
         }
     }
     match open(backend).await {
-        Ok(stream) => exchange(Connection::new(stream), write_head, body, framing, head_request).await,
+        Ok(stream) => exchange(Box::new(Conn::new(stream)), write_head, body, sending, head_request).await,
         Err(err) => Err(Failure::NotSent(body, describe_io(&err))),
     }
 }
@@ -230,7 +232,7 @@ fn hyper_failure(mut err: hyper::client::conn::TrySendError<Request<Outbound>>) 
     }
 }
 
-async fn open(backend: &Backend) -> io::Result<TcpStream> {
+pub(crate) async fn open(backend: &Backend) -> io::Result<TcpStream> {
     let connect = async {
         match backend.address.parse::<SocketAddr>() {
             Ok(addr) => TcpStream::connect(addr).await,
@@ -273,7 +275,7 @@ async fn connect_http2(backend: &Backend) -> io::Result<http2::SendRequest<Outbo
     Ok(sender)
 }
 
-fn describe_io(err: &io::Error) -> String {
+pub(crate) fn describe_io(err: &io::Error) -> String {
     match err.kind() {
         io::ErrorKind::ConnectionRefused => "the connection was refused".to_owned(),
         io::ErrorKind::ConnectionReset => "the connection was reset".to_owned(),

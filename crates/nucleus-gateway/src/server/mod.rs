@@ -5,8 +5,13 @@
 //!
 //! Each connection speaks HTTP/1.1 (with upgrades) or HTTP/2 (h2c, prior knowledge), and is held to
 //! the [`Limits`](crate::Limits): a header-read timeout, an idle timeout, and a cap on connections
-//! open at once (a connection past it gets a 503 and is closed). Invoke URLs go to the invoke proxy,
+//! open at once (a connection past it gets a 503 and is closed). A connection starts on the fast
+//! path (`fast`), which proxies plain HTTP/1.1 invoke requests itself; the first request it does
+//! not take hands the connection to hyper, which sends invoke URLs to the invoke proxy and
 //! everything else to the REST router.
+
+mod fast;
+mod prefixed;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -104,7 +109,7 @@ impl Worker {
                         let _ = stream.set_nodelay(true);
                         match self.connections.clone().try_acquire_owned() {
                             Ok(permit) => {
-                                tasks.spawn(connection(shared.clone(), stream, peer, permit, self.stop.clone()));
+                                tasks.spawn(fast::serve(shared.clone(), stream, peer, permit, self.stop.clone()));
                             }
                             Err(_) => {
                                 tasks.spawn(refuse(stream));
@@ -150,7 +155,8 @@ async fn refuse(mut stream: TcpStream) {
     .await;
 }
 
-async fn connection(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, _permit: OwnedSemaphorePermit, mut stop: watch::Receiver<bool>) {
+/// Serves a connection with hyper (HTTP/1.1 or HTTP/2), from the bytes the fast path read on.
+async fn hyper_connection(shared: Arc<Shared>, io: prefixed::Prefixed, peer: SocketAddr, _permit: OwnedSemaphorePermit, mut stop: watch::Receiver<bool>) {
     let activity = Arc::new(Activity::new());
     let service = {
         let shared = shared.clone();
@@ -160,7 +166,7 @@ async fn connection(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, _p
             dispatch(shared.clone(), peer, request).map(move |response| Ok::<_, Infallible>(response.map(|body| Tracked { body, _busy: busy })))
         })
     };
-    let connection = shared.builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    let connection = shared.builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(connection);
     let limits = &shared.state.config.limits;
     // HTTP/1.1 connections waiting for a request are also waiting for its head: the header-read
