@@ -61,6 +61,12 @@ struct Saturated {
     cpu_per_1k: Option<f64>,
 }
 
+/// `a`'s req/s over `b`'s, for each round.
+fn paired_ratios(runs: &[(&str, Vec<Saturated>)], a: &str, b: &str) -> Vec<f64> {
+    let of = |name: &str| runs.iter().find(|(n, _)| *n == name).map(|(_, r)| r.as_slice()).unwrap_or_default();
+    of(a).iter().zip(of(b)).map(|(a, b)| a.requests_per_sec / b.requests_per_sec).collect()
+}
+
 /// Each figure's median over the rounds (figures of one target, each taken alone).
 fn median(runs: &[Saturated]) -> Saturated {
     let mid = |mut values: Vec<f64>| {
@@ -141,6 +147,8 @@ pub async fn run(args: &InvokeArgs, nucleus: &Path) -> anyhow::Result<()> {
         }
     }
     let saturated: Vec<(&str, Saturated)> = runs.iter().map(|(name, results)| (*name, median(results))).collect();
+    // Each round's own Nucleus/nginx ratio: a slow moment of the machine weighs on both of a pair.
+    let paired = paired_ratios(&runs, "nucleus invoke", "nginx proxy");
     let mut paced = Vec::new();
     for (name, url, _) in &targets {
         progress(&format!("{name}: {} req/s for {} s (open loop, 16 connections) ...", args.rate, args.seconds));
@@ -150,11 +158,11 @@ pub async fn run(args: &InvokeArgs, nucleus: &Path) -> anyhow::Result<()> {
         paced.push((*name, figures));
     }
     println!();
-    print!("{}", report(args, &saturated, &paced));
+    print!("{}", report(args, &saturated, &paced, &paired));
     Ok(())
 }
 
-fn report(args: &InvokeArgs, saturated: &[(&str, Saturated)], paced: &[(&str, Paced)]) -> String {
+fn report(args: &InvokeArgs, saturated: &[(&str, Saturated)], paced: &[(&str, Paced)], paired: &[f64]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -177,6 +185,12 @@ fn report(args: &InvokeArgs, saturated: &[(&str, Saturated)], paced: &[(&str, Pa
             nucleus.cpu_per_1k.zip(nginx.cpu_per_1k).map_or("-".to_owned(), |(a, b)| format!("{:.2}x", a / b)),
         );
         let _ = writeln!(out, "| nucleus/direct | {:.2}x | {:.2}x | {:.2}x | - |", nucleus.requests_per_sec / direct.requests_per_sec, nucleus.p50_ms / direct.p50_ms, nucleus.p99_ms / direct.p99_ms);
+    }
+    if !paired.is_empty() {
+        let mut sorted = paired.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let each: Vec<String> = paired.iter().map(|r| format!("{r:.2}")).collect();
+        let _ = writeln!(out, "\nnucleus/nginx req/s, round by round: {} (median {:.2}x)", each.join(", "), sorted[sorted.len() / 2]);
     }
     let _ = writeln!(out, "\nFixed rate: {} req/s for {} s, open loop over 16 keep-alive connections (latency from each request's send)", args.rate, args.seconds);
     out.push_str("| target | requests | p50 ms | p99 ms | added p50 ms | added p99 ms |\n|---|---:|---:|---:|---:|---:|\n");

@@ -87,7 +87,7 @@ pub async fn create(State(state): State<AppState>, Extension(caller): Extension<
             workload.id
         )));
     }
-    Ok((StatusCode::CREATED, Json(formatted(deployment, &base_url(&state)))).into_response())
+    Ok((StatusCode::CREATED, Json(formatted(deployment, base_url(&state)))).into_response())
 }
 
 pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>, uri: Uri) -> Result<Response, ApiError> {
@@ -99,7 +99,7 @@ pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Ca
     let mut items: Vec<Deployment> = Vec::new();
     for d in state.meta.list_json::<Deployment>(keys::DEPLOYMENTS).await? {
         if load_workload(&state, &caller, &d.value.workload_id, Need::Read).await.is_ok() {
-            items.push(formatted(d.value, &base));
+            items.push(formatted(d.value, base));
         }
     }
     items.sort_by_key(|d| std::cmp::Reverse(d.created_at));
@@ -107,7 +107,7 @@ pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Ca
 }
 
 pub async fn get(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Json<Deployment>, ApiError> {
-    Ok(Json(formatted(load(&state, &caller, &id, Need::Read).await?.value, &base_url(&state))))
+    Ok(Json(formatted(load(&state, &caller, &id, Need::Read).await?.value, base_url(&state))))
 }
 
 pub async fn update(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, body: Bytes) -> Result<Json<Deployment>, ApiError> {
@@ -135,7 +135,7 @@ pub async fn update(State(state): State<AppState>, Extension(caller): Extension<
         })
         .await??
         .ok_or_else(|| ApiError::NotFound(format!("Deployment {id} not found")))?;
-    Ok(Json(formatted(updated, &base_url(&state))))
+    Ok(Json(formatted(updated, base_url(&state))))
 }
 
 /// Removes the deployment (its workload stays).

@@ -96,7 +96,7 @@ pub async fn promote(State(state): State<AppState>, Extension(caller): Extension
         }
         // The scheduler wrote the status meanwhile: apply the promotion to the fresh document.
     };
-    Ok((StatusCode::ACCEPTED, Json(formatted(promoted, &base_url(&state), &caller))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(formatted(promoted, base_url(&state), &caller))).into_response())
 }
 
 /// Past replacements and promotions, newest first.

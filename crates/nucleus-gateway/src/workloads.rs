@@ -104,7 +104,7 @@ pub async fn create(State(state): State<AppState>, Extension(caller): Extension<
         .put_json(&keys::event(&workload_id, &event.id), &event)?;
     write_with_artifact(&state, &artifact, artifact_revision, &workload_id, txn).await?;
     let base = base_url(&state);
-    Ok((StatusCode::CREATED, Json(formatted(workload, &base, &caller))).into_response())
+    Ok((StatusCode::CREATED, Json(formatted(workload, base, &caller))).into_response())
 }
 
 /// A proton of `artifact`'s primary container for `workload_id`, to run with `runtime` (normalized
@@ -285,7 +285,7 @@ pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Ca
     check(errors)?;
     let base = base_url(&state);
     let service_stats = query.one("serviceStats").is_some_and(|v| v == "true" || v == "1");
-    let items: Vec<Workload> = items.into_iter().map(|w| formatted(w, &base, &caller)).collect();
+    let items: Vec<Workload> = items.into_iter().map(|w| formatted(w, base, &caller)).collect();
     let mut page = paginate(items, &window, &query, &state, &uri);
     if service_stats {
         for w in &mut page.data {
@@ -304,7 +304,7 @@ pub async fn load(state: &AppState, caller: &Caller, id: &str, need: Need) -> Re
 
 pub async fn get(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Json<Workload>, ApiError> {
     let workload = load(&state, &caller, &id, Need::Read).await?;
-    Ok(Json(formatted(workload.value, &base_url(&state), &caller)))
+    Ok(Json(formatted(workload.value, base_url(&state), &caller)))
 }
 
 pub async fn update(
@@ -336,7 +336,7 @@ pub async fn update(
         })
         .await??
         .ok_or_else(|| ApiError::workload_not_found(&id))?;
-    Ok(Json(formatted(updated, &base_url(&state), &caller)))
+    Ok(Json(formatted(updated, base_url(&state), &caller)))
 }
 
 /// Deleting is legal in any state: the workload is gone at once (GET answers 404), and the

@@ -9,9 +9,10 @@
 use std::borrow::Cow;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 
 use bytes::Buf;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::attempts::Attempts;
 use super::backends::Backend;
@@ -31,7 +32,9 @@ pub enum After {
 }
 
 /// Answers the request whose head is `request` (read into `head_bytes`); its body, `framing`, is
-/// read from `down` as it is sent on.
+/// read from `down` as it is sent on. `timer` is the connection's one timer (reset here for the
+/// wait for the replica's answer, rather than a new one per request).
+#[allow(clippy::too_many_arguments)] // one request's pieces, each its own
 pub async fn forward(
     state: &AppState,
     admission: Admission,
@@ -40,6 +43,7 @@ pub async fn forward(
     head_bytes: &[u8],
     request: &RequestHead,
     framing: Framing,
+    mut timer: Pin<&mut Sleep>,
 ) -> After {
     let Admission { route, target, admitted: _in_flight } = admission;
     let started = Instant::now();
@@ -85,7 +89,8 @@ pub async fn forward(
         }
         if has_body {
             body_left = false;
-            match relay(down, &mut up, framing, None).await {
+            // Boxed: most requests have no body, and this would size every request's future.
+            match Box::pin(relay(down, &mut up, framing, None)).await {
                 Ok(_) => {}
                 Err(Broke::Reader(err)) => {
                     tracing::debug!(workload_id = id, error = %err, "the caller's body ended early; dropping the request");
@@ -99,9 +104,14 @@ pub async fn forward(
                 }
             }
         }
-        let answer = match tokio::time::timeout_at(now + timeout, read_answer(&mut up)).await {
-            Err(_elapsed) => break attempts.timed_out(&backend, timeout),
-            Ok(Err(err)) => {
+        timer.as_mut().reset(now + timeout);
+        let answer = tokio::select! {
+            biased;
+            answer = read_answer(&mut up) => answer,
+            () = timer.as_mut() => break attempts.timed_out(&backend, timeout),
+        };
+        let answer = match answer {
+            Err(err) => {
                 let reason = describe(&err);
                 if replayable {
                     attempts.failed(backend, &reason);
@@ -111,7 +121,7 @@ pub async fn forward(
                 attempts.failed(backend, &reason);
                 break lost;
             }
-            Ok(Ok(answer)) => answer,
+            Ok(answer) => answer,
         };
         backend.succeeded();
         let status = answer.status;

@@ -92,6 +92,8 @@ pub struct Pool {
 
 #[derive(Debug, Default)]
 struct Slot {
+    /// Boxed: a connection travels with its request, moved at every step.
+    #[allow(clippy::vec_box)]
     idle: Vec<Box<Conn>>,
     h2: Option<http2::SendRequest<Outbound>>,
 }

@@ -29,7 +29,11 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, per
     // Waiting for a request is waiting for its head: both timeouts count from then.
     let wait = limits.idle_timeout.min(limits.header_read_timeout);
     let mut idle_since = Instant::now();
+    // The connection's one timer: for its wait for a request, then for the replica's answer.
+    let timer = tokio::time::sleep_until(idle_since + wait);
+    tokio::pin!(timer);
     loop {
+        timer.as_mut().reset(idle_since + wait);
         let request = loop {
             match head::request(&down.read) {
                 Ok(Some(request)) => break request,
@@ -39,23 +43,23 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, per
             }
             let read = tokio::select! {
                 biased;
-                read = tokio::time::timeout_at(idle_since + wait, down.fill()) => read,
-                _ = stop.wait_for(|stop| *stop) => return,
-            };
-            match read {
-                Ok(Ok(n)) if n > 0 => {}
-                Ok(Ok(_)) | Ok(Err(_)) => return,
-                Err(_elapsed) => {
+                read = down.fill() => read,
+                () = timer.as_mut() => {
                     tracing::debug!(%peer, ?wait, "closing a connection that sent no complete request in time");
                     return;
                 }
+                _ = stop.wait_for(|stop| *stop) => return,
+            };
+            match read {
+                Ok(n) if n > 0 => {}
+                _ => return,
             }
         };
         let Some((admission, framing)) = plan(&shared.state, &down.read, &request) else {
             return hand_over(shared, down, peer, permit, stop).await;
         };
         let head = down.read.split_to(request.head.len);
-        let after = raw::forward(&shared.state, admission, peer, &mut down, &head, &request, framing).await;
+        let after = raw::forward(&shared.state, admission, peer, &mut down, &head, &request, framing, timer.as_mut()).await;
         if after == After::Close || *stop.borrow() {
             return;
         }

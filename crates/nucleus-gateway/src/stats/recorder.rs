@@ -59,10 +59,13 @@ impl Drop for Call {
     }
 }
 
+/// (workload id, proton id) → its counters.
+type Protons = HashMap<(String, String), Arc<ProtonStats>>;
+
 #[derive(Clone)]
 pub struct Recorder {
     gateway: String,
-    protons: Arc<Mutex<HashMap<(String, String), Arc<ProtonStats>>>>,
+    protons: Arc<Mutex<Protons>>,
 }
 
 impl Recorder {

@@ -98,7 +98,7 @@ async fn killing_one_of_three_replicas_under_load_fails_no_request() {
     for caller in callers {
         caller.await.unwrap();
     }
-    let failures = tally.failures.lock().unwrap();
+    let failures = tally.failures.lock().unwrap().clone();
     let ok = tally.ok.load(Ordering::Relaxed);
     println!("{ok} answers, {} failures; replica {victim} back as pid {new_pid} {:?} after the kill", failures.len(), killed_at.elapsed());
     assert!(failures.is_empty(), "{} of {} requests failed, first: {:?}", failures.len(), ok + failures.len(), failures.first());
