@@ -74,19 +74,14 @@ pub async fn forward(
             Err(err) => break err,
         };
         let _outstanding = backend.start();
-        let mut up = match connection(&backend).await {
+        let write_head = |out: &mut Vec<u8>| forwarding::write_request_raw(out, head_bytes, request, &app_target, &caller, &backend.host);
+        let mut up = match send_head(&backend, write_head).await {
             Ok(up) => up,
             Err(reason) => {
                 attempts.failed(backend, &reason);
                 continue;
             }
         };
-        forwarding::write_request_raw(&mut up.write, head_bytes, request, &app_target, &caller, &backend.host);
-        if let Err(err) = up.send().await {
-            // Nothing reached the replica (a head fits the socket's buffer).
-            attempts.failed(backend, &describe(&err));
-            continue;
-        }
         if has_body {
             body_left = false;
             // Boxed: most requests have no body, and this would size every request's future.
@@ -144,13 +139,22 @@ fn finish(call: Option<crate::stats::recorder::Call>, status: u16, after: After)
     after
 }
 
-/// A pooled connection to the replica, or a new one (boxed: opening one is the rarer path, and
-/// its future would size every request's).
-async fn connection(backend: &Backend) -> Result<Box<Conn>, String> {
-    if let Some(pooled) = backend.pool.take_idle() {
-        return Ok(pooled);
+/// Sends the request head on a pooled connection to the replica (the next one if it turns out
+/// stale: the replica closed it while idle, which is not its failure), or on a new one (boxed:
+/// opening one is the rarer path, and its future would size every request's). An error means
+/// nothing reached the replica.
+async fn send_head(backend: &Backend, write_head: impl Fn(&mut Vec<u8>)) -> Result<Box<Conn>, String> {
+    while let Some(mut pooled) = backend.pool.take_idle() {
+        write_head(&mut pooled.write);
+        if pooled.send().await.is_ok() {
+            return Ok(pooled);
+        }
     }
-    Box::pin(super::upstream::open(backend)).await.map(|stream| Box::new(Conn::new(stream))).map_err(|err| super::upstream::describe_io(&err))
+    let stream = Box::pin(super::upstream::open(backend)).await.map_err(|err| describe(&err))?;
+    let mut fresh = Box::new(Conn::new(stream));
+    write_head(&mut fresh.write);
+    fresh.send().await.map_err(|err| describe(&err))?;
+    Ok(fresh)
 }
 
 /// Reads the replica's answer head (skipping 100 Continue and other informational answers).

@@ -271,3 +271,78 @@ async fn the_replica_sees_forwarded_headers_and_links_use_the_public_url() {
     assert_eq!(headers["x-forwarded-prefix"], format!("/api/v2/endpoints/workloads/{id}"));
     assert!(headers["forwarded"].as_str().unwrap().contains("for=127.0.0.1;proto=https"), "{echo:#}");
 }
+
+/// Reads one HTTP/1.1 answer (head and `content-length` body) from `stream`, keeping what follows
+/// in `buf` for the next one.
+async fn read_answer(stream: &mut tokio::net::TcpStream, buf: &mut Vec<u8>, head_request: bool) -> (String, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8(buf[..end + 4].to_vec()).unwrap();
+            let length = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse::<usize>().unwrap()))
+                .unwrap_or(0);
+            let length = if head_request { 0 } else { length };
+            while buf.len() < end + 4 + length {
+                let mut more = [0u8; 8192];
+                let n = stream.read(&mut more).await.unwrap();
+                assert!(n > 0, "the connection closed in the middle of an answer: {head}");
+                buf.extend_from_slice(&more[..n]);
+            }
+            let body = buf[end + 4..end + 4 + length].to_vec();
+            buf.drain(..end + 4 + length);
+            return (head, body);
+        }
+        let mut more = [0u8; 8192];
+        let n = stream.read(&mut more).await.unwrap();
+        assert!(n > 0, "the connection closed before an answer");
+        buf.extend_from_slice(&more[..n]);
+    }
+}
+
+#[tokio::test]
+async fn one_connection_carries_pipelined_head_and_rest_calls_in_order() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = temp_dir();
+    let stack = Stack::start(dir.path()).await;
+    let (id, _) = running(&stack, "pipelined", 1).await;
+    let authority = stack.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
+    let auth = format!("Authorization: Bearer {TOKEN}\r\n");
+    let invoke = |path: &str, method: &str| format!("{method} /api/v2/endpoints/workloads/{id}{path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n");
+    // Two invoke calls in one write (pipelined), then a HEAD, then a REST call on the same
+    // connection, then one more invoke call that asks to close.
+    let two = format!("{}{}", invoke("/first?n=1", "GET"), invoke("/second", "GET"));
+    stream.write_all(two.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    for (path, query) in [("/first", "n=1"), ("/second", "")] {
+        let (head, body) = read_answer(&mut stream, &mut buf, false).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let echo: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!((echo["path"].as_str(), echo["query"].as_str()), (Some(path), Some(query)), "answers in order");
+    }
+    stream.write_all(invoke("/head", "HEAD").as_bytes()).await.unwrap();
+    let (head, body) = read_answer(&mut stream, &mut buf, true).await;
+    assert!(head.starts_with("HTTP/1.1 200") && head.to_ascii_lowercase().contains("content-length"), "{head}");
+    assert!(body.is_empty(), "no body after a HEAD");
+    stream.write_all(format!("GET /api/v2/workloads/{id} HTTP/1.1\r\nHost: x\r\n{auth}\r\n").as_bytes()).await.unwrap();
+    let (head, body) = read_answer(&mut stream, &mut buf, false).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["id"], id.as_str(), "the REST API answers on the same connection");
+    stream.write_all(format!("GET /api/v2/endpoints/workloads/{id}/last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}\r\n").as_bytes()).await.unwrap();
+    let (head, body) = read_answer(&mut stream, &mut buf, false).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["path"], "/last");
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
+    assert!(matches!(closed, Ok(Ok(0))), "closed after an answer to `Connection: close`");
+
+    // The same on a connection that only ever invoked (the fast path's own answer).
+    let mut stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
+    stream.write_all(format!("GET /api/v2/endpoints/workloads/{id}/only HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}\r\n").as_bytes()).await.unwrap();
+    let (head, _) = read_answer(&mut stream, &mut Vec::new(), false).await;
+    assert!(head.starts_with("HTTP/1.1 200") && head.to_ascii_lowercase().contains("connection: close"), "{head}");
+    let closed = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
+    assert!(matches!(closed, Ok(Ok(0))), "closed after an answer to `Connection: close`");
+}
