@@ -84,11 +84,28 @@ fn median(runs: &[Saturated]) -> Saturated {
 }
 
 /// One fixed-rate run's figures.
+#[derive(Debug, Clone, Copy)]
 struct Paced {
     p50_ms: f64,
     p99_ms: f64,
     sent: u64,
     failed: u64,
+}
+
+impl Paced {
+    /// The median run's latencies, and every run's requests.
+    fn median(runs: &[Paced]) -> Paced {
+        let mid = |mut values: Vec<f64>| {
+            values.sort_by(f64::total_cmp);
+            values[values.len() / 2]
+        };
+        Paced {
+            p50_ms: mid(runs.iter().map(|r| r.p50_ms).collect()),
+            p99_ms: mid(runs.iter().map(|r| r.p99_ms).collect()),
+            sent: runs.iter().map(|r| r.sent).sum(),
+            failed: runs.iter().map(|r| r.failed).sum(),
+        }
+    }
 }
 
 pub async fn run(args: &InvokeArgs, nucleus: &Path) -> anyhow::Result<()> {
@@ -149,14 +166,20 @@ pub async fn run(args: &InvokeArgs, nucleus: &Path) -> anyhow::Result<()> {
     let saturated: Vec<(&str, Saturated)> = runs.iter().map(|(name, results)| (*name, median(results))).collect();
     // Each round's own Nucleus/nginx ratio: a slow moment of the machine weighs on both of a pair.
     let paired = paired_ratios(&runs, "nucleus invoke", "nginx proxy");
-    let mut paced = Vec::new();
-    for (name, url, _) in &targets {
-        progress(&format!("{name}: {} req/s for {} s (open loop, 16 connections) ...", args.rate, args.seconds));
-        let figures = run_paced(url, args.rate, Duration::from_secs(args.seconds)).await?;
-        anyhow::ensure!(figures.failed == 0, "{name}: {} of {} paced requests failed", figures.failed, figures.sent);
-        procs.check_alive()?;
-        paced.push((*name, figures));
+    // Fixed-rate rounds in turn too (at most 3): one stall of the machine is not the proxy's p99.
+    let paced_rounds = args.rounds.min(3);
+    let mut paced_runs: Vec<(&str, Vec<Paced>)> = targets.iter().map(|(name, _, _)| (*name, Vec::new())).collect();
+    for round in 1..=paced_rounds {
+        for ((name, url, _), (_, results)) in targets.iter().zip(paced_runs.iter_mut()) {
+            progress(&format!("round {round}/{paced_rounds}: {name}: {} req/s for {} s (open loop, 16 connections) ...", args.rate, args.seconds));
+            let figures = run_paced(url, args.rate, Duration::from_secs(args.seconds)).await?;
+            anyhow::ensure!(figures.failed == 0, "{name}: {} of {} paced requests failed", figures.failed, figures.sent);
+            progress(&format!("  p50 {:.3} ms, p99 {:.3} ms", figures.p50_ms, figures.p99_ms));
+            procs.check_alive()?;
+            results.push(figures);
+        }
     }
+    let paced: Vec<(&str, Paced)> = paced_runs.iter().map(|(name, runs)| (*name, Paced::median(runs))).collect();
     println!();
     print!("{}", report(args, &saturated, &paced, &paired));
     Ok(())
@@ -192,7 +215,13 @@ fn report(args: &InvokeArgs, saturated: &[(&str, Saturated)], paced: &[(&str, Pa
         let each: Vec<String> = paired.iter().map(|r| format!("{r:.2}")).collect();
         let _ = writeln!(out, "\nnucleus/nginx req/s, round by round: {} (median {:.2}x)", each.join(", "), sorted[sorted.len() / 2]);
     }
-    let _ = writeln!(out, "\nFixed rate: {} req/s for {} s, open loop over 16 keep-alive connections (latency from each request's send)", args.rate, args.seconds);
+    let _ = writeln!(
+        out,
+        "\nFixed rate: {} req/s for {} s, open loop over 16 keep-alive connections (latency from each request's send), median of {} rounds",
+        args.rate,
+        args.seconds,
+        args.rounds.min(3)
+    );
     out.push_str("| target | requests | p50 ms | p99 ms | added p50 ms | added p99 ms |\n|---|---:|---:|---:|---:|---:|\n");
     let direct = paced.iter().find(|(n, _)| *n == "direct").map(|(_, p)| p);
     for (name, p) in paced {
