@@ -63,7 +63,9 @@ impl<T: Transport> Rebalancer<T> {
 
     /// The root group's voters and their addresses, as its leader knows them. A node that is not
     /// the root leader asks it: a node removed from the root is not told so by Raft, and its own
-    /// view would keep placing shards on itself.
+    /// view would keep placing shards on itself. Such a node may also have lost track of who leads
+    /// (its election timer runs with no one left to answer), so it asks every root node it knows
+    /// and believes the leader with the highest term.
     async fn root_members(&self) -> Option<BTreeMap<NodeId, BasicNode>> {
         let root = self.groups.get(ROOT_GROUP)?;
         let metrics = root.raft.metrics().borrow().clone();
@@ -75,11 +77,19 @@ impl<T: Transport> Rebalancer<T> {
             let voters = membership.voter_ids().filter_map(|id| Some((id, membership.get_node(&id)?.clone())));
             return Some(voters.collect());
         }
-        let leader_addr = membership.get_node(&metrics.current_leader?)?.addr.clone();
-        let status = root_status(&self.transport, &leader_addr).await.ok()?;
-        if status.state != "leader" {
-            return None;
-        }
+        let known_leader = metrics.current_leader.and_then(|id| membership.get_node(&id)).map(|node| node.addr.clone());
+        let asked_leader = match known_leader {
+            Some(addr) => root_status(&self.transport, &addr).await.ok().filter(|s| s.state == "leader"),
+            None => None,
+        };
+        let status = match asked_leader {
+            Some(status) => status,
+            None => {
+                let others = membership.nodes().filter(|(id, _)| **id != self.node_id);
+                let answers = futures::future::join_all(others.map(|(_, node)| root_status(&self.transport, &node.addr))).await;
+                answers.into_iter().filter_map(Result::ok).filter(|s| s.state == "leader").max_by_key(|s| s.term)?
+            }
+        };
         let addrs: BTreeMap<NodeId, String> = status.members.into_iter().map(|m| (m.id, m.addr)).collect();
         Some(status.voter_ids.into_iter().filter_map(|id| Some((id, BasicNode::new(addrs.get(&id)?)))).collect())
     }
