@@ -9,11 +9,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use nucleus_proto::meta::v1::meta_client::MetaClient as Grpc;
+use nucleus_proto::metadata::LEADER_ADDR;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::Error;
-
-pub const LEADER_ADDR_HEADER: &str = "nucleus-leader-addr";
 
 #[derive(Debug)]
 pub struct Members {
@@ -95,7 +94,7 @@ impl Members {
     pub fn failed(&self, group: u64, addr: &str, status: &tonic::Status) -> bool {
         let hint = status
             .metadata()
-            .get(LEADER_ADDR_HEADER)
+            .get(LEADER_ADDR)
             .and_then(|v| v.to_str().ok())
             .filter(|hint| !hint.is_empty() && *hint != addr)
             .map(str::to_owned);
@@ -142,7 +141,7 @@ mod tests {
     fn unavailable(leader: Option<&str>) -> tonic::Status {
         let mut status = tonic::Status::unavailable("not leader");
         if let Some(leader) = leader {
-            status.metadata_mut().insert(LEADER_ADDR_HEADER, leader.parse().unwrap());
+            status.metadata_mut().insert(LEADER_ADDR, leader.parse().unwrap());
         }
         status
     }

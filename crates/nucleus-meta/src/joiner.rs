@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use tonic::transport::Endpoint;
 
 use crate::error::Error;
-use crate::leader::LEADER_ADDR_METADATA;
+use nucleus_proto::metadata::LEADER_ADDR;
 use crate::transport::Transport;
 use crate::types::NodeId;
 
@@ -94,7 +94,7 @@ async fn attempt(transport: &impl Transport, addr: &str, request: &JoinRequest<'
         Err(status) => {
             let hint = status
                 .metadata()
-                .get(LEADER_ADDR_METADATA)
+                .get(LEADER_ADDR)
                 .and_then(|value| value.to_str().ok())
                 .filter(|leader| !leader.is_empty() && *leader != addr);
             match (status.code(), hint) {

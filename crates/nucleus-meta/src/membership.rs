@@ -4,11 +4,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use nucleus_proto::meta::v1 as pb;
-use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
+use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, Membership};
-use tonic::Status;
 
-use crate::leader;
+use crate::{Error, leader};
 use crate::types::{NodeId, Raft};
 
 /// How long a Join waits for the new learner to catch up before answering UNAVAILABLE; the
@@ -28,15 +27,15 @@ fn current(raft: &Raft) -> Membership<NodeId, BasicNode> {
     raft.metrics().borrow().membership_config.membership().clone()
 }
 
-fn ensure_leader(raft: &Raft) -> Result<(), Status> {
+fn ensure_leader(raft: &Raft) -> Result<(), Error> {
     let metrics = raft.metrics().borrow().clone();
     if metrics.current_leader == Some(metrics.id) { Ok(()) } else { Err(leader::from_metrics(raft)) }
 }
 
 /// Makes `id` a voter reachable at `addr`. Returns the membership afterwards.
-pub(crate) async fn join(raft: &Raft, id: NodeId, addr: &str) -> Result<Vec<pb::Member>, Status> {
+pub(crate) async fn join(raft: &Raft, id: NodeId, addr: &str) -> Result<Vec<pb::Member>, Error> {
     if addr.trim().is_empty() {
-        return Err(Status::invalid_argument("join needs the joining node's address"));
+        return Err(Error::InvalidRequest("join needs the joining node's address".into()));
     }
     ensure_leader(raft)?;
     let membership = current(raft);
@@ -55,12 +54,7 @@ pub(crate) async fn join(raft: &Raft, id: NodeId, addr: &str) -> Result<Vec<pb::
             tracing::info!(node_id = id, addr, "adding learner");
             match tokio::time::timeout(CATCH_UP_WAIT, raft.add_learner(id, node, true)).await {
                 Ok(result) => written(raft, result)?,
-                Err(_) => {
-                    return Err(Status::unavailable(format!(
-                        "node {id} was added as a learner but has not caught up within {CATCH_UP_WAIT:?}; \
-                         retry, and check that {addr} is reachable from the leader"
-                    )));
-                }
+                Err(_) => return Err(Error::CatchUpTimeout { node: id, addr: addr.to_owned(), within: CATCH_UP_WAIT }),
             }
         }
     };
@@ -72,7 +66,7 @@ pub(crate) async fn join(raft: &Raft, id: NodeId, addr: &str) -> Result<Vec<pb::
 }
 
 /// Removes `id` from the voters and the learners. Returns the membership afterwards.
-pub(crate) async fn leave(raft: &Raft, id: NodeId) -> Result<Vec<pb::Member>, Status> {
+pub(crate) async fn leave(raft: &Raft, id: NodeId) -> Result<Vec<pb::Member>, Error> {
     ensure_leader(raft)?;
     let membership = current(raft);
     let latest = if is_voter(&membership, id) {
@@ -91,7 +85,7 @@ async fn change(
     raft: &Raft,
     changes: ChangeMembers<NodeId, BasicNode>,
     retain: bool,
-) -> Result<Membership<NodeId, BasicNode>, Status> {
+) -> Result<Membership<NodeId, BasicNode>, Error> {
     written(raft, raft.change_membership(changes, retain).await)
 }
 
@@ -100,19 +94,10 @@ type WriteResult = Result<
     RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
 >;
 
-/// The membership a change produced, or the error as a gRPC status.
-fn written(raft: &Raft, result: WriteResult) -> Result<Membership<NodeId, BasicNode>, Status> {
+/// The membership a change produced.
+fn written(raft: &Raft, result: WriteResult) -> Result<Membership<NodeId, BasicNode>, Error> {
     match result {
         Ok(resp) => Ok(resp.membership.unwrap_or_else(|| current(raft))),
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(fwd))) => Err(leader::forward(raft, &fwd)),
-        Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => Err(match e {
-            ChangeMembershipError::InProgress(_) => {
-                Status::unavailable(format!("another membership change is in progress, retry: {e}"))
-            }
-            ChangeMembershipError::EmptyMembership(_) | ChangeMembershipError::LearnerNotFound(_) => {
-                Status::failed_precondition(e.to_string())
-            }
-        }),
-        Err(RaftError::Fatal(e)) => Err(Status::unavailable(format!("raft stopped: {e}"))),
+        Err(e) => Err(leader::write_refused(raft, e)),
     }
 }

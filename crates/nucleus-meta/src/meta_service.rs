@@ -6,10 +6,10 @@ use std::time::Duration;
 use nucleus_proto::meta::v1 as pb;
 use nucleus_proto::meta::v1::meta_server;
 use openraft::ServerState;
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
+use crate::Error;
 use crate::groups::{Group, Groups, ROOT_GROUP};
 use crate::types::{Condition, GroupId, Op, WriteCommand};
 use crate::{leader, membership};
@@ -31,36 +31,25 @@ impl MetaService {
         MetaService { groups, shutdown, leader_lease }
     }
 
-    fn group(&self, id: GroupId) -> Result<Arc<Group>, Status> {
-        self.groups.get(id).ok_or_else(|| {
-            Status::unavailable(format!(
-                "meta group {id} is not open on this node (the cluster has {} shard groups); try another member",
-                self.groups.shard_count()
-            ))
-        })
+    fn group(&self, id: GroupId) -> Result<Arc<Group>, Error> {
+        self.groups.get(id).ok_or(Error::GroupNotOpen { group: id, shards: self.groups.shard_count() })
     }
 
     /// The group, once this node, as its leader, has applied everything committed before the call.
-    async fn linearizable(&self, id: GroupId) -> Result<Arc<Group>, Status> {
+    async fn linearizable(&self, id: GroupId) -> Result<Arc<Group>, Error> {
         let group = self.group(id)?;
         match group.raft.ensure_linearizable().await {
             Ok(_) => Ok(group),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(fwd))) => {
-                Err(leader::forward(&group.raft, &fwd))
-            }
-            Err(RaftError::APIError(e @ CheckIsLeaderError::QuorumNotEnough(_))) => {
-                Err(Status::unavailable(e.to_string()))
-            }
-            Err(RaftError::Fatal(e)) => Err(Status::unavailable(format!("raft stopped: {e}"))),
+            Err(e) => Err(leader::read_refused(&group.raft, e)),
         }
     }
 
-    fn root(&self) -> Result<Arc<Group>, Status> {
+    fn root(&self) -> Result<Arc<Group>, Error> {
         self.group(ROOT_GROUP)
     }
 }
 
-fn group_status(group: &Group) -> Result<pb::GroupStatus, Status> {
+fn group_status(group: &Group) -> Result<pb::GroupStatus, Error> {
     let metrics = group.raft.metrics().borrow().clone();
     let membership = metrics.membership_config.membership();
     let voter_ids: Vec<u64> = membership.voter_ids().collect();
@@ -69,7 +58,7 @@ fn group_status(group: &Group) -> Result<pb::GroupStatus, Status> {
         leader_id: metrics.current_leader,
         term: metrics.current_term,
         applied_index: metrics.last_applied.map_or(0, |id| id.index),
-        revision: group.reader.view().revision().map_err(internal)?,
+        revision: group.reader.view().revision()?,
         last_log_index: metrics.last_log_index.unwrap_or(0),
         state: state_name(metrics.state).to_owned(),
         learner_ids: membership.learner_ids().collect(),
@@ -87,11 +76,7 @@ fn state_name(state: ServerState) -> &'static str {
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> Status {
-    Status::internal(e.to_string())
-}
-
-fn to_command(req: pb::WriteRequest) -> Result<WriteCommand, Status> {
+fn to_command(req: pb::WriteRequest) -> Result<WriteCommand, Error> {
     let conditions = req
         .conditions
         .into_iter()
@@ -104,8 +89,8 @@ fn to_command(req: pb::WriteRequest) -> Result<WriteCommand, Status> {
             Some(pb::op::Op::Put(put)) if !put.key.is_empty() => Ok(Op::Put { key: put.key, value: put.value }),
             Some(pb::op::Op::Delete(del)) if !del.key.is_empty() => Ok(Op::Delete { key: del.key }),
             Some(pb::op::Op::DeletePrefix(prefix)) => Ok(Op::DeletePrefix { prefix }),
-            Some(_) => Err(Status::invalid_argument("empty key")),
-            None => Err(Status::invalid_argument("op without a kind")),
+            Some(_) => Err(Error::InvalidRequest("empty key".into())),
+            None => Err(Error::InvalidRequest("op without a kind".into())),
         })
         .collect::<Result<_, _>>()?;
     Ok(WriteCommand { request_id: req.request_id, conditions, ops })
@@ -116,16 +101,16 @@ impl meta_server::Meta for MetaService {
     async fn get(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
         let group = self.linearizable(request.get_ref().group_id).await?;
         let view = group.reader.view();
-        let kv = view.get(&request.get_ref().key).map_err(internal)?;
-        let revision = view.revision().map_err(internal)?;
+        let kv = view.get(&request.get_ref().key)?;
+        let revision = view.revision()?;
         Ok(Response::new(pb::GetResponse { kv: kv.map(to_pb), revision }))
     }
 
     async fn list(&self, request: Request<pb::ListRequest>) -> Result<Response<pb::ListResponse>, Status> {
         let group = self.linearizable(request.get_ref().group_id).await?;
         let view = group.reader.view();
-        let kvs = view.list(&request.get_ref().prefix).map_err(internal)?;
-        let revision = view.revision().map_err(internal)?;
+        let kvs = view.list(&request.get_ref().prefix)?;
+        let revision = view.revision()?;
         Ok(Response::new(pb::ListResponse { kvs: kvs.into_iter().map(to_pb).collect(), revision }))
     }
 
@@ -138,9 +123,7 @@ impl meta_server::Meta for MetaService {
                 revision: resp.data.revision,
                 failed_key: resp.data.failed_key,
             })),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(fwd))) => Err(leader::forward(&group.raft, &fwd)),
-            Err(RaftError::APIError(e)) => Err(internal(e)),
-            Err(RaftError::Fatal(e)) => Err(Status::unavailable(format!("raft stopped: {e}"))),
+            Err(e) => Err(leader::write_refused(&group.raft, e).into()),
         }
     }
 
@@ -202,17 +185,17 @@ impl meta_server::Meta for MetaService {
             return Ok(Response::new(pb::CampaignResponse { term: metrics.current_term }));
         }
         if !metrics.membership_config.membership().voter_ids().any(|id| id == metrics.id) {
-            return Err(Status::failed_precondition(format!("node {} is not a voter of group {}", metrics.id, group.id)));
+            return Err(Error::NotVoter { node: metrics.id, group: group.id }.into());
         }
         tracing::info!(group = group.id, "campaigning for leadership");
         tokio::time::sleep(self.leader_lease).await;
         let deadline = tokio::time::Instant::now() + CAMPAIGN_FOR;
         while tokio::time::Instant::now() < deadline {
-            raft.trigger().elect().await.map_err(|e| Status::unavailable(format!("raft stopped: {e}")))?;
+            raft.trigger().elect().await.map_err(|e| Error::RaftStopped(e.to_string()))?;
             if let Ok(metrics) = raft.wait(Some(CAMPAIGN_RETRY)).metrics(leads, "lead after campaigning").await {
                 return Ok(Response::new(pb::CampaignResponse { term: metrics.current_term }));
             }
         }
-        Err(Status::unavailable(format!("group {}: did not win an election within {CAMPAIGN_FOR:?}", group.id)))
+        Err(Error::ElectionLost { group: group.id, within: CAMPAIGN_FOR }.into())
     }
 }

@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
 
+use crate::Error;
 use crate::groups::Groups;
 use crate::types::{GroupId, Raft};
 
@@ -19,19 +20,16 @@ impl RaftService {
         RaftService { groups }
     }
 
-    fn decode<T: DeserializeOwned>(&self, msg: RaftMessage) -> Result<(Raft, GroupId, T), Status> {
-        let Some(group) = self.groups.get(msg.group_id) else {
-            // Not an error of the sender's making: this node has not opened the group yet (it is
-            // joining) and the leader retries.
-            return Err(Status::unavailable(format!("raft group {} is not open on this node yet", msg.group_id)));
-        };
-        let rpc = serde_json::from_slice(&msg.payload)
-            .map_err(|e| Status::invalid_argument(format!("bad raft payload: {e}")))?;
+    fn decode<T: DeserializeOwned>(&self, msg: RaftMessage) -> Result<(Raft, GroupId, T), Error> {
+        // Not an error of the sender's making: this node has not opened the group yet (it is
+        // joining) and the leader retries.
+        let group = self.groups.get(msg.group_id).ok_or(Error::RaftGroupNotOpen(msg.group_id))?;
+        let rpc = serde_json::from_slice(&msg.payload).map_err(|e| Error::InvalidRequest(format!("bad raft payload: {e}")))?;
         Ok((group.raft.clone(), group.id, rpc))
     }
 
     fn encode<T: Serialize>(group_id: GroupId, result: &T) -> Result<Response<RaftMessage>, Status> {
-        let payload = serde_json::to_vec(result).map_err(|e| Status::internal(format!("encoding raft response: {e}")))?;
+        let payload = serde_json::to_vec(result).map_err(|e| Error::Encoding(e.to_string()))?;
         Ok(Response::new(RaftMessage { group_id, payload }))
     }
 }

@@ -15,7 +15,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::config::SHARD_REPLICAS;
 use crate::groups::{Group, Groups, ROOT_GROUP};
-use crate::placement;
+use crate::{Error, leader, placement};
 use crate::transport::Transport;
 use crate::types::{GroupId, NodeId};
 
@@ -175,7 +175,7 @@ async fn reconcile(
     metrics: &Metrics,
     target: &BTreeSet<NodeId>,
     members: &BTreeMap<NodeId, BasicNode>,
-) -> Result<Shape, String> {
+) -> Result<Shape, Error> {
     let membership = metrics.membership_config.membership();
     if membership.get_joint_config().len() != 1 {
         return Ok(Shape::Changing);
@@ -196,55 +196,53 @@ async fn reconcile(
     let raft = &group.raft;
     if !moved.is_empty() {
         tracing::info!(group = group.id, ?moved, "updating shard member addresses");
-        raft.change_membership(ChangeMembers::SetNodes(moved), true).await.map_err(|e| e.to_string())?;
+        raft.change_membership(ChangeMembers::SetNodes(moved), true).await.map_err(|e| leader::write_refused(raft, e))?;
         return Ok(Shape::Changing);
     }
     for id in target.difference(&voters) {
-        let node = members.get(id).cloned().ok_or_else(|| format!("node {id} has no address"))?;
+        let node = members.get(id).cloned().ok_or(Error::MemberWithoutAddress(*id))?;
         tracing::info!(group = group.id, node = id, addr = %node.addr, "adding shard replica");
+        let addr = node.addr.clone();
         match tokio::time::timeout(CATCH_UP_WAIT, raft.add_learner(*id, node, true)).await {
             Ok(result) => {
-                result.map_err(|e| e.to_string())?;
+                result.map_err(|e| leader::write_refused(raft, e))?;
             }
-            Err(_) => return Err(format!("node {id} has not caught up within {CATCH_UP_WAIT:?}")),
+            Err(_) => return Err(Error::CatchUpTimeout { node: *id, addr, within: CATCH_UP_WAIT }),
         }
     }
     if voters != *target {
         tracing::info!(group = group.id, from = ?voters, to = ?target, "changing shard voters");
         raft.change_membership(ChangeMembers::ReplaceAllVoters(target.clone()), false)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| leader::write_refused(raft, e))?;
         return Ok(Shape::Changing);
     }
     let extra: BTreeSet<NodeId> = nodes.difference(target).copied().collect();
     if !extra.is_empty() {
         tracing::info!(group = group.id, ?extra, "removing shard learners");
-        raft.change_membership(ChangeMembers::RemoveNodes(extra), false).await.map_err(|e| e.to_string())?;
+        raft.change_membership(ChangeMembers::RemoveNodes(extra), false).await.map_err(|e| leader::write_refused(raft, e))?;
     }
     Ok(Shape::Changing)
 }
 
-fn meta_client(transport: &impl Transport, addr: &str, timeout: Duration) -> Result<MetaClient<Channel>, String> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| e.to_string())?
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(timeout);
+fn meta_client(transport: &impl Transport, addr: &str, timeout: Duration) -> Result<MetaClient<Channel>, Error> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))?.connect_timeout(Duration::from_secs(2)).timeout(timeout);
     Ok(MetaClient::new(transport.channel(endpoint)))
 }
 
-async fn root_status(transport: &impl Transport, addr: &str) -> Result<pb::StatusResponse, String> {
+fn peer_error(addr: &str, status: tonic::Status) -> Error {
+    Error::PeerCall { addr: addr.to_owned(), code: status.code(), message: status.message().to_owned() }
+}
+
+async fn root_status(transport: &impl Transport, addr: &str) -> Result<pb::StatusResponse, Error> {
     let mut client = meta_client(transport, addr, STATUS_TIMEOUT)?;
-    match client.status(pb::StatusRequest { group_id: ROOT_GROUP }).await {
-        Ok(response) => Ok(response.into_inner()),
-        Err(status) => Err(format!("{}: {}", status.code(), status.message())),
-    }
+    let response = client.status(pb::StatusRequest { group_id: ROOT_GROUP }).await.map_err(|s| peer_error(addr, s))?;
+    Ok(response.into_inner())
 }
 
 /// Asks the node at `addr` to take over leadership of `group`; its new term on success.
-async fn campaign(transport: &impl Transport, addr: &str, group: GroupId) -> Result<u64, String> {
+async fn campaign(transport: &impl Transport, addr: &str, group: GroupId) -> Result<u64, Error> {
     let mut client = meta_client(transport, addr, CAMPAIGN_TIMEOUT)?;
-    match client.campaign(pb::CampaignRequest { group_id: group }).await {
-        Ok(response) => Ok(response.into_inner().term),
-        Err(status) => Err(format!("{}: {}", status.code(), status.message())),
-    }
+    let response = client.campaign(pb::CampaignRequest { group_id: group }).await.map_err(|s| peer_error(addr, s))?;
+    Ok(response.into_inner().term)
 }

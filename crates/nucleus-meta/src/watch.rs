@@ -9,14 +9,12 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
+use crate::Error;
 use crate::store::KvReader;
 use crate::types::{Change, ChangeSet, KeyValue, SmEvent};
 
 /// Events buffered per watcher between its task and the gRPC stream.
 const STREAM_BUFFER: usize = 128;
-
-/// Metadata entry of a "compacted" OUT_OF_RANGE answer: the newest revision whose changes are gone.
-pub const COMPACT_REVISION_METADATA: &str = "nucleus-compact-revision";
 
 pub type WatchStream = ReceiverStream<Result<pb::WatchEvent, Status>>;
 
@@ -30,7 +28,7 @@ pub(crate) fn start(
     reader: &KvReader,
     events: broadcast::Receiver<Arc<SmEvent>>,
     shutdown: watch::Receiver<bool>,
-) -> Result<WatchStream, Status> {
+) -> Result<WatchStream, Error> {
     let (initial, revision) = match start_revision {
         None => snapshot(&prefix, reader)?,
         Some(start) => replay(&prefix, start.max(1), reader)?,
@@ -42,52 +40,37 @@ pub(crate) fn start(
                 return;
             }
         }
-        if let Err(status) = forward(&prefix, revision, events, &tx, shutdown).await {
-            let _ = tx.send(Err(status)).await;
+        if let Err(error) = forward(&prefix, revision, events, &tx, shutdown).await {
+            let _ = tx.send(Err(error.into())).await;
         }
     });
     Ok(ReceiverStream::new(rx))
 }
 
 /// The prefix's keys and SNAPSHOT_END, at the revision returned.
-fn snapshot(prefix: &str, reader: &KvReader) -> Result<(Vec<pb::WatchEvent>, u64), Status> {
+fn snapshot(prefix: &str, reader: &KvReader) -> Result<(Vec<pb::WatchEvent>, u64), Error> {
     let view = reader.view();
-    let revision = view.revision().map_err(internal)?;
+    let revision = view.revision()?;
     let mut events: Vec<_> =
-        view.list(prefix).map_err(internal)?.into_iter().map(|kv| event(Kind::Snapshot, Some(kv), revision)).collect();
+        view.list(prefix)?.into_iter().map(|kv| event(Kind::Snapshot, Some(kv), revision)).collect();
     events.push(event(Kind::SnapshotEnd, None, revision));
     Ok((events, revision))
 }
 
 /// The logged changes under the prefix from `start` on, and the revision live events continue after.
-fn replay(prefix: &str, start: u64, reader: &KvReader) -> Result<(Vec<pb::WatchEvent>, u64), Status> {
+fn replay(prefix: &str, start: u64, reader: &KvReader) -> Result<(Vec<pb::WatchEvent>, u64), Error> {
     let view = reader.view();
-    let compacted = view.compact_revision().map_err(internal)?;
+    let compacted = view.compact_revision()?;
     if start <= compacted {
-        return Err(compacted_status(start, compacted));
+        return Err(Error::Compacted { start, compacted });
     }
-    let revision = view.revision().map_err(internal)?;
+    let revision = view.revision()?;
     let mut events = Vec::new();
-    for change_set in view.history_since(start).map_err(internal)? {
+    for change_set in view.history_since(start)? {
         events.extend(matching(prefix, change_set));
     }
     // A start beyond the current revision waits for it: nothing before it is sent.
     Ok((events, revision.max(start - 1)))
-}
-
-fn compacted_status(start: u64, compacted: u64) -> Status {
-    let mut status = Status::out_of_range(format!(
-        "revision {start} is compacted: this node keeps changes after revision {compacted} only \
-         (oldest start revision {}); re-list",
-        compacted + 1
-    ));
-    let value = compacted.to_string().parse().expect("decimal digits are valid metadata");
-    status.metadata_mut().insert(COMPACT_REVISION_METADATA, value);
-    status
-}
-
-fn internal(e: crate::Error) -> Status {
-    Status::internal(e.to_string())
 }
 
 /// Forwards live changes until the client goes away (Ok) or the watch must end (Err).
@@ -97,23 +80,23 @@ async fn forward(
     mut events: broadcast::Receiver<Arc<SmEvent>>,
     tx: &mpsc::Sender<Result<pb::WatchEvent, Status>>,
     mut shutdown: watch::Receiver<bool>,
-) -> Result<(), Status> {
+) -> Result<(), Error> {
     loop {
         let received = tokio::select! {
             received = events.recv() => received,
             _ = tx.closed() => return Ok(()),
-            _ = shutdown.wait_for(|stop| *stop) => return Err(Status::unavailable("meta node shutting down")),
+            _ = shutdown.wait_for(|stop| *stop) => return Err(Error::ShuttingDown),
         };
         let change_set = match received {
             Ok(event) => match &*event {
                 SmEvent::Applied(change_set) => change_set.clone(),
-                SmEvent::Reset => return Err(Status::data_loss("state replaced by a snapshot; re-list")),
+                SmEvent::Reset => return Err(Error::SnapshotInstalled),
             },
             Err(broadcast::error::RecvError::Lagged(missed)) => {
                 tracing::info!(prefix, missed, "watcher fell behind");
-                return Err(Status::data_loss("watch fell behind; re-list"));
+                return Err(Error::FellBehind);
             }
-            Err(broadcast::error::RecvError::Closed) => return Err(Status::unavailable("meta node shutting down")),
+            Err(broadcast::error::RecvError::Closed) => return Err(Error::ShuttingDown),
         };
         if change_set.revision <= after_revision {
             continue;
@@ -163,8 +146,8 @@ mod tests {
         }
         let (tx, _rx) = mpsc::channel(16);
         let (_stop, stop_rx) = watch::channel(false);
-        let status = forward("p/", 0, rx, &tx, stop_rx).await.unwrap_err();
-        assert_eq!(status.code(), tonic::Code::DataLoss);
+        let error = forward("p/", 0, rx, &tx, stop_rx).await.unwrap_err();
+        assert!(matches!(error, Error::FellBehind), "{error}");
     }
 
     #[tokio::test]
@@ -176,8 +159,8 @@ mod tests {
         events.send(Arc::new(SmEvent::Reset)).unwrap();
         let (tx, mut out) = mpsc::channel(16);
         let (_stop, stop_rx) = watch::channel(false);
-        let status = forward("p/", 1, rx, &tx, stop_rx).await.unwrap_err();
-        assert_eq!(status.code(), tonic::Code::DataLoss);
+        let error = forward("p/", 1, rx, &tx, stop_rx).await.unwrap_err();
+        assert!(matches!(error, Error::SnapshotInstalled), "{error}");
         let first = out.recv().await.unwrap().unwrap();
         assert_eq!((first.kv.unwrap().key, first.revision), ("p/new".to_owned(), 3));
         assert!(out.try_recv().is_err());

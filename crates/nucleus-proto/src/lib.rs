@@ -18,3 +18,13 @@ pub mod agent {
         tonic::include_proto!("nucleus.agent.v1");
     }
 }
+
+/// gRPC metadata keys that servers set and clients read: defined here once for both.
+pub mod metadata {
+    /// On UNAVAILABLE from a meta node that does not lead the group: the leader's node id (decimal).
+    pub const LEADER_ID: &str = "nucleus-leader-id";
+    /// On UNAVAILABLE from a meta node that does not lead the group: the leader's `host:port`.
+    pub const LEADER_ADDR: &str = "nucleus-leader-addr";
+    /// On OUT_OF_RANGE from a watch whose start is compacted: the newest revision whose changes are gone.
+    pub const COMPACT_REVISION: &str = "nucleus-compact-revision";
+}

@@ -107,7 +107,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         for item in iter {
             let (key, value) = item.map_err(|e| StorageIOError::read_logs(&e))?;
             let Some(key) = self.keys.strip(&key) else { break };
-            let index = be_u64(key).map_err(|e| StorageIOError::read_logs(openraft::AnyError::error(e)))?;
+            let index = be_u64("log index", key).map_err(|e| StorageIOError::read_logs(openraft::AnyError::error(e)))?;
             if !range.contains(&index) {
                 break;
             }

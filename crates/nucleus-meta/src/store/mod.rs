@@ -79,7 +79,7 @@ impl Db {
     /// The cluster's shard count as this node last recorded it (node-local, not replicated).
     pub(crate) fn shard_count(&self) -> Result<Option<u64>, Error> {
         let raw = self.0.get_cf(self.cf(CF_RAFT), Keyspace::node_local().key(KEY_SHARD_COUNT))?;
-        raw.map(|raw| codec::be_u64(&raw).map_err(|e| Error::corrupt("shard count", e))).transpose()
+        raw.map(|raw| codec::be_u64("shard count", &raw)).transpose()
     }
 
     /// Records the shard count (synced: groups are created from it on every start).

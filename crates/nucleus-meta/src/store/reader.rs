@@ -112,7 +112,7 @@ impl ReadView<'_> {
 
     pub fn get(&self, key: &str) -> Result<Option<KeyValue>, Error> {
         let raw = self.snap.get_cf(self.db.cf(CF_KV), self.keys.key(key.as_bytes()))?;
-        raw.map(|raw| decode_kv(key.as_bytes(), &raw).map_err(|e| Error::corrupt("kv", e))).transpose()
+        raw.map(|raw| decode_kv(key.as_bytes(), &raw)).transpose()
     }
 
     /// Every key starting with `prefix`, in key order.
@@ -123,7 +123,7 @@ impl ReadView<'_> {
         for item in self.snap.iterator_cf(self.db.cf(CF_KV), mode) {
             let (key, value) = item?;
             let Some(key) = self.keys.strip(&key).filter(|key| key.starts_with(prefix.as_bytes())) else { break };
-            out.push(decode_kv(key, &value).map_err(|e| Error::corrupt("kv", e))?);
+            out.push(decode_kv(key, &value)?);
         }
         Ok(out)
     }

@@ -2,7 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use nucleus_meta::{LEADER_ADDR_METADATA, LEADER_ID_METADATA, MetaConfig, MetaNode};
+use nucleus_meta::{MetaConfig, MetaNode};
+use nucleus_proto::metadata::{LEADER_ADDR as LEADER_ADDR_METADATA, LEADER_ID as LEADER_ID_METADATA};
 use nucleus_proto::meta::v1 as pb;
 
 use crate::common::*;

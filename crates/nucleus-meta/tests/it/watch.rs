@@ -116,7 +116,7 @@ async fn a_start_older_than_the_kept_history_is_out_of_range_with_the_compact_re
         let err = c.watch(from("w/", start)).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::OutOfRange, "start {start}: {err:?}");
         assert!(err.message().contains("compacted") && err.message().contains('4'), "{}", err.message());
-        let compact = err.metadata().get(nucleus_meta::COMPACT_REVISION_METADATA).unwrap().to_str().unwrap();
+        let compact = err.metadata().get(nucleus_proto::metadata::COMPACT_REVISION).unwrap().to_str().unwrap();
         assert_eq!(compact, "3");
     }
     let mut stream = c.watch(from("w/", 4)).await.unwrap().into_inner();

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use nucleus_meta::LEADER_ADDR_METADATA;
+use nucleus_proto::metadata::LEADER_ADDR as LEADER_ADDR_METADATA;
 use nucleus_proto::meta::v1 as pb;
 use nucleus_proto::meta::v1::meta_client::MetaClient;
 use rand::rngs::StdRng;
