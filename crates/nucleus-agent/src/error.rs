@@ -53,6 +53,30 @@ pub enum Error {
         path.display()
     )]
     CorruptStateFile { path: PathBuf, problem: String },
+
+    // Why a replica failed, as its status message shows it.
+    #[error("the container has an empty entrypoint: nothing to run")]
+    EmptyEntrypoint,
+    #[error("cannot open the replica's log file {}: {source}", path.display())]
+    ReplicaLog {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot start `{program}`: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("GET {url}: HTTPS probes are not supported (this agent is built without TLS)")]
+    HttpsProbe { url: String },
+    #[error("GET {url} answered HTTP status {status}")]
+    ProbeStatus { url: String, status: u16 },
+    #[error("GET {url} failed: {detail}")]
+    ProbeUnreachable { url: String, detail: String },
+    #[error("startup probe failed {failures} times in a row: {last}")]
+    StartupProbe { failures: u32, last: Box<Error> },
 }
 
 impl Error {
@@ -105,6 +129,14 @@ impl From<Error> for Status {
             | Error::KubernetesConfig(_)
             | Error::DataDir { .. } => Status::unavailable(err.to_string()),
             Error::CorruptStateFile { .. } => Status::internal(err.to_string()),
+            // A replica's own failures are reported in its status, never as a call's answer.
+            Error::EmptyEntrypoint
+            | Error::ReplicaLog { .. }
+            | Error::Spawn { .. }
+            | Error::HttpsProbe { .. }
+            | Error::ProbeStatus { .. }
+            | Error::ProbeUnreachable { .. }
+            | Error::StartupProbe { .. } => Status::internal(err.to_string()),
             Error::Transport(_) => Status::internal(err.to_string()),
             Error::Kubernetes { source, .. } => match source {
                 kube::Error::Api(status) if status.code == 422 || status.code == 400 => {

@@ -42,7 +42,7 @@ impl StatusHub {
         {
             return;
         }
-        report.observed_at = rfc3339(Utc::now());
+        report.observed_at = rfc3339(nucleus_api::clock::now());
         reports.insert(report.proton_id.clone(), report.clone());
         // No receiver is not an error: nobody is watching right now.
         let _ = self.inner.changes.send(report);

@@ -9,6 +9,7 @@ use nucleus_api::bundle::{default_catalogue, ResourceBundle};
 use nucleus_api::workload::GroupRuntime;
 use nucleus_proto::agent::v1 as pb;
 
+use crate::Error;
 use crate::placement::units;
 
 /// The runtime group that asks for bundles, if any.
@@ -18,15 +19,12 @@ pub fn requesting_group(groups: &[GroupRuntime]) -> Option<&GroupRuntime> {
 
 /// The catalogue entries of the group's `resourceBundles`, in its order of preference (ids the
 /// catalogue lacks are skipped), or why there are none.
-pub fn catalogue_entries(group: &GroupRuntime) -> Result<Vec<ResourceBundle>, String> {
+pub fn catalogue_entries(group: &GroupRuntime) -> Result<Vec<ResourceBundle>, Error> {
     let ids: Vec<&str> = group.resource_bundles.iter().flatten().map(String::as_str).collect();
     let catalogue = default_catalogue();
     let wanted: Vec<ResourceBundle> = ids.iter().filter_map(|id| catalogue.iter().find(|b| b.id == *id).cloned()).collect();
     if wanted.is_empty() {
-        return Err(format!(
-            "None of the requested resource bundles ({}) exists; see GET /api/v2/mlops/compute/bundles/ for the catalogue",
-            ids.join(", ")
-        ));
+        return Err(Error::UnknownBundles(ids.join(", ")));
     }
     Ok(wanted)
 }
@@ -38,7 +36,7 @@ pub const ALLOCATION_BUNDLE: &str = "allocation";
 /// The group that sets an explicit `resourceAllocation` on some container (when no group asks for
 /// `resourceBundles`), and the one bundle its containers add up to: CPU, memory and GPUs summed,
 /// GPU memory the largest asked for.
-pub fn explicit_allocation(groups: &[GroupRuntime]) -> Option<(&GroupRuntime, Result<ResourceBundle, String>)> {
+pub fn explicit_allocation(groups: &[GroupRuntime]) -> Option<(&GroupRuntime, Result<ResourceBundle, Error>)> {
     let group = groups.iter().find(|g| g.containers.iter().any(|c| c.resource_allocation.is_some()))?;
     let mut total = ResourceBundle {
         id: ALLOCATION_BUNDLE.to_owned(),
@@ -52,11 +50,10 @@ pub fn explicit_allocation(groups: &[GroupRuntime]) -> Option<(&GroupRuntime, Re
     };
     for container in &group.containers {
         let Some(value) = &container.resource_allocation else { continue };
-        let parsed = parse_allocation(value).map_err(|err| {
-            format!(
-                "resourceAllocation of container {} in group {} is invalid: {err}; fix it in the workload's runtime",
-                container.name, group.name
-            )
+        let parsed = parse_allocation(value).map_err(|reason| Error::InvalidAllocation {
+            container: container.name.clone(),
+            group: group.name.clone(),
+            reason: Box::new(reason),
         });
         let one = match parsed {
             Ok(one) => one,
@@ -78,22 +75,26 @@ struct OneAllocation {
 }
 
 /// `{cpu, memory, gpu?, gpuMemory?}`: memory as bytes or a string with units.
-fn parse_allocation(value: &serde_json::Value) -> Result<OneAllocation, String> {
-    let memory = |field: &str| -> Result<u64, String> {
+fn parse_allocation(value: &serde_json::Value) -> Result<OneAllocation, Error> {
+    let field_error = |field: &str, expected: String| Error::AllocationField { field: field.to_owned(), expected };
+    let memory = |field: &str| -> Result<u64, Error> {
         match value.get(field) {
             None | Some(serde_json::Value::Null) => Ok(0),
-            Some(serde_json::Value::Number(n)) => n.as_u64().ok_or_else(|| format!("{field} must be a whole number of bytes")),
-            Some(serde_json::Value::String(text)) => units::parse_memory(text).map_err(|err| format!("{field}: {err}")),
-            Some(_) => Err(format!("{field} must be a number of bytes or a string such as \"16GiB\"")),
+            Some(serde_json::Value::Number(n)) => n.as_u64().ok_or_else(|| field_error(field, "must be a whole number of bytes".into())),
+            Some(serde_json::Value::String(text)) => units::parse_memory(text).map_err(|err| field_error(field, format!(": {err}"))),
+            Some(_) => Err(field_error(field, "must be a number of bytes or a string such as \"16GiB\"".into())),
         }
     };
-    let number = |field: &str| -> Result<f64, String> {
+    let number = |field: &str| -> Result<f64, Error> {
         match value.get(field) {
             None | Some(serde_json::Value::Null) => Ok(0.0),
-            Some(v) => v.as_f64().filter(|n| n.is_finite() && *n >= 0.0).ok_or_else(|| format!("{field} must be a number of at least 0")),
+            Some(v) => v
+                .as_f64()
+                .filter(|n| n.is_finite() && *n >= 0.0)
+                .ok_or_else(|| field_error(field, "must be a number of at least 0".into())),
         }
     };
-    let gpus = units::gpu_count(number("gpu")?).map_err(|err| err.to_string())?;
+    let gpus = units::gpu_count(number("gpu")?).map_err(|err| field_error("gpu", format!(": {err}")))?;
     Ok(OneAllocation { cpu: number("cpu")?, memory_bytes: memory("memory")?, gpus, gpu_memory_bytes: memory("gpuMemory")? })
 }
 
@@ -125,7 +126,7 @@ mod tests {
     fn catalogue_entries_keep_the_preference_order_and_name_unknown_ids() {
         let wanted = catalogue_entries(&asking(&["gpu.l4.medium", "no.such", "cpu.small"])).unwrap();
         assert_eq!(wanted.iter().map(|b| b.id.as_str()).collect::<Vec<_>>(), ["gpu.l4.medium", "cpu.small"]);
-        let message = catalogue_entries(&asking(&["no.such"])).unwrap_err();
+        let message = catalogue_entries(&asking(&["no.such"])).unwrap_err().to_string();
         assert!(message.contains("no.such") && message.contains("/mlops/compute/bundles"), "{message}");
         assert!(requesting_group(&[asking(&[])]).is_none(), "an empty list asks for nothing");
     }
@@ -150,7 +151,7 @@ mod tests {
 
         let mut bad = groups[0].clone();
         bad.containers = vec![container("main", serde_json::json!({"cpu": 1, "memory": "12XB"}))];
-        let message = explicit_allocation(std::slice::from_ref(&bad)).unwrap().1.unwrap_err();
+        let message = explicit_allocation(std::slice::from_ref(&bad)).unwrap().1.unwrap_err().to_string();
         assert!(message.contains("main") && message.contains("memory") && message.contains("XB"), "{message}");
         assert!(explicit_allocation(&[asking(&["cpu.small"])]).is_none());
     }

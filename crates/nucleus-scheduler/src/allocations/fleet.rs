@@ -9,6 +9,7 @@ use nucleus_client::{decode, keys, NodeRecord, Txn, Versioned, WatchEvent};
 
 use super::ledgers::Ledgers;
 use super::record::{AllocationRecord, NodeAllocations, Preemptor};
+use crate::Error;
 use crate::placement::{self, Allocation, AllocationId, Bundle, Node, Request};
 
 /// A connected agent and its nodes, as placement sees it.
@@ -149,9 +150,9 @@ pub fn release(ledgers: &Ledgers, proton: &str) -> Change {
 /// Places every replica of `ask` on the nodes of one agent (tried in the given order, first fit
 /// without preemption; failing that, the agent where the fewest replicas are preempted), or says
 /// why none can hold it.
-pub fn place(agents: &[AgentNodes<'_>], ledgers: &Ledgers, ask: &Ask<'_>) -> Result<Change, String> {
+pub fn place(agents: &[AgentNodes<'_>], ledgers: &Ledgers, ask: &Ask<'_>) -> Result<Change, Error> {
     if agents.is_empty() {
-        return Err("No node agent is connected to run this proton; start one (nucleus agent) or check its logs".to_owned());
+        return Err(Error::NoAgent);
     }
     let request = Request::new(ask.proton, ask.replicas, ask.importance, ask.bundles.iter().map(bundle_of).collect());
     let mut shortages = Vec::new();
@@ -159,7 +160,7 @@ pub fn place(agents: &[AgentNodes<'_>], ledgers: &Ledgers, ask: &Ask<'_>) -> Res
         let view = AgentView::new(*agent, ledgers);
         match placement::place(&view.nodes, &view.allocations, &request) {
             Ok(plan) => return Ok(view.commit(ask, &plan, &[])),
-            Err(shortage) => shortages.push((agent.name, shortage)),
+            Err(shortage) => shortages.push((agent.name.to_owned(), shortage)),
         }
     }
     let mut best: Option<(AgentView<'_>, placement::Preemption)> = None;
@@ -174,13 +175,7 @@ pub fn place(agents: &[AgentNodes<'_>], ledgers: &Ledgers, ask: &Ask<'_>) -> Res
     if let Some((view, preemption)) = best {
         return Ok(view.commit(ask, &preemption.plan, &preemption.victims));
     }
-    Err(match shortages.as_slice() {
-        [(_, only)] => format!("{only}; waiting for capacity"),
-        many => {
-            let each: Vec<String> = many.iter().map(|(agent, shortage)| format!("on agent {agent}, {shortage}")).collect();
-            format!("No agent has room: {}; waiting for capacity", each.join("; "))
-        }
-    })
+    Err(Error::NoRoom(shortages))
 }
 
 /// One agent's nodes and live allocations in placement's terms.

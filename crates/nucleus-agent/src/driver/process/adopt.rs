@@ -58,8 +58,6 @@ mod tests {
     use std::path::PathBuf;
     use std::time::Duration;
 
-    use chrono::Utc;
-
     use super::super::ProcessDriver;
     use super::super::pid::ProcessId;
     use super::super::state_file::{ProtonRecord, ReplicaRecord, StateFile};
@@ -103,8 +101,8 @@ mod tests {
             port: 1,
             log: dir.path().join("p-0.log"),
             process: Some(recycled),
-            created_at: Utc::now(),
-            process_started_at: Some(Utc::now()),
+            created_at: nucleus_api::clock::now(),
+            process_started_at: Some(nucleus_api::clock::now()),
             restart_count: 0,
             ever_ready: false,
             ready: false,

@@ -20,7 +20,7 @@ impl LogFile {
     /// A new file for replica `index` of `proton_id` under `dir`, named apart from the files of
     /// earlier replicas of the same index (which may still be stopping).
     pub(crate) fn new(dir: &Path, proton_id: &str, index: u32) -> LogFile {
-        let created = chrono::Utc::now().timestamp_millis();
+        let created = nucleus_api::clock::now().timestamp_millis();
         LogFile {
             path: dir
                 .join(path_segment(proton_id))

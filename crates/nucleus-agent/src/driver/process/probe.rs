@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
+use crate::Error;
 use crate::driver::{ProbeScheme, ProbeSpec};
 
 /// How long a TCP readiness check waits for the connection.
@@ -44,12 +45,9 @@ impl HttpProbe {
     }
 
     /// Ok for an answer with status 200..=399; otherwise why not.
-    pub(crate) async fn check(&self, client: &reqwest::Client) -> Result<(), String> {
+    pub(crate) async fn check(&self, client: &reqwest::Client) -> Result<(), Error> {
         if self.spec.scheme == ProbeScheme::Https {
-            return Err(format!(
-                "GET {}: HTTPS probes are not supported (this agent is built without TLS)",
-                self.url
-            ));
+            return Err(Error::HttpsProbe { url: self.url.clone() });
         }
         let mut request = client.get(&self.url).timeout(self.spec.timeout);
         for (name, value) in &self.spec.http_headers {
@@ -57,12 +55,8 @@ impl HttpProbe {
         }
         match request.send().await {
             Ok(response) if (200..400).contains(&response.status().as_u16()) => Ok(()),
-            Ok(response) => Err(format!(
-                "GET {} answered HTTP status {}",
-                self.url,
-                response.status().as_u16()
-            )),
-            Err(err) => Err(format!("GET {} failed: {}", self.url, error_chain(&err))),
+            Ok(response) => Err(Error::ProbeStatus { url: self.url.clone(), status: response.status().as_u16() }),
+            Err(err) => Err(Error::ProbeUnreachable { url: self.url.clone(), detail: error_chain(&err) }),
         }
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::probe::{HttpProbe, tcp_listening};
+use crate::Error;
 use crate::driver::ContainerSpec;
 
 /// Poll period of the TCP check used when there is no readiness probe.
@@ -65,8 +66,9 @@ impl Prober {
     /// Runs until a conclusion ends the incarnation, or forever; the replica aborts it.
     pub(crate) async fn run(self, events: mpsc::Sender<ProbeEvent>) {
         if let Some(startup) = &self.startup
-            && let Err(message) = self.wait_for_startup(startup).await
+            && let Err(error) = self.wait_for_startup(startup).await
         {
+            let message = error.to_string();
             let _ = events
                 .send(ProbeEvent::Failed {
                     reason: "StartupProbeFailed",
@@ -78,7 +80,7 @@ impl Prober {
         tokio::join!(self.run_readiness(&events), self.run_liveness(&events));
     }
 
-    async fn wait_for_startup(&self, startup: &HttpProbe) -> Result<(), String> {
+    async fn wait_for_startup(&self, startup: &HttpProbe) -> Result<(), Error> {
         tokio::time::sleep(startup.spec.initial_delay).await;
         let mut failures = 0;
         loop {
@@ -88,9 +90,7 @@ impl Prober {
                     failures += 1;
                     tracing::debug!(probe = startup.kind, failures, error = %err, "probe failed");
                     if failures >= startup.spec.failure_threshold {
-                        return Err(format!(
-                            "startup probe failed {failures} times in a row: {err}"
-                        ));
+                        return Err(Error::StartupProbe { failures, last: Box::new(err) });
                     }
                 }
             }

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use super::incarnation::Incarnation;
 use super::logs::LogFile;
 use super::pid::ProcessId;
+use crate::Error;
 use super::prober::{ProbeEvent, Prober};
 use super::spawn;
 use super::state_file::ReplicaRecord;
@@ -200,9 +201,9 @@ impl Supervisor {
                     }
                     match self.spawn(&name) {
                         Ok(process) => self.follow(process).await,
-                        Err(message) => {
-                            tracing::warn!(replica = %name, error = %message, "replica failed");
-                            return self.update(|view| view.fail("Error", message));
+                        Err(error) => {
+                            tracing::warn!(replica = %name, %error, "replica failed");
+                            return self.update(|view| view.fail("Error", error.to_string()));
                         }
                     }
                 }
@@ -258,7 +259,7 @@ impl Supervisor {
     }
 
     /// Spawns a process and records it in the view.
-    fn spawn(&self, name: &str) -> Result<Incarnation, String> {
+    fn spawn(&self, name: &str) -> Result<Incarnation, Error> {
         let log = lock(&self.view).logs.clone();
         let launch = spawn::Launch {
             entrypoint: &self.spec.container.entrypoint,

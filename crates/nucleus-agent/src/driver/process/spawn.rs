@@ -8,6 +8,7 @@ use std::process::Stdio;
 use tokio::process::{Child, Command};
 
 use super::logs::LogFile;
+use crate::Error;
 
 /// Everything that differs between two replicas of a proton.
 pub(crate) struct Launch<'a> {
@@ -46,15 +47,15 @@ pub(crate) fn substitute_port(argument: &str, port: u16) -> String {
 /// Spawns the entrypoint in a new process group, with stdout and stderr appended to `log`. The
 /// process is not tied to the agent: it keeps running when the agent dies, for the next agent to
 /// adopt. The error is what the replica reports.
-pub(crate) fn spawn(launch: &Launch<'_>, log: &LogFile) -> Result<Child, String> {
+pub(crate) fn spawn(launch: &Launch<'_>, log: &LogFile) -> Result<Child, Error> {
     let Some((program, arguments)) = launch.entrypoint.split_first() else {
-        return Err("the container has an empty entrypoint: nothing to run".into());
+        return Err(Error::EmptyEntrypoint);
     };
     let program = substitute_port(program, launch.port);
     let output = log
         .open_for_append()
         .and_then(|stdout| Ok((stdout.try_clone()?, stdout)))
-        .map_err(|err| format!("cannot open the replica's log file {}: {err}", log.path().display()))?;
+        .map_err(|source| Error::ReplicaLog { path: log.path().to_owned(), source })?;
     let mut command = Command::new(&program);
     command
         .args(
@@ -75,7 +76,7 @@ pub(crate) fn spawn(launch: &Launch<'_>, log: &LogFile) -> Result<Child, String>
         .process_group(0);
     command
         .spawn()
-        .map_err(|err| format!("cannot start `{program}`: {err}"))
+        .map_err(|source| Error::Spawn { program: program.clone(), source })
 }
 
 /// Sends `signal` to the whole process group led by `pid`. A group that is gone already is fine.
@@ -128,6 +129,7 @@ mod tests {
         };
         let dir = tempfile::tempdir().expect("temp dir");
         let err = spawn(&launch, &LogFile::new(dir.path(), "p", 0)).expect_err("nothing to run");
-        assert!(err.contains("empty entrypoint"), "{err}");
+        assert!(matches!(err, Error::EmptyEntrypoint), "{err}");
+        assert!(err.to_string().contains("empty entrypoint"), "{err}");
     }
 }

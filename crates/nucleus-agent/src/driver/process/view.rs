@@ -34,7 +34,7 @@ impl Flag {
     fn new(met: bool) -> Flag {
         Flag {
             met,
-            since: Utc::now(),
+            since: nucleus_api::clock::now(),
         }
     }
 
@@ -89,7 +89,7 @@ impl ReplicaView {
             port,
             container_name,
             image,
-            created_at: Utc::now(),
+            created_at: nucleus_api::clock::now(),
             phase: Phase::Pending,
             container: ContainerState::Waiting,
             reason: "ContainerCreating".into(),
@@ -150,7 +150,7 @@ impl ReplicaView {
         self.container = ContainerState::Running;
         self.reason.clear();
         self.process = process;
-        self.process_started_at = Some(Utc::now());
+        self.process_started_at = Some(nucleus_api::clock::now());
         self.initialized.set(true);
         self.ready.set(false);
     }

@@ -55,9 +55,10 @@ fn placements_fill_the_nodes_and_then_name_what_is_short() {
         assert!(commit(&mut ledgers, &change, i as u64 + 1));
     }
     assert_eq!(gpus_reserved(&ledgers).values().copied().collect::<Vec<_>>(), [2, 2], "4 GPUs, 4 replicas");
-    let Err(message) = place(&agents, &ledgers, &ask("p5", 1, Importance::Moderate, &small)) else {
+    let Err(error) = place(&agents, &ledgers, &ask("p5", 1, Importance::Moderate, &small)) else {
         panic!("every GPU is taken and nothing less important runs");
     };
+    let message = error.to_string();
     assert!(message.contains("gpu.l4.small") && message.contains("GPU"), "{message}");
     let holding = holding(&ledgers, "p3").unwrap();
     assert_eq!((holding.agent.as_str(), holding.bundle.id.as_str(), holding.preempted_by), ("a", "gpu.l4.small", None));
@@ -93,9 +94,10 @@ fn a_more_important_proton_preempts_and_the_victim_learns_by_whom() {
     assert_eq!(gpus_reserved(&ledgers).values().sum::<u32>(), 2, "one replica of low preempted, crit holds its GPU");
 
     // A critical proton is never preempted, and an equal importance does not preempt.
-    let Err(message) = place(&agents, &ledgers, &ask("crit2", 2, Importance::Critical, &small)) else {
+    let Err(error) = place(&agents, &ledgers, &ask("crit2", 2, Importance::Critical, &small)) else {
         panic!("only one GPU could be freed (the other is critical)");
     };
+    let message = error.to_string();
     assert!(message.contains("gpu.l4.small"), "{message}");
 
     // Releasing the victim frees its records; an empty node document is deleted.
@@ -111,10 +113,12 @@ fn a_more_important_proton_preempts_and_the_victim_learns_by_whom() {
 #[test]
 fn without_agents_or_room_anywhere_the_message_says_so() {
     let small = [bundle("gpu.l4.small")];
-    let Err(message) = place(&[], &Ledgers::new(), &ask("p", 1, Importance::Low, &small)) else { panic!() };
+    let Err(error) = place(&[], &Ledgers::new(), &ask("p", 1, Importance::Low, &small)) else { panic!() };
+    let message = error.to_string();
     assert!(message.contains("No node agent"), "{message}");
     let cpu = [NodeRecord { gpu_count: 0, gpu_type: String::new(), ..gpu_node("c", 0) }];
     let agents = [AgentNodes { name: "a", region: "r", nodes: &cpu }, AgentNodes { name: "b", region: "r", nodes: &cpu }];
-    let Err(message) = place(&agents, &Ledgers::new(), &ask("p", 1, Importance::Low, &small)) else { panic!() };
+    let Err(error) = place(&agents, &Ledgers::new(), &ask("p", 1, Importance::Low, &small)) else { panic!() };
+    let message = error.to_string();
     assert!(message.contains("agent a") && message.contains("agent b") && message.contains("nvidia-l4"), "{message}");
 }
