@@ -17,10 +17,12 @@ const GIB: u64 = 1024 * 1024 * 1024;
 #[serde(rename_all = "camelCase")]
 pub struct ResourceBundle {
     pub id: String,
+    #[serde(default)]
     pub name: String,
     /// Cores, possibly fractional.
     pub cpu_count: f64,
     pub memory_bytes: u64,
+    #[serde(default)]
     pub gpu_count: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_maker: Option<String>,
@@ -28,6 +30,7 @@ pub struct ResourceBundle {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_type_label: Option<String>,
     /// Memory of each GPU.
+    #[serde(default)]
     pub gpu_memory_bytes: u64,
 }
 

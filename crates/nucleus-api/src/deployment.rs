@@ -1,4 +1,4 @@
-//! The legacy `Deployment` (spec §1.3): a stable name and invoke URL in front of one workload
+//! The legacy `Deployment` (docs/api/README.md, "Legacy deployments"): a stable name and invoke URL in front of one workload
 //! whose artifact is locked.
 
 use serde::{Deserialize, Serialize};

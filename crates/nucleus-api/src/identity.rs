@@ -1,4 +1,4 @@
-//! Users, API tokens and sharing (spec §2.13): who may see and do what with an object.
+//! Users, API tokens and sharing (docs/api/README.md, "Sharing"): who may see and do what with an object.
 
 use serde::{Deserialize, Serialize};
 

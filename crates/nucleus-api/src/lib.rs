@@ -1,4 +1,4 @@
-//! The Workload API model: the JSON documents of `../shared/spec/workload-api.md` as serde types,
+//! The Workload API model: the JSON documents of the Workload API (docs/api/) as serde types,
 //! their validation, and the aggregation of replica states into proton and workload status.
 //!
 //! Everything here is pure: no I/O, no clocks, no randomness. The gateway validates requests with
@@ -6,6 +6,7 @@
 
 pub mod artifact;
 pub mod bundle;
+pub mod clock;
 pub mod deployment;
 pub mod event;
 pub mod identity;

@@ -1,4 +1,4 @@
-//! `Replacement` (spec §2.10): a rolling replacement of a workload's proton, and the records of
+//! `Replacement` (docs/api/README.md, "Replacement"): a rolling replacement of a workload's proton, and the records of
 //! the workload's history (past replacements and promotions).
 
 use serde::{Deserialize, Serialize};
@@ -78,7 +78,7 @@ impl ReplacementStatus {
 impl crate::Workload {
     /// The replacement recorded on the workload (under way, or the last one that errored).
     pub fn replacement_record(&self) -> Option<Replacement> {
-        self.replacement.as_ref().filter(|r| !r.is_null()).and_then(|r| serde_json::from_value(r.clone()).ok())
+        self.replacement.clone()
     }
 
     /// The replacement under way, if any.

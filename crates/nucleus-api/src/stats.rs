@@ -1,4 +1,4 @@
-//! Request statistics (spec §2.15): what a gateway records per proton and minute, and the sums
+//! Request statistics (docs/api/README.md, "Stats"): what a gateway records per proton and minute, and the sums
 //! the stats endpoints answer with.
 
 use chrono::{DateTime, Utc};
@@ -90,7 +90,7 @@ impl MinuteStats {
     }
 }
 
-/// `RequestMetrics` (spec §2.15).
+/// `RequestMetrics`, as the stats endpoints answer.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestMetrics {

@@ -64,7 +64,7 @@ pub struct GroupRuntime {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bundle_selection_policy: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resolved_bundle: Option<Value>,
+    pub resolved_bundle: Option<crate::bundle::ResourceBundle>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -188,7 +188,7 @@ pub struct Workload {
     pub runtime: WorkloadRuntime,
     pub proton_id: Option<String>,
     #[serde(default)]
-    pub replacement: Option<Value>,
+    pub replacement: Option<crate::replacement::Replacement>,
     #[serde(default)]
     pub owners: Vec<UserData>,
     pub creator: Option<UserData>,

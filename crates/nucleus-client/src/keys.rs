@@ -36,6 +36,8 @@ pub const SHARD_LEASES: &str = "shardleases/";
 /// (root group), one key per node, so that a placement is committed on the revisions of exactly
 /// the nodes it uses, whichever worker and shard it comes from.
 pub const ALLOCATIONS: &str = "allocations/";
+/// `schedulers/<name>`: a scheduler worker's heartbeat, so that workers know how many share the shards.
+pub const SCHEDULERS: &str = "schedulers/";
 
 /// The kinds stored in the shard of their workload; every other key is cluster-wide (group 0).
 pub const PER_WORKLOAD: [&str; 6] = [WORKLOADS, PROTONS, SNAPSHOTS, EVENTS, HISTORY, STATS];
@@ -123,6 +125,10 @@ pub fn stats(workload_id: &str, proton_id: &str, minute: i64, gateway: &str) -> 
 
 pub fn agent(name: &str) -> String {
     format!("{AGENTS}{name}")
+}
+
+pub fn scheduler(name: &str) -> String {
+    format!("{SCHEDULERS}{name}")
 }
 
 /// The allocation ledger of one node of one agent.

@@ -58,7 +58,7 @@ pub async fn new_artifact(state: &AppState, input: InputArtifact, caller: &Calle
         ArtifactStatus::Locked => Some(next_version(state, &repository).await?),
         ArtifactStatus::Draft => None,
     };
-    Ok(Artifact::from_input(ids::new_id(), input, repository, version, chrono::Utc::now(), Some(caller.user_data())))
+    Ok(Artifact::from_input(ids::new_id(), input, repository, version, nucleus_api::clock::now(), Some(caller.user_data())))
 }
 
 async fn next_version(state: &AppState, repository: &str) -> Result<u32, ApiError> {
@@ -96,7 +96,7 @@ pub async fn clone(State(state): State<AppState>, Extension(caller): Extension<C
     validation::name(&request.name, &Loc::body().key("name"), &mut errors);
     check(errors)?;
     let source = load(&state, &caller, &id, Need::Read).await?.value;
-    let now = chrono::Utc::now();
+    let now = nucleus_api::clock::now();
     let copy = Artifact {
         id: ids::new_id(),
         name: request.name,
@@ -197,7 +197,7 @@ pub async fn replace(State(state): State<AppState>, Extension(caller): Extension
         ArtifactStatus::Locked => Some(next_version(&state, &repository).await?),
         ArtifactStatus::Draft => None,
     };
-    let mut artifact = Artifact::from_input(id.clone(), input, repository, version, chrono::Utc::now(), current.value.creator.clone());
+    let mut artifact = Artifact::from_input(id.clone(), input, repository, version, nucleus_api::clock::now(), current.value.creator.clone());
     artifact.created_at = current.value.created_at;
     artifact.shared_roles.clone_from(&current.value.shared_roles);
     write_if_unchanged(&state, &current, &artifact).await?;
@@ -242,7 +242,7 @@ pub async fn update(State(state): State<AppState>, Extension(caller): Extension<
     if patch.status == Some(ArtifactStatus::Locked) {
         lock(&state, &mut artifact).await?;
     }
-    artifact.updated_at = chrono::Utc::now();
+    artifact.updated_at = nucleus_api::clock::now();
     write_if_unchanged(&state, &current, &artifact).await?;
     Ok(Json(formatted(artifact, &caller)))
 }
@@ -252,7 +252,7 @@ pub(crate) async fn lock(state: &AppState, artifact: &mut Artifact) -> Result<()
     let repository = artifact.artifact_repository_id.clone().unwrap_or_default();
     artifact.version = Some(next_version(state, &repository).await?);
     artifact.status = ArtifactStatus::Locked;
-    artifact.updated_at = chrono::Utc::now();
+    artifact.updated_at = nucleus_api::clock::now();
     Ok(())
 }
 

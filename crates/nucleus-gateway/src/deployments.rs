@@ -1,4 +1,4 @@
-//! The legacy deployments (spec §1.3): `/console/deployments` CRUD, `/stats`, and the stable
+//! The legacy deployments (docs/api/README.md, "Legacy deployments"): `/console/deployments` CRUD, `/stats`, and the stable
 //! invoke URL `/api/v2/endpoints/deployments/{id}/...`. A deployment fronts one workload whose
 //! artifact is locked, and a workload backs at most one deployment.
 
@@ -65,7 +65,7 @@ pub async fn create(State(state): State<AppState>, Extension(caller): Extension<
             workload.id
         )));
     }
-    let now = chrono::Utc::now();
+    let now = nucleus_api::clock::now();
     let deployment = Deployment {
         id: ids::new_id(),
         name: req.name,
@@ -130,7 +130,7 @@ pub async fn update(State(state): State<AppState>, Extension(caller): Extension<
             if let Some(importance) = patch.importance {
                 d.importance = importance;
             }
-            d.updated_at = chrono::Utc::now();
+            d.updated_at = nucleus_api::clock::now();
             Ok(())
         })
         .await??

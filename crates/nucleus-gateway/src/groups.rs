@@ -29,7 +29,7 @@ pub async fn create(State(state): State<AppState>, Extension(caller): Extension<
     if !(1..=100).contains(&req.name.chars().count()) {
         check(vec![FieldError::new(&Loc::body().key("name"), "A group name is 1 to 100 characters", "string_too_long")])?;
     }
-    let group = UserGroup { id: ids::new_id(), name: req.name, member_ids: Vec::new(), created_at: chrono::Utc::now() };
+    let group = UserGroup { id: ids::new_id(), name: req.name, member_ids: Vec::new(), created_at: nucleus_api::clock::now() };
     let key = keys::user_group(&group.id);
     state.meta.write(Txn::new().require(&key, 0).put_json(&key, &group)?).await?;
     Ok((StatusCode::CREATED, Json(group)).into_response())

@@ -2,17 +2,11 @@
 //! since the epoch, then 16 random ones, so that they sort roughly by creation time.
 
 pub fn new_id() -> String {
-    let secs = chrono::Utc::now().timestamp().max(0) as u64 as u32;
+    let secs = nucleus_api::clock::now().timestamp().max(0) as u64 as u32;
     let random = uuid::Uuid::new_v4().as_u128() as u64;
     format!("{secs:08x}{random:016x}")
 }
 
-/// Event ids must sort by time within a workload: milliseconds, then randomness.
-pub fn new_event_id() -> String {
-    let millis = chrono::Utc::now().timestamp_millis().max(0) as u64;
-    let random = uuid::Uuid::new_v4().as_u128() as u32;
-    format!("{millis:016x}{random:08x}")
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,4 +1,4 @@
-//! A workload's lifetime (spec §3.6): a draft workload expires `draft_ttl` (8 hours) after it was
+//! A workload's lifetime (docs/api/README.md, "Lifetime"): a draft workload expires `draft_ttl` (8 hours) after it was
 //! created or last started, and the scheduler then removes it; `POST /workloads/{id}/promote` locks
 //! its artifact (assigning the repository's next version), removes the expiry, resets the
 //! statistics and records the promotion in `GET /workloads/{id}/history`. Nothing restarts: same id, endpoint and protons.
@@ -19,13 +19,13 @@ use crate::request::{base_url, Query};
 use crate::replacements::TENANT_ID;
 use crate::workloads::{current_artifact, event, formatted, load};
 use crate::auth::Caller;
-use crate::{ids, ApiError, AppState};
+use crate::{ApiError, AppState};
 
 
 /// When a draft workload (re)started now expires.
 pub fn draft_expiry(state: &AppState) -> nucleus_api::Timestamp {
     let ttl = chrono::Duration::from_std(state.config.draft_ttl).unwrap_or(chrono::Duration::hours(8));
-    chrono::Utc::now() + ttl
+    nucleus_api::clock::now() + ttl
 }
 
 pub async fn promote(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Response, ApiError> {
@@ -53,9 +53,9 @@ pub async fn promote(State(state): State<AppState>, Extension(caller): Extension
         lock(&state, &mut locked).await?;
         write_if_unchanged(&state, &artifact, &locked).await?;
     }
-    let now = chrono::Utc::now();
+    let now = nucleus_api::clock::now();
     let record = Replacement {
-        id: ids::new_event_id(),
+        id: nucleus_api::event::event_id(now),
         name: "promote".to_owned(),
         workload_id: id.clone(),
         candidate_artifact_id: artifact_id.clone(),

@@ -1,4 +1,4 @@
-//! Rolling replacement (spec §2.10, §3.4): `POST/GET/DELETE /workloads/{id}/replacement` and
+//! Rolling replacement (docs/api/README.md, "Replacement"): `POST/GET/DELETE /workloads/{id}/replacement` and
 //! `PATCH /workloads/{id}/settings`. The gateway records the intent (the `Replacement` on the
 //! workload and a candidate proton) in one transaction; the scheduler walks the state machine:
 //! candidate running and warmed up → traffic switched in one write of the workload → old proton
@@ -107,11 +107,11 @@ async fn begin(
     check(errors)?;
     let group_names: Vec<String> = artifact.spec.container_groups.iter().map(|g| g.name.clone()).collect();
     let runtime = runtime.unwrap_or_else(|| workload.value.runtime.clone()).normalized(&group_names);
-    let now = chrono::Utc::now();
+    let now = nucleus_api::clock::now();
     let name = format!("{}-{}", workload.value.name, &ids::new_id()[16..]);
     let candidate = new_proton(&id, name, &artifact, ProtonRole::Candidate, &runtime, now)?;
     let record = Replacement {
-        id: ids::new_event_id(),
+        id: nucleus_api::event::event_id(now),
         name: format!("replacement of {} by artifact {}", workload.value.name, artifact.id),
         workload_id: id.clone(),
         candidate_artifact_id: artifact.id.clone(),
@@ -131,7 +131,7 @@ async fn begin(
         user_id: caller.id().to_owned(),
     };
     let mut w = workload.value.clone();
-    w.replacement = Some(serde_json::to_value(&record).map_err(|e| ApiError::Internal(e.to_string()))?);
+    w.replacement = Some(record.clone());
     w.updated_at = now;
     let mut event = event(&id, "replacementCreated", json!({
         "message": format!("Replacement started: candidate proton {} with artifact {}", candidate.id, artifact.id),
@@ -170,9 +170,9 @@ pub async fn cancel(State(state): State<AppState>, Extension(caller): Extension<
             )));
         }
         record.status = ReplacementStatus::Deleting;
-        record.updated_at = chrono::Utc::now();
+        record.updated_at = nucleus_api::clock::now();
         let mut w = workload.value.clone();
-        w.replacement = Some(serde_json::to_value(&record).map_err(|e| ApiError::Internal(e.to_string()))?);
+        w.replacement = Some(record.clone());
         let event = event(&id, "replacementCancelRequested", json!({ "message": "Replacement cancel requested", "replacementId": record.id }));
         let txn = Txn::new()
             .require(&workload.key, workload.mod_revision)

@@ -1,4 +1,4 @@
-//! `GET/PATCH .../sharedRoles` of workloads, artifacts and artifact repositories (spec §2.13).
+//! `GET/PATCH .../sharedRoles` of workloads, artifacts and artifact repositories (docs/api/README.md, "Sharing").
 //! PATCH replaces the list (1 to 100 roles: users by id or username, groups by id, the
 //! organization; `NO_ROLE` leaves one out) and answers 204. Only owners may share; readers may look.
 

@@ -35,7 +35,7 @@ pub async fn create(State(state): State<AppState>, Extension(caller): Extension<
             "string_pattern_mismatch",
         )])?;
     }
-    let user = User { id: ids::new_id(), username: req.username, full_name: req.full_name, email: req.email, created_at: chrono::Utc::now() };
+    let user = User { id: ids::new_id(), username: req.username, full_name: req.full_name, email: req.email, created_at: nucleus_api::clock::now() };
     let txn = Txn::new()
         .require(&keys::username(&user.username), 0)
         .put_json(&keys::username(&user.username), &user.id)?
@@ -72,7 +72,7 @@ pub async fn create_token(State(state): State<AppState>, Extension(caller): Exte
         return Err(ApiError::NotFound(format!("User {id} not found")));
     }
     let secret = format!("nct_{:032x}{:032x}", uuid::Uuid::new_v4().as_u128(), uuid::Uuid::new_v4().as_u128());
-    let record = TokenRecord { user_id: id.clone(), created_at: chrono::Utc::now() };
+    let record = TokenRecord { user_id: id.clone(), created_at: nucleus_api::clock::now() };
     let key = keys::token(&token_hash(&secret));
     state.meta.write(Txn::new().require(&key, 0).put_json(&key, &record)?).await?;
     Ok((StatusCode::CREATED, Json(TokenCreated { token: secret, user_id: id, created_at: record.created_at })).into_response())

@@ -38,7 +38,7 @@ pub fn formatted(mut workload: Workload, base: &str, caller: &Caller) -> Workloa
 pub async fn create(State(state): State<AppState>, Extension(caller): Extension<Caller>, body: Bytes) -> Result<Response, ApiError> {
     let req: CreateWorkloadRequest = json_body(&body)?;
     check(validation::create_workload(&req))?;
-    let now = chrono::Utc::now();
+    let now = nucleus_api::clock::now();
     // The artifact and the revision it was read at (None: inline, not written yet).
     let (artifact, artifact_revision) = match (&req.artifact, &req.artifact_id) {
         (Some(inline), _) => (new_artifact(&state, inline.clone(), &caller).await?, None),
@@ -222,17 +222,7 @@ async fn write_with_artifact(
 
 /// A new event document for `workload_id`.
 pub fn event(workload_id: &str, event_type: &str, details: Value) -> WorkloadEvent {
-    WorkloadEvent {
-        id: ids::new_event_id(),
-        workload_id: workload_id.to_owned(),
-        event_type: event_type.to_owned(),
-        timestamp: chrono::Utc::now(),
-        actor_id: None,
-        details: match details {
-            Value::Object(map) => map,
-            _ => Default::default(),
-        },
-    }
+    WorkloadEvent::new(workload_id, event_type, details)
 }
 
 pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>, uri: Uri) -> Result<Response, ApiError> {
@@ -331,7 +321,7 @@ pub async fn update(
             if let Some(importance) = patch.importance {
                 w.importance = importance;
             }
-            w.updated_at = chrono::Utc::now();
+            w.updated_at = nucleus_api::clock::now();
             Ok(())
         })
         .await??
@@ -414,7 +404,7 @@ async fn change_desired_state(state: &AppState, caller: &Caller, id: &str, wante
 }
 
 fn decide(w: &mut Workload, p: &mut Proton, wanted: DesiredState) -> Transition {
-    let now = chrono::Utc::now();
+    let now = nucleus_api::clock::now();
     match wanted {
         DesiredState::Running => {
             if w.desired_state == DesiredState::Running && !w.status.is_failure() {

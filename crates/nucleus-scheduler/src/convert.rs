@@ -99,6 +99,5 @@ pub fn launch_request(p: &Proton, fencing_token: u64, meta_shard: u64) -> pb::La
 
 /// The bundle the proton was placed with (its runtime group's `resolvedBundle`), if any.
 pub fn resolved_bundle(p: &Proton) -> Option<nucleus_api::bundle::ResourceBundle> {
-    let resolved = p.runtime.container_groups.iter().find_map(|g| g.resolved_bundle.clone())?;
-    serde_json::from_value(resolved).ok()
+    p.runtime.container_groups.iter().find_map(|g| g.resolved_bundle.clone())
 }

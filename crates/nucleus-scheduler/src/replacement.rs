@@ -78,7 +78,7 @@ pub fn step<'a>(
                 step.protons.push(stopped(candidate, now));
                 step.event = Some(("replacementErrored", record.message.clone().unwrap_or_default()));
                 let mut w = workload.clone();
-                w.replacement = serde_json::to_value(&record).ok();
+                w.replacement = Some(record.clone());
                 w.updated_at = now;
                 step.workload = Some(w);
                 step.history = Some(record);
@@ -163,7 +163,7 @@ fn stopped(proton: &Proton, now: chrono::DateTime<chrono::Utc>) -> Proton {
 fn with_record(workload: &Workload, mut record: Replacement, mut step: Step, now: chrono::DateTime<chrono::Utc>) -> Step {
     record.updated_at = now;
     let mut w = workload.clone();
-    w.replacement = serde_json::to_value(&record).ok();
+    w.replacement = Some(record.clone());
     w.updated_at = now;
     step.workload = Some(w);
     step

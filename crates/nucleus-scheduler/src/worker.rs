@@ -300,7 +300,7 @@ impl World {
     /// Where to place `proton`: the reservation the ledger already holds for it (a worker stopped
     /// between reserving and placing), a new one to commit first, or any connected agent when
     /// the runtime asks for no bundle; or why none can take it.
-    fn choose_agent(&self, proton: &Proton, importance: Importance) -> Result<Chosen, String> {
+    fn choose_agent(&self, proton: &Proton, importance: Importance) -> Result<Chosen, Error> {
         let connected = || self.agents.iter().filter(|(_, a)| a.connected);
         let groups = &proton.runtime.container_groups;
         let wanted = match (bundles::requesting_group(groups), bundles::explicit_allocation(groups)) {
@@ -309,7 +309,7 @@ impl World {
             (None, None) => {
                 return match connected().next() {
                     Some((name, _)) => Ok(Chosen { agent: name.clone(), bundle: None, reserve: None }),
-                    None => Err("No node agent is connected to run this proton; start one (nucleus agent) or check its logs".to_owned()),
+                    None => Err(Error::NoAgent),
                 };
             }
         };
@@ -318,7 +318,7 @@ impl World {
                 None if connected().any(|(name, _)| *name == held.agent) => {
                     Ok(Chosen { agent: held.agent, bundle: Some(held.bundle), reserve: None })
                 }
-                _ => Err(format!("Waiting for the release of an earlier reservation on agent {}", held.agent)),
+                _ => Err(Error::ReservationHeld(held.agent)),
             };
         }
         let agents: Vec<AgentNodes<'_>> = connected()
@@ -356,7 +356,7 @@ impl World {
 
     /// Takes every replacement of this worker's shards one step further (see [`replacement`]).
     async fn advance_replacements(&mut self, meta: &MetaClient, shard_count: u64, leases: &Held) {
-        let now = chrono::Utc::now();
+        let now = nucleus_api::clock::now();
         let under_way: Vec<(Versioned<Workload>, Fence)> = self
             .workloads
             .values()
@@ -426,11 +426,11 @@ impl World {
         Ok(())
     }
 
-    /// Removes the draft workloads of this worker's shards whose time is up (spec §3.6), as a
+    /// Removes the draft workloads of this worker's shards whose time is up (docs/api/README.md, "Lifetime"), as a
     /// DELETE would; their protons are then stopped and forgotten like those of any deleted
     /// workload. One whose artifact was locked meanwhile is kept and loses its expiry.
     async fn expire_drafts(&mut self, meta: &MetaClient, shard_count: u64, leases: &Held) {
-        let now = chrono::Utc::now();
+        let now = nucleus_api::clock::now();
         let due: Vec<(Versioned<Workload>, Fence)> = self
             .workloads
             .values()
@@ -492,7 +492,7 @@ impl World {
             && decision.action.is_none()
             && decision.status == ProtonStatus::Submitted
         {
-            decision.message = Some(shortage.clone());
+            decision.message = Some(shortage.to_string());
         }
         let agent = proton.agent.as_ref().and_then(|a| self.agents.get(a)).map(|a| a.client.clone());
         match &decision.action {
@@ -512,7 +512,7 @@ impl World {
                 let mut txn = fence.guard(Txn::new()).require(&doc.key, doc.mod_revision);
                 if let Some(bundle) = &bundle {
                     // Report the choice as the group's resolvedBundle, on the proton and the workload.
-                    let resolved = serde_json::to_value(bundle).ok();
+                    let resolved = Some(bundle.clone());
                     let groups = &proton.runtime.container_groups;
                     let group = bundles::requesting_group(groups)
                         .or_else(|| bundles::explicit_allocation(groups).map(|(g, _)| g))
@@ -617,7 +617,7 @@ impl World {
         updated.status = ProtonStatus::Interrupted;
         updated.message = Some(message.clone());
         updated.running_since = None;
-        updated.updated_at = chrono::Utc::now();
+        updated.updated_at = nucleus_api::clock::now();
         let mut event = status_event(&updated, proton.status);
         event.details.insert(
             "preemptedBy".to_owned(),
@@ -632,7 +632,7 @@ impl World {
             let mut wl = workload.value.clone();
             wl.status = ProtonStatus::Interrupted;
             wl.status_details = Some(WorkloadStatusDetails { log_tail: None, message: Some(message) });
-            wl.updated_at = chrono::Utc::now();
+            wl.updated_at = nucleus_api::clock::now();
             txn = txn.require(&workload.key, workload.mod_revision).put_json(&workload.key, &wl)?;
         }
         if meta.write(txn).await?.applied() {
@@ -669,7 +669,7 @@ impl World {
                     overall_status: nucleus_api::OverallStatus {
                         state: status,
                         summary: format!("no replicas ({status})"),
-                        last_updated: chrono::Utc::now().to_rfc3339(),
+                        last_updated: nucleus_api::clock::now().to_rfc3339(),
                     },
                     replicas: Vec::new(),
                 }),
@@ -697,7 +697,7 @@ impl World {
         updated.status_details.log_tail = log_tail.clone();
         let serving = status.for_workload() == ProtonStatus::Running; // running, warming or draining
         if serving && updated.running_since.is_none() {
-            updated.running_since = Some(chrono::Utc::now());
+            updated.running_since = Some(nucleus_api::clock::now());
         } else if !serving {
             updated.running_since = None;
         }
@@ -708,7 +708,7 @@ impl World {
             || updated.agent != proton.agent;
         let mut txn = Txn::new();
         if proton_changed {
-            updated.updated_at = chrono::Utc::now();
+            updated.updated_at = nucleus_api::clock::now();
             txn = txn.require(&doc.key, doc.mod_revision).put_json(&doc.key, &updated)?;
         }
         if let Some(s) = snapshot.as_ref().filter(|_| snapshot_changed) {
@@ -720,7 +720,7 @@ impl World {
             wl.status_details = (message.is_some() || log_tail.is_some())
                 .then(|| WorkloadStatusDetails { log_tail: log_tail.clone(), message: message.clone() });
             if wl.status != w.value.status || wl.status_details != w.value.status_details {
-                wl.updated_at = chrono::Utc::now();
+                wl.updated_at = nucleus_api::clock::now();
                 txn = txn.require(&w.key, w.mod_revision).put_json(&w.key, &wl)?;
             }
         }
@@ -769,19 +769,7 @@ async fn expire(meta: &MetaClient, fence: Fence, workload: &Versioned<Workload>)
 }
 
 fn workload_event(workload_id: &str, event_type: &str, details: serde_json::Value) -> WorkloadEvent {
-    let millis = chrono::Utc::now().timestamp_millis().max(0) as u64;
-    let random = uuid::Uuid::new_v4().as_u128() as u32;
-    WorkloadEvent {
-        id: format!("{millis:016x}{random:08x}"),
-        workload_id: workload_id.to_owned(),
-        event_type: event_type.to_owned(),
-        timestamp: chrono::Utc::now(),
-        actor_id: None,
-        details: match details {
-            serde_json::Value::Object(map) => map,
-            _ => Default::default(),
-        },
-    }
+    WorkloadEvent::new(workload_id, event_type, details)
 }
 
 fn status_event(proton: &Proton, previous: ProtonStatus) -> WorkloadEvent {

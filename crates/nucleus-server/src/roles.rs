@@ -129,7 +129,7 @@ pub async fn start_agent(args: AgentArgs, meta: MetaClient, shutdown: Shutdown) 
                     Vec::new()
                 }
             };
-            let beat = AgentRecord { heartbeat_at: chrono::Utc::now().to_rfc3339(), nodes, ..record.clone() };
+            let beat = AgentRecord { heartbeat_at: nucleus_api::clock::now().to_rfc3339(), nodes, ..record.clone() };
             let write = Txn::new().put_json(&keys::agent(&beat.name), &beat).map(|txn| meta.write(txn));
             match write {
                 Ok(call) => {

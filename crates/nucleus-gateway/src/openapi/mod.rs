@@ -90,7 +90,23 @@ pub async fn yaml() -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::document;
+    use super::{document, rendered};
+
+    /// docs/api/openapi.json is the served document, byte for byte; `NUCLEUS_BLESS=1` rewrites it.
+    #[test]
+    fn openapi_document_is_checked_in() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/api/openapi.json");
+        let served = format!("{}\n", rendered().json);
+        if std::env::var_os("NUCLEUS_BLESS").is_some() {
+            std::fs::write(&path, &served).expect("write docs/api/openapi.json");
+        }
+        let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            checked_in == served,
+            "docs/api/openapi.json differs from the document the gateway serves; regenerate it with \
+             `NUCLEUS_BLESS=1 cargo test -p nucleus-gateway openapi_document_is_checked_in` and commit it"
+        );
+    }
 
     #[test]
     fn every_operation_has_an_id_and_every_reference_resolves() {

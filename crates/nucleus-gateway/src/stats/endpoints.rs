@@ -210,7 +210,7 @@ pub async fn delete(State(state): State<AppState>, Extension(caller): Extension<
 /// `requestStats` of a workload: the last 7 days, day by day.
 pub async fn request_stats(state: &AppState, workload: &Workload) -> Result<ServiceStats, ApiError> {
     let minutes = minutes(state, &workload.id, None).await?;
-    let now = chrono::Utc::now();
+    let now = nucleus_api::clock::now();
     let days: Vec<MinuteStats> = (0..7).rev().map(|d| sum_between(&minutes, now - chrono::Duration::days(d + 1), now - chrono::Duration::days(d))).collect();
     let mut week = MinuteStats::default();
     for day in &days {
@@ -231,7 +231,7 @@ pub async fn request_stats(state: &AppState, workload: &Workload) -> Result<Serv
 /// `GET /workloads/stats`: every workload's last 24 hours, with the trend against the 24 before.
 pub async fn overview(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<Json<StatsOverview>, ApiError> {
     let workloads = state.meta.list_json::<Workload>(keys::WORKLOADS).await?;
-    let now = chrono::Utc::now();
+    let now = nucleus_api::clock::now();
     let day = chrono::Duration::days(1);
     let (mut today, mut yesterday) = (MinuteStats::default(), MinuteStats::default());
     let workloads: Vec<_> = workloads

@@ -46,7 +46,7 @@ impl ProtonStats {
 
 impl Call {
     pub fn finish(self, status: u16) {
-        let now = chrono::Utc::now();
+        let now = nucleus_api::clock::now();
         let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
         let mut minutes = self.stats.minutes.lock().unwrap_or_else(|p| p.into_inner());
         minutes.entry(minute_of(now)).or_default().record(status, latency_ms, self.concurrency, now);
@@ -107,7 +107,7 @@ impl Recorder {
     /// Writes every minute counted so far, then forgets the minutes that are over (and the
     /// counters nobody routes to and nothing is left in).
     async fn flush(&self, meta: &MetaClient) {
-        let current = minute_of(chrono::Utc::now());
+        let current = minute_of(nucleus_api::clock::now());
         let protons: Vec<Arc<ProtonStats>> = {
             let mut protons = self.protons.lock().unwrap_or_else(|p| p.into_inner());
             protons.retain(|_, stats| {

@@ -41,10 +41,6 @@ pub struct WorkerRecord {
     pub ttl_ms: u64,
 }
 
-pub fn worker_key(name: &str) -> String {
-    format!("schedulers/{name}")
-}
-
 /// Keeps this worker's leases: takes its share, renews, gives back; publishes what it holds.
 pub struct LeaseKeeper {
     meta: MetaClient,
@@ -91,11 +87,11 @@ impl LeaseKeeper {
     }
 
     async fn round(&self, held: &mut Held) -> Result<(), Error> {
-        let now_ms = chrono::Utc::now().timestamp_millis();
+        let now_ms = nucleus_api::clock::now_millis();
         let ttl_ms = LEASE_TTL.as_millis() as u64;
         let record = WorkerRecord { name: self.me.worker.clone(), incarnation: self.me.incarnation.clone(), renewed_at_ms: now_ms, ttl_ms };
-        self.meta.write(Txn::new().put_json(&worker_key(&self.me.worker), &record)?).await?;
-        let workers = self.meta.list_json::<WorkerRecord>("schedulers/").await?;
+        self.meta.write(Txn::new().put_json(&keys::scheduler(&self.me.worker), &record)?).await?;
+        let workers = self.meta.list_json::<WorkerRecord>(keys::SCHEDULERS).await?;
         let live = workers
             .iter()
             .filter(|w| w.value.renewed_at_ms + w.value.ttl_ms as i64 + CLOCK_SKEW_MS >= now_ms)

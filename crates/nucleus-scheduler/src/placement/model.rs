@@ -82,7 +82,7 @@ impl Bundle {
     }
 }
 
-/// An explicit `resourceAllocation` as the Workload API carries it (spec §2.5): CPU in cores,
+/// An explicit `resourceAllocation` as the Workload API carries it (the runtime's `containerGroups[].containers[].resourceAllocation` in docs/api/openapi.json): CPU in cores,
 /// memory strings in the accepted units.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResourceAllocation {

@@ -4,7 +4,7 @@ use nucleus_api::{Container, DesiredState, Proton, ProtonStatus, ReplicaStatuses
 use super::*;
 
 fn proton(desired: DesiredState, status: ProtonStatus, agent: Option<&str>) -> Proton {
-    let now = chrono::Utc::now();
+    let now = nucleus_api::clock::now();
     Proton {
         id: "p".into(),
         name: "p".into(),

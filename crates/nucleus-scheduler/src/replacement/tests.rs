@@ -59,7 +59,7 @@ fn workload(status: ReplacementStatus, warmup_minutes: u32, switched_at: Option<
         "createdAt": "2026-11-23T09:00:00Z", "updatedAt": "2026-11-23T09:00:00Z", "desiredState": "running"
     }))
     .unwrap();
-    w.replacement = serde_json::to_value(record).ok();
+    w.replacement = Some(record.clone());
     w
 }
 

@@ -1,4 +1,4 @@
-//! A workload's lifetime (spec §3.6) on `nucleus dev` with a 6-second draft TTL: a draft workload
+//! A workload's lifetime (docs/api/README.md, "Lifetime") on `nucleus dev` with a 6-second draft TTL: a draft workload
 //! carries its expiry, is removed by the scheduler when it passes, and a (re)start gives it the
 //! whole TTL again; promote locks the artifact as the repository's next version, removes the
 //! expiry, records the promotion in the history and restarts nothing.

@@ -41,7 +41,7 @@ async fn invocations_are_counted_per_proton_and_minute() {
     assert_eq!(metrics["totalErrorRate"], 0.2);
     assert!(metrics["concurrentRequests"].as_u64() >= Some(1));
 
-    let start = (chrono::Utc::now() - chrono::Duration::minutes(5)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let start = (nucleus_api::clock::now() - chrono::Duration::minutes(5)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let (code, over_time) = stack.get(&format!("/workloads/{id}/stats/totalRequests?resolution=PT1M&startTime={start}")).await;
     assert_eq!(code, StatusCode::OK, "{over_time}");
     let buckets = over_time["buckets"].as_array().unwrap();
