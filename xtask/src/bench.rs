@@ -6,6 +6,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 
+use crate::setup::on_path;
+
 pub fn run(args: &[&str]) -> anyhow::Result<()> {
     let (bench, rest) = match args.split_first() {
         Some((&"meta", rest)) => ("meta", rest),
@@ -65,10 +67,6 @@ fn check_meta_args(rest: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn on_path(name: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(name).is_file()))
-}
 
 #[cfg(test)]
 mod tests {

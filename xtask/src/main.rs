@@ -33,13 +33,17 @@ const QUARANTINE: &[(&str, &[&str])] = &[
 mod bench;
 mod cluster;
 mod schemathesis;
+mod setup;
+mod setup_commands;
 mod sim;
 
-const USAGE: &str = "usage: cargo xtask check-deps | cluster up [--meta N] | cluster down | bench meta [--against etcd] [--seconds N] | bench placement [--nodes N] [--replicas N] | bench replacement [--replacements N] [--clients N] | bench invoke [--workers N] [--seconds N] | sim [--seeds N] [--seed S] [--release] | schemathesis [--max-examples N]";
+const USAGE: &str = "usage: cargo xtask dev [NUCLEUS DEV ARGS] | test | check-deps | cluster up [--meta N] | cluster down | bench meta [--against etcd] [--seconds N] | bench placement [--nodes N] [--replicas N] | bench replacement [--replacements N] [--clients N] | bench invoke [--workers N] [--seconds N] | sim [--seeds N] [--seed S] [--release] | schemathesis [--max-examples N]";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["dev", rest @ ..] => setup_commands::dev(rest),
+        ["test", rest @ ..] => setup_commands::test(rest),
         ["check-deps"] => check_deps(),
         ["cluster", "up", rest @ ..] => cluster::up(rest),
         ["cluster", "down"] => cluster::down(),
