@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 
 use crate::setup::on_path;
 
@@ -23,7 +23,9 @@ pub fn run(args: &[&str]) -> anyhow::Result<()> {
         // Fail before a long release build; the benchmark installs nothing itself.
         bail!("etcd is not installed: run `apt-get install -y etcd-server` (Debian bookworm ships 3.4.23)");
     }
-    if bench == "invoke" && let Some(missing) = ["nginx", "wrk"].into_iter().find(|tool| !on_path(tool)) {
+    if bench == "invoke"
+        && let Some(missing) = ["nginx", "wrk"].into_iter().find(|tool| !on_path(tool))
+    {
         bail!("{missing} is not installed: run `apt-get install -y nginx wrk`");
     }
     let cargo = env!("CARGO");
@@ -66,7 +68,6 @@ fn check_meta_args(rest: &[&str]) -> anyhow::Result<()> {
     }
     Ok(())
 }
-
 
 #[cfg(test)]
 mod tests {

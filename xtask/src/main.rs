@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 
 /// Layer of each crate: a crate may depend only on crates of a lower layer (see
 /// docs/ARCHITECTURE.md, "Architecture invariants").
@@ -55,10 +55,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn check_deps() -> anyhow::Result<()> {
-    let output = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--no-deps"])
-        .output()
-        .context("running cargo metadata")?;
+    let output =
+        Command::new(env!("CARGO")).args(["metadata", "--format-version", "1", "--no-deps"]).output().context("running cargo metadata")?;
     let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).context("parsing cargo metadata")?;
     let layers: BTreeMap<&str, u8> = LAYERS.iter().copied().collect();
     let mut problems = Vec::new();

@@ -4,14 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 
 /// Debian packages for RocksDB's build, each with what shows it is already there.
-const NATIVE: &[(&str, Need)] = &[
-    ("clang", Need::Program("clang")),
-    ("libclang-dev", Need::Libclang),
-    ("g++", Need::Program("c++")),
-];
+const NATIVE: &[(&str, Need)] = &[("clang", Need::Program("clang")), ("libclang-dev", Need::Libclang), ("g++", Need::Program("c++"))];
 
 enum Need {
     Program(&'static str),
@@ -37,7 +33,10 @@ pub fn native_build_deps() -> anyhow::Result<()> {
     }
     let command = format!("apt-get install -y {}", missing.join(" "));
     if !on_path("apt-get") {
-        bail!("RocksDB's build needs clang, libclang and a C++ compiler, and this machine lacks {}; install them with your package manager (on Debian or Ubuntu: `{command}`), then run this again", missing.join(", "));
+        bail!(
+            "RocksDB's build needs clang, libclang and a C++ compiler, and this machine lacks {}; install them with your package manager (on Debian or Ubuntu: `{command}`), then run this again",
+            missing.join(", ")
+        );
     }
     if !is_root() {
         bail!("RocksDB's build needs {}; run `sudo {command}`, then run this again", missing.join(", "));
@@ -98,9 +97,8 @@ pub fn advisory_db() -> AdvisoryDb {
     if reachable {
         return AdvisoryDb::Reachable;
     }
-    let cargo_home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")));
+    let cargo_home =
+        std::env::var_os("CARGO_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")));
     let cached = cargo_home.is_some_and(|home| std::fs::read_dir(home.join("advisory-dbs")).is_ok_and(|mut dbs| dbs.next().is_some()));
     if cached { AdvisoryDb::Cached } else { AdvisoryDb::Missing }
 }
@@ -138,14 +136,23 @@ fn libclang_present() -> bool {
     let mut dirs: Vec<PathBuf> = std::env::var_os("LIBCLANG_PATH").map(PathBuf::from).into_iter().collect();
     dirs.extend(["/usr/lib", "/usr/lib64", "/usr/local/lib", "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu"].map(PathBuf::from));
     if let Ok(entries) = std::fs::read_dir("/usr/lib") {
-        dirs.extend(entries.flatten().map(|e| e.path()).filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("llvm"))).map(|p| p.join("lib")));
+        dirs.extend(
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("llvm")))
+                .map(|p| p.join("lib")),
+        );
     }
     dirs.iter().any(|dir| {
         std::fs::read_dir(dir).is_ok_and(|entries| {
             entries.flatten().any(|e| {
                 let name = e.file_name();
                 let name = name.to_string_lossy();
-                name.starts_with("libclang") && name.contains(".so") && !name.starts_with("libclang_rt") && !name.starts_with("libclang-cpp")
+                name.starts_with("libclang")
+                    && name.contains(".so")
+                    && !name.starts_with("libclang_rt")
+                    && !name.starts_with("libclang-cpp")
             })
         })
     })

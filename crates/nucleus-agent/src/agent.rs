@@ -38,11 +38,7 @@ pub struct AgentOptions {
 
 impl Default for AgentOptions {
     fn default() -> AgentOptions {
-        AgentOptions {
-            cluster: "local".to_owned(),
-            region: "local".to_owned(),
-            driver: DriverChoice::Process,
-        }
+        AgentOptions { cluster: "local".to_owned(), region: "local".to_owned(), driver: DriverChoice::Process }
     }
 }
 
@@ -87,14 +83,8 @@ impl Agent {
         let hub = StatusHub::new();
         let fencing_tokens = FencingTokens::load(&config.data_dir)?;
         let driver: Box<dyn Driver> = match options.driver {
-            DriverChoice::Process => Box::new(ProcessDriver::new(
-                config.node_address,
-                &config.data_dir,
-                hub.clone(),
-            )?),
-            DriverChoice::Kubernetes(kubernetes) => {
-                Box::new(KubernetesDriver::new(kubernetes, hub.clone()))
-            }
+            DriverChoice::Process => Box::new(ProcessDriver::new(config.node_address, &config.data_dir, hub.clone())?),
+            DriverChoice::Kubernetes(kubernetes) => Box::new(KubernetesDriver::new(kubernetes, hub.clone())),
         };
         let (closing, _) = watch::channel(false);
         Ok(Agent {

@@ -17,49 +17,25 @@ pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, E
         Ok(bytes) => bytes,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(source) => {
-            return Err(Error::DataDir {
-                action: "read",
-                path: path.to_owned(),
-                source,
-            });
+            return Err(Error::DataDir { action: "read", path: path.to_owned(), source });
         }
     };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|err| Error::CorruptStateFile {
-            path: path.to_owned(),
-            problem: err.to_string(),
-        })
+    serde_json::from_slice(&bytes).map(Some).map_err(|err| Error::CorruptStateFile { path: path.to_owned(), problem: err.to_string() })
 }
 
 /// Replaces `path` with `value` as JSON: temp file, fsync, rename, fsync of the directory.
 pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Error> {
-    let bytes = serde_json::to_vec_pretty(value).map_err(|err| Error::DataDir {
-        action: "encode",
-        path: path.to_owned(),
-        source: err.into(),
-    })?;
-    write_bytes(path, &bytes).map_err(|source| Error::DataDir {
-        action: "write",
-        path: path.to_owned(),
-        source,
-    })
+    let bytes =
+        serde_json::to_vec_pretty(value).map_err(|err| Error::DataDir { action: "encode", path: path.to_owned(), source: err.into() })?;
+    write_bytes(path, &bytes).map_err(|source| Error::DataDir { action: "write", path: path.to_owned(), source })
 }
 
 /// Removes `path`; a file that is not there is fine.
 pub(crate) fn remove(path: &Path) -> Result<(), Error> {
     match fs::remove_file(path) {
-        Ok(()) => sync_parent(path).map_err(|source| Error::DataDir {
-            action: "sync the directory of",
-            path: path.to_owned(),
-            source,
-        }),
+        Ok(()) => sync_parent(path).map_err(|source| Error::DataDir { action: "sync the directory of", path: path.to_owned(), source }),
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(Error::DataDir {
-            action: "remove",
-            path: path.to_owned(),
-            source,
-        }),
+        Err(source) => Err(Error::DataDir { action: "remove", path: path.to_owned(), source }),
     }
 }
 
@@ -108,10 +84,8 @@ mod tests {
 
         let read: Option<BTreeMap<String, u64>> = read_json(&path).expect("read");
         assert_eq!(read, Some(short));
-        let names: Vec<_> = fs::read_dir(path.parent().expect("dir"))
-            .expect("list")
-            .map(|entry| entry.expect("entry").file_name())
-            .collect();
+        let names: Vec<_> =
+            fs::read_dir(path.parent().expect("dir")).expect("list").map(|entry| entry.expect("entry").file_name()).collect();
         assert_eq!(names, ["state.json"]);
     }
 

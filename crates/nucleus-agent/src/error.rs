@@ -91,9 +91,7 @@ fn kube_advice(error: &kube::Error) -> String {
     match error {
         kube::Error::Api(status) => {
             let hint = match status.code {
-                401 => {
-                    "; the credentials were refused: refresh the kubeconfig or the service account token"
-                }
+                401 => "; the credentials were refused: refresh the kubeconfig or the service account token",
                 403 => {
                     "; the agent's service account lacks RBAC permission: it needs get/list/watch on \
                         pods and nodes and get/patch/delete on deployments and services in its namespace"
@@ -103,18 +101,13 @@ fn kube_advice(error: &kube::Error) -> String {
                 422 => "; the cluster rejected the manifest",
                 _ => "",
             };
-            format!(
-                "the API server answered {} {}: {}{hint}",
-                status.code, status.reason, status.message
-            )
+            format!("the API server answered {} {}: {}{hint}", status.code, status.reason, status.message)
         }
         kube::Error::HyperError(_) | kube::Error::Service(_) => format!(
             "cannot reach the Kubernetes API: check the kubeconfig or in-cluster service account and \
              the network to the API server ({error})"
         ),
-        kube::Error::Auth(_) => format!(
-            "cannot authenticate to the Kubernetes API: refresh the kubeconfig credentials ({error})"
-        ),
+        kube::Error::Auth(_) => format!("cannot authenticate to the Kubernetes API: refresh the kubeconfig credentials ({error})"),
         other => other.to_string(),
     }
 }
@@ -124,10 +117,9 @@ impl From<Error> for Status {
         match &err {
             Error::InvalidSpec(_) => Status::invalid_argument(err.to_string()),
             Error::StaleFencingToken { .. } => Status::failed_precondition(err.to_string()),
-            Error::ShuttingDown
-            | Error::StillStopping(_)
-            | Error::KubernetesConfig(_)
-            | Error::DataDir { .. } => Status::unavailable(err.to_string()),
+            Error::ShuttingDown | Error::StillStopping(_) | Error::KubernetesConfig(_) | Error::DataDir { .. } => {
+                Status::unavailable(err.to_string())
+            }
             Error::CorruptStateFile { .. } => Status::internal(err.to_string()),
             // A replica's own failures are reported in its status, never as a call's answer.
             Error::EmptyEntrypoint
@@ -139,15 +131,9 @@ impl From<Error> for Status {
             | Error::StartupProbe { .. } => Status::internal(err.to_string()),
             Error::Transport(_) => Status::internal(err.to_string()),
             Error::Kubernetes { source, .. } => match source {
-                kube::Error::Api(status) if status.code == 422 || status.code == 400 => {
-                    Status::invalid_argument(err.to_string())
-                }
-                kube::Error::Api(status) if matches!(status.code, 401 | 403 | 404 | 409) => {
-                    Status::failed_precondition(err.to_string())
-                }
-                kube::Error::Api(status) if status.code < 500 && status.code != 429 => {
-                    Status::internal(err.to_string())
-                }
+                kube::Error::Api(status) if status.code == 422 || status.code == 400 => Status::invalid_argument(err.to_string()),
+                kube::Error::Api(status) if matches!(status.code, 401 | 403 | 404 | 409) => Status::failed_precondition(err.to_string()),
+                kube::Error::Api(status) if status.code < 500 && status.code != 429 => Status::internal(err.to_string()),
                 _ => Status::unavailable(err.to_string()),
             },
         }

@@ -33,10 +33,7 @@ impl FencingTokens {
         if !newest.shards.is_empty() {
             tracing::info!(path = %path.display(), shards = ?newest.shards, "newest fencing tokens restored");
         }
-        Ok(FencingTokens {
-            path,
-            newest: Mutex::new(newest),
-        })
+        Ok(FencingTokens { path, newest: Mutex::new(newest) })
     }
 
     /// Records `token` as the newest seen for `shard` unless an even newer one was seen before.

@@ -5,8 +5,7 @@ use std::pin::Pin;
 use futures::Stream;
 use nucleus_proto::agent::v1::agent_server::Agent as AgentRpc;
 use nucleus_proto::agent::v1::{
-    InfoRequest, InfoResponse, LaunchRequest, LaunchResponse, NodeCapacity, ProtonReport,
-    StopRequest, StopResponse, WatchProtonsRequest,
+    InfoRequest, InfoResponse, LaunchRequest, LaunchResponse, NodeCapacity, ProtonReport, StopRequest, StopResponse, WatchProtonsRequest,
 };
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -32,10 +31,7 @@ type ReportStream = Pin<Box<dyn Stream<Item = Result<ProtonReport, Status>> + Se
 
 #[tonic::async_trait]
 impl AgentRpc for AgentService {
-    async fn launch(
-        &self,
-        request: Request<LaunchRequest>,
-    ) -> Result<Response<LaunchResponse>, Status> {
+    async fn launch(&self, request: Request<LaunchRequest>) -> Result<Response<LaunchResponse>, Status> {
         let request = request.into_inner();
         let fencing_token = request.fencing_token;
         let spec = ProtonSpec::try_from(request)?;
@@ -45,25 +41,15 @@ impl AgentRpc for AgentService {
     }
 
     async fn stop(&self, request: Request<StopRequest>) -> Result<Response<StopResponse>, Status> {
-        let StopRequest {
-            proton_id,
-            grace_period_seconds,
-            fencing_token,
-            meta_shard,
-        } = request.into_inner();
+        let StopRequest { proton_id, grace_period_seconds, fencing_token, meta_shard } = request.into_inner();
         tracing::info!(proton = %proton_id, grace_period_seconds, meta_shard, fencing_token, "stop");
-        self.agent
-            .stop(proton_id, grace_period_seconds, meta_shard, fencing_token)
-            .await?;
+        self.agent.stop(proton_id, grace_period_seconds, meta_shard, fencing_token).await?;
         Ok(Response::new(StopResponse {}))
     }
 
     type WatchProtonsStream = ReportStream;
 
-    async fn watch_protons(
-        &self,
-        _request: Request<WatchProtonsRequest>,
-    ) -> Result<Response<Self::WatchProtonsStream>, Status> {
+    async fn watch_protons(&self, _request: Request<WatchProtonsRequest>) -> Result<Response<Self::WatchProtonsStream>, Status> {
         let (tx, rx) = mpsc::channel(WATCH_BUFFER);
         tokio::spawn(forward_reports(self.agent.clone(), tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -121,10 +107,7 @@ async fn forward_reports(agent: Agent, tx: mpsc::Sender<Result<ProtonReport, Sta
     }
 }
 
-async fn send_all(
-    tx: &mpsc::Sender<Result<ProtonReport, Status>>,
-    reports: Vec<ProtonReport>,
-) -> bool {
+async fn send_all(tx: &mpsc::Sender<Result<ProtonReport, Status>>, reports: Vec<ProtonReport>) -> bool {
     for report in reports {
         if tx.send(Ok(report)).await.is_err() {
             return false;

@@ -23,12 +23,7 @@ struct HubInner {
 impl StatusHub {
     pub(crate) fn new() -> StatusHub {
         let (changes, _) = broadcast::channel(CHANGES_BUFFER);
-        StatusHub {
-            inner: Arc::new(HubInner {
-                reports: Mutex::new(BTreeMap::new()),
-                changes,
-            }),
-        }
+        StatusHub { inner: Arc::new(HubInner { reports: Mutex::new(BTreeMap::new()), changes }) }
     }
 
     /// Records `report` and broadcasts it if it differs from the last one of its proton in
@@ -36,10 +31,7 @@ impl StatusHub {
     /// request a replica logs would be a report).
     pub(crate) fn publish(&self, mut report: ProtonReport) {
         let mut reports = self.reports();
-        if reports
-            .get(&report.proton_id)
-            .is_some_and(|last| same_state(last, &report))
-        {
+        if reports.get(&report.proton_id).is_some_and(|last| same_state(last, &report)) {
             return;
         }
         report.observed_at = rfc3339(nucleus_api::clock::now());
@@ -57,18 +49,12 @@ impl StatusHub {
     /// change falls between the two.
     pub(crate) fn subscribe(&self) -> (Vec<ProtonReport>, broadcast::Receiver<ProtonReport>) {
         let reports = self.reports();
-        (
-            reports.values().cloned().collect(),
-            self.inner.changes.subscribe(),
-        )
+        (reports.values().cloned().collect(), self.inner.changes.subscribe())
     }
 
     fn reports(&self) -> MutexGuard<'_, BTreeMap<String, ProtonReport>> {
         // The map is consistent even if a holder panicked: every update is a single insert.
-        self.inner
-            .reports
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.reports.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -76,10 +62,7 @@ fn same_state(a: &ProtonReport, b: &ProtonReport) -> bool {
     let strip = |report: &ProtonReport| {
         let mut report = report.clone();
         report.observed_at.clear();
-        report
-            .replicas
-            .iter_mut()
-            .for_each(|replica| replica.log_tail.clear());
+        report.replicas.iter_mut().for_each(|replica| replica.log_tail.clear());
         report
     };
     strip(a) == strip(b)
@@ -99,11 +82,7 @@ mod tests {
         ProtonReport {
             proton_id: "p".into(),
             lifecycle: lifecycle.into(),
-            replicas: vec![ReplicaStatus {
-                name: "p-0".into(),
-                log_tail: vec![log_line.into()],
-                ..Default::default()
-            }],
+            replicas: vec![ReplicaStatus { name: "p-0".into(), log_tail: vec![log_line.into()], ..Default::default() }],
             ..Default::default()
         }
     }
@@ -118,18 +97,9 @@ mod tests {
         hub.publish(report("running", "b"));
         hub.publish(report("stopping", "b"));
 
-        assert_eq!(
-            changes.try_recv().map(|r| r.lifecycle).ok(),
-            Some("running".to_owned())
-        );
-        assert_eq!(
-            changes.try_recv().map(|r| r.lifecycle).ok(),
-            Some("stopping".to_owned())
-        );
-        assert!(
-            changes.try_recv().is_err(),
-            "a log line alone must not be broadcast"
-        );
+        assert_eq!(changes.try_recv().map(|r| r.lifecycle).ok(), Some("running".to_owned()));
+        assert_eq!(changes.try_recv().map(|r| r.lifecycle).ok(), Some("stopping".to_owned()));
+        assert!(changes.try_recv().is_err(), "a log line alone must not be broadcast");
         let snapshot = hub.snapshot();
         assert_eq!(snapshot.len(), 1);
         assert!(!snapshot[0].observed_at.is_empty());

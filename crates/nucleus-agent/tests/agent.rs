@@ -22,55 +22,26 @@ async fn two_whoami_replicas_become_ready_scale_and_stop() {
     }
     harness.launch(request.clone()).await.expect("launch");
 
-    let report = harness
-        .wait_for("web", READY_TIMEOUT, |report| all_ready(report, 2))
-        .await;
+    let report = harness.wait_for("web", READY_TIMEOUT, |report| all_ready(report, 2)).await;
     assert_eq!(report.workload_id, "workload-1");
-    let addresses: HashSet<&str> = report
-        .replicas
-        .iter()
-        .map(|replica| replica.address.as_str())
-        .collect();
-    assert_eq!(
-        addresses.len(),
-        2,
-        "replicas must get distinct ports: {addresses:?}"
-    );
+    let addresses: HashSet<&str> = report.replicas.iter().map(|replica| replica.address.as_str()).collect();
+    assert_eq!(addresses.len(), 2, "replicas must get distinct ports: {addresses:?}");
     for replica in &report.replicas {
         assert_eq!(replica.node_address, NODE_ADDRESS);
         assert_eq!(replica.phase, "running");
         let container = &replica.containers[0];
-        assert_eq!(
-            (container.name.as_str(), container.image.as_str()),
-            ("web", "registry.example/web:1")
-        );
+        assert_eq!((container.name.as_str(), container.image.as_str()), ("web", "registry.example/web:1"));
         assert_eq!(container.status, "running");
-        let conditions: Vec<&str> = replica
-            .conditions
-            .iter()
-            .filter(|c| c.met)
-            .map(|c| c.r#type.as_str())
-            .collect();
-        assert_eq!(
-            conditions,
-            ["PodScheduled", "Initialized", "ContainersReady", "Ready"]
-        );
+        let conditions: Vec<&str> = replica.conditions.iter().filter(|c| c.met).map(|c| c.r#type.as_str()).collect();
+        assert_eq!(conditions, ["PodScheduled", "Initialized", "ContainersReady", "Ready"]);
 
-        let echo: serde_json::Value = http_get(&replica.address, "/hello?x=1")
-            .await
-            .expect("replica answers HTTP")
-            .json()
-            .await
-            .expect("JSON echo");
+        let echo: serde_json::Value =
+            http_get(&replica.address, "/hello?x=1").await.expect("replica answers HTTP").json().await.expect("JSON echo");
         assert_eq!(echo["replica"], replica.name.as_str());
         assert_eq!(echo["artifactId"], "artifact-1");
         assert_eq!(echo["path"], "/hello");
     }
-    let names: Vec<&str> = report
-        .replicas
-        .iter()
-        .map(|replica| replica.name.as_str())
-        .collect();
+    let names: Vec<&str> = report.replicas.iter().map(|replica| replica.name.as_str()).collect();
     assert_eq!(names, ["web-0", "web-1"]);
 
     // Same spec, one replica: web-1 goes away, web-0 is left as it is.
@@ -78,22 +49,13 @@ async fn two_whoami_replicas_become_ready_scale_and_stop() {
     let removed = report.replicas[1].address.clone();
     request.replica_count = 1;
     harness.launch(request).await.expect("scale down");
-    let report = harness
-        .wait_for("web", READY_TIMEOUT, |report| report.replicas.len() == 1)
-        .await;
+    let report = harness.wait_for("web", READY_TIMEOUT, |report| report.replicas.len() == 1).await;
     assert_eq!(report.replicas[0].address, kept.address);
-    assert_eq!(
-        report.replicas[0].containers[0].started_at,
-        kept.containers[0].started_at
-    );
+    assert_eq!(report.replicas[0].containers[0].started_at, kept.containers[0].started_at);
     wait_until_closed(&removed, Duration::from_secs(15)).await;
 
     harness.stop("web", 5, 1).await.expect("stop");
-    let report = harness
-        .wait_for("web", Duration::from_secs(15), |report| {
-            report.lifecycle == "stopped"
-        })
-        .await;
+    let report = harness.wait_for("web", Duration::from_secs(15), |report| report.lifecycle == "stopped").await;
     assert!(report.replicas.is_empty());
     wait_until_closed(&kept.address, Duration::from_secs(5)).await;
 }
@@ -109,9 +71,7 @@ async fn stop_kills_the_process_group_after_the_grace_period_and_relaunch_starts
     );
     let request = launch_request("stubborn", 1, &["sh", "-c", &script], 0);
     harness.launch(request.clone()).await.expect("launch");
-    let report = harness
-        .wait_for("stubborn", READY_TIMEOUT, |report| all_ready(report, 1))
-        .await;
+    let report = harness.wait_for("stubborn", READY_TIMEOUT, |report| all_ready(report, 1)).await;
     let address = report.replicas[0].address.clone();
     let leader = read_pid(&harness.pid_file("leader")).expect("leader pid");
     let grandchild = read_pid(&harness.pid_file("grandchild")).expect("grandchild pid");
@@ -119,33 +79,18 @@ async fn stop_kills_the_process_group_after_the_grace_period_and_relaunch_starts
 
     let stop_sent = Instant::now();
     harness.stop("stubborn", 1, 0).await.expect("stop");
-    harness
-        .wait_for("stubborn", Duration::from_secs(5), |report| {
-            report.lifecycle == "stopping"
-        })
-        .await;
-    let report = harness
-        .wait_for("stubborn", Duration::from_secs(10), |report| {
-            report.lifecycle == "stopped"
-        })
-        .await;
-    assert!(
-        stop_sent.elapsed() >= Duration::from_millis(900),
-        "SIGTERM was ignored: the grace must be waited out"
-    );
+    harness.wait_for("stubborn", Duration::from_secs(5), |report| report.lifecycle == "stopping").await;
+    let report = harness.wait_for("stubborn", Duration::from_secs(10), |report| report.lifecycle == "stopped").await;
+    assert!(stop_sent.elapsed() >= Duration::from_millis(900), "SIGTERM was ignored: the grace must be waited out");
     assert!(report.replicas.is_empty());
     wait_until_gone(leader, Duration::from_secs(2)).await;
     wait_until_gone(grandchild, Duration::from_secs(2)).await;
     wait_until_closed(&address, Duration::from_secs(2)).await;
 
     harness.launch(request).await.expect("launch again");
-    let report = harness
-        .wait_for("stubborn", READY_TIMEOUT, |report| all_ready(report, 1))
-        .await;
+    let report = harness.wait_for("stubborn", READY_TIMEOUT, |report| all_ready(report, 1)).await;
     assert_eq!(report.replicas[0].containers[0].restart_count, 0);
-    http_get(&report.replicas[0].address, "/")
-        .await
-        .expect("relaunched replica answers");
+    http_get(&report.replicas[0].address, "/").await.expect("relaunched replica answers");
     harness.agent.shutdown().await;
 }
 
@@ -153,74 +98,30 @@ async fn stop_kills_the_process_group_after_the_grace_period_and_relaunch_starts
 async fn a_process_that_exits_at_once_fails_with_its_status_and_log_tail() {
     let mut harness = Harness::start().await;
     let script = "echo starting up; echo 'fatal: no config' >&2; exit 3";
-    harness
-        .launch(launch_request("crasher", 1, &["sh", "-c", script], 0))
-        .await
-        .expect("launch");
+    harness.launch(launch_request("crasher", 1, &["sh", "-c", script], 0)).await.expect("launch");
 
-    let report = harness
-        .wait_for("crasher", READY_TIMEOUT, |report| {
-            report.replicas.iter().any(|r| r.phase == "failed")
-        })
-        .await;
+    let report = harness.wait_for("crasher", READY_TIMEOUT, |report| report.replicas.iter().any(|r| r.phase == "failed")).await;
     let replica = &report.replicas[0];
-    assert_eq!(
-        replica.error,
-        "process exited with status 3 before becoming ready"
-    );
-    assert!(
-        replica.log_tail.iter().any(|line| line == "starting up"),
-        "{:?}",
-        replica.log_tail
-    );
-    assert!(
-        replica
-            .log_tail
-            .iter()
-            .any(|line| line == "fatal: no config"),
-        "{:?}",
-        replica.log_tail
-    );
+    assert_eq!(replica.error, "process exited with status 3 before becoming ready");
+    assert!(replica.log_tail.iter().any(|line| line == "starting up"), "{:?}", replica.log_tail);
+    assert!(replica.log_tail.iter().any(|line| line == "fatal: no config"), "{:?}", replica.log_tail);
     let container = &replica.containers[0];
-    assert_eq!(
-        (container.status.as_str(), container.reason.as_str()),
-        ("terminated", "Error")
-    );
+    assert_eq!((container.status.as_str(), container.reason.as_str()), ("terminated", "Error"));
     assert!(!container.ready);
 }
 
 #[tokio::test]
 async fn commands_that_cannot_start_fail_with_the_os_error() {
     let mut harness = Harness::start().await;
-    harness
-        .launch(launch_request(
-            "missing",
-            1,
-            &["/nonexistent/server", "--port", "$PORT"],
-            0,
-        ))
-        .await
-        .expect("launch");
-    harness
-        .launch(launch_request("empty", 1, &[], 0))
-        .await
-        .expect("launch");
+    harness.launch(launch_request("missing", 1, &["/nonexistent/server", "--port", "$PORT"], 0)).await.expect("launch");
+    harness.launch(launch_request("empty", 1, &[], 0)).await.expect("launch");
 
-    let failed = |report: &nucleus_proto::agent::v1::ProtonReport| {
-        report.replicas.iter().any(|r| r.phase == "failed")
-    };
+    let failed = |report: &nucleus_proto::agent::v1::ProtonReport| report.replicas.iter().any(|r| r.phase == "failed");
     let report = harness.wait_for("missing", READY_TIMEOUT, failed).await;
     let error = &report.replicas[0].error;
-    assert!(
-        error.starts_with("cannot start `/nonexistent/server`: No such file or directory"),
-        "{error}"
-    );
+    assert!(error.starts_with("cannot start `/nonexistent/server`: No such file or directory"), "{error}");
     let report = harness.wait_for("empty", READY_TIMEOUT, failed).await;
-    assert!(
-        report.replicas[0].error.contains("empty entrypoint"),
-        "{}",
-        report.replicas[0].error
-    );
+    assert!(report.replicas[0].error.contains("empty entrypoint"), "{}", report.replicas[0].error);
 }
 
 #[tokio::test]
@@ -242,21 +143,10 @@ async fn a_readiness_probe_that_never_passes_fails_the_replica() {
             |report| report.replicas.iter().any(|r| r.phase == "failed"),
         )
         .await;
-    assert!(
-        !ever_ready,
-        "a replica whose readiness probe fails must never be ready"
-    );
+    assert!(!ever_ready, "a replica whose readiness probe fails must never be ready");
     let replica = &report.replicas[0];
-    assert!(
-        replica.error.starts_with("readiness probe never passed: "),
-        "{}",
-        replica.error
-    );
-    assert!(
-        replica.error.contains("HTTP status 503"),
-        "{}",
-        replica.error
-    );
+    assert!(replica.error.starts_with("readiness probe never passed: "), "{}", replica.error);
+    assert!(replica.error.contains("HTTP status 503"), "{}", replica.error);
     assert_eq!(replica.containers[0].reason, "ReadinessProbeFailed");
     wait_until_closed(&replica.address, Duration::from_secs(5)).await;
 }
@@ -271,24 +161,10 @@ async fn a_failing_startup_probe_fails_the_replica() {
     }
     harness.launch(request).await.expect("launch");
 
-    let report = harness
-        .wait_for("slow", READY_TIMEOUT, |report| {
-            report.replicas.iter().any(|r| r.phase == "failed")
-        })
-        .await;
+    let report = harness.wait_for("slow", READY_TIMEOUT, |report| report.replicas.iter().any(|r| r.phase == "failed")).await;
     let replica = &report.replicas[0];
-    assert!(
-        replica
-            .error
-            .starts_with("startup probe failed 2 times in a row: "),
-        "{}",
-        replica.error
-    );
-    assert!(
-        replica.error.contains("HTTP status 404"),
-        "{}",
-        replica.error
-    );
+    assert!(replica.error.starts_with("startup probe failed 2 times in a row: "), "{}", replica.error);
+    assert!(replica.error.contains("HTTP status 404"), "{}", replica.error);
     assert_eq!(replica.containers[0].reason, "StartupProbeFailed");
     let pid = read_pid(&harness.pid_file("server")).expect("server pid");
     wait_until_gone(pid, Duration::from_secs(5)).await;
@@ -304,20 +180,12 @@ async fn a_failing_liveness_probe_restarts_the_process() {
     }
     harness.launch(request).await.expect("launch");
 
-    harness
-        .wait_for("sick", READY_TIMEOUT, |report| all_ready(report, 1))
-        .await;
+    harness.wait_for("sick", READY_TIMEOUT, |report| all_ready(report, 1)).await;
     let first_pid = read_pid(&harness.pid_file("server")).expect("server pid");
-    let report = harness
-        .wait_for("sick", READY_TIMEOUT, |report| {
-            all_ready(report, 1) && report.replicas[0].containers[0].restart_count >= 1
-        })
-        .await;
+    let report =
+        harness.wait_for("sick", READY_TIMEOUT, |report| all_ready(report, 1) && report.replicas[0].containers[0].restart_count >= 1).await;
     assert_eq!(report.replicas[0].phase, "running");
-    assert!(
-        !alive(first_pid),
-        "the unhealthy process must have been killed"
-    );
+    assert!(!alive(first_pid), "the unhealthy process must have been killed");
     harness.agent.shutdown().await;
 }
 
@@ -325,49 +193,21 @@ async fn a_failing_liveness_probe_restarts_the_process() {
 async fn a_process_that_crashes_after_being_ready_is_restarted_with_backoff() {
     let mut harness = Harness::start().await;
     let whoami = whoami_binary().display().to_string();
-    harness
-        .launch(launch_request(
-            "flaky",
-            1,
-            &[&whoami, "--crash-after", "1"],
-            0,
-        ))
-        .await
-        .expect("launch");
-    let report = harness
-        .wait_for("flaky", READY_TIMEOUT, |report| all_ready(report, 1))
-        .await;
+    harness.launch(launch_request("flaky", 1, &[&whoami, "--crash-after", "1"], 0)).await.expect("launch");
+    let report = harness.wait_for("flaky", READY_TIMEOUT, |report| all_ready(report, 1)).await;
     let address = report.replicas[0].address.clone();
 
-    http_get(&address, "/boom")
-        .await
-        .expect("last answer before the crash");
-    let report = harness
-        .wait_for("flaky", Duration::from_secs(10), |report| {
-            report.replicas[0].containers[0].reason == "CrashLoopBackOff"
-        })
-        .await;
+    http_get(&address, "/boom").await.expect("last answer before the crash");
+    let report =
+        harness.wait_for("flaky", Duration::from_secs(10), |report| report.replicas[0].containers[0].reason == "CrashLoopBackOff").await;
     let replica = &report.replicas[0];
-    assert_eq!(
-        (
-            replica.phase.as_str(),
-            replica.containers[0].status.as_str()
-        ),
-        ("pending", "waiting")
-    );
+    assert_eq!((replica.phase.as_str(), replica.containers[0].status.as_str()), ("pending", "waiting"));
     assert_eq!(replica.containers[0].restart_count, 1);
     assert!(!replica_ready(replica));
 
-    let report = harness
-        .wait_for("flaky", READY_TIMEOUT, |report| all_ready(report, 1))
-        .await;
-    assert_eq!(
-        report.replicas[0].address, address,
-        "a restarted replica keeps its port"
-    );
-    http_get(&address, "/")
-        .await
-        .expect("restarted replica answers");
+    let report = harness.wait_for("flaky", READY_TIMEOUT, |report| all_ready(report, 1)).await;
+    assert_eq!(report.replicas[0].address, address, "a restarted replica keeps its port");
+    http_get(&address, "/").await.expect("restarted replica answers");
     harness.agent.shutdown().await;
 }
 
@@ -375,21 +215,11 @@ async fn a_process_that_crashes_after_being_ready_is_restarted_with_backoff() {
 async fn stale_fencing_tokens_are_refused() {
     let mut harness = Harness::start().await;
     let server = python_server(&harness.pid_file("server"));
-    harness
-        .launch(launch_request("fenced", 1, &entrypoint(&server), 5))
-        .await
-        .expect("launch with token 5");
+    harness.launch(launch_request("fenced", 1, &entrypoint(&server), 5)).await.expect("launch with token 5");
 
-    let refused = harness
-        .launch(launch_request("fenced", 2, &entrypoint(&server), 4))
-        .await
-        .expect_err("stale launch");
+    let refused = harness.launch(launch_request("fenced", 2, &entrypoint(&server), 4)).await.expect_err("stale launch");
     assert_eq!(refused.code(), Code::FailedPrecondition);
-    assert!(
-        refused.message().contains('4') && refused.message().contains('5'),
-        "{}",
-        refused.message()
-    );
+    assert!(refused.message().contains('4') && refused.message().contains('5'), "{}", refused.message());
     let refused = harness.stop("fenced", 1, 0).await.expect_err("stale stop");
     assert_eq!(refused.code(), Code::FailedPrecondition);
     // Tokens are per meta shard: an older number from another shard's lease is no stale token.
@@ -397,39 +227,18 @@ async fn stale_fencing_tokens_are_refused() {
     other_shard.meta_shard = 7;
     harness.launch(other_shard).await.expect("a token of another shard is compared with that shard's only");
 
-    let report = harness
-        .wait_for("fenced", READY_TIMEOUT, |report| all_ready(report, 1))
-        .await;
-    assert_eq!(
-        report.replicas.len(),
-        1,
-        "the refused launch must not have scaled the proton"
-    );
-    harness
-        .stop("fenced", 1, 6)
-        .await
-        .expect("stop with a newer token");
-    harness
-        .wait_for("fenced", Duration::from_secs(10), |report| {
-            report.lifecycle == "stopped"
-        })
-        .await;
+    let report = harness.wait_for("fenced", READY_TIMEOUT, |report| all_ready(report, 1)).await;
+    assert_eq!(report.replicas.len(), 1, "the refused launch must not have scaled the proton");
+    harness.stop("fenced", 1, 6).await.expect("stop with a newer token");
+    harness.wait_for("fenced", Duration::from_secs(10), |report| report.lifecycle == "stopped").await;
     harness.agent.shutdown().await;
 }
 
 #[tokio::test]
 async fn shutdown_leaves_no_process_behind() {
     let mut harness = Harness::start().await;
-    let info = harness
-        .client
-        .info(InfoRequest {})
-        .await
-        .expect("info")
-        .into_inner();
-    assert_eq!(
-        (info.name.as_str(), info.driver.as_str()),
-        ("test-agent", "process")
-    );
+    let info = harness.client.info(InfoRequest {}).await.expect("info").into_inner();
+    assert_eq!((info.name.as_str(), info.driver.as_str()), ("test-agent", "process"));
 
     let dir = harness.dir.path().display().to_string();
     let script = format!(
@@ -438,27 +247,17 @@ async fn shutdown_leaves_no_process_behind() {
     );
     let mut pid_files = Vec::new();
     for proton in ["a", "b"] {
-        harness
-            .launch(launch_request(proton, 2, &["sh", "-c", &script], 0))
-            .await
-            .expect("launch");
-        let report = harness
-            .wait_for(proton, READY_TIMEOUT, |report| all_ready(report, 2))
-            .await;
+        harness.launch(launch_request(proton, 2, &["sh", "-c", &script], 0)).await.expect("launch");
+        let report = harness.wait_for(proton, READY_TIMEOUT, |report| all_ready(report, 2)).await;
         for replica in &report.replicas {
             pid_files.push(harness.pid_file(&format!("{}-leader", replica.name)));
             pid_files.push(harness.pid_file(&format!("{}-sleep", replica.name)));
         }
     }
-    let pids: Vec<i32> = pid_files
-        .iter()
-        .map(|file| read_pid(file).expect("pid"))
-        .collect();
+    let pids: Vec<i32> = pid_files.iter().map(|file| read_pid(file).expect("pid")).collect();
     assert!(pids.iter().all(|pid| alive(*pid)));
 
-    tokio::time::timeout(Duration::from_secs(15), harness.agent.shutdown())
-        .await
-        .expect("shutdown in time");
+    tokio::time::timeout(Duration::from_secs(15), harness.agent.shutdown()).await.expect("shutdown in time");
     let left: Vec<i32> = pids.into_iter().filter(|pid| alive(*pid)).collect();
     assert!(left.is_empty(), "processes left after shutdown: {left:?}");
     assert!(
@@ -466,26 +265,15 @@ async fn shutdown_leaves_no_process_behind() {
         "a graceful shutdown leaves nothing for the next agent to adopt"
     );
 
-    let refused = harness
-        .launch(launch_request("late", 1, &["true"], 0))
-        .await
-        .expect_err("launch after shutdown");
+    let refused = harness.launch(launch_request("late", 1, &["true"], 0)).await.expect_err("launch after shutdown");
     assert_eq!(refused.code(), Code::Unavailable);
 }
 
 #[tokio::test]
 async fn info_reports_the_location_and_this_host_as_capacity() {
     let mut harness = Harness::start().await;
-    let info = harness
-        .client
-        .info(InfoRequest {})
-        .await
-        .expect("info")
-        .into_inner();
-    assert_eq!(
-        (info.cluster.as_str(), info.region.as_str()),
-        ("local", "local")
-    );
+    let info = harness.client.info(InfoRequest {}).await.expect("info").into_inner();
+    assert_eq!((info.cluster.as_str(), info.region.as_str()), ("local", "local"));
     assert_eq!(info.nodes.len(), 1, "{:?}", info.nodes);
     let host = &info.nodes[0];
     let cores = std::thread::available_parallelism().expect("cores").get();
@@ -499,17 +287,10 @@ async fn info_reports_the_location_and_this_host_as_capacity() {
 async fn a_launch_asking_for_gpus_of_no_type_is_refused() {
     let mut harness = Harness::start().await;
     let mut request = launch_request("gpu", 1, &["true"], 0);
-    request.resources = Some(nucleus_proto::agent::v1::Resources {
-        gpu_count: 1,
-        ..Default::default()
-    });
+    request.resources = Some(nucleus_proto::agent::v1::Resources { gpu_count: 1, ..Default::default() });
     let status = harness.launch(request).await.expect_err("refused");
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(
-        status.message().contains("gpu_type"),
-        "{}",
-        status.message()
-    );
+    assert!(status.message().contains("gpu_type"), "{}", status.message());
 }
 
 /// What a test needs to see of a replica to tell whether it is still the same process.
@@ -519,12 +300,7 @@ fn identity(report: &nucleus_proto::agent::v1::ProtonReport) -> Vec<(String, Str
         .iter()
         .map(|replica| {
             let container = &replica.containers[0];
-            (
-                replica.name.clone(),
-                replica.address.clone(),
-                container.started_at.clone(),
-                container.restart_count,
-            )
+            (replica.name.clone(), replica.address.clone(), container.started_at.clone(), container.restart_count)
         })
         .collect()
 }
@@ -539,10 +315,7 @@ impl Drop for KillGroups {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime")
 }
 
 /// Agent restart adoption: an agent that dies without shutting down leaves its replicas running,
@@ -587,10 +360,7 @@ fn agent_restart_adoption() {
 
         // A scheduler that lost its lease before the restart is still refused, although this agent
         // has not seen the newer token itself.
-        let refused = harness
-            .launch(launch_request("kept", 3, &["sh", "-c", &script], 4))
-            .await
-            .expect_err("stale launch");
+        let refused = harness.launch(launch_request("kept", 3, &["sh", "-c", &script], 4)).await.expect_err("stale launch");
         assert_eq!(refused.code(), Code::FailedPrecondition, "{}", refused.message());
         let refused = harness.stop("kept", 1, 4).await.expect_err("stale stop");
         assert_eq!(refused.code(), Code::FailedPrecondition, "{}", refused.message());
@@ -613,9 +383,7 @@ fn agent_restart_adoption() {
 
         // The replica that died meanwhile had been ready: it is restarted like any crashed one.
         let restarted = harness
-            .wait_for("lost", READY_TIMEOUT, |report| {
-                all_ready(report, 1) && report.replicas[0].containers[0].restart_count == 1
-            })
+            .wait_for("lost", READY_TIMEOUT, |report| all_ready(report, 1) && report.replicas[0].containers[0].restart_count == 1)
             .await;
         assert_eq!(restarted.replicas[0].containers[0].reason, "");
         let new_pid = pid("lost-0");
@@ -627,9 +395,7 @@ fn agent_restart_adoption() {
         assert_eq!(identity(&harness.current("kept").await), identity(&before));
 
         harness.stop("kept", 5, 5).await.expect("stop the adopted replicas");
-        let stopped = harness
-            .wait_for("kept", Duration::from_secs(15), |report| report.lifecycle == "stopped")
-            .await;
+        let stopped = harness.wait_for("kept", Duration::from_secs(15), |report| report.lifecycle == "stopped").await;
         assert!(stopped.replicas.is_empty());
         for pid in kept_pids {
             wait_until_gone(pid, Duration::from_secs(5)).await;
@@ -638,9 +404,7 @@ fn agent_restart_adoption() {
             wait_until_closed(&replica.address, Duration::from_secs(5)).await;
         }
 
-        tokio::time::timeout(Duration::from_secs(15), harness.agent.shutdown())
-            .await
-            .expect("shutdown in time");
+        tokio::time::timeout(Duration::from_secs(15), harness.agent.shutdown()).await.expect("shutdown in time");
         assert!(!alive(new_pid), "a graceful shutdown stops the replicas");
         assert!(!dir.path().join("process-driver/state.json").exists());
     });

@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{Timestamp, UserData};
@@ -78,9 +78,7 @@ pub struct ArtifactSpec {
 impl ArtifactSpec {
     /// The primary container of the first group that has one.
     pub fn primary(&self) -> Option<(&ContainerGroup, &Container)> {
-        self.container_groups
-            .iter()
-            .find_map(|g| g.containers.iter().find(|c| c.primary).map(|c| (g, c)))
+        self.container_groups.iter().find_map(|g| g.containers.iter().find(|c| c.primary).map(|c| (g, c)))
     }
 }
 
@@ -269,10 +267,7 @@ mod tests {
     #[test]
     fn probe_defaults_follow_the_spec() {
         let p: ProbeConfig = serde_json::from_str(r#"{"path":"/ready"}"#).unwrap();
-        assert_eq!(
-            (p.port, p.scheme.as_str(), p.initial_delay_seconds, p.period_seconds),
-            (8080, "HTTP", 30, 30)
-        );
+        assert_eq!((p.port, p.scheme.as_str(), p.initial_delay_seconds, p.period_seconds), (8080, "HTTP", 30, 30));
         assert_eq!((p.timeout_seconds, p.failure_threshold, p.success_threshold), (30, 3, 1));
     }
 

@@ -122,7 +122,16 @@ impl Role {
     /// The `permissions` a caller with this role has on the object.
     pub fn permissions(self) -> Vec<String> {
         let names: &[&str] = match self {
-            Role::Owner => &["CAN_VIEW", "CAN_UPDATE", "CAN_DELETE", "CAN_SHARE", "CAN_MAKE_PREDICTIONS", "CAN_SHARE_ROLE_OWNER", "CAN_SHARE_ROLE_READ_WRITE", "CAN_SHARE_ROLE_READ_ONLY"],
+            Role::Owner => &[
+                "CAN_VIEW",
+                "CAN_UPDATE",
+                "CAN_DELETE",
+                "CAN_SHARE",
+                "CAN_MAKE_PREDICTIONS",
+                "CAN_SHARE_ROLE_OWNER",
+                "CAN_SHARE_ROLE_READ_WRITE",
+                "CAN_SHARE_ROLE_READ_ONLY",
+            ],
             Role::User => &["CAN_VIEW", "CAN_MAKE_PREDICTIONS"],
             Role::Consumer => &["CAN_MAKE_PREDICTIONS"],
         };

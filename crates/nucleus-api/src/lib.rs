@@ -19,21 +19,15 @@ pub mod validation;
 pub mod workload;
 
 pub use artifact::{
-    Artifact, ArtifactSpec, ArtifactStatus, ArtifactType, Container, ContainerGroup, EnvVar,
-    InputArtifact, ProbeConfig, UpdateArtifactRequest,
+    Artifact, ArtifactSpec, ArtifactStatus, ArtifactType, Container, ContainerGroup, EnvVar, InputArtifact, ProbeConfig,
+    UpdateArtifactRequest,
 };
 pub use event::WorkloadEvent;
 pub use page::Page;
-pub use proton::{
-    Condition, ContainerState, OverallStatus, Proton, ProtonRole, ReplicaPhase, ReplicaStatus,
-    ReplicaStatusesSnapshot,
-};
+pub use proton::{Condition, ContainerState, OverallStatus, Proton, ProtonRole, ReplicaPhase, ReplicaStatus, ReplicaStatusesSnapshot};
 pub use status::ProtonStatus;
 pub use validation::FieldError;
-pub use workload::{
-    CreateWorkloadRequest, DesiredState, GroupRuntime, Importance, UpdateWorkloadRequest, Workload,
-    WorkloadRuntime,
-};
+pub use workload::{CreateWorkloadRequest, DesiredState, GroupRuntime, Importance, UpdateWorkloadRequest, Workload, WorkloadRuntime};
 
 /// Timestamps in documents: RFC 3339, UTC.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

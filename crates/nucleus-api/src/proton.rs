@@ -121,19 +121,12 @@ pub struct ReplicaStatus {
 impl ReplicaStatus {
     /// Ready replicas receive traffic.
     pub fn is_ready(&self) -> bool {
-        self.status == ReplicaPhase::Running
-            && self
-                .conditions
-                .iter()
-                .any(|c| c.condition_type == "Ready" && c.met == Some(true))
+        self.status == ReplicaPhase::Running && self.conditions.iter().any(|c| c.condition_type == "Ready" && c.met == Some(true))
     }
 
     /// The replica's state in the proton vocabulary.
     pub fn state(&self) -> ProtonStatus {
-        let backing_off = self
-            .containers
-            .iter()
-            .any(|c| c.reason.as_deref() == Some("CrashLoopBackOff"));
+        let backing_off = self.containers.iter().any(|c| c.reason.as_deref() == Some("CrashLoopBackOff"));
         match self.status {
             ReplicaPhase::Failed => ProtonStatus::Errored,
             ReplicaPhase::Pending if backing_off => ProtonStatus::Restarting,
@@ -167,11 +160,7 @@ pub struct ReplicaStatusesSnapshot {
 impl ReplicaStatusesSnapshot {
     /// Addresses of the replicas that may receive traffic.
     pub fn ready_addresses(&self) -> Vec<String> {
-        self.replicas
-            .iter()
-            .filter(|r| r.is_ready())
-            .map(|r| r.address.clone())
-            .collect()
+        self.replicas.iter().filter(|r| r.is_ready()).map(|r| r.address.clone()).collect()
     }
 }
 
@@ -179,10 +168,7 @@ impl ReplicaStatusesSnapshot {
 /// a replica not reported yet counts as provisioning.
 pub fn aggregate(replicas: &[ReplicaStatus], expected: u32) -> ProtonStatus {
     let missing = (expected as usize).saturating_sub(replicas.len());
-    let states = replicas
-        .iter()
-        .map(ReplicaStatus::state)
-        .chain(std::iter::repeat_n(ProtonStatus::Provisioning, missing));
+    let states = replicas.iter().map(ReplicaStatus::state).chain(std::iter::repeat_n(ProtonStatus::Provisioning, missing));
     worst(states).unwrap_or(ProtonStatus::Provisioning)
 }
 
@@ -206,11 +192,7 @@ mod tests {
             node_address: "127.0.0.1".into(),
             started_at: None,
             status: phase,
-            conditions: vec![Condition {
-                condition_type: "Ready".into(),
-                met: Some(ready),
-                since: String::new(),
-            }],
+            conditions: vec![Condition { condition_type: "Ready".into(), met: Some(ready), since: String::new() }],
             containers: vec![ContainerState {
                 name: "c".into(),
                 image: "i".into(),
@@ -252,11 +234,7 @@ mod tests {
     #[test]
     fn only_ready_running_replicas_get_traffic() {
         let snapshot = ReplicaStatusesSnapshot {
-            overall_status: OverallStatus {
-                state: ProtonStatus::Launching,
-                summary: String::new(),
-                last_updated: String::new(),
-            },
+            overall_status: OverallStatus { state: ProtonStatus::Launching, summary: String::new(), last_updated: String::new() },
             replicas: vec![
                 replica(ReplicaPhase::Running, true, None),
                 ReplicaStatus { address: "b".into(), ..replica(ReplicaPhase::Running, false, None) },

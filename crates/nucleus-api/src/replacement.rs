@@ -120,7 +120,10 @@ mod tests {
             "tenantId": "00000000-0000-4000-8000-000000000000", "userId": "u1"
         });
         let parsed: Replacement = serde_json::from_value(json).unwrap();
-        assert_eq!((parsed.status, parsed.config.warmup_duration_minutes, parsed.config.keep_old_version_minutes), (ReplacementStatus::Completed, 2, 0));
+        assert_eq!(
+            (parsed.status, parsed.config.warmup_duration_minutes, parsed.config.keep_old_version_minutes),
+            (ReplacementStatus::Completed, 2, 0)
+        );
         let back = serde_json::to_value(&parsed).unwrap();
         assert_eq!(back["candidateArtifactId"], "a1");
         assert_eq!(back["isDeleted"], false);

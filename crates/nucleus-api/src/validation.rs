@@ -1,8 +1,8 @@
 //! Request validation. Errors name the offending field the way FastAPI does (`loc`, `msg`,
 //! `type`), so that existing clients show them unchanged.
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::artifact::{ArtifactSpec, Container, InputArtifact, ProbeConfig};
@@ -64,11 +64,7 @@ pub enum BodyError {
 /// with the path of the first offending field).
 pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BodyError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(BodyError::Invalid(vec![FieldError::new(
-            &Loc::body(),
-            "Field required: send a JSON object",
-            "missing",
-        )]));
+        return Err(BodyError::Invalid(vec![FieldError::new(&Loc::body(), "Field required: send a JSON object", "missing")]));
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
@@ -96,8 +92,7 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BodyError> {
         };
         BodyError::Invalid(vec![FieldError::new(&loc, text, kind)])
     })?;
-    de.end()
-        .map_err(|e| BodyError::Malformed(format!("malformed JSON: {e}")))?;
+    de.end().map_err(|e| BodyError::Malformed(format!("malformed JSON: {e}")))?;
     Ok(value)
 }
 
@@ -119,21 +114,13 @@ pub fn name(value: &str, loc: &Loc, errors: &mut Vec<FieldError>) {
     if len == 0 {
         errors.push(FieldError::new(loc, "String should have at least 1 character", "string_too_short"));
     } else if len > NAME_MAX {
-        errors.push(FieldError::new(
-            loc,
-            format!("String should have at most {NAME_MAX} characters"),
-            "string_too_long",
-        ));
+        errors.push(FieldError::new(loc, format!("String should have at most {NAME_MAX} characters"), "string_too_long"));
     }
 }
 
 fn range(value: i64, min: i64, max: i64, loc: &Loc, errors: &mut Vec<FieldError>) {
     if value < min || value > max {
-        errors.push(FieldError::new(
-            loc,
-            format!("Input should be between {min} and {max}, got {value}"),
-            "out_of_range",
-        ));
+        errors.push(FieldError::new(loc, format!("Input should be between {min} and {max}, got {value}"), "out_of_range"));
     }
 }
 
@@ -147,11 +134,7 @@ pub fn input_artifact(artifact: &InputArtifact, loc: &Loc) -> Vec<FieldError> {
 pub fn spec(spec: &ArtifactSpec, loc: &Loc, errors: &mut Vec<FieldError>) {
     let groups_loc = loc.key("containerGroups");
     if spec.container_groups.len() > 1 {
-        errors.push(FieldError::new(
-            &groups_loc,
-            "Only one container group is supported",
-            "too_long",
-        ));
+        errors.push(FieldError::new(&groups_loc, "Only one container group is supported", "too_long"));
     }
     for (gi, group) in spec.container_groups.iter().enumerate() {
         let group_loc = groups_loc.index(gi);
@@ -172,25 +155,13 @@ pub fn spec(spec: &ArtifactSpec, loc: &Loc, errors: &mut Vec<FieldError>) {
 
 fn container(c: &Container, loc: &Loc, errors: &mut Vec<FieldError>) {
     match (c.primary, c.port) {
-        (true, None) => errors.push(FieldError::new(
-            &loc.key("port"),
-            "The primary container must set a port",
-            "missing",
-        )),
+        (true, None) => errors.push(FieldError::new(&loc.key("port"), "The primary container must set a port", "missing")),
         (true, Some(port)) => range(port, 1024, 65535, &loc.key("port"), errors),
-        (false, Some(_)) => errors.push(FieldError::new(
-            &loc.key("port"),
-            "Only the primary container may set a port",
-            "value_error",
-        )),
+        (false, Some(_)) => errors.push(FieldError::new(&loc.key("port"), "Only the primary container may set a port", "value_error")),
         (false, None) => {}
     }
     if c.image_uri.as_deref().is_none_or(str::is_empty) && c.image_build_config.is_none() {
-        errors.push(FieldError::new(
-            &loc.key("imageUri"),
-            "Field required: set imageUri (image builds are not supported yet)",
-            "missing",
-        ));
+        errors.push(FieldError::new(&loc.key("imageUri"), "Field required: set imageUri (image builds are not supported yet)", "missing"));
     }
     if let Some(entrypoint) = &c.entrypoint
         && (entrypoint.is_empty() || entrypoint[0].trim().is_empty())
@@ -210,11 +181,9 @@ fn container(c: &Container, loc: &Loc, errors: &mut Vec<FieldError>) {
                 }
             }
             "dr-credential" => {
-                for (field, present) in [
-                    ("name", var.name.is_some()),
-                    ("drCredentialId", var.dr_credential_id.is_some()),
-                    ("key", var.key.is_some()),
-                ] {
+                for (field, present) in
+                    [("name", var.name.is_some()), ("drCredentialId", var.dr_credential_id.is_some()), ("key", var.key.is_some())]
+                {
                     if !present {
                         errors.push(FieldError::new(&var_loc.key(field), "Field required", "missing"));
                     }
@@ -228,11 +197,8 @@ fn container(c: &Container, loc: &Loc, errors: &mut Vec<FieldError>) {
             )),
         }
     }
-    for (field, probe) in [
-        ("startupProbe", &c.startup_probe),
-        ("readinessProbe", &c.readiness_probe),
-        ("livenessProbe", &c.liveness_probe),
-    ] {
+    for (field, probe) in [("startupProbe", &c.startup_probe), ("readinessProbe", &c.readiness_probe), ("livenessProbe", &c.liveness_probe)]
+    {
         if let Some(p) = probe {
             self::probe(p, &loc.key(field), errors);
         }
@@ -245,11 +211,7 @@ fn probe(p: &ProbeConfig, loc: &Loc, errors: &mut Vec<FieldError>) {
     }
     range(p.port, 1, 65535, &loc.key("port"), errors);
     if p.scheme != "HTTP" && p.scheme != "HTTPS" {
-        errors.push(FieldError::new(
-            &loc.key("scheme"),
-            format!("Input should be 'HTTP' or 'HTTPS', got '{}'", p.scheme),
-            "literal_error",
-        ));
+        errors.push(FieldError::new(&loc.key("scheme"), format!("Input should be 'HTTP' or 'HTTPS', got '{}'", p.scheme), "literal_error"));
     }
     range(p.initial_delay_seconds, 0, 3600, &loc.key("initialDelaySeconds"), errors);
     range(p.period_seconds, 1, 3600, &loc.key("periodSeconds"), errors);
@@ -321,16 +283,10 @@ pub fn create_workload(req: &CreateWorkloadRequest) -> Vec<FieldError> {
     let mut errors = Vec::new();
     name(&req.name, &body.key("name"), &mut errors);
     match (&req.artifact, &req.artifact_id) {
-        (Some(_), Some(_)) => errors.push(FieldError::new(
-            &body,
-            "Send exactly one of 'artifact' (inline) or 'artifactId', not both",
-            "value_error",
-        )),
-        (None, None) => errors.push(FieldError::new(
-            &body,
-            "Send exactly one of 'artifact' (inline) or 'artifactId'",
-            "missing",
-        )),
+        (Some(_), Some(_)) => {
+            errors.push(FieldError::new(&body, "Send exactly one of 'artifact' (inline) or 'artifactId', not both", "value_error"))
+        }
+        (None, None) => errors.push(FieldError::new(&body, "Send exactly one of 'artifact' (inline) or 'artifactId'", "missing")),
         (Some(artifact), None) => {
             errors.extend(input_artifact(artifact, &body.key("artifact")));
             if artifact.spec.primary().is_none() {

@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::load::Putter;
-use crate::procs::{free_ports, which, Processes};
+use crate::procs::{Processes, free_ports, which};
 use crate::progress;
 
 #[allow(clippy::all)]
@@ -43,12 +43,7 @@ impl Cluster {
         let ports = free_ports(2 * members)?;
         let client_urls: Vec<String> = ports[..members].iter().map(|p| format!("http://127.0.0.1:{p}")).collect();
         let peer_urls: Vec<String> = ports[members..].iter().map(|p| format!("http://127.0.0.1:{p}")).collect();
-        let initial_cluster = peer_urls
-            .iter()
-            .enumerate()
-            .map(|(i, url)| format!("m{}={url}", i + 1))
-            .collect::<Vec<_>>()
-            .join(",");
+        let initial_cluster = peer_urls.iter().enumerate().map(|(i, url)| format!("m{}={url}", i + 1)).collect::<Vec<_>>().join(",");
         let token = format!("nucleus-bench-{}", std::process::id());
         for i in 0..members {
             let name = format!("m{}", i + 1);
@@ -143,10 +138,7 @@ pub struct EtcdPutter {
 
 impl EtcdPutter {
     pub async fn connect(url: &str) -> anyhow::Result<EtcdPutter> {
-        let channel = Endpoint::from_shared(url.to_owned())?
-            .connect()
-            .await
-            .with_context(|| format!("connecting to {url}"))?;
+        let channel = Endpoint::from_shared(url.to_owned())?.connect().await.with_context(|| format!("connecting to {url}"))?;
         Ok(EtcdPutter { kv: KvClient::new(channel) })
     }
 }

@@ -13,11 +13,11 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use crate::procs::{free_ports, which, Processes};
+use crate::procs::{Processes, free_ports, which};
 use crate::progress;
 
 const TOKEN: &str = "bench-token";
@@ -135,7 +135,8 @@ pub async fn run(args: &InvokeArgs, nucleus: &Path) -> anyhow::Result<()> {
     progress(&format!("replica (nginx serving a {}-byte file) ready at {replica}", args.size));
 
     std::fs::write(dir.join("proxy.conf"), proxy_config(&dir, args.workers, proxy_port, &replica))?;
-    let proxy_args = ["-e", &dir.join("proxy.err").to_string_lossy(), "-c", &dir.join("proxy.conf").to_string_lossy()].map(|s| s.to_string());
+    let proxy_args =
+        ["-e", &dir.join("proxy.err").to_string_lossy(), "-c", &dir.join("proxy.conf").to_string_lossy()].map(|s| s.to_string());
     procs.spawn("nginx-proxy", &nginx, &proxy_args)?;
     wait_until_serving(&format!("http://127.0.0.1:{proxy_port}/file")).await?;
 
@@ -153,7 +154,10 @@ pub async fn run(args: &InvokeArgs, nucleus: &Path) -> anyhow::Result<()> {
     }
     for round in 1..=args.rounds {
         for ((name, url, cpu), (_, results)) in targets.iter().zip(runs.iter_mut()) {
-            progress(&format!("round {round}/{}: {name}: wrk -t{} -c{} -d{}s ...", args.rounds, args.threads, args.connections, args.seconds));
+            progress(&format!(
+                "round {round}/{}: {name}: wrk -t{} -c{} -d{}s ...",
+                args.rounds, args.threads, args.connections, args.seconds
+            ));
             let before = cpu.as_ref().map(Cpu::seconds).transpose()?;
             let figures = run_wrk(&wrk, args, url, args.seconds)?;
             let after = cpu.as_ref().map(Cpu::seconds).transpose()?;
@@ -171,7 +175,10 @@ pub async fn run(args: &InvokeArgs, nucleus: &Path) -> anyhow::Result<()> {
     let mut paced_runs: Vec<(&str, Vec<Paced>)> = targets.iter().map(|(name, _, _)| (*name, Vec::new())).collect();
     for round in 1..=paced_rounds {
         for ((name, url, _), (_, results)) in targets.iter().zip(paced_runs.iter_mut()) {
-            progress(&format!("round {round}/{paced_rounds}: {name}: {} req/s for {} s (open loop, 16 connections) ...", args.rate, args.seconds));
+            progress(&format!(
+                "round {round}/{paced_rounds}: {name}: {} req/s for {} s (open loop, 16 connections) ...",
+                args.rate, args.seconds
+            ));
             let figures = run_paced(url, args.rate, Duration::from_secs(args.seconds)).await?;
             anyhow::ensure!(figures.failed == 0, "{name}: {} of {} paced requests failed", figures.failed, figures.sent);
             progress(&format!("  p50 {:.3} ms, p99 {:.3} ms", figures.p50_ms, figures.p99_ms));
@@ -207,7 +214,13 @@ fn report(args: &InvokeArgs, saturated: &[(&str, Saturated)], paced: &[(&str, Pa
             nucleus.p99_ms / nginx.p99_ms,
             nucleus.cpu_per_1k.zip(nginx.cpu_per_1k).map_or("-".to_owned(), |(a, b)| format!("{:.2}x", a / b)),
         );
-        let _ = writeln!(out, "| nucleus/direct | {:.2}x | {:.2}x | {:.2}x | - |", nucleus.requests_per_sec / direct.requests_per_sec, nucleus.p50_ms / direct.p50_ms, nucleus.p99_ms / direct.p99_ms);
+        let _ = writeln!(
+            out,
+            "| nucleus/direct | {:.2}x | {:.2}x | {:.2}x | - |",
+            nucleus.requests_per_sec / direct.requests_per_sec,
+            nucleus.p50_ms / direct.p50_ms,
+            nucleus.p99_ms / direct.p99_ms
+        );
     }
     if !paired.is_empty() {
         let mut sorted = paired.to_vec();
@@ -226,7 +239,15 @@ fn report(args: &InvokeArgs, saturated: &[(&str, Saturated)], paced: &[(&str, Pa
     let direct = paced.iter().find(|(n, _)| *n == "direct").map(|(_, p)| p);
     for (name, p) in paced {
         let added = |f: fn(&Paced) -> f64| direct.filter(|_| *name != "direct").map_or("-".to_owned(), |d| format!("{:+.3}", f(p) - f(d)));
-        let _ = writeln!(out, "| {name} | {} | {:.3} | {:.3} | {} | {} |", p.sent, p.p50_ms, p.p99_ms, added(|p| p.p50_ms), added(|p| p.p99_ms));
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {:.3} | {:.3} | {} | {} |",
+            p.sent,
+            p.p50_ms,
+            p.p99_ms,
+            added(|p| p.p50_ms),
+            added(|p| p.p99_ms)
+        );
     }
     out
 }

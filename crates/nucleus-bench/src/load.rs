@@ -105,14 +105,8 @@ pub async fn run<P: Putter>(target: Arc<P>, spec: &LoadSpec) -> Summary {
             (histogram, writes, errors, first_error, last_done)
         }));
     }
-    let mut summary = Summary {
-        clients: spec.clients,
-        writes: 0,
-        errors: 0,
-        first_error: None,
-        elapsed: spec.measure,
-        latency_us: new_histogram(),
-    };
+    let mut summary =
+        Summary { clients: spec.clients, writes: 0, errors: 0, first_error: None, elapsed: spec.measure, latency_us: new_histogram() };
     let mut last_done = until;
     for task in tasks {
         let (histogram, writes, errors, first_error, done) = task.await.expect("load client panicked");
@@ -192,13 +186,8 @@ mod tests {
 
     #[tokio::test]
     async fn counts_errors_and_keeps_the_first() {
-        let spec = LoadSpec {
-            clients: 2,
-            warmup: Duration::ZERO,
-            measure: Duration::from_millis(30),
-            key_prefix: "t".into(),
-            value: Vec::new(),
-        };
+        let spec =
+            LoadSpec { clients: 2, warmup: Duration::ZERO, measure: Duration::from_millis(30), key_prefix: "t".into(), value: Vec::new() };
         let summary = run(Arc::new(Failing), &spec).await;
         assert_eq!(summary.writes, 0);
         assert!(summary.errors > 0);

@@ -11,8 +11,8 @@ mod load;
 mod nucleus;
 mod placement;
 mod placement_meta;
-mod replacement;
 mod procs;
+mod replacement;
 mod report;
 
 use std::path::{Path, PathBuf};
@@ -106,12 +106,8 @@ fn main() -> anyhow::Result<()> {
             let nucleus_bin = nucleus_binary(args.nucleus.as_deref())?;
             let nodes = placement::fleet(args.nodes);
             let requests = placement::requests(args.replicas, &nucleus_scheduler::placement::default_bundles());
-            let through_meta = tokio::runtime::Runtime::new()?.block_on(placement_meta::run(
-                &nucleus_bin,
-                &nodes,
-                &requests,
-                args.nodes_per_agent,
-            ))?;
+            let through_meta =
+                tokio::runtime::Runtime::new()?.block_on(placement_meta::run(&nucleus_bin, &nodes, &requests, args.nodes_per_agent))?;
             placement_meta::print(&through_meta);
             Ok(())
         }
@@ -191,8 +187,7 @@ async fn meta(args: MetaArgs) -> anyhow::Result<()> {
         progress("etcd: stopping the cluster");
     }
 
-    let rows: Vec<report::Row<'_>> =
-        results.iter().map(|(system, summary)| report::Row { system, summary }).collect();
+    let rows: Vec<report::Row<'_>> = results.iter().map(|(system, summary)| report::Row { system, summary }).collect();
     let baseline = args.against.map(|_| "etcd");
     println!();
     println!(
@@ -236,10 +231,7 @@ fn machine() -> String {
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, m)| m.trim().to_owned())
+            text.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, m)| m.trim().to_owned())
         })
         .unwrap_or_else(|| "unknown CPU".into());
     format!("{cores} core(s), {model}")

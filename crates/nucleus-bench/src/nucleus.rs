@@ -8,7 +8,7 @@ use anyhow::Context;
 use nucleus_client::{MetaClient, Txn, WriteOutcome};
 
 use crate::load::Putter;
-use crate::procs::{free_ports, Processes};
+use crate::procs::{Processes, free_ports};
 use crate::progress;
 
 /// A running meta group; its processes die with it.

@@ -7,8 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use nucleus_scheduler::placement::{
-    default_bundles, place, verify, Allocation, Bundle, Importance, Node, Placer, Request, GPU_TYPE_A10G,
-    GPU_TYPE_H100, GPU_TYPE_L4,
+    Allocation, Bundle, GPU_TYPE_A10G, GPU_TYPE_H100, GPU_TYPE_L4, Importance, Node, Placer, Request, default_bundles, place, verify,
 };
 
 const GIB: u64 = 1 << 30;

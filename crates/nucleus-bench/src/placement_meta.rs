@@ -9,8 +9,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nucleus_api::bundle::{default_catalogue, ResourceBundle};
-use nucleus_client::{keys, MetaClient, NodeRecord, WatchEvent, WriteOutcome};
+use nucleus_api::bundle::{ResourceBundle, default_catalogue};
+use nucleus_client::{MetaClient, NodeRecord, WatchEvent, WriteOutcome, keys};
 use nucleus_scheduler::allocations::{self, AgentNodes, Ask, Ledgers, NodeAllocations};
 use nucleus_scheduler::placement::{Importance, Node};
 use tokio::sync::mpsc;
@@ -70,7 +70,9 @@ fn asks(requests: &[nucleus_scheduler::placement::Request]) -> anyhow::Result<Ve
             let bundles = r
                 .bundles
                 .iter()
-                .map(|b| catalogue.iter().find(|c| c.id == b.id).cloned().ok_or_else(|| anyhow::anyhow!("bundle {} not in the catalogue", b.id)))
+                .map(|b| {
+                    catalogue.iter().find(|c| c.id == b.id).cloned().ok_or_else(|| anyhow::anyhow!("bundle {} not in the catalogue", b.id))
+                })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             Ok((r.proton.clone(), r.replicas, r.importance, bundles))
         })
@@ -110,12 +112,7 @@ pub async fn run(
 }
 
 /// One worker: every `WORKERS`-th request, in order. Returns (replicas placed, unplaceable, conflicts).
-async fn work(
-    meta: MetaClient,
-    agents: &[SimAgent],
-    asks: &[OwnedAsk],
-    worker: usize,
-) -> anyhow::Result<(usize, usize, usize)> {
+async fn work(meta: MetaClient, agents: &[SimAgent], asks: &[OwnedAsk], worker: usize) -> anyhow::Result<(usize, usize, usize)> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let watcher = {
         let meta = meta.clone();

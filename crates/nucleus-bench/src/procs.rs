@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 
 /// The processes of one cluster, and the temporary directory holding their data and logs.
 pub struct Processes {
@@ -17,10 +17,7 @@ pub struct Processes {
 
 impl Processes {
     pub fn new(what: &str) -> anyhow::Result<Processes> {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("nucleus-bench-{what}-"))
-            .tempdir()
-            .context("creating a temporary directory")?;
+        let dir = tempfile::Builder::new().prefix(&format!("nucleus-bench-{what}-")).tempdir().context("creating a temporary directory")?;
         Ok(Processes { children: Vec::new(), dir })
     }
 

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use crate::procs::{free_ports, Processes};
+use crate::procs::{Processes, free_ports};
 use crate::progress;
 
 const TOKEN: &str = "bench-token";
@@ -86,7 +86,11 @@ pub async fn run(args: &ReplacementArgs, nucleus: &std::path::Path) -> anyhow::R
     let port = free_ports(1)?[0];
     let data = procs.dir().join("data").to_string_lossy().into_owned();
     let listen = format!("127.0.0.1:{port}");
-    procs.spawn("dev", nucleus, &["dev".into(), "--listen".into(), listen.clone(), "--token".into(), TOKEN.into(), "--data-dir".into(), data])?;
+    procs.spawn(
+        "dev",
+        nucleus,
+        &["dev".into(), "--listen".into(), listen.clone(), "--token".into(), TOKEN.into(), "--data-dir".into(), data],
+    )?;
     procs.wait_for_log("dev", "REST API at", Duration::from_secs(60))?;
     let client = Arc::new(Client { http: reqwest::Client::builder().no_proxy().build()?, base: format!("http://{listen}") });
 
@@ -146,7 +150,11 @@ pub async fn run(args: &ReplacementArgs, nucleus: &std::path::Path) -> anyhow::R
         let artifact_id = made["id"].as_str().context("artifact id")?.to_owned();
         let started = Instant::now();
         let (code, replacement) = client
-            .call(reqwest::Method::POST, &format!("/workloads/{id}/replacement"), Some(json!({"artifactId": artifact_id, "strategy": "rolling"})))
+            .call(
+                reqwest::Method::POST,
+                &format!("/workloads/{id}/replacement"),
+                Some(json!({"artifactId": artifact_id, "strategy": "rolling"})),
+            )
             .await?;
         anyhow::ensure!(code == 202, "starting replacement {round}: {code} {replacement}");
         wait(&client, &id, "replacement done", |w| w["replacement"].is_null() && w["artifactId"] == artifact_id.as_str()).await?;
@@ -183,7 +191,11 @@ async fn ready_replicas(client: &Client, id: &str) -> anyhow::Result<u32> {
     anyhow::ensure!(code == 200, "no snapshot yet");
     let ready = details["replicas"]
         .as_array()
-        .map(|rs| rs.iter().filter(|r| r["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["met"] == true))).count())
+        .map(|rs| {
+            rs.iter()
+                .filter(|r| r["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["met"] == true)))
+                .count()
+        })
         .unwrap_or(0);
     Ok(ready as u32)
 }

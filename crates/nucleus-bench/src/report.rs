@@ -64,11 +64,7 @@ pub fn one_line(system: &str, s: &Summary) -> String {
         s.latency_ms(0.999),
     );
     if s.errors > 0 {
-        line.push_str(&format!(
-            "; {} failed put(s), first: {}",
-            s.errors,
-            s.first_error.as_deref().unwrap_or("?")
-        ));
+        line.push_str(&format!("; {} failed put(s), first: {}", s.errors, s.first_error.as_deref().unwrap_or("?")));
     }
     line
 }
@@ -105,11 +101,8 @@ mod tests {
         let n1 = summary(1, 1000, &[2000]);
         let e1 = summary(1, 2000, &[1000]);
         let n64 = summary(64, 3000, &[8000]);
-        let rows = [
-            Row { system: "nucleus", summary: &n1 },
-            Row { system: "nucleus", summary: &n64 },
-            Row { system: "etcd", summary: &e1 },
-        ];
+        let rows =
+            [Row { system: "nucleus", summary: &n1 }, Row { system: "nucleus", summary: &n64 }, Row { system: "etcd", summary: &e1 }];
         let table = table(&rows, Some("etcd"));
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 2 + 3 + 1, "no ratio row for 64 clients: etcd has none");

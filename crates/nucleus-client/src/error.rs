@@ -29,10 +29,7 @@ impl Error {
             // to retry: writes carry a request id, so one that did apply is not applied again.
             Error::Rpc { status, .. } => matches!(
                 status.code(),
-                tonic::Code::Unavailable
-                    | tonic::Code::DeadlineExceeded
-                    | tonic::Code::Unknown
-                    | tonic::Code::Cancelled
+                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown | tonic::Code::Cancelled
             ),
             _ => false,
         }

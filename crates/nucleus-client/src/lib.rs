@@ -18,9 +18,9 @@ mod watch;
 
 pub use agent::AgentClient;
 pub use error::Error;
-pub use meta::{decode, node_status, node_status_of, MetaClient, Versioned};
-pub use nucleus_proto::meta::v1::StatusResponse as NodeStatus;
+pub use meta::{MetaClient, Versioned, decode, node_status, node_status_of};
 pub use nucleus_proto::meta::v1::KeyValue;
+pub use nucleus_proto::meta::v1::StatusResponse as NodeStatus;
 pub use txn::{Txn, WriteOutcome};
 pub use watch::{ResumableWatch, WatchEvent, WatchStream};
 

@@ -42,12 +42,8 @@ impl Members {
                 message: "no meta address given; pass --meta host:port".to_owned(),
             });
         }
-        let members = Members {
-            seeds: seeds.to_vec(),
-            known: Mutex::new(seeds.to_vec()),
-            routes: Mutex::default(),
-            channels: Mutex::default(),
-        };
+        let members =
+            Members { seeds: seeds.to_vec(), known: Mutex::new(seeds.to_vec()), routes: Mutex::default(), channels: Mutex::default() };
         for seed in seeds {
             members.channel(seed)?;
         }

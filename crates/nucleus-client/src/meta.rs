@@ -167,12 +167,7 @@ impl MetaClient {
     }
 
     /// A watch of `prefix` in one group: from a snapshot, or from `start_revision`.
-    pub(crate) async fn watch_group(
-        &self,
-        group: u64,
-        prefix: &str,
-        start_revision: Option<u64>,
-    ) -> Result<WatchStream, Error> {
+    pub(crate) async fn watch_group(&self, group: u64, prefix: &str, start_revision: Option<u64>) -> Result<WatchStream, Error> {
         let request = pb::WatchRequest { prefix: prefix.to_owned(), start_revision, group_id: group };
         let stream = self
             .retrying(group, |mut grpc| {
@@ -237,11 +232,7 @@ impl MetaClient {
     /// Read-modify-write of one document under optimistic concurrency: `change` is re-run on a
     /// fresh copy whenever someone else wrote the document in between. Returns `Ok(None)` if the
     /// document does not exist, and whatever `change` refuses with as `Err(Refused)`.
-    pub async fn update_json<T, E>(
-        &self,
-        key: &str,
-        mut change: impl FnMut(&mut T) -> Result<(), E>,
-    ) -> Result<Result<Option<T>, E>, Error>
+    pub async fn update_json<T, E>(&self, key: &str, mut change: impl FnMut(&mut T) -> Result<(), E>) -> Result<Result<Option<T>, E>, Error>
     where
         T: DeserializeOwned + serde::Serialize,
     {

@@ -1,8 +1,8 @@
 use nucleus_proto::meta::v1 as pb;
 use serde::Serialize;
 
-use crate::keys::{self, Scope};
 use crate::Error;
+use crate::keys::{self, Scope};
 
 /// A conditional, atomic write of several keys. Meta applies it within one Raft group, so every
 /// key it reads or writes must belong to one workload or be cluster-wide (see [`keys::Scope`]);
@@ -25,11 +25,8 @@ impl Txn {
     }
 
     pub fn put_json<T: Serialize>(mut self, key: &str, value: &T) -> Result<Txn, Error> {
-        let bytes = serde_json::to_vec(value)
-            .map_err(|source| Error::Encode { key: key.to_owned(), source })?;
-        self.ops.push(pb::Op {
-            op: Some(pb::op::Op::Put(pb::Put { key: key.to_owned(), value: bytes })),
-        });
+        let bytes = serde_json::to_vec(value).map_err(|source| Error::Encode { key: key.to_owned(), source })?;
+        self.ops.push(pb::Op { op: Some(pb::op::Op::Put(pb::Put { key: key.to_owned(), value: bytes })) });
         Ok(self)
     }
 
@@ -65,9 +62,7 @@ impl Txn {
             _ => None,
         };
         match scope {
-            Some(scope) if pins_agree && (pins.is_empty() || matches!(scope, Scope::Workload(_) | Scope::Shard(_))) => {
-                Ok(scope)
-            }
+            Some(scope) if pins_agree && (pins.is_empty() || matches!(scope, Scope::Workload(_) | Scope::Shard(_))) => Ok(scope),
             _ => Err(self.cross_group()),
         }
     }
@@ -116,9 +111,13 @@ impl Txn {
 /// What a write did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteOutcome {
-    Applied { revision: u64 },
+    Applied {
+        revision: u64,
+    },
     /// A condition did not hold; nothing changed.
-    Conflict { key: String },
+    Conflict {
+        key: String,
+    },
 }
 
 impl WriteOutcome {
@@ -172,9 +171,8 @@ mod tests {
         let shards = 16;
         let home = keys::Scope::Workload("w").group(shards);
         let other = if home == 1 { 2 } else { 1 };
-        let fenced = |lease_group: u64| {
-            Txn::new().require(&keys::shard_lease(lease_group), 5).put_json(&keys::proton("w", "p"), &1).unwrap()
-        };
+        let fenced =
+            |lease_group: u64| Txn::new().require(&keys::shard_lease(lease_group), 5).put_json(&keys::proton("w", "p"), &1).unwrap();
         assert_eq!(fenced(home).group(shards).unwrap(), home);
         assert!(matches!(fenced(other).group(shards), Err(Error::CrossGroup { .. })), "lease of another shard");
         let lease_only = Txn::new().require(&keys::shard_lease(other), 0).put_json(&keys::shard_lease(other), &1).unwrap();

@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use futures::stream::{BoxStream, SelectAll};
 use futures::StreamExt;
+use futures::stream::{BoxStream, SelectAll};
 use nucleus_proto::meta::v1 as pb;
 use nucleus_proto::meta::v1::watch_event::Kind;
 
 use crate::meta::rpc;
-use crate::{keys, Error, MetaClient};
+use crate::{Error, MetaClient, keys};
 
 /// Pause before re-watching after a failed attempt, doubled up to [`MAX_RETRY_AFTER`].
 const RETRY_AFTER: Duration = Duration::from_millis(100);
@@ -23,7 +23,10 @@ pub enum WatchEvent {
     Reset(Vec<pb::KeyValue>),
     /// The key's new value; `kv.mod_revision` is the revision of the change.
     Put(pb::KeyValue),
-    Delete { key: String, revision: u64 },
+    Delete {
+        key: String,
+        revision: u64,
+    },
 }
 
 /// A watch of one prefix in one group. Ends (with an error) when the connection breaks or the watcher fell
@@ -166,15 +169,7 @@ struct GroupWatch {
 
 impl GroupWatch {
     fn new(meta: MetaClient, group: u64, prefix: &str) -> GroupWatch {
-        GroupWatch {
-            meta,
-            group,
-            prefix: prefix.to_owned(),
-            stream: None,
-            position: None,
-            to_skip: 0,
-            retry_after: RETRY_AFTER,
-        }
+        GroupWatch { meta, group, prefix: prefix.to_owned(), stream: None, position: None, to_skip: 0, retry_after: RETRY_AFTER }
     }
 
     /// The next change, re-watching (with back-off) for as long as it takes.

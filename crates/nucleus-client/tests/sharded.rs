@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use nucleus_client::{keys, Error, MetaClient, Txn, WatchEvent, WriteOutcome};
+use nucleus_client::{Error, MetaClient, Txn, WatchEvent, WriteOutcome, keys};
 use nucleus_meta::{MetaConfig, MetaNode};
 
 const SHARDS: u64 = 4;
@@ -11,8 +11,7 @@ const SHARDS: u64 = 4;
 /// Workload ids that land in at least two different shards.
 fn workload_ids() -> Vec<String> {
     let ids: Vec<String> = (0..8).map(|i| format!("w{i}")).collect();
-    let groups: std::collections::BTreeSet<u64> =
-        ids.iter().map(|id| keys::group_of_key(&keys::workload(id), SHARDS)).collect();
+    let groups: std::collections::BTreeSet<u64> = ids.iter().map(|id| keys::group_of_key(&keys::workload(id), SHARDS)).collect();
     assert!(groups.len() > 1, "test ids should spread over shards");
     ids
 }

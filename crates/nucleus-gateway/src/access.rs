@@ -3,11 +3,11 @@
 //! what the request needs. An object the caller has no role on answers 404 (it cannot learn it
 //! exists); one it may not do this with answers 403.
 
-use nucleus_api::identity::{Recipient, Role, SharedRole, ORGANIZATION_ID};
 use nucleus_api::UserData;
+use nucleus_api::identity::{ORGANIZATION_ID, Recipient, Role, SharedRole};
 
-use crate::auth::Caller;
 use crate::ApiError;
+use crate::auth::Caller;
 
 /// What a request does with an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,10 +90,20 @@ mod tests {
         assert_eq!(role_of(&user("eve"), Some(&creator), &shared), None);
         let to_group = SharedRole { id: "ml".into(), name: "ml".into(), role: Role::User, share_recipient_type: "group".into() };
         let to_other_group = SharedRole { id: "ops".into(), name: "ops".into(), role: Role::Owner, share_recipient_type: "group".into() };
-        let to_everyone = SharedRole { id: ORGANIZATION_ID.into(), name: "organization".into(), role: Role::Consumer, share_recipient_type: "organization".into() };
-        assert_eq!(role_of(&user("eve"), Some(&creator), &[to_group, to_other_group.clone()]), Some(Role::User), "eve is in ml, not in ops");
+        let to_everyone = SharedRole {
+            id: ORGANIZATION_ID.into(),
+            name: "organization".into(),
+            role: Role::Consumer,
+            share_recipient_type: "organization".into(),
+        };
+        assert_eq!(
+            role_of(&user("eve"), Some(&creator), &[to_group, to_other_group.clone()]),
+            Some(Role::User),
+            "eve is in ml, not in ops"
+        );
         assert_eq!(role_of(&user("eve"), Some(&creator), &[to_other_group, to_everyone]), Some(Role::Consumer));
-        let user_named_like_group = SharedRole { id: "ml".into(), name: "ml".into(), role: Role::Owner, share_recipient_type: "user".into() };
+        let user_named_like_group =
+            SharedRole { id: "ml".into(), name: "ml".into(), role: Role::Owner, share_recipient_type: "user".into() };
         assert_eq!(role_of(&user("eve"), Some(&creator), &[user_named_like_group]), None, "a user entry is not a group entry");
 
         let hidden = || ApiError::NotFound("gone".into());

@@ -1,20 +1,20 @@
 //! `/artifacts`: drafts are mutable, locked artifacts are not.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use nucleus_api::identity::Role;
 use nucleus_api::validation::{self, Loc};
 use nucleus_api::{Artifact, ArtifactStatus, InputArtifact, UpdateArtifactRequest, Workload};
-use nucleus_client::{keys, Txn};
+use nucleus_client::{Txn, keys};
 
-use crate::access::{allow, permissions, role_of, Need};
-use crate::listing::{check, order, paginate, CommonFilters, Window};
-use crate::request::{json_body, Query};
+use crate::access::{Need, allow, permissions, role_of};
 use crate::auth::Caller;
-use crate::{ids, ApiError, AppState};
+use crate::listing::{CommonFilters, Window, check, order, paginate};
+use crate::request::{Query, json_body};
+use crate::{ApiError, AppState, ids};
 
 pub async fn create(State(state): State<AppState>, Extension(caller): Extension<Caller>, body: Bytes) -> Result<Response, ApiError> {
     let input: InputArtifact = json_body(&body)?;
@@ -90,7 +90,12 @@ pub struct CloneRequest {
 
 /// `POST /artifacts/{id}/clone`: a new draft with the same spec, in the same repository,
 /// whatever the source's status (the way to "unlock" a locked artifact).
-pub async fn clone(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, body: Bytes) -> Result<Json<Artifact>, ApiError> {
+pub async fn clone(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Artifact>, ApiError> {
     let request: CloneRequest = json_body(&body)?;
     let mut errors = Vec::new();
     validation::name(&request.name, &Loc::body().key("name"), &mut errors);
@@ -162,7 +167,11 @@ pub fn json_name<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
-pub async fn get(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Json<Artifact>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<Artifact>, ApiError> {
     let artifact = load(&state, &caller, &id, Need::Read).await?;
     Ok(Json(formatted(artifact.value, &caller)))
 }
@@ -175,36 +184,41 @@ async fn load(state: &AppState, caller: &Caller, id: &str, need: Need) -> Result
 }
 
 fn locked_error(id: &str) -> ApiError {
-    ApiError::Conflict(format!(
-        "Artifact {id} is locked and cannot change; clone it (POST /artifacts/{id}/clone) to get an editable draft"
-    ))
+    ApiError::Conflict(format!("Artifact {id} is locked and cannot change; clone it (POST /artifacts/{id}/clone) to get an editable draft"))
 }
 
 /// Full replace of a draft.
-pub async fn replace(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, body: Bytes) -> Result<Json<Artifact>, ApiError> {
+pub async fn replace(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Artifact>, ApiError> {
     let input: InputArtifact = json_body(&body)?;
     check(validation::input_artifact(&input, &Loc::body()))?;
     let current = load(&state, &caller, &id, Need::Change).await?;
     if current.value.status == ArtifactStatus::Locked {
         return Err(locked_error(&id));
     }
-    let repository = input
-        .artifact_repository_id
-        .clone()
-        .or(current.value.artifact_repository_id.clone())
-        .unwrap_or_else(ids::new_id);
+    let repository = input.artifact_repository_id.clone().or(current.value.artifact_repository_id.clone()).unwrap_or_else(ids::new_id);
     let version = match input.status {
         ArtifactStatus::Locked => Some(next_version(&state, &repository).await?),
         ArtifactStatus::Draft => None,
     };
-    let mut artifact = Artifact::from_input(id.clone(), input, repository, version, nucleus_api::clock::now(), current.value.creator.clone());
+    let mut artifact =
+        Artifact::from_input(id.clone(), input, repository, version, nucleus_api::clock::now(), current.value.creator.clone());
     artifact.created_at = current.value.created_at;
     artifact.shared_roles.clone_from(&current.value.shared_roles);
     write_if_unchanged(&state, &current, &artifact).await?;
     Ok(Json(formatted(artifact, &caller)))
 }
 
-pub async fn update(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, body: Bytes) -> Result<Json<Artifact>, ApiError> {
+pub async fn update(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Artifact>, ApiError> {
     let patch: UpdateArtifactRequest = json_body(&body)?;
     let mut errors = Vec::new();
     if let Some(name) = &patch.name {
@@ -270,7 +284,11 @@ pub(crate) async fn write_if_unchanged(
     }
 }
 
-pub async fn delete(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let current = load(&state, &caller, &id, Need::Change).await?;
     if current.value.status == ArtifactStatus::Locked {
         return Err(ApiError::Conflict(format!("Artifact {id} is locked; locked artifacts cannot be deleted")));
@@ -284,10 +302,7 @@ pub async fn delete(State(state): State<AppState>, Extension(caller): Extension<
         .map(|w| w.value.id)
         .collect();
     if !users.is_empty() {
-        return Err(ApiError::Conflict(format!(
-            "Artifact {id} is used by workload(s) {}; delete those first",
-            users.join(", ")
-        )));
+        return Err(ApiError::Conflict(format!("Artifact {id} is used by workload(s) {}; delete those first", users.join(", "))));
     }
     let key = keys::artifact(&id);
     let txn = Txn::new().require(&key, current.mod_revision).delete(&key);

@@ -13,8 +13,8 @@ use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use nucleus_api::identity::{TokenRecord, User, UserGroup};
 use nucleus_api::UserData;
+use nucleus_api::identity::{TokenRecord, User, UserGroup};
 use nucleus_client::keys;
 use sha2::{Digest, Sha256};
 
@@ -174,7 +174,8 @@ pub fn token_of(authorization: &str) -> Option<&str> {
 
 fn invalid_token() -> ApiError {
     ApiError::Unauthorized(
-        "Invalid API token: use the token `nucleus dev` printed (kept in <data-dir>/token) or one made with POST /api/v2/users/{id}/tokens".to_owned(),
+        "Invalid API token: use the token `nucleus dev` printed (kept in <data-dir>/token) or one made with POST /api/v2/users/{id}/tokens"
+            .to_owned(),
     )
 }
 

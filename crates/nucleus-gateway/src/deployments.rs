@@ -2,22 +2,22 @@
 //! invoke URL `/api/v2/endpoints/deployments/{id}/...`. A deployment fronts one workload whose
 //! artifact is locked, and a workload backs at most one deployment.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use nucleus_api::deployment::{CreateDeploymentRequest, Deployment, UpdateDeploymentRequest};
 use nucleus_api::validation::{self, Loc};
 use nucleus_api::{Artifact, ArtifactStatus, FieldError};
-use nucleus_client::{keys, Txn, Versioned};
+use nucleus_client::{Txn, Versioned, keys};
 
 use crate::access::Need;
-use crate::listing::{check, paginate, Window};
-use crate::request::{base_url, json_body, Query};
-use crate::workloads::load as load_workload;
 use crate::auth::Caller;
-use crate::{ids, ApiError, AppState};
+use crate::listing::{Window, check, paginate};
+use crate::request::{Query, base_url, json_body};
+use crate::workloads::load as load_workload;
+use crate::{ApiError, AppState, ids};
 
 pub const PREFIX: &str = "/api/v2/endpoints/deployments/";
 
@@ -82,10 +82,7 @@ pub async fn create(State(state): State<AppState>, Extension(caller): Extension<
         .put_json(&keys::deployment_of_workload(&workload.id), &deployment.id)?
         .put_json(&keys::deployment(&deployment.id), &deployment)?;
     if !state.meta.write(txn).await?.applied() {
-        return Err(ApiError::Conflict(format!(
-            "Workload {} already backs a deployment; one workload per deployment",
-            workload.id
-        )));
+        return Err(ApiError::Conflict(format!("Workload {} already backs a deployment; one workload per deployment", workload.id)));
     }
     Ok((StatusCode::CREATED, Json(formatted(deployment, base_url(&state)))).into_response())
 }
@@ -106,11 +103,20 @@ pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Ca
     Ok(Json(paginate(items, &window, &query, &state, &uri)).into_response())
 }
 
-pub async fn get(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Json<Deployment>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<Deployment>, ApiError> {
     Ok(Json(formatted(load(&state, &caller, &id, Need::Read).await?.value, base_url(&state))))
 }
 
-pub async fn update(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, body: Bytes) -> Result<Json<Deployment>, ApiError> {
+pub async fn update(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Deployment>, ApiError> {
     let patch: UpdateDeploymentRequest = json_body(&body)?;
     let mut errors = Vec::new();
     if let Some(name) = &patch.name {
@@ -139,7 +145,11 @@ pub async fn update(State(state): State<AppState>, Extension(caller): Extension<
 }
 
 /// Removes the deployment (its workload stays).
-pub async fn delete(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let current = load(&state, &caller, &id, Need::Change).await?;
     let txn = Txn::new()
         .require(&current.key, current.mod_revision)
@@ -152,7 +162,12 @@ pub async fn delete(State(state): State<AppState>, Extension(caller): Extension<
 }
 
 /// The statistics of the deployment's workload.
-pub async fn stats(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, uri: Uri) -> Result<Json<nucleus_api::stats::ProtonRequestStats>, ApiError> {
+pub async fn stats(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> Result<Json<nucleus_api::stats::ProtonRequestStats>, ApiError> {
     let deployment = load(&state, &caller, &id, Need::Read).await?.value;
     crate::stats::endpoints::get(State(state), Extension(caller), Path(deployment.workload_id), uri).await
 }

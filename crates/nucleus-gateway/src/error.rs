@@ -1,9 +1,9 @@
+use axum::Json;
 use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use nucleus_api::validation::BodyError;
 use nucleus_api::FieldError;
+use nucleus_api::validation::BodyError;
 
 /// What a 503 answers in `Retry-After`: whatever is missing (a ready replica, a meta leader,
 /// room under a limit) usually returns within a second or two.

@@ -3,21 +3,21 @@
 //! Membership counts from the member's next call on this gateway (others within the token cache's
 //! 30 s).
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use nucleus_api::FieldError;
 use nucleus_api::identity::{CreateGroupRequest, GroupMembersRequest, UserGroup};
 use nucleus_api::validation::Loc;
-use nucleus_api::FieldError;
-use nucleus_client::{keys, Txn};
+use nucleus_client::{Txn, keys};
 
 use crate::auth::Caller;
-use crate::listing::{check, paginate, Window};
-use crate::request::{json_body, Query};
+use crate::listing::{Window, check, paginate};
+use crate::request::{Query, json_body};
 use crate::users::admin_only;
-use crate::{ids, ApiError, AppState};
+use crate::{ApiError, AppState, ids};
 
 fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("Group {id} not found; GET /api/v2/groups lists them"))
@@ -54,7 +54,12 @@ pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Ca
 }
 
 /// Adds users (by id) to a group; those already in it stay once.
-pub async fn add_members(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, body: Bytes) -> Result<Json<UserGroup>, ApiError> {
+pub async fn add_members(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<UserGroup>, ApiError> {
     admin_only(&caller)?;
     let req: GroupMembersRequest = json_body(&body)?;
     let mut errors = Vec::new();
@@ -83,7 +88,11 @@ pub async fn add_members(State(state): State<AppState>, Extension(caller): Exten
     Ok(Json(group))
 }
 
-pub async fn remove_member(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path((id, user)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
+pub async fn remove_member(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((id, user)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
     admin_only(&caller)?;
     let mut was_member = false;
     state

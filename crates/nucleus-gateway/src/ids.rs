@@ -7,7 +7,6 @@ pub fn new_id() -> String {
     format!("{secs:08x}{random:016x}")
 }
 
-
 #[cfg(test)]
 mod tests {
     #[test]

@@ -3,24 +3,23 @@
 //! its artifact (assigning the repository's next version), removes the expiry, resets the
 //! statistics and records the promotion in `GET /workloads/{id}/history`. Nothing restarts: same id, endpoint and protons.
 
+use axum::Json;
 use axum::extract::{Extension, Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use nucleus_api::replacement::{Replacement, ReplacementConfig, ReplacementStatus, ReplacementStrategy};
 use nucleus_api::{ArtifactStatus, Workload};
-use nucleus_client::{keys, Txn};
+use nucleus_client::{Txn, keys};
 use serde_json::json;
 
-use crate::artifacts::{lock, write_if_unchanged};
 use crate::access::Need;
-use crate::listing::{check, paginate, Window};
-use crate::request::{base_url, Query};
-use crate::replacements::TENANT_ID;
-use crate::workloads::{current_artifact, event, formatted, load};
+use crate::artifacts::{lock, write_if_unchanged};
 use crate::auth::Caller;
+use crate::listing::{Window, check, paginate};
+use crate::replacements::TENANT_ID;
+use crate::request::{Query, base_url};
+use crate::workloads::{current_artifact, event, formatted, load};
 use crate::{ApiError, AppState};
-
 
 /// When a draft workload (re)started now expires.
 pub fn draft_expiry(state: &AppState) -> nucleus_api::Timestamp {
@@ -28,7 +27,11 @@ pub fn draft_expiry(state: &AppState) -> nucleus_api::Timestamp {
     nucleus_api::clock::now() + ttl
 }
 
-pub async fn promote(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn promote(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let workload = load(&state, &caller, &id, Need::Change).await?;
     if workload.value.proton_id.is_none() {
         return Err(ApiError::Unprocessable(format!("Workload {id} has no active proton; there is nothing to promote")));
@@ -80,9 +83,13 @@ pub async fn promote(State(state): State<AppState>, Extension(caller): Extension
         w.expires_at = None;
         w.artifact = Some(locked.info());
         w.updated_at = now;
-        let mut event = event(&id, "workloadPromoted", json!({
-            "message": record.message, "artifactId": artifact_id, "version": locked.version,
-        }));
+        let mut event = event(
+            &id,
+            "workloadPromoted",
+            json!({
+                "message": record.message, "artifactId": artifact_id, "version": locked.version,
+            }),
+        );
         event.actor_id = Some(caller.id().to_owned());
         let txn = Txn::new()
             .require(&current.key, current.mod_revision)
@@ -100,7 +107,12 @@ pub async fn promote(State(state): State<AppState>, Extension(caller): Extension
 }
 
 /// Past replacements and promotions, newest first.
-pub async fn history(State(state): State<AppState>, Extension(caller): Extension<Caller>, uri: Uri, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn history(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    uri: Uri,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let query = Query::parse(uri.query());
     let mut errors = Vec::new();
     let window = Window::from_query(&query, &mut errors);

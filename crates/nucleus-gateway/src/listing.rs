@@ -3,12 +3,12 @@
 use std::cmp::Ordering;
 
 use axum::http::Uri;
-use nucleus_api::page::{neighbours, Page};
+use nucleus_api::page::{Page, neighbours};
 use nucleus_api::validation::Loc;
 use nucleus_api::{FieldError, Timestamp, UserData};
 use serde_json::Value;
 
-use crate::request::{base_url, Query};
+use crate::request::{Query, base_url};
 use crate::{ApiError, AppState};
 
 pub const DEFAULT_LIMIT: usize = 100;
@@ -88,13 +88,17 @@ impl CommonFilters {
     }
 
     pub fn keep<T: Listed>(&self, item: &T) -> bool {
-        let by = self.created_by.as_deref().is_none_or(|wanted| {
-            item.creator().is_some_and(|c| c.id == wanted || c.username.as_deref() == Some(wanted))
-        });
+        let by = self
+            .created_by
+            .as_deref()
+            .is_none_or(|wanted| item.creator().is_some_and(|c| c.id == wanted || c.username.as_deref() == Some(wanted)));
         let tag_has = |field: &str, wanted: &[String]| {
-            wanted.is_empty() || item.tags().iter().any(|t| t.get(field).and_then(Value::as_str).is_some_and(|v| wanted.iter().any(|w| w == v)))
+            wanted.is_empty()
+                || item.tags().iter().any(|t| t.get(field).and_then(Value::as_str).is_some_and(|v| wanted.iter().any(|w| w == v)))
         };
-        by && (self.ids.is_empty() || self.ids.iter().any(|id| id == item.id())) && tag_has("name", &self.tag_keys) && tag_has("value", &self.tag_values)
+        by && (self.ids.is_empty() || self.ids.iter().any(|id| id == item.id()))
+            && tag_has("name", &self.tag_keys)
+            && tag_has("value", &self.tag_values)
     }
 }
 

@@ -1,34 +1,42 @@
 //! Read-only views below a workload: protons, their replica status snapshots, events and related
 //! entities.
 
+use axum::Json;
 use axum::extract::{Extension, Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use nucleus_api::workload::{RelatedObject, RelatedObjects};
 use nucleus_api::{Proton, ReplicaStatusesSnapshot, WorkloadEvent};
 use nucleus_client::keys;
 
 use crate::access::Need;
-use crate::listing::{check, paginate, Window};
+use crate::auth::Caller;
+use crate::listing::{Window, check, paginate};
 use crate::request::Query;
 use crate::workloads::load;
-use crate::auth::Caller;
 use crate::{ApiError, AppState};
 
-pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>, uri: Uri, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    uri: Uri,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let query = Query::parse(uri.query());
     let mut errors = Vec::new();
     let window = Window::from_query(&query, &mut errors);
     check(errors)?;
     load(&state, &caller, &id, Need::Read).await?;
-    let mut protons: Vec<Proton> =
-        state.meta.list_json::<Proton>(&keys::protons_of(&id)).await?.into_iter().map(|p| p.value).collect();
+    let mut protons: Vec<Proton> = state.meta.list_json::<Proton>(&keys::protons_of(&id)).await?.into_iter().map(|p| p.value).collect();
     protons.sort_by_key(|p| std::cmp::Reverse(p.created_at));
     Ok(Json(paginate(protons, &window, &query, &state, &uri)).into_response())
 }
 
-pub async fn get(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path((id, proton_id)): Path<(String, String)>) -> Result<Json<Proton>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((id, proton_id)): Path<(String, String)>,
+) -> Result<Json<Proton>, ApiError> {
     load(&state, &caller, &id, Need::Read).await?;
     let proton = state
         .meta
@@ -39,7 +47,11 @@ pub async fn get(State(state): State<AppState>, Extension(caller): Extension<Cal
 }
 
 /// 204 until the agent's first report about the proton has been recorded.
-pub async fn status_details(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path((id, proton_id)): Path<(String, String)>) -> Result<Response, ApiError> {
+pub async fn status_details(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((id, proton_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
     let _proton = get(State(state.clone()), Extension(caller), Path((id.clone(), proton_id.clone()))).await?;
     match state.meta.get_json::<ReplicaStatusesSnapshot>(&keys::snapshot(&id, &proton_id)).await? {
         Some(snapshot) => Ok(Json(snapshot.value).into_response()),
@@ -47,7 +59,12 @@ pub async fn status_details(State(state): State<AppState>, Extension(caller): Ex
     }
 }
 
-pub async fn events(State(state): State<AppState>, Extension(caller): Extension<Caller>, uri: Uri, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn events(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    uri: Uri,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let query = Query::parse(uri.query());
     let mut errors = Vec::new();
     let window = Window::from_query(&query, &mut errors);
@@ -61,7 +78,11 @@ pub async fn events(State(state): State<AppState>, Extension(caller): Extension<
 }
 
 /// `GET /workloads/{id}/related`: the workload's artifact, its repository and its protons.
-pub async fn related(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Json<RelatedObjects>, ApiError> {
+pub async fn related(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<RelatedObjects>, ApiError> {
     let workload = load(&state, &caller, &id, Need::Read).await?.value;
     let mut data = Vec::new();
     let item = |id: &str, name: &str, kind: &str, created: nucleus_api::Timestamp, updated: nucleus_api::Timestamp| RelatedObject {

@@ -4,30 +4,35 @@
 //! candidate running and warmed up → traffic switched in one write of the workload → old proton
 //! drained and stopped → completed (and into the history).
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use nucleus_api::replacement::{
     Replacement, ReplacementConfig, ReplacementStatus, ReplacementStrategy, StartReplacementRequest, UpdateSettingsRequest,
 };
 use nucleus_api::validation::{self, Loc};
 use nucleus_api::{Artifact, ArtifactStatus, FieldError, ProtonRole, Workload};
-use nucleus_client::{keys, Txn, Versioned};
+use nucleus_client::{Txn, Versioned, keys};
 use serde_json::json;
 
-use crate::access::{allow, role_of, Need};
+use crate::access::{Need, allow, role_of};
+use crate::auth::Caller;
 use crate::listing::check;
 use crate::request::json_body;
 use crate::workloads::{current_artifact, event, load, new_proton};
-use crate::auth::Caller;
-use crate::{ids, ApiError, AppState};
+use crate::{ApiError, AppState, ids};
 
 /// The tenant every record names until tenants exist (a fixed UUID v4).
 pub const TENANT_ID: &str = nucleus_api::identity::ORGANIZATION_ID;
 
-pub async fn start(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+pub async fn start(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let req: StartReplacementRequest = json_body(&body)?;
     if req.strategy != "rolling" {
         check(vec![FieldError::new(
@@ -45,7 +50,9 @@ pub async fn start(State(state): State<AppState>, Extension(caller): Extension<C
     let Some(artifact) = state.meta.get_json::<Artifact>(&keys::artifact(&req.artifact_id)).await? else {
         return Err(ApiError::artifact_not_found(&req.artifact_id));
     };
-    allow(role_of(&caller, artifact.value.creator.as_ref(), &artifact.value.shared_roles), Need::Read, || ApiError::artifact_not_found(&req.artifact_id))?;
+    allow(role_of(&caller, artifact.value.creator.as_ref(), &artifact.value.shared_roles), Need::Read, || {
+        ApiError::artifact_not_found(&req.artifact_id)
+    })?;
     let current_status = match &workload.value.artifact_id {
         Some(current) => state.meta.get_json::<Artifact>(&keys::artifact(current)).await?.map(|a| a.value.status),
         None => None,
@@ -73,7 +80,12 @@ pub async fn start(State(state): State<AppState>, Extension(caller): Extension<C
 
 /// Same artifact, new runtime: a rolling replacement with the default timing. 409 while one is
 /// in progress.
-pub async fn update_settings(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+pub async fn update_settings(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let req: UpdateSettingsRequest = json_body(&body)?;
     let workload = load(&state, &caller, &id, Need::Change).await?;
     if workload.value.active_replacement().is_some() {
@@ -82,7 +94,9 @@ pub async fn update_settings(State(state): State<AppState>, Extension(caller): E
         )));
     }
     let artifact = current_artifact(&state, &workload.value, "to run the new settings with").await?;
-    let record = begin(&state, &caller, workload, artifact.value, Some(req.runtime), ReplacementConfig::default(), Loc::body().key("runtime")).await?;
+    let record =
+        begin(&state, &caller, workload, artifact.value, Some(req.runtime), ReplacementConfig::default(), Loc::body().key("runtime"))
+            .await?;
     Ok((StatusCode::ACCEPTED, Json(record)).into_response())
 }
 
@@ -133,10 +147,14 @@ async fn begin(
     let mut w = workload.value.clone();
     w.replacement = Some(record.clone());
     w.updated_at = now;
-    let mut event = event(&id, "replacementCreated", json!({
-        "message": format!("Replacement started: candidate proton {} with artifact {}", candidate.id, artifact.id),
-        "replacementId": record.id, "candidateProtonId": candidate.id,
-    }));
+    let mut event = event(
+        &id,
+        "replacementCreated",
+        json!({
+            "message": format!("Replacement started: candidate proton {} with artifact {}", candidate.id, artifact.id),
+            "replacementId": record.id, "candidateProtonId": candidate.id,
+        }),
+    );
     event.actor_id = Some(caller.id().to_owned());
     let txn = Txn::new()
         .require(&workload.key, workload.mod_revision)
@@ -149,16 +167,26 @@ async fn begin(
     Ok(record)
 }
 
-pub async fn get(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Json<Replacement>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<Replacement>, ApiError> {
     let workload = load(&state, &caller, &id, Need::Read).await?;
-    workload.value.active_replacement()
+    workload
+        .value
+        .active_replacement()
         .map(Json)
         .ok_or_else(|| ApiError::NotFound("There is no active replacement for this workload.".to_owned()))
 }
 
 /// Cancels: the replacement goes `deleting`; the scheduler stops the candidate and the current
 /// proton keeps serving.
-pub async fn cancel(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn cancel(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     loop {
         let workload = load(&state, &caller, &id, Need::Change).await?;
         let Some(mut record) = workload.value.active_replacement() else {
@@ -173,7 +201,8 @@ pub async fn cancel(State(state): State<AppState>, Extension(caller): Extension<
         record.updated_at = nucleus_api::clock::now();
         let mut w = workload.value.clone();
         w.replacement = Some(record.clone());
-        let event = event(&id, "replacementCancelRequested", json!({ "message": "Replacement cancel requested", "replacementId": record.id }));
+        let event =
+            event(&id, "replacementCancelRequested", json!({ "message": "Replacement cancel requested", "replacementId": record.id }));
         let txn = Txn::new()
             .require(&workload.key, workload.mod_revision)
             .put_json(&workload.key, &w)?

@@ -3,19 +3,19 @@
 
 use std::collections::BTreeMap;
 
+use axum::Json;
 use axum::extract::{Extension, Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use nucleus_api::{Artifact, ArtifactStatus, Workload};
-use nucleus_client::{keys, Txn};
+use nucleus_client::{Txn, keys};
 use serde::Serialize;
 
-use crate::access::{allow, role_of, Need};
+use crate::access::{Need, allow, role_of};
 use crate::artifacts::{json_name, readable, repository_members};
-use crate::listing::{check, listed, order, paginate, CommonFilters, Listed, Window};
-use crate::request::Query;
 use crate::auth::Caller;
+use crate::listing::{CommonFilters, Listed, Window, check, listed, order, paginate};
+use crate::request::Query;
 use crate::{ApiError, AppState};
 
 /// `ArtifactRepositoryFormatted`.
@@ -87,14 +87,22 @@ fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("Artifact repository {id} not found"))
 }
 
-pub async fn get(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Json<Repository>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<Repository>, ApiError> {
     let members: Vec<Artifact> = repository_members(&state, &id).await?.into_iter().filter(|a| readable(&caller, a)).collect();
     summarise(&id, &members).map(Json).ok_or_else(|| not_found(&id))
 }
 
 /// Deletes every artifact of the repository, unless one is locked or used by a workload (409
 /// naming them); all or nothing.
-pub async fn delete(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let members: Vec<_> = state
         .meta
         .list_json::<Artifact>(keys::ARTIFACTS)
@@ -108,8 +116,7 @@ pub async fn delete(State(state): State<AppState>, Extension(caller): Extension<
     for artifact in &members {
         allow(role_of(&caller, artifact.value.creator.as_ref(), &artifact.value.shared_roles), Need::Change, || not_found(&id))?;
     }
-    let locked: Vec<&str> =
-        members.iter().filter(|a| a.value.status == ArtifactStatus::Locked).map(|a| a.value.id.as_str()).collect();
+    let locked: Vec<&str> = members.iter().filter(|a| a.value.status == ArtifactStatus::Locked).map(|a| a.value.id.as_str()).collect();
     if !locked.is_empty() {
         return Err(ApiError::Conflict(format!(
             "Artifact repository {id} holds locked artifact(s) {}; locked artifacts cannot be deleted",

@@ -1,8 +1,8 @@
 //! What handlers take from a request: the JSON body (400 vs 422), the query string (repeated keys
 //! allowed), and the externally visible base URL.
 
-use nucleus_api::validation::{parse_body, Loc};
 use nucleus_api::FieldError;
+use nucleus_api::validation::{Loc, parse_body};
 use serde::de::DeserializeOwned;
 
 use crate::{ApiError, AppState};
@@ -55,11 +55,7 @@ impl Query {
         match raw.parse::<i64>() {
             Ok(n) if n >= min as i64 && n <= max as i64 => n as usize,
             Ok(n) => {
-                errors.push(FieldError::new(
-                    &loc,
-                    format!("Input should be between {min} and {max}, got {n}"),
-                    "out_of_range",
-                ));
+                errors.push(FieldError::new(&loc, format!("Input should be between {min} and {max}, got {n}"), "out_of_range"));
                 default
             }
             Err(_) => {

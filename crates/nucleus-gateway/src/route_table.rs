@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use nucleus_api::identity::SharedRole;
 use nucleus_api::{DesiredState, ProtonStatus, ReplicaStatusesSnapshot, UserData, Workload};
-use nucleus_client::{keys, MetaClient, WatchEvent};
+use nucleus_client::{MetaClient, WatchEvent, keys};
 use tokio::time::Instant;
 
 use crate::invoke::backends::Backend;
@@ -233,12 +233,8 @@ impl RouteTable {
             tables.routes.remove(workload_id);
             return;
         };
-        let backends = entry
-            .proton
-            .as_ref()
-            .and_then(|p| tables.ready.get(&(workload_id.to_owned(), p.clone())))
-            .cloned()
-            .unwrap_or_default();
+        let backends =
+            entry.proton.as_ref().and_then(|p| tables.ready.get(&(workload_id.to_owned(), p.clone()))).cloned().unwrap_or_default();
         let load = tables.loads.entry(workload_id.to_owned()).or_default().clone();
         let route = self.build(workload_id, entry, backends, load);
         tables.routes.insert(workload_id.to_owned(), route);
@@ -285,17 +281,15 @@ fn ready_backends(snapshot: &ReplicaStatusesSnapshot, previous: &[Arc<Backend>])
         .iter()
         .filter(|r| r.is_ready())
         .filter_map(|r| {
-            previous
-                .iter()
-                .find(|b| b.address == r.address && b.name == r.name)
-                .cloned()
-                .or_else(|| match Backend::new(&r.name, &r.address) {
+            previous.iter().find(|b| b.address == r.address && b.name == r.name).cloned().or_else(|| {
+                match Backend::new(&r.name, &r.address) {
                     Some(b) => Some(Arc::new(b)),
                     None => {
                         tracing::warn!(replica = r.name, address = r.address, "replica address is not host:port; not routed to");
                         None
                     }
-                })
+                }
+            })
         })
         .collect()
 }

@@ -1,16 +1,19 @@
 //! The route table of the REST API. Every route answers with and without a trailing slash
 //! (clients disagree, and some fail on redirects), so each path is registered twice.
 
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::IntoResponse;
-use axum::extract::{DefaultBodyLimit, State};
 use axum::response::Response;
-use axum::routing::{delete, get, post, MethodRouter};
+use axum::routing::{MethodRouter, delete, get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::{artifacts, auth, deployments, groups, lifetime, openapi, protons, replacements, repositories, sharing, stats, users, workloads, ApiError, AppState};
+use crate::{
+    ApiError, AppState, artifacts, auth, deployments, groups, lifetime, openapi, protons, replacements, repositories, sharing, stats,
+    users, workloads,
+};
 
 const API: &str = "/api/v2";
 
@@ -18,9 +21,7 @@ pub fn router(state: AppState) -> Router {
     let mut router = Router::new();
     let mut route = |path: &str, methods: MethodRouter<AppState>| {
         let full = format!("{API}{path}");
-        router = std::mem::take(&mut router)
-            .route(&full, methods.clone())
-            .route(&format!("{full}/"), methods);
+        router = std::mem::take(&mut router).route(&full, methods.clone()).route(&format!("{full}/"), methods);
     };
     route("/version", get(version));
     route("/mlops/compute/bundles", get(bundles));
@@ -34,10 +35,7 @@ pub fn router(state: AppState) -> Router {
         route(&format!("{base}/{{artifact_id}}/sharedRoles"), get(sharing::artifact_get).patch(sharing::artifact_patch));
     }
     route("/console/deployments", post(deployments::create).get(deployments::list));
-    route(
-        "/console/deployments/{deployment_id}",
-        get(deployments::get).patch(deployments::update).delete(deployments::delete),
-    );
+    route("/console/deployments/{deployment_id}", get(deployments::get).patch(deployments::update).delete(deployments::delete));
     route("/console/deployments/{deployment_id}/stats", get(deployments::stats));
     route("/artifactRepositories", get(repositories::list));
     route("/artifactRepositories/{artifact_repository_id}", get(repositories::get).delete(repositories::delete));
@@ -52,10 +50,7 @@ pub fn router(state: AppState) -> Router {
         route(&format!("{base}/stats"), get(stats::endpoints::overview));
         route(&format!("{base}/{{workload_id}}/stats"), get(stats::endpoints::get).delete(stats::endpoints::delete));
         route(&format!("{base}/{{workload_id}}/stats/{{metric_name}}"), get(stats::endpoints::metric));
-        route(
-            &format!("{base}/{{workload_id}}"),
-            get(workloads::get).patch(workloads::update).delete(workloads::delete),
-        );
+        route(&format!("{base}/{{workload_id}}"), get(workloads::get).patch(workloads::update).delete(workloads::delete));
         route(&format!("{base}/{{workload_id}}/start"), post(workloads::start));
         route(&format!("{base}/{{workload_id}}/stop"), post(workloads::stop));
         route(&format!("{base}/{{workload_id}}/settings"), get(workloads::settings).patch(replacements::update_settings));
@@ -74,13 +69,9 @@ pub fn router(state: AppState) -> Router {
     }
     // Invoke URLs (`/api/v2/endpoints/...`) never reach this router: the server hands them to
     // the invoke proxy first (see `server`).
-    let router = router
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed);
+    let router = router.fallback(not_found).method_not_allowed_fallback(method_not_allowed);
     // The document describes the API, not anyone's data: tooling reads it without a token.
-    let public = Router::new()
-        .route("/api/v2/openapi.json", get(openapi::json))
-        .route("/api/v2/openapi.yaml", get(openapi::yaml));
+    let public = Router::new().route("/api/v2/openapi.json", get(openapi::json)).route("/api/v2/openapi.yaml", get(openapi::yaml));
     router
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
         .merge(public)
@@ -112,10 +103,7 @@ async fn bundles() -> Json<nucleus_api::Page<nucleus_api::bundle::ResourceBundle
 
 /// axum refuses a body over the limit with a plain-text 413; answer it as every error is answered.
 async fn too_large_as_json(State(state): State<AppState>, response: Response) -> Response {
-    let is_json = response
-        .headers()
-        .get(axum::http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let is_json = response.headers().get(axum::http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     if response.status() != StatusCode::PAYLOAD_TOO_LARGE || is_json {
         return response;
     }

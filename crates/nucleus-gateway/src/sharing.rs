@@ -2,22 +2,22 @@
 //! PATCH replaces the list (1 to 100 roles: users by id or username, groups by id, the
 //! organization; `NO_ROLE` leaves one out) and answers 204. Only owners may share; readers may look.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use nucleus_api::identity::{Recipient, Role, SharedRole, SharedRoleInput, SharedRolesUpdateRequest, User, UserGroup, ORGANIZATION_ID};
+use nucleus_api::identity::{ORGANIZATION_ID, Recipient, Role, SharedRole, SharedRoleInput, SharedRolesUpdateRequest, User, UserGroup};
 use nucleus_api::validation::Loc;
 use nucleus_api::{Artifact, FieldError, UserData, Workload};
-use nucleus_client::{keys, Txn, Versioned};
-use serde::de::DeserializeOwned;
+use nucleus_client::{Txn, Versioned, keys};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
-use crate::access::{allow, role_of, Need};
+use crate::access::{Need, allow, role_of};
 use crate::auth::Caller;
-use crate::listing::{check, paginate, Window};
-use crate::request::{json_body, Query};
+use crate::listing::{Window, check, paginate};
+use crate::request::{Query, json_body};
 use crate::{ApiError, AppState};
 
 /// An object that can be shared.
@@ -62,7 +62,13 @@ fn shown<T: Shared>(object: &T) -> Vec<SharedRole> {
     creator.into_iter().chain(object.shared_roles().iter().cloned()).collect()
 }
 
-async fn read_list<T: Shared>(state: &AppState, caller: &Caller, key: &str, hidden: impl Fn() -> ApiError, uri: Uri) -> Result<Response, ApiError> {
+async fn read_list<T: Shared>(
+    state: &AppState,
+    caller: &Caller,
+    key: &str,
+    hidden: impl Fn() -> ApiError,
+    uri: Uri,
+) -> Result<Response, ApiError> {
     let query = Query::parse(uri.query());
     let mut errors = Vec::new();
     let window = Window::from_query(&query, &mut errors);
@@ -90,7 +96,11 @@ async fn new_list(state: &AppState, body: &Bytes) -> Result<Vec<SharedRole>, Api
             continue;
         };
         let Some(role) = Role::parse(&input.role) else {
-            errors.push(FieldError::new(&loc.key("role"), "Input should be owner, user, consumer (or a spec role name such as READ_ONLY, NO_ROLE)", "enum"));
+            errors.push(FieldError::new(
+                &loc.key("role"),
+                "Input should be owner, user, consumer (or a spec role name such as READ_ONLY, NO_ROLE)",
+                "enum",
+            ));
             continue;
         };
         let found = match recipient {
@@ -152,7 +162,13 @@ fn organization(input: &SharedRoleInput) -> Found {
 }
 
 /// Rewrites the sharing lists of `objects` (owner required on each), all or nothing.
-async fn replace<T: Shared>(state: &AppState, caller: &Caller, objects: Vec<Versioned<T>>, list: Vec<SharedRole>, hidden: impl Fn() -> ApiError) -> Result<StatusCode, ApiError> {
+async fn replace<T: Shared>(
+    state: &AppState,
+    caller: &Caller,
+    objects: Vec<Versioned<T>>,
+    list: Vec<SharedRole>,
+    hidden: impl Fn() -> ApiError,
+) -> Result<StatusCode, ApiError> {
     if objects.is_empty() {
         return Err(hidden());
     }
@@ -169,24 +185,48 @@ async fn replace<T: Shared>(state: &AppState, caller: &Caller, objects: Vec<Vers
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn workload_get(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, uri: Uri) -> Result<Response, ApiError> {
+pub async fn workload_get(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
     read_list::<Workload>(&state, &caller, &keys::workload(&id), || ApiError::workload_not_found(&id), uri).await
 }
 
-pub async fn workload_patch(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, body: Bytes) -> Result<StatusCode, ApiError> {
+pub async fn workload_patch(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
     let object = state.meta.get_json::<Workload>(&keys::workload(&id)).await?;
-    allow(object.as_ref().and_then(|o| role_of(&caller, o.value.creator(), o.value.shared_roles())), Need::Change, || ApiError::workload_not_found(&id))?;
+    allow(object.as_ref().and_then(|o| role_of(&caller, o.value.creator(), o.value.shared_roles())), Need::Change, || {
+        ApiError::workload_not_found(&id)
+    })?;
     let list = new_list(&state, &body).await?;
     replace(&state, &caller, object.into_iter().collect(), list, || ApiError::workload_not_found(&id)).await
 }
 
-pub async fn artifact_get(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, uri: Uri) -> Result<Response, ApiError> {
+pub async fn artifact_get(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
     read_list::<Artifact>(&state, &caller, &keys::artifact(&id), || ApiError::artifact_not_found(&id), uri).await
 }
 
-pub async fn artifact_patch(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, body: Bytes) -> Result<StatusCode, ApiError> {
+pub async fn artifact_patch(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
     let object = state.meta.get_json::<Artifact>(&keys::artifact(&id)).await?;
-    allow(object.as_ref().and_then(|o| role_of(&caller, o.value.creator(), o.value.shared_roles())), Need::Change, || ApiError::artifact_not_found(&id))?;
+    allow(object.as_ref().and_then(|o| role_of(&caller, o.value.creator(), o.value.shared_roles())), Need::Change, || {
+        ApiError::artifact_not_found(&id)
+    })?;
     let list = new_list(&state, &body).await?;
     replace(&state, &caller, object.into_iter().collect(), list, || ApiError::artifact_not_found(&id)).await
 }
@@ -208,13 +248,23 @@ fn repository_not_found(id: &str) -> ApiError {
 }
 
 /// A repository's list is its first artifact's (PATCH sets it on every artifact in it).
-pub async fn repository_get(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, uri: Uri) -> Result<Response, ApiError> {
+pub async fn repository_get(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
     let members = repository_members(&state, &id).await?;
     let Some(first) = members.first() else { return Err(repository_not_found(&id)) };
     read_list::<Artifact>(&state, &caller, &first.key, || repository_not_found(&id), uri).await
 }
 
-pub async fn repository_patch(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, body: Bytes) -> Result<StatusCode, ApiError> {
+pub async fn repository_patch(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
     let members = repository_members(&state, &id).await?;
     let visible = members.iter().any(|a| role_of(&caller, a.value.creator(), a.value.shared_roles()).is_some());
     if !visible {

@@ -1,20 +1,20 @@
 //! `/users` (Nucleus's own, not in the Workload API): the administrator creates users and API
 //! tokens; a user may list itself and make tokens for itself. A token is shown once, at creation.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use nucleus_api::FieldError;
 use nucleus_api::identity::{CreateUserRequest, TokenCreated, TokenRecord, User};
 use nucleus_api::validation::Loc;
-use nucleus_api::FieldError;
-use nucleus_client::{keys, Txn};
+use nucleus_client::{Txn, keys};
 
-use crate::auth::{token_hash, Caller};
-use crate::listing::{check, paginate, Window};
-use crate::request::{json_body, Query};
-use crate::{ids, ApiError, AppState};
+use crate::auth::{Caller, token_hash};
+use crate::listing::{Window, check, paginate};
+use crate::request::{Query, json_body};
+use crate::{ApiError, AppState, ids};
 
 pub(crate) fn admin_only(caller: &Caller) -> Result<(), ApiError> {
     match caller {
@@ -26,8 +26,8 @@ pub(crate) fn admin_only(caller: &Caller) -> Result<(), ApiError> {
 pub async fn create(State(state): State<AppState>, Extension(caller): Extension<Caller>, body: Bytes) -> Result<Response, ApiError> {
     admin_only(&caller)?;
     let req: CreateUserRequest = json_body(&body)?;
-    let valid = (1..=100).contains(&req.username.chars().count())
-        && req.username.chars().all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c));
+    let valid =
+        (1..=100).contains(&req.username.chars().count()) && req.username.chars().all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c));
     if !valid {
         check(vec![FieldError::new(
             &Loc::body().key("username"),
@@ -35,7 +35,13 @@ pub async fn create(State(state): State<AppState>, Extension(caller): Extension<
             "string_pattern_mismatch",
         )])?;
     }
-    let user = User { id: ids::new_id(), username: req.username, full_name: req.full_name, email: req.email, created_at: nucleus_api::clock::now() };
+    let user = User {
+        id: ids::new_id(),
+        username: req.username,
+        full_name: req.full_name,
+        email: req.email,
+        created_at: nucleus_api::clock::now(),
+    };
     let txn = Txn::new()
         .require(&keys::username(&user.username), 0)
         .put_json(&keys::username(&user.username), &user.id)?
@@ -64,7 +70,11 @@ pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Ca
 }
 
 /// A new API token for the user (the administrator, or the user itself).
-pub async fn create_token(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn create_token(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     if caller != Caller::Admin && caller.id() != id {
         return Err(ApiError::Forbidden("You can only make tokens for yourself".to_owned()));
     }

@@ -1,29 +1,29 @@
 //! `/workloads`: create (with an inline artifact or a reference), list, read, metadata updates,
 //! start, stop and delete. Handlers only record intent in meta; the scheduler makes it happen.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use nucleus_api::proton::ProtonStatusDetails;
 use nucleus_api::identity::Role;
-use nucleus_api::workload::{WorkloadOperationResponse, WorkloadSettings};
+use nucleus_api::proton::ProtonStatusDetails;
 use nucleus_api::validation::{self, Loc};
+use nucleus_api::workload::{WorkloadOperationResponse, WorkloadSettings};
 use nucleus_api::{
     Artifact, ArtifactStatus, CreateWorkloadRequest, DesiredState, Proton, ProtonRole, ProtonStatus, UpdateWorkloadRequest, Workload,
     WorkloadEvent, WorkloadRuntime,
 };
-use nucleus_client::{keys, Txn, Versioned, WriteOutcome};
-use serde_json::{json, Value};
+use nucleus_client::{Txn, Versioned, WriteOutcome, keys};
+use serde_json::{Value, json};
 
-use crate::access::{allow, permissions, role_of, Need};
+use crate::access::{Need, allow, permissions, role_of};
 use crate::artifacts::{json_name, new_artifact};
-use crate::lifetime::draft_expiry;
-use crate::listing::{check, order, paginate, CommonFilters, Window};
-use crate::request::{base_url, json_body, workload_endpoint, Query};
 use crate::auth::Caller;
-use crate::{ids, ApiError, AppState};
+use crate::lifetime::draft_expiry;
+use crate::listing::{CommonFilters, Window, check, order, paginate};
+use crate::request::{Query, base_url, json_body, workload_endpoint};
+use crate::{ApiError, AppState, ids};
 
 /// A workload as returned to `caller`: its stored document plus the absolute invoke URL and the
 /// caller's permissions (the sharing list is read through `.../sharedRoles`).
@@ -46,7 +46,9 @@ pub async fn create(State(state): State<AppState>, Extension(caller): Extension<
             let Some(existing) = state.meta.get_json::<Artifact>(&keys::artifact(id)).await? else {
                 return Err(ApiError::artifact_not_found(id));
             };
-            allow(role_of(&caller, existing.value.creator.as_ref(), &existing.value.shared_roles), Need::Read, || ApiError::artifact_not_found(id))?;
+            allow(role_of(&caller, existing.value.creator.as_ref(), &existing.value.shared_roles), Need::Read, || {
+                ApiError::artifact_not_found(id)
+            })?;
             let mut errors = Vec::new();
             if existing.value.spec.primary().is_none() {
                 errors.push(nucleus_api::FieldError::new(
@@ -92,10 +94,14 @@ pub async fn create(State(state): State<AppState>, Extension(caller): Extension<
         request_stats: None,
         shared_roles: Vec::new(),
     };
-    let mut event = event(&workload_id, "workloadCreated", json!({
-        "message": format!("Workload created with artifact {} ({} replica(s))", artifact.id, proton.replica_count),
-        "protonId": proton.id,
-    }));
+    let mut event = event(
+        &workload_id,
+        "workloadCreated",
+        json!({
+            "message": format!("Workload created with artifact {} ({} replica(s))", artifact.id, proton.replica_count),
+            "protonId": proton.id,
+        }),
+    );
     event.actor_id = Some(caller.id().to_owned());
     let txn = Txn::new()
         .require(&keys::workload(&workload_id), 0)
@@ -208,13 +214,9 @@ async fn write_with_artifact(
             None => {
                 // Like a workload delete: the scheduler stops and forgets the proton, which may
                 // already have been launched (deleting it here could orphan its replicas).
-                let rollback =
-                    Txn::new().delete(&keys::workload(workload_id)).delete_prefix(&keys::events_of(workload_id));
+                let rollback = Txn::new().delete(&keys::workload(workload_id)).delete_prefix(&keys::events_of(workload_id));
                 state.meta.write(rollback).await?;
-                return Err(ApiError::Conflict(format!(
-                    "Artifact {} was deleted while the workload was being created",
-                    artifact.id
-                )));
+                return Err(ApiError::Conflict(format!("Artifact {} was deleted while the workload was being created", artifact.id)));
             }
         }
     }
@@ -257,7 +259,10 @@ pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Ca
         .filter(|w| statuses.is_empty() || statuses.iter().any(|s| w.status.as_str() == s))
         .filter(|w| importance.is_empty() || importance.contains(&json_name(&w.importance)))
         .filter(|w| artifact_id.is_none_or(|a| w.artifact_id.as_deref() == Some(a)))
-        .filter(|w| artifact_statuses.is_empty() || summary(w, "status").is_some_and(|s| artifact_statuses.iter().any(|a| *a == s || (a == "registered" && s == "locked"))))
+        .filter(|w| {
+            artifact_statuses.is_empty()
+                || summary(w, "status").is_some_and(|s| artifact_statuses.iter().any(|a| *a == s || (a == "registered" && s == "locked")))
+        })
         .filter(|w| repository.is_none_or(|r| summary(w, "artifactRepositoryId").as_deref() == Some(r)))
         .filter(|w| common.keep(w))
         .collect();
@@ -292,13 +297,18 @@ pub async fn load(state: &AppState, caller: &Caller, id: &str, need: Need) -> Re
     Ok(workload)
 }
 
-pub async fn get(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Json<Workload>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<Workload>, ApiError> {
     let workload = load(&state, &caller, &id, Need::Read).await?;
     Ok(Json(formatted(workload.value, base_url(&state), &caller)))
 }
 
 pub async fn update(
-    State(state): State<AppState>, Extension(caller): Extension<Caller>,
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Workload>, ApiError> {
@@ -331,7 +341,11 @@ pub async fn update(
 
 /// Deleting is legal in any state: the workload is gone at once (GET answers 404), and the
 /// scheduler stops and removes its protons, which no longer have a workload.
-pub async fn delete(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let current = load(&state, &caller, &id, Need::Change).await?;
     let txn = Txn::new()
         .require(&current.key, current.mod_revision)
@@ -354,11 +368,19 @@ enum Transition {
     Refused(ApiError),
 }
 
-pub async fn start(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn start(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     change_desired_state(&state, &caller, &id, DesiredState::Running).await
 }
 
-pub async fn stop(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn stop(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     change_desired_state(&state, &caller, &id, DesiredState::Stopped).await
 }
 
@@ -386,9 +408,13 @@ async fn change_desired_state(state: &AppState, caller: &Caller, id: &str, wante
             Transition::Started => (StatusCode::ACCEPTED, "Workload is starting"),
             Transition::Stopped => (StatusCode::ACCEPTED, "Workload is stopping"),
         };
-        let mut event = event(id, if wanted == DesiredState::Running { "workloadStartRequested" } else { "workloadStopRequested" }, json!({
-            "message": message, "protonId": proton_id,
-        }));
+        let mut event = event(
+            id,
+            if wanted == DesiredState::Running { "workloadStartRequested" } else { "workloadStopRequested" },
+            json!({
+                "message": message, "protonId": proton_id,
+            }),
+        );
         event.actor_id = Some(caller.id().to_owned());
         let txn = Txn::new()
             .require(&workload.key, workload.mod_revision)
@@ -451,7 +477,11 @@ fn operation(state: &AppState, id: &str, code: StatusCode, message: String) -> R
 }
 
 /// Runtime of a workload, for `GET /workloads/{id}/settings`.
-pub async fn settings(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Result<Json<WorkloadSettings>, ApiError> {
+pub async fn settings(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<WorkloadSettings>, ApiError> {
     let workload = load(&state, &caller, &id, Need::Read).await?;
     Ok(Json(WorkloadSettings { runtime: workload.value.runtime }))
 }

@@ -68,9 +68,7 @@ impl MetaConfig {
         match &self.advertise {
             Some(addr) if addr.trim().is_empty() => Err(Error::Config("advertise address is empty".to_owned())),
             Some(addr) => Ok(addr.trim().to_owned()),
-            None if bound.ip().is_unspecified() => {
-                Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), bound.port()).to_string())
-            }
+            None if bound.ip().is_unspecified() => Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), bound.port()).to_string()),
             None => Ok(bound.to_string()),
         }
     }

@@ -10,9 +10,9 @@ use tokio::time::Instant;
 use tonic::transport::Endpoint;
 
 use crate::error::Error;
-use nucleus_proto::metadata::LEADER_ADDR;
 use crate::transport::Transport;
 use crate::types::NodeId;
+use nucleus_proto::metadata::LEADER_ADDR;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longer than the leader's catch-up wait, so that its answer arrives rather than our timeout.
@@ -36,11 +36,7 @@ enum Attempt {
 
 /// Calls Join until one member accepts it (returning its answer: the membership and the cluster's
 /// shard count) or `timeout` passes.
-pub(crate) async fn join(
-    transport: &impl Transport,
-    request: &JoinRequest<'_>,
-    timeout: Duration,
-) -> Result<pb::JoinResponse, Error> {
+pub(crate) async fn join(transport: &impl Transport, request: &JoinRequest<'_>, timeout: Duration) -> Result<pb::JoinResponse, Error> {
     let deadline = Instant::now() + timeout;
     let mut backoff = FIRST_BACKOFF;
     let mut last_error = "no address to join through".to_owned();

@@ -18,13 +18,13 @@ mod raft_service;
 mod rebalancer;
 mod startup;
 mod status;
-mod transport;
 pub mod store;
+mod transport;
 pub mod types;
 mod watch;
 
 pub use config::{DEFAULT_SHARDS, DEFAULT_SNAPSHOT_AFTER_LOGS, DEFAULT_WATCH_HISTORY, MAX_SHARDS, MetaConfig, SHARD_REPLICAS};
-pub use groups::{Group, ROOT_GROUP};
 pub use error::Error;
+pub use groups::{Group, ROOT_GROUP};
 pub use node::MetaNode;
 pub use transport::{TokioTransport, Transport};

@@ -7,8 +7,8 @@ use nucleus_proto::meta::v1 as pb;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, Membership};
 
-use crate::{Error, leader};
 use crate::types::{NodeId, Raft};
+use crate::{Error, leader};
 
 /// How long a Join waits for the new learner to catch up before answering UNAVAILABLE; the
 /// joiner retries and replication carries on in between.
@@ -81,18 +81,12 @@ pub(crate) async fn leave(raft: &Raft, id: NodeId) -> Result<Vec<pb::Member>, Er
     Ok(members(&latest))
 }
 
-async fn change(
-    raft: &Raft,
-    changes: ChangeMembers<NodeId, BasicNode>,
-    retain: bool,
-) -> Result<Membership<NodeId, BasicNode>, Error> {
+async fn change(raft: &Raft, changes: ChangeMembers<NodeId, BasicNode>, retain: bool) -> Result<Membership<NodeId, BasicNode>, Error> {
     written(raft, raft.change_membership(changes, retain).await)
 }
 
-type WriteResult = Result<
-    openraft::raft::ClientWriteResponse<crate::types::TypeConfig>,
-    RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
->;
+type WriteResult =
+    Result<openraft::raft::ClientWriteResponse<crate::types::TypeConfig>, RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>>;
 
 /// The membership a change produced.
 fn written(raft: &Raft, result: WriteResult) -> Result<Membership<NodeId, BasicNode>, Error> {

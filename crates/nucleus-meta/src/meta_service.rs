@@ -12,8 +12,8 @@ use tonic::{Request, Response, Status};
 use crate::Error;
 use crate::groups::{Group, Groups, ROOT_GROUP};
 use crate::types::{Condition, GroupId, Op, WriteCommand};
-use crate::{leader, membership};
 use crate::watch::{self as watch_stream, WatchStream, to_pb};
+use crate::{leader, membership};
 
 pub struct MetaService {
     groups: Groups,
@@ -77,11 +77,7 @@ fn state_name(state: ServerState) -> &'static str {
 }
 
 fn to_command(req: pb::WriteRequest) -> Result<WriteCommand, Error> {
-    let conditions = req
-        .conditions
-        .into_iter()
-        .map(|c| Condition { key: c.key, mod_revision: c.mod_revision })
-        .collect();
+    let conditions = req.conditions.into_iter().map(|c| Condition { key: c.key, mod_revision: c.mod_revision }).collect();
     let ops = req
         .ops
         .into_iter()
@@ -142,8 +138,7 @@ impl meta_server::Meta for MetaService {
         let group = self.group(request.get_ref().group_id)?;
         let metrics = group.raft.metrics().borrow().clone();
         let membership = metrics.membership_config.membership();
-        let leader_addr =
-            metrics.current_leader.and_then(|id| membership.get_node(&id)).map(|node| node.addr.clone());
+        let leader_addr = metrics.current_leader.and_then(|id| membership.get_node(&id)).map(|node| node.addr.clone());
         let selected = group_status(&group)?;
         let groups = self.groups.all().iter().map(|g| group_status(g)).collect::<Result<_, _>>()?;
         Ok(Response::new(pb::StatusResponse {
@@ -177,9 +172,7 @@ impl meta_server::Meta for MetaService {
     async fn campaign(&self, request: Request<pb::CampaignRequest>) -> Result<Response<pb::CampaignResponse>, Status> {
         let group = self.group(request.get_ref().group_id)?;
         let raft = &group.raft;
-        let leads = |m: &openraft::RaftMetrics<u64, openraft::BasicNode>| {
-            m.state == ServerState::Leader && m.current_leader == Some(m.id)
-        };
+        let leads = |m: &openraft::RaftMetrics<u64, openraft::BasicNode>| m.state == ServerState::Leader && m.current_leader == Some(m.id);
         let metrics = raft.metrics().borrow().clone();
         if leads(&metrics) {
             return Ok(Response::new(pb::CampaignResponse { term: metrics.current_term }));

@@ -7,13 +7,12 @@ use std::time::Duration;
 
 use nucleus_proto::raft::v1::RaftMessage;
 use nucleus_proto::raft::v1::raft_client::RaftClient;
+use openraft::BasicNode;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse,
 };
-use openraft::BasicNode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::transport::{Channel, Endpoint};
@@ -88,12 +87,7 @@ impl<T: Transport> Network<T> {
         Ok(RaftClient::new(channel))
     }
 
-    async fn call<Req, Resp, E>(
-        &mut self,
-        rpc: Rpc,
-        req: &Req,
-        timeout: Duration,
-    ) -> Result<Resp, RPCError<NodeId, BasicNode, E>>
+    async fn call<Req, Resp, E>(&mut self, rpc: Rpc, req: &Req, timeout: Duration) -> Result<Resp, RPCError<NodeId, BasicNode, E>>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
@@ -126,8 +120,7 @@ impl<T: Transport> Network<T> {
                 _ => RPCError::Network(NetworkError::new(&status)),
             }
         })?;
-        let result: Result<Resp, E> =
-            serde_json::from_slice(&response.into_inner().payload).map_err(|e| NetworkError::new(&e))?;
+        let result: Result<Resp, E> = serde_json::from_slice(&response.into_inner().payload).map_err(|e| NetworkError::new(&e))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
@@ -145,10 +138,7 @@ impl<T: Transport> RaftNetwork<TypeConfig> for Network<T> {
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<
-        InstallSnapshotResponse<NodeId>,
-        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
-    > {
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>> {
         self.call(Rpc::InstallSnapshot, &rpc, option.hard_ttl()).await
     }
 

@@ -63,8 +63,7 @@ impl MetaNode {
         let raft_config = Arc::new(config.raft_config()?);
         let leader_lease = Duration::from_millis(raft_config.election_timeout_max);
         let db = Db::open(&config.data_dir.join("meta").join("db"))?;
-        let (incoming, addr) =
-            transport.bind(config.listen).await.map_err(|source| Error::Bind { addr: config.listen, source })?;
+        let (incoming, addr) = transport.bind(config.listen).await.map_err(|source| Error::Bind { addr: config.listen, source })?;
         let advertise = config.advertise_addr(addr)?;
 
         let groups = Groups::default();
@@ -94,8 +93,7 @@ impl MetaNode {
         );
         tracing::info!(node_id = config.node_id, %addr, %advertise, "meta node serving");
 
-        let mut node =
-            MetaNode { node_id: config.node_id, addr, advertise, groups, root, db, stop, server, rebalancer: None };
+        let mut node = MetaNode { node_id: config.node_id, addr, advertise, groups, root, db, stop, server, rebalancer: None };
         if let Err(e) = node.take_place(&opener, &config).await {
             if let Err(stop_err) = node.shutdown().await {
                 tracing::warn!(error = %stop_err, "shutdown after failed start");
@@ -111,10 +109,8 @@ impl MetaNode {
     async fn take_place<T: Transport>(&self, opener: &GroupOpener<T>, config: &MetaConfig) -> Result<(), Error> {
         let raft = &self.root.raft;
         let initialized = raft.is_initialized().await.map_err(Error::raft)?;
-        let membership = raft
-            .with_raft_state(|state| state.membership_state.effective().membership().clone())
-            .await
-            .map_err(Error::raft)?;
+        let membership =
+            raft.with_raft_state(|state| state.membership_state.effective().membership().clone()).await.map_err(Error::raft)?;
         let plan = startup::plan(initialized, &membership, self.node_id, &self.advertise, &config.join);
         tracing::info!(node_id = self.node_id, ?plan, "taking a place in the meta cluster");
         if !matches!(plan, StartPlan::Bootstrap | StartPlan::Join { .. }) && self.groups.shard_count() == 0 {
@@ -185,26 +181,15 @@ impl MetaNode {
     }
 
     /// Records and opens the shard groups of the cluster this node joined.
-    async fn adopt_shard_count<T: Transport>(
-        &self,
-        opener: &GroupOpener<T>,
-        count: u64,
-        seeds: &[String],
-    ) -> Result<(), Error> {
-        let join_error = |detail: String| Error::Join {
-            seeds: seeds.join(", "),
-            node_id: self.node_id,
-            advertise: self.advertise.clone(),
-            detail,
-        };
+    async fn adopt_shard_count<T: Transport>(&self, opener: &GroupOpener<T>, count: u64, seeds: &[String]) -> Result<(), Error> {
+        let join_error =
+            |detail: String| Error::Join { seeds: seeds.join(", "), node_id: self.node_id, advertise: self.advertise.clone(), detail };
         if count == 0 {
             return Err(join_error("the member that accepted the join did not say how many shards the cluster has".into()));
         }
         match self.db.shard_count()? {
             Some(stored) if stored != count => {
-                return Err(join_error(format!(
-                    "this node's data dir belongs to a cluster with {stored} shards, the cluster has {count}"
-                )));
+                return Err(join_error(format!("this node's data dir belongs to a cluster with {stored} shards, the cluster has {count}")));
             }
             Some(_) => {}
             None => self.db.set_shard_count(count)?,
@@ -213,11 +198,7 @@ impl MetaNode {
     }
 
     /// Waits up to [`LEADER_WAIT`] for `condition` on this node's metrics; `None` if it never held.
-    async fn wait_until(
-        &self,
-        what: &str,
-        condition: impl Fn(&RaftMetrics<NodeId, BasicNode>) -> bool + Send,
-    ) -> Option<()> {
+    async fn wait_until(&self, what: &str, condition: impl Fn(&RaftMetrics<NodeId, BasicNode>) -> bool + Send) -> Option<()> {
         match self.root.raft.wait(Some(LEADER_WAIT)).metrics(condition, what).await {
             Ok(_) => Some(()),
             Err(e) => {

@@ -15,9 +15,9 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::config::SHARD_REPLICAS;
 use crate::groups::{Group, Groups, ROOT_GROUP};
-use crate::{Error, leader, placement};
 use crate::transport::Transport;
 use crate::types::{GroupId, NodeId};
+use crate::{Error, leader, placement};
 
 const TICK: Duration = Duration::from_millis(500);
 /// How long a new replica may take to catch up before the change is retried on a later tick.
@@ -129,13 +129,7 @@ impl<T: Transport> Rebalancer<T> {
     }
 
     /// Hands leadership of a settled shard to its preferred replica if that is another, caught-up node.
-    async fn spread_leader(
-        &self,
-        group: &Group,
-        metrics: &Metrics,
-        target: &BTreeSet<NodeId>,
-        members: &BTreeMap<NodeId, BasicNode>,
-    ) {
+    async fn spread_leader(&self, group: &Group, metrics: &Metrics, target: &BTreeSet<NodeId>, members: &BTreeMap<NodeId, BasicNode>) {
         let Some(preferred) = placement::preferred_leader(group.id, target) else { return };
         if preferred == self.node_id {
             return;
@@ -212,9 +206,7 @@ async fn reconcile(
     }
     if voters != *target {
         tracing::info!(group = group.id, from = ?voters, to = ?target, "changing shard voters");
-        raft.change_membership(ChangeMembers::ReplaceAllVoters(target.clone()), false)
-            .await
-            .map_err(|e| leader::write_refused(raft, e))?;
+        raft.change_membership(ChangeMembers::ReplaceAllVoters(target.clone()), false).await.map_err(|e| leader::write_refused(raft, e))?;
         return Ok(Shape::Changing);
     }
     let extra: BTreeSet<NodeId> = nodes.difference(target).copied().collect();

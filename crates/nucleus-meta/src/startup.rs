@@ -87,10 +87,7 @@ mod tests {
         assert_eq!(plan_moved, StartPlan::Join { seeds: vec!["c:1".into(), "a:1".into(), "b:2".into()] });
 
         let with_learner = membership(&[1], &[(1, "a:1"), (2, "b:1")]);
-        assert_eq!(
-            plan(true, &with_learner, 2, "b:1", &[]),
-            StartPlan::Join { seeds: vec!["a:1".into(), "b:1".into()] }
-        );
+        assert_eq!(plan(true, &with_learner, 2, "b:1", &[]), StartPlan::Join { seeds: vec!["a:1".into(), "b:1".into()] });
     }
 
     #[test]

@@ -42,8 +42,12 @@ pub enum Op {
         #[serde(with = "crate::base64_bytes")]
         value: Vec<u8>,
     },
-    Delete { key: String },
-    DeletePrefix { prefix: String },
+    Delete {
+        key: String,
+    },
+    DeletePrefix {
+        prefix: String,
+    },
 }
 
 /// What applying a log entry answered; for a `WriteCommand` this is what the client sees.

@@ -51,8 +51,7 @@ pub(crate) fn start(
 fn snapshot(prefix: &str, reader: &KvReader) -> Result<(Vec<pb::WatchEvent>, u64), Error> {
     let view = reader.view();
     let revision = view.revision()?;
-    let mut events: Vec<_> =
-        view.list(prefix)?.into_iter().map(|kv| event(Kind::Snapshot, Some(kv), revision)).collect();
+    let mut events: Vec<_> = view.list(prefix)?.into_iter().map(|kv| event(Kind::Snapshot, Some(kv), revision)).collect();
     events.push(event(Kind::SnapshotEnd, None, revision));
     Ok((events, revision))
 }

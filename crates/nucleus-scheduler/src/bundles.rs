@@ -5,7 +5,7 @@
 //! [`crate::allocations`]) and reported back as the group's `resolvedBundle`. Without
 //! `resourceBundles` any connected agent will do and no bundle is reserved.
 
-use nucleus_api::bundle::{default_catalogue, ResourceBundle};
+use nucleus_api::bundle::{ResourceBundle, default_catalogue};
 use nucleus_api::workload::GroupRuntime;
 use nucleus_proto::agent::v1 as pb;
 
@@ -88,10 +88,9 @@ fn parse_allocation(value: &serde_json::Value) -> Result<OneAllocation, Error> {
     let number = |field: &str| -> Result<f64, Error> {
         match value.get(field) {
             None | Some(serde_json::Value::Null) => Ok(0.0),
-            Some(v) => v
-                .as_f64()
-                .filter(|n| n.is_finite() && *n >= 0.0)
-                .ok_or_else(|| field_error(field, "must be a number of at least 0".into())),
+            Some(v) => {
+                v.as_f64().filter(|n| n.is_finite() && *n >= 0.0).ok_or_else(|| field_error(field, "must be a number of at least 0".into()))
+            }
         }
     };
     let gpus = units::gpu_count(number("gpu")?).map_err(|err| field_error("gpu", format!(": {err}")))?;

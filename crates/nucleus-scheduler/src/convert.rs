@@ -1,10 +1,7 @@
 //! Between the agent's wire types and the API documents.
 
 use nucleus_api::proton::{aggregate, summary};
-use nucleus_api::{
-    Condition, ContainerState, OverallStatus, Proton, ProbeConfig, ReplicaPhase, ReplicaStatus,
-    ReplicaStatusesSnapshot,
-};
+use nucleus_api::{Condition, ContainerState, OverallStatus, ProbeConfig, Proton, ReplicaPhase, ReplicaStatus, ReplicaStatusesSnapshot};
 use nucleus_proto::agent::v1 as pb;
 
 pub fn replica(r: &pb::ReplicaStatus) -> ReplicaStatus {

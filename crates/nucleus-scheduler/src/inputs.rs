@@ -12,12 +12,22 @@ const RETRY_AFTER: Duration = Duration::from_millis(300);
 
 #[derive(Debug)]
 pub enum Input {
-    Meta { prefix: &'static str, event: WatchEvent },
+    Meta {
+        prefix: &'static str,
+        event: WatchEvent,
+    },
     /// The agent's status stream is open: what it reports (or does not) is current.
-    AgentConnected { agent: String },
-    Report { agent: String, report: ProtonReport },
+    AgentConnected {
+        agent: String,
+    },
+    Report {
+        agent: String,
+        report: ProtonReport,
+    },
     /// The agent's status stream broke: what it said is no longer known to be true.
-    AgentLost { agent: String },
+    AgentLost {
+        agent: String,
+    },
 }
 
 pub fn watch_prefix(meta: MetaClient, prefix: &'static str, tx: mpsc::Sender<Input>) -> JoinHandle<()> {

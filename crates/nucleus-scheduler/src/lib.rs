@@ -18,4 +18,4 @@ pub mod replacement;
 mod worker;
 
 pub use error::Error;
-pub use worker::{run, SchedulerConfig};
+pub use worker::{SchedulerConfig, run};

@@ -25,9 +25,7 @@ pub(crate) mod units;
 mod verify;
 
 pub use catalogue::{GPU_TYPE_A10G, GPU_TYPE_H100, GPU_TYPE_L4, default_bundles};
-pub use model::{
-    Allocation, AllocationId, Assignment, Bundle, Node, Plan, Request, ResourceAllocation,
-};
+pub use model::{Allocation, AllocationId, Assignment, Bundle, Node, Plan, Request, ResourceAllocation};
 pub use nucleus_api::Importance;
 pub use place::place;
 pub use placer::Placer;

@@ -132,9 +132,9 @@ fn unreachable(proton: &Proton, workload_exists: bool, agent: &str) -> Plan {
 
 fn failure_message(snapshot: &ReplicaStatusesSnapshot) -> String {
     match snapshot.replicas.iter().find_map(|r| r.error.as_deref().map(|e| (r.name.as_str(), e))) {
-        Some((replica, error)) => format!(
-            "Replica {replica} failed: {error}. Fix the artifact or runtime, then stop and start the workload"
-        ),
+        Some((replica, error)) => {
+            format!("Replica {replica} failed: {error}. Fix the artifact or runtime, then stop and start the workload")
+        }
         None => "A replica failed; see statusDetails for its log tail".to_owned(),
     }
 }

@@ -4,24 +4,24 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use nucleus_api::bundle::ResourceBundle;
 use nucleus_api::proton::ReplicaStatusesSnapshot;
 use nucleus_api::workload::WorkloadStatusDetails;
 use nucleus_api::{DesiredState, Importance, Proton, ProtonStatus, Workload, WorkloadEvent};
-use nucleus_api::bundle::ResourceBundle;
-use nucleus_client::{decode, keys, AgentClient, AgentRecord, MetaClient, Txn, Versioned, WatchEvent};
+use nucleus_client::{AgentClient, AgentRecord, MetaClient, Txn, Versioned, WatchEvent, decode, keys};
 use nucleus_proto::agent::v1::{ProtonReport, StopRequest};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::Error;
 use crate::allocations::{self, AgentNodes, Ask, Change, Ledgers, Preemptor};
 use crate::bundles;
 use crate::convert;
+use crate::inputs::{Input, follow_agent, watch_prefix};
 use crate::lease::{Held, LeaseKeeper};
-use crate::inputs::{follow_agent, watch_prefix, Input};
-use crate::plan::{plan, Action, AgentView, Done, Report};
+use crate::plan::{Action, AgentView, Done, Report, plan};
 use crate::replacement;
-use crate::Error;
 
 /// Re-plan at least this often, so failed calls are retried without a new event.
 const TICK: Duration = Duration::from_secs(1);
@@ -226,8 +226,7 @@ impl World {
 
     /// Starts following new agents (or agents that moved) and stops following removed ones.
     fn follow_agents(&mut self, tx: &mpsc::Sender<Input>) {
-        let current: HashMap<String, AgentRecord> =
-            self.agent_records.values().map(|r| (r.value.name.clone(), r.value.clone())).collect();
+        let current: HashMap<String, AgentRecord> = self.agent_records.values().map(|r| (r.value.name.clone(), r.value.clone())).collect();
         self.agents.retain(|name, followed| {
             let keep = current.get(name).is_some_and(|r| r.address == followed.record.address);
             match current.get(name) {
@@ -266,11 +265,7 @@ impl World {
                 _ => return AgentView::Unreachable(name.clone()),
             }
         }
-        let report = proton
-            .agent
-            .as_ref()
-            .and_then(|agent| self.reports.get(agent))
-            .and_then(|reports| reports.get(&proton.id));
+        let report = proton.agent.as_ref().and_then(|agent| self.reports.get(agent)).and_then(|reports| reports.get(&proton.id));
         AgentView::Reported(match report {
             None => Report::Absent,
             Some(r) if r.removed => Report::Absent,
@@ -321,9 +316,8 @@ impl World {
                 _ => Err(Error::ReservationHeld(held.agent)),
             };
         }
-        let agents: Vec<AgentNodes<'_>> = connected()
-            .map(|(name, a)| AgentNodes { name, region: &a.record.region, nodes: &a.record.nodes })
-            .collect();
+        let agents: Vec<AgentNodes<'_>> =
+            connected().map(|(name, a)| AgentNodes { name, region: &a.record.region, nodes: &a.record.nodes }).collect();
         let ask = Ask { proton: &proton.id, workload: &proton.workload_id, replicas: proton.replica_count, importance, bundles: &wanted };
         let change = allocations::place(&agents, &self.ledgers, &ask)?;
         Ok(Chosen { agent: change.agent.clone(), bundle: change.bundle.clone(), reserve: Some(change) })
@@ -686,7 +680,8 @@ impl World {
             let lines = &replica.log_tail;
             (!lines.is_empty()).then(|| lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].to_vec())
         });
-        let log_tail = if status.for_workload() == ProtonStatus::Running { None } else { log_tail.or(proton.status_details.log_tail.clone()) };
+        let log_tail =
+            if status.for_workload() == ProtonStatus::Running { None } else { log_tail.or(proton.status_details.log_tail.clone()) };
         let mut updated = proton.clone();
         updated.status = status;
         updated.message = message.clone();

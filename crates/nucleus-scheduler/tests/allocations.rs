@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use nucleus_api::bundle::{default_catalogue, ResourceBundle};
 use nucleus_api::Importance;
-use nucleus_client::{keys, MetaClient, NodeRecord, WriteOutcome};
+use nucleus_api::bundle::{ResourceBundle, default_catalogue};
+use nucleus_client::{MetaClient, NodeRecord, WriteOutcome, keys};
 use nucleus_meta::{MetaConfig, MetaNode};
 use nucleus_scheduler::allocations::{self, AgentNodes, Ask, Ledgers, NodeAllocations};
 

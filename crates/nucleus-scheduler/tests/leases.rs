@@ -5,9 +5,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use nucleus_client::{keys, MetaClient, Txn, WriteOutcome};
+use nucleus_client::{MetaClient, Txn, WriteOutcome, keys};
 use nucleus_meta::{MetaConfig, MetaNode};
-use nucleus_scheduler::lease::{Held, LeaseKeeper, LEASE_TTL};
+use nucleus_scheduler::lease::{Held, LEASE_TTL, LeaseKeeper};
 use tokio::sync::watch;
 
 const SHARDS: u64 = 4;

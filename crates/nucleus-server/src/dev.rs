@@ -9,7 +9,7 @@ use clap::Args;
 use nucleus_client::MetaClient;
 
 use crate::roles::{self, AgentArgs};
-use crate::shutdown::{terminated, Shutdown};
+use crate::shutdown::{Shutdown, terminated};
 use crate::token::{self, Token};
 
 const FIRST_PASS_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -30,12 +30,18 @@ pub struct DevArgs {
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     let token = token::resolve(args.token, &args.data_dir)?;
     let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
 
-    let meta_args = roles::MetaArgs { id: 1, listen: loopback(0), advertise: None, join: Vec::new(), data_dir: args.data_dir.clone(), shards: nucleus_meta::DEFAULT_SHARDS };
+    let meta_args = roles::MetaArgs {
+        id: 1,
+        listen: loopback(0),
+        advertise: None,
+        join: Vec::new(),
+        data_dir: args.data_dir.clone(),
+        shards: nucleus_meta::DEFAULT_SHARDS,
+    };
     let meta_node = roles::start_meta(meta_args).await?;
     let meta = MetaClient::new(&[meta_node.addr().to_string()])?;
     tracing::info!(addr = %meta_node.addr(), "meta node ready");
@@ -58,8 +64,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     if tokio::time::timeout(FIRST_PASS_WAIT, reconciled).await.is_err() {
         tracing::warn!("the scheduler has not reconciled within {FIRST_PASS_WAIT:?}; serving anyway");
     }
-    let (gateway_addr, gateway) =
-        roles::start_gateway(meta, args.listen, token.value().to_owned(), &args.gateway, roles_shutdown).await?;
+    let (gateway_addr, gateway) = roles::start_gateway(meta, args.listen, token.value().to_owned(), &args.gateway, roles_shutdown).await?;
 
     match &token {
         Token::Generated(t) => println!("API token (generated; kept in {}): {t}", args.data_dir.join("token").display()),

@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use nucleus_agent::{Agent, AgentConfig, AgentOptions, DriverChoice, KubernetesConfig};
-use nucleus_client::{keys, AgentRecord, MetaClient, NodeRecord, Txn};
+use nucleus_client::{AgentRecord, MetaClient, NodeRecord, Txn, keys};
 use nucleus_gateway::{AppState, GatewayConfig};
 use nucleus_meta::{MetaConfig, MetaNode};
 use nucleus_scheduler::SchedulerConfig;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::shutdown::{terminated, Shutdown};
+use crate::shutdown::{Shutdown, terminated};
 
 const HEARTBEAT: Duration = Duration::from_secs(5);
 
@@ -48,9 +48,7 @@ pub async fn start_meta(args: MetaArgs) -> anyhow::Result<MetaNode> {
         shards: args.shards,
         ..MetaConfig::new(args.id, data_dir.clone(), args.listen)
     };
-    MetaNode::start(config)
-        .await
-        .with_context(|| format!("starting the metadata node (data dir {})", data_dir.display()))
+    MetaNode::start(config).await.with_context(|| format!("starting the metadata node (data dir {})", data_dir.display()))
 }
 
 pub struct AgentArgs {
@@ -83,9 +81,7 @@ pub struct RunningAgent {
 
 /// Serves the agent and keeps its registration in meta fresh.
 pub async fn start_agent(args: AgentArgs, meta: MetaClient, shutdown: Shutdown) -> anyhow::Result<RunningAgent> {
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding the agent to {}", args.listen))?;
+    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding the agent to {}", args.listen))?;
     let addr = listener.local_addr()?;
     let name = format!("{}-{}", args.cluster, args.region);
     let driver = match args.driver {
@@ -301,12 +297,14 @@ pub async fn meta_status(addrs: &[String]) -> anyhow::Result<()> {
                     })
                     .collect();
                 println!("node {} at {addr}: {} shard group(s) + root; root members {}", s.node_id, s.shard_count, members.join(", "));
-                println!("  {:<6} {:<10} {:>6} {:>6} {:>9} {:>9}  voters (learners)", "group", "state", "leader", "term", "applied", "revision");
+                println!(
+                    "  {:<6} {:<10} {:>6} {:>6} {:>9} {:>9}  voters (learners)",
+                    "group", "state", "leader", "term", "applied", "revision"
+                );
                 for g in &s.groups {
                     let leader = g.leader_id.map(|l| l.to_string()).unwrap_or_else(|| "-".to_owned());
                     let name = if g.group_id == 0 { "root".to_owned() } else { g.group_id.to_string() };
-                    let learners =
-                        if g.learner_ids.is_empty() { String::new() } else { format!(" ({:?})", g.learner_ids) };
+                    let learners = if g.learner_ids.is_empty() { String::new() } else { format!(" ({:?})", g.learner_ids) };
                     println!(
                         "  {name:<6} {:<10} {leader:>6} {:>6} {:>9} {:>9}  {:?}{learners}",
                         g.state, g.term, g.applied_index, g.revision, g.voter_ids

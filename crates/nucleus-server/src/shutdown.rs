@@ -1,6 +1,6 @@
 //! SIGINT/SIGTERM → a signal every role waits on.
 
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 /// Resolves on the first SIGINT or SIGTERM.

@@ -38,12 +38,7 @@ impl Meter {
             Budget::Time(d) => (None, Instant::now().checked_add(d)),
             Budget::Unlimited => (None, None),
         };
-        Meter {
-            steps_left,
-            deadline,
-            until_clock: 0,
-            exhausted: false,
-        }
+        Meter { steps_left, deadline, until_clock: 0, exhausted: false }
     }
 
     /// Spends one step; false once the budget is exhausted.

@@ -69,38 +69,23 @@ pub fn check_key(ops: &[Operation], budget: Budget) -> Result<Verdict, HistoryEr
     for (index, op) in ops.iter().enumerate() {
         op.validate(index)?;
         if op.key != first.key {
-            return Err(HistoryError::MixedKeys {
-                first: first.key.clone(),
-                other: op.key.clone(),
-            });
+            return Err(HistoryError::MixedKeys { first: first.key.clone(), other: op.key.clone() });
         }
     }
     let indices: Vec<usize> = (0..ops.len()).collect();
-    Ok(check_indices(
-        &first.key,
-        ops,
-        &indices,
-        &mut Meter::start(budget),
-    ))
+    Ok(check_indices(&first.key, ops, &indices, &mut Meter::start(budget)))
 }
 
 /// Checks the (valid) operations `ops[i]` for `i` in `indices`, all on `key`.
 fn check_indices(key: &str, ops: &[Operation], indices: &[usize], meter: &mut Meter) -> Verdict {
     // A read with an unknown outcome constrains nothing and changes nothing: leave it out.
-    let indices: Vec<usize> = indices
-        .iter()
-        .copied()
-        .filter(|&i| !(ops[i].input.is_read_only() && ops[i].output().is_none()))
-        .collect();
+    let indices: Vec<usize> = indices.iter().copied().filter(|&i| !(ops[i].input.is_read_only() && ops[i].output().is_none())).collect();
     let key_ops: Vec<&Operation> = indices.iter().map(|&i| &ops[i]).collect();
     match search(&key_ops, meter) {
         Search::Linearizable => Verdict::Linearizable,
-        Search::OutOfBudget => Verdict::Timeout {
-            key: key.to_owned(),
-        },
-        Search::NotLinearizable(stuck) => Verdict::NotLinearizable {
-            key: key.to_owned(),
-            explanation: explain(key, &key_ops, &indices, &stuck),
-        },
+        Search::OutOfBudget => Verdict::Timeout { key: key.to_owned() },
+        Search::NotLinearizable(stuck) => {
+            Verdict::NotLinearizable { key: key.to_owned(), explanation: explain(key, &key_ops, &indices, &stuck) }
+        }
     }
 }

@@ -60,18 +60,10 @@ impl Operation {
             return Ok(());
         };
         if at < self.call {
-            return Err(HistoryError::ReturnBeforeCall {
-                op: index,
-                call: self.call,
-                ret: at,
-            });
+            return Err(HistoryError::ReturnBeforeCall { op: index, call: self.call, ret: at });
         }
         if !self.input.can_output(output) {
-            return Err(HistoryError::OutputMismatch {
-                op: index,
-                input: self.input,
-                output,
-            });
+            return Err(HistoryError::OutputMismatch { op: index, input: self.input, output });
         }
         Ok(())
     }
@@ -133,26 +125,16 @@ impl fmt::Display for HistoryError {
         match self {
             HistoryError::NoSuchOp(id) => write!(f, "no operation #{}", id.0),
             HistoryError::AlreadyResolved(id) => {
-                write!(
-                    f,
-                    "operation #{} was already completed or marked unknown",
-                    id.0
-                )
+                write!(f, "operation #{} was already completed or marked unknown", id.0)
             }
             HistoryError::ReturnBeforeCall { op, call, ret } => {
-                write!(
-                    f,
-                    "operation #{op} returns at {ret}, before its call at {call}"
-                )
+                write!(f, "operation #{op} returns at {ret}, before its call at {call}")
             }
             HistoryError::OutputMismatch { op, input, output } => {
                 write!(f, "operation #{op}: {input} cannot output {output}")
             }
             HistoryError::MixedKeys { first, other } => {
-                write!(
-                    f,
-                    "check_key given operations on keys {first:?} and {other:?}"
-                )
+                write!(f, "check_key given operations on keys {first:?} and {other:?}")
             }
         }
     }
@@ -179,13 +161,7 @@ impl History {
 
     /// Records that `client` issued `input` on `key` at time `now`.
     pub fn invoke(&mut self, client: u64, key: impl Into<String>, input: Input, now: u64) -> OpId {
-        self.ops.push(Operation {
-            client,
-            key: key.into(),
-            input,
-            call: now,
-            outcome: Outcome::Unknown,
-        });
+        self.ops.push(Operation { client, key: key.into(), input, call: now, outcome: Outcome::Unknown });
         self.resolved.push(false);
         OpId(self.ops.len() - 1)
     }
@@ -193,10 +169,7 @@ impl History {
     /// Records that operation `id` returned `output` at time `now`.
     pub fn complete(&mut self, id: OpId, output: Output, now: u64) -> Result<(), HistoryError> {
         let (op, resolved) = self.pending(id)?;
-        let returned = Operation {
-            outcome: Outcome::Returned { output, at: now },
-            ..op.clone()
-        };
+        let returned = Operation { outcome: Outcome::Returned { output, at: now }, ..op.clone() };
         returned.validate(id.0)?;
         *op = returned;
         *resolved = true;
@@ -245,35 +218,14 @@ mod tests {
         let b = h.invoke(2, "k", Input::Read, 6);
         let c = h.invoke(3, "k", Input::Read, 7);
         assert_eq!(h.complete(a, Output::Ok, 9), Ok(()));
-        assert_eq!(
-            h.complete(a, Output::Ok, 10),
-            Err(HistoryError::AlreadyResolved(a))
-        );
+        assert_eq!(h.complete(a, Output::Ok, 10), Err(HistoryError::AlreadyResolved(a)));
         assert_eq!(h.unknown(b), Ok(()));
-        assert_eq!(
-            h.complete(b, Output::Read(None), 10),
-            Err(HistoryError::AlreadyResolved(b))
-        );
-        assert!(matches!(
-            h.complete(c, Output::Read(None), 3),
-            Err(HistoryError::ReturnBeforeCall { .. })
-        ));
-        assert!(matches!(
-            h.complete(c, Output::Ok, 8),
-            Err(HistoryError::OutputMismatch { .. })
-        ));
-        assert_eq!(
-            h.complete(OpId(9), Output::Ok, 8),
-            Err(HistoryError::NoSuchOp(OpId(9)))
-        );
+        assert_eq!(h.complete(b, Output::Read(None), 10), Err(HistoryError::AlreadyResolved(b)));
+        assert!(matches!(h.complete(c, Output::Read(None), 3), Err(HistoryError::ReturnBeforeCall { .. })));
+        assert!(matches!(h.complete(c, Output::Ok, 8), Err(HistoryError::OutputMismatch { .. })));
+        assert_eq!(h.complete(OpId(9), Output::Ok, 8), Err(HistoryError::NoSuchOp(OpId(9))));
         let ops = h.operations();
-        assert_eq!(
-            ops[0].outcome,
-            Outcome::Returned {
-                output: Output::Ok,
-                at: 9
-            }
-        );
+        assert_eq!(ops[0].outcome, Outcome::Returned { output: Output::Ok, at: 9 });
         assert_eq!(ops[1].ret(), None);
         assert_eq!(ops[2].outcome, Outcome::Unknown);
     }

@@ -50,22 +50,15 @@ impl EventList {
             }
         }
         let events = std::iter::once(None)
-            .chain(order.iter().map(|&(_, kind, op)| {
-                Some(if kind == 0 {
-                    Event::Call {
-                        op,
-                        ret: ret_node[op],
-                    }
-                } else {
-                    Event::Return { op }
-                })
-            }))
+            .chain(
+                order
+                    .iter()
+                    .map(|&(_, kind, op)| Some(if kind == 0 { Event::Call { op, ret: ret_node[op] } } else { Event::Return { op } })),
+            )
             .collect::<Vec<_>>();
         let len = events.len();
         let prev = (0..len).map(|n| n.checked_sub(1).unwrap_or(NIL)).collect();
-        let next = (0..len)
-            .map(|n| if n + 1 < len { n + 1 } else { NIL })
-            .collect();
+        let next = (0..len).map(|n| if n + 1 < len { n + 1 } else { NIL }).collect();
         EventList { events, prev, next }
     }
 

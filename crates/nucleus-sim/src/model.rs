@@ -125,10 +125,7 @@ mod tests {
     fn conditional_writes_follow_their_condition() {
         assert_eq!(Input::Create(1).apply(None), (Some(1), Output::Ok));
         assert_eq!(Input::Create(1).apply(Some(2)), (Some(2), Output::Conflict));
-        let cas = Input::Cas {
-            expected: Some(2),
-            new: 3,
-        };
+        let cas = Input::Cas { expected: Some(2), new: 3 };
         assert_eq!(cas.apply(Some(2)), (Some(3), Output::Ok));
         assert_eq!(cas.apply(None), (None, Output::Conflict));
         assert_eq!(Input::Delete.apply(Some(2)), (None, Output::Ok));
@@ -136,10 +133,7 @@ mod tests {
 
     #[test]
     fn step_checks_known_outputs_and_accepts_unknown_ones() {
-        assert_eq!(
-            step(Some(1), Input::Read, Some(Output::Read(Some(1)))),
-            Some(Some(1))
-        );
+        assert_eq!(step(Some(1), Input::Read, Some(Output::Read(Some(1)))), Some(Some(1)));
         assert_eq!(step(Some(1), Input::Read, Some(Output::Read(None))), None);
         assert_eq!(step(Some(1), Input::Create(2), Some(Output::Ok)), None);
         assert_eq!(step(Some(1), Input::Put(2), None), Some(Some(2)));

@@ -88,12 +88,7 @@ pub(crate) fn search(ops: &[&Operation], meter: &mut Meter) -> Search {
 
 /// Adds `op` to `linearized` and returns true if that, with `state`, is a configuration not
 /// explored before (Lowe's memoization); otherwise leaves `linearized` as it was.
-fn first_visit(
-    seen: &mut HashSet<(Bitset, State)>,
-    linearized: &mut Bitset,
-    op: usize,
-    state: State,
-) -> bool {
+fn first_visit(seen: &mut HashSet<(Bitset, State)>, linearized: &mut Bitset, op: usize, state: State) -> bool {
     linearized.insert(op);
     let fresh = seen.insert((linearized.clone(), state));
     if !fresh {
@@ -117,9 +112,5 @@ fn stuck_at(list: &EventList, stack: &[(Node, usize, State)]) -> Stuck {
         }
         node = list.next(node);
     }
-    Stuck {
-        prefix: stack.iter().map(|&(_, op, _)| op).collect(),
-        candidates,
-        blocking,
-    }
+    Stuck { prefix: stack.iter().map(|&(_, op, _)| op).collect(), candidates, blocking }
 }

@@ -22,28 +22,18 @@ fn kind() -> impl Strategy<Value = Kind> {
 
 /// A step of one of `clients` clients on one of 3 keys, lost one time in ten.
 fn step(clients: u64) -> impl Strategy<Value = Step> {
-    (
-        0..clients,
-        0..3u8,
-        kind(),
-        0..10u64,
-        0..25u64,
-        0..=100u64,
-        0..10u8,
-        any::<bool>(),
+    (0..clients, 0..3u8, kind(), 0..10u64, 0..25u64, 0..=100u64, 0..10u8, any::<bool>()).prop_map(
+        |(client, key, kind, gap, duration, effect_percent, lost, lost_applies)| Step {
+            client,
+            key,
+            kind,
+            gap,
+            duration,
+            effect_percent,
+            lost: lost == 0,
+            lost_applies,
+        },
     )
-        .prop_map(
-            |(client, key, kind, gap, duration, effect_percent, lost, lost_applies)| Step {
-                client,
-                key,
-                kind,
-                gap,
-                duration,
-                effect_percent,
-                lost: lost == 0,
-                lost_applies,
-            },
-        )
 }
 
 /// Between 1 (a sequential history) and 5 concurrent clients.
@@ -116,13 +106,7 @@ fn two_hundred_concurrent_operations_check_quickly() {
         let started = Instant::now();
         let verdict = verdict(&ops);
         let bad_time = started.elapsed();
-        assert!(
-            matches!(verdict, Verdict::NotLinearizable { key: ref found, .. } if Some(found) == key.as_ref()),
-            "{verdict:?}"
-        );
-        println!(
-            "seed {seed}: {} ops, linearizable in {ok_time:?}, violation found in {bad_time:?}",
-            ops.len()
-        );
+        assert!(matches!(verdict, Verdict::NotLinearizable { key: ref found, .. } if Some(found) == key.as_ref()), "{verdict:?}");
+        println!("seed {seed}: {} ops, linearizable in {ok_time:?}, violation found in {bad_time:?}", ops.len());
     }
 }

@@ -13,9 +13,6 @@ fn seeds_sweep_keeps_every_invariant() {
     let options = Options { chaos: Duration::from_secs(5), ..Options::default() };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let failures = sweep(0..seeds, &options, threads);
-    let lines: Vec<String> = failures
-        .iter()
-        .map(|f| format!("seed {}: {} -- replay: {}", f.seed, f.invariant, f.replay))
-        .collect();
+    let lines: Vec<String> = failures.iter().map(|f| format!("seed {}: {} -- replay: {}", f.seed, f.invariant, f.replay)).collect();
     assert!(failures.is_empty(), "{} of {seeds} seeds failed (details above):\n{}", failures.len(), lines.join("\n"));
 }

@@ -21,16 +21,13 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, Version};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use futures::StreamExt;
 use clap::Parser;
+use futures::StreamExt;
 use serde_json::json;
 
 /// Command-line flags; each falls back to the environment the Nucleus process driver sets.
 #[derive(Debug, Clone, Parser)]
-#[command(
-    name = "nucleus-whoami",
-    about = "Echoes requests back with the replica's identity"
-)]
+#[command(name = "nucleus-whoami", about = "Echoes requests back with the replica's identity")]
 pub struct Options {
     /// Port to listen on (127.0.0.1).
     #[arg(long, env = "PORT", default_value_t = 8080)]
@@ -67,8 +64,7 @@ pub async fn run(options: Options) -> std::io::Result<()> {
         tokio::time::sleep(Duration::from_secs(options.slow_start)).await;
     }
     let name = options.name.clone().unwrap_or_else(host_name);
-    let listener =
-        tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], options.port))).await?;
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], options.port))).await?;
     let local = listener.local_addr()?;
     println!("whoami listening on {local} as {name}");
     let state = Arc::new(AppState {
@@ -181,23 +177,9 @@ async fn status(axum::extract::Path(code): axum::extract::Path<u16>, uri: Uri) -
     (code, format!("status {}", code.as_u16())).into_response()
 }
 
-async fn echo(
-    State(state): State<Arc<AppState>>,
-    method: Method,
-    version: Version,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let headers: BTreeMap<&str, String> = headers
-        .iter()
-        .map(|(name, value)| {
-            (
-                name.as_str(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
+async fn echo(State(state): State<Arc<AppState>>, method: Method, version: Version, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let headers: BTreeMap<&str, String> =
+        headers.iter().map(|(name, value)| (name.as_str(), String::from_utf8_lossy(value.as_bytes()).into_owned())).collect();
     let answer = json!({
         "replica": state.name,
         "pid": std::process::id(),

@@ -35,19 +35,10 @@ fn start(args: &[&str], name: &str) -> Whoami {
         .expect("spawn nucleus-whoami");
     let stdout = child.stdout.take().expect("piped stdout");
     // Built before any assertion, so that a failing one still kills the child.
-    let whoami = Whoami {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    };
+    let whoami = Whoami { child, base: format!("http://127.0.0.1:{port}") };
     let mut lines = BufReader::new(stdout).lines();
-    let first = lines
-        .next()
-        .expect("a first line")
-        .expect("readable stdout");
-    assert_eq!(
-        first,
-        format!("whoami listening on 127.0.0.1:{port} as {name}")
-    );
+    let first = lines.next().expect("a first line").expect("readable stdout");
+    assert_eq!(first, format!("whoami listening on 127.0.0.1:{port} as {name}"));
     // Keep draining stdout so that the server never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
     whoami
@@ -76,11 +67,7 @@ async fn echoes_the_request_with_its_identity() {
     assert_eq!(echo["body"], "hello body");
 
     for path in ["/healthz", "/ready"] {
-        let answer = client
-            .get(format!("{}{path}", whoami.base))
-            .send()
-            .await
-            .expect("health request");
+        let answer = client.get(format!("{}{path}", whoami.base)).send().await.expect("health request");
         assert_eq!(answer.status(), 200, "{path}");
         assert_eq!(answer.text().await.expect("body"), "ok");
     }
@@ -88,38 +75,14 @@ async fn echoes_the_request_with_its_identity() {
 
 #[tokio::test]
 async fn flags_override_the_environment_and_readiness_can_fail() {
-    let whoami = start(
-        &[
-            "--name",
-            "custom",
-            "--artifact-id",
-            "a-1",
-            "--fail-readiness",
-        ],
-        "custom",
-    );
+    let whoami = start(&["--name", "custom", "--artifact-id", "a-1", "--fail-readiness"], "custom");
     let client = reqwest::Client::new();
 
-    let ready = client
-        .get(format!("{}/ready", whoami.base))
-        .send()
-        .await
-        .expect("ready request");
+    let ready = client.get(format!("{}/ready", whoami.base)).send().await.expect("ready request");
     assert_eq!(ready.status(), 503);
-    let healthz = client
-        .get(format!("{}/healthz", whoami.base))
-        .send()
-        .await
-        .expect("healthz request");
+    let healthz = client.get(format!("{}/healthz", whoami.base)).send().await.expect("healthz request");
     assert_eq!(healthz.status(), 200);
-    let echo: serde_json::Value = client
-        .get(format!("{}/", whoami.base))
-        .send()
-        .await
-        .expect("echo")
-        .json()
-        .await
-        .expect("JSON");
+    let echo: serde_json::Value = client.get(format!("{}/", whoami.base)).send().await.expect("echo").json().await.expect("JSON");
     assert_eq!(echo["replica"], "custom");
     assert_eq!(echo["artifactId"], "a-1");
 }
@@ -131,19 +94,11 @@ async fn crash_after_exits_with_status_one() {
 
     // Health checks do not count towards --crash-after.
     for _ in 0..3 {
-        let answer = client
-            .get(format!("{}/healthz", whoami.base))
-            .send()
-            .await
-            .expect("healthz");
+        let answer = client.get(format!("{}/healthz", whoami.base)).send().await.expect("healthz");
         assert_eq!(answer.status(), 200);
     }
     for _ in 0..2 {
-        let answer = client
-            .get(format!("{}/echo", whoami.base))
-            .send()
-            .await
-            .expect("echo before the crash");
+        let answer = client.get(format!("{}/echo", whoami.base)).send().await.expect("echo before the crash");
         assert_eq!(answer.status(), 200);
     }
 
@@ -152,10 +107,7 @@ async fn crash_after_exits_with_status_one() {
         if let Some(status) = whoami.child.try_wait().expect("try_wait") {
             break status;
         }
-        assert!(
-            Instant::now() < deadline,
-            "whoami did not exit after --crash-after"
-        );
+        assert!(Instant::now() < deadline, "whoami did not exit after --crash-after");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(status.code(), Some(1));

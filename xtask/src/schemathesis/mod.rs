@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 
 mod seed;
 
@@ -86,7 +86,10 @@ pub fn run(args: &[&str]) -> anyhow::Result<()> {
     passed &= st_run(Some(&config), &["--exclude-method", "DELETE"])?;
     drop(stack);
     if !passed {
-        bail!("schemathesis found answers that break the OpenAPI document (or 5xx); see the report above and the gateway's log ({})", work.join("dev.log").display());
+        bail!(
+            "schemathesis found answers that break the OpenAPI document (or 5xx); see the report above and the gateway's log ({})",
+            work.join("dev.log").display()
+        );
     }
     let _ = fs::remove_dir_all(&work);
     println!("schemathesis: no failures");
@@ -104,7 +107,8 @@ fn install() -> anyhow::Result<PathBuf> {
     }
     println!("schemathesis: installing {SCHEMATHESIS} into {}", venv.display());
     let python = if Command::new("python3").arg("--version").output().is_ok() { "python3" } else { "python" };
-    let status = Command::new(python).args(["-m", "venv"]).arg(&venv).status().context("python3 -m venv (install python3 and its venv module)")?;
+    let status =
+        Command::new(python).args(["-m", "venv"]).arg(&venv).status().context("python3 -m venv (install python3 and its venv module)")?;
     if !status.success() {
         bail!("could not make a virtualenv at {}", venv.display());
     }

@@ -7,8 +7,8 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-use serde_json::{json, Value};
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
 
 pub struct Seeded {
     user_id: String,
@@ -56,12 +56,8 @@ pub fn objects(base: &str, token: &str, whoami: &Path) -> anyhow::Result<Seeded>
         "readinessProbe": { "path": "/ready", "initialDelaySeconds": 0, "periodSeconds": 1 },
     });
     let spec = json!({ "containerGroups": [{ "containers": [container] }] });
-    let workload = api.call(
-        "POST",
-        "/api/v2/workloads",
-        Some(json!({ "name": "seeded", "artifact": { "name": "whoami", "spec": spec } })),
-        201,
-    )?;
+    let workload =
+        api.call("POST", "/api/v2/workloads", Some(json!({ "name": "seeded", "artifact": { "name": "whoami", "spec": spec } })), 201)?;
     let workload_id = text(&workload, "/id")?;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -80,12 +76,8 @@ pub fn objects(base: &str, token: &str, whoami: &Path) -> anyhow::Result<Seeded>
     let locked = api.call("POST", "/api/v2/artifacts", Some(json!({ "name": "locked", "status": "locked", "spec": spec })), 201)?;
     let artifact_id = text(&locked, "/id")?;
     let second = api.call("POST", "/api/v2/workloads", Some(json!({ "name": "deployed", "artifactId": artifact_id })), 201)?;
-    let deployment = api.call(
-        "POST",
-        "/api/v2/console/deployments",
-        Some(json!({ "name": "seeded", "workloadId": text(&second, "/id")? })),
-        201,
-    )?;
+    let deployment =
+        api.call("POST", "/api/v2/console/deployments", Some(json!({ "name": "seeded", "workloadId": text(&second, "/id")? })), 201)?;
     Ok(Seeded {
         user_id,
         group_id,

@@ -24,10 +24,7 @@ pub struct ProtonSpec {
 impl ProtonSpec {
     /// Whether `other` runs the same thing, possibly with another replica count.
     pub fn same_except_replicas(&self, other: &ProtonSpec) -> bool {
-        ProtonSpec {
-            replica_count: other.replica_count,
-            ..self.clone()
-        } == *other
+        ProtonSpec { replica_count: other.replica_count, ..self.clone() } == *other
     }
 }
 
@@ -93,10 +90,7 @@ impl TryFrom<proto::LaunchRequest> for ProtonSpec {
             return Err(Error::InvalidSpec("proton_id is empty".into()));
         }
         let Some(primary) = request.primary else {
-            return Err(Error::InvalidSpec(format!(
-                "proton {} has no primary container",
-                request.proton_id
-            )));
+            return Err(Error::InvalidSpec(format!("proton {} has no primary container", request.proton_id)));
         };
         Ok(ProtonSpec {
             proton_id: request.proton_id,
@@ -104,11 +98,7 @@ impl TryFrom<proto::LaunchRequest> for ProtonSpec {
             artifact_id: request.artifact_id,
             replica_count: request.replica_count,
             container: ContainerSpec::try_from(primary)?,
-            resources: request
-                .resources
-                .map(Resources::try_from)
-                .transpose()?
-                .unwrap_or_default(),
+            resources: request.resources.map(Resources::try_from).transpose()?.unwrap_or_default(),
             meta_shard: request.meta_shard,
         })
     }
@@ -125,18 +115,9 @@ impl TryFrom<proto::Resources> for Resources {
                     "resources ask for {count} GPUs but name no gpu_type: say which model (e.g. \"nvidia-l4\")"
                 )));
             }
-            (count, false) => Some(Gpus {
-                count,
-                gpu_type: resources.gpu_type,
-                memory_bytes: resources.gpu_memory_bytes,
-            }),
+            (count, false) => Some(Gpus { count, gpu_type: resources.gpu_type, memory_bytes: resources.gpu_memory_bytes }),
         };
-        Ok(Resources {
-            bundle_id: resources.bundle_id,
-            cpu_millis: resources.cpu_millis,
-            memory_bytes: resources.memory_bytes,
-            gpus,
-        })
+        Ok(Resources { bundle_id: resources.bundle_id, cpu_millis: resources.cpu_millis, memory_bytes: resources.memory_bytes, gpus })
     }
 }
 
@@ -166,25 +147,15 @@ impl TryFrom<proto::Probe> for ProbeSpec {
             "" | "HTTP" => ProbeScheme::Http,
             "HTTPS" => ProbeScheme::Https,
             other => {
-                return Err(Error::InvalidSpec(format!(
-                    "unknown probe scheme {other:?}"
-                )));
+                return Err(Error::InvalidSpec(format!("unknown probe scheme {other:?}")));
             }
         };
         let at_least_one = |value: u32| value.max(1);
         Ok(ProbeSpec {
-            path: if probe.path.starts_with('/') {
-                probe.path
-            } else {
-                format!("/{}", probe.path)
-            },
+            path: if probe.path.starts_with('/') { probe.path } else { format!("/{}", probe.path) },
             port: probe.port,
             scheme,
-            host: if probe.host.is_empty() {
-                "127.0.0.1".into()
-            } else {
-                probe.host
-            },
+            host: if probe.host.is_empty() { "127.0.0.1".into() } else { probe.host },
             http_headers: probe.http_headers.into_iter().collect(),
             initial_delay: Duration::from_secs(probe.initial_delay_seconds.into()),
             period: Duration::from_secs(at_least_one(probe.period_seconds).into()),
@@ -201,11 +172,7 @@ mod tests {
 
     #[test]
     fn zero_probe_settings_read_as_one() {
-        let probe = ProbeSpec::try_from(proto::Probe {
-            path: "ready".into(),
-            ..Default::default()
-        })
-        .expect("valid probe");
+        let probe = ProbeSpec::try_from(proto::Probe { path: "ready".into(), ..Default::default() }).expect("valid probe");
         assert_eq!(probe.path, "/ready");
         assert_eq!(probe.host, "127.0.0.1");
         assert_eq!(probe.scheme, ProbeScheme::Http);
@@ -228,11 +195,7 @@ mod tests {
         assert!(matches!(gpus(1, ""), Err(Error::InvalidSpec(_))));
         assert_eq!(
             gpus(2, "nvidia-l4").expect("valid").gpus,
-            Some(Gpus {
-                count: 2,
-                gpu_type: "nvidia-l4".into(),
-                memory_bytes: 24 << 30,
-            })
+            Some(Gpus { count: 2, gpu_type: "nvidia-l4".into(), memory_bytes: 24 << 30 })
         );
         let cpu_only = gpus(0, "nvidia-l4").expect("valid");
         assert_eq!((cpu_only.cpu_millis, cpu_only.gpus), (4000, None));
@@ -240,13 +203,7 @@ mod tests {
 
     #[test]
     fn launch_without_container_is_refused() {
-        let request = proto::LaunchRequest {
-            proton_id: "p".into(),
-            ..Default::default()
-        };
-        assert!(matches!(
-            ProtonSpec::try_from(request),
-            Err(Error::InvalidSpec(_))
-        ));
+        let request = proto::LaunchRequest { proton_id: "p".into(), ..Default::default() };
+        assert!(matches!(ProtonSpec::try_from(request), Err(Error::InvalidSpec(_))));
     }
 }

@@ -11,10 +11,7 @@ use std::time::Duration;
 
 use nucleus_agent::{Agent, AgentConfig, serve};
 use nucleus_proto::agent::v1::agent_client::AgentClient;
-use nucleus_proto::agent::v1::{
-    ContainerSpec, LaunchRequest, Probe, ProtonReport, ReplicaStatus, StopRequest,
-    WatchProtonsRequest,
-};
+use nucleus_proto::agent::v1::{ContainerSpec, LaunchRequest, Probe, ProtonReport, ReplicaStatus, StopRequest, WatchProtonsRequest};
 use tokio::sync::oneshot;
 use tonic::Streaming;
 use tonic::transport::Channel;
@@ -39,36 +36,18 @@ impl Harness {
 
     /// An agent on the data dir `dir`, which an earlier agent may have used.
     pub async fn start_in(dir: Arc<tempfile::TempDir>) -> Harness {
-        let agent = Agent::new(AgentConfig {
-            name: "test-agent".into(),
-            data_dir: dir.path().to_owned(),
-            node_address: NODE_ADDRESS.into(),
-        })
-        .expect("agent starts");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let agent =
+            Agent::new(AgentConfig { name: "test-agent".into(), data_dir: dir.path().to_owned(), node_address: NODE_ADDRESS.into() })
+                .expect("agent starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("local address");
         let (stop_server, stopped) = oneshot::channel::<()>();
         tokio::spawn(serve(agent.clone(), listener, async move {
             let _ = stopped.await;
         }));
-        let mut client = AgentClient::connect(format!("http://{address}"))
-            .await
-            .expect("connect");
-        let reports = client
-            .watch_protons(WatchProtonsRequest {})
-            .await
-            .expect("watch")
-            .into_inner();
-        Harness {
-            agent,
-            client,
-            reports,
-            dir,
-            stop_server: Some(stop_server),
-            leave_running: false,
-        }
+        let mut client = AgentClient::connect(format!("http://{address}")).await.expect("connect");
+        let reports = client.watch_protons(WatchProtonsRequest {}).await.expect("watch").into_inner();
+        Harness { agent, client, reports, dir, stop_server: Some(stop_server), leave_running: false }
     }
 
     /// Makes dropping the harness leave every process running, as a crashed agent would.
@@ -79,12 +58,7 @@ impl Harness {
     /// The current report of `proton_id`, from a new watch (whose first reports are the agent's
     /// state as of the call); panics when the agent has none.
     pub async fn current(&mut self, proton_id: &str) -> ProtonReport {
-        let mut reports = self
-            .client
-            .watch_protons(WatchProtonsRequest {})
-            .await
-            .expect("watch")
-            .into_inner();
+        let mut reports = self.client.watch_protons(WatchProtonsRequest {}).await.expect("watch").into_inner();
         let found = tokio::time::timeout(Duration::from_secs(5), async {
             loop {
                 let report = reports.message().await.expect("report stream").expect("stream open");
@@ -100,29 +74,14 @@ impl Harness {
         self.client.launch(request).await.map(drop)
     }
 
-    pub async fn stop(
-        &mut self,
-        proton_id: &str,
-        grace_period_seconds: u32,
-        fencing_token: u64,
-    ) -> Result<(), tonic::Status> {
-        let request = StopRequest {
-            proton_id: proton_id.into(),
-            grace_period_seconds,
-            fencing_token,
-            ..Default::default()
-        };
+    pub async fn stop(&mut self, proton_id: &str, grace_period_seconds: u32, fencing_token: u64) -> Result<(), tonic::Status> {
+        let request = StopRequest { proton_id: proton_id.into(), grace_period_seconds, fencing_token, ..Default::default() };
         self.client.stop(request).await.map(drop)
     }
 
     /// Reads reports until one of `proton_id` satisfies `done`; panics with the last one seen after
     /// `timeout`.
-    pub async fn wait_for(
-        &mut self,
-        proton_id: &str,
-        timeout: Duration,
-        done: impl Fn(&ProtonReport) -> bool,
-    ) -> ProtonReport {
+    pub async fn wait_for(&mut self, proton_id: &str, timeout: Duration, done: impl Fn(&ProtonReport) -> bool) -> ProtonReport {
         self.watch_until(proton_id, timeout, |_| {}, done).await
     }
 
@@ -137,12 +96,7 @@ impl Harness {
         let mut last = None;
         let found = tokio::time::timeout(timeout, async {
             loop {
-                let report = self
-                    .reports
-                    .message()
-                    .await
-                    .expect("report stream")
-                    .expect("stream open");
+                let report = self.reports.message().await.expect("report stream").expect("stream open");
                 if report.proton_id != proton_id {
                     continue;
                 }
@@ -235,12 +189,7 @@ fn start_time(pid: i32) -> Option<u64> {
     rest.split_whitespace().nth(22 - 3)?.parse().ok()
 }
 
-pub fn launch_request(
-    proton_id: &str,
-    replicas: u32,
-    entrypoint: &[&str],
-    fencing_token: u64,
-) -> LaunchRequest {
+pub fn launch_request(proton_id: &str, replicas: u32, entrypoint: &[&str], fencing_token: u64) -> LaunchRequest {
     LaunchRequest {
         proton_id: proton_id.into(),
         workload_id: "workload-1".into(),
@@ -275,10 +224,7 @@ pub fn probe(path: &str, failure_threshold: u32) -> Probe {
 
 /// `sh -c` running python's HTTP server on $PORT after writing its pid to `pid_file`.
 pub fn python_server(pid_file: &Path) -> Vec<String> {
-    let script = format!(
-        "echo $$ > {}; exec python3 -u -m http.server $PORT --bind 127.0.0.1",
-        pid_file.display()
-    );
+    let script = format!("echo $$ > {}; exec python3 -u -m http.server $PORT --bind 127.0.0.1", pid_file.display());
     vec!["sh".into(), "-c".into(), script]
 }
 
@@ -287,20 +233,12 @@ pub fn entrypoint(args: &[String]) -> Vec<&str> {
 }
 
 pub fn replica_ready(replica: &ReplicaStatus) -> bool {
-    replica
-        .containers
-        .first()
-        .is_some_and(|container| container.ready)
-        && replica
-            .conditions
-            .iter()
-            .any(|condition| condition.r#type == "Ready" && condition.met)
+    replica.containers.first().is_some_and(|container| container.ready)
+        && replica.conditions.iter().any(|condition| condition.r#type == "Ready" && condition.met)
 }
 
 pub fn all_ready(report: &ProtonReport, count: usize) -> bool {
-    report.lifecycle == "running"
-        && report.replicas.len() == count
-        && report.replicas.iter().all(replica_ready)
+    report.lifecycle == "running" && report.replicas.len() == count && report.replicas.iter().all(replica_ready)
 }
 
 /// The `nucleus-whoami` binary of this target directory, built on first use if missing.
@@ -309,17 +247,11 @@ pub fn whoami_binary() -> &'static Path {
     BINARY.get_or_init(|| {
         let test_binary = std::env::current_exe().expect("current exe");
         // target/debug/deps/<test> → target/debug/nucleus-whoami
-        let binary = test_binary
-            .parent()
-            .and_then(Path::parent)
-            .expect("target directory")
-            .join("nucleus-whoami");
+        let binary = test_binary.parent().and_then(Path::parent).expect("target directory").join("nucleus-whoami");
         if !binary.exists() {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = Command::new(cargo)
-                .args(["build", "-p", "nucleus-whoami", "--bin", "nucleus-whoami"])
-                .status()
-                .expect("run cargo build");
+            let status =
+                Command::new(cargo).args(["build", "-p", "nucleus-whoami", "--bin", "nucleus-whoami"]).status().expect("run cargo build");
             assert!(status.success(), "cargo build -p nucleus-whoami failed");
         }
         binary
@@ -333,9 +265,7 @@ pub fn read_pid(path: &Path) -> Option<i32> {
 /// Whether `pid` is a live process (a zombie awaiting its reaper counts as gone).
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
         Err(_) => false,
     }
 }
@@ -350,23 +280,14 @@ pub fn kill(pid: i32, signal: i32) {
 }
 
 pub async fn http_get(address: &str, path: &str) -> Result<reqwest::Response, reqwest::Error> {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(2))
-        .build()?
-        .get(format!("http://{address}{path}"))
-        .send()
-        .await
+    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(2)).build()?.get(format!("http://{address}{path}")).send().await
 }
 
 /// Polls until nothing accepts connections on `address` any more.
 pub async fn wait_until_closed(address: &str, timeout: Duration) {
     let deadline = tokio::time::Instant::now() + timeout;
     while tokio::net::TcpStream::connect(address).await.is_ok() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{address} still accepts connections"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "{address} still accepts connections");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -375,10 +296,7 @@ pub async fn wait_until_closed(address: &str, timeout: Duration) {
 pub async fn wait_until_gone(pid: i32, timeout: Duration) {
     let deadline = tokio::time::Instant::now() + timeout;
     while alive(pid) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "process {pid} is still alive"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "process {pid} is still alive");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -28,14 +28,8 @@ fn a_good_request_passes() {
 
 #[test]
 fn malformed_json_is_not_a_validation_error() {
-    assert!(matches!(
-        parse_body::<CreateWorkloadRequest>(b"{\"name\": "),
-        Err(BodyError::Malformed(_))
-    ));
-    assert!(matches!(
-        parse_body::<CreateWorkloadRequest>(br#"{"name": "w", "artifactId": "a"} trailing"#),
-        Err(BodyError::Malformed(_))
-    ));
+    assert!(matches!(parse_body::<CreateWorkloadRequest>(b"{\"name\": "), Err(BodyError::Malformed(_))));
+    assert!(matches!(parse_body::<CreateWorkloadRequest>(br#"{"name": "w", "artifactId": "a"} trailing"#), Err(BodyError::Malformed(_))));
 }
 
 #[test]
@@ -45,10 +39,7 @@ fn unknown_fields_are_named_with_their_path() {
     let Err(BodyError::Invalid(errors)) = create(json!({"name": "w", "artifact": artifact})) else {
         panic!("expected a 422");
     };
-    assert_eq!(
-        locs(&errors),
-        vec![r#"["body","artifact","spec","containerGroups",0,"containers",0,"bogus"]"#]
-    );
+    assert_eq!(locs(&errors), vec![r#"["body","artifact","spec","containerGroups",0,"containers",0,"bogus"]"#]);
     assert_eq!(errors[0].kind, "extra_forbidden");
 }
 
@@ -78,13 +69,7 @@ fn name_length_and_port_range() {
     let mut artifact = whoami_artifact();
     artifact["spec"]["containerGroups"][0]["containers"][0]["port"] = json!(80);
     let errors = create(json!({"name": "x".repeat(5001), "artifact": artifact})).unwrap();
-    assert_eq!(
-        locs(&errors),
-        vec![
-            r#"["body","name"]"#,
-            r#"["body","artifact","spec","containerGroups",0,"containers",0,"port"]"#
-        ]
-    );
+    assert_eq!(locs(&errors), vec![r#"["body","name"]"#, r#"["body","artifact","spec","containerGroups",0,"containers",0,"port"]"#]);
     let errors = create(json!({"name": "", "artifactId": "a"})).unwrap();
     assert_eq!(errors[0].kind, "string_too_short");
 }
@@ -98,17 +83,13 @@ fn runtime_must_fit_the_artifact() {
     let body = json!({"name": "w", "artifact": whoami_artifact(), "runtime": {"containerGroups": [
         {"replicaCount": 2, "autoscaling": {"enabled": true, "policies": []}}
     ]}});
-    assert_eq!(
-        locs(&create(body).unwrap()),
-        vec![r#"["body","runtime","containerGroups",0,"replicaCount"]"#]
-    );
+    assert_eq!(locs(&create(body).unwrap()), vec![r#"["body","runtime","containerGroups",0,"replicaCount"]"#]);
 }
 
 #[test]
 fn probes_are_checked() {
     let mut artifact = whoami_artifact();
-    artifact["spec"]["containerGroups"][0]["containers"][0]["readinessProbe"] =
-        json!({"path": "/ready", "port": 70000, "scheme": "FTP"});
+    artifact["spec"]["containerGroups"][0]["containers"][0]["readinessProbe"] = json!({"path": "/ready", "port": 70000, "scheme": "FTP"});
     let errors = create(json!({"name": "w", "artifact": artifact})).unwrap();
     let prefix = r#"["body","artifact","spec","containerGroups",0,"containers",0,"readinessProbe","#;
     assert_eq!(locs(&errors), vec![format!("{prefix}\"port\"]"), format!("{prefix}\"scheme\"]")]);

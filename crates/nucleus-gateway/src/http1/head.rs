@@ -244,9 +244,23 @@ mod tests {
     #[test]
     fn every_kind_is_found_by_its_name() {
         let names = [
-            "connection", "keep-alive", "transfer-encoding", "content-length", "te", "trailer", "upgrade", "proxy-authenticate",
-            "proxy-authorization", "host", "authorization", "expect", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
-            "x-forwarded-prefix", "forwarded",
+            "connection",
+            "keep-alive",
+            "transfer-encoding",
+            "content-length",
+            "te",
+            "trailer",
+            "upgrade",
+            "proxy-authenticate",
+            "proxy-authorization",
+            "host",
+            "authorization",
+            "expect",
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "x-forwarded-host",
+            "x-forwarded-prefix",
+            "forwarded",
         ];
         let kinds: std::collections::HashSet<String> = names.iter().map(|n| format!("{:?}", Kind::of(n.as_bytes()))).collect();
         assert_eq!(kinds.len(), names.len(), "each name its own kind");

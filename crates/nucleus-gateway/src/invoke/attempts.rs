@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::backends::{self, Backend};
-use crate::route_table::Route;
 use crate::ApiError;
+use crate::route_table::Route;
 
 /// A request is tried on at most this many replicas.
 const MAX_TRIES: usize = 3;
@@ -48,7 +48,13 @@ impl<'a> Attempts<'a> {
     /// `backend` failed before answering: it is ejected for a while and not tried again.
     pub fn failed(&mut self, backend: Arc<Backend>, reason: &str) {
         let ejected_for = backend.eject(Instant::now());
-        tracing::warn!(workload_id = self.workload_id, replica = backend.name, reason, ?ejected_for, "replica failed; ejected, retrying elsewhere");
+        tracing::warn!(
+            workload_id = self.workload_id,
+            replica = backend.name,
+            reason,
+            ?ejected_for,
+            "replica failed; ejected, retrying elsewhere"
+        );
         self.failures.push(format!("replica {}: {reason}", backend.name));
         self.tried.push(backend);
     }

@@ -9,12 +9,12 @@
 //!
 //! Ejection times are read from tokio's clock, so tests run them on paused time.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use http::uri::Authority;
 use http::HeaderValue;
+use http::uri::Authority;
 use tokio::time::Instant;
 
 use super::upstream::Pool;

@@ -58,10 +58,7 @@ impl RetryBudget {
         let last = self.topped_up_ms.load(Ordering::Relaxed);
         let seconds = (now_ms.saturating_sub(last) / 1000) as i64;
         if seconds == 0
-            || self
-                .topped_up_ms
-                .compare_exchange(last, last + seconds as u64 * 1000, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
+            || self.topped_up_ms.compare_exchange(last, last + seconds as u64 * 1000, Ordering::Relaxed, Ordering::Relaxed).is_err()
         {
             return;
         }

@@ -382,7 +382,6 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE) && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
 }
 
-
 fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers
         .get_all(header::CONNECTION)
@@ -483,7 +482,16 @@ mod tests {
     fn forwarded(mut h: HeaderMap, hop: Hop) -> HeaderMap {
         let added = Added::of(&h, &caller(), hop);
         let mut written = Vec::new();
-        write_request_head(&mut written, &http::Method::GET, "/p", Some("q=1"), &h, &added, &HeaderValue::from_static("10.0.0.9:80"), BodyHeader::Caller);
+        write_request_head(
+            &mut written,
+            &http::Method::GET,
+            "/p",
+            Some("q=1"),
+            &h,
+            &added,
+            &HeaderValue::from_static("10.0.0.9:80"),
+            BodyHeader::Caller,
+        );
         request_headers(&mut h, &added);
         let mut parsed = [httparse::EMPTY_HEADER; 64];
         let mut request = httparse::Request::new(&mut parsed);
@@ -538,7 +546,14 @@ mod tests {
     #[test]
     fn an_upgrade_keeps_its_headers_both_ways() {
         let h = forwarded(headers(&[("connection", "Upgrade"), ("upgrade", "websocket"), ("sec-websocket-key", "k")]), Hop::Upgrade);
-        assert_eq!((&h["connection"], &h["upgrade"], &h["sec-websocket-key"]), (&"upgrade".parse::<HeaderValue>().unwrap(), &"websocket".parse::<HeaderValue>().unwrap(), &"k".parse::<HeaderValue>().unwrap()));
+        assert_eq!(
+            (&h["connection"], &h["upgrade"], &h["sec-websocket-key"]),
+            (
+                &"upgrade".parse::<HeaderValue>().unwrap(),
+                &"websocket".parse::<HeaderValue>().unwrap(),
+                &"k".parse::<HeaderValue>().unwrap()
+            )
+        );
         assert!(is_upgrade(&headers(&[("connection", "Upgrade"), ("upgrade", "websocket")])));
         let mut answer = headers(&[("connection", "upgrade"), ("upgrade", "websocket"), ("sec-websocket-accept", "a")]);
         response_headers(&mut answer, http::Version::HTTP_11, true);
@@ -595,7 +610,14 @@ mod tests {
         }
         assert_eq!(from_raw.remove("host").unwrap(), "10.0.0.9:80");
         let general = forwarded(
-            headers(&[("host", "api.example.com"), ("authorization", "Bearer t"), ("connection", "keep-alive"), ("x-forwarded-for", "203.0.113.9"), ("accept", "*/*"), ("x-app", "1")]),
+            headers(&[
+                ("host", "api.example.com"),
+                ("authorization", "Bearer t"),
+                ("connection", "keep-alive"),
+                ("x-forwarded-for", "203.0.113.9"),
+                ("accept", "*/*"),
+                ("x-app", "1"),
+            ]),
             Hop::Plain,
         );
         assert_eq!(from_raw, general, "the same headers either way");

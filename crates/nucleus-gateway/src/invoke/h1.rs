@@ -8,7 +8,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes};
 use http::header::HeaderName;
@@ -97,7 +97,11 @@ async fn read_answer(mut conn: Box<Conn>, head_request: bool) -> io::Result<Resp
                     return Err(io::Error::new(io::ErrorKind::InvalidData, "the answer's head is larger than 64 KiB"));
                 }
                 if conn.fill().await? == 0 {
-                    let what = if conn.read.is_empty() { "the connection closed before an answer" } else { "the connection closed in the middle of the answer's head" };
+                    let what = if conn.read.is_empty() {
+                        "the connection closed before an answer"
+                    } else {
+                        "the connection closed in the middle of the answer's head"
+                    };
                     return Err(io::Error::new(io::ErrorKind::UnexpectedEof, what));
                 }
             }
@@ -260,9 +264,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_length_delimited_answer_in_pieces_comes_whole_and_frees_the_connection() {
-        let answer = get(vec![b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\nconnection: keep-alive\r\nx-app: 1\r\n\r\nhello", b" wor", b"ld"], false, false)
-            .await
-            .unwrap();
+        let answer = get(
+            vec![b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\nconnection: keep-alive\r\nx-app: 1\r\n\r\nhello", b" wor", b"ld"],
+            false,
+            false,
+        )
+        .await
+        .unwrap();
         assert_eq!(answer.status(), 200);
         assert_eq!(answer.headers()["x-app"], "1");
         assert!(!answer.headers().contains_key("connection"), "hop-by-hop headers stay behind");
@@ -275,8 +283,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_chunked_answer_is_decoded_across_reads() {
-        let pieces: Vec<&'static [u8]> =
-            vec![b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;ext=1\r\nhel", b"lo\r\n6\r\n wor", b"ld\r", b"\n0\r\nx-trailer: t\r\n", b"\r\n"];
+        let pieces: Vec<&'static [u8]> = vec![
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;ext=1\r\nhel",
+            b"lo\r\n6\r\n wor",
+            b"ld\r",
+            b"\n0\r\nx-trailer: t\r\n",
+            b"\r\n",
+        ];
         let answer = get(pieces, false, false).await.unwrap();
         assert!(!answer.headers().contains_key("transfer-encoding"), "the caller's hop frames it anew");
         let (data, _, reusable) = read_all(answer.into_body()).await;

@@ -25,7 +25,7 @@ use std::time::Duration;
 use axum::response::IntoResponse;
 use futures::future;
 use http::uri::{PathAndQuery, Scheme};
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use http_body::Body as _;
 use http_body_util::Either;
 use hyper::body::Incoming;
@@ -39,8 +39,8 @@ use self::body::{Hold, Proxied, Source};
 use self::forwarding::{BodyHeader, Hop};
 use self::h1::Sending;
 use self::upstream::{Failure, Outbound};
-use crate::access::{allow, role_of, Need};
-use crate::auth::{caller_of, known_caller, Caller};
+use crate::access::{Need, allow, role_of};
+use crate::auth::{Caller, caller_of, known_caller};
 use crate::route_table::{Admitted, Route};
 use crate::{ApiError, AppState};
 
@@ -415,7 +415,8 @@ mod tests {
     fn invoke_urls_name_a_workload_and_the_replica_path() {
         let target = |url: &str| {
             let uri: Uri = url.parse().unwrap();
-            Target::of_workload(uri.path()).map(|t| t.map(|t| (t.workload_id.clone(), t.app_path(uri.path()).to_owned(), uri.query().map(str::to_owned))))
+            Target::of_workload(uri.path())
+                .map(|t| t.map(|t| (t.workload_id.clone(), t.app_path(uri.path()).to_owned(), uri.query().map(str::to_owned))))
         };
         assert_eq!(target("/api/v2/endpoints/workloads/w1").unwrap(), Some(("w1".into(), "/".into(), None)));
         assert_eq!(target("/api/v2/endpoints/workloads/w1/").unwrap(), Some(("w1".into(), "/".into(), None)));

@@ -14,10 +14,10 @@ use std::pin::Pin;
 use bytes::Buf;
 use tokio::time::{Instant, Sleep};
 
+use super::Admission;
 use super::attempts::Attempts;
 use super::backends::Backend;
 use super::forwarding::{self, Caller};
-use super::Admission;
 use crate::http1::head::{self, Kind, RequestHead, ResponseHead};
 use crate::http1::{Conn, Framing, Piece};
 use crate::{ApiError, AppState};
@@ -168,7 +168,11 @@ async fn read_answer(up: &mut Conn) -> io::Result<ResponseHead> {
             }
             None => {
                 if up.fill().await? == 0 {
-                    let what = if up.read.is_empty() { "the connection closed before an answer" } else { "the connection closed in the middle of the answer's head" };
+                    let what = if up.read.is_empty() {
+                        "the connection closed before an answer"
+                    } else {
+                        "the connection closed in the middle of the answer's head"
+                    };
                     return Err(io::Error::new(io::ErrorKind::UnexpectedEof, what));
                 }
             }
@@ -178,7 +182,14 @@ async fn read_answer(up: &mut Conn) -> io::Result<ResponseHead> {
 
 /// Copies the answer to the caller: its head (hop-by-hop headers left out), then its body as it
 /// comes. The replica's connection goes back to the pool if the answer leaves it reusable.
-async fn pass_answer(down: &mut Conn, mut up: Box<Conn>, backend: &Backend, answer: &ResponseHead, head_request: bool, caller_closes: bool) -> After {
+async fn pass_answer(
+    down: &mut Conn,
+    mut up: Box<Conn>,
+    backend: &Backend,
+    answer: &ResponseHead,
+    head_request: bool,
+    caller_closes: bool,
+) -> After {
     let framing = match answer.framing(&up.read, head_request) {
         Ok(framing) => framing,
         Err(_) => return After::Close,
@@ -208,7 +219,8 @@ fn write_answer_head(out: &mut Vec<u8>, buf: &[u8], answer: &ResponseHead, close
     for field in &answer.head.fields {
         let name = &buf[field.name.clone()];
         let framing_header = matches!(field.kind, Kind::TransferEncoding);
-        if (field.kind.is_hop_by_hop() && !framing_header) || named.as_ref().is_some_and(|n| n.iter().any(|x| x.eq_ignore_ascii_case(name))) {
+        if (field.kind.is_hop_by_hop() && !framing_header) || named.as_ref().is_some_and(|n| n.iter().any(|x| x.eq_ignore_ascii_case(name)))
+        {
             continue;
         }
         out.extend_from_slice(name);
@@ -274,7 +286,13 @@ async fn write_error(down: &mut Conn, err: &ApiError, after: After) {
     use std::io::Write as _;
     let status = err.status();
     let body = err.json_body();
-    let _ = write!(down.write, "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n", status.as_u16(), status.canonical_reason().unwrap_or(""), body.len());
+    let _ = write!(
+        down.write,
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        body.len()
+    );
     if status == http::StatusCode::SERVICE_UNAVAILABLE {
         let _ = write!(down.write, "retry-after: {}\r\n", crate::error::RETRY_AFTER_SECONDS);
     }

@@ -292,9 +292,7 @@ fn describe_hyper(err: &hyper::Error) -> String {
     let io_kind = std::error::Error::source(err).and_then(|s| s.downcast_ref::<io::Error>()).map(io::Error::kind);
     match io_kind {
         Some(kind @ (io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe)) => describe_io(&kind.into()),
-        _ if err.is_incomplete_message() || err.is_canceled() || err.is_closed() => {
-            "the connection closed before an answer".to_owned()
-        }
+        _ if err.is_incomplete_message() || err.is_canceled() || err.is_closed() => "the connection closed before an answer".to_owned(),
         _ => format!("the connection failed ({err})"),
     }
 }

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use utoipa::ToSchema;
 use utoipa::openapi::path::{HttpMethod, Operation, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::{Content, Paths, Ref, RefOr, Required, ResponseBuilder};
-use utoipa::ToSchema;
 
 use crate::error::ErrorBody;
 
@@ -102,17 +102,13 @@ pub fn operation(id: &str, tag: &str, summary: &str) -> OperationBuilder {
 
 /// A required JSON request body.
 pub fn json_body(schema: RefOr<Schema>) -> Option<utoipa::openapi::request_body::RequestBody> {
-    Some(
-        RequestBodyBuilder::new()
-            .required(Some(Required::True))
-            .content("application/json", Content::new(Some(schema)))
-            .build(),
-    )
+    Some(RequestBodyBuilder::new().required(Some(Required::True)).content("application/json", Content::new(Some(schema))).build())
 }
 
 /// A success answer with a JSON body.
 pub fn ok(operation: OperationBuilder, code: u16, description: &str, schema: RefOr<Schema>) -> OperationBuilder {
-    operation.response(code.to_string(), ResponseBuilder::new().description(description).content("application/json", Content::new(Some(schema))))
+    operation
+        .response(code.to_string(), ResponseBuilder::new().description(description).content("application/json", Content::new(Some(schema))))
 }
 
 /// A success answer without a body.

@@ -16,7 +16,8 @@ use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi, OpenApiBuilder, S
 use document::Builder;
 
 /// Legacy spellings of the same routes (DataRobot's older clients call these).
-const ALIASES: [(&str, &str); 2] = [("/api/v2/workloads", "/api/v2/console/workloads"), ("/api/v2/artifacts", "/api/v2/registry/artifacts")];
+const ALIASES: [(&str, &str); 2] =
+    [("/api/v2/workloads", "/api/v2/console/workloads"), ("/api/v2/artifacts", "/api/v2/registry/artifacts")];
 
 /// The whole document.
 pub fn document() -> OpenApi {
@@ -24,7 +25,9 @@ pub fn document() -> OpenApi {
     operations::add_all(&mut api);
     let mut components = ComponentsBuilder::new().security_scheme(
         "token",
-        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("`Bearer <token>` or `Token <token>`")).build()),
+        SecurityScheme::Http(
+            HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("`Bearer <token>` or `Token <token>`")).build(),
+        ),
     );
     for (name, schema) in std::mem::take(&mut api.schemas) {
         components = components.schema(name, schema);
@@ -32,12 +35,9 @@ pub fn document() -> OpenApi {
     let mut paths = api.paths;
     with_aliases(&mut paths);
     OpenApiBuilder::new()
-        .info(
-            InfoBuilder::new()
-                .title("Nucleus Workload API")
-                .version(env!("CARGO_PKG_VERSION"))
-                .description(Some("Containerized AI services behind stable, governed endpoints. Every route also answers with a trailing slash.")),
-        )
+        .info(InfoBuilder::new().title("Nucleus Workload API").version(env!("CARGO_PKG_VERSION")).description(Some(
+            "Containerized AI services behind stable, governed endpoints. Every route also answers with a trailing slash.",
+        )))
         .paths(paths)
         .components(Some(components.build()))
         .security(Some(vec![SecurityRequirement::new("token", Vec::<String>::new())]))

@@ -9,14 +9,14 @@ use nucleus_api::replacement::{Replacement, StartReplacementRequest, UpdateSetti
 use nucleus_api::stats::{MetricOverTime, ProtonRequestStats, StatsOverview};
 use nucleus_api::workload::{RelatedObjects, WorkloadOperationResponse, WorkloadSettings};
 use nucleus_api::{
-    bundle::ResourceBundle, Artifact, CreateWorkloadRequest, InputArtifact, Proton, ReplicaStatusesSnapshot, UpdateArtifactRequest,
-    UpdateWorkloadRequest, Workload, WorkloadEvent,
+    Artifact, CreateWorkloadRequest, InputArtifact, Proton, ReplicaStatusesSnapshot, UpdateArtifactRequest, UpdateWorkloadRequest,
+    Workload, WorkloadEvent, bundle::ResourceBundle,
 };
+use utoipa::openapi::RefOr;
 use utoipa::openapi::path::HttpMethod::{Delete, Get, Patch, Post, Put};
 use utoipa::openapi::schema::{ObjectBuilder, Schema};
-use utoipa::openapi::RefOr;
 
-use super::document::{empty, json_body, ok, operation, with_query, Builder, Kind, QueryParam};
+use super::document::{Builder, Kind, QueryParam, empty, json_body, ok, operation, with_query};
 use crate::artifacts::CloneRequest;
 use crate::repositories::Repository;
 use crate::router::VersionInfo;
@@ -25,10 +25,8 @@ const fn q(name: &'static str, kind: Kind, description: &'static str) -> QueryPa
     QueryParam { name, kind, description }
 }
 
-const PAGE: [QueryParam; 2] = [
-    q("offset", Kind::Integer, "How many items to skip (default 0)"),
-    q("limit", Kind::Integer, "Page size, 1 to 100 (default 100)"),
-];
+const PAGE: [QueryParam; 2] =
+    [q("offset", Kind::Integer, "How many items to skip (default 0)"), q("limit", Kind::Integer, "Page size, 1 to 100 (default 100)")];
 
 const STATS: [QueryParam; 5] = [
     q("protonId", Kind::String, "The proton to count (default: the workload's current one)"),
@@ -71,25 +69,44 @@ pub fn add_all(api: &mut Builder) {
 
 fn meta(api: &mut Builder) {
     let version = api.schema::<VersionInfo>();
-    api.add(Get, "/api/v2/version", ok(operation("getVersion", "meta", "API version (clients check the major)"), 200, "The version", version), &[]);
+    api.add(
+        Get,
+        "/api/v2/version",
+        ok(operation("getVersion", "meta", "API version (clients check the major)"), 200, "The version", version),
+        &[],
+    );
     let bundles = api.page::<ResourceBundle>();
-    api.add(Get, "/api/v2/mlops/compute/bundles", ok(operation("listBundles", "meta", "The resource bundle catalogue"), 200, "Bundles", bundles), &[]);
+    api.add(
+        Get,
+        "/api/v2/mlops/compute/bundles",
+        ok(operation("listBundles", "meta", "The resource bundle catalogue"), 200, "Bundles", bundles),
+        &[],
+    );
 }
 
 fn artifacts(api: &mut Builder) {
     let artifact = api.schema::<Artifact>();
     let input = api.schema::<InputArtifact>();
     let base = "/api/v2/artifacts";
-    let op = operation("createArtifact", "artifacts", "Create an artifact (a draft unless `status` says locked)").request_body(json_body(input.clone()));
+    let op = operation("createArtifact", "artifacts", "Create an artifact (a draft unless `status` says locked)")
+        .request_body(json_body(input.clone()));
     api.add(Post, base, ok(op, 201, "Created", artifact.clone()), &[400, 422]);
     let page = api.page::<Artifact>();
-    let query = list_query("`name`, `createdAt`, `updatedAt` or `status`; `-` for descending (default `-createdAt`)", &[
-        q("search", Kind::String, "Text in the name or description"),
-        q("status", Kind::StringList, "`draft` or `locked`"),
-        q("type", Kind::StringList, "Artifact types"),
-        q("repositoryId", Kind::String, "Only this repository's artifacts"),
-    ]);
-    api.add(Get, base, ok(with_query(operation("listArtifacts", "artifacts", "List artifacts"), &query), 200, "A page of artifacts", page), &[422]);
+    let query = list_query(
+        "`name`, `createdAt`, `updatedAt` or `status`; `-` for descending (default `-createdAt`)",
+        &[
+            q("search", Kind::String, "Text in the name or description"),
+            q("status", Kind::StringList, "`draft` or `locked`"),
+            q("type", Kind::StringList, "Artifact types"),
+            q("repositoryId", Kind::String, "Only this repository's artifacts"),
+        ],
+    );
+    api.add(
+        Get,
+        base,
+        ok(with_query(operation("listArtifacts", "artifacts", "List artifacts"), &query), 200, "A page of artifacts", page),
+        &[422],
+    );
     let one = "/api/v2/artifacts/{artifact_id}";
     api.add(Get, one, ok(operation("getArtifact", "artifacts", "Get an artifact"), 200, "The artifact", artifact.clone()), &[403, 404]);
     let op = operation("replaceArtifact", "artifacts", "Replace a draft artifact").request_body(json_body(input));
@@ -97,9 +114,15 @@ fn artifacts(api: &mut Builder) {
     let patch = api.schema::<UpdateArtifactRequest>();
     let op = operation("updateArtifact", "artifacts", "Edit a draft artifact, or lock it").request_body(json_body(patch));
     api.add(Patch, one, ok(op, 200, "The artifact", artifact.clone()), &[400, 403, 404, 409, 422]);
-    api.add(Delete, one, empty(operation("deleteArtifact", "artifacts", "Delete an artifact no workload uses"), 204, "Deleted"), &[403, 404, 409]);
+    api.add(
+        Delete,
+        one,
+        empty(operation("deleteArtifact", "artifacts", "Delete an artifact no workload uses"), 204, "Deleted"),
+        &[403, 404, 409],
+    );
     let clone = api.schema::<CloneRequest>();
-    let op = operation("cloneArtifact", "artifacts", "Copy an artifact into a new draft of the same repository").request_body(json_body(clone));
+    let op =
+        operation("cloneArtifact", "artifacts", "Copy an artifact into a new draft of the same repository").request_body(json_body(clone));
     api.add(Post, "/api/v2/artifacts/{artifact_id}/clone", ok(op, 200, "The new draft", artifact), &[400, 403, 404, 422]);
     shared_roles(api, "/api/v2/artifacts/{artifact_id}/sharedRoles", "Artifact");
 }
@@ -109,7 +132,8 @@ fn shared_roles(api: &mut Builder, path: &str, object: &str) {
     let get = operation(&format!("list{object}SharedRoles"), "sharing", "Who the object is shared with");
     api.add(Get, path, ok(with_query(get, &PAGE), 200, "A page of shared roles", page), &[403, 404, 422]);
     let body = api.schema::<SharedRolesUpdateRequest>();
-    let patch = operation(&format!("update{object}SharedRoles"), "sharing", "Replace who the object is shared with (owner only)").request_body(json_body(body));
+    let patch = operation(&format!("update{object}SharedRoles"), "sharing", "Replace who the object is shared with (owner only)")
+        .request_body(json_body(body));
     api.add(Patch, path, empty(patch, 204, "Updated"), &[400, 403, 404, 409, 422]);
 }
 
@@ -135,16 +159,24 @@ fn workloads(api: &mut Builder) {
     api.add(Post, base, ok(op, 201, "Created", workload.clone()), &[400, 403, 404, 409, 422]);
     let page = api.page::<Workload>();
     let order_by = "`name`, `createdAt`, `updatedAt`, `status` or `importance`; `-` for descending (default `-createdAt`)";
-    let query = list_query(order_by, &[
-        q("search", Kind::String, "Text in the name or description"),
-        q("status", Kind::StringList, "Workload statuses"),
-        q("importance", Kind::StringList, "`low`, `moderate`, `high`, `critical`"),
-        q("artifactId", Kind::String, "Only workloads running this artifact"),
-        q("artifactStatus", Kind::StringList, "Only workloads whose artifact is `draft` or `locked`"),
-        q("repositoryId", Kind::String, "Only workloads whose artifact is of this repository"),
-        q("serviceStats", Kind::Boolean, "Add each workload's `requestStats` (last 7 days)"),
-    ]);
-    api.add(Get, base, ok(with_query(operation("listWorkloads", "workloads", "List workloads"), &query), 200, "A page of workloads", page), &[422]);
+    let query = list_query(
+        order_by,
+        &[
+            q("search", Kind::String, "Text in the name or description"),
+            q("status", Kind::StringList, "Workload statuses"),
+            q("importance", Kind::StringList, "`low`, `moderate`, `high`, `critical`"),
+            q("artifactId", Kind::String, "Only workloads running this artifact"),
+            q("artifactStatus", Kind::StringList, "Only workloads whose artifact is `draft` or `locked`"),
+            q("repositoryId", Kind::String, "Only workloads whose artifact is of this repository"),
+            q("serviceStats", Kind::Boolean, "Add each workload's `requestStats` (last 7 days)"),
+        ],
+    );
+    api.add(
+        Get,
+        base,
+        ok(with_query(operation("listWorkloads", "workloads", "List workloads"), &query), 200, "A page of workloads", page),
+        &[422],
+    );
     let one = "/api/v2/workloads/{workload_id}";
     api.add(Get, one, ok(operation("getWorkload", "workloads", "Get a workload"), 200, "The workload", workload.clone()), &[403, 404]);
     let patch = api.schema::<UpdateWorkloadRequest>();
@@ -186,11 +218,13 @@ fn replacements(api: &mut Builder) {
     api.add(Get, &format!("{one}/settings"), ok(op, 200, "Settings", settings), &[403, 404]);
     let replacement = api.schema::<Replacement>();
     let body = api.schema::<UpdateSettingsRequest>();
-    let op = operation("updateWorkloadSettings", "replacements", "Roll the workload onto a new runtime (same artifact)").request_body(json_body(body));
+    let op = operation("updateWorkloadSettings", "replacements", "Roll the workload onto a new runtime (same artifact)")
+        .request_body(json_body(body));
     api.add(Patch, &format!("{one}/settings"), ok(op, 202, "Replacement started", replacement.clone()), &[400, 403, 404, 409, 422]);
     let path = format!("{one}/replacement");
     let body = api.schema::<StartReplacementRequest>();
-    let op = operation("startReplacement", "replacements", "Roll the workload onto another artifact, with no failed request").request_body(json_body(body));
+    let op = operation("startReplacement", "replacements", "Roll the workload onto another artifact, with no failed request")
+        .request_body(json_body(body));
     api.add(Post, &path, ok(op, 202, "Replacement started", replacement.clone()), &[400, 403, 404, 409, 422]);
     let op = operation("getReplacement", "replacements", "The replacement in progress");
     api.add(Get, &path, ok(op, 200, "The replacement", replacement.clone()), &[403, 404]);
@@ -225,11 +259,21 @@ fn deployments(api: &mut Builder) {
     let op = with_query(operation("listDeployments", "deployments", "List deployments"), &PAGE);
     api.add(Get, base, ok(op, 200, "A page of deployments", page), &[422]);
     let one = "/api/v2/console/deployments/{deployment_id}";
-    api.add(Get, one, ok(operation("getDeployment", "deployments", "Get a deployment"), 200, "The deployment", deployment.clone()), &[403, 404]);
+    api.add(
+        Get,
+        one,
+        ok(operation("getDeployment", "deployments", "Get a deployment"), 200, "The deployment", deployment.clone()),
+        &[403, 404],
+    );
     let body = api.schema::<UpdateDeploymentRequest>();
     let op = operation("updateDeployment", "deployments", "Rename, describe or re-prioritise a deployment").request_body(json_body(body));
     api.add(Patch, one, ok(op, 200, "The deployment", deployment), &[400, 403, 404, 422]);
-    api.add(Delete, one, empty(operation("deleteDeployment", "deployments", "Delete a deployment (not its workload)"), 204, "Deleted"), &[403, 404]);
+    api.add(
+        Delete,
+        one,
+        empty(operation("deleteDeployment", "deployments", "Delete a deployment (not its workload)"), 204, "Deleted"),
+        &[403, 404],
+    );
     let stats = api.schema::<ProtonRequestStats>();
     let op = with_query(operation("getDeploymentStats", "deployments", "Request statistics of the deployment's workload"), &STATS);
     api.add(Get, &format!("{one}/stats"), ok(op, 200, "Statistics", stats), &[400, 403, 404, 422]);

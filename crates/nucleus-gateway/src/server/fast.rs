@@ -9,21 +9,27 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpStream;
-use tokio::sync::{watch, OwnedSemaphorePermit};
+use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
 
-use super::prefixed::Prefixed;
 use super::Shared;
+use super::prefixed::Prefixed;
+use crate::AppState;
 use crate::http1::head::{self, Kind, RequestHead};
 use crate::http1::{Conn, Framing};
 use crate::invoke::raw::{self, After};
 use crate::invoke::{self, Admission};
-use crate::AppState;
 
 /// A request head larger than this is left to hyper (which refuses it).
 const MAX_HEAD: usize = 64 * 1024;
 
-pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, permit: OwnedSemaphorePermit, mut stop: watch::Receiver<bool>) {
+pub async fn serve(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut down = Conn::new(stream);
     let limits = &shared.state.config.limits;
     // Waiting for a request is waiting for its head: both timeouts count from then.

@@ -18,8 +18,8 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -33,20 +33,16 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
 use crate::invoke::{self, GatewayBody};
-use crate::{router, AppState};
+use crate::{AppState, router};
 
 /// Serves the gateway on `listener` until `shutdown` resolves; in-flight requests finish first.
-pub async fn serve(
-    state: AppState,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> io::Result<()> {
+pub async fn serve(state: AppState, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
     let listener = listener.into_std()?;
     let workers = state.config.workers.max(1);
     let connections = Arc::new(Semaphore::new(state.config.limits.max_connections));
@@ -156,14 +152,21 @@ async fn refuse(mut stream: TcpStream) {
 }
 
 /// Serves a connection with hyper (HTTP/1.1 or HTTP/2), from the bytes the fast path read on.
-async fn hyper_connection(shared: Arc<Shared>, io: prefixed::Prefixed, peer: SocketAddr, _permit: OwnedSemaphorePermit, mut stop: watch::Receiver<bool>) {
+async fn hyper_connection(
+    shared: Arc<Shared>,
+    io: prefixed::Prefixed,
+    peer: SocketAddr,
+    _permit: OwnedSemaphorePermit,
+    mut stop: watch::Receiver<bool>,
+) {
     let activity = Arc::new(Activity::new());
     let service = {
         let shared = shared.clone();
         let activity = activity.clone();
         hyper::service::service_fn(move |request: Request<Incoming>| {
             let busy = activity.busy(request.version());
-            dispatch(shared.clone(), peer, request).map(move |response| Ok::<_, Infallible>(response.map(|body| Tracked { body, _busy: busy })))
+            dispatch(shared.clone(), peer, request)
+                .map(move |response| Ok::<_, Infallible>(response.map(|body| Tracked { body, _busy: busy })))
         })
     };
     let connection = shared.builder.serve_connection_with_upgrades(TokioIo::new(io), service);
@@ -263,8 +266,7 @@ impl Activity {
 
     /// `None` while a request is in progress.
     fn idle_since(&self) -> Option<Instant> {
-        (self.busy.load(Ordering::Relaxed) == 0)
-            .then(|| self.since + Duration::from_millis(self.idle_ms.load(Ordering::Relaxed)))
+        (self.busy.load(Ordering::Relaxed) == 0).then(|| self.since + Duration::from_millis(self.idle_ms.load(Ordering::Relaxed)))
     }
 }
 

@@ -3,22 +3,22 @@
 
 use std::collections::BTreeMap;
 
+use axum::Json;
 use axum::extract::{Extension, Path, State};
 use axum::http::{StatusCode, Uri};
-use axum::Json;
 use nucleus_api::stats::{
-    CountTrend, MetricBucket, MetricOverTime, MetricSummary, MillisTrend, MinuteStats, Period, ProtonRequestStats, RateTrend, RequestCounts, RequestMetrics,
-    ServiceStats, StatsOverview, WorkloadCounts,
+    CountTrend, MetricBucket, MetricOverTime, MetricSummary, MillisTrend, MinuteStats, Period, ProtonRequestStats, RateTrend,
+    RequestCounts, RequestMetrics, ServiceStats, StatsOverview, WorkloadCounts,
 };
 use nucleus_api::validation::Loc;
 use nucleus_api::{FieldError, ProtonStatus, Timestamp, Workload};
-use nucleus_client::{keys, Txn};
+use nucleus_client::{Txn, keys};
 
-use crate::access::{role_of, Need};
+use crate::access::{Need, role_of};
+use crate::auth::Caller;
 use crate::listing::check;
 use crate::request::Query;
 use crate::workloads::load;
-use crate::auth::Caller;
 use crate::{ApiError, AppState};
 
 const METRICS: [&str; 6] = ["totalRequests", "requestsOverN", "requestsPerMinute", "concurrentRequests", "responseTime", "totalErrorRate"];
@@ -43,7 +43,11 @@ impl Window {
             match chrono::DateTime::parse_from_rfc3339(raw) {
                 Ok(t) => Some(t.with_timezone(&chrono::Utc)),
                 Err(_) => {
-                    errors.push(FieldError::new(&Loc::query().key(key), format!("'{raw}' is not an RFC 3339 date-time"), "datetime_parsing"));
+                    errors.push(FieldError::new(
+                        &Loc::query().key(key),
+                        format!("'{raw}' is not an RFC 3339 date-time"),
+                        "datetime_parsing",
+                    ));
                     None
                 }
             }
@@ -54,7 +58,11 @@ impl Window {
             None => 0.5,
             Some(Ok(q)) if (0.0..=1.0).contains(&q) => q,
             Some(_) => {
-                errors.push(FieldError::new(&Loc::query().key("responseTimeQuantile"), "Input should be a number from 0 to 1", "value_error"));
+                errors.push(FieldError::new(
+                    &Loc::query().key("responseTimeQuantile"),
+                    "Input should be a number from 0 to 1",
+                    "value_error",
+                ));
                 0.5
             }
         };
@@ -117,7 +125,12 @@ fn proton_of(window: &Window, workload: &Workload) -> Option<String> {
     window.proton.clone().or_else(|| workload.proton_id.clone())
 }
 
-pub async fn get(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, uri: Uri) -> Result<Json<ProtonRequestStats>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> Result<Json<ProtonRequestStats>, ApiError> {
     let window = Window::parse(&Query::parse(uri.query()), chrono::Duration::days(1))?;
     let workload = load(&state, &caller, &id, Need::Read).await?.value;
     let minutes = match proton_of(&window, &workload) {
@@ -129,7 +142,12 @@ pub async fn get(State(state): State<AppState>, Extension(caller): Extension<Cal
     Ok(Json(ProtonRequestStats { period: Period { start: window.start, end: window.end }, metrics }))
 }
 
-pub async fn metric(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path((id, metric)): Path<(String, String)>, uri: Uri) -> Result<Json<MetricOverTime>, ApiError> {
+pub async fn metric(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((id, metric)): Path<(String, String)>,
+    uri: Uri,
+) -> Result<Json<MetricOverTime>, ApiError> {
     let query = Query::parse(uri.query());
     let mut errors = Vec::new();
     if !METRICS.contains(&metric.as_str()) {
@@ -146,7 +164,9 @@ pub async fn metric(State(state): State<AppState>, Extension(caller): Extension<
     let window = Window::parse(&query, step * 7)?;
     let buckets_wanted = (window.end - window.start).num_minutes() / step.num_minutes().max(1);
     if buckets_wanted > MAX_BUCKETS {
-        return Err(ApiError::BadRequest(format!("{buckets_wanted} buckets of {resolution} are too many (at most {MAX_BUCKETS}); use a coarser resolution or a shorter period")));
+        return Err(ApiError::BadRequest(format!(
+            "{buckets_wanted} buckets of {resolution} are too many (at most {MAX_BUCKETS}); use a coarser resolution or a shorter period"
+        )));
     }
     let workload = load(&state, &caller, &id, Need::Read).await?.value;
     let proton = proton_of(&window, &workload);
@@ -183,7 +203,12 @@ pub async fn metric(State(state): State<AppState>, Extension(caller): Extension<
 }
 
 /// Deletes the counts of one proton (or all) within the period (or all time); 204.
-pub async fn delete(State(state): State<AppState>, Extension(caller): Extension<Caller>, Path(id): Path<String>, uri: Uri) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> Result<StatusCode, ApiError> {
     let query = Query::parse(uri.query());
     let everything = query.one("startTime").is_none() && query.one("endTime").is_none();
     let window = Window::parse(&query, chrono::Duration::days(365 * 100))?;
@@ -211,7 +236,8 @@ pub async fn delete(State(state): State<AppState>, Extension(caller): Extension<
 pub async fn request_stats(state: &AppState, workload: &Workload) -> Result<ServiceStats, ApiError> {
     let minutes = minutes(state, &workload.id, None).await?;
     let now = nucleus_api::clock::now();
-    let days: Vec<MinuteStats> = (0..7).rev().map(|d| sum_between(&minutes, now - chrono::Duration::days(d + 1), now - chrono::Duration::days(d))).collect();
+    let days: Vec<MinuteStats> =
+        (0..7).rev().map(|d| sum_between(&minutes, now - chrono::Duration::days(d + 1), now - chrono::Duration::days(d))).collect();
     let mut week = MinuteStats::default();
     for day in &days {
         week.merge(day);
@@ -236,7 +262,9 @@ pub async fn overview(State(state): State<AppState>, Extension(caller): Extensio
     let (mut today, mut yesterday) = (MinuteStats::default(), MinuteStats::default());
     let workloads: Vec<_> = workloads
         .into_iter()
-        .filter(|w| role_of(&caller, w.value.creator.as_ref(), &w.value.shared_roles).is_some_and(|r| r >= nucleus_api::identity::Role::User))
+        .filter(|w| {
+            role_of(&caller, w.value.creator.as_ref(), &w.value.shared_roles).is_some_and(|r| r >= nucleus_api::identity::Role::User)
+        })
         .collect();
     for w in &workloads {
         let minutes = minutes(&state, &w.value.id, None).await?;

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nucleus_api::stats::MinuteStats;
-use nucleus_client::{keys, MetaClient, Txn};
+use nucleus_client::{MetaClient, Txn, keys};
 
 const FLUSH_EVERY: Duration = Duration::from_secs(2);
 
@@ -110,9 +110,7 @@ impl Recorder {
         let current = minute_of(nucleus_api::clock::now());
         let protons: Vec<Arc<ProtonStats>> = {
             let mut protons = self.protons.lock().unwrap_or_else(|p| p.into_inner());
-            protons.retain(|_, stats| {
-                Arc::strong_count(stats) > 1 || !stats.minutes.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
-            });
+            protons.retain(|_, stats| Arc::strong_count(stats) > 1 || !stats.minutes.lock().unwrap_or_else(|p| p.into_inner()).is_empty());
             protons.values().cloned().collect()
         };
         for stats in protons {

@@ -4,10 +4,7 @@ use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
-use openraft::{
-    Entry, LogId, LogState, OptionalSend, RaftLogId, RaftLogReader, StorageError, StorageIOError,
-    Vote,
-};
+use openraft::{Entry, LogId, LogState, OptionalSend, RaftLogId, RaftLogReader, StorageError, StorageIOError, Vote};
 use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -48,8 +45,7 @@ impl LogStore {
 
     fn read_meta<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, String> {
         let raw = self.db.db().get_cf(self.db.cf(CF_RAFT), self.keys.key(key)).map_err(|e| e.to_string())?;
-        raw.map(|raw| from_json(&raw).map_err(|e| format!("{}: {e}", String::from_utf8_lossy(key))))
-            .transpose()
+        raw.map(|raw| from_json(&raw).map_err(|e| format!("{}: {e}", String::from_utf8_lossy(key)))).transpose()
     }
 
     fn meta_batch<T: Serialize>(&self, batch: &mut WriteBatch, key: &[u8], value: &T) -> Result<(), serde_json::Error> {

@@ -62,8 +62,7 @@ pub struct ReadView<'a> {
 impl ReadView<'_> {
     fn sm_meta<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, Error> {
         let raw = self.snap.get_cf(self.db.cf(CF_SM), self.keys.key(key))?;
-        raw.map(|raw| from_json(&raw).map_err(|e| Error::corrupt(String::from_utf8_lossy(key), e)))
-            .transpose()
+        raw.map(|raw| from_json(&raw).map_err(|e| Error::corrupt(String::from_utf8_lossy(key), e))).transpose()
     }
 
     pub fn revision(&self) -> Result<u64, Error> {

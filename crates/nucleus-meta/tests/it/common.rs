@@ -33,11 +33,7 @@ pub fn cond(key: &str, mod_revision: u64) -> pb::Condition {
 }
 
 pub async fn write(client: &mut Client, request_id: &str, conditions: Vec<pb::Condition>, ops: Vec<pb::Op>) -> pb::WriteResponse {
-    client
-        .write(pb::WriteRequest { request_id: request_id.into(), conditions, ops, group_id: 0 })
-        .await
-        .expect("write")
-        .into_inner()
+    client.write(pb::WriteRequest { request_id: request_id.into(), conditions, ops, group_id: 0 }).await.expect("write").into_inner()
 }
 
 pub async fn get(client: &mut Client, key: &str) -> pb::GetResponse {

@@ -3,8 +3,8 @@
 use std::time::{Duration, Instant};
 
 use nucleus_meta::{MetaConfig, MetaNode};
-use nucleus_proto::metadata::{LEADER_ADDR as LEADER_ADDR_METADATA, LEADER_ID as LEADER_ID_METADATA};
 use nucleus_proto::meta::v1 as pb;
+use nucleus_proto::metadata::{LEADER_ADDR as LEADER_ADDR_METADATA, LEADER_ID as LEADER_ID_METADATA};
 
 use crate::common::*;
 use crate::group::*;
@@ -19,8 +19,7 @@ async fn three_nodes_share_a_leader_and_followers_point_to_it() {
     let leader = &nodes[0];
     let status = status(leader).await;
     assert_eq!((status.state.as_str(), status.leader_addr.as_deref()), ("leader", Some(leader.advertise())));
-    let expected_members: Vec<pb::Member> =
-        nodes.iter().map(|n| pb::Member { id: n.node_id(), addr: n.advertise().to_owned() }).collect();
+    let expected_members: Vec<pb::Member> = nodes.iter().map(|n| pb::Member { id: n.node_id(), addr: n.advertise().to_owned() }).collect();
     assert_eq!(status.members, expected_members);
     for follower in &nodes[1..] {
         let status = crate::group::status(follower).await;
@@ -40,15 +39,9 @@ async fn three_nodes_share_a_leader_and_followers_point_to_it() {
     assert_eq!(metadata(&err, LEADER_ADDR_METADATA).as_deref(), Some(leader.advertise()));
     assert_eq!(metadata(&err, LEADER_ID_METADATA).as_deref(), Some("1"));
     let err = f.get(pb::GetRequest { key: "k".into(), group_id: 0 }).await.unwrap_err();
-    assert_eq!(
-        (err.code(), metadata(&err, LEADER_ADDR_METADATA).as_deref()),
-        (tonic::Code::Unavailable, Some(leader.advertise()))
-    );
+    assert_eq!((err.code(), metadata(&err, LEADER_ADDR_METADATA).as_deref()), (tonic::Code::Unavailable, Some(leader.advertise())));
     let err = f.join(pb::JoinRequest { node_id: 9, addr: "127.0.0.1:9".into() }).await.unwrap_err();
-    assert_eq!(
-        (err.code(), metadata(&err, LEADER_ADDR_METADATA).as_deref()),
-        (tonic::Code::Unavailable, Some(leader.advertise()))
-    );
+    assert_eq!((err.code(), metadata(&err, LEADER_ADDR_METADATA).as_deref()), (tonic::Code::Unavailable, Some(leader.advertise())));
     // The rejected write changed nothing.
     assert_eq!(get(&mut c, "k").await.kv.unwrap().value, b"v");
 
@@ -116,8 +109,7 @@ async fn leader_loss_elects_a_new_leader_and_the_old_one_rejoins() {
     acknowledged.push(("k20".into(), "v20".into()));
 
     // The old leader comes back on its data dir and address (no join list: a member rejoins by itself).
-    let old =
-        MetaNode::start(MetaConfig::new(1, dir.path().join("node-1"), old_listen)).await.expect("restart old leader");
+    let old = MetaNode::start(MetaConfig::new(1, dir.path().join("node-1"), old_listen)).await.expect("restart old leader");
     let mut all = vec![old];
     all.extend(nodes);
     let refs: Vec<&MetaNode> = all.iter().collect();
@@ -137,8 +129,7 @@ async fn leader_loss_elects_a_new_leader_and_the_old_one_rejoins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn late_joiner_catches_up_from_a_snapshot_and_a_moved_node_is_readdressed() {
     let dir = tempfile::tempdir().unwrap();
-    let small_snapshots =
-        |id, join: &[&MetaNode]| MetaConfig { snapshot_after_logs: 10, ..config(id, dir.path(), ANY_PORT, join) };
+    let small_snapshots = |id, join: &[&MetaNode]| MetaConfig { snapshot_after_logs: 10, ..config(id, dir.path(), ANY_PORT, join) };
     let n1 = MetaNode::start(small_snapshots(1, &[])).await.unwrap();
     let mut c = client_at(n1.advertise()).await;
     let mut expected = Vec::new();
@@ -179,19 +170,14 @@ async fn late_joiner_catches_up_from_a_snapshot_and_a_moved_node_is_readdressed(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_that_installs_a_snapshot_keeps_no_watch_history_before_it() {
     let dir = tempfile::tempdir().unwrap();
-    let small_snapshots = |id, listen: &str, join: &[&MetaNode]| MetaConfig {
-        snapshot_after_logs: 10,
-        ..config(id, dir.path(), listen, join)
-    };
+    let small_snapshots =
+        |id, listen: &str, join: &[&MetaNode]| MetaConfig { snapshot_after_logs: 10, ..config(id, dir.path(), listen, join) };
     let n1 = MetaNode::start(small_snapshots(1, ANY_PORT, &[])).await.unwrap();
     let n2 = MetaNode::start(small_snapshots(2, ANY_PORT, &[&n1])).await.expect("join");
     let n3 = MetaNode::start(small_snapshots(3, ANY_PORT, &[&n1])).await.expect("join");
     let mut c = client_at(n1.advertise()).await;
     write(&mut c, "", vec![], vec![put("early", "1")]).await;
-    eventually("node 2 to apply the first write", Duration::from_secs(5), || async {
-        (local_pairs(&n2).len() == 1).then_some(())
-    })
-    .await;
+    eventually("node 2 to apply the first write", Duration::from_secs(5), || async { (local_pairs(&n2).len() == 1).then_some(()) }).await;
     assert_eq!(n2.reader().view().compact_revision().unwrap(), 0, "node 2 replicated it: full history");
 
     // Node 2 misses 40 writes whose log entries the leader purges: it catches up from a snapshot.
@@ -208,10 +194,7 @@ async fn a_node_that_installs_a_snapshot_keeps_no_watch_history_before_it() {
         .expect("leader purged its log");
     let n2 = MetaNode::start(small_snapshots(2, &n2_listen.to_string(), &[])).await.expect("restart");
     let expected = local_pairs(&n1);
-    eventually("node 2 to catch up", Duration::from_secs(10), || async {
-        (local_pairs(&n2) == expected).then_some(())
-    })
-    .await;
+    eventually("node 2 to catch up", Duration::from_secs(10), || async { (local_pairs(&n2) == expected).then_some(()) }).await;
 
     let snapshot = n2.raft().get_snapshot().await.unwrap().expect("node 2 installed a snapshot");
     let (_, revision) = snapshot.meta.snapshot_id.rsplit_once("-rev").expect("snapshot id names its revision");

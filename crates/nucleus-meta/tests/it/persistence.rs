@@ -12,11 +12,7 @@ async fn state_survives_restart() {
     write(&mut c, "", vec![], vec![delete("b"), put("c", "3")]).await;
     // Snapshot part of the history so restart covers a node that has one.
     node.raft().trigger().snapshot().await.unwrap();
-    node.raft()
-        .wait(Some(Duration::from_secs(5)))
-        .metrics(|m| m.snapshot.is_some(), "snapshot built")
-        .await
-        .unwrap();
+    node.raft().wait(Some(Duration::from_secs(5))).metrics(|m| m.snapshot.is_some(), "snapshot built").await.unwrap();
     write(&mut c, "", vec![], vec![put("d", "4")]).await;
     drop(c);
     node.shutdown().await.unwrap();

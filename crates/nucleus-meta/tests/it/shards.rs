@@ -91,7 +91,8 @@ fn node_of<'a>(nodes: &[&'a MetaNode], id: u64) -> &'a MetaNode {
 
 async fn shard_write(nodes: &[&MetaNode], group: u64, leader: u64, key: &str, value: &str) {
     let mut client = client_at(node_of(nodes, leader).advertise()).await;
-    let request = pb::WriteRequest { request_id: format!("{group}-{key}"), conditions: vec![], ops: vec![put(key, value)], group_id: group };
+    let request =
+        pb::WriteRequest { request_id: format!("{group}-{key}"), conditions: vec![], ops: vec![put(key, value)], group_id: group };
     assert!(client.write(request).await.expect("shard write").into_inner().succeeded);
 }
 

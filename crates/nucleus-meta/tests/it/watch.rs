@@ -13,9 +13,7 @@ async fn next(stream: &mut Streaming<pb::WatchEvent>) -> (Kind, String, String, 
         .expect("watch stream ok")
         .expect("watch stream open");
     let kind = Kind::try_from(event.kind).expect("known kind");
-    let (key, value) = event.kv.map_or((String::new(), String::new()), |kv| {
-        (kv.key, String::from_utf8_lossy(&kv.value).into_owned())
-    });
+    let (key, value) = event.kv.map_or((String::new(), String::new()), |kv| (kv.key, String::from_utf8_lossy(&kv.value).into_owned()));
     (kind, key, value, event.revision)
 }
 
@@ -101,10 +99,8 @@ async fn from_a_revision_replays_exactly_the_later_changes_then_live_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_older_than_the_kept_history_is_out_of_range_with_the_compact_revision() {
     let dir = tempfile::tempdir().unwrap();
-    let config = nucleus_meta::MetaConfig {
-        watch_history: 3,
-        ..nucleus_meta::MetaConfig::new(1, dir.path(), "127.0.0.1:0".parse().unwrap())
-    };
+    let config =
+        nucleus_meta::MetaConfig { watch_history: 3, ..nucleus_meta::MetaConfig::new(1, dir.path(), "127.0.0.1:0".parse().unwrap()) };
     let node = nucleus_meta::MetaNode::start(config).await.unwrap();
     let mut c = client(&node).await;
     for i in 1..=6 {

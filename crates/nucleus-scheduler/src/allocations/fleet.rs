@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use nucleus_api::bundle::ResourceBundle;
 use nucleus_api::Importance;
-use nucleus_client::{decode, keys, NodeRecord, Txn, Versioned, WatchEvent};
+use nucleus_api::bundle::ResourceBundle;
+use nucleus_client::{NodeRecord, Txn, Versioned, WatchEvent, decode, keys};
 
 use super::ledgers::Ledgers;
 use super::record::{AllocationRecord, NodeAllocations, Preemptor};
@@ -120,11 +120,8 @@ pub fn holding(ledgers: &Ledgers, proton: &str) -> Option<Holding> {
     let mut found: Option<Holding> = None;
     for doc in ledgers.holding(proton) {
         for record in doc.value.allocations.iter().filter(|r| r.proton == proton) {
-            let holding = found.get_or_insert_with(|| Holding {
-                agent: doc.value.agent.clone(),
-                bundle: record.bundle.clone(),
-                preempted_by: None,
-            });
+            let holding =
+                found.get_or_insert_with(|| Holding { agent: doc.value.agent.clone(), bundle: record.bundle.clone(), preempted_by: None });
             if holding.preempted_by.is_none() {
                 holding.preempted_by.clone_from(&record.preempted_by);
             }

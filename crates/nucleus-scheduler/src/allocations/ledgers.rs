@@ -1,9 +1,9 @@
 //! A worker's copy of the ledger: node documents by key, indexed by the protons they hold, so that
 //! finding a proton's reservation (every proton, every pass) does not read the whole ledger.
 
-use std::collections::{btree_map, BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, btree_map};
 
-use nucleus_client::{keys, Versioned};
+use nucleus_client::{Versioned, keys};
 
 use super::record::NodeAllocations;
 
@@ -92,7 +92,14 @@ mod tests {
     fn doc(key: &str, protons: &[&str], revision: u64) -> Doc {
         let allocations = protons
             .iter()
-            .map(|p| AllocationRecord { proton: (*p).into(), workload: "w".into(), replica: 0, bundle: nucleus_api::bundle::default_catalogue()[0].clone(), importance: nucleus_api::Importance::Low, preempted_by: None })
+            .map(|p| AllocationRecord {
+                proton: (*p).into(),
+                workload: "w".into(),
+                replica: 0,
+                bundle: nucleus_api::bundle::default_catalogue()[0].clone(),
+                importance: nucleus_api::Importance::Low,
+                preempted_by: None,
+            })
             .collect();
         Versioned { key: key.into(), value: NodeAllocations { agent: "a".into(), node: key.into(), allocations }, mod_revision: revision }
     }

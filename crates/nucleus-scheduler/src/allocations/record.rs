@@ -1,7 +1,7 @@
 //! The stored form of the allocation ledger: one document per node (`allocations/<agent>/<node>`).
 
-use nucleus_api::bundle::ResourceBundle;
 use nucleus_api::Importance;
+use nucleus_api::bundle::ResourceBundle;
 use serde::{Deserialize, Serialize};
 
 /// What the replicas placed on one node of one agent reserve there.

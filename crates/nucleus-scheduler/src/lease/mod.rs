@@ -12,13 +12,13 @@ mod plan;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use nucleus_client::{keys, MetaClient, Txn, WriteOutcome};
+use nucleus_client::{MetaClient, Txn, WriteOutcome, keys};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-pub use self::plan::{plan, LeaseAction, LeaseBeat, LeaseHolder, Me, ReadLease, CLOCK_SKEW_MS};
+pub use self::plan::{CLOCK_SKEW_MS, LeaseAction, LeaseBeat, LeaseHolder, Me, ReadLease, plan};
 use crate::Error;
 
 /// How long a lease lasts without renewal. A dead worker's shards are taken over after this
@@ -92,11 +92,7 @@ impl LeaseKeeper {
         let record = WorkerRecord { name: self.me.worker.clone(), incarnation: self.me.incarnation.clone(), renewed_at_ms: now_ms, ttl_ms };
         self.meta.write(Txn::new().put_json(&keys::scheduler(&self.me.worker), &record)?).await?;
         let workers = self.meta.list_json::<WorkerRecord>(keys::SCHEDULERS).await?;
-        let live = workers
-            .iter()
-            .filter(|w| w.value.renewed_at_ms + w.value.ttl_ms as i64 + CLOCK_SKEW_MS >= now_ms)
-            .count()
-            .max(1);
+        let live = workers.iter().filter(|w| w.value.renewed_at_ms + w.value.ttl_ms as i64 + CLOCK_SKEW_MS >= now_ms).count().max(1);
         let leases = self.read_leases().await?;
         // Whatever the store no longer shows as ours is lost.
         held.retain(|group, token| {

@@ -80,10 +80,8 @@ fn takeable(me: &Me, lease: &ReadLease, now_ms: i64) -> bool {
 pub fn plan(me: &Me, now_ms: i64, leases: &BTreeMap<u64, Option<ReadLease>>, live_workers: usize) -> Vec<LeaseAction> {
     let shards = leases.len();
     let share = shards.div_ceil(live_workers.max(1));
-    let mut held: Vec<(u64, u64)> = leases
-        .iter()
-        .filter_map(|(group, lease)| lease.as_ref().filter(|l| me.holds(l)).map(|l| (*group, l.revision)))
-        .collect();
+    let mut held: Vec<(u64, u64)> =
+        leases.iter().filter_map(|(group, lease)| lease.as_ref().filter(|l| me.holds(l)).map(|l| (*group, l.revision))).collect();
     held.sort_by_key(|(group, _)| std::cmp::Reverse(rank(&me.worker, *group)));
     let mut actions = Vec::new();
     for (i, (group, revision)) in held.iter().enumerate() {
@@ -133,7 +131,13 @@ mod tests {
     }
 
     fn acquired(actions: &[LeaseAction]) -> Vec<u64> {
-        actions.iter().filter_map(|a| match a { LeaseAction::Acquire { group, .. } => Some(*group), _ => None }).collect()
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                LeaseAction::Acquire { group, .. } => Some(*group),
+                _ => None,
+            })
+            .collect()
     }
 
     #[test]
@@ -148,7 +152,7 @@ mod tests {
     fn live_leases_of_others_are_left_alone_and_expired_ones_taken_over() {
         let b = me("b");
         let leases = BTreeMap::from([
-            (1, held_by(&b, 10, 1_000)),                           // fresh
+            (1, held_by(&b, 10, 1_000)),                          // fresh
             (2, held_by(&b, 11, TTL as i64 + CLOCK_SKEW_MS + 1)), // expired
             (3, held_by(&b, 12, TTL as i64)),                     // within skew margin: still b's
         ]);

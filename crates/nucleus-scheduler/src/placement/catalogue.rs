@@ -1,7 +1,7 @@
 //! The default resource bundle catalogue (what `GET /mlops/compute/bundles/` lists), as placement
 //! bundles. The figures live in `nucleus_api::bundle`, the one source for the API and placement.
 
-use nucleus_api::bundle::{default_catalogue, ResourceBundle};
+use nucleus_api::bundle::{ResourceBundle, default_catalogue};
 
 pub use nucleus_api::bundle::{GPU_TYPE_A10G, GPU_TYPE_H100, GPU_TYPE_L4};
 

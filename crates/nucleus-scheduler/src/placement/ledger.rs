@@ -15,19 +15,11 @@ pub(super) struct Usage {
 
 impl Usage {
     pub(super) fn of(bundle: &Bundle) -> Self {
-        Usage {
-            cpu_millicores: bundle.cpu_millicores,
-            memory_bytes: bundle.memory_bytes,
-            gpus: u64::from(bundle.gpu_count),
-        }
+        Usage { cpu_millicores: bundle.cpu_millicores, memory_bytes: bundle.memory_bytes, gpus: u64::from(bundle.gpu_count) }
     }
 
     pub(super) fn capacity(node: &Node) -> Self {
-        Usage {
-            cpu_millicores: node.cpu_millicores,
-            memory_bytes: node.memory_bytes,
-            gpus: u64::from(node.gpu_count),
-        }
+        Usage { cpu_millicores: node.cpu_millicores, memory_bytes: node.memory_bytes, gpus: u64::from(node.gpu_count) }
     }
 
     fn add(&mut self, other: Usage) {
@@ -46,9 +38,7 @@ impl Usage {
 
     /// Whether `demand` fits within these amounts.
     pub(super) fn covers(&self, demand: Usage) -> bool {
-        demand.cpu_millicores <= self.cpu_millicores
-            && demand.memory_bytes <= self.memory_bytes
-            && demand.gpus <= self.gpus
+        demand.cpu_millicores <= self.cpu_millicores && demand.memory_bytes <= self.memory_bytes && demand.gpus <= self.gpus
     }
 }
 
@@ -71,10 +61,7 @@ pub(super) struct Ledger<'a> {
 
 impl<'a> Ledger<'a> {
     /// Counts every allocation on a known node; allocations on unknown nodes hold nothing.
-    pub(super) fn new<'b>(
-        nodes: &'a [Node],
-        allocations: impl IntoIterator<Item = &'b Allocation>,
-    ) -> Self {
+    pub(super) fn new<'b>(nodes: &'a [Node], allocations: impl IntoIterator<Item = &'b Allocation>) -> Self {
         let mut layout = Layout {
             nodes: Vec::with_capacity(nodes.len()),
             positions: HashMap::with_capacity(nodes.len()),

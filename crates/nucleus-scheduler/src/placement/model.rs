@@ -27,14 +27,7 @@ pub struct Bundle {
 impl Bundle {
     /// A bundle without GPUs.
     pub fn cpu_only(id: impl Into<String>, cpu_millicores: u64, memory_bytes: u64) -> Self {
-        Bundle {
-            id: id.into(),
-            cpu_millicores,
-            memory_bytes,
-            gpu_count: 0,
-            gpu_type: None,
-            gpu_memory_bytes: 0,
-        }
+        Bundle { id: id.into(), cpu_millicores, memory_bytes, gpu_count: 0, gpu_type: None, gpu_memory_bytes: 0 }
     }
 
     /// A bundle of `gpu_count` GPUs of one model, each with at least `gpu_memory_bytes`.
@@ -46,14 +39,7 @@ impl Bundle {
         gpu_type: impl Into<String>,
         gpu_memory_bytes: u64,
     ) -> Self {
-        Bundle {
-            id: id.into(),
-            cpu_millicores,
-            memory_bytes,
-            gpu_count,
-            gpu_type: Some(gpu_type.into()),
-            gpu_memory_bytes,
-        }
+        Bundle { id: id.into(), cpu_millicores, memory_bytes, gpu_count, gpu_type: Some(gpu_type.into()), gpu_memory_bytes }
     }
 
     /// The one-bundle equivalent of an explicit `resourceAllocation` (id [`Bundle::ALLOCATION_ID`],
@@ -141,12 +127,7 @@ impl Node {
 
     /// The same node with `gpu_count` GPUs of one model, each with `gpu_memory_bytes`.
     #[must_use]
-    pub fn with_gpus(
-        mut self,
-        gpu_count: u32,
-        gpu_type: impl Into<String>,
-        gpu_memory_bytes: u64,
-    ) -> Self {
+    pub fn with_gpus(mut self, gpu_count: u32, gpu_type: impl Into<String>, gpu_memory_bytes: u64) -> Self {
         self.gpu_count = gpu_count;
         self.gpu_type = Some(gpu_type.into());
         self.gpu_memory_bytes = gpu_memory_bytes;
@@ -221,19 +202,8 @@ pub struct Request {
 
 impl Request {
     /// A request without a region preference.
-    pub fn new(
-        proton: impl Into<String>,
-        replicas: u32,
-        importance: Importance,
-        bundles: Vec<Bundle>,
-    ) -> Self {
-        Request {
-            proton: proton.into(),
-            replicas,
-            importance,
-            bundles,
-            preferred_region: None,
-        }
+    pub fn new(proton: impl Into<String>, replicas: u32, importance: Importance, bundles: Vec<Bundle>) -> Self {
+        Request { proton: proton.into(), replicas, importance, bundles, preferred_region: None }
     }
 
     /// The same request, preferring nodes of `region`.
@@ -272,10 +242,7 @@ impl Plan {
         self.assignments
             .iter()
             .map(|assignment| Allocation {
-                id: AllocationId {
-                    proton: self.proton.clone(),
-                    replica: assignment.replica,
-                },
+                id: AllocationId { proton: self.proton.clone(), replica: assignment.replica },
                 node: assignment.node.clone(),
                 bundle: self.bundle.clone(),
                 importance: self.importance,

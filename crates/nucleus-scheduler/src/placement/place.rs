@@ -22,20 +22,12 @@ use super::shortage::{FailedBundle, Largest, Missing, Shortage};
 ///
 /// Since every replica of a request has the same bundle, placing them one by one finds room for all
 /// of them whenever room exists. New replicas take the lowest indices the proton does not hold yet.
-pub fn place(
-    nodes: &[Node],
-    allocations: &[Allocation],
-    request: &Request,
-) -> Result<Plan, Shortage> {
+pub fn place(nodes: &[Node], allocations: &[Allocation], request: &Request) -> Result<Plan, Shortage> {
     place_among(nodes, allocations.iter(), request)
 }
 
 /// [`place`] over any selection of allocations (preemption leaves some out).
-pub(super) fn place_among<'b, I>(
-    nodes: &[Node],
-    allocations: I,
-    request: &Request,
-) -> Result<Plan, Shortage>
+pub(super) fn place_among<'b, I>(nodes: &[Node], allocations: I, request: &Request) -> Result<Plan, Shortage>
 where
     I: Iterator<Item = &'b Allocation> + Clone,
 {
@@ -60,42 +52,21 @@ where
                 let assignments = replicas
                     .into_iter()
                     .zip(chosen)
-                    .map(|(replica, position)| Assignment {
-                        replica,
-                        node: ledger.nodes()[position].name.clone(),
-                    })
+                    .map(|(replica, position)| Assignment { replica, node: ledger.nodes()[position].name.clone() })
                     .collect();
-                return Ok(Plan {
-                    proton: request.proton.clone(),
-                    importance: request.importance,
-                    bundle: bundle.clone(),
-                    assignments,
-                });
+                return Ok(Plan { proton: request.proton.clone(), importance: request.importance, bundle: bundle.clone(), assignments });
             }
             Err(failed) => attempts.push(failed),
         }
     }
-    Err(Shortage {
-        proton: request.proton.clone(),
-        replicas: request.replicas,
-        attempts,
-    })
+    Err(Shortage { proton: request.proton.clone(), replicas: request.replicas, attempts })
 }
 
 /// Chooses a node position for each replica, reserving as it goes.
-fn place_bundle<'a>(
-    ledger: &mut Ledger<'a>,
-    spread: &mut Spread,
-    request: &Request,
-    bundle: &Bundle,
-) -> Result<Vec<usize>, FailedBundle> {
+fn place_bundle<'a>(ledger: &mut Ledger<'a>, spread: &mut Spread, request: &Request, bundle: &Bundle) -> Result<Vec<usize>, FailedBundle> {
     let mut chosen = Vec::new();
     for placed in 0..request.replicas {
-        let fail = |missing| FailedBundle {
-            bundle: bundle.id.clone(),
-            placed,
-            missing,
-        };
+        let fail = |missing| FailedBundle { bundle: bundle.id.clone(), placed, missing };
         let candidates = candidates(ledger, bundle).map_err(fail)?;
         let best = candidates
             .into_iter()
@@ -121,51 +92,27 @@ fn candidates(ledger: &Ledger<'_>, bundle: &Bundle) -> Result<Vec<usize>, Missin
         let gpu_type = &bundle.gpu_type;
         pool.retain(|&position| has_gpu_model(nodes[position], gpu_type));
         if pool.is_empty() {
-            return Err(Missing::GpuModel {
-                gpu_type: gpu_type.clone(),
-            });
+            return Err(Missing::GpuModel { gpu_type: gpu_type.clone() });
         }
         let needed = bundle.gpu_memory_bytes;
-        narrow(
-            &mut pool,
-            ledger,
-            |position| nodes[position].gpu_memory_bytes,
-            needed,
-        )
-        .map_err(|largest| Missing::GpuMemory {
+        narrow(&mut pool, ledger, |position| nodes[position].gpu_memory_bytes, needed).map_err(|largest| Missing::GpuMemory {
             gpu_type: gpu_type.clone(),
             needed,
             largest,
         })?;
         let needed = u64::from(bundle.gpu_count);
-        narrow(
-            &mut pool,
-            ledger,
-            |position| ledger.free(position).gpus,
-            needed,
-        )
-        .map_err(|largest| Missing::Gpus {
+        narrow(&mut pool, ledger, |position| ledger.free(position).gpus, needed).map_err(|largest| Missing::Gpus {
             gpu_type: gpu_type.clone(),
             needed,
             largest,
         })?;
     }
     let needed = bundle.cpu_millicores;
-    narrow(
-        &mut pool,
-        ledger,
-        |position| ledger.free(position).cpu_millicores,
-        needed,
-    )
-    .map_err(|largest| Missing::Cpu { needed, largest })?;
+    narrow(&mut pool, ledger, |position| ledger.free(position).cpu_millicores, needed)
+        .map_err(|largest| Missing::Cpu { needed, largest })?;
     let needed = bundle.memory_bytes;
-    narrow(
-        &mut pool,
-        ledger,
-        |position| ledger.free(position).memory_bytes,
-        needed,
-    )
-    .map_err(|largest| Missing::Memory { needed, largest })?;
+    narrow(&mut pool, ledger, |position| ledger.free(position).memory_bytes, needed)
+        .map_err(|largest| Missing::Memory { needed, largest })?;
     Ok(pool)
 }
 
@@ -179,23 +126,13 @@ fn has_gpu_model(node: &Node, gpu_type: &Option<String>) -> bool {
 
 /// Keeps the nodes whose `amount` is at least `needed`; when none is left, answers the largest
 /// amount there was (ties: the first node by name).
-fn narrow(
-    pool: &mut Vec<usize>,
-    ledger: &Ledger<'_>,
-    amount: impl Fn(usize) -> u64,
-    needed: u64,
-) -> Result<(), Largest> {
+fn narrow(pool: &mut Vec<usize>, ledger: &Ledger<'_>, amount: impl Fn(usize) -> u64, needed: u64) -> Result<(), Largest> {
     let name = |position: usize| ledger.nodes()[position].name.as_str();
-    let largest = pool
-        .iter()
-        .map(|&position| (amount(position), position))
-        .max_by(|a, b| a.0.cmp(&b.0).then_with(|| name(b.1).cmp(name(a.1))));
+    let largest =
+        pool.iter().map(|&position| (amount(position), position)).max_by(|a, b| a.0.cmp(&b.0).then_with(|| name(b.1).cmp(name(a.1))));
     pool.retain(|&position| amount(position) >= needed);
     match largest {
-        Some((amount, position)) if pool.is_empty() => Err(Largest {
-            amount,
-            node: name(position).to_owned(),
-        }),
+        Some((amount, position)) if pool.is_empty() => Err(Largest { amount, node: name(position).to_owned() }),
         _ => Ok(()),
     }
 }
@@ -214,20 +151,11 @@ struct Score<'a> {
     node: &'a str,
 }
 
-fn score<'a>(
-    ledger: &Ledger<'a>,
-    spread: &Spread,
-    request: &Request,
-    bundle: &Bundle,
-    position: usize,
-) -> Score<'a> {
+fn score<'a>(ledger: &Ledger<'a>, spread: &Spread, request: &Request, bundle: &Bundle, position: usize) -> Score<'a> {
     let node = ledger.nodes()[position];
     let free = ledger.free(position);
     Score {
-        outside_preferred_region: request
-            .preferred_region
-            .as_ref()
-            .is_some_and(|region| *region != node.region),
+        outside_preferred_region: request.preferred_region.as_ref().is_some_and(|region| *region != node.region),
         replicas_on_node: spread.on_node[position],
         replicas_in_zone: spread.in_zone(ledger, position),
         cpu_bundle_on_gpu_node: !bundle.needs_gpus() && node.gpu_count > 0,
@@ -247,15 +175,8 @@ struct Spread {
 }
 
 impl Spread {
-    fn new<'a, 'b>(
-        ledger: &Ledger<'a>,
-        proton: &str,
-        allocations: impl Iterator<Item = &'b Allocation>,
-    ) -> Self {
-        let mut spread = Spread {
-            on_node: vec![0; ledger.nodes().len()],
-            by_zone: vec![0; ledger.zone_count()],
-        };
+    fn new<'a, 'b>(ledger: &Ledger<'a>, proton: &str, allocations: impl Iterator<Item = &'b Allocation>) -> Self {
+        let mut spread = Spread { on_node: vec![0; ledger.nodes().len()], by_zone: vec![0; ledger.zone_count()] };
         for allocation in allocations.filter(|allocation| allocation.id.proton == proton) {
             if let Some(position) = ledger.position(&allocation.node) {
                 spread.add(ledger, position);
@@ -275,17 +196,8 @@ impl Spread {
 }
 
 /// The `count` lowest replica indices that no allocation of `proton` holds.
-fn new_replica_indices<'b>(
-    proton: &str,
-    allocations: impl Iterator<Item = &'b Allocation>,
-    count: usize,
-) -> Vec<u32> {
-    let held: BTreeSet<u32> = allocations
-        .filter(|allocation| allocation.id.proton == proton)
-        .map(|allocation| allocation.id.replica)
-        .collect();
-    (0..)
-        .filter(|index| !held.contains(index))
-        .take(count)
-        .collect()
+fn new_replica_indices<'b>(proton: &str, allocations: impl Iterator<Item = &'b Allocation>, count: usize) -> Vec<u32> {
+    let held: BTreeSet<u32> =
+        allocations.filter(|allocation| allocation.id.proton == proton).map(|allocation| allocation.id.replica).collect();
+    (0..).filter(|index| !held.contains(index)).take(count).collect()
 }

@@ -45,7 +45,7 @@ impl<'a> Placer<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::placement::{default_bundles, place, Importance};
+    use crate::placement::{Importance, default_bundles, place};
 
     const GIB: u64 = 1 << 30;
 
@@ -71,8 +71,8 @@ mod tests {
             // and replica indices against existing allocations.
             let proton = if i % 5 == 4 { format!("p{}", i - 4) } else { format!("p{i}") };
             let preferences = vec![bundles[i % bundles.len()].clone(), bundles[(i * 7 + 3) % bundles.len()].clone()];
-            let request = Request::new(proton, 1 + (i % 3) as u32, importances[i % 3], preferences)
-                .preferring_region(format!("r{}", i % 2));
+            let request =
+                Request::new(proton, 1 + (i % 3) as u32, importances[i % 3], preferences).preferring_region(format!("r{}", i % 2));
             let expected = place(&nodes, &allocations, &request);
             let got = placer.place(&request);
             assert_eq!(got, expected, "request {i}");

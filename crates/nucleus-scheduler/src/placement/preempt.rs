@@ -27,11 +27,7 @@ pub struct Preemption {
 impl Preemption {
     /// `allocations` without the victims: what to [`verify`](super::verify) the plan against.
     pub fn survivors(&self, allocations: &[Allocation]) -> Vec<Allocation> {
-        allocations
-            .iter()
-            .filter(|allocation| !self.victims.contains(&allocation.id))
-            .cloned()
-            .collect()
+        allocations.iter().filter(|allocation| !self.victims.contains(&allocation.id)).cloned().collect()
     }
 }
 
@@ -52,17 +48,9 @@ impl Preemption {
 ///
 /// When even stopping every candidate does not make room, the shortage is reported as it would be
 /// with every candidate stopped.
-pub fn preempt(
-    nodes: &[Node],
-    allocations: &[Allocation],
-    request: &Request,
-) -> Result<Preemption, Shortage> {
+pub fn preempt(nodes: &[Node], allocations: &[Allocation], request: &Request) -> Result<Preemption, Shortage> {
     let candidates = candidates(nodes, allocations, request);
-    let search = if candidates.len() <= EXACT_SEARCH_LIMIT {
-        Search::Exact
-    } else {
-        Search::Greedy
-    };
+    let search = if candidates.len() <= EXACT_SEARCH_LIMIT { Search::Exact } else { Search::Greedy };
     preempt_with(nodes, allocations, request, search)
 }
 
@@ -76,19 +64,10 @@ pub(super) enum Search {
 }
 
 /// [`preempt`] with the search chosen by the caller (tests run the greedy one on small inputs).
-pub(super) fn preempt_with(
-    nodes: &[Node],
-    allocations: &[Allocation],
-    request: &Request,
-    search: Search,
-) -> Result<Preemption, Shortage> {
+pub(super) fn preempt_with(nodes: &[Node], allocations: &[Allocation], request: &Request, search: Search) -> Result<Preemption, Shortage> {
     let shortage = match place_among(nodes, allocations.iter(), request) {
         Ok(plan) => {
-            return Ok(Preemption {
-                victims: Vec::new(),
-                interrupted: Vec::new(),
-                plan,
-            });
+            return Ok(Preemption { victims: Vec::new(), interrupted: Vec::new(), plan });
         }
         Err(shortage) => shortage,
     };
@@ -96,10 +75,7 @@ pub(super) fn preempt_with(
     if candidates.is_empty() {
         return Err(shortage);
     }
-    let everyone = Selection {
-        allocations,
-        victims: candidates.clone(),
-    };
+    let everyone = Selection { allocations, victims: candidates.clone() };
     everyone.place(nodes, request)?;
     let found = match search {
         Search::Exact => exact(nodes, allocations, &candidates, request),
@@ -110,48 +86,27 @@ pub(super) fn preempt_with(
         None => {
             // Not expected (stopping every candidate makes room), but always answer a valid set.
             let victims = prune(nodes, allocations, candidates, request);
-            let plan = Selection {
-                allocations,
-                victims: victims.clone(),
-            }
-            .place(nodes, request)?;
+            let plan = Selection { allocations, victims: victims.clone() }.place(nodes, request)?;
             (victims, plan)
         }
     };
-    let victims: Vec<AllocationId> = victims
-        .iter()
-        .map(|&index| allocations[index].id.clone())
-        .collect();
+    let victims: Vec<AllocationId> = victims.iter().map(|&index| allocations[index].id.clone()).collect();
     let interrupted: BTreeSet<String> = victims.iter().map(|id| id.proton.clone()).collect();
     let mut victims = victims;
     victims.sort();
-    Ok(Preemption {
-        victims,
-        interrupted: interrupted.into_iter().collect(),
-        plan,
-    })
+    Ok(Preemption { victims, interrupted: interrupted.into_iter().collect(), plan })
 }
 
 /// Indices of the allocations that may be stopped for `request`, ascending.
 fn candidates(nodes: &[Node], allocations: &[Allocation], request: &Request) -> Vec<usize> {
     let useful_node = |name: &str| {
-        nodes
-            .iter()
-            .find(|node| node.name == name)
-            .is_some_and(|node| {
-                request
-                    .bundles
-                    .iter()
-                    .any(|bundle| node.could_ever_hold(bundle))
-            })
+        nodes.iter().find(|node| node.name == name).is_some_and(|node| request.bundles.iter().any(|bundle| node.could_ever_hold(bundle)))
     };
     allocations
         .iter()
         .enumerate()
         .filter(|(_, allocation)| {
-            allocation.importance < request.importance
-                && allocation.importance != Importance::Critical
-                && useful_node(&allocation.node)
+            allocation.importance < request.importance && allocation.importance != Importance::Critical && useful_node(&allocation.node)
         })
         .map(|(index, _)| index)
         .collect()
@@ -190,16 +145,11 @@ struct Cost<'a> {
 
 fn cost<'a>(allocations: &'a [Allocation], victims: &[usize]) -> Cost<'a> {
     let chosen = || victims.iter().map(|&index| &allocations[index]);
-    let mut importances_most_first: Vec<Importance> =
-        chosen().map(|victim| victim.importance).collect();
+    let mut importances_most_first: Vec<Importance> = chosen().map(|victim| victim.importance).collect();
     importances_most_first.sort_by(|a, b| b.cmp(a));
     let mut ids: Vec<&AllocationId> = chosen().map(|victim| &victim.id).collect();
     ids.sort();
-    let total = |amount: fn(&Bundle) -> u64| {
-        chosen()
-            .map(|victim| amount(&victim.bundle))
-            .fold(0u64, u64::saturating_add)
-    };
+    let total = |amount: fn(&Bundle) -> u64| chosen().map(|victim| amount(&victim.bundle)).fold(0u64, u64::saturating_add);
     Cost {
         victims: victims.len(),
         importances_most_first,
@@ -211,27 +161,16 @@ fn cost<'a>(allocations: &'a [Allocation], victims: &[usize]) -> Cost<'a> {
 }
 
 /// The cheapest set among all sets of candidates, trying sizes from 1 up.
-fn exact(
-    nodes: &[Node],
-    allocations: &[Allocation],
-    candidates: &[usize],
-    request: &Request,
-) -> Option<(Vec<usize>, Plan)> {
+fn exact(nodes: &[Node], allocations: &[Allocation], candidates: &[usize], request: &Request) -> Option<(Vec<usize>, Plan)> {
     for size in 1..=candidates.len() {
         let mut best: Option<(Cost<'_>, Vec<usize>, Plan)> = None;
         for_each_combination(candidates.len(), size, |chosen| {
             let victims: Vec<usize> = chosen.iter().map(|&at| candidates[at]).collect();
             let cost = cost(allocations, &victims);
-            if best
-                .as_ref()
-                .is_some_and(|(best_cost, _, _)| cost >= *best_cost)
-            {
+            if best.as_ref().is_some_and(|(best_cost, _, _)| cost >= *best_cost) {
                 return;
             }
-            let selection = Selection {
-                allocations,
-                victims,
-            };
+            let selection = Selection { allocations, victims };
             if let Ok(plan) = selection.place(nodes, request) {
                 best = Some((cost, selection.victims, plan));
             }
@@ -248,10 +187,7 @@ fn for_each_combination(count: usize, size: usize, mut visit: impl FnMut(&[usize
     let mut chosen: Vec<usize> = (0..size).collect();
     loop {
         visit(&chosen);
-        let Some(slot) = (0..size)
-            .rev()
-            .find(|&slot| chosen[slot] < count - size + slot)
-        else {
+        let Some(slot) = (0..size).rev().find(|&slot| chosen[slot] < count - size + slot) else {
             return;
         };
         chosen[slot] += 1;
@@ -262,31 +198,18 @@ fn for_each_combination(count: usize, size: usize, mut visit: impl FnMut(&[usize
 }
 
 /// The cheapest of the per-bundle greedy sets, pruned.
-fn greedy(
-    nodes: &[Node],
-    allocations: &[Allocation],
-    candidates: &[usize],
-    request: &Request,
-) -> Option<(Vec<usize>, Plan)> {
+fn greedy(nodes: &[Node], allocations: &[Allocation], candidates: &[usize], request: &Request) -> Option<(Vec<usize>, Plan)> {
     let mut best: Option<(Cost<'_>, Vec<usize>, Plan)> = None;
     for bundle in &request.bundles {
-        let Some(victims) =
-            greedy_for_bundle(nodes, allocations, candidates, request.replicas, bundle)
-        else {
+        let Some(victims) = greedy_for_bundle(nodes, allocations, candidates, request.replicas, bundle) else {
             continue;
         };
         let victims = prune(nodes, allocations, victims, request);
         let cost = cost(allocations, &victims);
-        if best
-            .as_ref()
-            .is_some_and(|(best_cost, _, _)| cost >= *best_cost)
-        {
+        if best.as_ref().is_some_and(|(best_cost, _, _)| cost >= *best_cost) {
             continue;
         }
-        let selection = Selection {
-            allocations,
-            victims,
-        };
+        let selection = Selection { allocations, victims };
         if let Ok(plan) = selection.place(nodes, request) {
             best = Some((cost, selection.victims, plan));
         }
@@ -305,29 +228,19 @@ fn greedy_for_bundle(
     let wanted = u64::from(replicas);
     let mut victims: Vec<usize> = Vec::new();
     loop {
-        let selection = Selection {
-            allocations,
-            victims: victims.clone(),
-        };
+        let selection = Selection { allocations, victims: victims.clone() };
         let ledger = Ledger::new(nodes, selection.survivors());
-        let room: u64 = (0..ledger.nodes().len())
-            .map(|position| ledger.room_for(position, bundle, wanted))
-            .sum();
+        let room: u64 = (0..ledger.nodes().len()).map(|position| ledger.room_for(position, bundle, wanted)).sum();
         if room >= wanted {
             return Some(victims);
         }
         let mut best_step: Option<(Cost<'_>, Vec<usize>)> = None;
         for position in 0..ledger.nodes().len() {
-            let Some(step) =
-                room_for_one_more(&ledger, position, allocations, candidates, &victims, bundle)
-            else {
+            let Some(step) = room_for_one_more(&ledger, position, allocations, candidates, &victims, bundle) else {
                 continue;
             };
             let step_cost = cost(allocations, &step);
-            if best_step
-                .as_ref()
-                .is_none_or(|(best_cost, _)| step_cost < *best_cost)
-            {
+            if best_step.as_ref().is_none_or(|(best_cost, _)| step_cost < *best_cost) {
                 best_step = Some((step_cost, step));
             }
         }
@@ -354,39 +267,15 @@ fn room_for_one_more(
     let demand = Usage::of(bundle);
     let free = ledger.free(position);
     let deficit = Usage {
-        cpu_millicores: demand
-            .cpu_millicores
-            .saturating_mul(fitting + 1)
-            .saturating_sub(free.cpu_millicores),
-        memory_bytes: demand
-            .memory_bytes
-            .saturating_mul(fitting + 1)
-            .saturating_sub(free.memory_bytes),
-        gpus: demand
-            .gpus
-            .saturating_mul(fitting + 1)
-            .saturating_sub(free.gpus),
+        cpu_millicores: demand.cpu_millicores.saturating_mul(fitting + 1).saturating_sub(free.cpu_millicores),
+        memory_bytes: demand.memory_bytes.saturating_mul(fitting + 1).saturating_sub(free.memory_bytes),
+        gpus: demand.gpus.saturating_mul(fitting + 1).saturating_sub(free.gpus),
     };
-    let on_node: Vec<usize> = candidates
-        .iter()
-        .copied()
-        .filter(|index| {
-            allocations[*index].node == node.name && victims.binary_search(index).is_err()
-        })
-        .collect();
+    let on_node: Vec<usize> =
+        candidates.iter().copied().filter(|index| allocations[*index].node == node.name && victims.binary_search(index).is_err()).collect();
     let share = |index: usize| coverage(Usage::of(&allocations[index].bundle), deficit);
-    let least_important_first = sorted(&on_node, |index| {
-        (
-            allocations[index].importance,
-            std::cmp::Reverse(share(index)),
-        )
-    });
-    let largest_first = sorted(&on_node, |index| {
-        (
-            std::cmp::Reverse(share(index)),
-            allocations[index].importance,
-        )
-    });
+    let least_important_first = sorted(&on_node, |index| (allocations[index].importance, std::cmp::Reverse(share(index))));
+    let largest_first = sorted(&on_node, |index| (std::cmp::Reverse(share(index)), allocations[index].importance));
     [least_important_first, largest_first]
         .into_iter()
         .filter_map(|order| take_until_covered(&order, allocations, deficit))
@@ -400,11 +289,7 @@ fn sorted<K: Ord>(indices: &[usize], key: impl Fn(usize) -> K) -> Vec<usize> {
 }
 
 /// The shortest prefix of `order` whose bundles add up to `deficit`, sorted; `None` if all do not.
-fn take_until_covered(
-    order: &[usize],
-    allocations: &[Allocation],
-    deficit: Usage,
-) -> Option<Vec<usize>> {
+fn take_until_covered(order: &[usize], allocations: &[Allocation], deficit: Usage) -> Option<Vec<usize>> {
     let mut freed = Usage::default();
     let mut taken = Vec::new();
     for &index in order {
@@ -426,37 +311,19 @@ fn take_until_covered(
 /// How much of `deficit` a freed bundle covers, in millionths per short resource, summed.
 fn coverage(freed: Usage, deficit: Usage) -> u128 {
     let part = |freed: u64, short: u64| {
-        if short == 0 {
-            0
-        } else {
-            u128::from(freed.min(short)) * 1_000_000 / u128::from(short)
-        }
+        if short == 0 { 0 } else { u128::from(freed.min(short)) * 1_000_000 / u128::from(short) }
     };
-    part(freed.cpu_millicores, deficit.cpu_millicores)
-        + part(freed.memory_bytes, deficit.memory_bytes)
-        + part(freed.gpus, deficit.gpus)
+    part(freed.cpu_millicores, deficit.cpu_millicores) + part(freed.memory_bytes, deficit.memory_bytes) + part(freed.gpus, deficit.gpus)
 }
 
 /// Gives back every victim the request can be placed without, costliest first.
-fn prune(
-    nodes: &[Node],
-    allocations: &[Allocation],
-    victims: Vec<usize>,
-    request: &Request,
-) -> Vec<usize> {
+fn prune(nodes: &[Node], allocations: &[Allocation], victims: Vec<usize>, request: &Request) -> Vec<usize> {
     let mut order = victims.clone();
     order.sort_by(|a, b| cost(allocations, &[*b]).cmp(&cost(allocations, &[*a])));
     let mut kept = victims;
     for victim in order {
-        let trial: Vec<usize> = kept
-            .iter()
-            .copied()
-            .filter(|&index| index != victim)
-            .collect();
-        let selection = Selection {
-            allocations,
-            victims: trial,
-        };
+        let trial: Vec<usize> = kept.iter().copied().filter(|&index| index != victim).collect();
+        let selection = Selection { allocations, victims: trial };
         if selection.place(nodes, request).is_ok() {
             kept = selection.victims;
         }

@@ -80,11 +80,7 @@ pub struct Largest {
 
 impl fmt::Display for Shortage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "cannot place {} replica(s) of proton {}: ",
-            self.replicas, self.proton
-        )?;
+        write!(f, "cannot place {} replica(s) of proton {}: ", self.replicas, self.proton)?;
         if self.attempts.is_empty() {
             return write!(f, "no resource bundle requested");
         }
@@ -94,11 +90,7 @@ impl fmt::Display for Shortage {
             }
             write!(f, "bundle {}: ", attempt.bundle)?;
             if attempt.placed > 0 {
-                write!(
-                    f,
-                    "only {} of {} replicas fit, then ",
-                    attempt.placed, self.replicas
-                )?;
+                write!(f, "only {} of {} replicas fit, then ", attempt.placed, self.replicas)?;
             }
             write!(f, "{}", attempt.missing)?;
         }
@@ -113,11 +105,7 @@ impl fmt::Display for Missing {
         match self {
             Missing::NoNodes => write!(f, "the cluster has no nodes"),
             Missing::GpuModel { gpu_type } => write!(f, "no node has {}GPUs", model(gpu_type)),
-            Missing::GpuMemory {
-                gpu_type,
-                needed,
-                largest,
-            } => write!(
+            Missing::GpuMemory { gpu_type, needed, largest } => write!(
                 f,
                 "no {}node has {} of memory per GPU (largest: {} on node {})",
                 model(gpu_type),
@@ -125,54 +113,29 @@ impl fmt::Display for Missing {
                 bytes(largest.amount),
                 largest.node
             ),
-            Missing::Gpus {
-                gpu_type,
-                needed,
-                largest,
-            } => write!(
-                f,
-                "no node has {needed} free {}GPUs (largest free: {} on node {})",
-                model(gpu_type),
-                largest.amount,
-                largest.node
-            ),
-            Missing::Cpu { needed, largest } => write!(
-                f,
-                "not enough cpu: need {} cores, largest free {} on node {}",
-                cores(*needed),
-                cores(largest.amount),
-                largest.node
-            ),
-            Missing::Memory { needed, largest } => write!(
-                f,
-                "not enough memory: need {}, largest free {} on node {}",
-                bytes(*needed),
-                bytes(largest.amount),
-                largest.node
-            ),
+            Missing::Gpus { gpu_type, needed, largest } => {
+                write!(f, "no node has {needed} free {}GPUs (largest free: {} on node {})", model(gpu_type), largest.amount, largest.node)
+            }
+            Missing::Cpu { needed, largest } => {
+                write!(f, "not enough cpu: need {} cores, largest free {} on node {}", cores(*needed), cores(largest.amount), largest.node)
+            }
+            Missing::Memory { needed, largest } => {
+                write!(f, "not enough memory: need {}, largest free {} on node {}", bytes(*needed), bytes(largest.amount), largest.node)
+            }
         }
     }
 }
 
 /// The GPU model followed by a space, or nothing when any model will do.
 fn model(gpu_type: &Option<String>) -> String {
-    gpu_type
-        .as_ref()
-        .map(|model| format!("{model} "))
-        .unwrap_or_default()
+    gpu_type.as_ref().map(|model| format!("{model} ")).unwrap_or_default()
 }
 
 /// Millicores as cores: 2500 → `2.5`.
 fn cores(millicores: u64) -> String {
     let whole = millicores / 1000;
     let fraction = millicores % 1000;
-    if fraction == 0 {
-        whole.to_string()
-    } else {
-        format!("{whole}.{fraction:03}")
-            .trim_end_matches('0')
-            .to_owned()
-    }
+    if fraction == 0 { whole.to_string() } else { format!("{whole}.{fraction:03}").trim_end_matches('0').to_owned() }
 }
 
 /// Bytes in the largest 1024-based unit that divides them exactly, else in bytes.

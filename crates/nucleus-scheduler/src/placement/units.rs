@@ -15,9 +15,7 @@ pub enum UnitError {
     #[error("{0:?} is not a non-negative decimal number")]
     NotANumber(String),
     /// The suffix is not one of the accepted memory units.
-    #[error(
-        "unknown unit {unit:?} in {input:?} (accepted: KB, MB, GB, TB, Ki, KiB, Mi, MiB, Gi, GiB, Ti, TiB or none for bytes)"
-    )]
+    #[error("unknown unit {unit:?} in {input:?} (accepted: KB, MB, GB, TB, Ki, KiB, Mi, MiB, Gi, GiB, Ti, TiB or none for bytes)")]
     UnknownUnit {
         /// The whole input.
         input: String,
@@ -41,19 +39,12 @@ pub fn parse_memory(input: &str) -> Result<u64, UnitError> {
     if trimmed.is_empty() {
         return Err(UnitError::Empty);
     }
-    let split = trimmed
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(trimmed.len());
+    let split = trimmed.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(trimmed.len());
     let (number, unit) = trimmed.split_at(split);
     let unit = unit.trim_start();
     let decimal = Decimal::parse(number).ok_or_else(|| UnitError::NotANumber(input.to_owned()))?;
-    let multiplier = memory_multiplier(unit).ok_or_else(|| UnitError::UnknownUnit {
-        input: input.to_owned(),
-        unit: unit.to_owned(),
-    })?;
-    decimal
-        .times_rounded_up(multiplier)
-        .ok_or_else(|| UnitError::TooLarge(input.to_owned()))
+    let multiplier = memory_multiplier(unit).ok_or_else(|| UnitError::UnknownUnit { input: input.to_owned(), unit: unit.to_owned() })?;
+    decimal.times_rounded_up(multiplier).ok_or_else(|| UnitError::TooLarge(input.to_owned()))
 }
 
 /// Reads a CPU amount given in cores (`"2"`, `"0.5"`, `".25"`) as millicores, rounding up below one
@@ -64,9 +55,7 @@ pub fn parse_cpu(input: &str) -> Result<u64, UnitError> {
         return Err(UnitError::Empty);
     }
     let decimal = Decimal::parse(trimmed).ok_or_else(|| UnitError::NotANumber(input.to_owned()))?;
-    decimal
-        .times_rounded_up(1000)
-        .ok_or_else(|| UnitError::TooLarge(input.to_owned()))
+    decimal.times_rounded_up(1000).ok_or_else(|| UnitError::TooLarge(input.to_owned()))
 }
 
 /// Converts a CPU amount in cores, as a JSON number carries it, to millicores (see [`parse_cpu`]).
@@ -80,8 +69,7 @@ pub fn cpu_millicores(cores: f64) -> Result<u64, UnitError> {
 
 /// Converts a GPU count, as a JSON number carries it, to a whole count.
 pub fn gpu_count(gpus: f64) -> Result<u32, UnitError> {
-    let whole =
-        gpus.is_finite() && gpus >= 0.0 && gpus.fract() == 0.0 && gpus <= f64::from(u32::MAX);
+    let whole = gpus.is_finite() && gpus >= 0.0 && gpus.fract() == 0.0 && gpus <= f64::from(u32::MAX);
     if whole {
         // Checked just above: a whole number within u32's range.
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
@@ -129,14 +117,9 @@ impl Decimal {
         }
         let mut digits: u128 = 0;
         for byte in whole.bytes().chain(fraction.bytes()) {
-            digits = digits
-                .checked_mul(10)?
-                .checked_add(u128::from(byte - b'0'))?;
+            digits = digits.checked_mul(10)?.checked_add(u128::from(byte - b'0'))?;
         }
-        Some(Decimal {
-            digits,
-            fraction_digits: u32::try_from(fraction.len()).ok()?,
-        })
+        Some(Decimal { digits, fraction_digits: u32::try_from(fraction.len()).ok()? })
     }
 
     /// `self × multiplier`, rounded up to a whole number; `None` when it does not fit in a u64.

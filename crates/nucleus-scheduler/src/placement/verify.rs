@@ -71,24 +71,13 @@ impl fmt::Display for Conflict {
                 write!(f, "replica {replica}: node {node} is unknown")
             }
             Conflict::Unsuitable { replica, node } => {
-                write!(
-                    f,
-                    "replica {replica}: node {node} lacks the bundle's GPU model or GPU memory"
-                )
+                write!(f, "replica {replica}: node {node} lacks the bundle's GPU model or GPU memory")
             }
             Conflict::AlreadyAllocated { id, node } => {
                 write!(f, "{id} is already allocated on node {node}")
             }
-            Conflict::OverCommitted {
-                node,
-                resource,
-                capacity,
-                requested,
-            } => {
-                write!(
-                    f,
-                    "node {node} would be over-committed on {resource}: {requested} of {capacity}"
-                )
+            Conflict::OverCommitted { node, resource, capacity, requested } => {
+                write!(f, "node {node} would be over-committed on {resource}: {requested} of {capacity}")
             }
         }
     }
@@ -97,37 +86,21 @@ impl fmt::Display for Conflict {
 /// Checks that `plan` still fits next to `allocations` (those current now, without any victims the
 /// plan preempts): every node exists and suits the bundle, no replica is allocated twice, and no node
 /// the plan uses would exceed its capacity. Nodes the plan does not use are not judged.
-pub fn verify(
-    plan: &Plan,
-    nodes: &[Node],
-    allocations: &[Allocation],
-) -> Result<(), Vec<Conflict>> {
+pub fn verify(plan: &Plan, nodes: &[Node], allocations: &[Allocation]) -> Result<(), Vec<Conflict>> {
     let mut ledger = Ledger::new(nodes, allocations);
     let mut conflicts = Vec::new();
     let mut touched = Vec::new();
     for assignment in &plan.assignments {
-        let id = AllocationId {
-            proton: plan.proton.clone(),
-            replica: assignment.replica,
-        };
+        let id = AllocationId { proton: plan.proton.clone(), replica: assignment.replica };
         if let Some(existing) = allocations.iter().find(|allocation| allocation.id == id) {
-            conflicts.push(Conflict::AlreadyAllocated {
-                id,
-                node: existing.node.clone(),
-            });
+            conflicts.push(Conflict::AlreadyAllocated { id, node: existing.node.clone() });
         }
         let Some(position) = ledger.position(&assignment.node) else {
-            conflicts.push(Conflict::UnknownNode {
-                replica: assignment.replica,
-                node: assignment.node.clone(),
-            });
+            conflicts.push(Conflict::UnknownNode { replica: assignment.replica, node: assignment.node.clone() });
             continue;
         };
         if !ledger.nodes()[position].suits(&plan.bundle) {
-            conflicts.push(Conflict::Unsuitable {
-                replica: assignment.replica,
-                node: assignment.node.clone(),
-            });
+            conflicts.push(Conflict::Unsuitable { replica: assignment.replica, node: assignment.node.clone() });
         }
         ledger.reserve(position, &plan.bundle);
         if !touched.contains(&position) {
@@ -145,18 +118,9 @@ pub fn verify(
         ];
         for (resource, capacity, requested) in checks {
             if requested > capacity {
-                conflicts.push(Conflict::OverCommitted {
-                    node: node.name.clone(),
-                    resource,
-                    capacity,
-                    requested,
-                });
+                conflicts.push(Conflict::OverCommitted { node: node.name.clone(), resource, capacity, requested });
             }
         }
     }
-    if conflicts.is_empty() {
-        Ok(())
-    } else {
-        Err(conflicts)
-    }
+    if conflicts.is_empty() { Ok(()) } else { Err(conflicts) }
 }

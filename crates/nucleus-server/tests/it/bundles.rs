@@ -5,9 +5,9 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use crate::harness::{temp_dir, whoami_artifact, Stack};
+use crate::harness::{Stack, temp_dir, whoami_artifact};
 
 fn asking(name: &str, bundles: &[&str]) -> Value {
     json!({

@@ -5,7 +5,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::harness::{temp_dir, whoami_artifact, workload, Stack};
+use crate::harness::{Stack, temp_dir, whoami_artifact, workload};
 
 #[tokio::test]
 async fn a_deployment_fronts_one_promoted_workload() {
@@ -24,7 +24,8 @@ async fn a_deployment_fronts_one_promoted_workload() {
 
     let (code, _) = stack.post(&format!("/workloads/{workload_id}/promote"), json!({})).await;
     assert_eq!(code, StatusCode::ACCEPTED);
-    let (code, deployment) = stack.post("/console/deployments", json!({"name": "prod", "workloadId": workload_id, "importance": "high"})).await;
+    let (code, deployment) =
+        stack.post("/console/deployments", json!({"name": "prod", "workloadId": workload_id, "importance": "high"})).await;
     assert_eq!(code, StatusCode::CREATED, "{deployment}");
     let id = deployment["id"].as_str().unwrap().to_owned();
     assert_eq!(deployment["importance"], "high");

@@ -1,15 +1,10 @@
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use crate::harness::{temp_dir, whoami_artifact, workload, Stack};
+use crate::harness::{Stack, temp_dir, whoami_artifact, workload};
 
 fn locs(body: &Value) -> Vec<String> {
-    body["detail"]
-        .as_array()
-        .unwrap_or_else(|| panic!("a list of field errors: {body}"))
-        .iter()
-        .map(|e| e["loc"].to_string())
-        .collect()
+    body["detail"].as_array().unwrap_or_else(|| panic!("a list of field errors: {body}")).iter().map(|e| e["loc"].to_string()).collect()
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 pub const TOKEN: &str = "test-token";
 const WAIT: Duration = Duration::from_secs(60);
@@ -115,7 +115,8 @@ impl Stack {
 
     /// Addresses of the active proton's replicas, from statusDetails.
     pub async fn replica_addresses(&self, workload: &Value) -> Vec<String> {
-        let path = format!("/workloads/{}/protons/{}/statusDetails", workload["id"].as_str().unwrap(), workload["protonId"].as_str().unwrap());
+        let path =
+            format!("/workloads/{}/protons/{}/statusDetails", workload["id"].as_str().unwrap(), workload["protonId"].as_str().unwrap());
         let (code, details) = self.get(&path).await;
         assert_eq!(code, StatusCode::OK, "{details}");
         details["replicas"].as_array().unwrap().iter().map(|r| r["address"].as_str().unwrap().to_owned()).collect()
@@ -181,10 +182,7 @@ pub fn whoami() -> String {
     // Built once per test run, so that a changed whoami is never run stale (a no-op when fresh).
     static BUILT: std::sync::Once = std::sync::Once::new();
     BUILT.call_once(|| {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "nucleus-whoami"])
-            .status()
-            .expect("cargo runs");
+        let status = Command::new(env!("CARGO")).args(["build", "-p", "nucleus-whoami"]).status().expect("cargo runs");
         assert!(status.success(), "building nucleus-whoami failed");
     });
     assert!(path.exists(), "{} was not built", path.display());

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use crate::harness::{send_signal, temp_dir, whoami_artifact, workload, Stack, TOKEN};
+use crate::harness::{Stack, TOKEN, send_signal, temp_dir, whoami_artifact, workload};
 
 /// Creates a whoami workload with `replicas` replicas and waits until it runs.
 async fn running(stack: &Stack, name: &str, replicas: u32) -> (String, Value) {
@@ -177,9 +177,10 @@ async fn websocket_http2_grpc_sse_and_uploads_go_through() {
 
     // HTTP/2 with prior knowledge from the caller; the replica is asked over HTTP/1.1.
     let stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
-    let (mut h2, connection) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(stream))
-        .await
-        .expect("h2c handshake with the gateway");
+    let (mut h2, connection) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("h2c handshake with the gateway");
     tokio::spawn(connection);
     let request = http::Request::get(format!("http://{authority}{prefix}/over-h2?q=1"))
         .header("authorization", format!("Bearer {TOKEN}"))
@@ -330,7 +331,10 @@ async fn one_connection_carries_pipelined_head_and_rest_calls_in_order() {
     let (head, body) = read_answer(&mut stream, &mut buf, false).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["id"], id.as_str(), "the REST API answers on the same connection");
-    stream.write_all(format!("GET /api/v2/endpoints/workloads/{id}/last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}\r\n").as_bytes()).await.unwrap();
+    stream
+        .write_all(format!("GET /api/v2/endpoints/workloads/{id}/last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}\r\n").as_bytes())
+        .await
+        .unwrap();
     let (head, body) = read_answer(&mut stream, &mut buf, false).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["path"], "/last");
@@ -340,7 +344,10 @@ async fn one_connection_carries_pipelined_head_and_rest_calls_in_order() {
 
     // The same on a connection that only ever invoked (the fast path's own answer).
     let mut stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
-    stream.write_all(format!("GET /api/v2/endpoints/workloads/{id}/only HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}\r\n").as_bytes()).await.unwrap();
+    stream
+        .write_all(format!("GET /api/v2/endpoints/workloads/{id}/only HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}\r\n").as_bytes())
+        .await
+        .unwrap();
     let (head, _) = read_answer(&mut stream, &mut Vec::new(), false).await;
     assert!(head.starts_with("HTTP/1.1 200") && head.to_ascii_lowercase().contains("connection: close"), "{head}");
     let closed = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;

@@ -1,9 +1,9 @@
 use std::collections::HashSet;
 
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use crate::harness::{gone, temp_dir, whoami_artifact, workload, Stack};
+use crate::harness::{Stack, gone, temp_dir, whoami_artifact, workload};
 
 #[tokio::test]
 async fn create_run_invoke_stop_start_delete() {
@@ -185,7 +185,8 @@ async fn lists_filter_by_creator_ids_tags_artifact_status_and_repository() {
     let mut locked = whoami_artifact("admins", &[]);
     locked["status"] = json!("locked");
     let (_, locked) = stack.post("/artifacts", locked).await;
-    let names = |page: &Value| -> Vec<String> { page["data"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap().to_owned()).collect() };
+    let names =
+        |page: &Value| -> Vec<String> { page["data"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap().to_owned()).collect() };
     for by in ["carol", carol_id] {
         let (_, page) = stack.get(&format!("/artifacts?createdBy={by}")).await;
         assert_eq!(names(&page), ["carols"], "createdBy={by}");

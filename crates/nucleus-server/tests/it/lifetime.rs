@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 
-use crate::harness::{temp_dir, whoami_artifact, workload, Stack};
+use crate::harness::{Stack, temp_dir, whoami_artifact, workload};
 
 const TTL_SECONDS: i64 = 6;
 

@@ -6,13 +6,13 @@
 
 use std::time::{Duration, Instant};
 
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use crate::harness::{temp_dir, whoami_artifact, Stack, TOKEN};
+use crate::harness::{Stack, TOKEN, temp_dir, whoami_artifact};
 
 #[tokio::test]
 async fn slow_clients_idle_connections_hung_replicas_and_busy_workloads_get_their_answers() {
@@ -114,7 +114,8 @@ async fn slow_clients_idle_connections_hung_replicas_and_busy_workloads_get_thei
     assert_eq!(code, StatusCode::PAYLOAD_TOO_LARGE, "{refused}");
     assert!(refused["detail"].as_str().unwrap().contains("at most 2097152 bytes"), "{refused}");
     let text = body.to_string();
-    let chunks = futures::stream::iter(text.into_bytes().chunks(64 * 1024).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>());
+    let chunks =
+        futures::stream::iter(text.into_bytes().chunks(64 * 1024).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>());
     let answer = stack
         .http
         .post(stack.url("/workloads"))

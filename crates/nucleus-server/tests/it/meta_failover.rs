@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
-use crate::harness::{free_port, send_signal, spawn_nucleus, temp_dir, whoami_artifact, workload, Stack};
+use crate::harness::{Stack, free_port, send_signal, spawn_nucleus, temp_dir, whoami_artifact, workload};
 
 struct MetaProcess {
     id: u64,
@@ -112,7 +112,11 @@ async fn killing_the_meta_leader_loses_no_acknowledged_write() {
                 let mut log = log.lock().unwrap();
                 if code == StatusCode::CREATED {
                     let id = body["id"].as_str().unwrap().to_owned();
-                    if creates_workload { log.acked_workloads.push(id) } else { log.acked.push(id) }
+                    if creates_workload {
+                        log.acked_workloads.push(id)
+                    } else {
+                        log.acked.push(id)
+                    }
                     log.times.push((sent, Instant::now()));
                 } else {
                     log.failures += 1;

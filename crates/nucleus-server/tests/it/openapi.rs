@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::harness::{temp_dir, Stack};
+use crate::harness::{Stack, temp_dir};
 
 #[tokio::test]
 async fn the_document_is_served_without_a_token_and_lists_only_real_routes() {

@@ -1,6 +1,6 @@
 use reqwest::StatusCode;
 
-use crate::harness::{gone, temp_dir, whoami_artifact, workload, Stack};
+use crate::harness::{Stack, gone, temp_dir, whoami_artifact, workload};
 
 #[tokio::test]
 async fn everything_survives_a_restart_and_running_workloads_run_again() {

@@ -4,14 +4,14 @@
 //! cannot start ends the replacement `errored` while the current proton keeps serving; the API's
 //! refusals (second POST 422, settings 409, draft/locked mismatch 422) change nothing.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use crate::harness::{temp_dir, whoami_artifact, workload, Stack};
+use crate::harness::{Stack, temp_dir, whoami_artifact, workload};
 
 async fn new_artifact(stack: &Stack, body: Value) -> String {
     let (code, artifact) = stack.post("/artifacts", body).await;

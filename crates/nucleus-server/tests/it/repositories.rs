@@ -3,7 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::harness::{temp_dir, whoami_artifact, Stack};
+use crate::harness::{Stack, temp_dir, whoami_artifact};
 
 #[tokio::test]
 async fn repositories_version_locked_artifacts_and_delete_all_or_nothing() {

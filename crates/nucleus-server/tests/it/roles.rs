@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use reqwest::StatusCode;
 
-use crate::harness::{free_port, send_signal, spawn_nucleus, temp_dir, whoami_artifact, workload, Stack};
+use crate::harness::{Stack, free_port, send_signal, spawn_nucleus, temp_dir, whoami_artifact, workload};
 
 struct Process(Child);
 
@@ -29,9 +29,7 @@ async fn a_dead_agent_makes_workloads_unknown_until_it_returns() {
     let meta_addr = format!("127.0.0.1:{}", free_port());
     let meta_args = ["meta", "--listen", &meta_addr, "--data-dir", &dir.path().join("meta").to_string_lossy()].map(String::from);
     let _meta = Process(spawn_nucleus(&meta_args, "serving on ").await.0);
-    let _scheduler = Process(
-        spawn_nucleus(&["scheduler", "--meta", &meta_addr].map(String::from), "started (meta").await.0,
-    );
+    let _scheduler = Process(spawn_nucleus(&["scheduler", "--meta", &meta_addr].map(String::from), "started (meta").await.0);
     let agent_addr = format!("127.0.0.1:{}", free_port());
     let mut first_agent = agent(&meta_addr, &agent_addr, dir.path()).await;
     let gateway = Stack::gateway(&[meta_addr.clone()]).await;

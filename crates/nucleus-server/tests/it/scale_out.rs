@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
-use crate::harness::{free_port, send_signal, spawn_nucleus, temp_dir, whoami_artifact, workload, Stack};
+use crate::harness::{Stack, free_port, send_signal, spawn_nucleus, temp_dir, whoami_artifact, workload};
 
 const WORKLOADS: usize = 8;
 

@@ -6,9 +6,9 @@
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use crate::harness::{temp_dir, whoami_artifact, workload, Stack};
+use crate::harness::{Stack, temp_dir, whoami_artifact, workload};
 
 async fn user(stack: &Stack, name: &str) -> (String, String) {
     let (code, made) = stack.post("/users", json!({"username": name})).await;
@@ -40,7 +40,8 @@ async fn objects_are_private_until_shared_and_roles_decide_what_is_allowed() {
     assert_eq!(code, StatusCode::UNAUTHORIZED);
 
     // Alice's workload: hers, nobody else's.
-    let (code, created) = as_(&stack, &alice, Method::POST, "/workloads", Some(workload("alices", whoami_artifact("alices", &[]), 1))).await;
+    let (code, created) =
+        as_(&stack, &alice, Method::POST, "/workloads", Some(workload("alices", whoami_artifact("alices", &[]), 1))).await;
     assert_eq!(code, StatusCode::CREATED, "{created}");
     let id = created["id"].as_str().unwrap().to_owned();
     assert_eq!(created["creator"]["id"], alice_id.as_str());
@@ -70,7 +71,14 @@ async fn objects_are_private_until_shared_and_roles_decide_what_is_allowed() {
     assert!(seen.get("sharedRoles").is_none(), "the list is read through sharedRoles");
     let (code, _) = as_(&stack, &bob, Method::POST, &format!("/workloads/{id}/stop"), Some(json!({}))).await;
     assert_eq!(code, StatusCode::FORBIDDEN, "a user may not change it");
-    let (code, _) = as_(&stack, &bob, Method::PATCH, &format!("/workloads/{id}/sharedRoles"), Some(json!({"operation": "updateRoles", "roles": [{"username": "bob", "role": "OWNER", "shareRecipientType": "user"}]}))).await;
+    let (code, _) = as_(
+        &stack,
+        &bob,
+        Method::PATCH,
+        &format!("/workloads/{id}/sharedRoles"),
+        Some(json!({"operation": "updateRoles", "roles": [{"username": "bob", "role": "OWNER", "shareRecipientType": "user"}]})),
+    )
+    .await;
     assert_eq!(code, StatusCode::FORBIDDEN, "nor share it");
     let (code, echo) = as_(&stack, &bob, Method::GET, &format!("/endpoints/workloads/{id}/hi"), None).await;
     assert_eq!(code, StatusCode::OK, "a user may invoke: {echo}");
@@ -83,14 +91,25 @@ async fn objects_are_private_until_shared_and_roles_decide_what_is_allowed() {
 
     let (code, list) = as_(&stack, &bob, Method::GET, &format!("/workloads/{id}/sharedRoles"), None).await;
     assert_eq!(code, StatusCode::OK, "{list}");
-    let entries: Vec<(String, String)> = list["data"].as_array().unwrap().iter().map(|r| (r["name"].as_str().unwrap().to_owned(), r["role"].as_str().unwrap().to_owned())).collect();
+    let entries: Vec<(String, String)> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap().to_owned(), r["role"].as_str().unwrap().to_owned()))
+        .collect();
     assert_eq!(entries, [("alice".to_owned(), "owner".to_owned()), ("bob".into(), "user".into()), ("carol".into(), "consumer".into())]);
 
     // Refusals name the field and change nothing.
     for (body, loc) in [
         (json!({"operation": "updateRoles", "roles": []}), json!(["body", "roles"])),
-        (json!({"operation": "updateRoles", "roles": [{"username": "nobody", "role": "user", "shareRecipientType": "user"}]}), json!(["body", "roles", 0, "username"])),
-        (json!({"operation": "updateRoles", "roles": [{"username": "bob", "role": "boss", "shareRecipientType": "user"}]}), json!(["body", "roles", 0, "role"])),
+        (
+            json!({"operation": "updateRoles", "roles": [{"username": "nobody", "role": "user", "shareRecipientType": "user"}]}),
+            json!(["body", "roles", 0, "username"]),
+        ),
+        (
+            json!({"operation": "updateRoles", "roles": [{"username": "bob", "role": "boss", "shareRecipientType": "user"}]}),
+            json!(["body", "roles", 0, "role"]),
+        ),
     ] {
         let (code, refused) = as_(&stack, &alice, Method::PATCH, &format!("/workloads/{id}/sharedRoles"), Some(body)).await;
         assert_eq!((code, refused["detail"][0]["loc"].clone()), (StatusCode::UNPROCESSABLE_ENTITY, loc), "{refused}");

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::harness::{temp_dir, whoami_artifact, workload, Stack};
+use crate::harness::{Stack, temp_dir, whoami_artifact, workload};
 
 #[tokio::test]
 async fn invocations_are_counted_per_proton_and_minute() {

@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use nucleus_proto::metadata::LEADER_ADDR as LEADER_ADDR_METADATA;
 use nucleus_proto::meta::v1 as pb;
 use nucleus_proto::meta::v1::meta_client::MetaClient;
+use nucleus_proto::metadata::LEADER_ADDR as LEADER_ADDR_METADATA;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tonic::transport::{Channel, Endpoint};
@@ -181,14 +181,7 @@ pub async fn recorded_read(
 }
 
 /// One client: random operations on `keys` keys until `stop` is set.
-pub async fn run(
-    client: u64,
-    seed: u64,
-    keys: usize,
-    nodes: u64,
-    stop: Rc<Cell<bool>>,
-    history: SharedHistory,
-) -> turmoil::Result {
+pub async fn run(client: u64, seed: u64, keys: usize, nodes: u64, stop: Rc<Cell<bool>>, history: SharedHistory) -> turmoil::Result {
     let mut rng = StdRng::seed_from_u64(seed ^ (client.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
     let mut conn = Conn::new(nodes, client as usize);
     // What this client last read of each key: (value, mod_revision), for its CAS operations.
@@ -205,14 +198,10 @@ pub async fn run(
             counter += 1;
             let value = client * 1_000_000 + counter;
             let request_id = format!("c{client}-{counter}");
-            let put = pb::Op {
-                op: Some(pb::op::Op::Put(pb::Put { key: key.clone(), value: value.to_string().into_bytes() })),
-            };
+            let put = pb::Op { op: Some(pb::op::Op::Put(pb::Put { key: key.clone(), value: value.to_string().into_bytes() })) };
             let (input, conditions, op) = match roll {
                 50..65 => (Input::Put(value), vec![], put),
-                65..75 => {
-                    (Input::Create(value), vec![pb::Condition { key: key.clone(), mod_revision: 0 }], put)
-                }
+                65..75 => (Input::Create(value), vec![pb::Condition { key: key.clone(), mod_revision: 0 }], put),
                 75..90 => {
                     let last = seen.get(&key).copied().flatten();
                     let condition = pb::Condition { key: key.clone(), mod_revision: last.map_or(0, |(_, rev)| rev) };

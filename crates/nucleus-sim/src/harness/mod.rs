@@ -15,10 +15,10 @@ use std::time::Duration;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-pub use self::net::TurmoilTransport;
 use self::client::{Conn, SharedHistory};
 use self::cluster::{Observed, Replica, Shared, host_name};
 use self::nemesis::Nemesis;
+pub use self::net::TurmoilTransport;
 use crate::{Budget, History, Verdict};
 
 /// Knobs of one run.
@@ -286,9 +286,7 @@ fn data_dir() -> std::io::Result<tempfile::TempDir> {
 fn group_formed(observed: &Shared, nodes: u64) -> bool {
     let observed = observed.borrow();
     let groups = 0..=cluster::SHARDS;
-    (1..=nodes).all(|id| {
-        groups.clone().all(|g| observed.voters.get(&(id, g)).is_some_and(|voters| voters.len() as u64 == nodes))
-    })
+    (1..=nodes).all(|id| groups.clone().all(|g| observed.voters.get(&(id, g)).is_some_and(|voters| voters.len() as u64 == nodes)))
 }
 
 /// After the clients stop: read every key (recorded, so acknowledged writes must show), then
@@ -325,10 +323,7 @@ async fn final_checks(keys: usize, nodes: u64, stop: Rc<Cell<bool>>, history: Sh
                 .iter()
                 .flat_map(|(group, replicas)| {
                     replicas.iter().map(move |(id, r)| match r {
-                        Some(r) => format!(
-                            "group {group} meta-{id}: applied {} revision {} kvs {:?}",
-                            r.applied_index, r.revision, r.kvs
-                        ),
+                        Some(r) => format!("group {group} meta-{id}: applied {} revision {} kvs {:?}", r.applied_index, r.revision, r.kvs),
                         None => format!("group {group} meta-{id}: not running"),
                     })
                 })

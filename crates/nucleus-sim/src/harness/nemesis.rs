@@ -14,15 +14,32 @@ use super::cluster::{Shared, host_name};
 #[derive(Debug, Clone)]
 pub enum Fault {
     /// Cut `node` off from the other meta nodes (and from the clients when `clients`).
-    Isolate { node: u64, clients: bool, leader: bool },
+    Isolate {
+        node: u64,
+        clients: bool,
+        leader: bool,
+    },
     /// Drop messages from `from` to `to` only.
-    OneWay { from: u64, to: u64 },
-    Crash { node: u64 },
-    Restart { node: u64 },
+    OneWay {
+        from: u64,
+        to: u64,
+    },
+    Crash {
+        node: u64,
+    },
+    Restart {
+        node: u64,
+    },
     /// Every link's latency bound (turmoil draws each message's latency up to it).
-    Latency { max: Duration },
+    Latency {
+        max: Duration,
+    },
     /// A slow link between two meta nodes.
-    SlowLink { a: u64, b: u64, latency: Duration },
+    SlowLink {
+        a: u64,
+        b: u64,
+        latency: Duration,
+    },
     Heal,
 }
 

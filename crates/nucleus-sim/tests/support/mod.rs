@@ -11,33 +11,14 @@ use nucleus_sim::{Budget, Input, Operation, Outcome, Output, Verdict, check_hist
 pub const BUDGET: Budget = Budget::Steps(20_000_000);
 
 /// An operation that returned `output` at `ret`.
-pub fn done(
-    client: u64,
-    key: &str,
-    input: Input,
-    call: u64,
-    ret: u64,
-    output: Output,
-) -> Operation {
+pub fn done(client: u64, key: &str, input: Input, call: u64, ret: u64, output: Output) -> Operation {
     let outcome = Outcome::Returned { output, at: ret };
-    Operation {
-        client,
-        key: key.to_owned(),
-        input,
-        call,
-        outcome,
-    }
+    Operation { client, key: key.to_owned(), input, call, outcome }
 }
 
 /// An operation whose outcome is unknown.
 pub fn lost(client: u64, key: &str, input: Input, call: u64) -> Operation {
-    Operation {
-        client,
-        key: key.to_owned(),
-        input,
-        call,
-        outcome: Outcome::Unknown,
-    }
+    Operation { client, key: key.to_owned(), input, call, outcome: Outcome::Unknown }
 }
 
 /// Checks a well-formed history.
@@ -54,10 +35,7 @@ pub fn assert_linearizable(ops: &[Operation]) {
 /// Asserts that `ops` is not linearizable because of `key`; returns the explanation.
 pub fn assert_violation(ops: &[Operation], key: &str) -> String {
     match verdict(ops) {
-        Verdict::NotLinearizable {
-            key: found,
-            explanation,
-        } => {
+        Verdict::NotLinearizable { key: found, explanation } => {
             assert_eq!(found, key, "{explanation}");
             explanation
         }
@@ -122,28 +100,12 @@ pub fn realize(plan: &[Planned]) -> Vec<Operation> {
             Kind::Create => (Input::Create(value), Output::Conflict),
             Kind::Cas { hits: true } => {
                 map.insert(p.key, value);
-                (
-                    Input::Cas {
-                        expected: current,
-                        new: value,
-                    },
-                    Output::Ok,
-                )
+                (Input::Cas { expected: current, new: value }, Output::Ok)
             }
             Kind::Cas { hits: false } => {
                 // Expect a value that is never written; or absent when the key is present.
-                let expected = if current.is_some() {
-                    None
-                } else {
-                    Some(u64::MAX - 1)
-                };
-                (
-                    Input::Cas {
-                        expected,
-                        new: value,
-                    },
-                    Output::Conflict,
-                )
+                let expected = if current.is_some() { None } else { Some(u64::MAX - 1) };
+                (Input::Cas { expected, new: value }, Output::Conflict)
             }
             Kind::Delete => {
                 map.remove(&p.key);
@@ -170,15 +132,10 @@ pub fn realize(plan: &[Planned]) -> Vec<Operation> {
 /// Replaces the output of the `n`th (modulo their number) returned read by a value never
 /// written; returns its key, or `None` if there is no returned read.
 pub fn corrupt_a_read(ops: &mut [Operation], n: usize) -> Option<String> {
-    let reads: Vec<usize> = (0..ops.len())
-        .filter(|&i| ops[i].input == Input::Read && ops[i].ret().is_some())
-        .collect();
+    let reads: Vec<usize> = (0..ops.len()).filter(|&i| ops[i].input == Input::Read && ops[i].ret().is_some()).collect();
     let &i = reads.get(n % reads.len().max(1))?;
     let at = ops[i].ret()?;
-    ops[i].outcome = Outcome::Returned {
-        output: Output::Read(Some(u64::MAX)),
-        at,
-    };
+    ops[i].outcome = Outcome::Returned { output: Output::Read(Some(u64::MAX)), at };
     Some(ops[i].key.clone())
 }
 
@@ -219,19 +176,9 @@ pub fn schedule(steps: &[Step]) -> Vec<Planned> {
                 (s.lost_applies.then_some(at), None)
             } else {
                 *clock = call + s.duration;
-                (
-                    Some(call + s.effect_percent * s.duration / 100),
-                    Some(call + s.duration),
-                )
+                (Some(call + s.effect_percent * s.duration / 100), Some(call + s.duration))
             };
-            Planned {
-                client: s.client,
-                key: s.key,
-                kind: s.kind,
-                call,
-                at,
-                ret,
-            }
+            Planned { client: s.client, key: s.key, kind: s.kind, call, at, ret }
         })
         .collect()
 }

@@ -27,29 +27,14 @@ pub(crate) fn node_capacity(node: &Node) -> Option<NodeCapacity> {
         .and_then(|spec| spec.taints.as_ref())
         .into_iter()
         .flatten()
-        .any(|taint| {
-            matches!(taint.effect.as_str(), "NoSchedule" | "NoExecute") && taint.key != GPU_RESOURCE
-        });
+        .any(|taint| matches!(taint.effect.as_str(), "NoSchedule" | "NoExecute") && taint.key != GPU_RESOURCE);
     if repelled {
         return None;
     }
-    let allocatable = node
-        .status
-        .as_ref()
-        .and_then(|status| status.allocatable.as_ref());
-    let amount = |resource: &str| {
-        allocatable
-            .and_then(|allocatable| allocatable.get(resource))
-            .and_then(|quantity| Quantity::parse(&quantity.0))
-    };
-    let label = |key: &str| {
-        node.metadata
-            .labels
-            .as_ref()
-            .and_then(|labels| labels.get(key))
-            .cloned()
-            .unwrap_or_default()
-    };
+    let allocatable = node.status.as_ref().and_then(|status| status.allocatable.as_ref());
+    let amount =
+        |resource: &str| allocatable.and_then(|allocatable| allocatable.get(resource)).and_then(|quantity| Quantity::parse(&quantity.0));
+    let label = |key: &str| node.metadata.labels.as_ref().and_then(|labels| labels.get(key)).cloned().unwrap_or_default();
     let gpu_count = amount(GPU_RESOURCE).map_or(0, |count| saturate(count.units()));
     let gpu_memory_mib: u64 = label(GPU_MEMORY_LABEL).parse().unwrap_or(0);
     Some(NodeCapacity {
@@ -58,16 +43,8 @@ pub(crate) fn node_capacity(node: &Node) -> Option<NodeCapacity> {
         cpu_millis: amount("cpu").map_or(0, |cpu| saturate(cpu.millis())),
         memory_bytes: amount("memory").map_or(0, Quantity::units),
         gpu_count,
-        gpu_type: if gpu_count > 0 {
-            super::gpu_models::catalogue_type(&label(GPU_PRODUCT_LABEL))
-        } else {
-            String::new()
-        },
-        gpu_memory_bytes: if gpu_count > 0 {
-            gpu_memory_mib.saturating_mul(1 << 20)
-        } else {
-            0
-        },
+        gpu_type: if gpu_count > 0 { super::gpu_models::catalogue_type(&label(GPU_PRODUCT_LABEL)) } else { String::new() },
+        gpu_memory_bytes: if gpu_count > 0 { gpu_memory_mib.saturating_mul(1 << 20) } else { 0 },
     })
 }
 
@@ -120,27 +97,18 @@ mod tests {
         };
         let not_ready = {
             let mut node = node_fixture("node-cpu");
-            node.spec.get_or_insert_default().taints = Some(vec![Taint {
-                key: "node.kubernetes.io/not-ready".into(),
-                effect: "NoExecute".into(),
-                ..Taint::default()
-            }]);
+            node.spec.get_or_insert_default().taints =
+                Some(vec![Taint { key: "node.kubernetes.io/not-ready".into(), effect: "NoExecute".into(), ..Taint::default() }]);
             node
         };
         let preferring = {
             let mut node = node_fixture("node-cpu");
-            node.spec.get_or_insert_default().taints = Some(vec![Taint {
-                key: "example.com/spot".into(),
-                effect: "PreferNoSchedule".into(),
-                ..Taint::default()
-            }]);
+            node.spec.get_or_insert_default().taints =
+                Some(vec![Taint { key: "example.com/spot".into(), effect: "PreferNoSchedule".into(), ..Taint::default() }]);
             node
         };
         let nodes = [cordoned, not_ready, node_fixture("node-gpu-l4"), preferring];
-        let names: Vec<String> = capacities(&nodes)
-            .into_iter()
-            .map(|node| node.name)
-            .collect();
+        let names: Vec<String> = capacities(&nodes).into_iter().map(|node| node.name).collect();
         assert_eq!(names, ["gke-gpu-pool-l4-1a2b", "gke-cpu-pool-9f8e"]);
     }
 }

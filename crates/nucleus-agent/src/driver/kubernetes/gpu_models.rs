@@ -2,11 +2,7 @@
 //! label that NVIDIA's GPU feature discovery puts on nodes (`NVIDIA-L4`, ...).
 
 /// (catalogue GPU type, node label value).
-const MODELS: [(&str, &str); 3] = [
-    ("nvidia-l4", "NVIDIA-L4"),
-    ("nvidia-a10g", "NVIDIA-A10G"),
-    ("nvidia-h100", "NVIDIA-H100-80GB-HBM3"),
-];
+const MODELS: [(&str, &str); 3] = [("nvidia-l4", "NVIDIA-L4"), ("nvidia-a10g", "NVIDIA-A10G"), ("nvidia-h100", "NVIDIA-H100-80GB-HBM3")];
 
 /// The label value to select nodes of a catalogue GPU type by; any other name is taken as a
 /// label value already.

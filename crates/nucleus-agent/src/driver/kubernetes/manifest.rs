@@ -5,17 +5,16 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, HTTPHeader, ObjectFieldSelector,
-    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Service, ServicePort, ServiceSpec,
-    Toleration,
+    Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, HTTPHeader, ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, Service, ServicePort, ServiceSpec, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::names::{
-    ARTIFACT_ID_ANNOTATION, MANAGED_BY, MANAGER, PROTON_ID_ANNOTATION, PROTON_LABEL, SHARD_LABEL,
-    WORKLOAD_ID_ANNOTATION, WORKLOAD_LABEL, container_name, label_value, resource_name,
+    ARTIFACT_ID_ANNOTATION, MANAGED_BY, MANAGER, PROTON_ID_ANNOTATION, PROTON_LABEL, SHARD_LABEL, WORKLOAD_ID_ANNOTATION, WORKLOAD_LABEL,
+    container_name, label_value, resource_name,
 };
 use crate::driver::process::substitute_port;
 use crate::driver::{ProbeScheme, ProbeSpec, ProtonSpec};
@@ -31,10 +30,7 @@ const SERVICE_PORT: i32 = 80;
 
 /// The port the container listens on: the declared one, else 8080.
 pub(crate) fn container_port(spec: &ProtonSpec) -> u16 {
-    u16::try_from(spec.container.port)
-        .ok()
-        .filter(|port| *port != 0)
-        .unwrap_or(DEFAULT_CONTAINER_PORT)
+    u16::try_from(spec.container.port).ok().filter(|port| *port != 0).unwrap_or(DEFAULT_CONTAINER_PORT)
 }
 
 /// The labels of the Deployment, its pods and the Service.
@@ -50,10 +46,7 @@ pub(crate) fn labels(spec: &ProtonSpec) -> BTreeMap<String, String> {
 /// What selects the proton's pods: it never changes for a proton (a Deployment's selector is
 /// immutable).
 fn selector(spec: &ProtonSpec) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (MANAGED_BY.to_owned(), MANAGER.to_owned()),
-        (PROTON_LABEL.to_owned(), resource_name(&spec.proton_id)),
-    ])
+    BTreeMap::from([(MANAGED_BY.to_owned(), MANAGER.to_owned()), (PROTON_LABEL.to_owned(), resource_name(&spec.proton_id))])
 }
 
 fn annotations(spec: &ProtonSpec) -> BTreeMap<String, String> {
@@ -77,21 +70,13 @@ pub(crate) fn deployment(spec: &ProtonSpec, namespace: &str) -> Deployment {
         },
         spec: Some(DeploymentSpec {
             replicas: Some(i32::try_from(spec.replica_count).unwrap_or(i32::MAX)),
-            selector: LabelSelector {
-                match_labels: Some(selector(spec)),
-                ..LabelSelector::default()
-            },
+            selector: LabelSelector { match_labels: Some(selector(spec)), ..LabelSelector::default() },
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels(spec)),
-                    annotations: Some(annotations(spec)),
-                    ..ObjectMeta::default()
-                }),
+                metadata: Some(ObjectMeta { labels: Some(labels(spec)), annotations: Some(annotations(spec)), ..ObjectMeta::default() }),
                 spec: Some(PodSpec {
                     containers: vec![container(spec)],
-                    node_selector: gpus.map(|gpus| {
-                        BTreeMap::from([(GPU_PRODUCT_LABEL.to_owned(), super::gpu_models::product_label(&gpus.gpu_type))])
-                    }),
+                    node_selector: gpus
+                        .map(|gpus| BTreeMap::from([(GPU_PRODUCT_LABEL.to_owned(), super::gpu_models::product_label(&gpus.gpu_type))])),
                     tolerations: gpus.map(|_| {
                         vec![Toleration {
                             key: Some(GPU_RESOURCE.to_owned()),
@@ -150,12 +135,7 @@ pub(crate) fn service(spec: &ProtonSpec, namespace: &str, owner_uid: &str) -> Se
 fn container(spec: &ProtonSpec) -> Container {
     let port = container_port(spec);
     let declared = spec.container.port;
-    let entrypoint: Vec<String> = spec
-        .container
-        .entrypoint
-        .iter()
-        .map(|argument| substitute_port(argument, port))
-        .collect();
+    let entrypoint: Vec<String> = spec.container.entrypoint.iter().map(|argument| substitute_port(argument, port)).collect();
     Container {
         name: container_name(&spec.container.name),
         image: Some(spec.container.image_uri.clone()),
@@ -169,32 +149,16 @@ fn container(spec: &ProtonSpec) -> Container {
             ..ContainerPort::default()
         }]),
         resources: resources(spec),
-        startup_probe: spec
-            .container
-            .startup_probe
-            .as_ref()
-            .map(|probe| kube_probe(probe, declared, port, false)),
-        readiness_probe: spec
-            .container
-            .readiness_probe
-            .as_ref()
-            .map(|probe| kube_probe(probe, declared, port, true)),
-        liveness_probe: spec
-            .container
-            .liveness_probe
-            .as_ref()
-            .map(|probe| kube_probe(probe, declared, port, false)),
+        startup_probe: spec.container.startup_probe.as_ref().map(|probe| kube_probe(probe, declared, port, false)),
+        readiness_probe: spec.container.readiness_probe.as_ref().map(|probe| kube_probe(probe, declared, port, true)),
+        liveness_probe: spec.container.liveness_probe.as_ref().map(|probe| kube_probe(probe, declared, port, false)),
         ..Container::default()
     }
 }
 
 /// The spec's variables, then what the process driver sets too: PORT and the replica's ids.
 fn env(spec: &ProtonSpec, port: u16) -> Vec<EnvVar> {
-    let value = |name: &str, value: String| EnvVar {
-        name: name.to_owned(),
-        value: Some(value),
-        value_from: None,
-    };
+    let value = |name: &str, value: String| EnvVar { name: name.to_owned(), value: Some(value), value_from: None };
     let ours = [
         value("PORT", port.to_string()),
         value("NUCLEUS_PROTON_ID", spec.proton_id.clone()),
@@ -204,22 +168,14 @@ fn env(spec: &ProtonSpec, port: u16) -> Vec<EnvVar> {
             name: "NUCLEUS_REPLICA".to_owned(),
             value: None,
             value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: "metadata.name".to_owned(),
-                    api_version: None,
-                }),
+                field_ref: Some(ObjectFieldSelector { field_path: "metadata.name".to_owned(), api_version: None }),
                 ..EnvVarSource::default()
             }),
         },
     ];
     let ours_named = |name: &str| ours.iter().any(|var| var.name == name);
-    let theirs: Vec<EnvVar> = spec
-        .container
-        .env
-        .iter()
-        .filter(|(name, _)| !ours_named(name))
-        .map(|(name, text)| value(name, text.clone()))
-        .collect();
+    let theirs: Vec<EnvVar> =
+        spec.container.env.iter().filter(|(name, _)| !ours_named(name)).map(|(name, text)| value(name, text.clone())).collect();
     theirs.into_iter().chain(ours).collect()
 }
 
@@ -229,16 +185,10 @@ fn resources(spec: &ProtonSpec) -> Option<ResourceRequirements> {
     let resources = &spec.resources;
     let mut amounts = BTreeMap::new();
     if resources.cpu_millis > 0 {
-        amounts.insert(
-            "cpu".to_owned(),
-            Quantity(format!("{}m", resources.cpu_millis)),
-        );
+        amounts.insert("cpu".to_owned(), Quantity(format!("{}m", resources.cpu_millis)));
     }
     if resources.memory_bytes > 0 {
-        amounts.insert(
-            "memory".to_owned(),
-            Quantity(resources.memory_bytes.to_string()),
-        );
+        amounts.insert("memory".to_owned(), Quantity(resources.memory_bytes.to_string()));
     }
     let mut limits = amounts.clone();
     if let Some(gpus) = &resources.gpus {
@@ -247,25 +197,17 @@ fn resources(spec: &ProtonSpec) -> Option<ResourceRequirements> {
     if limits.is_empty() {
         return None;
     }
-    Some(ResourceRequirements {
-        requests: (!amounts.is_empty()).then_some(amounts),
-        limits: Some(limits),
-        claims: None,
-    })
+    Some(ResourceRequirements { requests: (!amounts.is_empty()).then_some(amounts), limits: Some(limits), claims: None })
 }
 
 /// An HTTP probe. A probe aimed at the declared port (or at port 0) goes to the container's port;
 /// the loopback host the spec defaults to is left out, since the kubelet would probe its own node
 /// there rather than the pod. Liveness and startup probes must have a success threshold of 1.
 fn kube_probe(probe: &ProbeSpec, declared: u32, port: u16, readiness: bool) -> Probe {
-    let target = if probe.port == 0 || probe.port == declared {
-        i32::from(port)
-    } else {
-        i32::try_from(probe.port).unwrap_or(i32::from(port))
-    };
+    let target =
+        if probe.port == 0 || probe.port == declared { i32::from(port) } else { i32::try_from(probe.port).unwrap_or(i32::from(port)) };
     let loopback = matches!(probe.host.as_str(), "" | "127.0.0.1" | "localhost" | "::1");
-    let seconds =
-        |duration: std::time::Duration| Some(i32::try_from(duration.as_secs()).unwrap_or(i32::MAX));
+    let seconds = |duration: std::time::Duration| Some(i32::try_from(duration.as_secs()).unwrap_or(i32::MAX));
     let count = |value: u32| Some(i32::try_from(value).unwrap_or(i32::MAX));
     Probe {
         http_get: Some(HTTPGetAction {
@@ -279,26 +221,14 @@ fn kube_probe(probe: &ProbeSpec, declared: u32, port: u16, readiness: bool) -> P
                 .to_owned(),
             ),
             host: (!loopback).then(|| probe.host.clone()),
-            http_headers: (!probe.http_headers.is_empty()).then(|| {
-                probe
-                    .http_headers
-                    .iter()
-                    .map(|(name, value)| HTTPHeader {
-                        name: name.clone(),
-                        value: value.clone(),
-                    })
-                    .collect()
-            }),
+            http_headers: (!probe.http_headers.is_empty())
+                .then(|| probe.http_headers.iter().map(|(name, value)| HTTPHeader { name: name.clone(), value: value.clone() }).collect()),
         }),
         initial_delay_seconds: seconds(probe.initial_delay),
         period_seconds: seconds(probe.period),
         timeout_seconds: seconds(probe.timeout),
         failure_threshold: count(probe.failure_threshold),
-        success_threshold: if readiness {
-            count(probe.success_threshold)
-        } else {
-            Some(1)
-        },
+        success_threshold: if readiness { count(probe.success_threshold) } else { Some(1) },
         ..Probe::default()
     }
 }
@@ -322,10 +252,7 @@ mod tests {
                 name: "primary".into(),
                 image_uri: "registry.example/llm:1".into(),
                 entrypoint: vec!["serve".into(), "--port=$PORT".into()],
-                env: BTreeMap::from([
-                    ("MODEL".to_owned(), "llama".to_owned()),
-                    ("PORT".to_owned(), "1".to_owned()),
-                ]),
+                env: BTreeMap::from([("MODEL".to_owned(), "llama".to_owned()), ("PORT".to_owned(), "1".to_owned())]),
                 port: 9000,
                 startup_probe: None,
                 readiness_probe: Some(ProbeSpec {
@@ -357,11 +284,7 @@ mod tests {
                 bundle_id: "gpu.l4.small".into(),
                 cpu_millis: 4000,
                 memory_bytes: 16 << 30,
-                gpus: Some(Gpus {
-                    count: 1,
-                    gpu_type: "nvidia-l4".into(),
-                    memory_bytes: 24 << 30,
-                }),
+                gpus: Some(Gpus { count: 1, gpu_type: "nvidia-l4".into(), memory_bytes: 24 << 30 }),
             },
             meta_shard: 7,
         }
@@ -378,16 +301,10 @@ mod tests {
         });
         assert_eq!(deployment["apiVersion"], "apps/v1");
         assert_eq!(deployment["kind"], "Deployment");
-        assert_eq!(
-            deployment["metadata"]["name"],
-            "proton-65f0a1b2c3d4e5f6a7b8c9d0"
-        );
+        assert_eq!(deployment["metadata"]["name"], "proton-65f0a1b2c3d4e5f6a7b8c9d0");
         assert_eq!(deployment["metadata"]["namespace"], "nucleus");
         assert_eq!(deployment["metadata"]["labels"], labels);
-        assert_eq!(
-            deployment["metadata"]["annotations"]["nucleus.dev/proton-id"],
-            "65f0a1b2c3d4e5f6a7b8c9d0"
-        );
+        assert_eq!(deployment["metadata"]["annotations"]["nucleus.dev/proton-id"], "65f0a1b2c3d4e5f6a7b8c9d0");
         let spec = &deployment["spec"];
         assert_eq!(spec["replicas"], 2);
         assert_eq!(
@@ -399,22 +316,13 @@ mod tests {
         );
         assert_eq!(spec["template"]["metadata"]["labels"], labels);
         let pod = &spec["template"]["spec"];
-        assert_eq!(
-            pod["nodeSelector"],
-            json!({"nvidia.com/gpu.product": "NVIDIA-L4"})
-        );
-        assert_eq!(
-            pod["tolerations"],
-            json!([{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}])
-        );
+        assert_eq!(pod["nodeSelector"], json!({"nvidia.com/gpu.product": "NVIDIA-L4"}));
+        assert_eq!(pod["tolerations"], json!([{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]));
         let container = &pod["containers"][0];
         assert_eq!(container["name"], "primary");
         assert_eq!(container["image"], "registry.example/llm:1");
         assert_eq!(container["command"], json!(["serve", "--port=9000"]));
-        assert_eq!(
-            container["ports"],
-            json!([{"name": "http", "containerPort": 9000, "protocol": "TCP"}])
-        );
+        assert_eq!(container["ports"], json!([{"name": "http", "containerPort": 9000, "protocol": "TCP"}]));
         assert_eq!(
             container["resources"],
             json!({
@@ -424,17 +332,12 @@ mod tests {
         );
         let env = container["env"].as_array().expect("env");
         let var = |name: &str| env.iter().find(|var| var["name"] == name).cloned();
-        assert_eq!(
-            var("MODEL"),
-            Some(json!({"name": "MODEL", "value": "llama"}))
-        );
+        assert_eq!(var("MODEL"), Some(json!({"name": "MODEL", "value": "llama"})));
         assert_eq!(var("PORT"), Some(json!({"name": "PORT", "value": "9000"})));
         assert_eq!(env.iter().filter(|var| var["name"] == "PORT").count(), 1);
         assert_eq!(
             var("NUCLEUS_REPLICA"),
-            Some(
-                json!({"name": "NUCLEUS_REPLICA", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})
-            )
+            Some(json!({"name": "NUCLEUS_REPLICA", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}))
         );
         assert_eq!(
             container["readinessProbe"],
@@ -488,10 +391,7 @@ mod tests {
         let service = serde_json::to_value(service(&gpu_spec(), "nucleus", "uid-1")).expect("json");
         assert_eq!(service["apiVersion"], "v1");
         assert_eq!(service["kind"], "Service");
-        assert_eq!(
-            service["metadata"]["name"],
-            "proton-65f0a1b2c3d4e5f6a7b8c9d0"
-        );
+        assert_eq!(service["metadata"]["name"], "proton-65f0a1b2c3d4e5f6a7b8c9d0");
         assert_eq!(service["metadata"]["labels"]["nucleus.dev/shard"], "7");
         assert_eq!(
             service["metadata"]["ownerReferences"],
@@ -505,13 +405,7 @@ mod tests {
             }])
         );
         assert_eq!(service["spec"]["type"], "ClusterIP");
-        assert_eq!(
-            service["spec"]["ports"],
-            json!([{"name": "http", "port": 80, "targetPort": 9000, "protocol": "TCP"}])
-        );
-        assert_eq!(
-            service["spec"]["selector"]["nucleus.dev/proton"],
-            "proton-65f0a1b2c3d4e5f6a7b8c9d0"
-        );
+        assert_eq!(service["spec"]["ports"], json!([{"name": "http", "port": 80, "targetPort": 9000, "protocol": "TCP"}]));
+        assert_eq!(service["spec"]["selector"]["nucleus.dev/proton"], "proton-65f0a1b2c3d4e5f6a7b8c9d0");
     }
 }

@@ -47,13 +47,8 @@ impl KubernetesConfig {
     /// A client from the environment: the kubeconfig (`KUBECONFIG` or `~/.kube/config`) when
     /// there is one, else the in-cluster service account.
     pub async fn infer(namespace: impl Into<String>) -> Result<KubernetesConfig, Error> {
-        let client = kube::Client::try_default()
-            .await
-            .map_err(Error::KubernetesConfig)?;
-        Ok(KubernetesConfig {
-            client,
-            namespace: namespace.into(),
-        })
+        let client = kube::Client::try_default().await.map_err(Error::KubernetesConfig)?;
+        Ok(KubernetesConfig { client, namespace: namespace.into() })
     }
 }
 
@@ -131,12 +126,7 @@ impl Driver for KubernetesDriver {
 
     fn capacity(&self) -> BoxFuture<'_, Result<Vec<NodeCapacity>, Error>> {
         Box::pin(async {
-            let nodes = self
-                .inner
-                .nodes
-                .list(&ListParams::default())
-                .await
-                .map_err(Error::kubernetes("list nodes"))?;
+            let nodes = self.inner.nodes.list(&ListParams::default()).await.map_err(Error::kubernetes("list nodes"))?;
             Ok(capacity::capacities(&nodes.items))
         })
     }
@@ -152,9 +142,7 @@ impl Driver for KubernetesDriver {
 impl Inner {
     fn state(&self) -> MutexGuard<'_, State> {
         // Every update of the state is completed under the lock before anything can panic.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Applies the Deployment, then the Service owned by it; a proton already running with the
@@ -164,50 +152,32 @@ impl Inner {
             return Err(Error::ShuttingDown);
         }
         if spec.container.image_uri.is_empty() {
-            return Err(Error::InvalidSpec(format!(
-                "proton {} has no image: the Kubernetes driver needs image_uri",
-                spec.proton_id
-            )));
+            return Err(Error::InvalidSpec(format!("proton {} has no image: the Kubernetes driver needs image_uri", spec.proton_id)));
         }
         let name = resource_name(&spec.proton_id);
         let namespace = &self.namespace;
         let apply = PatchParams::apply(FIELD_MANAGER).force();
         let deployment = self
             .deployments
-            .patch(
-                &name,
-                &apply,
-                &Patch::Apply(manifest::deployment(&spec, namespace)),
-            )
+            .patch(&name, &apply, &Patch::Apply(manifest::deployment(&spec, namespace)))
             .await
-            .map_err(Error::kubernetes(format!(
-                "apply Deployment {namespace}/{name}"
-            )))?;
+            .map_err(Error::kubernetes(format!("apply Deployment {namespace}/{name}")))?;
         if deployment.metadata.deletion_timestamp.is_some() {
             return Err(Error::StillStopping(spec.proton_id));
         }
         let uid = deployment.metadata.uid.unwrap_or_default();
         self.services
-            .patch(
-                &name,
-                &apply,
-                &Patch::Apply(manifest::service(&spec, namespace, &uid)),
-            )
+            .patch(&name, &apply, &Patch::Apply(manifest::service(&spec, namespace, &uid)))
             .await
-            .map_err(Error::kubernetes(format!(
-                "apply Service {namespace}/{name}"
-            )))?;
+            .map_err(Error::kubernetes(format!("apply Service {namespace}/{name}")))?;
         tracing::info!(proton = %spec.proton_id, deployment = %name, replicas = spec.replica_count, "applied");
 
         let mut state = self.state();
-        let proton = state
-            .protons
-            .entry(spec.proton_id.clone())
-            .or_insert_with(|| Proton {
-                workload_id: spec.workload_id.clone(),
-                lifecycle: Lifecycle::Running,
-                pods: BTreeMap::new(),
-            });
+        let proton = state.protons.entry(spec.proton_id.clone()).or_insert_with(|| Proton {
+            workload_id: spec.workload_id.clone(),
+            lifecycle: Lifecycle::Running,
+            pods: BTreeMap::new(),
+        });
         proton.workload_id = spec.workload_id;
         proton.lifecycle = Lifecycle::Running;
         self.publish_locked(&state, &spec.proton_id);
@@ -217,17 +187,11 @@ impl Inner {
     async fn stop(&self, proton_id: String) -> Result<(), Error> {
         let name = resource_name(&proton_id);
         let namespace = &self.namespace;
-        let deleted = match self
-            .deployments
-            .delete(&name, &DeleteParams::foreground())
-            .await
-        {
+        let deleted = match self.deployments.delete(&name, &DeleteParams::foreground()).await {
             Ok(deleted) => deleted.left(),
             Err(kube::Error::Api(status)) if status.code == 404 => None,
             Err(err) => {
-                return Err(Error::kubernetes(format!(
-                    "delete Deployment {namespace}/{name}"
-                ))(err));
+                return Err(Error::kubernetes(format!("delete Deployment {namespace}/{name}"))(err));
             }
         };
         let mut state = self.state();
@@ -276,12 +240,7 @@ impl Inner {
     /// hub in the order the changes happened.
     fn publish_locked(&self, state: &State, proton_id: &str) {
         if let Some(proton) = state.protons.get(proton_id) {
-            self.hub.publish(status::report(
-                proton_id,
-                &proton.workload_id,
-                proton.lifecycle.as_str(),
-                proton.pods.values(),
-            ));
+            self.hub.publish(status::report(proton_id, &proton.workload_id, proton.lifecycle.as_str(), proton.pods.values()));
         }
     }
 }

@@ -25,11 +25,7 @@ const PREFIX: &str = "proton-";
 /// exact id appended, so that distinct ids keep distinct names. Always a valid DNS-1035 label
 /// (what a Service name must be).
 pub(crate) fn resource_name(proton_id: &str) -> String {
-    let cleaned = clean(
-        proton_id,
-        |c| c.is_ascii_lowercase() || c.is_ascii_digit(),
-        true,
-    );
+    let cleaned = clean(proton_id, |c| c.is_ascii_lowercase() || c.is_ascii_digit(), true);
     let name = format!("{PREFIX}{cleaned}");
     if !cleaned.is_empty() && cleaned == proton_id && name.len() <= MAX_LEN {
         return name;
@@ -76,9 +72,7 @@ fn clean(text: &str, allowed: impl Fn(char) -> bool, lower: bool) -> String {
 
 /// `<prefix><cleaned, cut short>-<8 hex digits of FNV-1a of original>`.
 fn hashed(prefix: &str, cleaned: &str, original: &str) -> String {
-    let hash = original.bytes().fold(0x811c_9dc5_u32, |hash, byte| {
-        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
-    });
+    let hash = original.bytes().fold(0x811c_9dc5_u32, |hash, byte| (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193));
     let room = MAX_LEN - prefix.len() - 9;
     let head = cleaned[..cleaned.len().min(room)].trim_end_matches(['-', '.', '_']);
     match head {
@@ -95,32 +89,18 @@ mod tests {
         name.len() <= 63
             && name.starts_with(|c: char| c.is_ascii_lowercase())
             && name.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
     }
 
     #[test]
     fn clean_ids_keep_their_name() {
-        assert_eq!(
-            resource_name("65f0a1b2c3d4e5f6a7b8c9d0"),
-            "proton-65f0a1b2c3d4e5f6a7b8c9d0"
-        );
+        assert_eq!(resource_name("65f0a1b2c3d4e5f6a7b8c9d0"), "proton-65f0a1b2c3d4e5f6a7b8c9d0");
         assert_eq!(resource_name("web"), "proton-web");
     }
 
     #[test]
     fn other_ids_get_valid_distinct_names() {
-        let ids = [
-            "Web",
-            "web_",
-            "web.1",
-            "-",
-            "",
-            "ÜBER service!",
-            &"x".repeat(200),
-            &format!("{}y", "x".repeat(199)),
-        ];
+        let ids = ["Web", "web_", "web.1", "-", "", "ÜBER service!", &"x".repeat(200), &format!("{}y", "x".repeat(199))];
         let names: Vec<String> = ids.iter().map(|id| resource_name(id)).collect();
         for (id, name) in ids.iter().zip(&names) {
             assert!(is_dns_1035_label(name), "{id:?} -> {name:?}");
@@ -143,10 +123,7 @@ mod tests {
 
     #[test]
     fn label_values() {
-        assert_eq!(
-            label_value("65f0a1b2c3d4e5f6a7b8c9d0"),
-            "65f0a1b2c3d4e5f6a7b8c9d0"
-        );
+        assert_eq!(label_value("65f0a1b2c3d4e5f6a7b8c9d0"), "65f0a1b2c3d4e5f6a7b8c9d0");
         assert_eq!(label_value("My_Workload.v2"), "My_Workload.v2");
         let long = label_value(&"w".repeat(100));
         assert!(long.len() <= 63 && long.starts_with("www"), "{long}");

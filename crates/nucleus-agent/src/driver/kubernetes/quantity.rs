@@ -15,9 +15,7 @@ impl Quantity {
     pub(crate) fn parse(text: &str) -> Option<Quantity> {
         let text = text.trim();
         let text = text.strip_prefix('+').unwrap_or(text);
-        let number_end = text
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(text.len());
+        let number_end = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
         let (number, suffix) = text.split_at(number_end);
         let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
         if whole.is_empty() && fraction.is_empty() || fraction.contains('.') {
@@ -25,9 +23,7 @@ impl Quantity {
         }
         let mut digits: u128 = 0;
         for digit in whole.bytes().chain(fraction.bytes()) {
-            digits = digits
-                .checked_mul(10)?
-                .checked_add(u128::from(digit - b'0'))?;
+            digits = digits.checked_mul(10)?.checked_add(u128::from(digit - b'0'))?;
         }
         let mut exp10 = -i32::try_from(fraction.len()).ok()?;
         let mut multiplier = 1;
@@ -52,11 +48,7 @@ impl Quantity {
             }
             _ => return None,
         }
-        Some(Quantity {
-            digits,
-            exp10,
-            multiplier,
-        })
+        Some(Quantity { digits, exp10, multiplier })
     }
 
     /// The quantity in whole units, rounded up (as Kubernetes does), saturating.
@@ -76,9 +68,7 @@ impl Quantity {
         };
         let exponent = self.exp10.saturating_add(scale);
         let scaled = if exponent >= 0 {
-            10u128
-                .checked_pow(exponent.unsigned_abs())
-                .and_then(|power| value.checked_mul(power))
+            10u128.checked_pow(exponent.unsigned_abs()).and_then(|power| value.checked_mul(power))
         } else {
             match 10u128.checked_pow(exponent.unsigned_abs()) {
                 Some(power) => Some(value.div_ceil(power)),
@@ -133,9 +123,7 @@ mod tests {
 
     #[test]
     fn malformed_quantities_are_refused() {
-        for text in [
-            "", "m", "-1", "1.2.3", "12 Gi", "1Gb", "1e", "1ki", "Gi", "1.5x",
-        ] {
+        for text in ["", "m", "-1", "1.2.3", "12 Gi", "1Gb", "1e", "1ki", "Gi", "1.5x"] {
             assert_eq!(Quantity::parse(text), None, "{text:?}");
         }
     }

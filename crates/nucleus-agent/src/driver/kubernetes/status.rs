@@ -16,9 +16,7 @@ const CONDITIONS: [&str; 4] = ["PodScheduled", "Initialized", "ContainersReady",
 pub(crate) fn proton_id(pod: &Pod) -> Option<String> {
     let metadata = &pod.metadata;
     let annotation = metadata.annotations.as_ref()?.get(PROTON_ID_ANNOTATION);
-    annotation
-        .or_else(|| metadata.labels.as_ref()?.get(PROTON_LABEL))
-        .cloned()
+    annotation.or_else(|| metadata.labels.as_ref()?.get(PROTON_LABEL)).cloned()
 }
 
 /// The workload of a pod's proton, from its annotation, else its label, else empty.
@@ -34,12 +32,7 @@ pub(crate) fn workload_id(pod: &Pod) -> String {
 }
 
 /// The report of a proton whose pods are `pods`.
-pub(crate) fn report<'a>(
-    proton_id: &str,
-    workload_id: &str,
-    lifecycle: &str,
-    pods: impl IntoIterator<Item = &'a Pod>,
-) -> ProtonReport {
+pub(crate) fn report<'a>(proton_id: &str, workload_id: &str, lifecycle: &str, pods: impl IntoIterator<Item = &'a Pod>) -> ProtonReport {
     ProtonReport {
         proton_id: proton_id.to_owned(),
         workload_id: workload_id.to_owned(),
@@ -61,9 +54,7 @@ pub(crate) fn replica_status(pod: &Pod) -> ReplicaStatus {
     let spec = pod.spec.as_ref();
     let status = pod.status.clone().unwrap_or_default();
     let containers = containers(pod);
-    let backing_off = containers
-        .iter()
-        .any(|container| container.status == "waiting" && container.reason == "CrashLoopBackOff");
+    let backing_off = containers.iter().any(|container| container.status == "waiting" && container.reason == "CrashLoopBackOff");
     let phase = match status.phase.as_deref().unwrap_or("Pending") {
         "Running" if backing_off => "pending",
         "Pending" => "pending",
@@ -85,26 +76,14 @@ pub(crate) fn replica_status(pod: &Pod) -> ReplicaStatus {
     let conditions = CONDITIONS
         .iter()
         .filter_map(|kind| {
-            let condition = status
-                .conditions
-                .as_ref()?
-                .iter()
-                .find(|condition| condition.type_ == *kind)?;
+            let condition = status.conditions.as_ref()?.iter().find(|condition| condition.type_ == *kind)?;
             let met = condition.status == "True";
             Some(match deleted_at {
-                Some(at) if *kind == "Ready" && met => Condition {
-                    r#type: condition.type_.clone(),
-                    met: false,
-                    since: time(at),
-                },
+                Some(at) if *kind == "Ready" && met => Condition { r#type: condition.type_.clone(), met: false, since: time(at) },
                 _ => Condition {
                     r#type: condition.type_.clone(),
                     met,
-                    since: condition
-                        .last_transition_time
-                        .as_ref()
-                        .map(time)
-                        .unwrap_or_default(),
+                    since: condition.last_transition_time.as_ref().map(time).unwrap_or_default(),
                 },
             })
         })
@@ -112,24 +91,13 @@ pub(crate) fn replica_status(pod: &Pod) -> ReplicaStatus {
     ReplicaStatus {
         name: pod.metadata.name.clone().unwrap_or_default(),
         address,
-        node_address: spec
-            .and_then(|spec| spec.node_name.clone())
-            .unwrap_or_default(),
-        started_at: status
-            .start_time
-            .as_ref()
-            .or(pod.metadata.creation_timestamp.as_ref())
-            .map(time)
-            .unwrap_or_default(),
+        node_address: spec.and_then(|spec| spec.node_name.clone()).unwrap_or_default(),
+        started_at: status.start_time.as_ref().or(pod.metadata.creation_timestamp.as_ref()).map(time).unwrap_or_default(),
         phase: phase.to_owned(),
         conditions,
         containers,
         log_tail: Vec::new(),
-        error: if phase == "failed" {
-            failure(pod)
-        } else {
-            String::new()
-        },
+        error: if phase == "failed" { failure(pod) } else { String::new() },
     }
 }
 
@@ -143,11 +111,7 @@ fn containers(pod: &Pod) -> Vec<ContainerStatus> {
     }
     let unscheduled = status
         .and_then(|status| status.conditions.as_ref())
-        .and_then(|conditions| {
-            conditions
-                .iter()
-                .find(|condition| condition.type_ == "PodScheduled" && condition.status != "True")
-        })
+        .and_then(|conditions| conditions.iter().find(|condition| condition.type_ == "PodScheduled" && condition.status != "True"))
         .map(|condition| condition.reason.clone().unwrap_or_default())
         .unwrap_or_default();
     pod.spec
@@ -170,22 +134,11 @@ fn container_status(reported: &KubeContainerStatus) -> ContainerStatus {
         last.started_at.as_ref().map(time)
     };
     let (status, reason, started_at) = match &state {
-        ContainerState {
-            running: Some(running),
-            ..
-        } => ("running", None, running.started_at.as_ref().map(time)),
-        ContainerState {
-            terminated: Some(terminated),
-            ..
-        } => (
-            "terminated",
-            terminated.reason.clone(),
-            terminated.started_at.as_ref().map(time),
-        ),
-        ContainerState {
-            waiting: Some(waiting),
-            ..
-        } => ("waiting", waiting.reason.clone(), last_started()),
+        ContainerState { running: Some(running), .. } => ("running", None, running.started_at.as_ref().map(time)),
+        ContainerState { terminated: Some(terminated), .. } => {
+            ("terminated", terminated.reason.clone(), terminated.started_at.as_ref().map(time))
+        }
+        ContainerState { waiting: Some(waiting), .. } => ("waiting", waiting.reason.clone(), last_started()),
         _ => ("unknown", None, None),
     };
     ContainerStatus {
@@ -209,28 +162,20 @@ fn failure(pod: &Pod) -> String {
             None => message,
         };
     }
-    let terminated = status
-        .and_then(|status| status.container_statuses.as_ref())
-        .into_iter()
-        .flatten()
-        .find_map(|container| {
-            let terminated = container.state.as_ref()?.terminated.as_ref()?;
-            (terminated.exit_code != 0).then_some((container.name.as_str(), terminated))
-        });
+    let terminated = status.and_then(|status| status.container_statuses.as_ref()).into_iter().flatten().find_map(|container| {
+        let terminated = container.state.as_ref()?.terminated.as_ref()?;
+        (terminated.exit_code != 0).then_some((container.name.as_str(), terminated))
+    });
     match terminated {
-        Some((name, terminated)) => format!(
-            "container {name} exited with code {} ({})",
-            terminated.exit_code,
-            terminated.reason.as_deref().unwrap_or("Error")
-        ),
+        Some((name, terminated)) => {
+            format!("container {name} exited with code {} ({})", terminated.exit_code, terminated.reason.as_deref().unwrap_or("Error"))
+        }
         None => "the pod failed".to_owned(),
     }
 }
 
 fn time(time: &Time) -> String {
-    DateTime::<Utc>::from_timestamp_millis(time.0.as_millisecond())
-        .map(rfc3339)
-        .unwrap_or_default()
+    DateTime::<Utc>::from_timestamp_millis(time.0.as_millisecond()).map(rfc3339).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -239,44 +184,27 @@ mod tests {
     use crate::driver::kubernetes::testing::pod_fixture;
 
     fn condition(replica: &ReplicaStatus, kind: &str) -> Option<(bool, String)> {
-        replica
-            .conditions
-            .iter()
-            .find(|condition| condition.r#type == kind)
-            .map(|condition| (condition.met, condition.since.clone()))
+        replica.conditions.iter().find(|condition| condition.r#type == kind).map(|condition| (condition.met, condition.since.clone()))
     }
 
     #[test]
     fn an_unscheduled_pod_is_pending_without_a_node() {
         let pod = pod_fixture("pod-pending-unscheduled");
         let replica = replica_status(&pod);
-        assert_eq!(
-            replica.name,
-            "proton-65f0a1b2c3d4e5f6a7b8c9d0-7d9f8b6c5-x2x4q"
-        );
+        assert_eq!(replica.name, "proton-65f0a1b2c3d4e5f6a7b8c9d0-7d9f8b6c5-x2x4q");
         assert_eq!(replica.phase, "pending");
         assert_eq!(replica.node_address, "");
         assert_eq!(replica.address, "");
-        assert_eq!(
-            condition(&replica, "PodScheduled"),
-            Some((false, "2026-03-02T10:15:00.000Z".into()))
-        );
+        assert_eq!(condition(&replica, "PodScheduled"), Some((false, "2026-03-02T10:15:00.000Z".into())));
         assert_eq!(replica.conditions.len(), 1);
         assert_eq!(replica.containers.len(), 1);
         let container = &replica.containers[0];
         assert_eq!(
-            (
-                container.name.as_str(),
-                container.status.as_str(),
-                container.reason.as_str()
-            ),
+            (container.name.as_str(), container.status.as_str(), container.reason.as_str()),
             ("primary", "waiting", "Unschedulable")
         );
         assert_eq!(container.image, "registry.example/llm:1");
-        assert_eq!(
-            replica.started_at, "2026-03-02T10:15:00.000Z",
-            "creation time"
-        );
+        assert_eq!(replica.started_at, "2026-03-02T10:15:00.000Z", "creation time");
         assert_eq!(proton_id(&pod).as_deref(), Some("65f0a1b2c3d4e5f6a7b8c9d0"));
         assert_eq!(workload_id(&pod), "65f0a1b2aaaaaaaaaaaaaaaa");
     }
@@ -290,14 +218,7 @@ mod tests {
         assert_eq!(condition(&replica, "PodScheduled").map(|c| c.0), Some(true));
         assert_eq!(condition(&replica, "Ready").map(|c| c.0), Some(false));
         let container = &replica.containers[0];
-        assert_eq!(
-            (
-                container.status.as_str(),
-                container.reason.as_str(),
-                container.ready
-            ),
-            ("waiting", "ContainerCreating", false)
-        );
+        assert_eq!((container.status.as_str(), container.reason.as_str(), container.ready), ("waiting", "ContainerCreating", false));
         assert_eq!(replica.started_at, "2026-03-02T10:15:02.000Z");
     }
 
@@ -307,23 +228,11 @@ mod tests {
         assert_eq!(replica.phase, "running");
         assert_eq!(replica.address, "10.8.2.14:9000");
         assert_eq!(
-            replica
-                .conditions
-                .iter()
-                .map(|c| (c.r#type.as_str(), c.met))
-                .collect::<Vec<_>>(),
-            [
-                ("PodScheduled", true),
-                ("Initialized", true),
-                ("ContainersReady", false),
-                ("Ready", false)
-            ]
+            replica.conditions.iter().map(|c| (c.r#type.as_str(), c.met)).collect::<Vec<_>>(),
+            [("PodScheduled", true), ("Initialized", true), ("ContainersReady", false), ("Ready", false)]
         );
         let container = &replica.containers[0];
-        assert_eq!(
-            (container.status.as_str(), container.ready),
-            ("running", false)
-        );
+        assert_eq!((container.status.as_str(), container.ready), ("running", false));
         assert_eq!(container.started_at, "2026-03-02T10:16:41.000Z");
         assert_eq!(container.reason, "");
     }
@@ -333,10 +242,7 @@ mod tests {
         let replica = replica_status(&pod_fixture("pod-running-ready"));
         assert_eq!(replica.phase, "running");
         assert_eq!(replica.address, "10.8.2.15:9000");
-        assert_eq!(
-            condition(&replica, "Ready"),
-            Some((true, "2026-03-02T10:17:03.000Z".into()))
-        );
+        assert_eq!(condition(&replica, "Ready"), Some((true, "2026-03-02T10:17:03.000Z".into())));
         assert!(replica.containers[0].ready);
         assert_eq!(replica.error, "");
     }
@@ -346,10 +252,7 @@ mod tests {
         let replica = replica_status(&pod_fixture("pod-crash-loop-back-off"));
         assert_eq!(replica.phase, "pending", "Kubernetes says Running");
         let container = &replica.containers[0];
-        assert_eq!(
-            (container.status.as_str(), container.reason.as_str()),
-            ("waiting", "CrashLoopBackOff")
-        );
+        assert_eq!((container.status.as_str(), container.reason.as_str()), ("waiting", "CrashLoopBackOff"));
         assert_eq!(container.restart_count, 5);
         assert_eq!(container.started_at, "2026-03-02T10:21:12.000Z", "last run");
         assert_eq!(replica.error, "", "it will be restarted");
@@ -360,14 +263,7 @@ mod tests {
         let replica = replica_status(&pod_fixture("pod-oom-killed"));
         assert_eq!(replica.phase, "running");
         let container = &replica.containers[0];
-        assert_eq!(
-            (
-                container.status.as_str(),
-                container.reason.as_str(),
-                container.restart_count
-            ),
-            ("terminated", "OOMKilled", 1)
-        );
+        assert_eq!((container.status.as_str(), container.reason.as_str(), container.restart_count), ("terminated", "OOMKilled", 1));
         assert_eq!(condition(&replica, "Ready").map(|c| c.0), Some(false));
     }
 
@@ -378,18 +274,12 @@ mod tests {
         status.phase = Some("Failed".into());
         let replica = replica_status(&pod);
         assert_eq!(replica.phase, "failed");
-        assert_eq!(
-            replica.error,
-            "container primary exited with code 137 (OOMKilled)"
-        );
+        assert_eq!(replica.error, "container primary exited with code 137 (OOMKilled)");
 
         let status = pod.status.as_mut().expect("status");
         status.reason = Some("Evicted".into());
         status.message = Some("The node was low on resource: memory.".into());
-        assert_eq!(
-            replica_status(&pod).error,
-            "Evicted: The node was low on resource: memory."
-        );
+        assert_eq!(replica_status(&pod).error, "Evicted: The node was low on resource: memory.");
     }
 
     #[test]
@@ -397,31 +287,15 @@ mod tests {
         let mut pod = pod_fixture("pod-running-ready");
         pod.metadata.deletion_timestamp = pod.metadata.creation_timestamp.clone();
         let replica = replica_status(&pod);
-        assert_eq!(
-            condition(&replica, "Ready"),
-            Some((false, "2026-03-02T10:15:00.000Z".into()))
-        );
+        assert_eq!(condition(&replica, "Ready"), Some((false, "2026-03-02T10:15:00.000Z".into())));
     }
 
     #[test]
     fn a_report_lists_every_pod() {
-        let pods = [
-            pod_fixture("pod-running-ready"),
-            pod_fixture("pod-running-not-ready"),
-        ];
+        let pods = [pod_fixture("pod-running-ready"), pod_fixture("pod-running-not-ready")];
         let report = report("p", "w", "running", &pods);
-        assert_eq!(
-            (report.proton_id.as_str(), report.workload_id.as_str()),
-            ("p", "w")
-        );
+        assert_eq!((report.proton_id.as_str(), report.workload_id.as_str()), ("p", "w"));
         assert_eq!(report.lifecycle, "running");
-        assert_eq!(
-            report
-                .replicas
-                .iter()
-                .map(|r| r.address.as_str())
-                .collect::<Vec<_>>(),
-            ["10.8.2.15:9000", "10.8.2.14:9000"]
-        );
+        assert_eq!(report.replicas.iter().map(|r| r.address.as_str()).collect::<Vec<_>>(), ["10.8.2.15:9000", "10.8.2.14:9000"]);
     }
 }

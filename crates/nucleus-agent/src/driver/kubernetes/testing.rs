@@ -110,9 +110,7 @@ impl FakeApi {
                         "metadata": {"resourceVersion": "50000"},
                         "items": pods,
                     });
-                    respond.send_response(Response::new(Body::from(
-                        serde_json::to_vec(&list).expect("json"),
-                    )));
+                    respond.send_response(Response::new(Body::from(serde_json::to_vec(&list).expect("json"))));
                 } else {
                     let bytes = body.collect_bytes().await.expect("request body");
                     let call = Call {
@@ -124,11 +122,7 @@ impl FakeApi {
                             .to_owned(),
                         method: parts.method,
                         uri,
-                        body: if bytes.is_empty() {
-                            Value::Null
-                        } else {
-                            serde_json::from_slice(&bytes).expect("a JSON body")
-                        },
+                        body: if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("a JSON body") },
                         respond,
                     };
                     if calls_tx.send(call).is_err() {
@@ -137,27 +131,17 @@ impl FakeApi {
                 }
             }
         });
-        (
-            kube::Client::new(service, "nucleus"),
-            FakeApi { calls, events },
-        )
+        (kube::Client::new(service, "nucleus"), FakeApi { calls, events })
     }
 
     /// The driver's next request; panics if none comes.
     pub(crate) async fn next_call(&mut self) -> Call {
-        tokio::time::timeout(PATIENCE, self.calls.recv())
-            .await
-            .expect("the driver made no request in time")
-            .expect("fake API server gone")
+        tokio::time::timeout(PATIENCE, self.calls.recv()).await.expect("the driver made no request in time").expect("fake API server gone")
     }
 
     /// Waits a little for a request the driver must not make; returns it if it did.
     pub(crate) async fn unexpected_call(&mut self) -> Option<(Method, String)> {
-        tokio::time::timeout(Duration::from_millis(300), self.calls.recv())
-            .await
-            .ok()
-            .flatten()
-            .map(|call| (call.method, call.uri))
+        tokio::time::timeout(Duration::from_millis(300), self.calls.recv()).await.ok().flatten().map(|call| (call.method, call.uri))
     }
 
     /// Streams a watch event (`ADDED`, `MODIFIED` or `DELETED`) of `pod` to the pod watcher.
@@ -168,10 +152,7 @@ impl FakeApi {
 }
 
 /// Answers one watch request with the events sent since the last one (waiting for at least one).
-async fn serve_watch(
-    events: Arc<Mutex<mpsc::UnboundedReceiver<Value>>>,
-    respond: SendResponse<Response<Body>>,
-) {
+async fn serve_watch(events: Arc<Mutex<mpsc::UnboundedReceiver<Value>>>, respond: SendResponse<Response<Body>>) {
     let mut events = events.lock().await;
     let Some(first) = events.recv().await else {
         return;

@@ -19,8 +19,7 @@ use crate::status::StatusHub;
 const PROTON: &str = "65f0a1b2c3d4e5f6a7b8c9d0";
 const WORKLOAD: &str = "65f0a1b2aaaaaaaaaaaaaaaa";
 const NAME: &str = "proton-65f0a1b2c3d4e5f6a7b8c9d0";
-const DEPLOYMENT_PATH: &str =
-    "/apis/apps/v1/namespaces/nucleus/deployments/proton-65f0a1b2c3d4e5f6a7b8c9d0";
+const DEPLOYMENT_PATH: &str = "/apis/apps/v1/namespaces/nucleus/deployments/proton-65f0a1b2c3d4e5f6a7b8c9d0";
 const SERVICE_PATH: &str = "/api/v1/namespaces/nucleus/services/proton-65f0a1b2c3d4e5f6a7b8c9d0";
 const UID: &str = "9b2e3c4d-5f60-4a7b-8c9d-0e1f2a3b4c5d";
 
@@ -66,11 +65,7 @@ fn spec(replicas: u32) -> ProtonSpec {
             bundle_id: "gpu.l4.small".into(),
             cpu_millis: 4000,
             memory_bytes: 16 << 30,
-            gpus: Some(Gpus {
-                count: 1,
-                gpu_type: "NVIDIA-L4".into(),
-                memory_bytes: 24 << 30,
-            }),
+            gpus: Some(Gpus { count: 1, gpu_type: "NVIDIA-L4".into(), memory_bytes: 24 << 30 }),
         },
         meta_shard: 7,
     }
@@ -88,24 +83,13 @@ fn setup(pods: Vec<Pod>) -> Setup {
     let (client, api) = FakeApi::start(pods);
     let hub = StatusHub::new();
     let (_, reports) = hub.subscribe();
-    let config = KubernetesConfig {
-        client,
-        namespace: "nucleus".into(),
-    };
+    let config = KubernetesConfig { client, namespace: "nucleus".into() };
     let driver = KubernetesDriver::new(config, hub.clone());
-    Setup {
-        driver,
-        api,
-        reports,
-        hub,
-    }
+    Setup { driver, api, reports, hub }
 }
 
 /// The next report that satisfies `done`; panics with the last one seen if none comes.
-async fn report_where(
-    reports: &mut broadcast::Receiver<ProtonReport>,
-    done: impl Fn(&ProtonReport) -> bool,
-) -> ProtonReport {
+async fn report_where(reports: &mut broadcast::Receiver<ProtonReport>, done: impl Fn(&ProtonReport) -> bool) -> ProtonReport {
     let mut last = None;
     let found = tokio::time::timeout(PATIENCE, async {
         loop {
@@ -136,13 +120,7 @@ fn applied(call: &Call, uid: &str) -> Value {
 fn assert_apply(call: &Call, path: &str) {
     assert_eq!(call.method, Method::PATCH, "{}", call.uri);
     assert_eq!(call.path(), path);
-    assert_eq!(
-        call.query(),
-        [
-            ("fieldManager".to_owned(), "nucleus-agent".to_owned()),
-            ("force".to_owned(), "true".to_owned())
-        ]
-    );
+    assert_eq!(call.query(), [("fieldManager".to_owned(), "nucleus-agent".to_owned()), ("force".to_owned(), "true".to_owned())]);
     assert_eq!(call.content_type, "application/apply-patch+yaml");
 }
 
@@ -159,10 +137,7 @@ async fn serve_launch(api: &mut FakeApi) -> Value {
     let service = &call.body;
     assert_eq!(service["kind"], "Service");
     assert_eq!(service["metadata"]["ownerReferences"][0]["uid"], UID);
-    assert_eq!(
-        service["metadata"]["ownerReferences"][0]["kind"],
-        "Deployment"
-    );
+    assert_eq!(service["metadata"]["ownerReferences"][0]["kind"], "Deployment");
     assert_eq!(service["spec"]["ports"][0]["port"], 80);
     assert_eq!(service["spec"]["ports"][0]["targetPort"], 9000);
     let answer = applied(&call, "service-uid");
@@ -172,12 +147,7 @@ async fn serve_launch(api: &mut FakeApi) -> Value {
 
 #[tokio::test]
 async fn launch_applies_the_deployment_then_the_service_it_owns() {
-    let Setup {
-        driver,
-        mut api,
-        mut reports,
-        ..
-    } = setup(Vec::new());
+    let Setup { driver, mut api, mut reports, .. } = setup(Vec::new());
     let (launched, deployment) = tokio::join!(driver.launch(spec(2)), serve_launch(&mut api));
     launched.expect("launch");
 
@@ -201,16 +171,10 @@ async fn launch_applies_the_deployment_then_the_service_it_owns() {
     assert_eq!(container["resources"]["limits"]["nvidia.com/gpu"], "1");
     assert_eq!(container["resources"]["limits"]["cpu"], "4000m");
     assert_eq!(container["resources"]["requests"]["memory"], "17179869184");
-    assert_eq!(
-        container["startupProbe"]["httpGet"],
-        json!({"path": "/healthz", "port": 9000, "scheme": "HTTP"})
-    );
+    assert_eq!(container["startupProbe"]["httpGet"], json!({"path": "/healthz", "port": 9000, "scheme": "HTTP"}));
     assert_eq!(container["startupProbe"]["failureThreshold"], 90);
     assert_eq!(container["readinessProbe"]["periodSeconds"], 10);
-    assert_eq!(
-        container["readinessProbe"]["httpGet"]["httpHeaders"],
-        json!([{"name": "X-Probe", "value": "1"}])
-    );
+    assert_eq!(container["readinessProbe"]["httpGet"]["httpHeaders"], json!([{"name": "X-Probe", "value": "1"}]));
 
     let report = report_where(&mut reports, |r| r.proton_id == PROTON).await;
     assert_eq!(report.lifecycle, "running");
@@ -220,9 +184,7 @@ async fn launch_applies_the_deployment_then_the_service_it_owns() {
 
 #[tokio::test]
 async fn relaunching_with_another_replica_count_reapplies() {
-    let Setup {
-        driver, mut api, ..
-    } = setup(Vec::new());
+    let Setup { driver, mut api, .. } = setup(Vec::new());
     let (launched, first) = tokio::join!(driver.launch(spec(2)), serve_launch(&mut api));
     launched.expect("launch");
     let (launched, second) = tokio::join!(driver.launch(spec(5)), serve_launch(&mut api));
@@ -234,12 +196,7 @@ async fn relaunching_with_another_replica_count_reapplies() {
 
 #[tokio::test]
 async fn pods_are_reported_as_they_change() {
-    let Setup {
-        driver,
-        mut api,
-        mut reports,
-        ..
-    } = setup(Vec::new());
+    let Setup { driver, mut api, mut reports, .. } = setup(Vec::new());
     let (launched, _) = tokio::join!(driver.launch(spec(1)), serve_launch(&mut api));
     launched.expect("launch");
 
@@ -252,12 +209,7 @@ async fn pods_are_reported_as_they_change() {
     // The same pod, scheduled, then running and ready.
     let name = pod.metadata.name.clone();
     for (fixture, phase, container, ready) in [
-        (
-            "pod-pending-container-creating",
-            "pending",
-            "waiting",
-            false,
-        ),
+        ("pod-pending-container-creating", "pending", "waiting", false),
         ("pod-running-not-ready", "running", "running", false),
         ("pod-running-ready", "running", "running", true),
     ] {
@@ -265,10 +217,7 @@ async fn pods_are_reported_as_they_change() {
         pod.metadata.name = name.clone();
         api.pod_event("MODIFIED", &pod);
         let report = report_where(&mut reports, |r| {
-            let first = r
-                .replicas
-                .first()
-                .and_then(|replica| replica.containers.first());
+            let first = r.replicas.first().and_then(|replica| replica.containers.first());
             first.is_some_and(|c| (c.status.as_str(), c.ready) == (container, ready))
         })
         .await;
@@ -285,12 +234,7 @@ async fn pods_are_reported_as_they_change() {
 #[tokio::test]
 async fn stop_deletes_the_deployment_in_the_foreground_and_waits_for_the_pods() {
     let ready = pod_fixture("pod-running-ready");
-    let Setup {
-        driver,
-        mut api,
-        mut reports,
-        ..
-    } = setup(vec![ready.clone()]);
+    let Setup { driver, mut api, mut reports, .. } = setup(vec![ready.clone()]);
     report_where(&mut reports, |r| r.replicas.len() == 1).await;
 
     let serve = async {
@@ -331,24 +275,13 @@ async fn stop_deletes_the_deployment_in_the_foreground_and_waits_for_the_pods() 
 
 #[tokio::test]
 async fn stopping_a_proton_without_pods_stops_it_at_once() {
-    let Setup {
-        driver,
-        mut api,
-        mut reports,
-        ..
-    } = setup(Vec::new());
+    let Setup { driver, mut api, mut reports, .. } = setup(Vec::new());
     let (launched, _) = tokio::join!(driver.launch(spec(0)), serve_launch(&mut api));
     launched.expect("launch");
     let serve = async {
         let call = api.next_call().await;
-        assert_eq!(
-            (call.method.clone(), call.path()),
-            (Method::DELETE, DEPLOYMENT_PATH)
-        );
-        call.respond(
-            404,
-            failure(404, "NotFound", "deployments.apps \"x\" not found"),
-        );
+        assert_eq!((call.method.clone(), call.path()), (Method::DELETE, DEPLOYMENT_PATH));
+        call.respond(404, failure(404, "NotFound", "deployments.apps \"x\" not found"));
     };
     let (stopped, ()) = tokio::join!(driver.stop(PROTON.into(), Duration::from_secs(1)), serve);
     stopped.expect("a Deployment already gone is stopped");
@@ -359,16 +292,8 @@ async fn stopping_a_proton_without_pods_stops_it_at_once() {
 
 #[tokio::test]
 async fn a_restarted_agent_adopts_the_running_pods_and_shutdown_deletes_nothing() {
-    let pods = vec![
-        pod_fixture("pod-running-ready"),
-        pod_fixture("pod-crash-loop-back-off"),
-    ];
-    let Setup {
-        driver,
-        mut api,
-        mut reports,
-        hub,
-    } = setup(pods);
+    let pods = vec![pod_fixture("pod-running-ready"), pod_fixture("pod-crash-loop-back-off")];
+    let Setup { driver, mut api, mut reports, hub } = setup(pods);
     let report = report_where(&mut reports, |r| r.replicas.len() == 2).await;
     assert_eq!(report.proton_id, PROTON);
     assert_eq!(report.workload_id, WORKLOAD);
@@ -380,34 +305,21 @@ async fn a_restarted_agent_adopts_the_running_pods_and_shutdown_deletes_nothing(
     launched.expect("launch");
 
     driver.shutdown().await;
-    assert_eq!(
-        api.unexpected_call().await,
-        None,
-        "shutdown must leave the cluster alone"
-    );
-    assert!(matches!(
-        driver.launch(spec(2)).await,
-        Err(Error::ShuttingDown)
-    ));
+    assert_eq!(api.unexpected_call().await, None, "shutdown must leave the cluster alone");
+    assert!(matches!(driver.launch(spec(2)).await, Err(Error::ShuttingDown)));
     assert_eq!(hub.snapshot()[0].replicas.len(), 2, "still reported");
 }
 
 #[tokio::test]
 async fn launch_of_a_proton_being_deleted_is_refused_until_it_is_gone() {
-    let Setup {
-        driver, mut api, ..
-    } = setup(Vec::new());
+    let Setup { driver, mut api, .. } = setup(Vec::new());
     let serve = async {
         let call = api.next_call().await;
         assert_apply(&call, DEPLOYMENT_PATH);
         let mut answer = applied(&call, UID);
         answer["metadata"]["deletionTimestamp"] = json!("2026-03-02T10:30:00Z");
         call.respond(200, answer);
-        assert_eq!(
-            api.unexpected_call().await,
-            None,
-            "no Service for a dying Deployment"
-        );
+        assert_eq!(api.unexpected_call().await, None, "no Service for a dying Deployment");
     };
     let (launched, ()) = tokio::join!(driver.launch(spec(1)), serve);
     let err = launched.expect_err("refused");
@@ -417,9 +329,7 @@ async fn launch_of_a_proton_being_deleted_is_refused_until_it_is_gone() {
 
 #[tokio::test]
 async fn a_forbidden_apply_says_what_permission_is_missing() {
-    let Setup {
-        driver, mut api, ..
-    } = setup(Vec::new());
+    let Setup { driver, mut api, .. } = setup(Vec::new());
     let serve = async {
         let call = api.next_call().await;
         call.respond(
@@ -434,44 +344,26 @@ async fn a_forbidden_apply_says_what_permission_is_missing() {
     let (launched, ()) = tokio::join!(driver.launch(spec(1)), serve);
     let err = launched.expect_err("forbidden");
     let message = err.to_string();
-    assert!(
-        message.starts_with(&format!(
-            "cannot apply Deployment nucleus/{NAME}: the API server answered 403 Forbidden"
-        )),
-        "{message}"
-    );
+    assert!(message.starts_with(&format!("cannot apply Deployment nucleus/{NAME}: the API server answered 403 Forbidden")), "{message}");
     assert!(message.contains("RBAC"), "{message}");
-    assert_eq!(
-        tonic::Status::from(err).code(),
-        tonic::Code::FailedPrecondition
-    );
+    assert_eq!(tonic::Status::from(err).code(), tonic::Code::FailedPrecondition);
 }
 
 #[tokio::test]
 async fn a_spec_without_image_is_refused_before_any_request() {
-    let Setup {
-        driver, mut api, ..
-    } = setup(Vec::new());
+    let Setup { driver, mut api, .. } = setup(Vec::new());
     let mut spec = spec(1);
     spec.container.image_uri.clear();
-    assert!(matches!(
-        driver.launch(spec).await,
-        Err(Error::InvalidSpec(_))
-    ));
+    assert!(matches!(driver.launch(spec).await, Err(Error::InvalidSpec(_))));
     assert_eq!(api.unexpected_call().await, None);
 }
 
 #[tokio::test]
 async fn capacity_lists_the_schedulable_nodes() {
-    let Setup {
-        driver, mut api, ..
-    } = setup(Vec::new());
+    let Setup { driver, mut api, .. } = setup(Vec::new());
     let serve = async {
         let call = api.next_call().await;
-        assert_eq!(
-            (call.method.clone(), call.path()),
-            (Method::GET, "/api/v1/nodes")
-        );
+        assert_eq!((call.method.clone(), call.path()), (Method::GET, "/api/v1/nodes"));
         let mut cordoned = node_fixture("node-cpu");
         cordoned.metadata.name = Some("gke-cpu-pool-cordoned".into());
         cordoned.spec.get_or_insert_default().unschedulable = Some(true);
@@ -487,15 +379,7 @@ async fn capacity_lists_the_schedulable_nodes() {
     };
     let (capacity, ()) = tokio::join!(driver.capacity(), serve);
     let capacity = capacity.expect("capacity");
-    let summary: Vec<(&str, u32, &str)> = capacity
-        .iter()
-        .map(|node| (node.name.as_str(), node.gpu_count, node.gpu_type.as_str()))
-        .collect();
-    assert_eq!(
-        summary,
-        [
-            ("gke-gpu-pool-l4-1a2b", 2, "nvidia-l4"),
-            ("gke-cpu-pool-9f8e", 0, "")
-        ]
-    );
+    let summary: Vec<(&str, u32, &str)> =
+        capacity.iter().map(|node| (node.name.as_str(), node.gpu_count, node.gpu_type.as_str())).collect();
+    assert_eq!(summary, [("gke-gpu-pool-l4-1a2b", 2, "nvidia-l4"), ("gke-cpu-pool-9f8e", 0, "")]);
 }

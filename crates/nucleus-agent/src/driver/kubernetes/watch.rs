@@ -42,9 +42,7 @@ impl Inner {
                 Vec::new()
             }
             Event::InitApply(pod) => {
-                if let (Some(relisting), Some(name)) =
-                    (state.relisting.as_mut(), pod.metadata.name.clone())
-                {
+                if let (Some(relisting), Some(name)) = (state.relisting.as_mut(), pod.metadata.name.clone()) {
                     relisting.insert(name, pod);
                 }
                 Vec::new()
@@ -81,11 +79,7 @@ fn applied(state: &mut State, pod: Pod) -> Option<String> {
         tracing::info!(proton = %id, pod = %name, "adopting a proton this agent did not launch");
         Proton {
             workload_id: workload_id(&pod),
-            lifecycle: if terminating {
-                Lifecycle::Stopping
-            } else {
-                Lifecycle::Running
-            },
+            lifecycle: if terminating { Lifecycle::Stopping } else { Lifecycle::Running },
             pods: BTreeMap::new(),
         }
     });

@@ -19,9 +19,7 @@ impl Inner {
         for (id, record) in left.protons {
             let spec = Arc::new(record.spec);
             let mut proton = Proton::new(spec.clone());
-            let adopt = |replica, stop| {
-                ReplicaHandle::adopt(spec.clone(), replica, stop, self.client.clone(), self.publisher(&id))
-            };
+            let adopt = |replica, stop| ReplicaHandle::adopt(spec.clone(), replica, stop, self.client.clone(), self.publisher(&id));
             for (index, replica) in record.replicas {
                 proton.replicas.insert(index, adopt(replica, record.stopping));
             }
@@ -92,10 +90,7 @@ mod tests {
         // This test's own pid, but not its start time: the recorded process is gone and its pid
         // was given to another process.
         let me = ProcessId::of(std::process::id()).expect("this process is in /proc");
-        let recycled = ProcessId {
-            start_time: me.start_time + 1,
-            ..me
-        };
+        let recycled = ProcessId { start_time: me.start_time + 1, ..me };
         let replica = ReplicaRecord {
             name: "p-0".into(),
             port: 1,
@@ -111,12 +106,7 @@ mod tests {
         let record = StateRecord {
             protons: BTreeMap::from([(
                 "p".to_owned(),
-                ProtonRecord {
-                    spec: spec(),
-                    stopping: None,
-                    replicas: BTreeMap::from([(0, replica)]),
-                    retiring: Vec::new(),
-                },
+                ProtonRecord { spec: spec(), stopping: None, replicas: BTreeMap::from([(0, replica)]), retiring: Vec::new() },
             )]),
             ..StateRecord::default()
         };

@@ -8,19 +8,14 @@ use crate::driver::NodeCapacity;
 /// core, zero memory) rather than failing `Info`.
 pub(crate) fn this_host() -> NodeCapacity {
     let cores = available_parallelism().map_or(1, |cores| cores.get());
-    let memory_bytes = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|meminfo| mem_total(&meminfo))
-        .unwrap_or_else(|| {
-            tracing::warn!("cannot read MemTotal from /proc/meminfo; reporting no memory");
-            0
-        });
+    let memory_bytes = std::fs::read_to_string("/proc/meminfo").ok().and_then(|meminfo| mem_total(&meminfo)).unwrap_or_else(|| {
+        tracing::warn!("cannot read MemTotal from /proc/meminfo; reporting no memory");
+        0
+    });
     NodeCapacity {
         name: hostname(),
         zone: String::new(),
-        cpu_millis: u32::try_from(cores)
-            .unwrap_or(u32::MAX)
-            .saturating_mul(1000),
+        cpu_millis: u32::try_from(cores).unwrap_or(u32::MAX).saturating_mul(1000),
         memory_bytes,
         ..NodeCapacity::default()
     }
@@ -53,8 +48,7 @@ mod tests {
 
     #[test]
     fn mem_total_is_read_in_bytes() {
-        let meminfo =
-            "MemFree:         1024 kB\nMemTotal:       16303228 kB\nMemAvailable:   9000000 kB\n";
+        let meminfo = "MemFree:         1024 kB\nMemTotal:       16303228 kB\nMemAvailable:   9000000 kB\n";
         assert_eq!(mem_total(meminfo), Some(16_303_228 * 1024));
         assert_eq!(mem_total("MemFree: 12 kB\n"), None);
         assert_eq!(mem_total("MemTotal: 12 MB\n"), None);

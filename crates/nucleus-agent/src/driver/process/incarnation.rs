@@ -27,17 +27,11 @@ enum Kind {
 
 impl Incarnation {
     pub(crate) fn spawned(child: Child) -> Incarnation {
-        Incarnation {
-            pid: child.id().unwrap_or_default(),
-            kind: Kind::Child(child),
-        }
+        Incarnation { pid: child.id().unwrap_or_default(), kind: Kind::Child(child) }
     }
 
     pub(crate) fn adopted(process: ProcessId) -> Incarnation {
-        Incarnation {
-            pid: process.pid,
-            kind: Kind::Adopted(process),
-        }
+        Incarnation { pid: process.pid, kind: Kind::Adopted(process) }
     }
 
     pub(crate) fn pid(&self) -> u32 {

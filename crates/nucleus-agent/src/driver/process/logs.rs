@@ -21,11 +21,7 @@ impl LogFile {
     /// earlier replicas of the same index (which may still be stopping).
     pub(crate) fn new(dir: &Path, proton_id: &str, index: u32) -> LogFile {
         let created = nucleus_api::clock::now().timestamp_millis();
-        LogFile {
-            path: dir
-                .join(path_segment(proton_id))
-                .join(format!("{index}-{created}.log")),
-        }
+        LogFile { path: dir.join(path_segment(proton_id)).join(format!("{index}-{created}.log")) }
     }
 
     pub(crate) fn at(path: PathBuf) -> LogFile {
@@ -47,11 +43,7 @@ impl LogFile {
     /// The last `count` lines (lossily decoded), oldest first; none when nothing was written.
     pub(crate) fn tail(&self, count: usize) -> Vec<String> {
         match self.read_tail() {
-            Ok(lines) => lines
-                .iter()
-                .skip(lines.len().saturating_sub(count))
-                .cloned()
-                .collect(),
+            Ok(lines) => lines.iter().skip(lines.len().saturating_sub(count)).cloned().collect(),
             Err(err) if err.kind() == io::ErrorKind::NotFound => Vec::new(),
             Err(err) => {
                 tracing::debug!(path = %self.path.display(), error = %err, "cannot read the replica's log");
@@ -68,10 +60,7 @@ impl LogFile {
         let mut bytes = Vec::new();
         file.take(TAIL_BYTES).read_to_end(&mut bytes)?;
         let text = String::from_utf8_lossy(&bytes);
-        let mut lines: Vec<String> = text
-            .split('\n')
-            .map(|line| line.trim_end_matches('\r').to_owned())
-            .collect();
+        let mut lines: Vec<String> = text.split('\n').map(|line| line.trim_end_matches('\r').to_owned()).collect();
         if from > 0 && !lines.is_empty() {
             lines.remove(0); // cut in the middle
         }

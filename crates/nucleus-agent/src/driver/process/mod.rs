@@ -83,14 +83,7 @@ struct Proton {
 
 impl Proton {
     fn new(spec: Arc<ProtonSpec>) -> Proton {
-        Proton {
-            spec,
-            lifecycle: Lifecycle::Running,
-            epoch: 0,
-            replicas: BTreeMap::new(),
-            retiring: Vec::new(),
-            stop_grace: None,
-        }
+        Proton { spec, lifecycle: Lifecycle::Running, epoch: 0, replicas: BTreeMap::new(), retiring: Vec::new(), stop_grace: None }
     }
 
     fn all_replicas(&self) -> impl Iterator<Item = &ReplicaHandle> {
@@ -116,17 +109,8 @@ impl Proton {
         Some(ProtonRecord {
             spec: (*self.spec).clone(),
             stopping: self.stop_grace.filter(|_| self.lifecycle == Lifecycle::Stopping),
-            replicas: self
-                .replicas
-                .iter()
-                .map(|(index, replica)| (*index, replica.view().record()))
-                .collect(),
-            retiring: self
-                .retiring
-                .iter()
-                .filter(|replica| !replica.is_done())
-                .map(|replica| replica.view().record())
-                .collect(),
+            replicas: self.replicas.iter().map(|(index, replica)| (*index, replica.view().record())).collect(),
+            retiring: self.retiring.iter().filter(|replica| !replica.is_done()).map(|replica| replica.view().record()).collect(),
         })
     }
 
@@ -156,14 +140,7 @@ impl ProcessDriver {
                 "an earlier agent left protons running: adopting them"
             );
         }
-        let inner = Arc::new(Inner {
-            node_address,
-            hub,
-            logs_dir: dir.join("logs"),
-            state_file,
-            client,
-            state: Mutex::default(),
-        });
+        let inner = Arc::new(Inner { node_address, hub, logs_dir: dir.join("logs"), state_file, client, state: Mutex::default() });
         inner.adopt(left);
         Ok(ProcessDriver { inner })
     }
@@ -195,9 +172,7 @@ impl Driver for ProcessDriver {
             state.shutting_down = true;
             let ids: Vec<String> = state.protons.keys().cloned().collect();
             drop(state);
-            ids.iter()
-                .filter_map(|id| self.inner.begin_stop(id, SHUTDOWN_GRACE))
-                .collect()
+            ids.iter().filter_map(|id| self.inner.begin_stop(id, SHUTDOWN_GRACE)).collect()
         };
         Box::pin(async move {
             join_all(stopped).await;
@@ -213,9 +188,7 @@ impl Driver for ProcessDriver {
 impl Inner {
     fn state(&self) -> MutexGuard<'_, State> {
         // Every update of the state is completed under the lock before anything can panic.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn launch(self: &Arc<Self>, spec: ProtonSpec) -> Result<(), Error> {
@@ -226,10 +199,7 @@ impl Inner {
         let mut used_ports = used_ports(&state);
         let id = spec.proton_id.clone();
         let count = spec.replica_count;
-        let proton = state
-            .protons
-            .entry(id.clone())
-            .or_insert_with(|| Proton::new(Arc::new(spec.clone())));
+        let proton = state.protons.entry(id.clone()).or_insert_with(|| Proton::new(Arc::new(spec.clone())));
         proton.prune_retired();
         if proton.lifecycle != Lifecycle::Running || !proton.spec.same_except_replicas(&spec) {
             tracing::info!(proton = %id, "starting the proton afresh");
@@ -240,25 +210,14 @@ impl Inner {
             proton.epoch += 1;
         }
         proton.spec = Arc::new(spec);
-        let extra: Vec<u32> = proton
-            .replicas
-            .range(count..)
-            .map(|(index, _)| *index)
-            .collect();
+        let extra: Vec<u32> = proton.replicas.range(count..).map(|(index, _)| *index).collect();
         extra.into_iter().for_each(|index| proton.retire(index));
         for index in 0..count {
             if !proton.replicas.contains_key(&index) {
                 let port = free_port(&mut used_ports);
                 let log = LogFile::new(&self.logs_dir, &id, index);
                 let publish = self.publisher(&id);
-                let replica = ReplicaHandle::start(
-                    proton.spec.clone(),
-                    index,
-                    port,
-                    log,
-                    self.client.clone(),
-                    publish,
-                );
+                let replica = ReplicaHandle::start(proton.spec.clone(), index, port, log, self.client.clone(), publish);
                 proton.replicas.insert(index, replica);
             }
         }
@@ -270,11 +229,7 @@ impl Inner {
 
     /// Signals every replica of the proton to stop and returns a future that resolves, marking
     /// the proton stopped, once all their processes are gone. None for an unknown proton.
-    fn begin_stop(
-        self: &Arc<Self>,
-        id: &str,
-        grace: Duration,
-    ) -> Option<impl Future<Output = ()> + Send + use<>> {
+    fn begin_stop(self: &Arc<Self>, id: &str, grace: Duration) -> Option<impl Future<Output = ()> + Send + use<>> {
         let mut state = self.state();
         let Some(proton) = state.protons.get_mut(id) else {
             tracing::debug!(proton = %id, "stop of an unknown proton: nothing to do");
@@ -302,11 +257,7 @@ impl Inner {
         Some(async move {
             join_all(gone).await;
             let mut state = inner.state();
-            if let Some(proton) = state
-                .protons
-                .get_mut(&id)
-                .filter(|proton| proton.epoch == epoch)
-            {
+            if let Some(proton) = state.protons.get_mut(&id).filter(|proton| proton.epoch == epoch) {
                 proton.lifecycle = Lifecycle::Stopped;
                 proton.stop_grace = None;
                 for replica in proton.all_replicas() {
@@ -343,11 +294,7 @@ impl Inner {
             proton_id: id.to_owned(),
             workload_id: proton.spec.workload_id.clone(),
             lifecycle: proton.lifecycle.as_str().to_owned(),
-            replicas: proton
-                .replicas
-                .values()
-                .map(|replica| replica.view().to_status(&self.node_address))
-                .collect(),
+            replicas: proton.replicas.values().map(|replica| replica.view().to_status(&self.node_address)).collect(),
             observed_at: String::new(),
             removed: false,
         });
@@ -362,11 +309,7 @@ impl Inner {
             return Ok(());
         }
         let record = StateRecord {
-            protons: state
-                .protons
-                .iter()
-                .filter_map(|(id, proton)| Some((id.clone(), proton.record()?)))
-                .collect(),
+            protons: state.protons.iter().filter_map(|(id, proton)| Some((id.clone(), proton.record()?))).collect(),
             ..StateRecord::default()
         };
         self.state_file.save(&record)
@@ -385,12 +328,7 @@ impl Inner {
 }
 
 fn used_ports(state: &State) -> HashSet<u16> {
-    state
-        .protons
-        .values()
-        .flat_map(Proton::all_replicas)
-        .map(|replica| replica.view().port)
-        .collect()
+    state.protons.values().flat_map(Proton::all_replicas).map(|replica| replica.view().port).collect()
 }
 
 /// A free port that no replica of this agent uses (the OS may hand out a port again once its
@@ -402,8 +340,5 @@ fn free_port(used: &mut HashSet<u16>) -> io::Result<u16> {
             return Ok(port);
         }
     }
-    Err(io::Error::new(
-        io::ErrorKind::AddrInUse,
-        "no free port that no other replica uses",
-    ))
+    Err(io::Error::new(io::ErrorKind::AddrInUse, "no free port that no other replica uses"))
 }

@@ -14,10 +14,7 @@ impl ProcessId {
     /// The process that has `pid` now, if there is one.
     pub(crate) fn of(pid: u32) -> Option<ProcessId> {
         let stat = Stat::read(pid)?;
-        Some(ProcessId {
-            pid,
-            start_time: stat.start_time,
-        })
+        Some(ProcessId { pid, start_time: stat.start_time })
     }
 
     /// Whether this very process still runs (a zombie, or another process that was given the
@@ -73,10 +70,7 @@ mod tests {
         let me = ProcessId::of(std::process::id()).expect("this process is in /proc");
         assert!(me.is_running());
         assert!(me.owns_its_group());
-        let recycled = ProcessId {
-            start_time: me.start_time + 1,
-            ..me
-        };
+        let recycled = ProcessId { start_time: me.start_time + 1, ..me };
         assert!(!recycled.is_running());
         assert!(!recycled.owns_its_group());
     }

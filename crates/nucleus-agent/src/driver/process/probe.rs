@@ -21,27 +21,14 @@ pub(crate) struct HttpProbe {
 
 impl HttpProbe {
     /// Probes aimed at the container's declared port (or at port 0) go to the port the driver chose.
-    pub(crate) fn new(
-        kind: &'static str,
-        spec: &ProbeSpec,
-        declared_port: u32,
-        chosen_port: u16,
-    ) -> HttpProbe {
-        let port = if spec.port == 0 || spec.port == declared_port {
-            u32::from(chosen_port)
-        } else {
-            spec.port
-        };
+    pub(crate) fn new(kind: &'static str, spec: &ProbeSpec, declared_port: u32, chosen_port: u16) -> HttpProbe {
+        let port = if spec.port == 0 || spec.port == declared_port { u32::from(chosen_port) } else { spec.port };
         let scheme = match spec.scheme {
             ProbeScheme::Http => "http",
             ProbeScheme::Https => "https",
         };
         let url = format!("{scheme}://{}:{port}{}", spec.host, spec.path);
-        HttpProbe {
-            kind,
-            spec: spec.clone(),
-            url,
-        }
+        HttpProbe { kind, spec: spec.clone(), url }
     }
 
     /// Ok for an answer with status 200..=399; otherwise why not.
@@ -63,10 +50,7 @@ impl HttpProbe {
 
 /// Whether something accepts TCP connections on 127.0.0.1:`port`.
 pub(crate) async fn tcp_listening(port: u16) -> bool {
-    matches!(
-        tokio::time::timeout(TCP_CONNECT_TIMEOUT, TcpStream::connect(("127.0.0.1", port))).await,
-        Ok(Ok(_))
-    )
+    matches!(tokio::time::timeout(TCP_CONNECT_TIMEOUT, TcpStream::connect(("127.0.0.1", port))).await, Ok(Ok(_)))
 }
 
 /// reqwest's own message is terse ("error sending request"); the cause is in its sources.

@@ -19,10 +19,7 @@ pub(crate) enum ProbeEvent {
     /// The replica became ready (true) or stopped being ready (false).
     Ready(bool),
     /// The replica failed for good.
-    Failed {
-        reason: &'static str,
-        message: String,
-    },
+    Failed { reason: &'static str, message: String },
     /// Liveness failed: the process is to be restarted.
     NotLive(String),
 }
@@ -41,17 +38,8 @@ pub(crate) struct Prober {
 }
 
 impl Prober {
-    pub(crate) fn new(
-        client: reqwest::Client,
-        container: &ContainerSpec,
-        port: u16,
-        ever_ready: bool,
-        ready: bool,
-    ) -> Prober {
-        let probe = |kind, spec: &Option<_>| {
-            spec.as_ref()
-                .map(|spec| HttpProbe::new(kind, spec, container.port, port))
-        };
+    pub(crate) fn new(client: reqwest::Client, container: &ContainerSpec, port: u16, ever_ready: bool, ready: bool) -> Prober {
+        let probe = |kind, spec: &Option<_>| spec.as_ref().map(|spec| HttpProbe::new(kind, spec, container.port, port));
         Prober {
             client,
             startup: probe("startup", &container.startup_probe),
@@ -69,12 +57,7 @@ impl Prober {
             && let Err(error) = self.wait_for_startup(startup).await
         {
             let message = error.to_string();
-            let _ = events
-                .send(ProbeEvent::Failed {
-                    reason: "StartupProbeFailed",
-                    message,
-                })
-                .await;
+            let _ = events.send(ProbeEvent::Failed { reason: "StartupProbeFailed", message }).await;
             return;
         }
         tokio::join!(self.run_readiness(&events), self.run_liveness(&events));
@@ -123,12 +106,7 @@ impl Prober {
                     if failures >= readiness.spec.failure_threshold {
                         if !ever_ready {
                             let message = format!("readiness probe never passed: {err}");
-                            let _ = events
-                                .send(ProbeEvent::Failed {
-                                    reason: "ReadinessProbeFailed",
-                                    message,
-                                })
-                                .await;
+                            let _ = events.send(ProbeEvent::Failed { reason: "ReadinessProbeFailed", message }).await;
                             return;
                         }
                         if ready {
@@ -148,17 +126,8 @@ impl Prober {
         let deadline = tokio::time::Instant::now() + TCP_DEADLINE;
         while !tcp_listening(self.port).await {
             if !self.ever_ready && tokio::time::Instant::now() >= deadline {
-                let message = format!(
-                    "not listening on port {} after {}s",
-                    self.port,
-                    TCP_DEADLINE.as_secs()
-                );
-                let _ = events
-                    .send(ProbeEvent::Failed {
-                        reason: "NotListening",
-                        message,
-                    })
-                    .await;
+                let message = format!("not listening on port {} after {}s", self.port, TCP_DEADLINE.as_secs());
+                let _ = events.send(ProbeEvent::Failed { reason: "NotListening", message }).await;
                 return;
             }
             tokio::time::sleep(TCP_POLL).await;
@@ -179,8 +148,7 @@ impl Prober {
                     failures += 1;
                     tracing::debug!(probe = liveness.kind, failures, error = %err, "probe failed");
                     if failures >= liveness.spec.failure_threshold {
-                        let message =
-                            format!("liveness probe failed {failures} times in a row: {err}");
+                        let message = format!("liveness probe failed {failures} times in a row: {err}");
                         let _ = events.send(ProbeEvent::NotLive(message)).await;
                         return;
                     }

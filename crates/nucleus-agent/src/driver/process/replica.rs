@@ -15,11 +15,11 @@ use tokio::time::Instant;
 use super::incarnation::Incarnation;
 use super::logs::LogFile;
 use super::pid::ProcessId;
-use crate::Error;
 use super::prober::{ProbeEvent, Prober};
 use super::spawn;
 use super::state_file::ReplicaRecord;
 use super::view::{Phase, ReplicaView};
+use crate::Error;
 use crate::driver::ProtonSpec;
 
 /// Grace given to a process killed because it failed a probe.
@@ -97,15 +97,7 @@ impl ReplicaHandle {
         let (stop, stop_rx) = watch::channel(stopping);
         let (done_tx, done) = watch::channel(());
         if let Some(process) = supervised {
-            let supervisor = Supervisor {
-                spec,
-                port,
-                view: view.clone(),
-                stop: stop_rx,
-                client,
-                publish,
-                _done: done_tx,
-            };
+            let supervisor = Supervisor { spec, port, view: view.clone(), stop: stop_rx, client, publish, _done: done_tx };
             tokio::spawn(supervisor.run(process));
         }
         ReplicaHandle { view, stop, done }
@@ -117,8 +109,7 @@ impl ReplicaHandle {
 
     /// Asks the replica to stop: SIGTERM, then SIGKILL after `grace` (the shortest grace asked).
     pub(crate) fn stop(&self, grace: Duration) {
-        self.stop
-            .send_modify(|asked| *asked = Some(asked.map_or(grace, |earlier| earlier.min(grace))));
+        self.stop.send_modify(|asked| *asked = Some(asked.map_or(grace, |earlier| earlier.min(grace))));
     }
 
     pub(crate) fn is_done(&self) -> bool {
@@ -333,8 +324,7 @@ impl Supervisor {
     /// shorter grace (e.g. from a shutdown) cuts the wait short.
     async fn terminate(&mut self, process: &mut Incarnation) {
         process.signal_group(libc::SIGTERM);
-        let asked =
-            |stop: &watch::Receiver<Option<Duration>>| stop.borrow().unwrap_or(FAILURE_GRACE);
+        let asked = |stop: &watch::Receiver<Option<Duration>>| stop.borrow().unwrap_or(FAILURE_GRACE);
         let began = Instant::now();
         let deadline = tokio::time::sleep(asked(&self.stop));
         tokio::pin!(deadline);

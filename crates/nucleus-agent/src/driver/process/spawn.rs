@@ -58,11 +58,7 @@ pub(crate) fn spawn(launch: &Launch<'_>, log: &LogFile) -> Result<Child, Error> 
         .map_err(|source| Error::ReplicaLog { path: log.path().to_owned(), source })?;
     let mut command = Command::new(&program);
     command
-        .args(
-            arguments
-                .iter()
-                .map(|argument| substitute_port(argument, launch.port)),
-        )
+        .args(arguments.iter().map(|argument| substitute_port(argument, launch.port)))
         .envs(launch.env)
         .env("PORT", launch.port.to_string())
         .env("NUCLEUS_REPLICA", launch.replica)
@@ -74,9 +70,7 @@ pub(crate) fn spawn(launch: &Launch<'_>, log: &LogFile) -> Result<Child, Error> 
         .stderr(output.0)
         // Its own group, so that signals reach the grandchildren of `sh -c` too.
         .process_group(0);
-    command
-        .spawn()
-        .map_err(|source| Error::Spawn { program: program.clone(), source })
+    command.spawn().map_err(|source| Error::Spawn { program: program.clone(), source })
 }
 
 /// Sends `signal` to the whole process group led by `pid`. A group that is gone already is fine.
@@ -95,11 +89,7 @@ pub(crate) fn signal_group(pid: u32, signal: libc::c_int) {
 fn kill(pid: libc::pid_t, signal: libc::c_int) -> io::Result<()> {
     // SAFETY: kill(2) takes plain integers and touches no memory of ours.
     let result = unsafe { libc::kill(pid, signal) };
-    if result == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    if result == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
 #[cfg(test)]
@@ -118,15 +108,7 @@ mod tests {
     #[test]
     fn empty_entrypoint_is_an_error() {
         let env = BTreeMap::new();
-        let launch = Launch {
-            entrypoint: &[],
-            env: &env,
-            port: 1,
-            replica: "p-0",
-            proton_id: "p",
-            workload_id: "w",
-            artifact_id: "a",
-        };
+        let launch = Launch { entrypoint: &[], env: &env, port: 1, replica: "p-0", proton_id: "p", workload_id: "w", artifact_id: "a" };
         let dir = tempfile::tempdir().expect("temp dir");
         let err = spawn(&launch, &LogFile::new(dir.path(), "p", 0)).expect_err("nothing to run");
         assert!(matches!(err, Error::EmptyEntrypoint), "{err}");

@@ -27,10 +27,7 @@ pub(crate) struct StateRecord {
 
 impl Default for StateRecord {
     fn default() -> StateRecord {
-        StateRecord {
-            version: VERSION,
-            protons: BTreeMap::new(),
-        }
+        StateRecord { version: VERSION, protons: BTreeMap::new() }
     }
 }
 
@@ -80,10 +77,7 @@ pub(crate) struct StateFile {
 
 impl StateFile {
     pub(crate) fn in_dir(dir: &Path) -> StateFile {
-        StateFile {
-            path: dir.join("state.json"),
-            written: Mutex::new(None),
-        }
+        StateFile { path: dir.join("state.json"), written: Mutex::new(None) }
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -96,10 +90,7 @@ impl StateFile {
         if record.version != VERSION {
             return Err(Error::CorruptStateFile {
                 path: self.path.clone(),
-                problem: format!(
-                    "format version {} is not the one this agent reads ({VERSION})",
-                    record.version
-                ),
+                problem: format!("format version {} is not the one this agent reads ({VERSION})", record.version),
             });
         }
         *self.written() = Some(record.clone());
@@ -168,20 +159,14 @@ mod tests {
                 bundle_id: "gpu-small".into(),
                 cpu_millis: 500,
                 memory_bytes: 1 << 30,
-                gpus: Some(Gpus {
-                    count: 1,
-                    gpu_type: "nvidia-l4".into(),
-                    memory_bytes: 24 << 30,
-                }),
+                gpus: Some(Gpus { count: 1, gpu_type: "nvidia-l4".into(), memory_bytes: 24 << 30 }),
             },
             meta_shard: 3,
         }
     }
 
     fn replica(index: u32, process: Option<ProcessId>) -> ReplicaRecord {
-        let at = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.123456789Z")
-            .expect("a time")
-            .with_timezone(&Utc);
+        let at = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.123456789Z").expect("a time").with_timezone(&Utc);
         ReplicaRecord {
             name: format!("web-{index}"),
             port: 40_000 + u16::try_from(index).expect("small"),
@@ -197,15 +182,9 @@ mod tests {
     }
 
     fn record() -> StateRecord {
-        let running = ProcessId {
-            pid: 4242,
-            start_time: 987_654,
-        };
+        let running = ProcessId { pid: 4242, start_time: 987_654 };
         let mut failed = replica(1, None);
-        failed.failure = Some(Failure {
-            reason: "StartupProbeFailed".into(),
-            message: "startup probe failed 3 times in a row".into(),
-        });
+        failed.failure = Some(Failure { reason: "StartupProbeFailed".into(), message: "startup probe failed 3 times in a row".into() });
         StateRecord {
             version: VERSION,
             protons: BTreeMap::from([
@@ -221,10 +200,7 @@ mod tests {
                 (
                     "old".to_owned(),
                     ProtonRecord {
-                        spec: ProtonSpec {
-                            proton_id: "old".into(),
-                            ..spec()
-                        },
+                        spec: ProtonSpec { proton_id: "old".into(), ..spec() },
                         stopping: Some(Duration::from_secs(10)),
                         replicas: BTreeMap::new(),
                         retiring: Vec::new(),
@@ -255,10 +231,7 @@ mod tests {
         let mut smaller = record();
         smaller.protons.remove("old");
         file.save(&smaller).expect("replace");
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .expect("list")
-            .map(|entry| entry.expect("entry").file_name())
-            .collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path()).expect("list").map(|entry| entry.expect("entry").file_name()).collect();
         assert_eq!(names, ["state.json"], "no temporary file is left");
         assert_eq!(StateFile::in_dir(dir.path()).load().expect("load"), smaller);
 
@@ -274,11 +247,7 @@ mod tests {
     fn a_file_of_another_format_version_is_refused() {
         let dir = tempfile::tempdir().expect("temp dir");
         let file = StateFile::in_dir(dir.path());
-        file.save(&StateRecord {
-            version: VERSION + 1,
-            ..record()
-        })
-        .expect("save");
+        file.save(&StateRecord { version: VERSION + 1, ..record() }).expect("save");
         let err = file.load().expect_err("another version");
         assert!(matches!(err, Error::CorruptStateFile { .. }), "{err}");
         assert!(err.to_string().contains("state.json"), "{err}");

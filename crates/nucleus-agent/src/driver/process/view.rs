@@ -32,10 +32,7 @@ pub(crate) struct Flag {
 
 impl Flag {
     fn new(met: bool) -> Flag {
-        Flag {
-            met,
-            since: nucleus_api::clock::now(),
-        }
+        Flag { met, since: nucleus_api::clock::now() }
     }
 
     fn set(&mut self, met: bool) {
@@ -45,11 +42,7 @@ impl Flag {
     }
 
     fn to_condition(self, kind: &str) -> Condition {
-        Condition {
-            r#type: kind.to_owned(),
-            met: self.met,
-            since: rfc3339(self.since),
-        }
+        Condition { r#type: kind.to_owned(), met: self.met, since: rfc3339(self.since) }
     }
 }
 
@@ -77,13 +70,7 @@ pub(crate) struct ReplicaView {
 }
 
 impl ReplicaView {
-    pub(crate) fn new(
-        name: String,
-        port: u16,
-        container_name: String,
-        image: String,
-        logs: LogFile,
-    ) -> ReplicaView {
+    pub(crate) fn new(name: String, port: u16, container_name: String, image: String, logs: LogFile) -> ReplicaView {
         ReplicaView {
             name,
             port,
@@ -137,10 +124,8 @@ impl ReplicaView {
             restart_count: self.restart_count,
             ever_ready: self.ever_ready,
             ready: self.ready.met,
-            failure: (self.phase == Phase::Failed).then(|| Failure {
-                reason: self.reason.clone(),
-                message: self.error.clone().unwrap_or_default(),
-            }),
+            failure: (self.phase == Phase::Failed)
+                .then(|| Failure { reason: self.reason.clone(), message: self.error.clone().unwrap_or_default() }),
         }
     }
 
@@ -192,10 +177,7 @@ impl ReplicaView {
     }
 
     pub(crate) fn to_status(&self, node_address: &str) -> ReplicaStatus {
-        let scheduled = Flag {
-            met: true,
-            since: self.created_at,
-        };
+        let scheduled = Flag { met: true, since: self.created_at };
         ReplicaStatus {
             name: self.name.clone(),
             address: format!("127.0.0.1:{}", self.port),
