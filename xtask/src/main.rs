@@ -73,15 +73,15 @@ fn check_deps() -> anyhow::Result<()> {
                 continue;
             }
             let dep_name = dep["name"].as_str().unwrap_or_default();
-            if let Some(&dep_layer) = layers.get(dep_name) {
-                if dep_layer >= layer {
-                    problems.push(format!("{name} (layer {layer}) depends on {dep_name} (layer {dep_layer})"));
-                }
+            if let Some(&dep_layer) = layers.get(dep_name)
+                && dep_layer >= layer
+            {
+                problems.push(format!("{name} (layer {layer}) depends on {dep_name} (layer {dep_layer})"));
             }
-            if let Some((_, allowed)) = QUARANTINE.iter().find(|(heavy, _)| *heavy == dep_name) {
-                if !allowed.contains(&name) {
-                    problems.push(format!("{name} depends on {dep_name}, which only {allowed:?} may use"));
-                }
+            if let Some((_, allowed)) = QUARANTINE.iter().find(|(heavy, _)| *heavy == dep_name)
+                && !allowed.contains(&name)
+            {
+                problems.push(format!("{name} depends on {dep_name}, which only {allowed:?} may use"));
             }
         }
     }

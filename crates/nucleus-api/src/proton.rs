@@ -217,7 +217,7 @@ mod tests {
         assert_eq!(aggregate(&[up.clone(), starting.clone()], 2), ProtonStatus::Launching);
         assert_eq!(aggregate(&[up.clone(), failed], 2), ProtonStatus::Errored);
         assert_eq!(aggregate(&[up.clone(), backoff], 2), ProtonStatus::Restarting);
-        assert_eq!(aggregate(&[up.clone()], 2), ProtonStatus::Provisioning);
+        assert_eq!(aggregate(std::slice::from_ref(&up), 2), ProtonStatus::Provisioning);
         assert_eq!(aggregate(&[], 0), ProtonStatus::Provisioning);
     }
 

@@ -52,7 +52,7 @@ impl Window {
                 }
             }
         };
-        let end = time("endTime", &mut errors).unwrap_or_else(chrono::Utc::now);
+        let end = time("endTime", &mut errors).unwrap_or_else(nucleus_api::clock::now);
         let start = time("startTime", &mut errors).unwrap_or(end - default_span);
         let quantile = match query.one("responseTimeQuantile").map(str::parse::<f64>) {
             None => 0.5,

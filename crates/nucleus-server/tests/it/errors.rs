@@ -119,7 +119,7 @@ async fn every_error_class_answers_as_the_spec_says_and_changes_nothing() {
     let (code, body) = stack.call(Method::DELETE, &format!("/artifacts/{artifact_id}"), None).await;
     assert_eq!(code, StatusCode::CONFLICT);
     assert!(body["detail"].as_str().unwrap().contains(w["id"].as_str().unwrap()), "{body}");
-    let (code, _) = stack.get(&format!("/workloads?status=submitted&status=provisioning&status=launching&status=running")).await;
+    let (code, _) = stack.get("/workloads?status=submitted&status=provisioning&status=launching&status=running").await;
     assert_eq!(code, StatusCode::OK);
 
     // An unused draft can be deleted.

@@ -77,7 +77,7 @@ async fn killing_the_meta_leader_loses_no_acknowledged_write() {
     let first = start_meta(1, dir.path(), None).await;
     let second = start_meta(2, dir.path(), Some(&first.addr)).await;
     let third = start_meta(3, dir.path(), Some(&first.addr)).await;
-    let mut nodes = vec![first, second, third];
+    let mut nodes = [first, second, third];
     let addrs: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
     let gateway = Arc::new(Stack::gateway(&addrs).await);
 
@@ -137,7 +137,7 @@ async fn killing_the_meta_leader_loses_no_acknowledged_write() {
         writer.await.unwrap();
     }
 
-    let log = log.lock().unwrap();
+    let log = std::mem::take(&mut *log.lock().unwrap());
     // Writes resume when the first write sent after the kill is acknowledged.
     let first_after = log.times.iter().filter(|(sent, _)| *sent > killed_at).map(|(_, acked)| *acked).min();
     let resumed_after = first_after.map(|t| t - killed_at);

@@ -32,7 +32,7 @@ async fn a_dead_agent_makes_workloads_unknown_until_it_returns() {
     let _scheduler = Process(spawn_nucleus(&["scheduler", "--meta", &meta_addr].map(String::from), "started (meta").await.0);
     let agent_addr = format!("127.0.0.1:{}", free_port());
     let mut first_agent = agent(&meta_addr, &agent_addr, dir.path()).await;
-    let gateway = Stack::gateway(&[meta_addr.clone()]).await;
+    let gateway = Stack::gateway(std::slice::from_ref(&meta_addr)).await;
 
     let (code, created) = gateway.post("/workloads", workload("roles", whoami_artifact("roles", &[]), 1)).await;
     assert_eq!(code, StatusCode::CREATED, "{created}");

@@ -289,6 +289,9 @@ fn group_formed(observed: &Shared, nodes: u64) -> bool {
     (1..=nodes).all(|id| groups.clone().all(|g| observed.voters.get(&(id, g)).is_some_and(|voters| voters.len() as u64 == nodes)))
 }
 
+/// Each node's last observed view of one group, by node id.
+type GroupReplicas = Vec<(u64, Option<Replica>)>;
+
 /// After the clients stop: read every key (recorded, so acknowledged writes must show), then
 /// wait until every replica has applied the same state.
 async fn final_checks(keys: usize, nodes: u64, stop: Rc<Cell<bool>>, history: SharedHistory, observed: Shared) -> Final {
@@ -305,7 +308,7 @@ async fn final_checks(keys: usize, nodes: u64, stop: Rc<Cell<bool>>, history: Sh
     }
     let deadline = tokio::time::Instant::now() + CONVERGE_DEADLINE;
     loop {
-        let diverged: Vec<(u64, Vec<(u64, Option<Replica>)>)> = (0..=cluster::SHARDS)
+        let diverged: Vec<(u64, GroupReplicas)> = (0..=cluster::SHARDS)
             .map(|group| {
                 let replicas = (1..=nodes).map(|id| (id, observed.borrow().replicas.get(&(id, group)).cloned()));
                 (group, replicas.collect::<Vec<_>>())
