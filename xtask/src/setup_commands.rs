@@ -12,11 +12,8 @@ use crate::setup;
 pub fn dev(args: &[&str]) -> anyhow::Result<()> {
     setup::native_build_deps()?;
     println!("dev: building and starting `nucleus dev` (the first build compiles RocksDB: about 20 minutes on 2 cores) ...");
-    let status = Command::new(env!("CARGO"))
-        .args(["run", "--release", "--bin", "nucleus", "--", "dev"])
-        .args(args)
-        .status()
-        .context("running cargo run")?;
+    let status =
+        command(env!("CARGO"), &["run", "--release", "--bin", "nucleus", "--", "dev"]).args(args).status().context("running cargo run")?;
     std::process::exit(status.code().unwrap_or(1));
 }
 
@@ -46,9 +43,27 @@ pub fn test(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `program args`, without the package variables `cargo run` set for xtask itself: build scripts
+/// that watch them (ring's) would rebuild whenever a gate runs from here rather than by hand.
 fn command(program: &str, args: &[&str]) -> Command {
     let mut command = Command::new(program);
     command.args(args);
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let from_cargo_run = name.starts_with("CARGO_PKG_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_MANIFEST_LINKS",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&name.as_ref());
+        if from_cargo_run {
+            command.env_remove(name.as_ref());
+        }
+    }
     command
 }
 
@@ -56,16 +71,18 @@ fn command(program: &str, args: &[&str]) -> Command {
 /// database can be fetched or is cached from an earlier run (some machines reach only the registries).
 fn deny_command(deny: &std::path::Path) -> Command {
     let mut command = Command::new(deny);
-    command.args(["--log-level", "error", "check"]);
+    command.args(["--log-level", "error"]);
     match setup::advisory_db() {
-        setup::AdvisoryDb::Reachable => {}
+        setup::AdvisoryDb::Reachable => {
+            command.arg("check");
+        }
         setup::AdvisoryDb::Cached => {
             println!("test: the RustSec advisory database is not reachable; checking advisories against the cached copy");
-            command.arg("--disable-fetch");
+            command.args(["--offline", "check"]);
         }
         setup::AdvisoryDb::Missing => {
             println!("test: the RustSec advisory database is not reachable and none is cached; checking licences, bans and sources only");
-            command.args(["bans", "licenses", "sources"]);
+            command.args(["check", "bans", "licenses", "sources"]);
         }
     }
     command
