@@ -19,6 +19,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("nucleus-server", 3),
     ("nucleus-bench", 3),
     ("nucleus-sim", 3),
+    ("nucleus-testkit", 3),
 ];
 
 /// Heavy dependencies and the only crates allowed to use them.

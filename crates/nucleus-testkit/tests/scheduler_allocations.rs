@@ -6,17 +6,9 @@ use std::collections::BTreeMap;
 use nucleus_api::Importance;
 use nucleus_api::bundle::{ResourceBundle, default_catalogue};
 use nucleus_client::{MetaClient, NodeRecord, WriteOutcome, keys};
-use nucleus_meta::{MetaConfig, MetaNode};
 use nucleus_scheduler::allocations::{self, AgentNodes, Ask, Ledgers, NodeAllocations};
 
 const GIB: u64 = 1 << 30;
-
-async fn meta_node(dir: &std::path::Path) -> (MetaNode, MetaClient) {
-    let config = MetaConfig { shards: 2, ..MetaConfig::new(1, dir, "127.0.0.1:0".parse().unwrap()) };
-    let node = MetaNode::start(config).await.expect("meta node");
-    let client = MetaClient::new(&[node.addr().to_string()]).unwrap();
-    (node, client)
-}
 
 fn nodes(count: usize, gpus: u32) -> Vec<NodeRecord> {
     (0..count)
@@ -43,8 +35,8 @@ async fn read_ledger(meta: &MetaClient) -> Ledgers {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plan_made_on_an_older_ledger_is_refused_at_commit() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_node, meta) = meta_node(dir.path()).await;
+    let fixture = nucleus_testkit::Meta::start(2).await;
+    let meta = fixture.client.clone();
     let nodes = nodes(1, 1);
     let agents = [AgentNodes { name: "a", region: "r", nodes: &nodes }];
     let wanted = [bundle("gpu.l4.small")];
@@ -64,8 +56,8 @@ async fn a_plan_made_on_an_older_ledger_is_refused_at_commit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_placing_at_once_never_over_commit_a_node() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_node, meta) = meta_node(dir.path()).await;
+    let fixture = nucleus_testkit::Meta::start(2).await;
+    let meta = fixture.client.clone();
     let nodes = nodes(3, 2); // 6 GPUs for 16 single-GPU protons
     let mut workers = Vec::new();
     for worker in 0..2 {

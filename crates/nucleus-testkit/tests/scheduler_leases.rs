@@ -5,19 +5,11 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use nucleus_client::{MetaClient, Txn, WriteOutcome, keys};
-use nucleus_meta::{MetaConfig, MetaNode};
+use nucleus_client::{Txn, WriteOutcome, keys};
 use nucleus_scheduler::lease::{Held, LEASE_TTL, LeaseKeeper};
 use tokio::sync::watch;
 
 const SHARDS: u64 = 4;
-
-async fn meta_node(dir: &std::path::Path) -> (MetaNode, MetaClient) {
-    let config = MetaConfig { shards: SHARDS, ..MetaConfig::new(1, dir, "127.0.0.1:0".parse().unwrap()) };
-    let node = MetaNode::start(config).await.expect("meta node");
-    let client = MetaClient::new(&[node.addr().to_string()]).unwrap();
-    (node, client)
-}
 
 /// A workload id that lives in shard `group`.
 fn workload_in(group: u64) -> String {
@@ -32,8 +24,9 @@ async fn held_until(held: &mut watch::Receiver<Held>, wait: Duration, what: impl
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_split_the_shards_and_a_dead_workers_shards_are_taken_over() {
-    let dir = tempfile::tempdir().unwrap();
-    let (node, meta) = meta_node(dir.path()).await;
+    let fixture = nucleus_testkit::Meta::start(SHARDS).await;
+    let meta = fixture.client.clone();
+    let node = fixture.node;
 
     let (mut a, a_task) = LeaseKeeper::spawn(meta.clone(), "a").await.unwrap();
     let a_all = held_until(&mut a, Duration::from_secs(10), |h| h.len() as u64 == SHARDS).await;
