@@ -1,0 +1,46 @@
+use axum::http::StatusCode;
+use serde_json::json;
+
+use crate::harness::{Api, artifact, locs};
+
+#[tokio::test]
+async fn a_draft_is_editable_until_locked_then_versioned_and_frozen() {
+    let api = Api::start().await;
+    let (code, draft) = api.post("/artifacts", artifact("model")).await;
+    assert_eq!(code, StatusCode::CREATED, "{draft}");
+    assert_eq!((draft["status"].clone(), draft["version"].clone()), (json!("draft"), json!(null)));
+    let id = draft["id"].as_str().unwrap();
+
+    let (code, renamed) = api.patch(&format!("/artifacts/{id}"), json!({"name": "model-2"})).await;
+    assert_eq!((code, renamed["name"].clone()), (StatusCode::OK, json!("model-2")), "{renamed}");
+    let (code, locked) = api.patch(&format!("/artifacts/{id}"), json!({"status": "locked"})).await;
+    assert_eq!((code, locked["status"].clone(), locked["version"].clone()), (StatusCode::OK, json!("locked"), json!(1)), "{locked}");
+
+    // Locked: no edits, no delete, and the document is unchanged by the refusals.
+    let (code, _) = api.patch(&format!("/artifacts/{id}"), json!({"name": "other"})).await;
+    assert_eq!(code, StatusCode::CONFLICT);
+    let (code, _) = api.delete(&format!("/artifacts/{id}")).await;
+    assert_eq!(code, StatusCode::CONFLICT);
+    let (_, after) = api.get(&format!("/artifacts/{id}")).await;
+    assert_eq!((after["name"].clone(), after["status"].clone()), (json!("model-2"), json!("locked")));
+
+    // A clone is a new draft in the same repository.
+    let (code, clone) = api.post(&format!("/artifacts/{id}/clone"), json!({"name": "model-3"})).await;
+    assert_eq!((code, clone["status"].clone()), (StatusCode::OK, json!("draft")), "{clone}");
+    assert_eq!(clone["artifactRepositoryId"], after["artifactRepositoryId"]);
+    assert_ne!(clone["id"], after["id"]);
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_with_the_field_named_and_nothing_is_stored() {
+    let api = Api::start().await;
+    let mut bad = artifact("model");
+    bad["spec"]["containerGroups"][0]["containers"][0]["port"] = json!(99);
+    let (code, body) = api.post("/artifacts", bad).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(locs(&body), vec![json!(["body", "spec", "containerGroups", 0, "containers", 0, "port"])]);
+    let (code, _) = api.get("/artifacts/000000000000000000000000").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let (_, page) = api.get("/artifacts").await;
+    assert_eq!(page["totalCount"], 0, "{page}");
+}
