@@ -15,6 +15,7 @@ pub mod lease;
 pub mod placement;
 pub mod plan;
 pub mod replacement;
+mod status_write;
 mod worker;
 
 pub use error::Error;

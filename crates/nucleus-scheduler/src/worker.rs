@@ -9,7 +9,7 @@ use nucleus_api::proton::ReplicaStatusesSnapshot;
 use nucleus_api::workload::WorkloadStatusDetails;
 use nucleus_api::{DesiredState, Importance, Proton, ProtonStatus, Workload, WorkloadEvent};
 use nucleus_client::{AgentClient, AgentRecord, MetaClient, Txn, Versioned, WatchEvent, decode, keys};
-use nucleus_proto::agent::v1::{ProtonReport, StopRequest};
+use nucleus_proto::agent::v1::ProtonReport;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -19,14 +19,13 @@ use crate::allocations::{self, AgentNodes, Ask, Change, Ledgers, Preemptor};
 use crate::bundles;
 use crate::convert;
 use crate::inputs::{Input, follow_agent, watch_prefix};
-use crate::lease::{Held, LeaseKeeper};
+use crate::lease::{Fence, Held, LeaseKeeper};
 use crate::plan::{Action, AgentView, Done, Report, plan};
 use crate::replacement;
+use crate::status_write::{StatusInput, status_event, status_write};
 
 /// Re-plan at least this often, so failed calls are retried without a new event.
 const TICK: Duration = Duration::from_secs(1);
-const STOP_GRACE_SECONDS: u32 = 10;
-const LOG_TAIL_LINES: usize = 20;
 /// How long an agent may be out of reach (or not yet reached) before its protons become `unknown`.
 const AGENT_GRACE: Duration = Duration::from_secs(5);
 
@@ -87,30 +86,6 @@ async fn commit(meta: &MetaClient, change: &Change, ledgers: &mut Ledgers) -> Re
             Ok(true)
         }
         nucleus_client::WriteOutcome::Conflict { .. } => Ok(false),
-    }
-}
-
-/// A shard this worker holds the lease of, and the fencing token that goes with it: every write
-/// there is conditioned on the lease, and every agent call carries the token.
-#[derive(Debug, Clone, Copy)]
-struct Fence {
-    group: u64,
-    token: u64,
-}
-
-impl Fence {
-    fn guard(&self, txn: Txn) -> Txn {
-        txn.require(&keys::shard_lease(self.group), self.token)
-    }
-
-    /// A fenced Stop of `proton` with the usual grace period.
-    fn stop(&self, proton: &str) -> StopRequest {
-        StopRequest {
-            proton_id: proton.to_owned(),
-            grace_period_seconds: STOP_GRACE_SECONDS,
-            fencing_token: self.token,
-            meta_shard: self.group,
-        }
     }
 }
 
@@ -637,8 +612,8 @@ impl World {
         Ok(())
     }
 
-    /// Writes proton status, replica snapshot and workload status when they changed, in one
-    /// transaction conditional on the documents it read.
+    /// Writes proton status, replica snapshot and workload status when they changed (decided by
+    /// [`status_write`]), in one transaction conditional on the documents it read.
     #[allow(clippy::too_many_arguments)]
     async fn record_status(
         &mut self,
@@ -651,84 +626,34 @@ impl World {
         message: Option<String>,
     ) -> Result<(), Error> {
         let proton = &doc.value;
-        let snapshot = match view {
-            AgentView::Reported(Report::Running(s) | Report::Stopping(s)) => Some(s.clone()),
-            AgentView::Pending | AgentView::Unreachable(_) => None,
-            // Nothing runs: say so once, replacing the last snapshot that listed replicas.
-            AgentView::Reported(Report::Absent | Report::Stopped) => self
-                .written
-                .get(&proton.id)
-                .filter(|previous| !previous.replicas.is_empty() || previous.overall_status.state != status)
-                .map(|_| ReplicaStatusesSnapshot {
-                    overall_status: nucleus_api::OverallStatus {
-                        state: status,
-                        summary: format!("no replicas ({status})"),
-                        last_updated: nucleus_api::clock::now().to_rfc3339(),
-                    },
-                    replicas: Vec::new(),
-                }),
-        };
-        let snapshot_changed = snapshot.as_ref().is_some_and(|s| {
-            self.written.get(&proton.id).is_none_or(|w| {
-                // `lastUpdated` alone changing is not news.
-                (&w.replicas, w.overall_status.state, &w.overall_status.summary)
-                    != (&s.replicas, s.overall_status.state, &s.overall_status.summary)
-            })
+        let write = status_write(StatusInput {
+            proton,
+            workload: workload.as_ref().map(|w| &w.value),
+            view,
+            status,
+            message,
+            last_written: self.written.get(&proton.id),
+            now: nucleus_api::clock::now(),
         });
-        let log_tail = snapshot.as_ref().and_then(|s| {
-            let replica = s.replicas.iter().find(|r| !r.is_ready()).or(s.replicas.first())?;
-            let lines = &replica.log_tail;
-            (!lines.is_empty()).then(|| lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].to_vec())
-        });
-        let log_tail =
-            if status.for_workload() == ProtonStatus::Running { None } else { log_tail.or(proton.status_details.log_tail.clone()) };
-        let mut updated = proton.clone();
-        updated.status = status;
-        updated.message = message.clone();
-        if status == ProtonStatus::Stopped && matches!(view, AgentView::Reported(Report::Absent | Report::Stopped)) {
-            // Nothing runs any more: give up the placement (and so the reservation); a start places it afresh.
-            updated.agent = None;
-        }
-        updated.status_details.log_tail = log_tail.clone();
-        let serving = status.for_workload() == ProtonStatus::Running; // running, warming or draining
-        if serving && updated.running_since.is_none() {
-            updated.running_since = Some(nucleus_api::clock::now());
-        } else if !serving {
-            updated.running_since = None;
-        }
-        let proton_changed = updated.status != proton.status
-            || updated.message != proton.message
-            || updated.status_details != proton.status_details
-            || updated.running_since != proton.running_since
-            || updated.agent != proton.agent;
-        let mut txn = Txn::new();
-        if proton_changed {
-            updated.updated_at = nucleus_api::clock::now();
-            txn = txn.require(&doc.key, doc.mod_revision).put_json(&doc.key, &updated)?;
-        }
-        if let Some(s) = snapshot.as_ref().filter(|_| snapshot_changed) {
-            txn = txn.put_json(&keys::snapshot(&proton.workload_id, &proton.id), s)?;
-        }
-        if let Some(w) = workload.filter(|w| w.value.proton_id.as_deref() == Some(proton.id.as_str())) {
-            let mut wl = w.value.clone();
-            wl.status = status.for_workload();
-            wl.status_details = (message.is_some() || log_tail.is_some())
-                .then(|| WorkloadStatusDetails { log_tail: log_tail.clone(), message: message.clone() });
-            if wl.status != w.value.status || wl.status_details != w.value.status_details {
-                wl.updated_at = nucleus_api::clock::now();
-                txn = txn.require(&w.key, w.mod_revision).put_json(&w.key, &wl)?;
-            }
-        }
-        if proton_changed && updated.status != proton.status {
-            let event = status_event(&updated, proton.status);
-            txn = txn.put_json(&keys::event(&proton.workload_id, &event.id), &event)?;
-        }
-        if txn.is_empty() {
+        if write.is_empty() {
             return Ok(());
         }
+        let mut txn = Txn::new();
+        if let Some(updated) = &write.proton {
+            txn = txn.require(&doc.key, doc.mod_revision).put_json(&doc.key, updated)?;
+        }
+        if let Some(snapshot) = &write.snapshot {
+            txn = txn.put_json(&keys::snapshot(&proton.workload_id, &proton.id), snapshot)?;
+        }
+        if let (Some(updated), Some(w)) = (&write.workload, &workload) {
+            txn = txn.require(&w.key, w.mod_revision).put_json(&w.key, updated)?;
+        }
+        if let Some(event) = &write.event {
+            txn = txn.put_json(&keys::event(&proton.workload_id, &event.id), event)?;
+        }
         if meta.write(fence.guard(txn)).await?.applied() {
-            if let Some(s) = snapshot.filter(|_| snapshot_changed) {
-                self.written.insert(proton.id.clone(), s);
+            if let Some(snapshot) = write.snapshot {
+                self.written.insert(proton.id.clone(), snapshot);
             }
             if status != proton.status {
                 tracing::info!(proton = proton.id, from = %proton.status, to = %status, "proton status");
@@ -765,15 +690,6 @@ async fn expire(meta: &MetaClient, fence: Fence, workload: &Versioned<Workload>)
 
 fn workload_event(workload_id: &str, event_type: &str, details: serde_json::Value) -> WorkloadEvent {
     WorkloadEvent::new(workload_id, event_type, details)
-}
-
-fn status_event(proton: &Proton, previous: ProtonStatus) -> WorkloadEvent {
-    let message = match &proton.message {
-        Some(m) => format!("Proton {} is {}: {m}", proton.id, proton.status),
-        None => format!("Proton {} is {} (was {previous})", proton.id, proton.status),
-    };
-    let details = json!({ "message": message, "protonId": proton.id, "status": proton.status, "previousStatus": previous });
-    workload_event(&proton.workload_id, "protonStatusChanged", details)
 }
 
 /// The keys of (proton key, workload id) pairs, most important workload first; equal importance

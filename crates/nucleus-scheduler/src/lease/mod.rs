@@ -7,6 +7,7 @@
 //! have seen for the shard. A worker that dies stops renewing; others take its shards once the
 //! lease has expired (TTL plus a clock-skew margin).
 
+mod fence;
 mod plan;
 
 use std::collections::BTreeMap;
@@ -18,6 +19,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+pub(crate) use self::fence::Fence;
 pub use self::plan::{CLOCK_SKEW_MS, LeaseAction, LeaseBeat, LeaseHolder, Me, ReadLease, plan};
 use crate::Error;
 
