@@ -35,6 +35,8 @@ use std::time::Duration;
 
 use nucleus_client::MetaClient;
 
+/// The REST API's router type (what [`router`] returns), for in-process callers such as tests.
+pub use axum::Router;
 pub use error::ApiError;
 pub use route_table::RouteTable;
 pub use router::router;
