@@ -74,14 +74,14 @@ pub(crate) fn rfc3339(time: DateTime<Utc>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use nucleus_proto::agent::v1::ReplicaStatus;
+    use nucleus_proto::agent::v1::{Lifecycle, ReplicaStatus};
 
     use super::*;
 
-    fn report(lifecycle: &str, log_line: &str) -> ProtonReport {
+    fn report(lifecycle: Lifecycle, log_line: &str) -> ProtonReport {
         ProtonReport {
             proton_id: "p".into(),
-            lifecycle: lifecycle.into(),
+            lifecycle: lifecycle as i32,
             replicas: vec![ReplicaStatus { name: "p-0".into(), log_tail: vec![log_line.into()], ..Default::default() }],
             ..Default::default()
         }
@@ -93,12 +93,12 @@ mod tests {
         let (initial, mut changes) = hub.subscribe();
         assert!(initial.is_empty());
 
-        hub.publish(report("running", "a"));
-        hub.publish(report("running", "b"));
-        hub.publish(report("stopping", "b"));
+        hub.publish(report(Lifecycle::Running, "a"));
+        hub.publish(report(Lifecycle::Running, "b"));
+        hub.publish(report(Lifecycle::Stopping, "b"));
 
-        assert_eq!(changes.try_recv().map(|r| r.lifecycle).ok(), Some("running".to_owned()));
-        assert_eq!(changes.try_recv().map(|r| r.lifecycle).ok(), Some("stopping".to_owned()));
+        assert_eq!(changes.try_recv().map(|r| r.lifecycle()).ok(), Some(Lifecycle::Running));
+        assert_eq!(changes.try_recv().map(|r| r.lifecycle()).ok(), Some(Lifecycle::Stopping));
         assert!(changes.try_recv().is_err(), "a log line alone must not be broadcast");
         let snapshot = hub.snapshot();
         assert_eq!(snapshot.len(), 1);

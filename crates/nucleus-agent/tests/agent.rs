@@ -55,7 +55,8 @@ async fn two_whoami_replicas_become_ready_scale_and_stop() {
     wait_until_closed(&removed, Duration::from_secs(15)).await;
 
     harness.stop("web", 5, 1).await.expect("stop");
-    let report = harness.wait_for("web", Duration::from_secs(15), |report| report.lifecycle == "stopped").await;
+    let report =
+        harness.wait_for("web", Duration::from_secs(15), |report| report.lifecycle() == nucleus_proto::agent::v1::Lifecycle::Stopped).await;
     assert!(report.replicas.is_empty());
     wait_until_closed(&kept.address, Duration::from_secs(5)).await;
 }
@@ -79,8 +80,12 @@ async fn stop_kills_the_process_group_after_the_grace_period_and_relaunch_starts
 
     let stop_sent = Instant::now();
     harness.stop("stubborn", 1, 0).await.expect("stop");
-    harness.wait_for("stubborn", Duration::from_secs(5), |report| report.lifecycle == "stopping").await;
-    let report = harness.wait_for("stubborn", Duration::from_secs(10), |report| report.lifecycle == "stopped").await;
+    harness
+        .wait_for("stubborn", Duration::from_secs(5), |report| report.lifecycle() == nucleus_proto::agent::v1::Lifecycle::Stopping)
+        .await;
+    let report = harness
+        .wait_for("stubborn", Duration::from_secs(10), |report| report.lifecycle() == nucleus_proto::agent::v1::Lifecycle::Stopped)
+        .await;
     assert!(stop_sent.elapsed() >= Duration::from_millis(900), "SIGTERM was ignored: the grace must be waited out");
     assert!(report.replicas.is_empty());
     wait_until_gone(leader, Duration::from_secs(2)).await;
@@ -230,7 +235,7 @@ async fn stale_fencing_tokens_are_refused() {
     let report = harness.wait_for("fenced", READY_TIMEOUT, |report| all_ready(report, 1)).await;
     assert_eq!(report.replicas.len(), 1, "the refused launch must not have scaled the proton");
     harness.stop("fenced", 1, 6).await.expect("stop with a newer token");
-    harness.wait_for("fenced", Duration::from_secs(10), |report| report.lifecycle == "stopped").await;
+    harness.wait_for("fenced", Duration::from_secs(10), |report| report.lifecycle() == nucleus_proto::agent::v1::Lifecycle::Stopped).await;
     harness.agent.shutdown().await;
 }
 
@@ -395,7 +400,9 @@ fn agent_restart_adoption() {
         assert_eq!(identity(&harness.current("kept").await), identity(&before));
 
         harness.stop("kept", 5, 5).await.expect("stop the adopted replicas");
-        let stopped = harness.wait_for("kept", Duration::from_secs(15), |report| report.lifecycle == "stopped").await;
+        let stopped = harness
+            .wait_for("kept", Duration::from_secs(15), |report| report.lifecycle() == nucleus_proto::agent::v1::Lifecycle::Stopped)
+            .await;
         assert!(stopped.replicas.is_empty());
         for pid in kept_pids {
             wait_until_gone(pid, Duration::from_secs(5)).await;

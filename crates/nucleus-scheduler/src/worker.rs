@@ -9,7 +9,7 @@ use nucleus_api::proton::ReplicaStatusesSnapshot;
 use nucleus_api::workload::WorkloadStatusDetails;
 use nucleus_api::{DesiredState, Importance, Proton, ProtonStatus, Workload, WorkloadEvent};
 use nucleus_client::{AgentClient, AgentRecord, MetaClient, Txn, Versioned, WatchEvent, decode, keys};
-use nucleus_proto::agent::v1::ProtonReport;
+use nucleus_proto::agent::v1::{Lifecycle, ProtonReport};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -244,10 +244,12 @@ impl World {
         AgentView::Reported(match report {
             None => Report::Absent,
             Some(r) if r.removed => Report::Absent,
-            Some(r) => match r.lifecycle.as_str() {
-                "stopped" => Report::Stopped,
-                "stopping" => Report::Stopping(convert::snapshot(r, proton.replica_count)),
-                _ => Report::Running(convert::snapshot(r, proton.replica_count)),
+            Some(r) => match r.lifecycle() {
+                Lifecycle::Stopped => Report::Stopped,
+                Lifecycle::Stopping => Report::Stopping(convert::snapshot(r, proton.replica_count)),
+                Lifecycle::Running => Report::Running(convert::snapshot(r, proton.replica_count)),
+                // An agent that does not say where the proton is in its life is not understood.
+                Lifecycle::Unspecified => return AgentView::Unreachable(proton.agent.clone().unwrap_or_default()),
             },
         })
     }

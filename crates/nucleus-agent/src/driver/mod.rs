@@ -25,11 +25,12 @@ pub(crate) enum Lifecycle {
 }
 
 impl Lifecycle {
-    pub(crate) fn as_str(self) -> &'static str {
+    pub(crate) fn to_proto(self) -> nucleus_proto::agent::v1::Lifecycle {
+        use nucleus_proto::agent::v1::Lifecycle as Proto;
         match self {
-            Lifecycle::Running => "running",
-            Lifecycle::Stopping => "stopping",
-            Lifecycle::Stopped => "stopped",
+            Lifecycle::Running => Proto::Running,
+            Lifecycle::Stopping => Proto::Stopping,
+            Lifecycle::Stopped => Proto::Stopped,
         }
     }
 }

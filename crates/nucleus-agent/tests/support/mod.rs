@@ -238,7 +238,9 @@ pub fn replica_ready(replica: &ReplicaStatus) -> bool {
 }
 
 pub fn all_ready(report: &ProtonReport, count: usize) -> bool {
-    report.lifecycle == "running" && report.replicas.len() == count && report.replicas.iter().all(replica_ready)
+    report.lifecycle() == nucleus_proto::agent::v1::Lifecycle::Running
+        && report.replicas.len() == count
+        && report.replicas.iter().all(replica_ready)
 }
 
 /// The `nucleus-whoami` binary of this target directory, built on first use if missing.

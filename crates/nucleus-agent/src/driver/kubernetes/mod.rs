@@ -240,7 +240,7 @@ impl Inner {
     /// hub in the order the changes happened.
     fn publish_locked(&self, state: &State, proton_id: &str) {
         if let Some(proton) = state.protons.get(proton_id) {
-            self.hub.publish(status::report(proton_id, &proton.workload_id, proton.lifecycle.as_str(), proton.pods.values()));
+            self.hub.publish(status::report(proton_id, &proton.workload_id, proton.lifecycle.to_proto(), proton.pods.values()));
         }
     }
 }

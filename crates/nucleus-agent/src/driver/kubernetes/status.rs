@@ -32,11 +32,16 @@ pub(crate) fn workload_id(pod: &Pod) -> String {
 }
 
 /// The report of a proton whose pods are `pods`.
-pub(crate) fn report<'a>(proton_id: &str, workload_id: &str, lifecycle: &str, pods: impl IntoIterator<Item = &'a Pod>) -> ProtonReport {
+pub(crate) fn report<'a>(
+    proton_id: &str,
+    workload_id: &str,
+    lifecycle: nucleus_proto::agent::v1::Lifecycle,
+    pods: impl IntoIterator<Item = &'a Pod>,
+) -> ProtonReport {
     ProtonReport {
         proton_id: proton_id.to_owned(),
         workload_id: workload_id.to_owned(),
-        lifecycle: lifecycle.to_owned(),
+        lifecycle: lifecycle as i32,
         replicas: pods.into_iter().map(replica_status).collect(),
         observed_at: String::new(),
         removed: false,
@@ -293,9 +298,9 @@ mod tests {
     #[test]
     fn a_report_lists_every_pod() {
         let pods = [pod_fixture("pod-running-ready"), pod_fixture("pod-running-not-ready")];
-        let report = report("p", "w", "running", &pods);
+        let report = report("p", "w", nucleus_proto::agent::v1::Lifecycle::Running, &pods);
         assert_eq!((report.proton_id.as_str(), report.workload_id.as_str()), ("p", "w"));
-        assert_eq!(report.lifecycle, "running");
+        assert_eq!(report.lifecycle(), nucleus_proto::agent::v1::Lifecycle::Running);
         assert_eq!(report.replicas.iter().map(|r| r.address.as_str()).collect::<Vec<_>>(), ["10.8.2.15:9000", "10.8.2.14:9000"]);
     }
 }

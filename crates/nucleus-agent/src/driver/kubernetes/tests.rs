@@ -177,7 +177,7 @@ async fn launch_applies_the_deployment_then_the_service_it_owns() {
     assert_eq!(container["readinessProbe"]["httpGet"]["httpHeaders"], json!([{"name": "X-Probe", "value": "1"}]));
 
     let report = report_where(&mut reports, |r| r.proton_id == PROTON).await;
-    assert_eq!(report.lifecycle, "running");
+    assert_eq!(report.lifecycle(), nucleus_proto::agent::v1::Lifecycle::Running);
     assert_eq!(report.workload_id, WORKLOAD);
     assert!(report.replicas.is_empty());
 }
@@ -228,7 +228,7 @@ async fn pods_are_reported_as_they_change() {
 
     api.pod_event("DELETED", &pod);
     let report = report_where(&mut reports, |r| r.replicas.is_empty()).await;
-    assert_eq!(report.lifecycle, "running", "a lost pod is not a stop");
+    assert_eq!(report.lifecycle(), nucleus_proto::agent::v1::Lifecycle::Running, "a lost pod is not a stop");
 }
 
 #[tokio::test]
@@ -260,15 +260,15 @@ async fn stop_deletes_the_deployment_in_the_foreground_and_waits_for_the_pods() 
     };
     let (stopped, ()) = tokio::join!(driver.stop(PROTON.into(), Duration::from_secs(10)), serve);
     stopped.expect("stop");
-    let report = report_where(&mut reports, |r| r.lifecycle != "running").await;
-    assert_eq!(report.lifecycle, "stopping");
+    let report = report_where(&mut reports, |r| r.lifecycle() != nucleus_proto::agent::v1::Lifecycle::Running).await;
+    assert_eq!(report.lifecycle(), nucleus_proto::agent::v1::Lifecycle::Stopping);
     assert_eq!(report.replicas.len(), 1, "the pod is still there");
 
     let mut terminating = ready;
     terminating.metadata.deletion_timestamp = terminating.metadata.creation_timestamp.clone();
     api.pod_event("MODIFIED", &terminating);
     api.pod_event("DELETED", &terminating);
-    let report = report_where(&mut reports, |r| r.lifecycle == "stopped").await;
+    let report = report_where(&mut reports, |r| r.lifecycle() == nucleus_proto::agent::v1::Lifecycle::Stopped).await;
     assert!(report.replicas.is_empty());
     assert_eq!(report.workload_id, WORKLOAD);
 }
@@ -285,9 +285,9 @@ async fn stopping_a_proton_without_pods_stops_it_at_once() {
     };
     let (stopped, ()) = tokio::join!(driver.stop(PROTON.into(), Duration::from_secs(1)), serve);
     stopped.expect("a Deployment already gone is stopped");
-    let stopping = report_where(&mut reports, |r| r.lifecycle == "stopping").await;
+    let stopping = report_where(&mut reports, |r| r.lifecycle() == nucleus_proto::agent::v1::Lifecycle::Stopping).await;
     assert!(stopping.replicas.is_empty());
-    report_where(&mut reports, |r| r.lifecycle == "stopped").await;
+    report_where(&mut reports, |r| r.lifecycle() == nucleus_proto::agent::v1::Lifecycle::Stopped).await;
 }
 
 #[tokio::test]
@@ -297,7 +297,7 @@ async fn a_restarted_agent_adopts_the_running_pods_and_shutdown_deletes_nothing(
     let report = report_where(&mut reports, |r| r.replicas.len() == 2).await;
     assert_eq!(report.proton_id, PROTON);
     assert_eq!(report.workload_id, WORKLOAD);
-    assert_eq!(report.lifecycle, "running");
+    assert_eq!(report.lifecycle(), nucleus_proto::agent::v1::Lifecycle::Running);
     assert_eq!(phases(&report), ["running", "pending"]);
 
     // Launching it again is a plain apply; nothing else is recreated.

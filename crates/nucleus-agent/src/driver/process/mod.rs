@@ -293,7 +293,7 @@ impl Inner {
         self.hub.publish(ProtonReport {
             proton_id: id.to_owned(),
             workload_id: proton.spec.workload_id.clone(),
-            lifecycle: proton.lifecycle.as_str().to_owned(),
+            lifecycle: proton.lifecycle.to_proto() as i32,
             replicas: proton.replicas.values().map(|replica| replica.view().to_status(&self.node_address)).collect(),
             observed_at: String::new(),
             removed: false,
