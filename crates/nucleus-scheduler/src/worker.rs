@@ -711,11 +711,15 @@ fn apply_docs<T>(map: &mut BTreeMap<String, Versioned<T>>, event: WatchEvent, ke
 where
     T: serde::de::DeserializeOwned,
 {
-    let put = |map: &mut BTreeMap<String, Versioned<T>>, kv| match decode::<T>(kv) {
-        Ok(doc) => {
-            map.insert(key_of(&doc.value), doc);
+    let put = |map: &mut BTreeMap<String, Versioned<T>>, kv: nucleus_proto::meta::v1::KeyValue| {
+        let key = kv.key.clone();
+        match decode::<T>(kv) {
+            Ok(doc) => {
+                map.insert(key_of(&doc.value), doc);
+            }
+            // Not acted on until it is readable again: say which document, so that it can be fixed.
+            Err(err) => tracing::error!(key, error = %err, "unreadable document in meta; the scheduler ignores it until it is rewritten"),
         }
-        Err(err) => tracing::warn!(error = %err, "unreadable document"),
     };
     match event {
         WatchEvent::Reset(kvs) => {
