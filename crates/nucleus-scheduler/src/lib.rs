@@ -16,6 +16,8 @@ pub mod placement;
 pub mod plan;
 pub mod replacement;
 mod status_write;
+#[cfg(test)]
+mod test_support;
 mod worker;
 
 pub use error::Error;

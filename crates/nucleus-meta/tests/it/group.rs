@@ -1,6 +1,5 @@
 //! Helpers for multi-node tests: in-process nodes on 127.0.0.1 sockets, each with its own RocksDB.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -40,21 +39,7 @@ pub async fn status(node: &MetaNode) -> pb::StatusResponse {
     client_at(node.advertise()).await.status(pb::StatusRequest::default()).await.expect("status").into_inner()
 }
 
-/// Polls `probe` every 50 ms until it yields a value; panics naming `what` after `timeout`.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+pub use nucleus_testkit::eventually;
 
 /// Every node reports the same leader and exactly `voters` as voters; returns the leader's id.
 pub async fn agreed_leader(nodes: &[&MetaNode], voters: &[u64]) -> u64 {

@@ -1,31 +1,8 @@
 use nucleus_api::proton::{Condition, OverallStatus, ReplicaPhase, ReplicaStatus};
-use nucleus_api::{Container, DesiredState, Proton, ProtonStatus, ReplicaStatusesSnapshot, WorkloadRuntime};
+use nucleus_api::{DesiredState, ProtonStatus, ReplicaStatusesSnapshot};
 
 use super::*;
-
-fn proton(desired: DesiredState, status: ProtonStatus, agent: Option<&str>) -> Proton {
-    let now = nucleus_api::clock::now();
-    Proton {
-        id: "p".into(),
-        name: "p".into(),
-        workload_id: "w".into(),
-        artifact_id: "a".into(),
-        role: None,
-        status,
-        status_details: Default::default(),
-        endpoint: None,
-        runtime: WorkloadRuntime::default(),
-        running_since: None,
-        replica_count: 1,
-        created_at: now,
-        updated_at: now,
-        desired_state: desired,
-        generation: 3,
-        container: Container::default(),
-        agent: agent.map(str::to_owned),
-        message: None,
-    }
-}
+use crate::test_support::proton;
 
 fn snapshot(phase: ReplicaPhase, ready: bool, error: Option<&str>) -> ReplicaStatusesSnapshot {
     let replica = ReplicaStatus {

@@ -1,34 +1,11 @@
-use chrono::TimeZone;
+use nucleus_api::DesiredState;
 use nucleus_api::proton::{Condition, ReplicaPhase, ReplicaStatus};
-use nucleus_api::{Container, DesiredState, WorkloadRuntime};
 
 use super::*;
-
-fn at(seconds: i64) -> DateTime<Utc> {
-    Utc.timestamp_opt(1_800_000_000 + seconds, 0).unwrap()
-}
+use crate::test_support::at;
 
 fn proton(status: ProtonStatus, agent: Option<&str>) -> Proton {
-    Proton {
-        id: "p".into(),
-        name: "p".into(),
-        workload_id: "w".into(),
-        artifact_id: "a".into(),
-        role: None,
-        status,
-        status_details: Default::default(),
-        endpoint: None,
-        runtime: WorkloadRuntime::default(),
-        running_since: None,
-        replica_count: 1,
-        created_at: at(0),
-        updated_at: at(0),
-        desired_state: DesiredState::Running,
-        generation: 1,
-        container: Container::default(),
-        agent: agent.map(str::to_owned),
-        message: None,
-    }
+    crate::test_support::proton(DesiredState::Running, status, agent)
 }
 
 fn workload(active: &str, status: ProtonStatus) -> Workload {
