@@ -50,6 +50,18 @@ pub fn native_build_deps() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// rustfmt and clippy, added with rustup when the toolchain lacks them (a minimal profile).
+pub fn rust_components() -> anyhow::Result<()> {
+    let has = |subcommand: &str| Command::new(env!("CARGO")).args([subcommand, "--version"]).output().is_ok_and(|out| out.status.success());
+    let missing: Vec<&str> = [("fmt", "rustfmt"), ("clippy", "clippy")].into_iter().filter(|(sub, _)| !has(sub)).map(|(_, c)| c).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    println!("setup: adding the {} component(s) with rustup ...", missing.join(" and "));
+    run(Command::new("rustup").args(["component", "add"]).args(&missing), "rustup component add")
+        .with_context(|| format!("the lint gates need {}: run `rustup component add {}`", missing.join(" and "), missing.join(" ")))
+}
+
 /// The cargo-deny binary, installed from crates.io into a cache dir on first use.
 pub fn cargo_deny() -> anyhow::Result<PathBuf> {
     if let Some(found) = find_on_path("cargo-deny") {

@@ -21,6 +21,7 @@ pub fn dev(args: &[&str]) -> anyhow::Result<()> {
 pub fn test(args: &[&str]) -> anyhow::Result<()> {
     anyhow::ensure!(args.is_empty(), "cargo xtask test takes no arguments (CI and you run the same thing)");
     setup::native_build_deps()?;
+    setup::rust_components()?;
     let cargo = env!("CARGO");
     let deny = setup::cargo_deny()?;
     let gates: Vec<(&str, Command)> = vec![

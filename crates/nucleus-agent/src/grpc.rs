@@ -5,7 +5,7 @@ use std::pin::Pin;
 use futures::Stream;
 use nucleus_proto::agent::v1::agent_server::Agent as AgentRpc;
 use nucleus_proto::agent::v1::{
-    InfoRequest, InfoResponse, LaunchRequest, LaunchResponse, NodeCapacity, ProtonReport, StopRequest, StopResponse, WatchProtonsRequest,
+    InfoRequest, InfoResponse, LaunchRequest, LaunchResponse, ProtonReport, StopRequest, StopResponse, WatchProtonsRequest,
 };
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -62,20 +62,8 @@ impl AgentRpc for AgentService {
             driver: self.agent.driver_kind().to_owned(),
             cluster: self.agent.cluster().to_owned(),
             region: self.agent.region().to_owned(),
-            nodes: nodes.into_iter().map(node_capacity).collect(),
+            nodes,
         }))
-    }
-}
-
-fn node_capacity(node: crate::driver::NodeCapacity) -> NodeCapacity {
-    NodeCapacity {
-        name: node.name,
-        zone: node.zone,
-        cpu_millis: node.cpu_millis,
-        memory_bytes: node.memory_bytes,
-        gpu_count: node.gpu_count,
-        gpu_type: node.gpu_type,
-        gpu_memory_bytes: node.gpu_memory_bytes,
     }
 }
 

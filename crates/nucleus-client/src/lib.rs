@@ -59,3 +59,18 @@ pub struct NodeRecord {
     #[serde(default)]
     pub gpu_memory_bytes: u64,
 }
+
+/// A node as an agent's `Info` reports it, as stored in its agent record.
+impl From<nucleus_proto::agent::v1::NodeCapacity> for NodeRecord {
+    fn from(node: nucleus_proto::agent::v1::NodeCapacity) -> NodeRecord {
+        NodeRecord {
+            name: node.name,
+            zone: node.zone,
+            cpu_millis: node.cpu_millis,
+            memory_bytes: node.memory_bytes,
+            gpu_count: node.gpu_count,
+            gpu_type: node.gpu_type,
+            gpu_memory_bytes: node.gpu_memory_bytes,
+        }
+    }
+}

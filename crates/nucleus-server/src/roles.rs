@@ -119,7 +119,7 @@ pub async fn start_agent(args: AgentArgs, meta: MetaClient, shutdown: Shutdown) 
         tokio::pin!(stop);
         loop {
             let nodes = match agent_for_beat.capacity().await {
-                Ok(nodes) => nodes.into_iter().map(node_record).collect(),
+                Ok(nodes) => nodes.into_iter().map(NodeRecord::from).collect(),
                 Err(err) => {
                     tracing::warn!(error = %err, "cannot read the driver's capacity; registering none");
                     Vec::new()
@@ -316,16 +316,4 @@ pub async fn meta_status(addrs: &[String]) -> anyhow::Result<()> {
     }
     anyhow::ensure!(reachable > 0, "no meta node answered; check the addresses and that the nodes run");
     Ok(())
-}
-
-fn node_record(node: nucleus_agent::driver::NodeCapacity) -> NodeRecord {
-    NodeRecord {
-        name: node.name,
-        zone: node.zone,
-        cpu_millis: node.cpu_millis,
-        memory_bytes: node.memory_bytes,
-        gpu_count: node.gpu_count,
-        gpu_type: node.gpu_type,
-        gpu_memory_bytes: node.gpu_memory_bytes,
-    }
 }

@@ -53,17 +53,6 @@ pub trait Driver: Send + Sync + 'static {
     fn shutdown(&self) -> BoxFuture<'_, ()>;
 }
 
-/// What one node can give to replicas.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NodeCapacity {
-    pub name: String,
-    /// Empty when the node names none.
-    pub zone: String,
-    pub cpu_millis: u32,
-    pub memory_bytes: u64,
-    pub gpu_count: u32,
-    /// The GPU model (the node's GPU product label); empty without GPUs.
-    pub gpu_type: String,
-    /// Memory of each GPU; 0 when unknown.
-    pub gpu_memory_bytes: u64,
-}
+/// What one node can give to replicas, in the shape `Info` sends it (one definition, in the proto:
+/// zone empty when the node names none, GPU type and memory empty/0 without GPUs).
+pub use nucleus_proto::agent::v1::NodeCapacity;
