@@ -68,6 +68,41 @@ pub struct Replacement {
     pub user_id: String,
 }
 
+impl Replacement {
+    /// A new record, created `now` by `user_id`, of moving `workload_id` onto `candidate_artifact_id`;
+    /// its id sorts by time like an event's. Callers set the proton ids, config, runtime and message.
+    pub fn new(
+        name: String,
+        workload_id: &str,
+        candidate_artifact_id: &str,
+        status: ReplacementStatus,
+        user_id: &str,
+        tenant_id: &str,
+        now: DateTime<Utc>,
+    ) -> Replacement {
+        Replacement {
+            id: crate::event::event_id(now),
+            name,
+            workload_id: workload_id.to_owned(),
+            candidate_artifact_id: candidate_artifact_id.to_owned(),
+            candidate_proton_ids: Vec::new(),
+            previous_proton_ids: Vec::new(),
+            status,
+            strategy: ReplacementStrategy::Rolling,
+            config: ReplacementConfig::default(),
+            runtime: None,
+            message: None,
+            switched_at: None,
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+            is_deleted: false,
+            tenant_id: tenant_id.to_owned(),
+            user_id: user_id.to_owned(),
+        }
+    }
+}
+
 impl ReplacementStatus {
     /// Finished: another replacement may start. (`errored` stays visible on the workload.)
     pub fn is_terminal(self) -> bool {

@@ -89,7 +89,33 @@ fn yes() -> bool {
 pub struct ContainerOverride {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource_allocation: Option<Value>,
+    pub resource_allocation: Option<ResourceAllocation>,
+}
+
+/// `resourceAllocation` of a container: what one replica of it needs. Units are checked where the
+/// allocation is placed (the scheduler names a bad field in the proton's status).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResourceAllocation {
+    /// Cores, fractional allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Quantity>,
+    /// Whole GPUs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<f64>,
+    /// Memory each GPU must have at least.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_memory: Option<Quantity>,
+}
+
+/// An amount of memory: a number of bytes, or a string with units (`"16GiB"`, `"512MB"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum Quantity {
+    Bytes(u64),
+    Text(String),
 }
 
 impl WorkloadRuntime {

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::{Extension, Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use nucleus_api::replacement::{Replacement, ReplacementConfig, ReplacementStatus, ReplacementStrategy};
+use nucleus_api::replacement::{Replacement, ReplacementStatus};
 use nucleus_api::{ArtifactStatus, Workload};
 use nucleus_client::{Txn, keys};
 use serde_json::json;
@@ -57,25 +57,10 @@ pub async fn promote(
         write_if_unchanged(&state, &artifact, &locked).await?;
     }
     let now = nucleus_api::clock::now();
+    let message = format!("Promoted: artifact {artifact_id} locked as version {}", locked.version.unwrap_or_default());
     let record = Replacement {
-        id: nucleus_api::event::event_id(now),
-        name: "promote".to_owned(),
-        workload_id: id.clone(),
-        candidate_artifact_id: artifact_id.clone(),
-        candidate_proton_ids: Vec::new(),
-        previous_proton_ids: Vec::new(),
-        status: ReplacementStatus::Completed,
-        strategy: ReplacementStrategy::Rolling,
-        config: ReplacementConfig::default(),
-        runtime: None,
-        message: Some(format!("Promoted: artifact {artifact_id} locked as version {}", locked.version.unwrap_or_default())),
-        switched_at: None,
-        created_at: now,
-        updated_at: now,
-        deleted_at: None,
-        is_deleted: false,
-        tenant_id: TENANT_ID.to_owned(),
-        user_id: caller.id().to_owned(),
+        message: Some(message),
+        ..Replacement::new("promote".to_owned(), &id, &artifact_id, ReplacementStatus::Completed, caller.id(), TENANT_ID, now)
     };
     let promoted = loop {
         let current = load(&state, &caller, &id, Need::Change).await?;

@@ -9,9 +9,7 @@ use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use nucleus_api::replacement::{
-    Replacement, ReplacementConfig, ReplacementStatus, ReplacementStrategy, StartReplacementRequest, UpdateSettingsRequest,
-};
+use nucleus_api::replacement::{Replacement, ReplacementConfig, ReplacementStatus, StartReplacementRequest, UpdateSettingsRequest};
 use nucleus_api::validation::{self, Loc};
 use nucleus_api::{Artifact, ArtifactStatus, FieldError, ProtonRole, Workload};
 use nucleus_client::{Txn, Versioned, keys};
@@ -124,25 +122,13 @@ async fn begin(
     let now = nucleus_api::clock::now();
     let name = format!("{}-{}", workload.value.name, &ids::new_id()[16..]);
     let candidate = new_proton(&id, name, &artifact, ProtonRole::Candidate, &runtime, now)?;
+    let name = format!("replacement of {} by artifact {}", workload.value.name, artifact.id);
     let record = Replacement {
-        id: nucleus_api::event::event_id(now),
-        name: format!("replacement of {} by artifact {}", workload.value.name, artifact.id),
-        workload_id: id.clone(),
-        candidate_artifact_id: artifact.id.clone(),
         candidate_proton_ids: vec![candidate.id.clone()],
         previous_proton_ids: vec![previous],
-        status: ReplacementStatus::Submitted,
-        strategy: ReplacementStrategy::Rolling,
         config,
         runtime: Some(runtime),
-        message: None,
-        switched_at: None,
-        created_at: now,
-        updated_at: now,
-        deleted_at: None,
-        is_deleted: false,
-        tenant_id: TENANT_ID.to_owned(),
-        user_id: caller.id().to_owned(),
+        ..Replacement::new(name, &id, &artifact.id, ReplacementStatus::Submitted, caller.id(), TENANT_ID, now)
     };
     let mut w = workload.value.clone();
     w.replacement = Some(record.clone());

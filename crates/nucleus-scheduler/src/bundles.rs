@@ -6,7 +6,7 @@
 //! `resourceBundles` any connected agent will do and no bundle is reserved.
 
 use nucleus_api::bundle::{ResourceBundle, default_catalogue};
-use nucleus_api::workload::GroupRuntime;
+use nucleus_api::workload::{GroupRuntime, Quantity, ResourceAllocation};
 use nucleus_proto::agent::v1 as pb;
 
 use crate::Error;
@@ -74,27 +74,30 @@ struct OneAllocation {
     gpu_memory_bytes: u64,
 }
 
-/// `{cpu, memory, gpu?, gpuMemory?}`: memory as bytes or a string with units.
-fn parse_allocation(value: &serde_json::Value) -> Result<OneAllocation, Error> {
+/// Memory as bytes or a string with units; absent amounts are zero.
+fn parse_allocation(allocation: &ResourceAllocation) -> Result<OneAllocation, Error> {
     let field_error = |field: &str, expected: String| Error::AllocationField { field: field.to_owned(), expected };
-    let memory = |field: &str| -> Result<u64, Error> {
-        match value.get(field) {
-            None | Some(serde_json::Value::Null) => Ok(0),
-            Some(serde_json::Value::Number(n)) => n.as_u64().ok_or_else(|| field_error(field, "must be a whole number of bytes".into())),
-            Some(serde_json::Value::String(text)) => units::parse_memory(text).map_err(|err| field_error(field, format!(": {err}"))),
-            Some(_) => Err(field_error(field, "must be a number of bytes or a string such as \"16GiB\"".into())),
+    let memory = |field: &str, amount: &Option<Quantity>| -> Result<u64, Error> {
+        match amount {
+            None => Ok(0),
+            Some(Quantity::Bytes(bytes)) => Ok(*bytes),
+            Some(Quantity::Text(text)) => units::parse_memory(text).map_err(|err| field_error(field, format!(": {err}"))),
         }
     };
-    let number = |field: &str| -> Result<f64, Error> {
-        match value.get(field) {
-            None | Some(serde_json::Value::Null) => Ok(0.0),
-            Some(v) => {
-                v.as_f64().filter(|n| n.is_finite() && *n >= 0.0).ok_or_else(|| field_error(field, "must be a number of at least 0".into()))
-            }
+    let number = |field: &str, value: Option<f64>| -> Result<f64, Error> {
+        match value {
+            None => Ok(0.0),
+            Some(n) if n.is_finite() && n >= 0.0 => Ok(n),
+            Some(_) => Err(field_error(field, "must be a number of at least 0".into())),
         }
     };
-    let gpus = units::gpu_count(number("gpu")?).map_err(|err| field_error("gpu", format!(": {err}")))?;
-    Ok(OneAllocation { cpu: number("cpu")?, memory_bytes: memory("memory")?, gpus, gpu_memory_bytes: memory("gpuMemory")? })
+    let gpus = units::gpu_count(number("gpu", allocation.gpu)?).map_err(|err| field_error("gpu", format!(": {err}")))?;
+    Ok(OneAllocation {
+        cpu: number("cpu", allocation.cpu)?,
+        memory_bytes: memory("memory", &allocation.memory)?,
+        gpus,
+        gpu_memory_bytes: memory("gpuMemory", &allocation.gpu_memory)?,
+    })
 }
 
 /// What a Launch reserves for each replica.

@@ -62,3 +62,22 @@ async fn a_token_is_needed_and_other_users_see_nothing_of_a_workload() {
     let (code, page) = api.call_as(Some(&alice), Method::GET, "/workloads", None).await;
     assert_eq!((code, page["totalCount"].clone()), (StatusCode::OK, json!(1)));
 }
+
+#[tokio::test]
+async fn a_resource_allocation_is_typed_kept_as_given_and_unknown_fields_are_named() {
+    let api = Api::start().await;
+    let allocation = json!({"cpu": 1.5, "memory": "2GiB", "gpu": 1, "gpuMemory": 25_769_803_776u64});
+    let mut body = workload("w", artifact("a"));
+    body["artifact"]["spec"]["containerGroups"][0]["containers"][0]["name"] = json!("main");
+    body["runtime"]["containerGroups"][0]["containers"] = json!([{"name": "main", "resourceAllocation": allocation}]);
+    let mut bad = body.clone();
+    bad["runtime"]["containerGroups"][0]["containers"][0]["resourceAllocation"]["gpuType"] = json!("h100");
+    let (code, refused) = api.post("/workloads", bad).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(locs(&refused), vec![json!(["body", "runtime", "containerGroups", 0, "containers", 0, "resourceAllocation", "gpuType"])]);
+
+    let (code, created) = api.post("/workloads", body).await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    let kept = &created["runtime"]["containerGroups"][0]["containers"][0]["resourceAllocation"];
+    assert_eq!(*kept, json!({"cpu": 1.5, "memory": "2GiB", "gpu": 1.0, "gpuMemory": 25_769_803_776u64}), "{created}");
+}
