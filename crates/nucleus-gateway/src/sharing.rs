@@ -200,12 +200,7 @@ pub async fn workload_patch(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let object = state.meta.get_json::<Workload>(&keys::workload(&id)).await?;
-    allow(object.as_ref().and_then(|o| role_of(&caller, o.value.creator(), o.value.shared_roles())), Need::Change, || {
-        ApiError::workload_not_found(&id)
-    })?;
-    let list = new_list(&state, &body).await?;
-    replace(&state, &caller, object.into_iter().collect(), list, || ApiError::workload_not_found(&id)).await
+    patch_one::<Workload>(&state, &caller, &keys::workload(&id), || ApiError::workload_not_found(&id), &body).await
 }
 
 pub async fn artifact_get(
@@ -223,12 +218,22 @@ pub async fn artifact_patch(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let object = state.meta.get_json::<Artifact>(&keys::artifact(&id)).await?;
-    allow(object.as_ref().and_then(|o| role_of(&caller, o.value.creator(), o.value.shared_roles())), Need::Change, || {
-        ApiError::artifact_not_found(&id)
-    })?;
-    let list = new_list(&state, &body).await?;
-    replace(&state, &caller, object.into_iter().collect(), list, || ApiError::artifact_not_found(&id)).await
+    patch_one::<Artifact>(&state, &caller, &keys::artifact(&id), || ApiError::artifact_not_found(&id), &body).await
+}
+
+/// `PATCH .../sharedRoles` of the one object at `key`: its owner (or the administrator) replaces
+/// the list; anyone else gets what `hidden` says (404 without a role, 403 with too little).
+async fn patch_one<T: Shared>(
+    state: &AppState,
+    caller: &Caller,
+    key: &str,
+    hidden: impl Fn() -> ApiError,
+    body: &Bytes,
+) -> Result<StatusCode, ApiError> {
+    let object = state.meta.get_json::<T>(key).await?;
+    allow(object.as_ref().and_then(|o| role_of(caller, o.value.creator(), o.value.shared_roles())), Need::Change, &hidden)?;
+    let list = new_list(state, body).await?;
+    replace(state, caller, object.into_iter().collect(), list, hidden).await
 }
 
 async fn repository_members(state: &AppState, id: &str) -> Result<Vec<Versioned<Artifact>>, ApiError> {
