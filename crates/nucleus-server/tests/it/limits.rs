@@ -81,11 +81,19 @@ async fn slow_clients_idle_connections_hung_replicas_and_busy_workloads_get_thei
     let detail = detail["detail"].as_str().unwrap();
     assert!(detail.contains("Replica ") && detail.contains("within 1 s"), "{detail}");
 
-    // Over the in-flight limit (2): 503 with Retry-After, and room again once the others end.
+    // Over the in-flight limit (2): 503 with Retry-After, and room again once the others end. The
+    // two calls stream 30 events 100 ms apart: their headers come at once (the 1 s header timeout
+    // does not apply) and they stay in flight for 3 s, however slow this machine is.
     let slow_calls: Vec<_> = (0..2)
         .map(|_| {
-            let (http, url) = (stack.http.clone(), stack.url(&format!("/endpoints/workloads/{id}/sleep/900")));
-            tokio::spawn(async move { http.get(url).bearer_auth(TOKEN).send().await.unwrap().status() })
+            let (http, url) = (stack.http.clone(), stack.url(&format!("/endpoints/workloads/{id}/events/30")));
+            tokio::spawn(async move {
+                let answer = http.get(url).bearer_auth(TOKEN).send().await.unwrap();
+                let status = answer.status();
+                let body = answer.text().await.unwrap();
+                assert_eq!(body.matches("data:").count(), 30, "every event arrived: {body}");
+                status
+            })
         })
         .collect();
     // Wait until both are in flight: a third call is refused then.
@@ -102,7 +110,6 @@ async fn slow_clients_idle_connections_hung_replicas_and_busy_workloads_get_thei
     let detail: Value = refused.json().await.unwrap();
     assert!(detail["detail"].as_str().unwrap().contains("in flight"), "{detail}");
     for call in slow_calls {
-        // The workload's own 1 s timeout is longer than their 0.9 s.
         assert_eq!(call.await.unwrap(), StatusCode::OK);
     }
     let (code, _) = stack.invoke(&id, "after").await;
