@@ -8,7 +8,7 @@ use axum::extract::{Extension, Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use nucleus_api::replacement::{Replacement, ReplacementStatus};
-use nucleus_api::{ArtifactStatus, Workload};
+use nucleus_api::{ArtifactStatus, Workload, WorkloadEvent};
 use nucleus_client::{Txn, keys};
 use serde_json::json;
 
@@ -18,7 +18,7 @@ use crate::auth::Caller;
 use crate::listing::{Window, check, paginate};
 use crate::replacements::TENANT_ID;
 use crate::request::{Query, base_url};
-use crate::workloads::{current_artifact, event, formatted, load};
+use crate::workloads::{current_artifact, formatted, load};
 use crate::{ApiError, AppState};
 
 /// When a draft workload (re)started now expires.
@@ -68,7 +68,7 @@ pub async fn promote(
         w.expires_at = None;
         w.artifact = Some(locked.info());
         w.updated_at = now;
-        let mut event = event(
+        let mut event = WorkloadEvent::new(
             &id,
             "workloadPromoted",
             json!({

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use nucleus_api::replacement::{Replacement, ReplacementConfig, ReplacementStatus, StartReplacementRequest, UpdateSettingsRequest};
 use nucleus_api::validation::{self, Loc};
-use nucleus_api::{Artifact, ArtifactStatus, FieldError, ProtonRole, Workload};
+use nucleus_api::{Artifact, ArtifactStatus, FieldError, ProtonRole, Workload, WorkloadEvent};
 use nucleus_client::{Txn, Versioned, keys};
 use serde_json::json;
 
@@ -19,7 +19,7 @@ use crate::access::{Need, allow, role_of};
 use crate::auth::Caller;
 use crate::listing::check;
 use crate::request::json_body;
-use crate::workloads::{current_artifact, event, load, new_proton};
+use crate::workloads::{current_artifact, load, new_proton};
 use crate::{ApiError, AppState, ids};
 
 /// The tenant every record names until tenants exist (a fixed UUID v4).
@@ -133,7 +133,7 @@ async fn begin(
     let mut w = workload.value.clone();
     w.replacement = Some(record.clone());
     w.updated_at = now;
-    let mut event = event(
+    let mut event = WorkloadEvent::new(
         &id,
         "replacementCreated",
         json!({
@@ -187,8 +187,11 @@ pub async fn cancel(
         record.updated_at = nucleus_api::clock::now();
         let mut w = workload.value.clone();
         w.replacement = Some(record.clone());
-        let event =
-            event(&id, "replacementCancelRequested", json!({ "message": "Replacement cancel requested", "replacementId": record.id }));
+        let event = WorkloadEvent::new(
+            &id,
+            "replacementCancelRequested",
+            json!({ "message": "Replacement cancel requested", "replacementId": record.id }),
+        );
         let txn = Txn::new()
             .require(&workload.key, workload.mod_revision)
             .put_json(&workload.key, &w)?

@@ -94,7 +94,7 @@ pub async fn create(State(state): State<AppState>, Extension(caller): Extension<
         request_stats: None,
         shared_roles: Vec::new(),
     };
-    let mut event = event(
+    let mut event = WorkloadEvent::new(
         &workload_id,
         "workloadCreated",
         json!({
@@ -220,11 +220,6 @@ async fn write_with_artifact(
             }
         }
     }
-}
-
-/// A new event document for `workload_id`.
-pub fn event(workload_id: &str, event_type: &str, details: Value) -> WorkloadEvent {
-    WorkloadEvent::new(workload_id, event_type, details)
 }
 
 pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>, uri: Uri) -> Result<Response, ApiError> {
@@ -408,7 +403,7 @@ async fn change_desired_state(state: &AppState, caller: &Caller, id: &str, wante
             Transition::Started => (StatusCode::ACCEPTED, "Workload is starting"),
             Transition::Stopped => (StatusCode::ACCEPTED, "Workload is stopping"),
         };
-        let mut event = event(
+        let mut event = WorkloadEvent::new(
             id,
             if wanted == DesiredState::Running { "workloadStartRequested" } else { "workloadStopRequested" },
             json!({

@@ -45,9 +45,11 @@ impl StatusWrite {
 
 pub fn status_write(input: StatusInput<'_>) -> StatusWrite {
     let StatusInput { proton, workload, view, status, message, last_written, now } = input;
+    let reported = match view {
+        AgentView::Reported(Report::Running(s) | Report::Stopping(s)) => Some(s),
+        _ => None,
+    };
     let snapshot = match view {
-        AgentView::Reported(Report::Running(s) | Report::Stopping(s)) => Some(s.clone()),
-        AgentView::Pending | AgentView::Unreachable(_) => None,
         // Nothing runs: say so once, replacing the last snapshot that listed replicas.
         AgentView::Reported(Report::Absent | Report::Stopped) => last_written
             .filter(|previous| !previous.replicas.is_empty() || previous.overall_status.state != status)
@@ -55,6 +57,7 @@ pub fn status_write(input: StatusInput<'_>) -> StatusWrite {
                 overall_status: OverallStatus { state: status, summary: format!("no replicas ({status})"), last_updated: now.to_rfc3339() },
                 replicas: Vec::new(),
             }),
+        _ => reported.cloned(),
     };
     let snapshot = snapshot.filter(|s| {
         last_written.is_none_or(|w| {
@@ -63,10 +66,6 @@ pub fn status_write(input: StatusInput<'_>) -> StatusWrite {
                 != (&s.replicas, s.overall_status.state, &s.overall_status.summary)
         })
     });
-    let reported = match view {
-        AgentView::Reported(Report::Running(s) | Report::Stopping(s)) => Some(s),
-        _ => None,
-    };
     let log_tail = reported.and_then(|s| {
         let replica = s.replicas.iter().find(|r| !r.is_ready()).or(s.replicas.first())?;
         let lines = &replica.log_tail;

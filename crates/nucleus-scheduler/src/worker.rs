@@ -382,7 +382,7 @@ impl World {
             txn = txn.put_json(&keys::history(id, &record.id), record)?;
         }
         if let Some((event_type, message)) = &step.event {
-            let event = workload_event(id, event_type, json!({ "message": message }));
+            let event = WorkloadEvent::new(id, event_type, json!({ "message": message }));
             txn = txn.put_json(&keys::event(id, &event.id), &event)?;
         }
         if meta.write(txn).await?.applied() {
@@ -688,10 +688,6 @@ async fn expire(meta: &MetaClient, fence: Fence, workload: &Versioned<Workload>)
         }
     }
     Ok(())
-}
-
-fn workload_event(workload_id: &str, event_type: &str, details: serde_json::Value) -> WorkloadEvent {
-    WorkloadEvent::new(workload_id, event_type, details)
 }
 
 /// The keys of (proton key, workload id) pairs, most important workload first; equal importance
