@@ -1,9 +1,13 @@
-//! What tests across the workspace share: a real meta node and a client for it, polling until a
-//! condition holds, and sending a signal. Tests only (`publish = false`, never a normal
+//! What tests across the workspace share: a real meta node and a client for it, a gateway's REST
+//! API called in process over it, polling until a condition holds, and sending a signal. Tests only (`publish = false`, never a normal
 //! dependency of a shipped crate).
 //!
 //! Its own `tests/` hold the scheduler's tests against a real meta node, so that
 //! `cargo test -p nucleus-scheduler` (pure placement, plans, leases' plan) builds without RocksDB.
+
+mod rest;
+
+pub use rest::Rest;
 
 use std::future::Future;
 use std::time::Duration;

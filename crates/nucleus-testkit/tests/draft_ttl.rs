@@ -4,27 +4,18 @@
 
 use std::time::Duration;
 
-use http_body_util::BodyExt;
-use nucleus_gateway::{AppState, GatewayConfig, Limits};
+use http::Method;
+use nucleus_gateway::{GatewayConfig, Limits};
 use nucleus_scheduler::SchedulerConfig;
+use nucleus_testkit::Rest;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 const TOKEN: &str = "draft-ttl-admin";
 const TTL: Duration = Duration::from_secs(5 * 60);
 
-async fn call(router: &nucleus_gateway::Router, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let request = http::Request::builder()
-        .method(method)
-        .uri(format!("/api/v2{path}"))
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .header("content-type", "application/json")
-        .body(body.map(|b| b.to_string()).unwrap_or_default())
-        .expect("request");
-    let response = router.clone().oneshot(request).await.expect("the router answers");
-    let status = response.status().as_u16();
-    let bytes = response.into_body().collect().await.expect("body").to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+async fn call(api: &Rest, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let (status, value) = api.call_as(Some(TOKEN), method, path, body).await;
+    (status.as_u16(), value)
 }
 
 fn draft(name: &str) -> Value {
@@ -47,12 +38,12 @@ async fn a_draft_workload_is_removed_when_its_ttl_runs_out_and_a_promoted_one_st
         limits: Limits::default(),
         workers: 1,
     };
-    let router = nucleus_gateway::router(AppState::new(meta.client.clone(), config));
-    let (code, doomed) = call(&router, "POST", "/workloads", Some(draft("doomed"))).await;
+    let api = Rest::new(&meta, config);
+    let (code, doomed) = call(&api, Method::POST, "/workloads", Some(draft("doomed"))).await;
     assert_eq!(code, 201, "{doomed}");
-    let (_, kept) = call(&router, "POST", "/workloads", Some(draft("kept"))).await;
+    let (_, kept) = call(&api, Method::POST, "/workloads", Some(draft("kept"))).await;
     let (doomed, kept) = (doomed["id"].as_str().unwrap().to_owned(), kept["id"].as_str().unwrap().to_owned());
-    let (code, promoted) = call(&router, "POST", &format!("/workloads/{kept}/promote"), Some(json!({}))).await;
+    let (code, promoted) = call(&api, Method::POST, &format!("/workloads/{kept}/promote"), Some(json!({}))).await;
     assert_eq!(code, 202, "{promoted}");
 
     let (first_pass, _) = tokio::sync::oneshot::channel();
@@ -68,16 +59,16 @@ async fn a_draft_workload_is_removed_when_its_ttl_runs_out_and_a_promoted_one_st
 
     let started = tokio::time::Instant::now();
     tokio::time::sleep(TTL - Duration::from_secs(60)).await;
-    let (code, _) = call(&router, "GET", &format!("/workloads/{doomed}"), None).await;
+    let (code, _) = call(&api, Method::GET, &format!("/workloads/{doomed}"), None).await;
     assert_eq!(code, 200, "a minute before its expiry the draft is still there");
 
     nucleus_testkit::eventually("the draft to be removed", Duration::from_secs(180), || async {
-        let (code, _) = call(&router, "GET", &format!("/workloads/{doomed}"), None).await;
+        let (code, _) = call(&api, Method::GET, &format!("/workloads/{doomed}"), None).await;
         (code == 404).then_some(())
     })
     .await;
     assert!(started.elapsed() >= TTL - Duration::from_secs(60), "not before its time");
-    let (code, still) = call(&router, "GET", &format!("/workloads/{kept}"), None).await;
+    let (code, still) = call(&api, Method::GET, &format!("/workloads/{kept}"), None).await;
     assert_eq!(code, 200, "the promoted workload does not expire: {still}");
     let _ = stop.send(());
     worker.await.expect("worker task").expect("worker ends cleanly");

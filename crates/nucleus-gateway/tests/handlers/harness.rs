@@ -1,21 +1,19 @@
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
-use http_body_util::BodyExt;
-use nucleus_gateway::{AppState, DEFAULT_DRAFT_TTL, GatewayConfig, Limits};
+use axum::http::{Method, StatusCode};
+use nucleus_gateway::{DEFAULT_DRAFT_TTL, GatewayConfig, Limits};
+use nucleus_testkit::{Meta, Rest};
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 pub const TOKEN: &str = "in-process-admin-token";
 
 /// The REST API of one gateway over a fresh single-node meta.
 pub struct Api {
-    router: axum::Router,
-    _meta: nucleus_testkit::Meta,
+    rest: Rest,
+    _meta: Meta,
 }
 
 impl Api {
     pub async fn start() -> Api {
-        let meta = nucleus_testkit::Meta::start(4).await;
+        let meta = Meta::start(4).await;
         let config = GatewayConfig {
             token: TOKEN.to_owned(),
             public_url: "https://api.example.test".to_owned(),
@@ -23,8 +21,7 @@ impl Api {
             limits: Limits::default(),
             workers: 1,
         };
-        let state = AppState::new(meta.client.clone(), config);
-        Api { router: nucleus_gateway::router(state), _meta: meta }
+        Api { rest: Rest::new(&meta, config), _meta: meta }
     }
 
     /// `method /api/v2{path}` as the administrator.
@@ -33,26 +30,7 @@ impl Api {
     }
 
     pub async fn call_as(&self, token: Option<&str>, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut request = Request::builder().method(method).uri(format!("/api/v2{path}"));
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        let body = match body {
-            Some(body) => {
-                request = request.header("content-type", "application/json");
-                Body::from(body.to_string())
-            }
-            None => Body::empty(),
-        };
-        let response = self.router.clone().oneshot(request.body(body).expect("request")).await.expect("the router answers");
-        let status = response.status();
-        let bytes = response.into_body().collect().await.expect("body").to_bytes();
-        let value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)))
-        };
-        (status, value)
+        self.rest.call_as(token, method, path, body).await
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {

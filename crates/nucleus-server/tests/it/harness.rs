@@ -167,13 +167,7 @@ impl Drop for Stack {
     }
 }
 
-#[allow(unsafe_code)]
-pub fn send_signal(pid: i32, signal: i32) {
-    // SAFETY: kill(2) has no memory-safety preconditions.
-    unsafe {
-        libc::kill(pid, signal);
-    }
-}
+pub use nucleus_testkit::send_signal;
 
 /// The example workload binary, built next to `nucleus`.
 pub fn whoami() -> String {
