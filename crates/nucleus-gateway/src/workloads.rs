@@ -431,7 +431,7 @@ fn decide(w: &mut Workload, p: &mut Proton, wanted: DesiredState) -> Transition 
             if w.desired_state == DesiredState::Running && !w.status.is_failure() {
                 return Transition::AlreadyThere;
             }
-            if w.status == ProtonStatus::Stopping {
+            if w.status == ProtonStatus::Stopping || p.status == ProtonStatus::Stopping {
                 return Transition::Refused(ApiError::Conflict(format!(
                     "Workload {} is still stopping; start it again once it is stopped",
                     w.id

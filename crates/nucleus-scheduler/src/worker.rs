@@ -640,9 +640,12 @@ impl World {
         if write.is_empty() {
             return Ok(());
         }
-        let mut txn = Txn::new();
+        // Every write is conditional on the proton read, even one that leaves it as is: the workload
+        // status derives from it, and a proton older than the workload (its watch event not applied
+        // yet) would write back a status the user has since changed.
+        let mut txn = Txn::new().require(&doc.key, doc.mod_revision);
         if let Some(updated) = &write.proton {
-            txn = txn.require(&doc.key, doc.mod_revision).put_json(&doc.key, updated)?;
+            txn = txn.put_json(&doc.key, updated)?;
         }
         if let Some(snapshot) = &write.snapshot {
             txn = txn.put_json(&keys::snapshot(&proton.workload_id, &proton.id), snapshot)?;
