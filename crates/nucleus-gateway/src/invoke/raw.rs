@@ -45,7 +45,7 @@ pub async fn forward(
     framing: Framing,
     mut timer: Pin<&mut Sleep>,
 ) -> After {
-    let Admission { route, target, admitted: _in_flight } = admission;
+    let Admission { route, target, admitted: in_flight } = admission;
     let started = Instant::now();
     route.load.budget.deposit();
     let call = route.stats.as_ref().map(|s| s.begin(started));
@@ -123,8 +123,13 @@ pub async fn forward(
         if let Some(call) = call {
             call.finish(status);
         }
-        return pass_answer(down, up, &backend, &answer, head_request, caller_closes).await;
+        let after = pass_answer(down, up, &backend, &answer, head_request, caller_closes).await;
+        drop(in_flight);
+        return after;
     };
+    // The workload is done with this request: its slot is free before the caller hears the answer,
+    // so a caller that retries at once is not refused for its own request.
+    drop(in_flight);
     let status = failure.status().as_u16();
     // A request body that was not read would be taken for the next request: close instead.
     let after = if body_left || caller_closes { After::Close } else { After::KeepOpen };
