@@ -205,11 +205,24 @@ fn container(c: &Container, loc: &Loc, errors: &mut Vec<FieldError>) {
     }
 }
 
+/// The probe hosts that name the replica being probed; anything else would let a workload make
+/// the agent call other hosts (its cloud's metadata service, the control plane) for it.
+pub fn is_replica_itself(host: &str) -> bool {
+    matches!(host, "" | "localhost" | "127.0.0.1" | "::1" | "[::1]")
+}
+
 fn probe(p: &ProbeConfig, loc: &Loc, errors: &mut Vec<FieldError>) {
     if !p.path.starts_with('/') {
         errors.push(FieldError::new(&loc.key("path"), "path must start with '/'", "value_error"));
     }
     range(p.port, 1, 65535, &loc.key("port"), errors);
+    if let Some(host) = p.host.as_deref().filter(|h| !is_replica_itself(h)) {
+        errors.push(FieldError::new(
+            &loc.key("host"),
+            format!("A probe checks the replica itself: leave host out (or give localhost), not '{host}'"),
+            "value_error",
+        ));
+    }
     if p.scheme != "HTTP" && p.scheme != "HTTPS" {
         errors.push(FieldError::new(&loc.key("scheme"), format!("Input should be 'HTTP' or 'HTTPS', got '{}'", p.scheme), "literal_error"));
     }

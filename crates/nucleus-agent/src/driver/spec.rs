@@ -73,7 +73,6 @@ pub struct ProbeSpec {
     pub path: String,
     pub port: u32,
     pub scheme: ProbeScheme,
-    pub host: String,
     pub http_headers: BTreeMap<String, String>,
     pub initial_delay: Duration,
     pub period: Duration,
@@ -150,12 +149,14 @@ impl TryFrom<proto::Probe> for ProbeSpec {
                 return Err(Error::InvalidSpec(format!("unknown probe scheme {other:?}")));
             }
         };
+        if !nucleus_api::validation::is_replica_itself(&probe.host) {
+            return Err(Error::InvalidSpec(format!("probe host {:?}: a probe may only check the replica itself", probe.host)));
+        }
         let at_least_one = |value: u32| value.max(1);
         Ok(ProbeSpec {
             path: if probe.path.starts_with('/') { probe.path } else { format!("/{}", probe.path) },
             port: probe.port,
             scheme,
-            host: if probe.host.is_empty() { "127.0.0.1".into() } else { probe.host },
             http_headers: probe.http_headers.into_iter().collect(),
             initial_delay: Duration::from_secs(probe.initial_delay_seconds.into()),
             period: Duration::from_secs(at_least_one(probe.period_seconds).into()),
@@ -174,7 +175,9 @@ mod tests {
     fn zero_probe_settings_read_as_one() {
         let probe = ProbeSpec::try_from(proto::Probe { path: "ready".into(), ..Default::default() }).expect("valid probe");
         assert_eq!(probe.path, "/ready");
-        assert_eq!(probe.host, "127.0.0.1");
+        let elsewhere = proto::Probe { path: "/".into(), host: "169.254.169.254".into(), ..Default::default() };
+        let err = ProbeSpec::try_from(elsewhere).expect_err("a probe of another host");
+        assert!(err.to_string().contains("only check the replica itself"), "{err}");
         assert_eq!(probe.scheme, ProbeScheme::Http);
         assert_eq!(probe.period, Duration::from_secs(1));
         assert_eq!(probe.timeout, Duration::from_secs(1));

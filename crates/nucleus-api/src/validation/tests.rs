@@ -94,3 +94,15 @@ fn probes_are_checked() {
     let prefix = r#"["body","artifact","spec","containerGroups",0,"containers",0,"readinessProbe","#;
     assert_eq!(locs(&errors), vec![format!("{prefix}\"port\"]"), format!("{prefix}\"scheme\"]")]);
 }
+
+#[test]
+fn a_probe_may_only_check_the_replica_itself() {
+    for (host, refused) in [("169.254.169.254", true), ("meta.internal", true), ("localhost", false), ("127.0.0.1", false)] {
+        let mut artifact = whoami_artifact();
+        artifact["spec"]["containerGroups"][0]["containers"][0]["livenessProbe"] = json!({"path": "/healthz", "host": host});
+        let errors = create(json!({"name": "w", "artifact": artifact})).unwrap();
+        let prefix = r#"["body","artifact","spec","containerGroups",0,"containers",0,"livenessProbe","#;
+        let expected = if refused { vec![format!("{prefix}\"host\"]")] } else { vec![] };
+        assert_eq!(locs(&errors), expected, "host {host}");
+    }
+}

@@ -201,12 +201,10 @@ fn resources(spec: &ProtonSpec) -> Option<ResourceRequirements> {
 }
 
 /// An HTTP probe. A probe aimed at the declared port (or at port 0) goes to the container's port;
-/// the loopback host the spec defaults to is left out, since the kubelet would probe its own node
-/// there rather than the pod. Liveness and startup probes must have a success threshold of 1.
+/// no host is set, so the kubelet probes the pod itself. Liveness and startup probes must have a success threshold of 1.
 fn kube_probe(probe: &ProbeSpec, declared: u32, port: u16, readiness: bool) -> Probe {
     let target =
         if probe.port == 0 || probe.port == declared { i32::from(port) } else { i32::try_from(probe.port).unwrap_or(i32::from(port)) };
-    let loopback = matches!(probe.host.as_str(), "" | "127.0.0.1" | "localhost" | "::1");
     let seconds = |duration: std::time::Duration| Some(i32::try_from(duration.as_secs()).unwrap_or(i32::MAX));
     let count = |value: u32| Some(i32::try_from(value).unwrap_or(i32::MAX));
     Probe {
@@ -220,7 +218,7 @@ fn kube_probe(probe: &ProbeSpec, declared: u32, port: u16, readiness: bool) -> P
                 }
                 .to_owned(),
             ),
-            host: (!loopback).then(|| probe.host.clone()),
+            host: None,
             http_headers: (!probe.http_headers.is_empty())
                 .then(|| probe.http_headers.iter().map(|(name, value)| HTTPHeader { name: name.clone(), value: value.clone() }).collect()),
         }),
@@ -259,7 +257,6 @@ mod tests {
                     path: "/ready".into(),
                     port: 9000,
                     scheme: ProbeScheme::Http,
-                    host: "127.0.0.1".into(),
                     http_headers: BTreeMap::from([("X-Probe".to_owned(), "1".to_owned())]),
                     initial_delay: Duration::from_secs(5),
                     period: Duration::from_secs(10),
@@ -271,7 +268,6 @@ mod tests {
                     path: "/live".into(),
                     port: 9100,
                     scheme: ProbeScheme::Https,
-                    host: "127.0.0.1".into(),
                     http_headers: BTreeMap::new(),
                     initial_delay: Duration::ZERO,
                     period: Duration::from_secs(1),

@@ -27,7 +27,8 @@ impl HttpProbe {
             ProbeScheme::Http => "http",
             ProbeScheme::Https => "https",
         };
-        let url = format!("{scheme}://{}:{port}{}", spec.host, spec.path);
+        // The replica listens on loopback; the spec's host is checked to name it at launch.
+        let url = format!("{scheme}://127.0.0.1:{port}{}", spec.path);
         HttpProbe { kind, spec: spec.clone(), url }
     }
 

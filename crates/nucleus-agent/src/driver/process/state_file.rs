@@ -145,7 +145,6 @@ mod tests {
                     path: "/ready".into(),
                     port: 8080,
                     scheme: ProbeScheme::Http,
-                    host: "127.0.0.1".into(),
                     http_headers: BTreeMap::from([("x-probe".into(), "1".into())]),
                     initial_delay: Duration::from_secs(2),
                     period: Duration::from_millis(1500),
