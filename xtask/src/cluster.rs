@@ -1,7 +1,9 @@
 //! `cargo xtask cluster up --meta N` / `cluster down`: a local multi-process cluster on loopback
 //! (N meta nodes, one scheduler, one agent, one gateway), each a separate `nucleus` process with
-//! its log in `.nucleus-cluster/`.
+//! its log in `.nucleus-cluster/`, all speaking mutual TLS with certificates of a CA made in
+//! `.nucleus-cluster/tls/`.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -33,6 +35,8 @@ pub fn up(args: &[&str]) -> anyhow::Result<()> {
     let nucleus = target_dir()?.join("debug/nucleus");
     let token = format!("nuc_local_{}", std::process::id());
     fs::write(dir.join("token"), &token)?;
+    let certs = certificates(&nucleus, &dir.join("tls"))?;
+    let tls = |role: &str| tls_flags(&certs, role);
 
     let meta_addrs: Vec<String> = (0..meta_count).map(|i| format!("127.0.0.1:{}", FIRST_META_PORT + i)).collect();
     let mut pids = Vec::new();
@@ -42,6 +46,7 @@ pub fn up(args: &[&str]) -> anyhow::Result<()> {
         let mut args = vec!["meta", "--id", &id, "--listen", addr, "--data-dir"];
         let data = data.to_string_lossy().into_owned();
         args.push(&data);
+        args.extend(tls("meta"));
         if i > 0 {
             args.extend(["--join", &meta_addrs[0]]);
         }
@@ -52,14 +57,50 @@ pub fn up(args: &[&str]) -> anyhow::Result<()> {
     let meta = meta_addrs.join(",");
     let agent_listen = format!("127.0.0.1:{AGENT_PORT}");
     let agent_data = dir.join("agent").to_string_lossy().into_owned();
-    pids.push(spawn(&nucleus, &["scheduler", "--meta", &meta], &dir, "scheduler")?);
-    pids.push(spawn(&nucleus, &["agent", "--meta", &meta, "--listen", &agent_listen, "--data-dir", &agent_data], &dir, "agent")?);
-    pids.push(spawn(&nucleus, &["gateway", "--meta", &meta, "--listen", GATEWAY, "--token", &token], &dir, "gateway")?);
+    let scheduler = [vec!["scheduler", "--meta", &meta], tls("scheduler")].concat();
+    pids.push(spawn(&nucleus, &scheduler, &dir, "scheduler")?);
+    let agent = [vec!["agent", "--meta", &meta, "--listen", &agent_listen, "--data-dir", &agent_data], tls("agent")].concat();
+    pids.push(spawn(&nucleus, &agent, &dir, "agent")?);
+    let gateway = [vec!["gateway", "--meta", &meta, "--listen", GATEWAY, "--token", &token], tls("gateway")].concat();
+    pids.push(spawn(&nucleus, &gateway, &dir, "gateway")?);
     fs::write(dir.join("pids"), pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))?;
     wait_for_log(&dir.join("gateway.log"), "listening on", Duration::from_secs(30))?;
     println!("cluster up: REST API at http://{GATEWAY}/api/v2, token {token} (also in {DIR}/token), logs in {DIR}/*.log");
     println!("status: nucleus meta status --meta {meta}; stop: cargo xtask cluster down");
     Ok(())
+}
+
+/// A CA for the cluster (made once) and a certificate per role, issued at every `up`; returns
+/// each role's `--tls-*` flags.
+fn certificates(nucleus: &Path, dir: &Path) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
+    let run = |args: &[&str]| -> anyhow::Result<()> {
+        let output = Command::new(nucleus).args(args).output()?;
+        anyhow::ensure!(output.status.success(), "nucleus {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr));
+        Ok(())
+    };
+    let dir_arg = dir.to_string_lossy().into_owned();
+    if !dir.join("ca.pem").exists() {
+        run(&["certs", "init", "--dir", &dir_arg])?;
+    }
+    let mut flags = BTreeMap::new();
+    for role in ["meta", "scheduler", "gateway", "agent"] {
+        run(&["certs", "issue", "--ca-dir", &dir_arg, "--name", role, "--role", role, "--host", "localhost,127.0.0.1", "--out", &dir_arg])?;
+        let file = |name: String| dir.join(name).to_string_lossy().into_owned();
+        let role_flags = vec![
+            "--tls-ca".to_owned(),
+            file("ca.pem".to_owned()),
+            "--tls-cert".to_owned(),
+            file(format!("{role}.pem")),
+            "--tls-key".to_owned(),
+            file(format!("{role}-key.pem")),
+        ];
+        flags.insert(role.to_owned(), role_flags);
+    }
+    Ok(flags)
+}
+
+fn tls_flags<'a>(certs: &'a BTreeMap<String, Vec<String>>, role: &str) -> Vec<&'a str> {
+    certs.get(role).map(|flags| flags.iter().map(String::as_str).collect()).unwrap_or_default()
 }
 
 pub fn down() -> anyhow::Result<()> {

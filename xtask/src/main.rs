@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 const LAYERS: &[(&str, u8)] = &[
     ("nucleus-api", 0),
     ("nucleus-proto", 0),
+    ("nucleus-tls", 0),
     ("nucleus-client", 1),
     ("nucleus-meta", 2),
     ("nucleus-agent", 2),
@@ -28,6 +29,7 @@ const QUARANTINE: &[(&str, &[&str])] = &[
     ("openraft", &["nucleus-meta"]),
     ("axum", &["nucleus-gateway", "nucleus-whoami"]),
     ("kube", &["nucleus-agent"]),
+    ("rcgen", &["nucleus-tls"]),
     ("k8s-openapi", &["nucleus-agent"]),
 ];
 

@@ -63,6 +63,12 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    #[error("cannot prepare the replica's working directory {}: {source}", path.display())]
+    WorkDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("cannot start `{program}`: {source}")]
     Spawn {
         program: String,
@@ -124,6 +130,7 @@ impl From<Error> for Status {
             // A replica's own failures are reported in its status, never as a call's answer.
             Error::EmptyEntrypoint
             | Error::ReplicaLog { .. }
+            | Error::WorkDir { .. }
             | Error::Spawn { .. }
             | Error::HttpsProbe { .. }
             | Error::ProbeStatus { .. }

@@ -23,10 +23,12 @@ pub use grpc::AgentService;
 /// Serves the Agent gRPC service on an already-bound listener until `shutdown` resolves.
 ///
 /// When `shutdown` resolves, open `WatchProtons` streams are ended so that the server can drain;
-/// the processes themselves are left to [`Agent::shutdown`].
+/// the processes themselves are left to [`Agent::shutdown`]. With `tls`, only clients with a
+/// certificate of the same CA connect, and only schedulers launch and stop protons.
 pub async fn serve(
     agent: Agent,
     listener: tokio::net::TcpListener,
+    tls: Option<&nucleus_tls::TlsIdentity>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let address = listener.local_addr().ok();
@@ -37,7 +39,12 @@ pub async fn serve(
         shutdown.await;
         closing.close_watchers();
     };
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(identity) = tls {
+        builder = builder.tls_config(identity.server_config())?;
+    }
+    builder
+        .layer(nucleus_tls::RoleGuardLayer::new(nucleus_tls::policy::agent_server, tls.is_some()))
         .add_service(service)
         .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
         .await?;

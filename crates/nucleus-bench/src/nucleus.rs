@@ -59,7 +59,7 @@ impl Cluster {
             let mut settled = true;
             let mut shard_count = 0;
             for addr in &self.addrs {
-                let Ok(status) = nucleus_client::node_status(addr).await else {
+                let Ok(status) = nucleus_client::node_status(addr, &nucleus_tls::Dialer::plaintext()).await else {
                     settled = false;
                     break;
                 };
@@ -110,7 +110,7 @@ pub struct NucleusPutter {
 
 impl NucleusPutter {
     pub fn new(addrs: &[String], value: String) -> anyhow::Result<NucleusPutter> {
-        Ok(NucleusPutter { client: MetaClient::new(addrs)?, value })
+        Ok(NucleusPutter { client: MetaClient::new(addrs, &nucleus_tls::Dialer::plaintext())?, value })
     }
 }
 

@@ -94,7 +94,7 @@ pub async fn run(
     let started = Instant::now();
     let mut workers = Vec::new();
     for worker in 0..WORKERS {
-        let meta = MetaClient::new(&cluster.addrs)?;
+        let meta = MetaClient::new(&cluster.addrs, &nucleus_tls::Dialer::plaintext())?;
         let (agents, asks) = (agents.clone(), asks.clone());
         workers.push(tokio::spawn(async move { work(meta, &agents, &asks, worker).await }));
     }
@@ -107,7 +107,7 @@ pub async fn run(
     }
     let seconds = started.elapsed().as_secs_f64();
     cluster.check_alive()?;
-    check(&MetaClient::new(&cluster.addrs)?, &agents, placed).await?;
+    check(&MetaClient::new(&cluster.addrs, &nucleus_tls::Dialer::plaintext())?, &agents, placed).await?;
     Ok(MetaSummary { agents: agents.len(), placed, unplaceable, conflicts, seconds })
 }
 

@@ -2,7 +2,8 @@ use std::time::Duration;
 
 use nucleus_proto::agent::v1 as pb;
 use nucleus_proto::agent::v1::agent_client::AgentClient as Grpc;
-use tonic::transport::{Channel, Endpoint};
+use nucleus_tls::{Dialer, Role};
+use tonic::transport::Channel;
 
 use crate::Error;
 
@@ -17,8 +18,9 @@ pub struct AgentClient {
 
 impl AgentClient {
     /// Connects lazily: the first call dials.
-    pub fn new(addr: &str) -> Result<AgentClient, Error> {
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+    pub fn new(addr: &str, dialer: &Dialer) -> Result<AgentClient, Error> {
+        let endpoint = dialer
+            .endpoint(addr, Role::Agent)
             .map_err(|e| Error::Connect { service: "agent", addr: addr.to_owned(), message: e.to_string() })?
             .connect_timeout(Duration::from_secs(3));
         Ok(AgentClient { addr: addr.to_owned(), grpc: Grpc::new(endpoint.connect_lazy()) })

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use nucleus_proto::meta::v1::meta_client::MetaClient as Grpc;
 use nucleus_proto::metadata::LEADER_ADDR;
-use tonic::transport::{Channel, Endpoint};
+use nucleus_tls::{Dialer, Role};
+use tonic::transport::Channel;
 
 use crate::Error;
 
@@ -22,6 +23,7 @@ pub struct Members {
     known: Mutex<Vec<String>>,
     routes: Mutex<HashMap<u64, Route>>,
     channels: Mutex<HashMap<String, Grpc<Channel>>>,
+    dialer: Dialer,
 }
 
 /// Where calls for one group go.
@@ -34,7 +36,7 @@ struct Route {
 }
 
 impl Members {
-    pub fn new(seeds: &[String]) -> Result<Members, Error> {
+    pub fn new(seeds: &[String], dialer: Dialer) -> Result<Members, Error> {
         if seeds.is_empty() {
             return Err(Error::Connect {
                 service: "meta",
@@ -42,8 +44,13 @@ impl Members {
                 message: "no meta address given; pass --meta host:port".to_owned(),
             });
         }
-        let members =
-            Members { seeds: seeds.to_vec(), known: Mutex::new(seeds.to_vec()), routes: Mutex::default(), channels: Mutex::default() };
+        let members = Members {
+            seeds: seeds.to_vec(),
+            known: Mutex::new(seeds.to_vec()),
+            routes: Mutex::default(),
+            channels: Mutex::default(),
+            dialer,
+        };
         for seed in seeds {
             members.channel(seed)?;
         }
@@ -116,7 +123,9 @@ impl Members {
         if let Some(grpc) = channels.get(addr) {
             return Ok(grpc.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        let endpoint = self
+            .dialer
+            .endpoint(addr, Role::Meta)
             .map_err(|e| Error::Connect { service: "meta", addr: addr.to_owned(), message: e.to_string() })?
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true);
@@ -145,7 +154,7 @@ mod tests {
     #[tokio::test]
     async fn follows_the_leader_hint_then_rotates_seeds() {
         let seeds = vec!["127.0.0.1:1".to_owned(), "127.0.0.1:2".to_owned()];
-        let members = Members::new(&seeds).unwrap();
+        let members = Members::new(&seeds, Dialer::plaintext()).unwrap();
         assert_eq!(members.target(0).unwrap().0, "127.0.0.1:1");
         assert!(members.failed(0, "127.0.0.1:1", &unavailable(Some("127.0.0.1:3"))));
         assert_eq!(members.target(0).unwrap().0, "127.0.0.1:3", "goes to the named leader, even if not a seed");
@@ -160,7 +169,7 @@ mod tests {
     #[tokio::test]
     async fn hints_are_independent_per_group() {
         let seeds = vec!["127.0.0.1:1".to_owned(), "127.0.0.1:2".to_owned()];
-        let members = Members::new(&seeds).unwrap();
+        let members = Members::new(&seeds, Dialer::plaintext()).unwrap();
         members.succeeded(0, "127.0.0.1:2");
         assert!(members.failed(3, "127.0.0.1:1", &unavailable(Some("127.0.0.1:4"))));
         assert_eq!(members.target(0).unwrap().0, "127.0.0.1:2");
@@ -174,7 +183,7 @@ mod tests {
 
     #[tokio::test]
     async fn tries_discovered_nodes_after_the_seeds() {
-        let members = Members::new(&["127.0.0.1:1".to_owned()]).unwrap();
+        let members = Members::new(&["127.0.0.1:1".to_owned()], Dialer::plaintext()).unwrap();
         members.discovered(["127.0.0.1:1", "127.0.0.1:2", ""]);
         assert!(!members.failed(7, "127.0.0.1:1", &tonic::Status::not_found("group not hosted here")));
         assert_eq!(members.target(7).unwrap().0, "127.0.0.1:2");
@@ -184,6 +193,6 @@ mod tests {
 
     #[test]
     fn needs_an_address() {
-        assert!(Members::new(&[]).is_err());
+        assert!(Members::new(&[], Dialer::plaintext()).is_err());
     }
 }

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use nucleus_proto::meta::v1 as pb;
 use nucleus_proto::meta::v1::meta_client::MetaClient as Grpc;
+use nucleus_tls::Dialer;
 use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
 use tonic::transport::Channel;
@@ -40,8 +41,9 @@ pub struct MetaClient {
 impl MetaClient {
     /// Connects lazily to the meta nodes at `addrs` (host:port each; any member will do, the
     /// client finds the leader of each group).
-    pub fn new(addrs: &[String]) -> Result<MetaClient, Error> {
-        Ok(MetaClient { members: Arc::new(Members::new(addrs)?), shard_count: Arc::default() })
+    /// `dialer` says how: mutual TLS with the caller's certificate, or plaintext.
+    pub fn new(addrs: &[String], dialer: &Dialer) -> Result<MetaClient, Error> {
+        Ok(MetaClient { members: Arc::new(Members::new(addrs, dialer.clone())?), shard_count: Arc::default() })
     }
 
     /// The addresses the client was given.
@@ -253,13 +255,13 @@ impl MetaClient {
 
 /// The status of one meta node (not routed to the leader): its view of the root group, the
 /// cluster's shard count and a summary of every group it hosts (`groups`).
-pub async fn node_status(addr: &str) -> Result<pb::StatusResponse, Error> {
-    node_status_of(addr, keys::ROOT_GROUP).await
+pub async fn node_status(addr: &str, dialer: &Dialer) -> Result<pb::StatusResponse, Error> {
+    node_status_of(addr, keys::ROOT_GROUP, dialer).await
 }
 
 /// Like [`node_status`], with the top-level fields describing `group`.
-pub async fn node_status_of(addr: &str, group: u64) -> Result<pb::StatusResponse, Error> {
-    let members = Members::new(&[addr.to_owned()])?;
+pub async fn node_status_of(addr: &str, group: u64, dialer: &Dialer) -> Result<pb::StatusResponse, Error> {
+    let members = Members::new(&[addr.to_owned()], dialer.clone())?;
     let (_, mut grpc) = members.target(group)?;
     let response = grpc.status(timed(pb::StatusRequest { group_id: group })).await.map_err(rpc)?;
     Ok(response.into_inner())

@@ -42,7 +42,7 @@ async fn resumes_after_the_server_ends_the_stream_without_losing_or_repeating_ev
     let dir = tempfile::tempdir().unwrap();
     let node = start(dir.path(), "127.0.0.1:0".parse().unwrap(), 100).await;
     let addr = node.addr();
-    let meta = MetaClient::new(&[addr.to_string()]).unwrap();
+    let meta = MetaClient::new(&[addr.to_string()], &nucleus_tls::Dialer::plaintext()).unwrap();
     put(&meta, &[("r/a", "1")]).await;
 
     let mut watch = meta.watch_resumable("r/");
@@ -82,7 +82,7 @@ async fn falls_back_to_a_reset_when_the_history_is_compacted() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(dir.path(), "127.0.0.1:0".parse().unwrap(), 2).await;
     let addr = node.addr();
-    let meta = MetaClient::new(&[addr.to_string()]).unwrap();
+    let meta = MetaClient::new(&[addr.to_string()], &nucleus_tls::Dialer::plaintext()).unwrap();
     put(&meta, &[("r/a", "1")]).await;
 
     let mut watch = meta.watch_resumable("r/");

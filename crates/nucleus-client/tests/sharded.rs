@@ -28,7 +28,7 @@ async fn routes_lists_writes_and_watches_over_shards() {
     let dir = tempfile::tempdir().unwrap();
     let config = MetaConfig { shards: SHARDS, ..MetaConfig::new(1, dir.path(), "127.0.0.1:0".parse().unwrap()) };
     let node = MetaNode::start(config).await.expect("start meta node");
-    let meta = MetaClient::new(&[node.addr().to_string()]).unwrap();
+    let meta = MetaClient::new(&[node.addr().to_string()], &nucleus_tls::Dialer::plaintext()).unwrap();
     assert_eq!(meta.shard_count().await.unwrap(), SHARDS);
 
     let ids = workload_ids();

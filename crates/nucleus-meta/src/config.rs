@@ -44,6 +44,9 @@ pub struct MetaConfig {
     /// Shard groups of a cluster this node creates (bootstrap). A joining node takes the
     /// cluster's count, and a restarted node the one it recorded; this is ignored for both.
     pub shards: u64,
+    /// The node's certificate: it serves and dials other nodes with mutual TLS. None: plaintext
+    /// (`--insecure`, and tests of one process).
+    pub tls: Option<std::sync::Arc<nucleus_tls::TlsIdentity>>,
 }
 
 impl MetaConfig {
@@ -60,6 +63,7 @@ impl MetaConfig {
             inline_storage_writes: false,
             watch_history: DEFAULT_WATCH_HISTORY,
             shards: DEFAULT_SHARDS,
+            tls: None,
         }
     }
 

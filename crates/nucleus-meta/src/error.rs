@@ -30,6 +30,8 @@ pub enum Error {
     },
     #[error("grpc server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Tls(#[from] nucleus_tls::Error),
     #[error("node did not become leader within {0:?}")]
     NotLeader(Duration),
     #[error(

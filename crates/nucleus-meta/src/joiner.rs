@@ -7,7 +7,6 @@ use std::time::Duration;
 use nucleus_proto::meta::v1 as pb;
 use nucleus_proto::meta::v1::meta_client::MetaClient;
 use tokio::time::Instant;
-use tonic::transport::Endpoint;
 
 use crate::error::Error;
 use crate::transport::Transport;
@@ -77,8 +76,7 @@ pub(crate) async fn join(transport: &impl Transport, request: &JoinRequest<'_>, 
 }
 
 async fn attempt(transport: &impl Transport, addr: &str, request: &JoinRequest<'_>) -> Attempt {
-    let uri = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
-    let endpoint = match Endpoint::from_shared(uri) {
+    let endpoint = match transport.endpoint(addr) {
         Ok(endpoint) => endpoint.connect_timeout(CONNECT_TIMEOUT).timeout(CALL_TIMEOUT),
         Err(e) => return Attempt::Failed(format!("not a valid address: {e}")),
     };

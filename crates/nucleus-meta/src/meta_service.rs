@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use nucleus_proto::meta::v1 as pb;
 use nucleus_proto::meta::v1::meta_server;
+use nucleus_tls::Role;
 use openraft::ServerState;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
@@ -92,6 +93,24 @@ fn to_command(req: pb::WriteRequest) -> Result<WriteCommand, Error> {
     Ok(WriteCommand { request_id: req.request_id, conditions, ops })
 }
 
+/// Where an agent keeps its registration; the only keys an agent's certificate may write.
+const AGENT_RECORDS: &str = "agents/";
+
+/// Meta nodes, schedulers and gateways write anything; a caller that is only an agent writes its
+/// registration and nothing else (no reach into workloads, tokens or leases).
+fn writable_by(roles: &[Role], request: &pb::WriteRequest) -> Result<(), Status> {
+    if roles.iter().any(|role| matches!(role, Role::Meta | Role::Scheduler | Role::Gateway)) {
+        return Ok(());
+    }
+    let own_record = |op: &pb::Op| matches!(&op.op, Some(pb::op::Op::Put(put)) if put.key.starts_with(AGENT_RECORDS));
+    if request.conditions.is_empty() && !request.ops.is_empty() && request.ops.iter().all(own_record) {
+        return Ok(());
+    }
+    Err(Status::permission_denied(format!(
+        "a caller with an agent certificate may only put its registration under {AGENT_RECORDS};          other writes are for scheduler.nucleus and gateway.nucleus certificates"
+    )))
+}
+
 #[tonic::async_trait]
 impl meta_server::Meta for MetaService {
     async fn get(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
@@ -111,6 +130,9 @@ impl meta_server::Meta for MetaService {
     }
 
     async fn write(&self, request: Request<pb::WriteRequest>) -> Result<Response<pb::WriteResponse>, Status> {
+        if let Some(roles) = nucleus_tls::peer_roles(request.extensions()) {
+            writable_by(&roles, request.get_ref())?;
+        }
         let group = self.group(request.get_ref().group_id)?;
         let command = to_command(request.into_inner())?;
         match group.raft.client_write(command).await {

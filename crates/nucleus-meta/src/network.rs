@@ -15,7 +15,7 @@ use openraft::raft::{
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::transport::Transport;
 use crate::types::{NodeId, TypeConfig};
@@ -76,7 +76,9 @@ impl<T: Transport> Network<T> {
         if let Some(channel) = channels.get(&self.addr) {
             return Ok(RaftClient::new(channel.clone()));
         }
-        let endpoint = Endpoint::from_shared(format!("http://{}", self.addr))
+        let endpoint = self
+            .transport
+            .endpoint(&self.addr)
             .map_err(|e| Unreachable::new(&e))?
             .connect_timeout(CONNECT_TIMEOUT)
             .http2_keep_alive_interval(KEEPALIVE_INTERVAL)

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use nucleus_proto::meta::v1::meta_server::MetaServer;
 use nucleus_proto::raft::v1::raft_server::RaftServer;
+use nucleus_tls::RoleGuardLayer;
 use openraft::{BasicNode, RaftMetrics, ServerState};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -54,7 +55,8 @@ impl MetaNode {
     /// - Raft state: never re-initializes; re-joins only if its advertised address changed (or a
     ///   join stopped at learner). Returns once a root leader is known (a sole voter: once leader).
     pub async fn start(config: MetaConfig) -> Result<MetaNode, Error> {
-        MetaNode::start_with(config, TokioTransport).await
+        let transport = TokioTransport::new(config.tls.clone());
+        MetaNode::start_with(config, transport).await
     }
 
     /// [`MetaNode::start`] over another network: the server accepts the connections of
@@ -83,8 +85,14 @@ impl MetaNode {
         let (stop, stop_rx) = watch::channel(false);
         let meta = MetaService::new(groups.clone(), stop_rx.clone(), leader_lease);
         let mut signal = stop_rx;
+        let tls = transport.server_tls();
+        let mut builder = Server::builder();
+        if let Some(tls) = tls.clone() {
+            builder = builder.tls_config(tls).map_err(|e| Error::Config(format!("the node's TLS certificate is unusable: {e}")))?;
+        }
         let server = tokio::spawn(
-            Server::builder()
+            builder
+                .layer(RoleGuardLayer::new(nucleus_tls::policy::meta_server, tls.is_some()))
                 .add_service(MetaServer::new(meta))
                 .add_service(RaftServer::new(RaftService::new(groups.clone())))
                 .serve_with_incoming_shutdown(incoming, async move {

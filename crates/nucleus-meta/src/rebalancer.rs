@@ -11,7 +11,7 @@ use nucleus_proto::meta::v1::meta_client::MetaClient;
 use openraft::{BasicNode, ChangeMembers, RaftMetrics, ServerState};
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::config::SHARD_REPLICAS;
 use crate::groups::{Group, Groups, ROOT_GROUP};
@@ -218,7 +218,7 @@ async fn reconcile(
 }
 
 fn meta_client(transport: &impl Transport, addr: &str, timeout: Duration) -> Result<MetaClient<Channel>, Error> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))?.connect_timeout(Duration::from_secs(2)).timeout(timeout);
+    let endpoint = transport.endpoint(addr)?.connect_timeout(Duration::from_secs(2)).timeout(timeout);
     Ok(MetaClient::new(transport.channel(endpoint)))
 }
 

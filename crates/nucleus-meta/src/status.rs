@@ -61,6 +61,7 @@ fn code(error: &Error) -> Code {
         | Error::Raft(_)
         | Error::Bind { .. }
         | Error::Transport(_)
+        | Error::Tls(_)
         | Error::Join { .. }
         | Error::Encoding(_)
         | Error::MemberWithoutAddress(_)

@@ -5,12 +5,14 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use futures::Stream;
+use nucleus_tls::{Dialer, Role, TlsIdentity};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tonic::transport::server::{Connected, TcpIncoming};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, Endpoint, ServerTlsConfig};
 
 /// The network a [`MetaNode`](crate::MetaNode) listens on and dials through.
 pub trait Transport: Clone + Send + Sync + 'static {
@@ -24,11 +26,30 @@ pub trait Transport: Clone + Send + Sync + 'static {
 
     /// A channel to `endpoint` that connects on first use (and reconnects after failures).
     fn channel(&self, endpoint: Endpoint) -> Channel;
+
+    /// An endpoint for another meta node at `addr` (`host:port`, with or without a scheme).
+    fn endpoint(&self, addr: &str) -> Result<Endpoint, nucleus_tls::Error> {
+        Dialer::plaintext().endpoint(addr, Role::Meta)
+    }
+
+    /// The TLS the server speaks; None: plaintext.
+    fn server_tls(&self) -> Option<ServerTlsConfig> {
+        None
+    }
 }
 
-/// Real TCP through tokio, with `TCP_NODELAY` on both sides.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TokioTransport;
+/// Real TCP through tokio, with `TCP_NODELAY` on both sides; mutual TLS with the node's
+/// certificate unless it was started without one (`--insecure`).
+#[derive(Debug, Clone, Default)]
+pub struct TokioTransport {
+    tls: Option<Arc<TlsIdentity>>,
+}
+
+impl TokioTransport {
+    pub fn new(tls: Option<Arc<TlsIdentity>>) -> TokioTransport {
+        TokioTransport { tls }
+    }
+}
 
 impl Transport for TokioTransport {
     type Io = TcpStream;
@@ -42,5 +63,16 @@ impl Transport for TokioTransport {
 
     fn channel(&self, endpoint: Endpoint) -> Channel {
         endpoint.tcp_nodelay(true).connect_lazy()
+    }
+
+    fn endpoint(&self, addr: &str) -> Result<Endpoint, nucleus_tls::Error> {
+        match &self.tls {
+            Some(identity) => Dialer::tls(identity.clone()).endpoint(addr, Role::Meta),
+            None => Dialer::plaintext().endpoint(addr, Role::Meta),
+        }
+    }
+
+    fn server_tls(&self) -> Option<ServerTlsConfig> {
+        self.tls.as_ref().map(|identity| identity.server_config())
     }
 }

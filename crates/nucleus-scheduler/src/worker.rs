@@ -10,6 +10,7 @@ use nucleus_api::workload::WorkloadStatusDetails;
 use nucleus_api::{DesiredState, Importance, Proton, ProtonStatus, Workload, WorkloadEvent};
 use nucleus_client::{AgentClient, AgentRecord, MetaClient, Txn, Versioned, WatchEvent, decode, keys};
 use nucleus_proto::agent::v1::{Lifecycle, ProtonReport};
+use nucleus_tls::Dialer;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -32,6 +33,8 @@ const AGENT_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
     pub name: String,
+    /// How agents are dialed: mutual TLS with the scheduler's certificate, or plaintext.
+    pub dialer: Dialer,
 }
 
 struct FollowedAgent {
@@ -53,6 +56,7 @@ impl FollowedAgent {
 /// The worker's picture of the world.
 #[derive(Default)]
 struct World {
+    dialer: Dialer,
     protons: BTreeMap<String, Versioned<Proton>>,
     workloads: BTreeMap<String, Versioned<Workload>>,
     agent_records: BTreeMap<String, Versioned<AgentRecord>>,
@@ -104,7 +108,7 @@ pub async fn run(
     tracing::info!(scheduler = config.name, shard_count, "scheduler started");
     let (tx, mut rx) = mpsc::channel(1024);
     let watches = [keys::PROTONS, keys::WORKLOADS, keys::AGENTS, keys::ALLOCATIONS].map(|p| watch_prefix(meta.clone(), p, tx.clone()));
-    let mut world = World::default();
+    let mut world = World { dialer: config.dialer.clone(), ..World::default() };
     let mut tick = tokio::time::interval(TICK);
     let mut first_pass = Some(first_pass);
     tokio::pin!(shutdown);
@@ -215,7 +219,7 @@ impl World {
             if self.agents.contains_key(&name) {
                 continue;
             }
-            match AgentClient::new(&record.address) {
+            match AgentClient::new(&record.address, &self.dialer) {
                 Ok(client) => {
                     let task = follow_agent(name.clone(), client.clone(), tx.clone());
                     let since = tokio::time::Instant::now();

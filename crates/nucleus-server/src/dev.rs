@@ -3,13 +3,16 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
 use nucleus_client::MetaClient;
+use nucleus_tls::{Dialer, Role, TlsIdentity};
 
 use crate::roles::{self, AgentArgs};
 use crate::shutdown::{Shutdown, terminated};
+use crate::tls::TlsArgs;
 use crate::token::{self, Token};
 
 const FIRST_PASS_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -33,6 +36,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     let token = token::resolve(args.token, &args.data_dir)?;
     let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
+    // The same mutual TLS as a cluster: a CA of its own in the data dir, a certificate per role.
+    let tls_dir = args.data_dir.join("tls");
+    let bundle = nucleus_tls::authority::dev_bundle(&tls_dir, nucleus_api::clock::now().into())
+        .with_context(|| format!("making the dev cluster's certificates in {}", tls_dir.display()))?;
+    let identity = |role: Role| -> anyhow::Result<Arc<TlsIdentity>> {
+        let (_, paths) = bundle.iter().find(|(r, _)| *r == role).context("a certificate per role")?;
+        Ok(Arc::new(TlsIdentity::load(paths)?))
+    };
+    let dialer = |role: Role| -> anyhow::Result<Dialer> { Ok(Dialer::tls(identity(role)?)) };
 
     let meta_args = roles::MetaArgs {
         id: 1,
@@ -41,9 +53,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         join: Vec::new(),
         data_dir: args.data_dir.clone(),
         shards: nucleus_meta::DEFAULT_SHARDS,
+        tls: TlsArgs::default(),
     };
-    let meta_node = roles::start_meta(meta_args).await?;
-    let meta = MetaClient::new(&[meta_node.addr().to_string()])?;
+    let meta_node = roles::start_meta(meta_args, Some(identity(Role::Meta)?)).await?;
+    let meta_addrs = [meta_node.addr().to_string()];
+    let meta = MetaClient::new(&meta_addrs, &dialer(Role::Scheduler)?)?;
     tracing::info!(addr = %meta_node.addr(), "meta node ready");
 
     let (stop_roles, roles_shutdown) = Shutdown::new();
@@ -56,15 +70,19 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir.clone(),
         driver: roles::DriverKind::Process,
         namespace: String::new(),
+        run_as: None,
     };
-    let agent = roles::start_agent(agent_args, meta.clone(), roles_shutdown.clone()).await?;
-    let (scheduler, reconciled) = roles::start_scheduler(meta.clone(), "dev".to_owned(), roles_shutdown.clone());
+    let agent_meta = MetaClient::new(&meta_addrs, &dialer(Role::Agent)?)?;
+    let agent = roles::start_agent(agent_args, agent_meta, Some(identity(Role::Agent)?), roles_shutdown.clone()).await?;
+    let (scheduler, reconciled) = roles::start_scheduler(meta.clone(), "dev".to_owned(), dialer(Role::Scheduler)?, roles_shutdown.clone());
     // Serve only once the scheduler has replaced the statuses left from before a restart: until
     // then meta may still call replicas ready that died with the previous process.
     if tokio::time::timeout(FIRST_PASS_WAIT, reconciled).await.is_err() {
         tracing::warn!("the scheduler has not reconciled within {FIRST_PASS_WAIT:?}; serving anyway");
     }
-    let (gateway_addr, gateway) = roles::start_gateway(meta, args.listen, token.value().to_owned(), &args.gateway, roles_shutdown).await?;
+    let gateway_meta = MetaClient::new(&meta_addrs, &dialer(Role::Gateway)?)?;
+    let (gateway_addr, gateway) =
+        roles::start_gateway(gateway_meta, args.listen, token.value().to_owned(), &args.gateway, roles_shutdown).await?;
 
     match &token {
         Token::Generated(t) => println!("API token (generated; kept in {}): {t}", args.data_dir.join("token").display()),

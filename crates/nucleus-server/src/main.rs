@@ -4,6 +4,7 @@
 mod dev;
 mod roles;
 mod shutdown;
+mod tls;
 mod token;
 
 use std::net::SocketAddr;
@@ -42,6 +43,8 @@ enum Command {
         meta: Vec<String>,
         #[arg(long, default_value = "scheduler")]
         name: String,
+        #[command(flatten)]
+        tls: tls::TlsArgs,
     },
     /// Run a node agent (process or Kubernetes driver).
     Agent {
@@ -64,6 +67,11 @@ enum Command {
         /// Kubernetes namespace of the Deployments and Services (kubernetes driver).
         #[arg(long, default_value = "nucleus")]
         namespace: String,
+        /// Run replicas as this user (name, UID or UID:GID) instead of the agent's (process driver).
+        #[arg(long, value_name = "USER")]
+        run_as: Option<nucleus_agent::driver::process::RunAs>,
+        #[command(flatten)]
+        tls: tls::TlsArgs,
     },
     /// Run the REST gateway.
     Gateway {
@@ -76,6 +84,13 @@ enum Command {
         token: String,
         #[command(flatten)]
         options: roles::GatewayArgs,
+        #[command(flatten)]
+        tls: tls::TlsArgs,
+    },
+    /// Make the cluster's certificate authority and issue certificates for its processes.
+    Certs {
+        #[command(subcommand)]
+        command: tls::CertsCommand,
     },
 }
 
@@ -86,6 +101,8 @@ enum MetaAction {
         /// Meta node addresses to ask.
         #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:7001")]
         meta: Vec<String>,
+        #[command(flatten)]
+        tls: tls::TlsArgs,
     },
 }
 
@@ -103,13 +120,15 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Dev(args) => dev::run(args).await,
-            Command::Meta { action: Some(MetaAction::Status { meta }), .. } => roles::meta_status(&meta).await,
+            Command::Meta { action: Some(MetaAction::Status { meta, tls }), .. } => roles::meta_status(&meta, &tls).await,
             Command::Meta { action: None, run } => roles::meta(run).await,
-            Command::Scheduler { meta, name } => roles::scheduler(meta, name).await,
-            Command::Agent { meta, listen, advertise, cluster, region, data_dir, driver, namespace } => {
-                roles::agent(roles::AgentArgs { meta, listen, advertise, cluster, region, data_dir, driver, namespace }).await
+            Command::Scheduler { meta, name, tls } => roles::scheduler(meta, name, tls).await,
+            Command::Agent { meta, listen, advertise, cluster, region, data_dir, driver, namespace, run_as, tls } => {
+                let args = roles::AgentArgs { meta, listen, advertise, cluster, region, data_dir, driver, namespace, run_as };
+                roles::agent(args, tls).await
             }
-            Command::Gateway { meta, listen, token, options } => roles::gateway(meta, listen, token, options).await,
+            Command::Gateway { meta, listen, token, options, tls } => roles::gateway(meta, listen, token, options, tls).await,
+            Command::Certs { command } => tls::certs(command),
         }
     })
 }

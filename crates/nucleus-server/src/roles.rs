@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -11,10 +12,12 @@ use nucleus_client::{AgentRecord, MetaClient, NodeRecord, Txn, keys};
 use nucleus_gateway::{AppState, GatewayConfig};
 use nucleus_meta::{MetaConfig, MetaNode};
 use nucleus_scheduler::SchedulerConfig;
+use nucleus_tls::{Dialer, Role, TlsIdentity};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::shutdown::{Shutdown, terminated};
+use crate::tls::TlsArgs;
 
 const HEARTBEAT: Duration = Duration::from_secs(5);
 
@@ -37,15 +40,19 @@ pub struct MetaArgs {
     /// the cluster's count). Fixed for the cluster's life.
     #[arg(long, default_value_t = nucleus_meta::DEFAULT_SHARDS)]
     pub shards: u64,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
-pub async fn start_meta(args: MetaArgs) -> anyhow::Result<MetaNode> {
+/// Starts a meta node serving (and dialing its peers) with `tls`, plaintext without.
+pub async fn start_meta(args: MetaArgs, tls: Option<Arc<TlsIdentity>>) -> anyhow::Result<MetaNode> {
     let data_dir = args.data_dir;
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
     let config = MetaConfig {
         advertise: args.advertise,
         join: args.join,
         shards: args.shards,
+        tls,
         ..MetaConfig::new(args.id, data_dir.clone(), args.listen)
     };
     MetaNode::start(config).await.with_context(|| format!("starting the metadata node (data dir {})", data_dir.display()))
@@ -61,6 +68,8 @@ pub struct AgentArgs {
     pub driver: DriverKind,
     /// Namespace of the Kubernetes driver's Deployments and Services.
     pub namespace: String,
+    /// The user replicas of the process driver run as.
+    pub run_as: Option<nucleus_agent::driver::process::RunAs>,
 }
 
 /// How the agent runs protons.
@@ -80,7 +89,12 @@ pub struct RunningAgent {
 }
 
 /// Serves the agent and keeps its registration in meta fresh.
-pub async fn start_agent(args: AgentArgs, meta: MetaClient, shutdown: Shutdown) -> anyhow::Result<RunningAgent> {
+pub async fn start_agent(
+    args: AgentArgs,
+    meta: MetaClient,
+    tls: Option<Arc<TlsIdentity>>,
+    shutdown: Shutdown,
+) -> anyhow::Result<RunningAgent> {
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding the agent to {}", args.listen))?;
     let addr = listener.local_addr()?;
     let name = format!("{}-{}", args.cluster, args.region);
@@ -93,13 +107,13 @@ pub async fn start_agent(args: AgentArgs, meta: MetaClient, shutdown: Shutdown) 
         ),
     };
     let config = AgentConfig { name: name.clone(), data_dir: args.data_dir.join("agent"), node_address: addr.ip().to_string() };
-    let options = AgentOptions { cluster: args.cluster.clone(), region: args.region.clone(), driver };
+    let options = AgentOptions { cluster: args.cluster.clone(), region: args.region.clone(), driver, run_as: args.run_as };
     let agent = Agent::with_options(config, options).context("starting the agent (its data dir)")?;
     let server = {
         let agent = agent.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(err) = nucleus_agent::serve(agent, listener, shutdown.wait()).await {
+            if let Err(err) = nucleus_agent::serve(agent, listener, tls.as_deref(), shutdown.wait()).await {
                 tracing::error!(error = %err, "agent gRPC server failed");
             }
         })
@@ -145,10 +159,11 @@ pub async fn start_agent(args: AgentArgs, meta: MetaClient, shutdown: Shutdown) 
 }
 
 /// The task, and a receiver told when the scheduler has reconciled every proton once.
-pub fn start_scheduler(meta: MetaClient, name: String, shutdown: Shutdown) -> (JoinHandle<()>, oneshot::Receiver<()>) {
+/// `dialer` carries the scheduler's certificate, for the agents it calls.
+pub fn start_scheduler(meta: MetaClient, name: String, dialer: Dialer, shutdown: Shutdown) -> (JoinHandle<()>, oneshot::Receiver<()>) {
     let (first_pass, reconciled) = oneshot::channel();
     let task = tokio::spawn(async move {
-        if let Err(err) = nucleus_scheduler::run(SchedulerConfig { name }, meta, shutdown.wait(), first_pass).await {
+        if let Err(err) = nucleus_scheduler::run(SchedulerConfig { name, dialer }, meta, shutdown.wait(), first_pass).await {
             tracing::error!(error = %err, "scheduler stopped with an error");
         }
     });
@@ -244,16 +259,22 @@ pub async fn start_gateway(
 
 pub async fn meta(args: MetaArgs) -> anyhow::Result<()> {
     let id = args.id;
-    let node = start_meta(args).await?;
+    let links: Vec<String> = [args.listen.to_string()].into_iter().chain(args.advertise.clone()).chain(args.join.clone()).collect();
+    let tls = args.tls.resolve(Some(Role::Meta), &links)?;
+    let node = start_meta(args, tls).await?;
     println!("nucleus meta {id} serving on {}", node.addr());
     terminated().await;
     node.shutdown().await?;
     Ok(())
 }
 
-pub async fn scheduler(meta: Vec<String>, name: String) -> anyhow::Result<()> {
+pub async fn scheduler(meta: Vec<String>, name: String, tls: TlsArgs) -> anyhow::Result<()> {
     let (stop, shutdown) = Shutdown::new();
-    let (task, _reconciled) = start_scheduler(MetaClient::new(&meta)?, name.clone(), shutdown);
+    // Agents' addresses come from meta, so they are not known here: plaintext to them is the
+    // operator's choice (--insecure) unless the scheduler has a certificate.
+    let identity = tls.resolve(Some(Role::Scheduler), &meta)?;
+    let dialer = crate::tls::dialer(&identity);
+    let (task, _reconciled) = start_scheduler(MetaClient::new(&meta, &dialer)?, name.clone(), dialer, shutdown);
     println!("nucleus scheduler {name} started (meta {})", meta.join(","));
     terminated().await;
     let _ = stop.send(true);
@@ -261,10 +282,12 @@ pub async fn scheduler(meta: Vec<String>, name: String) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+pub async fn agent(args: AgentArgs, tls: TlsArgs) -> anyhow::Result<()> {
     let (stop, shutdown) = Shutdown::new();
-    let meta = MetaClient::new(&args.meta)?;
-    let running = start_agent(args, meta, shutdown).await?;
+    let links: Vec<String> = [args.listen.to_string()].into_iter().chain(args.advertise.clone()).chain(args.meta.clone()).collect();
+    let identity = tls.resolve(Some(Role::Agent), &links)?;
+    let meta = MetaClient::new(&args.meta, &crate::tls::dialer(&identity))?;
+    let running = start_agent(args, meta, identity, shutdown).await?;
     println!("nucleus agent serving on {}", running.addr);
     terminated().await;
     let _ = stop.send(true);
@@ -272,9 +295,11 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn gateway(meta: Vec<String>, listen: SocketAddr, token: String, args: GatewayArgs) -> anyhow::Result<()> {
+pub async fn gateway(meta: Vec<String>, listen: SocketAddr, token: String, args: GatewayArgs, tls: TlsArgs) -> anyhow::Result<()> {
     let (stop, shutdown) = Shutdown::new();
-    let (addr, task) = start_gateway(MetaClient::new(&meta)?, listen, token, &args, shutdown).await?;
+    let identity = tls.resolve(Some(Role::Gateway), &meta)?;
+    let meta_client = MetaClient::new(&meta, &crate::tls::dialer(&identity))?;
+    let (addr, task) = start_gateway(meta_client, listen, token, &args, shutdown).await?;
     println!("nucleus gateway listening on http://{addr}");
     terminated().await;
     let _ = stop.send(true);
@@ -282,10 +307,11 @@ pub async fn gateway(meta: Vec<String>, listen: SocketAddr, token: String, args:
     Ok(())
 }
 
-pub async fn meta_status(addrs: &[String]) -> anyhow::Result<()> {
+pub async fn meta_status(addrs: &[String], tls: &TlsArgs) -> anyhow::Result<()> {
+    let dialer = crate::tls::dialer(&tls.resolve(None, addrs)?);
     let mut reachable = 0;
     for addr in addrs {
-        match nucleus_client::node_status(addr).await {
+        match nucleus_client::node_status(addr, &dialer).await {
             Ok(s) => {
                 reachable += 1;
                 let members: Vec<String> = s

@@ -28,7 +28,7 @@ impl Meta {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = MetaConfig { shards, ..MetaConfig::new(1, dir.path(), "127.0.0.1:0".parse().expect("loopback")) };
         let node = MetaNode::start(config).await.expect("meta node starts");
-        let client = MetaClient::new(&[node.addr().to_string()]).expect("client for the node");
+        let client = MetaClient::new(&[node.addr().to_string()], &nucleus_tls::Dialer::plaintext()).expect("client for the node");
         Meta { node, client, _dir: dir }
     }
 

@@ -91,8 +91,17 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/events/{n}", get(events))
         .route("/bytes", post(count_bytes))
         .route("/ws", get(websocket))
+        .route("/env", get(environment))
         .fallback(echo)
         .with_state(state)
+}
+
+/// The process's environment and working directory: what a workload can see of its host.
+async fn environment() -> axum::Json<serde_json::Value> {
+    let env: BTreeMap<String, String> =
+        std::env::vars_os().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())).collect();
+    let cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default();
+    axum::Json(json!({ "env": env, "cwd": cwd }))
 }
 
 /// Answers after `ms` milliseconds (a slow model, or one that hangs).

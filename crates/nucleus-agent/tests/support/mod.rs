@@ -42,7 +42,7 @@ impl Harness {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("local address");
         let (stop_server, stopped) = oneshot::channel::<()>();
-        tokio::spawn(serve(agent.clone(), listener, async move {
+        tokio::spawn(serve(agent.clone(), listener, None, async move {
             let _ = stopped.await;
         }));
         let mut client = AgentClient::connect(format!("http://{address}")).await.expect("connect");

@@ -7,6 +7,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 pub const TOKEN: &str = "test-token";
+pub const SECRET_VAR: &str = "AWS_SECRET_ACCESS_KEY";
+pub const SECRET_CANARY: &str = "canary-the-agent-s-own-secret";
 const WAIT: Duration = Duration::from_secs(60);
 
 /// A running `nucleus dev`, stopped with SIGTERM when dropped.
@@ -130,6 +132,8 @@ pub async fn spawn_nucleus(args: &[String], marker: &'static str) -> (Child, Str
         .args(args)
         // Quiet by default; NUCLEUS_TEST_LOG=info shows what the processes do.
         .env("RUST_LOG", std::env::var("NUCLEUS_TEST_LOG").unwrap_or_else(|_| "warn,openraft=off".to_owned()))
+        // A credential in the control plane's environment, which no workload may see.
+        .env(SECRET_VAR, SECRET_CANARY)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

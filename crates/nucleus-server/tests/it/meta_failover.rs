@@ -41,7 +41,7 @@ async fn start_meta(id: u64, dir: &std::path::Path, join: Option<&str>) -> MetaP
 async fn busiest_leader(nodes: &[&MetaProcess]) -> Option<(u64, usize)> {
     let mut led: std::collections::BTreeMap<u64, usize> = std::collections::BTreeMap::new();
     for node in nodes {
-        let status = nucleus_client::node_status(&node.addr).await.ok()?;
+        let status = nucleus_client::node_status(&node.addr, &nucleus_tls::Dialer::plaintext()).await.ok()?;
         if status.shard_count == 0 || status.groups.len() as u64 != status.shard_count + 1 {
             return None;
         }
@@ -158,7 +158,7 @@ async fn killing_the_meta_leader_loses_no_acknowledged_write() {
     assert_eq!(log.failures, 0, "the gateway retried through the failover: no request failed");
 
     let survivors: Vec<&MetaProcess> = nodes.iter().enumerate().filter(|(i, _)| *i != victim).map(|(_, n)| n).collect();
-    let status = nucleus_client::node_status(&survivors[0].addr).await.unwrap();
+    let status = nucleus_client::node_status(&survivors[0].addr, &nucleus_tls::Dialer::plaintext()).await.unwrap();
     for group in &status.groups {
         assert!(group.leader_id.is_some_and(|l| l != leader_id), "group {} has a surviving leader: {group:?}", group.group_id);
     }

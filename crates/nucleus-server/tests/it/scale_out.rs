@@ -98,7 +98,7 @@ async fn killing_a_scheduler_while_creating_workloads_runs_each_once() {
         assert_eq!(code, StatusCode::OK, "{echo}");
     }
     // Both agents registered where they run and what they can run on.
-    let meta_client = nucleus_client::MetaClient::new(&meta_addrs).unwrap();
+    let meta_client = nucleus_client::MetaClient::new(&meta_addrs, &nucleus_tls::Dialer::plaintext()).unwrap();
     let records = meta_client.list_json::<nucleus_client::AgentRecord>(nucleus_client::keys::AGENTS).await.unwrap();
     let placed: BTreeSet<(String, String)> = records.iter().map(|r| (r.value.cluster.clone(), r.value.region.clone())).collect();
     let expected: BTreeSet<(String, String)> =

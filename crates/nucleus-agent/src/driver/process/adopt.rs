@@ -19,7 +19,9 @@ impl Inner {
         for (id, record) in left.protons {
             let spec = Arc::new(record.spec);
             let mut proton = Proton::new(spec.clone());
-            let adopt = |replica, stop| ReplicaHandle::adopt(spec.clone(), replica, stop, self.client.clone(), self.publisher(&id));
+            let adopt = |replica, stop| {
+                ReplicaHandle::adopt(spec.clone(), replica, stop, self.client.clone(), self.sandbox.clone(), self.publisher(&id))
+            };
             for (index, replica) in record.replicas {
                 proton.replicas.insert(index, adopt(replica, record.stopping));
             }
@@ -115,7 +117,7 @@ mod tests {
 
         let hub = StatusHub::new();
         let (_, mut changes) = hub.subscribe();
-        let _driver = ProcessDriver::new("node".into(), dir.path(), hub.clone()).expect("driver");
+        let _driver = ProcessDriver::new("node".into(), dir.path(), hub.clone(), None).expect("driver");
         let failed = tokio::time::timeout(Duration::from_secs(5), async {
             loop {
                 let report = changes.recv().await.expect("reports");

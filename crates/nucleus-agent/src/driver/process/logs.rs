@@ -85,7 +85,7 @@ impl LogFile {
 
 /// `id` as one path component: bytes other than ASCII letters, digits, '-' and '_' (and '.' but
 /// at the start) are written %XX, so no id can name a parent or another directory.
-fn path_segment(id: &str) -> String {
+pub(super) fn path_segment(id: &str) -> String {
     let mut segment = String::with_capacity(id.len());
     for (at, byte) in id.bytes().enumerate() {
         let plain = byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_' || (byte == b'.' && at > 0);

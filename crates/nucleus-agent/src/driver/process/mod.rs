@@ -18,6 +18,7 @@ mod pid;
 mod probe;
 mod prober;
 mod replica;
+mod sandbox;
 mod spawn;
 mod state_file;
 mod view;
@@ -34,6 +35,8 @@ use nucleus_proto::agent::v1::ProtonReport;
 
 use self::logs::LogFile;
 use self::replica::{Publish, ReplicaHandle};
+pub use self::sandbox::RunAs;
+use self::sandbox::Sandbox;
 pub(super) use self::spawn::substitute_port;
 use self::state_file::{ProtonRecord, StateFile, StateRecord};
 use super::{Driver, Lifecycle, NodeCapacity, ProtonSpec};
@@ -55,6 +58,8 @@ struct Inner {
     hub: StatusHub,
     /// Where replicas' log files go.
     logs_dir: PathBuf,
+    /// Replicas' environment, working directories and limits.
+    sandbox: Arc<Sandbox>,
     state_file: StateFile,
     /// Shared by every probe, for its connection pool.
     client: reqwest::Client,
@@ -125,7 +130,8 @@ impl Proton {
 impl ProcessDriver {
     /// A driver keeping its state under `<data_dir>/process-driver/`, which adopts at once the
     /// replicas an earlier agent left there (so it must be called within a tokio runtime).
-    pub(crate) fn new(node_address: String, data_dir: &Path, hub: StatusHub) -> Result<ProcessDriver, Error> {
+    /// Replicas run as `run_as` when given, else as the agent's user.
+    pub(crate) fn new(node_address: String, data_dir: &Path, hub: StatusHub, run_as: Option<RunAs>) -> Result<ProcessDriver, Error> {
         let client = reqwest::Client::builder().no_proxy().build().unwrap_or_else(|err| {
             tracing::warn!(error = %err, "cannot build the probe HTTP client; using the default one");
             reqwest::Client::new()
@@ -140,7 +146,8 @@ impl ProcessDriver {
                 "an earlier agent left protons running: adopting them"
             );
         }
-        let inner = Arc::new(Inner { node_address, hub, logs_dir: dir.join("logs"), state_file, client, state: Mutex::default() });
+        let sandbox = Arc::new(Sandbox::new(dir.join("work"), run_as));
+        let inner = Arc::new(Inner { node_address, hub, logs_dir: dir.join("logs"), sandbox, state_file, client, state: Mutex::default() });
         inner.adopt(left);
         Ok(ProcessDriver { inner })
     }
@@ -217,7 +224,8 @@ impl Inner {
                 let port = free_port(&mut used_ports);
                 let log = LogFile::new(&self.logs_dir, &id, index);
                 let publish = self.publisher(&id);
-                let replica = ReplicaHandle::start(proton.spec.clone(), index, port, log, self.client.clone(), publish);
+                let replica =
+                    ReplicaHandle::start(proton.spec.clone(), index, port, log, self.client.clone(), self.sandbox.clone(), publish);
                 proton.replicas.insert(index, replica);
             }
         }
@@ -261,7 +269,9 @@ impl Inner {
                 proton.lifecycle = Lifecycle::Stopped;
                 proton.stop_grace = None;
                 for replica in proton.all_replicas() {
-                    replica.view().logs.remove();
+                    let view = replica.view();
+                    view.logs.remove();
+                    inner.sandbox.remove_work_dir(&view.name);
                 }
                 proton.replicas.clear();
                 proton.retiring.clear();

@@ -16,6 +16,7 @@ use super::incarnation::Incarnation;
 use super::logs::LogFile;
 use super::pid::ProcessId;
 use super::prober::{ProbeEvent, Prober};
+use super::sandbox::Sandbox;
 use super::spawn;
 use super::state_file::ReplicaRecord;
 use super::view::{Phase, ReplicaView};
@@ -49,6 +50,7 @@ impl ReplicaHandle {
         port: io::Result<u16>,
         log: LogFile,
         client: reqwest::Client,
+        sandbox: Arc<Sandbox>,
         publish: Publish,
     ) -> ReplicaHandle {
         let name = format!("{}-{index}", spec.proton_id);
@@ -62,7 +64,7 @@ impl ReplicaHandle {
             }
         };
         let supervised = supervised.then_some(None);
-        ReplicaHandle::supervise(spec, view, supervised, None, client, publish)
+        ReplicaHandle::supervise(spec, view, supervised, None, client, sandbox, publish)
     }
 
     /// Resumes a replica an earlier agent recorded: follows its process if that still runs,
@@ -73,13 +75,14 @@ impl ReplicaHandle {
         record: ReplicaRecord,
         stopping: Option<Duration>,
         client: reqwest::Client,
+        sandbox: Arc<Sandbox>,
         publish: Publish,
     ) -> ReplicaHandle {
         let process = record.process;
         let (container_name, image) = container_of(&spec);
         let view = ReplicaView::from_record(record, container_name, image);
         let supervised = (view.phase != Phase::Failed).then_some(process);
-        ReplicaHandle::supervise(spec, view, supervised, stopping, client, publish)
+        ReplicaHandle::supervise(spec, view, supervised, stopping, client, sandbox, publish)
     }
 
     /// Without `supervised` the replica is over (failed) and no task is started; with it, the
@@ -90,6 +93,7 @@ impl ReplicaHandle {
         supervised: Option<Option<ProcessId>>,
         stopping: Option<Duration>,
         client: reqwest::Client,
+        sandbox: Arc<Sandbox>,
         publish: Publish,
     ) -> ReplicaHandle {
         let port = view.port;
@@ -97,7 +101,7 @@ impl ReplicaHandle {
         let (stop, stop_rx) = watch::channel(stopping);
         let (done_tx, done) = watch::channel(());
         if let Some(process) = supervised {
-            let supervisor = Supervisor { spec, port, view: view.clone(), stop: stop_rx, client, publish, _done: done_tx };
+            let supervisor = Supervisor { spec, port, view: view.clone(), stop: stop_rx, client, sandbox, publish, _done: done_tx };
             tokio::spawn(supervisor.run(process));
         }
         ReplicaHandle { view, stop, done }
@@ -143,6 +147,7 @@ struct Supervisor {
     view: Arc<Mutex<ReplicaView>>,
     stop: watch::Receiver<Option<Duration>>,
     client: reqwest::Client,
+    sandbox: Arc<Sandbox>,
     publish: Publish,
     _done: watch::Sender<()>,
 }
@@ -261,7 +266,7 @@ impl Supervisor {
             workload_id: &self.spec.workload_id,
             artifact_id: &self.spec.artifact_id,
         };
-        let process = Incarnation::spawned(spawn::spawn(&launch, &log)?);
+        let process = Incarnation::spawned(spawn::spawn(&launch, &log, &self.sandbox)?);
         let pid = process.pid();
         let id = ProcessId::of(pid);
         if id.is_none() {

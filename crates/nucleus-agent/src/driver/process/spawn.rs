@@ -8,6 +8,7 @@ use std::process::Stdio;
 use tokio::process::{Child, Command};
 
 use super::logs::LogFile;
+use super::sandbox::Sandbox;
 use crate::Error;
 
 /// Everything that differs between two replicas of a proton.
@@ -47,7 +48,7 @@ pub(crate) fn substitute_port(argument: &str, port: u16) -> String {
 /// Spawns the entrypoint in a new process group, with stdout and stderr appended to `log`. The
 /// process is not tied to the agent: it keeps running when the agent dies, for the next agent to
 /// adopt. The error is what the replica reports.
-pub(crate) fn spawn(launch: &Launch<'_>, log: &LogFile) -> Result<Child, Error> {
+pub(crate) fn spawn(launch: &Launch<'_>, log: &LogFile, sandbox: &Sandbox) -> Result<Child, Error> {
     let Some((program, arguments)) = launch.entrypoint.split_first() else {
         return Err(Error::EmptyEntrypoint);
     };
@@ -57,6 +58,7 @@ pub(crate) fn spawn(launch: &Launch<'_>, log: &LogFile) -> Result<Child, Error> 
         .and_then(|stdout| Ok((stdout.try_clone()?, stdout)))
         .map_err(|source| Error::ReplicaLog { path: log.path().to_owned(), source })?;
     let mut command = Command::new(&program);
+    sandbox.confine(&mut command, launch.replica).map_err(|source| Error::WorkDir { path: sandbox.work_dir(launch.replica), source })?;
     command
         .args(arguments.iter().map(|argument| substitute_port(argument, launch.port)))
         .envs(launch.env)
@@ -110,7 +112,8 @@ mod tests {
         let env = BTreeMap::new();
         let launch = Launch { entrypoint: &[], env: &env, port: 1, replica: "p-0", proton_id: "p", workload_id: "w", artifact_id: "a" };
         let dir = tempfile::tempdir().expect("temp dir");
-        let err = spawn(&launch, &LogFile::new(dir.path(), "p", 0)).expect_err("nothing to run");
+        let sandbox = Sandbox::new(dir.path().join("work"), None);
+        let err = spawn(&launch, &LogFile::new(dir.path(), "p", 0), &sandbox).expect_err("nothing to run");
         assert!(matches!(err, Error::EmptyEntrypoint), "{err}");
         assert!(err.to_string().contains("empty entrypoint"), "{err}");
     }
