@@ -33,7 +33,8 @@ pub fn up(args: &[&str]) -> anyhow::Result<()> {
     let status = Command::new(env!("CARGO")).args(["build", "--bin", "nucleus"]).status()?;
     anyhow::ensure!(status.success(), "building nucleus failed");
     let nucleus = target_dir()?.join("debug/nucleus");
-    let token = format!("nuc_local_{}", std::process::id());
+    let random = urandom(16)?;
+    let token = format!("nuc_local_{}", random.iter().map(|b| format!("{b:02x}")).collect::<String>());
     fs::write(dir.join("token"), &token)?;
     let certs = certificates(&nucleus, &dir.join("tls"))?;
     let tls = |role: &str| tls_flags(&certs, role);
@@ -150,4 +151,12 @@ pub(crate) fn target_dir() -> anyhow::Result<PathBuf> {
     let output = Command::new(env!("CARGO")).args(["metadata", "--format-version", "1", "--no-deps"]).output()?;
     let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)?;
     Ok(PathBuf::from(metadata["target_directory"].as_str().context("cargo metadata has no target_directory")?))
+}
+
+/// `n` random bytes from the kernel.
+fn urandom(n: usize) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = vec![0; n];
+    fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes)
 }

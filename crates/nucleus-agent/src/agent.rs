@@ -6,7 +6,7 @@ use nucleus_proto::agent::v1::agent_server::AgentServer;
 use tokio::sync::watch;
 
 use crate::driver::kubernetes::{KubernetesConfig, KubernetesDriver};
-use crate::driver::process::{ProcessDriver, RunAs};
+use crate::driver::process::{ProcessDriver, ProcessSettings};
 use crate::driver::{Driver, NodeCapacity, ProtonSpec};
 use crate::error::Error;
 use crate::fencing::FencingTokens;
@@ -34,13 +34,18 @@ pub struct AgentOptions {
     /// Reported by `Info`.
     pub region: String,
     pub driver: DriverChoice,
-    /// With the process driver: the user replicas run as (else the agent's).
-    pub run_as: Option<RunAs>,
+    /// With the process driver: where replicas listen, and as whom.
+    pub process: ProcessSettings,
 }
 
 impl Default for AgentOptions {
     fn default() -> AgentOptions {
-        AgentOptions { cluster: "local".to_owned(), region: "local".to_owned(), driver: DriverChoice::Process, run_as: None }
+        AgentOptions {
+            cluster: "local".to_owned(),
+            region: "local".to_owned(),
+            driver: DriverChoice::Process,
+            process: ProcessSettings::default(),
+        }
     }
 }
 
@@ -85,7 +90,7 @@ impl Agent {
         let hub = StatusHub::new();
         let fencing_tokens = FencingTokens::load(&config.data_dir)?;
         let driver: Box<dyn Driver> = match options.driver {
-            DriverChoice::Process => Box::new(ProcessDriver::new(config.node_address, &config.data_dir, hub.clone(), options.run_as)?),
+            DriverChoice::Process => Box::new(ProcessDriver::new(config.node_address, &config.data_dir, hub.clone(), options.process)?),
             DriverChoice::Kubernetes(kubernetes) => Box::new(KubernetesDriver::new(kubernetes, hub.clone())),
         };
         let (closing, _) = watch::channel(false);

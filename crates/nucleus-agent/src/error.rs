@@ -69,6 +69,8 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    #[error("this agent does not run `{program}`: {rule}; ask its operator, or use an allowed program")]
+    ExecNotAllowed { program: String, rule: String },
     #[error("cannot start `{program}`: {source}")]
     Spawn {
         program: String,
@@ -131,6 +133,7 @@ impl From<Error> for Status {
             Error::EmptyEntrypoint
             | Error::ReplicaLog { .. }
             | Error::WorkDir { .. }
+            | Error::ExecNotAllowed { .. }
             | Error::Spawn { .. }
             | Error::HttpsProbe { .. }
             | Error::ProbeStatus { .. }

@@ -15,6 +15,21 @@ pub struct User {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// A disabled user's tokens are refused (every gateway stops accepting them within 30 s).
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+/// `PATCH /users/{id}` (administrator only).
+#[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateUserRequest {
+    #[serde(default)]
+    pub disabled: Option<bool>,
+    #[serde(default)]
+    pub full_name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
@@ -87,12 +102,34 @@ impl Recipient {
     }
 }
 
-/// What meta keeps of an API token: whose it is (the token itself is stored only as a hash).
+/// What meta keeps of an API token (under the hash of its secret, which is not kept) and what
+/// `GET /users/{id}/tokens` lists.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenRecord {
+    /// Names the token in the API (`DELETE /users/{userId}/tokens/{id}`); empty for tokens made
+    /// before tokens had ids (they are listed under the first 16 characters of their hash).
+    #[serde(default)]
+    pub id: String,
     pub user_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// After this the token is refused; none: it lasts until revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// `POST /users/{id}/tokens` (the body is optional).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateTokenRequest {
+    #[serde(default)]
+    #[schema(max_length = 100)]
+    pub name: Option<String>,
+    /// When the token stops working; in the future.
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// The three roles an object can be shared with; the spec's upper-case names map onto them.
@@ -177,8 +214,13 @@ pub struct SharedRolesUpdateRequest {
 #[serde(rename_all = "camelCase")]
 pub struct TokenCreated {
     pub token: String,
+    pub id: String,
     pub user_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

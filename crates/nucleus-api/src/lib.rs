@@ -9,6 +9,7 @@ pub mod bundle;
 pub mod clock;
 pub mod deployment;
 pub mod event;
+pub mod exec_policy;
 pub mod identity;
 pub mod page;
 pub mod proton;

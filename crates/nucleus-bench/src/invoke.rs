@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use crate::procs::{Processes, free_ports, which};
 use crate::progress;
 
-const TOKEN: &str = "bench-token";
+const TOKEN: &str = "bench-admin-token-0123456789abcdef";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct InvokeArgs {

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::procs::{Processes, free_ports};
 use crate::progress;
 
-const TOKEN: &str = "bench-token";
+const TOKEN: &str = "bench-admin-token-0123456789abcdef";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReplacementArgs {

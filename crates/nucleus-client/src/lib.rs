@@ -40,6 +40,9 @@ pub struct AgentRecord {
     /// Kubernetes driver.
     #[serde(default)]
     pub nodes: Vec<NodeRecord>,
+    /// Who may have its process driver run an entrypoint (`--allow-exec`).
+    #[serde(default)]
+    pub exec: nucleus_api::exec_policy::ExecPolicy,
 }
 
 /// One node of an agent's capacity.

@@ -65,10 +65,13 @@ pub fn token_hash(token: &str) -> String {
     hex
 }
 
+/// A token's caller, when it was resolved, and when the token expires.
+type Resolved = (Caller, Instant, Option<nucleus_api::Timestamp>);
+
 /// Resolved user tokens, and tokens meta did not know, by hash.
 #[derive(Clone, Default)]
 pub struct TokenCache {
-    entries: Arc<Mutex<HashMap<String, (Caller, Instant)>>>,
+    entries: Arc<Mutex<HashMap<String, Resolved>>>,
     refused: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
@@ -76,8 +79,9 @@ impl TokenCache {
     /// What the cache knows of a token: `Some(Some(caller))` resolved, `Some(None)` refused
     /// recently, `None` not known.
     fn cached(&self, hash: &str) -> Option<Option<Caller>> {
-        if let Some((caller, at)) = self.entries.lock().unwrap_or_else(|p| p.into_inner()).get(hash)
+        if let Some((caller, at, expires)) = self.entries.lock().unwrap_or_else(|p| p.into_inner()).get(hash)
             && at.elapsed() < CACHED_FOR
+            && expires.is_none_or(|expires| nucleus_api::clock::now() < expires)
         {
             return Some(Some(caller.clone()));
         }
@@ -90,17 +94,24 @@ impl TokenCache {
             return Ok(known);
         }
         // Boxed: the meta reads would otherwise size every request's future.
-        let Some(caller) = Box::pin(self.look_up(state, &hash)).await? else {
+        let Some((caller, expires)) = Box::pin(self.look_up(state, &hash)).await? else {
             self.refuse(hash);
             return Ok(None);
         };
-        self.entries.lock().unwrap_or_else(|p| p.into_inner()).insert(hash, (caller.clone(), Instant::now()));
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).insert(hash, (caller.clone(), Instant::now(), expires));
         Ok(Some(caller))
     }
 
-    async fn look_up(&self, state: &AppState, hash: &str) -> Result<Option<Caller>, ApiError> {
+    /// The token's user and when the token expires; None for an unknown, expired or disabled one.
+    async fn look_up(&self, state: &AppState, hash: &str) -> Result<Option<(Caller, Option<nucleus_api::Timestamp>)>, ApiError> {
         let Some(record) = state.meta.get_json::<TokenRecord>(&keys::token(hash)).await? else { return Ok(None) };
+        if record.value.expires_at.is_some_and(|at| at <= nucleus_api::clock::now()) {
+            return Ok(None);
+        }
         let Some(user) = state.meta.get_json::<User>(&keys::user(&record.value.user_id)).await? else { return Ok(None) };
+        if user.value.disabled {
+            return Ok(None);
+        }
         let groups = state
             .meta
             .list_json::<UserGroup>(keys::USER_GROUPS)
@@ -109,7 +120,7 @@ impl TokenCache {
             .filter(|g| g.value.member_ids.contains(&user.value.id))
             .map(|g| g.value.id)
             .collect();
-        Ok(Some(Caller::User { id: user.value.id, username: user.value.username, groups }))
+        Ok(Some((Caller::User { id: user.value.id, username: user.value.username, groups }, record.value.expires_at)))
     }
 
     fn is_refused(&self, hash: &str) -> bool {

@@ -11,6 +11,7 @@ mod artifacts;
 mod auth;
 mod deployments;
 pub(crate) mod error;
+mod exec_rules;
 mod groups;
 mod http1;
 mod ids;
@@ -27,6 +28,7 @@ mod router;
 mod server;
 mod sharing;
 mod stats;
+mod tokens;
 mod users;
 mod workloads;
 

@@ -6,13 +6,13 @@ use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::IntoResponse;
 use axum::response::Response;
-use axum::routing::{MethodRouter, delete, get, post};
+use axum::routing::{MethodRouter, delete, get, patch, post};
 use axum::{Json, Router};
 use serde_json::json;
 
 use crate::{
     ApiError, AppState, artifacts, auth, deployments, groups, lifetime, openapi, protons, replacements, repositories, sharing, stats,
-    users, workloads,
+    tokens, users, workloads,
 };
 
 const API: &str = "/api/v2";
@@ -41,7 +41,9 @@ pub fn router(state: AppState) -> Router {
     route("/artifactRepositories/{artifact_repository_id}", get(repositories::get).delete(repositories::delete));
     route("/artifactRepositories/{artifact_repository_id}/sharedRoles", get(sharing::repository_get).patch(sharing::repository_patch));
     route("/users", post(users::create).get(users::list));
-    route("/users/{user_id}/tokens", post(users::create_token));
+    route("/users/{user_id}", patch(users::update).delete(users::delete));
+    route("/users/{user_id}/tokens", post(tokens::create).get(tokens::list));
+    route("/users/{user_id}/tokens/{token_id}", delete(tokens::delete));
     route("/groups", post(groups::create).get(groups::list));
     route("/groups/{group_id}/users", post(groups::add_members));
     route("/groups/{group_id}/users/{user_id}", delete(groups::remove_member));

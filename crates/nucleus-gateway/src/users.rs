@@ -1,5 +1,5 @@
-//! `/users` (Nucleus's own, not in the Workload API): the administrator creates users and API
-//! tokens; a user may list itself and make tokens for itself. A token is shown once, at creation.
+//! `/users` (Nucleus's own, not in the Workload API): the administrator creates, disables and
+//! deletes users; a user may list itself. Tokens are in [`crate::tokens`].
 
 use axum::Json;
 use axum::body::Bytes;
@@ -7,11 +7,11 @@ use axum::extract::{Extension, Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use nucleus_api::FieldError;
-use nucleus_api::identity::{CreateUserRequest, TokenCreated, TokenRecord, User};
+use nucleus_api::identity::{CreateUserRequest, TokenRecord, UpdateUserRequest, User};
 use nucleus_api::validation::Loc;
 use nucleus_client::{Txn, keys};
 
-use crate::auth::{Caller, token_hash};
+use crate::auth::Caller;
 use crate::listing::{Window, check, paginate};
 use crate::request::{Query, json_body};
 use crate::{ApiError, AppState, ids};
@@ -41,6 +41,7 @@ pub async fn create(State(state): State<AppState>, Extension(caller): Extension<
         full_name: req.full_name,
         email: req.email,
         created_at: nucleus_api::clock::now(),
+        disabled: false,
     };
     let txn = Txn::new()
         .require(&keys::username(&user.username), 0)
@@ -69,21 +70,57 @@ pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Ca
     Ok(Json(paginate(users, &window, &query, &state, &uri)).into_response())
 }
 
-/// A new API token for the user (the administrator, or the user itself).
-pub async fn create_token(
+/// `PATCH /users/{id}`: disable (or enable) a user, or change its name or email. A disabled
+/// user's tokens stop working at once on this gateway, within 30 s on the others.
+pub async fn update(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    admin_only(&caller)?;
+    let req: UpdateUserRequest = json_body(&body)?;
+    let key = keys::user(&id);
+    loop {
+        let Some(mut user) = state.meta.get_json::<User>(&key).await? else {
+            return Err(ApiError::NotFound(format!("User {id} not found")));
+        };
+        if let Some(disabled) = req.disabled {
+            user.value.disabled = disabled;
+        }
+        if let Some(full_name) = &req.full_name {
+            user.value.full_name = Some(full_name.clone());
+        }
+        if let Some(email) = &req.email {
+            user.value.email = Some(email.clone());
+        }
+        if state.meta.write(Txn::new().require(&key, user.mod_revision).put_json(&key, &user.value)?).await?.applied() {
+            state.tokens.clear();
+            return Ok(Json(user.value).into_response());
+        }
+    }
+}
+
+/// `DELETE /users/{id}`: the user and every token of theirs. What they created stays, owned by
+/// nobody but the administrator and those it was shared with.
+pub async fn delete(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    if caller != Caller::Admin && caller.id() != id {
-        return Err(ApiError::Forbidden("You can only make tokens for yourself".to_owned()));
-    }
-    if state.meta.get(&keys::user(&id)).await?.is_none() {
+    admin_only(&caller)?;
+    let Some(user) = state.meta.get_json::<User>(&keys::user(&id)).await? else {
         return Err(ApiError::NotFound(format!("User {id} not found")));
+    };
+    let tokens = state.meta.list_json::<TokenRecord>(keys::TOKENS).await?;
+    let mut txn =
+        Txn::new().require(&keys::user(&id), user.mod_revision).delete(&keys::user(&id)).delete(&keys::username(&user.value.username));
+    for token in tokens.iter().filter(|t| t.value.user_id == id) {
+        txn = txn.delete(&token.key);
     }
-    let secret = format!("nct_{:032x}{:032x}", uuid::Uuid::new_v4().as_u128(), uuid::Uuid::new_v4().as_u128());
-    let record = TokenRecord { user_id: id.clone(), created_at: nucleus_api::clock::now() };
-    let key = keys::token(&token_hash(&secret));
-    state.meta.write(Txn::new().require(&key, 0).put_json(&key, &record)?).await?;
-    Ok((StatusCode::CREATED, Json(TokenCreated { token: secret, user_id: id, created_at: record.created_at })).into_response())
+    if !state.meta.write(txn).await?.applied() {
+        return Err(ApiError::Conflict(format!("User {id} changed while it was being deleted; try again")));
+    }
+    state.tokens.clear();
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -41,7 +41,10 @@ pub async fn create(State(state): State<AppState>, Extension(caller): Extension<
     let now = nucleus_api::clock::now();
     // The artifact and the revision it was read at (None: inline, not written yet).
     let (artifact, artifact_revision) = match (&req.artifact, &req.artifact_id) {
-        (Some(inline), _) => (new_artifact(&state, inline.clone(), &caller).await?, None),
+        (Some(inline), _) => {
+            crate::exec_rules::check(&state, &caller, &inline.spec, true).await?;
+            (new_artifact(&state, inline.clone(), &caller).await?, None)
+        }
         (None, Some(id)) => {
             let Some(existing) = state.meta.get_json::<Artifact>(&keys::artifact(id)).await? else {
                 return Err(ApiError::artifact_not_found(id));
@@ -61,6 +64,7 @@ pub async fn create(State(state): State<AppState>, Extension(caller): Extension<
                 validation::runtime(rt, &existing.value.spec, &Loc::body().key("runtime"), &mut errors);
             }
             check(errors)?;
+            crate::exec_rules::check(&state, &caller, &existing.value.spec, false).await?;
             (existing.value, Some(existing.mod_revision))
         }
         (None, None) => unreachable!("validation requires artifact or artifactId"),

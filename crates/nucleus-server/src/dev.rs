@@ -25,16 +25,24 @@ pub struct DevArgs {
     /// Where metadata (RocksDB) and the generated token live.
     #[arg(long, default_value = "./.nucleus")]
     data_dir: PathBuf,
-    /// API token; when absent one is generated once and kept in <data-dir>/token.
+    /// The administrator's API token (at least 32 characters); when absent one is generated once and
+    /// kept in <data-dir>/token.
     #[arg(long, env = "NUCLEUS_TOKEN")]
     token: Option<String>,
+    /// A file whose first line is the administrator's token (instead of --token, out of `ps`).
+    #[arg(long, env = "NUCLEUS_TOKEN_FILE", value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Who may have replicas run commands on this machine: `anyone` (the administrator and the users
+    /// it makes), `admins`, or a comma-separated list of programs.
+    #[arg(long, value_name = "POLICY", default_value = "anyone")]
+    allow_exec: nucleus_api::exec_policy::ExecPolicy,
     #[command(flatten)]
     gateway: roles::GatewayArgs,
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
-    let token = token::resolve(args.token, &args.data_dir)?;
+    let token = token::resolve(token::given(args.token, args.token_file.as_deref())?, &args.data_dir)?;
     let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
     // The same mutual TLS as a cluster: a CA of its own in the data dir, a certificate per role.
     let tls_dir = args.data_dir.join("tls");
@@ -71,6 +79,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         driver: roles::DriverKind::Process,
         namespace: String::new(),
         run_as: None,
+        advertise_host: None,
+        allow_exec: args.allow_exec.clone(),
     };
     let agent_meta = MetaClient::new(&meta_addrs, &dialer(Role::Agent)?)?;
     let agent = roles::start_agent(agent_args, agent_meta, Some(identity(Role::Agent)?), roles_shutdown.clone()).await?;

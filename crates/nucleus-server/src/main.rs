@@ -70,6 +70,14 @@ enum Command {
         /// Run replicas as this user (name, UID or UID:GID) instead of the agent's (process driver).
         #[arg(long, value_name = "USER")]
         run_as: Option<nucleus_agent::driver::process::RunAs>,
+        /// The IP address replicas listen on and gateways reach them at (process driver; default:
+        /// the --advertise or --listen IP, else 127.0.0.1).
+        #[arg(long, env = "NUCLEUS_ADVERTISE_HOST", value_name = "IP")]
+        advertise_host: Option<std::net::IpAddr>,
+        /// Who may have replicas run commands on this host (process driver): `anyone` (every API
+        /// user), `admins` (only the administrator's workloads), or a comma-separated list of programs.
+        #[arg(long, env = "NUCLEUS_ALLOW_EXEC", value_name = "POLICY", default_value = "anyone")]
+        allow_exec: nucleus_api::exec_policy::ExecPolicy,
         #[command(flatten)]
         tls: tls::TlsArgs,
     },
@@ -79,9 +87,12 @@ enum Command {
         meta: Vec<String>,
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
-        /// API token; else NUCLEUS_TOKEN.
-        #[arg(long, env = "NUCLEUS_TOKEN")]
-        token: String,
+        /// The administrator's API token (at least 32 characters).
+        #[arg(long, env = "NUCLEUS_TOKEN", required_unless_present = "token_file")]
+        token: Option<String>,
+        /// A file whose first line is the administrator's token (instead of --token, out of `ps`).
+        #[arg(long, env = "NUCLEUS_TOKEN_FILE", value_name = "FILE")]
+        token_file: Option<PathBuf>,
         #[command(flatten)]
         options: roles::GatewayArgs,
         #[command(flatten)]
@@ -123,11 +134,39 @@ fn main() -> anyhow::Result<()> {
             Command::Meta { action: Some(MetaAction::Status { meta, tls }), .. } => roles::meta_status(&meta, &tls).await,
             Command::Meta { action: None, run } => roles::meta(run).await,
             Command::Scheduler { meta, name, tls } => roles::scheduler(meta, name, tls).await,
-            Command::Agent { meta, listen, advertise, cluster, region, data_dir, driver, namespace, run_as, tls } => {
-                let args = roles::AgentArgs { meta, listen, advertise, cluster, region, data_dir, driver, namespace, run_as };
+            Command::Agent {
+                meta,
+                listen,
+                advertise,
+                cluster,
+                region,
+                data_dir,
+                driver,
+                namespace,
+                run_as,
+                advertise_host,
+                allow_exec,
+                tls,
+            } => {
+                let args = roles::AgentArgs {
+                    meta,
+                    listen,
+                    advertise,
+                    cluster,
+                    region,
+                    data_dir,
+                    driver,
+                    namespace,
+                    run_as,
+                    advertise_host,
+                    allow_exec,
+                };
                 roles::agent(args, tls).await
             }
-            Command::Gateway { meta, listen, token, options, tls } => roles::gateway(meta, listen, token, options, tls).await,
+            Command::Gateway { meta, listen, token, token_file, options, tls } => {
+                let token = token::given(token, token_file.as_deref())?.unwrap_or_default();
+                roles::gateway(meta, listen, token, options, tls).await
+            }
             Command::Certs { command } => tls::certs(command),
         }
     })

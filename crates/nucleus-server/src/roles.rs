@@ -1,13 +1,15 @@
 //! Starting each role. `nucleus dev` and the per-role subcommands share these, so the dev stack
 //! runs the same code paths as a cluster.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use nucleus_agent::driver::process::ProcessSettings;
 use nucleus_agent::{Agent, AgentConfig, AgentOptions, DriverChoice, KubernetesConfig};
+use nucleus_api::exec_policy::ExecPolicy;
 use nucleus_client::{AgentRecord, MetaClient, NodeRecord, Txn, keys};
 use nucleus_gateway::{AppState, GatewayConfig};
 use nucleus_meta::{MetaConfig, MetaNode};
@@ -70,6 +72,26 @@ pub struct AgentArgs {
     pub namespace: String,
     /// The user replicas of the process driver run as.
     pub run_as: Option<nucleus_agent::driver::process::RunAs>,
+    /// Where the process driver's replicas listen and are reached.
+    pub advertise_host: Option<IpAddr>,
+    /// Who may have the process driver run commands.
+    pub allow_exec: ExecPolicy,
+}
+
+impl AgentArgs {
+    /// `--advertise-host`, else the IP of `--advertise`, else the listen IP; loopback (with a
+    /// warning when the agent listens beyond it) when none is a specific address.
+    fn replica_host(&self) -> IpAddr {
+        let advertised = self.advertise.as_deref().and_then(|a| a.parse::<SocketAddr>().ok()).map(|a| a.ip());
+        let listen = Some(self.listen.ip());
+        if let Some(host) = [self.advertise_host, advertised, listen].into_iter().flatten().find(|ip| !ip.is_unspecified()) {
+            return host;
+        }
+        tracing::warn!(
+            "replicas listen on 127.0.0.1, so only gateways on this host reach them; give --advertise-host with this host's address"
+        );
+        IpAddr::from([127, 0, 0, 1])
+    }
 }
 
 /// How the agent runs protons.
@@ -106,8 +128,10 @@ pub async fn start_agent(
                 .context("connecting the Kubernetes driver (in-cluster config or kubeconfig)")?,
         ),
     };
-    let config = AgentConfig { name: name.clone(), data_dir: args.data_dir.join("agent"), node_address: addr.ip().to_string() };
-    let options = AgentOptions { cluster: args.cluster.clone(), region: args.region.clone(), driver, run_as: args.run_as };
+    let replica_host = args.replica_host();
+    let config = AgentConfig { name: name.clone(), data_dir: args.data_dir.join("agent"), node_address: replica_host.to_string() };
+    let process = ProcessSettings { replica_host, run_as: args.run_as, exec: args.allow_exec.clone() };
+    let options = AgentOptions { cluster: args.cluster.clone(), region: args.region.clone(), driver, process };
     let agent = Agent::with_options(config, options).context("starting the agent (its data dir)")?;
     let server = {
         let agent = agent.clone();
@@ -126,6 +150,7 @@ pub async fn start_agent(
         region: args.region,
         heartbeat_at: String::new(),
         nodes: Vec::new(),
+        exec: args.allow_exec,
     };
     let agent_for_beat = agent.clone();
     let heartbeat = tokio::spawn(async move {

@@ -29,9 +29,12 @@ use serde_json::json;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "nucleus-whoami", about = "Echoes requests back with the replica's identity")]
 pub struct Options {
-    /// Port to listen on (127.0.0.1).
+    /// Port to listen on.
     #[arg(long, env = "PORT", default_value_t = 8080)]
     pub port: u16,
+    /// Address to listen on (the process driver sets HOST to where gateways reach the replica).
+    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
+    pub host: std::net::IpAddr,
     /// Name reported in every answer; defaults to NUCLEUS_REPLICA, then the host name.
     #[arg(long, env = "NUCLEUS_REPLICA")]
     pub name: Option<String>,
@@ -58,13 +61,13 @@ struct AppState {
     served: AtomicU64,
 }
 
-/// Sleeps for `--slow-start`, binds 127.0.0.1:`--port` and serves until the process exits.
+/// Sleeps for `--slow-start`, binds `--host`:`--port` and serves until the process exits.
 pub async fn run(options: Options) -> std::io::Result<()> {
     if options.slow_start > 0 {
         tokio::time::sleep(Duration::from_secs(options.slow_start)).await;
     }
     let name = options.name.clone().unwrap_or_else(host_name);
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], options.port))).await?;
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(options.host, options.port)).await?;
     let local = listener.local_addr()?;
     println!("whoami listening on {local} as {name}");
     let state = Arc::new(AppState {

@@ -16,7 +16,7 @@ mod seed;
 
 /// Pinned, so that a new schemathesis release cannot turn CI red on its own.
 const SCHEMATHESIS: &str = "schemathesis==4.32.5";
-const DEV_TOKEN: &str = "schemathesis-admin-token";
+const DEV_TOKEN: &str = "schemathesis-admin-token-0123456789";
 const USAGE: &str = "usage: cargo xtask schemathesis [--max-examples N] [--against http://HOST:PORT --token ADMIN_TOKEN]";
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance";
 

@@ -105,6 +105,11 @@ pub fn json_body(schema: RefOr<Schema>) -> Option<utoipa::openapi::request_body:
     Some(RequestBodyBuilder::new().required(Some(Required::True)).content("application/json", Content::new(Some(schema))).build())
 }
 
+/// A JSON request body that may be left out.
+pub fn optional_json_body(schema: RefOr<Schema>) -> Option<utoipa::openapi::request_body::RequestBody> {
+    Some(RequestBodyBuilder::new().required(Some(Required::False)).content("application/json", Content::new(Some(schema))).build())
+}
+
 /// A success answer with a JSON body.
 pub fn ok(operation: OperationBuilder, code: u16, description: &str, schema: RefOr<Schema>) -> OperationBuilder {
     operation

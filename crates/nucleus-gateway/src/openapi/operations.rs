@@ -3,7 +3,8 @@
 
 use nucleus_api::deployment::{CreateDeploymentRequest, Deployment, UpdateDeploymentRequest};
 use nucleus_api::identity::{
-    CreateGroupRequest, CreateUserRequest, GroupMembersRequest, SharedRole, SharedRolesUpdateRequest, TokenCreated, User, UserGroup,
+    CreateGroupRequest, CreateTokenRequest, CreateUserRequest, GroupMembersRequest, SharedRole, SharedRolesUpdateRequest, TokenCreated,
+    TokenRecord, UpdateUserRequest, User, UserGroup,
 };
 use nucleus_api::replacement::{Replacement, StartReplacementRequest, UpdateSettingsRequest};
 use nucleus_api::stats::{MetricOverTime, ProtonRequestStats, StatsOverview};
@@ -16,7 +17,7 @@ use utoipa::openapi::RefOr;
 use utoipa::openapi::path::HttpMethod::{Delete, Get, Patch, Post, Put};
 use utoipa::openapi::schema::{ObjectBuilder, Schema};
 
-use super::document::{Builder, Kind, QueryParam, empty, json_body, ok, operation, with_query};
+use super::document::{Builder, Kind, QueryParam, empty, json_body, ok, operation, optional_json_body, with_query};
 use crate::artifacts::CloneRequest;
 use crate::repositories::Repository;
 use crate::router::VersionInfo;
@@ -283,13 +284,27 @@ fn identity(api: &mut Builder) {
     let user = api.schema::<User>();
     let body = api.schema::<CreateUserRequest>();
     let op = operation("createUser", "users", "Create a user (administrator only)").request_body(json_body(body));
-    api.add(Post, "/api/v2/users", ok(op, 201, "Created", user), &[400, 403, 409, 422]);
+    api.add(Post, "/api/v2/users", ok(op, 201, "Created", user.clone()), &[400, 403, 409, 422]);
     let page = api.page::<User>();
     let op = with_query(operation("listUsers", "users", "Users (the administrator sees all, a user itself)"), &PAGE);
     api.add(Get, "/api/v2/users", ok(op, 200, "A page of users", page), &[422]);
+    let body = api.schema::<UpdateUserRequest>();
+    let op = operation("updateUser", "users", "Disable or enable a user, or change its name or email (administrator only)")
+        .request_body(json_body(body));
+    api.add(Patch, "/api/v2/users/{user_id}", ok(op, 200, "The user", user.clone()), &[400, 403, 404, 422]);
+    let op = operation("deleteUser", "users", "Delete a user and every token of theirs (administrator only)");
+    api.add(Delete, "/api/v2/users/{user_id}", empty(op, 204, "Deleted"), &[403, 404, 409]);
     let token = api.schema::<TokenCreated>();
-    let op = operation("createToken", "users", "A new API token for the user; the secret is shown only here");
-    api.add(Post, "/api/v2/users/{user_id}/tokens", ok(op, 201, "Created", token), &[403, 404]);
+    let body = api.schema::<CreateTokenRequest>();
+    let op =
+        operation("createToken", "users", "A new API token for the user, optionally named and expiring; the secret is shown only here")
+            .request_body(optional_json_body(body));
+    api.add(Post, "/api/v2/users/{user_id}/tokens", ok(op, 201, "Created", token), &[400, 404, 422]);
+    let page = api.page::<TokenRecord>();
+    let op = with_query(operation("listTokens", "users", "The user's tokens, without their secrets"), &PAGE);
+    api.add(Get, "/api/v2/users/{user_id}/tokens", ok(op, 200, "A page of tokens", page), &[404, 422]);
+    let op = operation("deleteToken", "users", "Revoke a token: refused at once here, within 30 s on every gateway");
+    api.add(Delete, "/api/v2/users/{user_id}/tokens/{token_id}", empty(op, 204, "Revoked"), &[404]);
     let group = api.schema::<UserGroup>();
     let body = api.schema::<CreateGroupRequest>();
     let op = operation("createGroup", "users", "Create a group of users to share with (administrator only)").request_body(json_body(body));

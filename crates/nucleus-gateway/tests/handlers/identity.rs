@@ -47,3 +47,79 @@ async fn sharing_roles_decide_what_another_user_may_do() {
     let (_, shared) = api.call_as(Some(&alice), Method::GET, &format!("/workloads/{id}/sharedRoles"), None).await;
     assert!(shared.to_string().contains("bob"), "{shared}");
 }
+
+#[tokio::test]
+async fn tokens_are_listed_without_their_secret_revoked_and_expire() {
+    let api = Api::start().await;
+    let (alice_id, alice) = api.user("alice").await;
+    let (bob_id, _bob) = api.user("bob").await;
+
+    let (code, laptop) =
+        api.call_as(Some(&alice), Method::POST, &format!("/users/{alice_id}/tokens"), Some(json!({"name": "laptop"}))).await;
+    assert_eq!(code, StatusCode::CREATED, "{laptop}");
+    let laptop_secret = laptop["token"].as_str().unwrap().to_owned();
+    let (code, page) = api.call_as(Some(&alice), Method::GET, &format!("/users/{alice_id}/tokens"), None).await;
+    assert_eq!(code, StatusCode::OK, "{page}");
+    assert_eq!(page["totalCount"], 2, "the first token and the laptop's: {page}");
+    assert_eq!(page["data"][1]["name"], "laptop");
+    assert_eq!(page["data"][1]["id"], laptop["id"]);
+    assert!(!page.to_string().contains(&laptop_secret) && !page.to_string().contains(&alice), "no secret is listed: {page}");
+
+    // Another user learns nothing of alice's tokens, nor can revoke them.
+    let (_, bob) = api.call(Method::POST, &format!("/users/{bob_id}/tokens"), Some(json!({}))).await;
+    let bob = bob["token"].as_str().unwrap();
+    let (code, body) = api.call_as(Some(bob), Method::GET, &format!("/users/{alice_id}/tokens"), None).await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "{body}");
+    let laptop_path = format!("/users/{alice_id}/tokens/{}", laptop["id"].as_str().unwrap());
+    let (code, _) = api.call_as(Some(bob), Method::DELETE, &laptop_path, None).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+
+    let (code, _) = api.call_as(Some(&laptop_secret), Method::GET, "/workloads", None).await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, _) = api.call_as(Some(&alice), Method::DELETE, &laptop_path, None).await;
+    assert_eq!(code, StatusCode::NO_CONTENT);
+    let (code, _) = api.call_as(Some(&laptop_secret), Method::GET, "/workloads", None).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED, "a revoked token is refused at once");
+    let (code, _) = api.call_as(Some(&alice), Method::DELETE, &laptop_path, None).await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "already revoked");
+
+    let (code, body) = api.post(&format!("/users/{alice_id}/tokens"), json!({"expiresAt": "2020-01-01T00:00:00Z"})).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(locs(&body), [json!(["body", "expiresAt"])]);
+    let soon = nucleus_api::clock::now() + chrono::Duration::milliseconds(1500);
+    let (code, brief) = api.post(&format!("/users/{alice_id}/tokens"), json!({"expiresAt": soon})).await;
+    assert_eq!(code, StatusCode::CREATED, "{brief}");
+    let brief = brief["token"].as_str().unwrap();
+    let (code, _) = api.call_as(Some(brief), Method::GET, "/workloads", None).await;
+    assert_eq!(code, StatusCode::OK, "valid until it expires");
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    let (code, _) = api.call_as(Some(brief), Method::GET, "/workloads", None).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED, "refused once expired, cached or not");
+}
+
+#[tokio::test]
+async fn a_disabled_or_deleted_user_is_refused_at_once() {
+    let api = Api::start().await;
+    let (carol_id, carol) = api.user("carol").await;
+    let (code, _) = api.call_as(Some(&carol), Method::GET, "/workloads", None).await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, _) = api.call_as(Some(&carol), Method::PATCH, &format!("/users/{carol_id}"), Some(json!({"disabled": true}))).await;
+    assert_eq!(code, StatusCode::FORBIDDEN, "a user cannot disable anyone, itself included");
+    let (code, user) = api.patch(&format!("/users/{carol_id}"), json!({"disabled": true})).await;
+    assert_eq!((code, &user["disabled"]), (StatusCode::OK, &json!(true)), "{user}");
+    let (code, _) = api.call_as(Some(&carol), Method::GET, "/workloads", None).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    let (code, _) = api.patch(&format!("/users/{carol_id}"), json!({"disabled": false})).await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, _) = api.call_as(Some(&carol), Method::GET, "/workloads", None).await;
+    assert_eq!(code, StatusCode::OK, "enabled again");
+
+    let (code, _) = api.delete(&format!("/users/{carol_id}")).await;
+    assert_eq!(code, StatusCode::NO_CONTENT);
+    let (code, _) = api.call_as(Some(&carol), Method::GET, "/workloads", None).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    let (code, _) = api.delete(&format!("/users/{carol_id}")).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let (code, again) = api.post("/users", json!({"username": "carol"})).await;
+    assert_eq!(code, StatusCode::CREATED, "the name is free again: {again}");
+}

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-pub const TOKEN: &str = "test-token";
+pub const TOKEN: &str = "test-admin-token-0123456789abcdef";
 pub const SECRET_VAR: &str = "AWS_SECRET_ACCESS_KEY";
 pub const SECRET_CANARY: &str = "canary-the-agent-s-own-secret";
 const WAIT: Duration = Duration::from_secs(60);
@@ -38,7 +38,14 @@ impl Stack {
 
     /// A gateway process (`nucleus gateway`) in front of the given meta nodes.
     pub async fn gateway(meta: &[String]) -> Stack {
-        let args = ["gateway", "--listen", "127.0.0.1:0", "--token", TOKEN, "--meta", &meta.join(",")].map(String::from);
+        Stack::gateway_with(meta, &[]).await
+    }
+
+    /// [`Stack::gateway`] with further flags.
+    pub async fn gateway_with(meta: &[String], extra: &[String]) -> Stack {
+        let mut args: Vec<String> =
+            ["gateway", "--listen", "127.0.0.1:0", "--token", TOKEN, "--meta", &meta.join(",")].map(String::from).to_vec();
+        args.extend(extra.iter().cloned());
         let (child, base) = spawn_nucleus(&args, "listening on ").await;
         Stack {
             child: Some(child),
@@ -128,7 +135,21 @@ impl Stack {
 /// Runs `nucleus ARGS` and waits for the stdout line containing `marker`; returns the child and
 /// the word that follows the marker (an address).
 pub async fn spawn_nucleus(args: &[String], marker: &'static str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nucleus"))
+    spawn_nucleus_in(None, args, marker).await
+}
+
+/// [`spawn_nucleus`] in the network namespace `netns` (`ip netns exec`).
+pub async fn spawn_nucleus_in(netns: Option<&str>, args: &[String], marker: &'static str) -> (Child, String) {
+    let nucleus = env!("CARGO_BIN_EXE_nucleus");
+    let mut command = match netns {
+        Some(netns) => {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", netns, nucleus]);
+            command
+        }
+        None => Command::new(nucleus),
+    };
+    let mut child = command
         .args(args)
         // Quiet by default; NUCLEUS_TEST_LOG=info shows what the processes do.
         .env("RUST_LOG", std::env::var("NUCLEUS_TEST_LOG").unwrap_or_else(|_| "warn,openraft=off".to_owned()))

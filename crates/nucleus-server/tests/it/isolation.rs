@@ -27,9 +27,19 @@ async fn a_replica_sees_only_its_own_environment_and_working_directory() {
     }
     assert_eq!(seen.len(), 2, "both replicas answered: {:?}", seen.keys());
 
-    let expected: BTreeSet<&str> =
-        ["PATH", "HOME", "LANG", "PORT", "GREETING", "NUCLEUS_REPLICA", "NUCLEUS_PROTON_ID", "NUCLEUS_WORKLOAD_ID", "NUCLEUS_ARTIFACT_ID"]
-            .into();
+    let expected: BTreeSet<&str> = [
+        "PATH",
+        "HOME",
+        "HOST",
+        "LANG",
+        "PORT",
+        "GREETING",
+        "NUCLEUS_REPLICA",
+        "NUCLEUS_PROTON_ID",
+        "NUCLEUS_WORKLOAD_ID",
+        "NUCLEUS_ARTIFACT_ID",
+    ]
+    .into();
     let mut homes = BTreeSet::new();
     for (replica, answer) in &seen {
         let env = answer["env"].as_object().unwrap();
@@ -54,4 +64,54 @@ async fn a_replica_sees_only_its_own_environment_and_working_directory() {
     for home in &homes {
         assert!(!home.exists(), "{} is removed once the replica is stopped", home.display());
     }
+}
+
+/// A user with a token of their own.
+async fn user(stack: &Stack, name: &str) -> String {
+    let (code, created) = stack.post("/users", json!({ "username": name })).await;
+    assert_eq!(code, reqwest::StatusCode::CREATED, "{created}");
+    let (code, token) = stack.post(&format!("/users/{}/tokens", created["id"].as_str().unwrap()), json!({})).await;
+    assert_eq!(code, reqwest::StatusCode::CREATED, "{token}");
+    token["token"].as_str().unwrap().to_owned()
+}
+
+fn shell_artifact(name: &str) -> Value {
+    let mut artifact = whoami_artifact(name, &[]);
+    artifact["spec"]["containerGroups"][0]["containers"][0]["entrypoint"] = json!(["sh", "-c", "cat /etc/passwd; sleep 600"]);
+    artifact
+}
+
+#[tokio::test]
+async fn commands_an_agent_does_not_allow_are_refused_at_create_naming_the_rule() {
+    let dir = temp_dir();
+    let stack = Stack::start_with(dir.path(), &["--allow-exec", "nucleus-whoami"]).await;
+    let carol = user(&stack, "carol").await;
+
+    let (code, body) = stack.call_as(&carol, reqwest::Method::POST, "/workloads", Some(workload("sh", shell_artifact("sh"), 1))).await;
+    assert_eq!(code, reqwest::StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let error = &body["detail"][0];
+    assert_eq!(error["loc"], json!(["body", "artifact", "spec", "containerGroups", 0, "containers", 0, "entrypoint"]), "{body}");
+    let message = error["msg"].as_str().unwrap();
+    assert!(message.contains("`sh`") && message.contains("--allow-exec") && message.contains("nucleus-whoami"), "{message}");
+    let (code, body) = stack.post("/workloads", workload("sh-admin", shell_artifact("sh-admin"), 1)).await;
+    assert_eq!(code, reqwest::StatusCode::UNPROCESSABLE_ENTITY, "the list binds the administrator too: {body}");
+    let (_, page) = stack.get("/artifacts").await;
+    assert_eq!(page["totalCount"], 0, "a refused create leaves no artifact behind: {page}");
+
+    let (code, created) =
+        stack.call_as(&carol, reqwest::Method::POST, "/workloads", Some(workload("ok", whoami_artifact("ok", &[]), 1))).await;
+    assert_eq!(code, reqwest::StatusCode::CREATED, "{created}");
+    stack.wait_status(created["id"].as_str().unwrap(), "running").await;
+}
+
+#[tokio::test]
+async fn on_an_admins_only_agent_a_user_cannot_run_commands() {
+    let dir = temp_dir();
+    let stack = Stack::start_with(dir.path(), &["--allow-exec", "admins"]).await;
+    let dave = user(&stack, "dave").await;
+    let (code, body) = stack.call_as(&dave, reqwest::Method::POST, "/workloads", Some(workload("w", whoami_artifact("w", &[]), 1))).await;
+    assert_eq!(code, reqwest::StatusCode::FORBIDDEN, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("--allow-exec admins"), "{body}");
+    let (code, created) = stack.post("/workloads", workload("w", whoami_artifact("w", &[]), 1)).await;
+    assert_eq!(code, reqwest::StatusCode::CREATED, "the administrator may: {created}");
 }

@@ -41,7 +41,7 @@ async fn create_run_invoke_stop_start_delete() {
     let resp = stack
         .http
         .request(Method::PUT, stack.url(&format!("/endpoints/workloads/{id}/upload")))
-        .header("authorization", "Token test-token")
+        .header("authorization", format!("Token {}", crate::harness::TOKEN))
         .body("payload-bytes")
         .send()
         .await

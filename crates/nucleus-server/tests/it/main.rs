@@ -12,6 +12,7 @@ mod lifecycle;
 mod lifetime;
 mod limits;
 mod meta_failover;
+mod multi_host;
 mod openapi;
 mod persistence;
 mod replacement;

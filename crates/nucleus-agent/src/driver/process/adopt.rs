@@ -117,7 +117,8 @@ mod tests {
 
         let hub = StatusHub::new();
         let (_, mut changes) = hub.subscribe();
-        let _driver = ProcessDriver::new("node".into(), dir.path(), hub.clone(), None).expect("driver");
+        let _driver =
+            ProcessDriver::new("node".into(), dir.path(), hub.clone(), crate::driver::process::ProcessSettings::default()).expect("driver");
         let failed = tokio::time::timeout(Duration::from_secs(5), async {
             loop {
                 let report = changes.recv().await.expect("reports");

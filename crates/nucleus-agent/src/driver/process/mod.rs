@@ -26,6 +26,7 @@ mod view;
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -36,6 +37,25 @@ use nucleus_proto::agent::v1::ProtonReport;
 use self::logs::LogFile;
 use self::replica::{Publish, ReplicaHandle};
 pub use self::sandbox::RunAs;
+use nucleus_api::exec_policy::ExecPolicy;
+
+/// How the process driver runs replicas on this host.
+#[derive(Debug, Clone)]
+pub struct ProcessSettings {
+    /// The address replicas listen on (their `HOST`) and gateways reach them at: this host's
+    /// address on the network the gateways are on. 127.0.0.1 when gateways run on this host only.
+    pub replica_host: IpAddr,
+    /// The user replicas run as; None: the agent's.
+    pub run_as: Option<RunAs>,
+    /// Which programs replicas may run (`--allow-exec`); the gateway enforces the rest of the policy.
+    pub exec: ExecPolicy,
+}
+
+impl Default for ProcessSettings {
+    fn default() -> ProcessSettings {
+        ProcessSettings { replica_host: IpAddr::from([127, 0, 0, 1]), run_as: None, exec: ExecPolicy::Anyone }
+    }
+}
 use self::sandbox::Sandbox;
 pub(super) use self::spawn::substitute_port;
 use self::state_file::{ProtonRecord, StateFile, StateRecord};
@@ -130,8 +150,7 @@ impl Proton {
 impl ProcessDriver {
     /// A driver keeping its state under `<data_dir>/process-driver/`, which adopts at once the
     /// replicas an earlier agent left there (so it must be called within a tokio runtime).
-    /// Replicas run as `run_as` when given, else as the agent's user.
-    pub(crate) fn new(node_address: String, data_dir: &Path, hub: StatusHub, run_as: Option<RunAs>) -> Result<ProcessDriver, Error> {
+    pub(crate) fn new(node_address: String, data_dir: &Path, hub: StatusHub, settings: ProcessSettings) -> Result<ProcessDriver, Error> {
         let client = reqwest::Client::builder().no_proxy().build().unwrap_or_else(|err| {
             tracing::warn!(error = %err, "cannot build the probe HTTP client; using the default one");
             reqwest::Client::new()
@@ -146,7 +165,7 @@ impl ProcessDriver {
                 "an earlier agent left protons running: adopting them"
             );
         }
-        let sandbox = Arc::new(Sandbox::new(dir.join("work"), run_as));
+        let sandbox = Arc::new(Sandbox::new(settings.replica_host, dir.join("work"), settings.run_as, settings.exec));
         let inner = Arc::new(Inner { node_address, hub, logs_dir: dir.join("logs"), sandbox, state_file, client, state: Mutex::default() });
         inner.adopt(left);
         Ok(ProcessDriver { inner })
@@ -221,7 +240,7 @@ impl Inner {
         extra.into_iter().for_each(|index| proton.retire(index));
         for index in 0..count {
             if !proton.replicas.contains_key(&index) {
-                let port = free_port(&mut used_ports);
+                let port = free_port(self.sandbox.host(), &mut used_ports);
                 let log = LogFile::new(&self.logs_dir, &id, index);
                 let publish = self.publisher(&id);
                 let replica =
@@ -304,7 +323,7 @@ impl Inner {
             proton_id: id.to_owned(),
             workload_id: proton.spec.workload_id.clone(),
             lifecycle: proton.lifecycle.to_proto() as i32,
-            replicas: proton.replicas.values().map(|replica| replica.view().to_status(&self.node_address)).collect(),
+            replicas: proton.replicas.values().map(|replica| replica.view().to_status(&self.node_address, self.sandbox.host())).collect(),
             observed_at: String::new(),
             removed: false,
         });
@@ -343,9 +362,9 @@ fn used_ports(state: &State) -> HashSet<u16> {
 
 /// A free port that no replica of this agent uses (the OS may hand out a port again once its
 /// probing listener is closed).
-fn free_port(used: &mut HashSet<u16>) -> io::Result<u16> {
+fn free_port(host: IpAddr, used: &mut HashSet<u16>) -> io::Result<u16> {
     for _ in 0..16 {
-        let port = spawn::free_port()?;
+        let port = spawn::free_port(host)?;
         if used.insert(port) {
             return Ok(port);
         }

@@ -1,6 +1,7 @@
 //! One probe attempt: an HTTP GET (or, without a readiness probe, a TCP connect).
 
 use std::error::Error as _;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use tokio::net::TcpStream;
@@ -20,15 +21,20 @@ pub(crate) struct HttpProbe {
 }
 
 impl HttpProbe {
-    /// Probes aimed at the container's declared port (or at port 0) go to the port the driver chose.
-    pub(crate) fn new(kind: &'static str, spec: &ProbeSpec, declared_port: u32, chosen_port: u16) -> HttpProbe {
-        let port = if spec.port == 0 || spec.port == declared_port { u32::from(chosen_port) } else { spec.port };
+    /// Probes aimed at the container's declared port (or at port 0) go to the port the driver
+    /// chose; every probe goes to the host the replica listens on.
+    pub(crate) fn new(kind: &'static str, spec: &ProbeSpec, declared_port: u32, replica: SocketAddr) -> HttpProbe {
+        let port = if spec.port == 0 || spec.port == declared_port { u32::from(replica.port()) } else { spec.port };
         let scheme = match spec.scheme {
             ProbeScheme::Http => "http",
             ProbeScheme::Https => "https",
         };
-        // The replica listens on loopback; the spec's host is checked to name it at launch.
-        let url = format!("{scheme}://127.0.0.1:{port}{}", spec.path);
+        // The spec's host was checked to name the replica itself at launch.
+        let host = match replica.ip() {
+            IpAddr::V4(ip) => ip.to_string(),
+            IpAddr::V6(ip) => format!("[{ip}]"),
+        };
+        let url = format!("{scheme}://{host}:{port}{}", spec.path);
         HttpProbe { kind, spec: spec.clone(), url }
     }
 
@@ -49,9 +55,9 @@ impl HttpProbe {
     }
 }
 
-/// Whether something accepts TCP connections on 127.0.0.1:`port`.
-pub(crate) async fn tcp_listening(port: u16) -> bool {
-    matches!(tokio::time::timeout(TCP_CONNECT_TIMEOUT, TcpStream::connect(("127.0.0.1", port))).await, Ok(Ok(_)))
+/// Whether something accepts TCP connections on `address`.
+pub(crate) async fn tcp_listening(address: SocketAddr) -> bool {
+    matches!(tokio::time::timeout(TCP_CONNECT_TIMEOUT, TcpStream::connect(address)).await, Ok(Ok(_)))
 }
 
 /// reqwest's own message is terse ("error sending request"); the cause is in its sources.

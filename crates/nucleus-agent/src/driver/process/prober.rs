@@ -1,6 +1,7 @@
 //! Runs a replica's startup, readiness and liveness probes for one process incarnation and tells
 //! the replica what they concluded.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -29,7 +30,8 @@ pub(crate) struct Prober {
     pub startup: Option<HttpProbe>,
     pub readiness: Option<HttpProbe>,
     pub liveness: Option<HttpProbe>,
-    pub port: u16,
+    /// Where the replica listens: the agent's replica host and its port.
+    pub address: SocketAddr,
     /// Whether an earlier incarnation was ever ready: then readiness failures never fail it.
     pub ever_ready: bool,
     /// Whether the replica is reported ready as this incarnation is followed: an adopted process
@@ -38,14 +40,14 @@ pub(crate) struct Prober {
 }
 
 impl Prober {
-    pub(crate) fn new(client: reqwest::Client, container: &ContainerSpec, port: u16, ever_ready: bool, ready: bool) -> Prober {
-        let probe = |kind, spec: &Option<_>| spec.as_ref().map(|spec| HttpProbe::new(kind, spec, container.port, port));
+    pub(crate) fn new(client: reqwest::Client, container: &ContainerSpec, address: SocketAddr, ever_ready: bool, ready: bool) -> Prober {
+        let probe = |kind, spec: &Option<_>| spec.as_ref().map(|spec| HttpProbe::new(kind, spec, container.port, address));
         Prober {
             client,
             startup: probe("startup", &container.startup_probe),
             readiness: probe("readiness", &container.readiness_probe),
             liveness: probe("liveness", &container.liveness_probe),
-            port,
+            address,
             ever_ready,
             ready,
         }
@@ -124,9 +126,9 @@ impl Prober {
 
     async fn wait_for_listening(&self, events: &mpsc::Sender<ProbeEvent>) {
         let deadline = tokio::time::Instant::now() + TCP_DEADLINE;
-        while !tcp_listening(self.port).await {
+        while !tcp_listening(self.address).await {
             if !self.ever_ready && tokio::time::Instant::now() >= deadline {
-                let message = format!("not listening on port {} after {}s", self.port, TCP_DEADLINE.as_secs());
+                let message = format!("not listening on {} after {}s", self.address, TCP_DEADLINE.as_secs());
                 let _ = events.send(ProbeEvent::Failed { reason: "NotListening", message }).await;
                 return;
             }

@@ -292,7 +292,7 @@ impl Supervisor {
                 (view.ever_ready, view.is_ready())
             };
             let (events_tx, mut events) = mpsc::channel(8);
-            let prober = Prober::new(self.client.clone(), &self.spec.container, self.port, ever_ready, ready);
+            let prober = Prober::new(self.client.clone(), &self.spec.container, self.sandbox.address(self.port), ever_ready, ready);
             let prober = tokio::spawn(prober.run(events_tx));
             let outcome = self.supervise(&mut process, &mut events).await;
             prober.abort();

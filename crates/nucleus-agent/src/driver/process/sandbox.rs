@@ -5,8 +5,10 @@
 
 use std::ffi::OsString;
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
+use nucleus_api::exec_policy::ExecPolicy;
 use tokio::process::Command;
 
 /// PATH given to replicas when the agent has none.
@@ -45,22 +47,42 @@ impl std::str::FromStr for RunAs {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Sandbox {
+    /// The address replicas listen on (their `HOST`) and are reached at by gateways.
+    host: IpAddr,
     work_root: PathBuf,
     path: OsString,
     lang: OsString,
     run_as: Option<RunAs>,
+    exec: ExecPolicy,
 }
 
 impl Sandbox {
     /// Replicas' working directories go under `work_root`. PATH and LANG are the only variables
     /// taken from the agent: a workload needs its commands found, and neither holds a secret.
-    pub(crate) fn new(work_root: PathBuf, run_as: Option<RunAs>) -> Sandbox {
+    pub(crate) fn new(host: IpAddr, work_root: PathBuf, run_as: Option<RunAs>, exec: ExecPolicy) -> Sandbox {
         Sandbox {
+            exec,
+            host,
             work_root,
             path: std::env::var_os("PATH").filter(|p| !p.is_empty()).unwrap_or_else(|| DEFAULT_PATH.into()),
             lang: std::env::var_os("LANG").filter(|l| !l.is_empty()).unwrap_or_else(|| "C.UTF-8".into()),
             run_as,
         }
+    }
+
+    pub(crate) fn host(&self) -> IpAddr {
+        self.host
+    }
+
+    /// Where the replica on `port` listens.
+    pub(crate) fn address(&self, port: u16) -> SocketAddr {
+        SocketAddr::new(self.host, port)
+    }
+
+    /// Refuses a program `--allow-exec` does not list. Who created the workload is the gateway's
+    /// to check (an agent cannot tell), so the administrators-only rule passes here.
+    pub(crate) fn check_program(&self, program: &str) -> Result<(), crate::Error> {
+        self.exec.allows(program, true).map_err(|rule| crate::Error::ExecNotAllowed { program: program.to_owned(), rule })
     }
 
     /// The replica's working directory, also its HOME.
@@ -78,7 +100,7 @@ impl Sandbox {
         }
     }
 
-    /// Clears the command's environment down to PATH, HOME and LANG, runs it in the replica's own
+    /// Clears the command's environment down to PATH, HOME, LANG and HOST (where to listen), runs it in the replica's own
     /// working directory (created, and handed to the run-as user), as that user, with limits. The
     /// caller adds the replica's own variables afterwards.
     pub(crate) fn confine(&self, command: &mut Command, replica: &str) -> io::Result<()> {
@@ -88,7 +110,13 @@ impl Sandbox {
             std::os::unix::fs::chown(&dir, Some(user.uid), Some(user.gid))?;
             command.uid(user.uid).gid(user.gid);
         }
-        command.env_clear().env("PATH", &self.path).env("LANG", &self.lang).env("HOME", &dir).current_dir(&dir);
+        command
+            .env_clear()
+            .env("PATH", &self.path)
+            .env("LANG", &self.lang)
+            .env("HOME", &dir)
+            .env("HOST", self.host.to_string())
+            .current_dir(&dir);
         limit_resources(command);
         Ok(())
     }
@@ -138,9 +166,19 @@ mod tests {
     }
 
     #[test]
+    fn only_listed_programs_start() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let listed = ExecPolicy::Programs(vec!["python3".into()]);
+        let sandbox = Sandbox::new(IpAddr::from([127, 0, 0, 1]), dir.path().to_owned(), None, listed);
+        assert!(sandbox.check_program("/usr/bin/python3").is_ok());
+        let err = sandbox.check_program("sh").expect_err("not listed");
+        assert!(err.to_string().contains("`sh`") && err.to_string().contains("--allow-exec"), "{err}");
+    }
+
+    #[test]
     fn work_dirs_are_per_replica_and_removable() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let sandbox = Sandbox::new(dir.path().join("work"), None);
+        let sandbox = Sandbox::new(IpAddr::from([127, 0, 0, 1]), dir.path().join("work"), None, ExecPolicy::Anyone);
         let mut command = Command::new("true");
         sandbox.confine(&mut command, "p-0").expect("confine");
         let work = sandbox.work_dir("p-0");

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::process::Stdio;
 
 use tokio::process::{Child, Command};
@@ -22,9 +22,9 @@ pub(crate) struct Launch<'a> {
     pub artifact_id: &'a str,
 }
 
-/// Asks the OS for a port that is free right now on 127.0.0.1.
-pub(crate) fn free_port() -> io::Result<u16> {
-    let listener = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?;
+/// Asks the OS for a port that is free right now on `host`.
+pub(crate) fn free_port(host: IpAddr) -> io::Result<u16> {
+    let listener = TcpListener::bind(SocketAddr::new(host, 0))?;
     Ok(listener.local_addr()?.port())
 }
 
@@ -53,6 +53,7 @@ pub(crate) fn spawn(launch: &Launch<'_>, log: &LogFile, sandbox: &Sandbox) -> Re
         return Err(Error::EmptyEntrypoint);
     };
     let program = substitute_port(program, launch.port);
+    sandbox.check_program(&program)?;
     let output = log
         .open_for_append()
         .and_then(|stdout| Ok((stdout.try_clone()?, stdout)))
@@ -112,7 +113,8 @@ mod tests {
         let env = BTreeMap::new();
         let launch = Launch { entrypoint: &[], env: &env, port: 1, replica: "p-0", proton_id: "p", workload_id: "w", artifact_id: "a" };
         let dir = tempfile::tempdir().expect("temp dir");
-        let sandbox = Sandbox::new(dir.path().join("work"), None);
+        let sandbox =
+            Sandbox::new(IpAddr::from([127, 0, 0, 1]), dir.path().join("work"), None, nucleus_api::exec_policy::ExecPolicy::Anyone);
         let err = spawn(&launch, &LogFile::new(dir.path(), "p", 0), &sandbox).expect_err("nothing to run");
         assert!(matches!(err, Error::EmptyEntrypoint), "{err}");
         assert!(err.to_string().contains("empty entrypoint"), "{err}");

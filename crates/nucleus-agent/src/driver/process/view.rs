@@ -176,11 +176,12 @@ impl ReplicaView {
         self.ready.set(false);
     }
 
-    pub(crate) fn to_status(&self, node_address: &str) -> ReplicaStatus {
+    /// `host`: where the agent's replicas listen.
+    pub(crate) fn to_status(&self, node_address: &str, host: std::net::IpAddr) -> ReplicaStatus {
         let scheduled = Flag { met: true, since: self.created_at };
         ReplicaStatus {
             name: self.name.clone(),
-            address: format!("127.0.0.1:{}", self.port),
+            address: std::net::SocketAddr::new(host, self.port).to_string(),
             node_address: node_address.to_owned(),
             started_at: rfc3339(self.created_at),
             phase: match self.phase {
