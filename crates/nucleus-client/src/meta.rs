@@ -100,14 +100,30 @@ impl MetaClient {
         Ok((kvs, 0))
     }
 
+    /// Page after page (meta answers about 1 MiB at a time). The revision is the first page's: a
+    /// watch from just after it sees every change the later pages may or may not show.
     async fn list_group(&self, group: u64, prefix: &str) -> Result<(Vec<pb::KeyValue>, u64), Error> {
-        let response = self
-            .retrying(group, |mut grpc| {
-                let req = timed(pb::ListRequest { prefix: prefix.to_owned(), group_id: group });
-                async move { grpc.list(req).await }
-            })
-            .await?;
-        Ok((response.kvs, response.revision))
+        let mut kvs = Vec::new();
+        let mut revision = None;
+        loop {
+            let start_after = kvs.last().map(|kv: &pb::KeyValue| kv.key.clone()).unwrap_or_default();
+            let response = self
+                .retrying(group, |mut grpc| {
+                    let req = timed(pb::ListRequest {
+                        prefix: prefix.to_owned(),
+                        group_id: group,
+                        start_after: start_after.clone(),
+                        page_bytes: 0,
+                    });
+                    async move { grpc.list(req).await }
+                })
+                .await?;
+            let first = *revision.get_or_insert(response.revision);
+            kvs.extend(response.kvs);
+            if !response.more {
+                return Ok((kvs, first));
+            }
+        }
     }
 
     pub async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<Versioned<T>>, Error> {

@@ -93,6 +93,10 @@ fn to_command(req: pb::WriteRequest) -> Result<WriteCommand, Error> {
     Ok(WriteCommand { request_id: req.request_id, conditions, ops })
 }
 
+/// Keys and values in one `List` answer at most (unless a single one is larger): far below gRPC's
+/// 4 MiB message limit, whatever users store.
+const LIST_PAGE_BYTES: usize = 1024 * 1024;
+
 /// Where an agent keeps its registration; the only keys an agent's certificate may write.
 const AGENT_RECORDS: &str = "agents/";
 
@@ -123,10 +127,15 @@ impl meta_server::Meta for MetaService {
 
     async fn list(&self, request: Request<pb::ListRequest>) -> Result<Response<pb::ListResponse>, Status> {
         let group = self.linearizable(request.get_ref().group_id).await?;
+        let pb::ListRequest { prefix, start_after, page_bytes, .. } = request.get_ref();
+        let budget = match usize::try_from(*page_bytes) {
+            Ok(0) | Err(_) => LIST_PAGE_BYTES,
+            Ok(asked) => asked.min(LIST_PAGE_BYTES),
+        };
         let view = group.reader.view();
-        let kvs = view.list(&request.get_ref().prefix)?;
+        let (kvs, more) = view.list_page(prefix, start_after, budget)?;
         let revision = view.revision()?;
-        Ok(Response::new(pb::ListResponse { kvs: kvs.into_iter().map(to_pb).collect(), revision }))
+        Ok(Response::new(pb::ListResponse { kvs: kvs.into_iter().map(to_pb).collect(), revision, more }))
     }
 
     async fn write(&self, request: Request<pb::WriteRequest>) -> Result<Response<pb::WriteResponse>, Status> {

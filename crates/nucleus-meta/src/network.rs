@@ -70,11 +70,19 @@ enum Rpc {
     InstallSnapshot,
 }
 
+/// Raft messages between meta nodes may exceed gRPC's default 4 MiB: a batch of entries that
+/// carry large documents, or a snapshot chunk (JSON-encoded).
+pub(crate) const RAFT_MESSAGE_LIMIT: usize = 256 * 1024 * 1024;
+
+fn raft_client(channel: Channel) -> RaftClient<Channel> {
+    RaftClient::new(channel).max_decoding_message_size(RAFT_MESSAGE_LIMIT).max_encoding_message_size(RAFT_MESSAGE_LIMIT)
+}
+
 impl<T: Transport> Network<T> {
     fn client(&mut self) -> Result<RaftClient<Channel>, Unreachable> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(channel) = channels.get(&self.addr) {
-            return Ok(RaftClient::new(channel.clone()));
+            return Ok(raft_client(channel.clone()));
         }
         let endpoint = self
             .transport
@@ -86,7 +94,7 @@ impl<T: Transport> Network<T> {
             .keep_alive_while_idle(true);
         let channel = self.transport.channel(endpoint);
         channels.insert(self.addr.clone(), channel.clone());
-        Ok(RaftClient::new(channel))
+        Ok(raft_client(channel))
     }
 
     async fn call<Req, Resp, E>(&mut self, rpc: Rpc, req: &Req, timeout: Duration) -> Result<Resp, RPCError<NodeId, BasicNode, E>>

@@ -94,7 +94,11 @@ impl MetaNode {
             builder
                 .layer(RoleGuardLayer::new(nucleus_tls::policy::meta_server, tls.is_some()))
                 .add_service(MetaServer::new(meta))
-                .add_service(RaftServer::new(RaftService::new(groups.clone())))
+                .add_service(
+                    RaftServer::new(RaftService::new(groups.clone()))
+                        .max_decoding_message_size(crate::network::RAFT_MESSAGE_LIMIT)
+                        .max_encoding_message_size(crate::network::RAFT_MESSAGE_LIMIT),
+                )
                 .serve_with_incoming_shutdown(incoming, async move {
                     let _ = signal.wait_for(|stop| *stop).await;
                 }),

@@ -44,3 +44,23 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_is_stored() {
     let (_, page) = api.get("/artifacts").await;
     assert_eq!(page["totalCount"], 0, "{page}");
 }
+
+/// Together far over gRPC's 4 MiB message limit: meta answers the list in pages.
+#[tokio::test]
+async fn several_artifacts_of_almost_two_mebibytes_are_stored_and_listed() {
+    let api = Api::start().await;
+    let description = "d".repeat(1_900_000);
+    for i in 0..4 {
+        let mut big = artifact(&format!("big-{i}"));
+        big["description"] = json!(description);
+        let (code, body) = api.post("/artifacts", big).await;
+        assert_eq!(code, StatusCode::CREATED, "{}", &body.to_string()[..200.min(body.to_string().len())]);
+    }
+    let (code, page) = api.get("/artifacts?limit=10&orderBy=name").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(page["totalCount"], 4);
+    for (i, item) in page["data"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(item["name"], format!("big-{i}"));
+        assert_eq!(item["description"].as_str().map(str::len), Some(1_900_000));
+    }
+}

@@ -116,15 +116,31 @@ impl ReadView<'_> {
 
     /// Every key starting with `prefix`, in key order.
     pub fn list(&self, prefix: &str) -> Result<Vec<KeyValue>, Error> {
-        let start = self.keys.key(prefix.as_bytes());
+        Ok(self.list_page(prefix, "", usize::MAX)?.0)
+    }
+
+    /// The keys under `prefix` after `start_after` (from the first when empty), in key order, up
+    /// to `budget` bytes of keys and values but at least one; true when more follow.
+    pub fn list_page(&self, prefix: &str, start_after: &str, budget: usize) -> Result<(Vec<KeyValue>, bool), Error> {
+        let from = if start_after.as_bytes() > prefix.as_bytes() { start_after } else { prefix };
+        let start = self.keys.key(from.as_bytes());
         let mode = IteratorMode::From(&start, Direction::Forward);
         let mut out = Vec::new();
+        let mut used = 0usize;
         for item in self.snap.iterator_cf(self.db.cf(CF_KV), mode) {
             let (key, value) = item?;
             let Some(key) = self.keys.strip(&key).filter(|key| key.starts_with(prefix.as_bytes())) else { break };
+            if !start_after.is_empty() && key <= start_after.as_bytes() {
+                continue;
+            }
+            let size = key.len() + value.len();
+            if !out.is_empty() && used.saturating_add(size) > budget {
+                return Ok((out, true));
+            }
+            used = used.saturating_add(size);
             out.push(decode_kv(key, &value)?);
         }
-        Ok(out)
+        Ok((out, false))
     }
 
     pub(crate) fn dedup(&self, request_id: &str) -> Result<Option<DedupRecord>, Error> {

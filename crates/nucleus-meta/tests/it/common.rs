@@ -42,7 +42,7 @@ pub async fn get(client: &mut Client, key: &str) -> pb::GetResponse {
 
 /// (key, value) pairs under `prefix`, and the revision of the read.
 pub async fn list(client: &mut Client, prefix: &str) -> (Vec<(String, String)>, u64) {
-    let resp = client.list(pb::ListRequest { prefix: prefix.into(), group_id: 0 }).await.expect("list").into_inner();
+    let resp = client.list(pb::ListRequest { prefix: prefix.into(), group_id: 0, ..Default::default() }).await.expect("list").into_inner();
     let kvs = resp.kvs.into_iter().map(|kv| (kv.key, String::from_utf8_lossy(&kv.value).into_owned())).collect();
     (kvs, resp.revision)
 }

@@ -96,3 +96,42 @@ async fn repeated_request_id_applies_once() {
 
     node.shutdown().await.unwrap();
 }
+
+/// Five values of 1.9 MiB: no answer may carry them all (gRPC refuses messages over 4 MiB), so a
+/// list comes in pages of about 1 MiB, each with at least one key, and resumes after the last key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_come_in_pages_that_stay_under_the_message_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let mut c = client(&node).await;
+    let big = "x".repeat(1_900_000);
+    for i in 0..5 {
+        assert!(write(&mut c, "", vec![], vec![put(&format!("big/{i}"), &big)]).await.succeeded);
+    }
+    write(&mut c, "", vec![], vec![put("big/small", "s"), put("bigger/0", "not under big/")]).await;
+
+    let mut seen = Vec::new();
+    let mut start_after = String::new();
+    let mut pages = 0;
+    loop {
+        let request = pb::ListRequest { prefix: "big/".into(), group_id: 0, start_after: start_after.clone(), page_bytes: 0 };
+        let page = c.list(request).await.expect("every page fits in a message").into_inner();
+        pages += 1;
+        assert!(!page.kvs.is_empty(), "a page has at least one key");
+        let bytes: usize = page.kvs.iter().map(|kv| kv.key.len() + kv.value.len()).sum();
+        assert!(page.kvs.len() == 1 || bytes <= 1024 * 1024, "a page of {} keys holds {bytes} bytes", page.kvs.len());
+        seen.extend(page.kvs.iter().map(|kv| kv.key.clone()));
+        start_after = page.kvs.last().unwrap().key.clone();
+        if !page.more {
+            break;
+        }
+    }
+    assert_eq!(seen, ["big/0", "big/1", "big/2", "big/3", "big/4", "big/small"]);
+    assert!(pages >= 5, "{pages} pages");
+
+    // A smaller page asked for is honoured; the small key shares a page with nothing big.
+    let request = pb::ListRequest { prefix: "big/".into(), group_id: 0, start_after: "big/4".into(), page_bytes: 10 };
+    let last = c.list(request).await.expect("list").into_inner();
+    assert_eq!(last.kvs.iter().map(|kv| kv.key.as_str()).collect::<Vec<_>>(), ["big/small"]);
+    assert!(!last.more);
+}
