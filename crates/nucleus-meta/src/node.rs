@@ -2,6 +2,7 @@
 //! and the shard rebalancer, started and stopped as one.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +32,8 @@ const LEADER_WAIT: Duration = Duration::from_secs(10);
 const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 const SERVER_STOP_WAIT: Duration = Duration::from_secs(5);
 const DB_RELEASE_WAIT: Duration = Duration::from_secs(5);
+/// How often the groups are checked for a storage failure.
+const FAILURE_POLL: Duration = Duration::from_millis(250);
 
 pub struct MetaNode {
     node_id: NodeId,
@@ -252,6 +255,30 @@ impl MetaNode {
     /// The cluster's number of shard groups.
     pub fn shard_count(&self) -> u64 {
         self.groups.shard_count()
+    }
+
+    /// Resolves when a Raft group of this node has stopped on a storage error (a full disk, a
+    /// corrupt file), with that error: the node cannot serve any more, and should stop at once
+    /// rather than answer "raft stopped" to every call.
+    pub fn storage_failure(&self) -> impl Future<Output = String> + Send + 'static + use<> {
+        let groups = self.groups.clone();
+        async move {
+            let mut every = tokio::time::interval(FAILURE_POLL);
+            loop {
+                every.tick().await;
+                for group in groups.all() {
+                    let failed = match &group.raft.metrics().borrow().running_state {
+                        Err(fatal @ (openraft::error::Fatal::StorageError(_) | openraft::error::Fatal::Panicked)) => {
+                            Some(format!("group {}: {fatal}", group.id))
+                        }
+                        _ => None,
+                    };
+                    if let Some(failure) = failed {
+                        return failure;
+                    }
+                }
+            }
+        }
     }
 
     /// Stops gRPC (ending open watches) and the rebalancer, shuts every Raft group down and closes

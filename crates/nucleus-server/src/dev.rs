@@ -101,7 +101,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     println!("nucleus dev is up: REST API at http://{gateway_addr}/api/v2 (Ctrl-C to stop)");
 
-    terminated().await;
+    let storage_failure = tokio::select! {
+        () = terminated() => None,
+        failure = meta_node.storage_failure() => {
+            tracing::error!(%failure, "meta storage failed: nucleus dev stops");
+            Some(failure)
+        }
+    };
     println!("nucleus dev: stopping");
     // Gateway and scheduler first, so nothing records the processes going away as a user's stop:
     // workloads that were running are running again after a restart.
@@ -112,7 +118,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     for task in agent.tasks {
         let _ = task.await;
     }
-    meta_node.shutdown().await?;
+    let stopped = tokio::time::timeout(std::time::Duration::from_secs(10), meta_node.shutdown()).await;
+    if let Some(failure) = storage_failure {
+        anyhow::bail!(
+            "the metadata store failed ({failure}); check the disk under {} (full? read-only? corrupt?), free it, then start again",
+            args.data_dir.display()
+        );
+    }
+    stopped.context("the metadata node did not stop within 10 s")??;
     println!("nucleus dev: stopped");
     Ok(())
 }

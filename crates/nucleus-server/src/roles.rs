@@ -288,7 +288,17 @@ pub async fn meta(args: MetaArgs) -> anyhow::Result<()> {
     let tls = args.tls.resolve(Some(Role::Meta), &links)?;
     let node = start_meta(args, tls).await?;
     println!("nucleus meta {id} serving on {}", node.addr());
-    terminated().await;
+    tokio::select! {
+        () = terminated() => {}
+        failure = node.storage_failure() => {
+            tracing::error!(%failure, "meta storage failed: this node stops");
+            let _ = tokio::time::timeout(Duration::from_secs(5), node.shutdown()).await;
+            anyhow::bail!(
+                "meta node {id} stopped: its storage failed ({failure}); check the disk under --data-dir \
+                 (full? read-only? corrupt?), free it or move the data dir, then start the node again"
+            );
+        }
+    }
     node.shutdown().await?;
     Ok(())
 }

@@ -5,6 +5,7 @@ mod bundles;
 mod deployments;
 mod errors;
 mod failures;
+mod full_disk;
 mod harness;
 mod invoke;
 mod isolation;
