@@ -64,8 +64,9 @@ enum Command {
         /// How replicas run: host processes, or pods in a Kubernetes cluster.
         #[arg(long, value_enum, default_value = "process")]
         driver: roles::DriverKind,
-        /// Kubernetes namespace of the Deployments and Services (kubernetes driver).
-        #[arg(long, default_value = "nucleus")]
+        /// Kubernetes namespace of the workloads' Deployments and Services (kubernetes driver): not
+        /// the control plane's, so that its NetworkPolicy can keep workloads away from it.
+        #[arg(long, default_value = "nucleus-workloads")]
         namespace: String,
         /// Run replicas as this user (name, UID or UID:GID) instead of the agent's (process driver).
         #[arg(long, value_name = "USER")]

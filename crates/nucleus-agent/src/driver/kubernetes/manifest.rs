@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, HTTPHeader, ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, Service, ServicePort, ServiceSpec, Toleration,
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, HTTPHeader, ObjectFieldSelector, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -87,6 +87,14 @@ pub(crate) fn deployment(spec: &ProtonSpec, namespace: &str) -> Deployment {
                     }),
                     // Every proton of the namespace would otherwise be in every pod's env.
                     enable_service_links: Some(false),
+                    // A workload gets no credentials for the Kubernetes API.
+                    automount_service_account_token: Some(false),
+                    // Pod Security's `restricted` level: not root, the runtime's seccomp profile.
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_owned(), localhost_profile: None }),
+                        ..PodSecurityContext::default()
+                    }),
                     ..PodSpec::default()
                 }),
             },
@@ -152,6 +160,12 @@ fn container(spec: &ProtonSpec) -> Container {
         startup_probe: spec.container.startup_probe.as_ref().map(|probe| kube_probe(probe, declared, port, false)),
         readiness_probe: spec.container.readiness_probe.as_ref().map(|probe| kube_probe(probe, declared, port, true)),
         liveness_probe: spec.container.liveness_probe.as_ref().map(|probe| kube_probe(probe, declared, port, false)),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            privileged: Some(false),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_owned()]), add: None }),
+            ..SecurityContext::default()
+        }),
         ..Container::default()
     }
 }

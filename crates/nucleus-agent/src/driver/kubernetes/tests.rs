@@ -165,7 +165,13 @@ async fn launch_applies_the_deployment_then_the_service_it_owns() {
     assert_eq!(pod["nodeSelector"]["nvidia.com/gpu.product"], "NVIDIA-L4");
     assert_eq!(pod["tolerations"][0]["key"], "nvidia.com/gpu");
     assert_eq!(pod["tolerations"][0]["effect"], "NoSchedule");
+    assert_eq!(pod["automountServiceAccountToken"], false, "no API credentials in the pod");
+    assert_eq!(pod["securityContext"], json!({"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}}));
     let container = &pod["containers"][0];
+    assert_eq!(
+        container["securityContext"],
+        json!({"allowPrivilegeEscalation": false, "privileged": false, "capabilities": {"drop": ["ALL"]}})
+    );
     assert_eq!(container["resources"]["limits"]["nvidia.com/gpu"], "1");
     assert_eq!(container["resources"]["limits"]["cpu"], "4000m");
     assert_eq!(container["resources"]["requests"]["memory"], "17179869184");
