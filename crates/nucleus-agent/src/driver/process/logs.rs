@@ -40,6 +40,28 @@ impl LogFile {
         OpenOptions::new().create(true).append(true).open(&self.path)
     }
 
+    /// When the file is larger than `max`: copies it to `<file>.1` and empties it (copy-truncate: the
+    /// process keeps writing to the same file, now from its start). Lines written between the copy
+    /// and the truncation are lost.
+    pub(crate) fn rotate_if_over(&self, max: u64) {
+        let Ok(meta) = fs::metadata(&self.path) else { return };
+        if meta.len() <= max {
+            return;
+        }
+        let rotated = self.rotated();
+        let result = fs::copy(&self.path, &rotated).and_then(|_| OpenOptions::new().write(true).open(&self.path)?.set_len(0));
+        match result {
+            Ok(()) => tracing::info!(path = %self.path.display(), bytes = meta.len(), "rotated a replica's log"),
+            Err(err) => tracing::warn!(path = %self.path.display(), error = %err, "cannot rotate a replica's log"),
+        }
+    }
+
+    fn rotated(&self) -> PathBuf {
+        let mut name = self.path.clone().into_os_string();
+        name.push(".1");
+        PathBuf::from(name)
+    }
+
     /// The last `count` lines (lossily decoded), oldest first; none when nothing was written.
     pub(crate) fn tail(&self, count: usize) -> Vec<String> {
         match self.read_tail() {
@@ -72,10 +94,12 @@ impl LogFile {
 
     /// Deletes the file (and the proton's directory once it is empty).
     pub(crate) fn remove(&self) {
-        if let Err(err) = fs::remove_file(&self.path)
-            && err.kind() != io::ErrorKind::NotFound
-        {
-            tracing::warn!(path = %self.path.display(), error = %err, "cannot remove a replica's log");
+        for path in [self.path.clone(), self.rotated()] {
+            if let Err(err) = fs::remove_file(&path)
+                && err.kind() != io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %path.display(), error = %err, "cannot remove a replica's log");
+            }
         }
         if let Some(dir) = self.path.parent() {
             let _ = fs::remove_dir(dir); // fails while other replicas' logs are there
@@ -106,6 +130,20 @@ mod tests {
     use std::io::Write;
 
     use super::*;
+
+    #[test]
+    fn a_log_over_its_cap_is_copied_aside_and_emptied() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = LogFile::new(dir.path(), "p", 0);
+        std::io::Write::write_all(&mut log.open_for_append().expect("open"), &vec![b'x'; 2048]).expect("write");
+        log.rotate_if_over(4096);
+        assert_eq!(fs::metadata(log.path()).expect("log").len(), 2048, "under the cap: untouched");
+        log.rotate_if_over(1024);
+        assert_eq!(fs::metadata(log.path()).expect("log").len(), 0);
+        assert_eq!(fs::metadata(log.rotated()).expect("rotated").len(), 2048);
+        log.remove();
+        assert!(!log.path().exists() && !log.rotated().exists());
+    }
 
     #[test]
     fn the_tail_is_the_newest_lines_of_the_file() {

@@ -23,6 +23,12 @@ use super::view::{Phase, ReplicaView};
 use crate::Error;
 use crate::driver::ProtonSpec;
 
+/// How often a running replica's log file is checked against [`MAX_LOG_BYTES`].
+const LOG_CHECK: Duration = Duration::from_secs(10);
+/// A replica's log file is rotated past this size: its older half of the output goes to `<file>.1`
+/// (replacing the one before), so a chatty replica keeps at most about twice this on disk.
+pub(crate) const MAX_LOG_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Grace given to a process killed because it failed a probe.
 const FAILURE_GRACE: Duration = Duration::from_secs(2);
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -309,9 +315,14 @@ impl Supervisor {
 
     /// Follows one incarnation until it exits, is asked to stop, or a probe ends it.
     async fn supervise(&mut self, process: &mut Incarnation, events: &mut mpsc::Receiver<ProbeEvent>) -> Outcome {
+        let mut log_check = tokio::time::interval(LOG_CHECK);
         loop {
             tokio::select! {
                 status = process.wait() => return Outcome::Exited(status),
+                _ = log_check.tick() => {
+                    let log = lock(&self.view).logs.clone();
+                    log.rotate_if_over(MAX_LOG_BYTES);
+                }
                 _ = self.stop.changed() => return Outcome::StopRequested,
                 Some(event) = events.recv() => match event {
                     ProbeEvent::Ready(ready) => {
