@@ -38,11 +38,28 @@ pub fn readable(caller: &Caller, artifact: &Artifact) -> bool {
     role_of(caller, artifact.creator.as_ref(), &artifact.shared_roles).is_some_and(|r| r >= Role::User)
 }
 
+/// Adding an artifact to an existing repository takes the owner's role on it (its creator, the
+/// administrator, or an OWNER share of one of its artifacts); one that the caller cannot see is
+/// not found, as if it did not exist.
+fn may_add_to(caller: &Caller, repository: &str, members: &[Artifact]) -> Result<(), ApiError> {
+    if members.is_empty() {
+        return Ok(());
+    }
+    match members.iter().filter_map(|a| role_of(caller, a.creator.as_ref(), &a.shared_roles)).max() {
+        Some(Role::Owner) => Ok(()),
+        Some(_) => Err(ApiError::Forbidden(format!(
+            "You may read artifact repository {repository} but not add to it; ask its owner to share it with you as OWNER"
+        ))),
+        None => Err(ApiError::NotFound(format!("Artifact repository {repository} not found"))),
+    }
+}
+
 /// A new artifact document (not yet written): its repository (new unless given) and, if it is
 /// created locked, the next version in that repository.
 pub async fn new_artifact(state: &AppState, input: InputArtifact, caller: &Caller) -> Result<Artifact, ApiError> {
     let repository = input.artifact_repository_id.clone().unwrap_or_else(ids::new_id);
     let members = repository_members(state, &repository).await?;
+    may_add_to(caller, &repository, &members)?;
     if let Some(first) = members.first().filter(|a| a.artifact_type != input.artifact_type) {
         return Err(ApiError::Validation(vec![nucleus_api::FieldError::new(
             &Loc::body().key("type"),

@@ -123,3 +123,33 @@ async fn a_disabled_or_deleted_user_is_refused_at_once() {
     let (code, again) = api.post("/users", json!({"username": "carol"})).await;
     assert_eq!(code, StatusCode::CREATED, "the name is free again: {again}");
 }
+
+#[tokio::test]
+async fn adding_to_a_repository_takes_its_owners_role() {
+    let api = Api::start().await;
+    let (_, alice) = api.user("alice").await;
+    let (_, bob) = api.user("bob").await;
+    let (code, first) = api.call_as(Some(&alice), Method::POST, "/artifacts", Some(artifact("model"))).await;
+    assert_eq!(code, StatusCode::CREATED, "{first}");
+    let repository = first["artifactRepositoryId"].as_str().unwrap();
+    let mut second = artifact("model-v2");
+    second["artifactRepositoryId"] = json!(repository);
+
+    let (code, body) = api.call_as(Some(&bob), Method::POST, "/artifacts", Some(second.clone())).await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "a repository bob cannot see is not found: {body}");
+    let share =
+        |role: &str| json!({"operation": "updateRoles", "roles": [{"username": "bob", "role": role, "shareRecipientType": "user"}]});
+    let path = format!("/artifacts/{}/sharedRoles", first["id"].as_str().unwrap());
+    let (code, _) = api.call_as(Some(&alice), Method::PATCH, &path, Some(share("READ_ONLY"))).await;
+    assert_eq!(code, StatusCode::NO_CONTENT);
+    let (code, body) = api.call_as(Some(&bob), Method::POST, "/artifacts", Some(second.clone())).await;
+    assert_eq!(code, StatusCode::FORBIDDEN, "reading is not adding: {body}");
+    assert!(body["detail"].as_str().unwrap().contains("OWNER"), "{body}");
+    let (code, body) = api.call_as(Some(&bob), Method::POST, "/workloads", Some(workload("w", second.clone()))).await;
+    assert_eq!(code, StatusCode::FORBIDDEN, "nor through an inline artifact: {body}");
+    let (code, _) = api.call_as(Some(&alice), Method::PATCH, &path, Some(share("OWNER"))).await;
+    assert_eq!(code, StatusCode::NO_CONTENT);
+    let (code, added) = api.call_as(Some(&bob), Method::POST, "/artifacts", Some(second)).await;
+    assert_eq!(code, StatusCode::CREATED, "{added}");
+    assert_eq!(added["artifactRepositoryId"], repository);
+}
