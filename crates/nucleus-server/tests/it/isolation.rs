@@ -115,3 +115,23 @@ async fn on_an_admins_only_agent_a_user_cannot_run_commands() {
     let (code, created) = stack.post("/workloads", workload("w", whoami_artifact("w", &[]), 1)).await;
     assert_eq!(code, reqwest::StatusCode::CREATED, "the administrator may: {created}");
 }
+
+/// The attack of the review: `env` as an entrypoint printed the agent's whole environment, the
+/// administrator's token included, into the replica's log tail for anyone to read.
+#[tokio::test]
+async fn an_entrypoint_that_prints_its_environment_logs_no_secret() {
+    let dir = temp_dir();
+    let stack = Stack::start(dir.path()).await;
+    let mut artifact = whoami_artifact("env", &[]);
+    artifact["spec"]["containerGroups"][0]["containers"][0]["entrypoint"] = json!(["sh", "-c", "env; exit 3"]);
+    let (code, created) = stack.post("/workloads", workload("env", artifact, 1)).await;
+    assert_eq!(code, reqwest::StatusCode::CREATED, "{created}");
+    let failed = stack.wait_status(created["id"].as_str().unwrap(), "errored").await;
+    let tail: Vec<&str> = failed["statusDetails"]["logTail"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    assert!(tail.iter().any(|line| line.starts_with("PORT=")), "the environment was printed: {tail:?}");
+    assert!(tail.iter().any(|line| line.starts_with("GREETING=hello")), "with the artifact's variables: {tail:?}");
+    for line in &tail {
+        assert!(!line.contains(SECRET_CANARY) && !line.contains(TOKEN), "a secret in the log: {line}");
+        assert!(!line.starts_with("NUCLEUS_TOKEN=") && !line.starts_with("RUST_LOG="), "the agent's own environment: {line}");
+    }
+}
