@@ -33,7 +33,7 @@ async fn two_whoami_replicas_become_ready_scale_and_stop() {
         assert_eq!((container.name.as_str(), container.image.as_str()), ("web", "registry.example/web:1"));
         assert_eq!(container.status, "running");
         let conditions: Vec<&str> = replica.conditions.iter().filter(|c| c.met).map(|c| c.r#type.as_str()).collect();
-        assert_eq!(conditions, ["PodScheduled", "Initialized", "ContainersReady", "Ready"]);
+        assert_eq!(conditions[..4], ["PodScheduled", "Initialized", "ContainersReady", "Ready"]);
 
         let echo: serde_json::Value =
             http_get(&replica.address, "/hello?x=1").await.expect("replica answers HTTP").json().await.expect("JSON echo");
@@ -415,4 +415,44 @@ fn agent_restart_adoption() {
         assert!(!alive(new_pid), "a graceful shutdown stops the replicas");
         assert!(!dir.path().join("process-driver/state.json").exists());
     });
+}
+
+/// The agent's own memory cgroup (v1), where the process driver makes replicas' groups.
+fn own_memory_cgroup() -> Option<std::path::PathBuf> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = own.lines().find_map(|line| line.split(':').nth(2).filter(|_| line.split(':').nth(1) == Some("memory")))?;
+    Some(std::path::Path::new("/sys/fs/cgroup/memory").join(path.trim_start_matches('/')))
+}
+
+/// On a host with writable cgroup v1 hierarchies (these machines, as root), every process of a
+/// replica is held to its bundle's memory and CPU, and the replica says so.
+#[tokio::test]
+async fn a_replica_is_held_to_its_bundles_cpu_and_memory() {
+    let own = own_memory_cgroup().expect("this test needs cgroup v1's memory hierarchy (run it as root on a cgroup v1 host)");
+    let mut harness = Harness::start().await;
+    let pid_file = harness.pid_file("limited");
+    let mut request = launch_request("limited", 1, &entrypoint(&python_server(&pid_file)), 1);
+    request.resources = Some(nucleus_proto::agent::v1::Resources { cpu_millis: 500, memory_bytes: 256 << 20, ..Default::default() });
+    harness.launch(request).await.expect("launch");
+    let report = harness.wait_for("limited", READY_TIMEOUT, |report| all_ready(report, 1)).await;
+    let replica = &report.replicas[0];
+    let enforced = replica.conditions.iter().find(|c| c.r#type == "ResourcesEnforced").expect("the condition is reported");
+    assert!(enforced.met, "{:?}", replica.conditions);
+
+    let group = own.join("nucleus-replicas").join(&replica.name);
+    let limit = std::fs::read_to_string(group.join("memory.limit_in_bytes")).expect("the replica's memory cgroup");
+    assert_eq!(limit.trim(), (256u64 << 20).to_string());
+    let pid = read_pid(&pid_file).expect("the server wrote its pid");
+    let members = std::fs::read_to_string(group.join("cgroup.procs")).expect("members");
+    assert!(members.lines().any(|line| line.trim() == pid.to_string()), "pid {pid} is in {}: {members}", group.display());
+    let cpu = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("its cgroups");
+    assert!(cpu.lines().any(|l| l.contains("cpu") && l.ends_with(&format!("nucleus-replicas/{}", replica.name))), "{cpu}");
+
+    harness.stop("limited", 1, 1).await.expect("stop");
+    harness.wait_for("limited", READY_TIMEOUT, |report| report.replicas.is_empty()).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while group.exists() {
+        assert!(Instant::now() < deadline, "the cgroup {} is removed with the replica", group.display());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

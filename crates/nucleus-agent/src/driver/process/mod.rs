@@ -12,6 +12,7 @@
 
 mod adopt;
 mod capacity;
+mod cgroups;
 mod incarnation;
 mod logs;
 mod pid;
@@ -165,7 +166,9 @@ impl ProcessDriver {
                 "an earlier agent left protons running: adopting them"
             );
         }
-        let sandbox = Arc::new(Sandbox::new(settings.replica_host, dir.join("work"), settings.run_as, settings.exec));
+        let sandbox = Arc::new(
+            Sandbox::new(settings.replica_host, dir.join("work"), settings.run_as, settings.exec).with_cgroups(cgroups::Cgroups::detect()),
+        );
         let inner = Arc::new(Inner { node_address, hub, logs_dir: dir.join("logs"), sandbox, state_file, client, state: Mutex::default() });
         inner.adopt(left);
         Ok(ProcessDriver { inner })
@@ -290,7 +293,7 @@ impl Inner {
                 for replica in proton.all_replicas() {
                     let view = replica.view();
                     view.logs.remove();
-                    inner.sandbox.remove_work_dir(&view.name);
+                    inner.sandbox.release(&view.name);
                 }
                 proton.replicas.clear();
                 proton.retiring.clear();

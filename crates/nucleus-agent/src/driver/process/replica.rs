@@ -271,8 +271,12 @@ impl Supervisor {
             proton_id: &self.spec.proton_id,
             workload_id: &self.spec.workload_id,
             artifact_id: &self.spec.artifact_id,
+            cpu_millis: self.spec.resources.cpu_millis,
+            memory_bytes: self.spec.resources.memory_bytes,
         };
-        let process = Incarnation::spawned(spawn::spawn(&launch, &log, &self.sandbox)?);
+        let (child, enforced) = spawn::spawn(&launch, &log, &self.sandbox)?;
+        let process = Incarnation::spawned(child);
+        lock(&self.view).resources_enforced = enforced;
         let pid = process.pid();
         let id = ProcessId::of(pid);
         if id.is_none() {

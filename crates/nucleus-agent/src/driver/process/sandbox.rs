@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use nucleus_api::exec_policy::ExecPolicy;
 use tokio::process::Command;
 
+use super::cgroups::Cgroups;
+
 /// PATH given to replicas when the agent has none.
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 /// Open files a replica may hold (its soft and hard limit, unless the agent's hard limit is lower).
@@ -54,6 +56,7 @@ pub(crate) struct Sandbox {
     lang: OsString,
     run_as: Option<RunAs>,
     exec: ExecPolicy,
+    cgroups: Cgroups,
 }
 
 impl Sandbox {
@@ -67,7 +70,37 @@ impl Sandbox {
             path: std::env::var_os("PATH").filter(|p| !p.is_empty()).unwrap_or_else(|| DEFAULT_PATH.into()),
             lang: std::env::var_os("LANG").filter(|l| !l.is_empty()).unwrap_or_else(|| "C.UTF-8".into()),
             run_as,
+            cgroups: Cgroups::Unavailable("not looked for".to_owned()),
         }
+    }
+
+    /// With a cgroup per replica where the host allows it ([`Cgroups::detect`]).
+    pub(crate) fn with_cgroups(self, cgroups: Cgroups) -> Sandbox {
+        if let Cgroups::Unavailable(why) = &cgroups {
+            tracing::warn!(reason = %why, "replicas' CPU and memory are not enforced on this host");
+        }
+        Sandbox { cgroups, ..self }
+    }
+
+    /// Puts the replica's processes in its cgroups with its bundle's limits; false (and the
+    /// replica runs unconfined) where cgroups are not available.
+    pub(crate) fn enforce(&self, command: &mut Command, replica: &str, cpu_millis: u32, memory_bytes: u64) -> bool {
+        match self.cgroups.for_replica(replica, cpu_millis, memory_bytes) {
+            Ok(cgroup) => {
+                cgroup.join_at_exec(command);
+                true
+            }
+            Err(why) => {
+                tracing::debug!(replica, reason = %why, "replica runs without a cgroup");
+                false
+            }
+        }
+    }
+
+    /// Removes what the replica had on the host beyond its processes: working directory, cgroups.
+    pub(crate) fn release(&self, replica: &str) {
+        self.remove_work_dir(replica);
+        self.cgroups.remove(replica);
     }
 
     pub(crate) fn host(&self) -> IpAddr {

@@ -20,6 +20,9 @@ pub(crate) struct Launch<'a> {
     pub proton_id: &'a str,
     pub workload_id: &'a str,
     pub artifact_id: &'a str,
+    /// The bundle's CPU and memory (0: no limit).
+    pub cpu_millis: u32,
+    pub memory_bytes: u64,
 }
 
 /// Asks the OS for a port that is free right now on `host`.
@@ -47,8 +50,8 @@ pub(crate) fn substitute_port(argument: &str, port: u16) -> String {
 
 /// Spawns the entrypoint in a new process group, with stdout and stderr appended to `log`. The
 /// process is not tied to the agent: it keeps running when the agent dies, for the next agent to
-/// adopt. The error is what the replica reports.
-pub(crate) fn spawn(launch: &Launch<'_>, log: &LogFile, sandbox: &Sandbox) -> Result<Child, Error> {
+/// adopt. The error is what the replica reports. Also says whether its resources are enforced.
+pub(crate) fn spawn(launch: &Launch<'_>, log: &LogFile, sandbox: &Sandbox) -> Result<(Child, bool), Error> {
     let Some((program, arguments)) = launch.entrypoint.split_first() else {
         return Err(Error::EmptyEntrypoint);
     };
@@ -73,7 +76,9 @@ pub(crate) fn spawn(launch: &Launch<'_>, log: &LogFile, sandbox: &Sandbox) -> Re
         .stderr(output.0)
         // Its own group, so that signals reach the grandchildren of `sh -c` too.
         .process_group(0);
-    command.spawn().map_err(|source| Error::Spawn { program: program.clone(), source })
+    let enforced = sandbox.enforce(&mut command, launch.replica, launch.cpu_millis, launch.memory_bytes);
+    let child = command.spawn().map_err(|source| Error::Spawn { program: program.clone(), source })?;
+    Ok((child, enforced))
 }
 
 /// Sends `signal` to the whole process group led by `pid`. A group that is gone already is fine.
@@ -111,7 +116,17 @@ mod tests {
     #[test]
     fn empty_entrypoint_is_an_error() {
         let env = BTreeMap::new();
-        let launch = Launch { entrypoint: &[], env: &env, port: 1, replica: "p-0", proton_id: "p", workload_id: "w", artifact_id: "a" };
+        let launch = Launch {
+            entrypoint: &[],
+            env: &env,
+            port: 1,
+            replica: "p-0",
+            proton_id: "p",
+            workload_id: "w",
+            artifact_id: "a",
+            cpu_millis: 0,
+            memory_bytes: 0,
+        };
         let dir = tempfile::tempdir().expect("temp dir");
         let sandbox =
             Sandbox::new(IpAddr::from([127, 0, 0, 1]), dir.path().join("work"), None, nucleus_api::exec_policy::ExecPolicy::Anyone);

@@ -67,6 +67,8 @@ pub(crate) struct ReplicaView {
     initialized: Flag,
     ready: Flag,
     pub logs: LogFile,
+    /// Whether the current process is held to its bundle's CPU and memory (a cgroup).
+    pub resources_enforced: bool,
 }
 
 impl ReplicaView {
@@ -88,6 +90,7 @@ impl ReplicaView {
             initialized: Flag::new(false),
             ready: Flag::new(false),
             logs,
+            resources_enforced: false,
         }
     }
 
@@ -108,6 +111,7 @@ impl ReplicaView {
             view.initialized.set(true);
             view.ready.set(record.ready);
             view.process = record.process;
+            view.resources_enforced = record.process.is_some_and(|p| super::cgroups::holds(p.pid, &view.name));
         }
         view
     }
@@ -195,6 +199,8 @@ impl ReplicaView {
                 self.initialized.to_condition("Initialized"),
                 self.ready.to_condition("ContainersReady"),
                 self.ready.to_condition("Ready"),
+                Flag { met: self.resources_enforced, since: self.process_started_at.unwrap_or(self.created_at) }
+                    .to_condition("ResourcesEnforced"),
             ],
             containers: vec![ContainerStatus {
                 name: self.container_name.clone(),

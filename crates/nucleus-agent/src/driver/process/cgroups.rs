@@ -1,0 +1,165 @@
+//! A cgroup per replica, where the host lets the agent make them, holding its processes to the CPU
+//! and memory of its bundle. The groups are made under the agent's own (so a containerised agent
+//! stays inside its limits): cgroup v1's `memory` and `cpu` hierarchies (`memory.limit_in_bytes`,
+//! `cpu.cfs_quota_us`). Elsewhere (cgroup v2 without delegation, no permission) replicas run
+//! without them and report the `ResourcesEnforced` condition unmet.
+
+use std::fs::{self, OpenOptions};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use tokio::process::Command;
+
+const CPU_PERIOD_US: u64 = 100_000;
+
+/// Where the agent may make replicas' cgroups, or why it may not.
+#[derive(Debug, Clone)]
+pub(crate) enum Cgroups {
+    V1 { memory: PathBuf, cpu: PathBuf },
+    Unavailable(String),
+}
+
+/// One replica's cgroups, opened for its process to join before it runs anything.
+pub(crate) struct ReplicaCgroup {
+    procs: Vec<OwnedFd>,
+}
+
+impl Cgroups {
+    /// Under `/sys/fs/cgroup`, beneath the agent's own groups (from `/proc/self/cgroup`).
+    pub(crate) fn detect() -> Cgroups {
+        Cgroups::detect_in(Path::new("/sys/fs/cgroup"), &fs::read_to_string("/proc/self/cgroup").unwrap_or_default())
+    }
+
+    fn detect_in(root: &Path, own: &str) -> Cgroups {
+        let path_of = |controller: &str| {
+            own.lines().find_map(|line| {
+                let mut fields = line.splitn(3, ':');
+                let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+                controllers.split(',').any(|c| c == controller).then(|| path.trim_start_matches('/').to_owned())
+            })
+        };
+        let (Some(memory), Some(cpu)) = (path_of("memory"), path_of("cpu")) else {
+            return Cgroups::Unavailable("no cgroup v1 memory and cpu hierarchies (cgroup v2 delegation is not supported yet)".to_owned());
+        };
+        let mount = |name: &str| ["", ",cpuacct"].iter().map(|suffix| root.join(format!("{name}{suffix}"))).find(|p| p.is_dir());
+        let (Some(memory_mount), Some(cpu_mount)) = (mount("memory"), mount("cpu")) else {
+            return Cgroups::Unavailable(format!("the cgroup v1 memory and cpu hierarchies are not mounted under {}", root.display()));
+        };
+        let memory = memory_mount.join(memory).join("nucleus-replicas");
+        let cpu = cpu_mount.join(cpu).join("nucleus-replicas");
+        match fs::create_dir_all(&memory).and_then(|()| fs::create_dir_all(&cpu)) {
+            Ok(()) => Cgroups::V1 { memory, cpu },
+            Err(err) => Cgroups::Unavailable(format!("cannot make cgroups under {}: {err}", memory.display())),
+        }
+    }
+
+    /// The replica's cgroups with its limits (0: none), made or updated; Err says why not.
+    pub(crate) fn for_replica(&self, replica: &str, cpu_millis: u32, memory_bytes: u64) -> Result<ReplicaCgroup, String> {
+        let Cgroups::V1 { memory, cpu } = self else {
+            return Err(match self {
+                Cgroups::Unavailable(why) => why.clone(),
+                Cgroups::V1 { .. } => unreachable!(),
+            });
+        };
+        let set = |dir: &Path, file: &str, value: String| -> io::Result<()> {
+            fs::create_dir_all(dir)?;
+            fs::write(dir.join(file), value)
+        };
+        let (memory, cpu) = (memory.join(replica), cpu.join(replica));
+        let limits = (|| {
+            let bytes = if memory_bytes == 0 { "-1".to_owned() } else { memory_bytes.to_string() };
+            set(&memory, "memory.limit_in_bytes", bytes)?;
+            let quota = if cpu_millis == 0 { "-1".to_owned() } else { (u64::from(cpu_millis) * CPU_PERIOD_US / 1000).to_string() };
+            set(&cpu, "cpu.cfs_period_us", CPU_PERIOD_US.to_string())?;
+            set(&cpu, "cpu.cfs_quota_us", quota)?;
+            let open = |dir: &Path| OpenOptions::new().write(true).open(dir.join("cgroup.procs")).map(OwnedFd::from);
+            Ok::<_, io::Error>(ReplicaCgroup { procs: vec![open(&memory)?, open(&cpu)?] })
+        })();
+        limits.map_err(|err| format!("cannot set the limits of {}: {err}", memory.display()))
+    }
+
+    /// Removes the replica's cgroups once its processes are gone (best effort).
+    pub(crate) fn remove(&self, replica: &str) {
+        if let Cgroups::V1 { memory, cpu } = self {
+            let _ = fs::remove_dir(memory.join(replica));
+            let _ = fs::remove_dir(cpu.join(replica));
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn memory_dir(&self, replica: &str) -> Option<PathBuf> {
+        match self {
+            Cgroups::V1 { memory, .. } => Some(memory.join(replica)),
+            Cgroups::Unavailable(_) => None,
+        }
+    }
+}
+
+/// Whether process `pid` is in a cgroup this driver made for `replica` (for a replica adopted from
+/// an earlier agent).
+pub(crate) fn holds(pid: u32, replica: &str) -> bool {
+    let needle = format!("/nucleus-replicas/{replica}");
+    fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|groups| groups.lines().any(|line| line.ends_with(&needle)))
+}
+
+impl ReplicaCgroup {
+    /// Makes the spawned process join the cgroups before it runs the entrypoint, so that nothing
+    /// it starts escapes them.
+    #[allow(unsafe_code)]
+    pub(crate) fn join_at_exec(self, command: &mut Command) {
+        let fds: Vec<i32> = self.procs.iter().map(AsRawFd::as_raw_fd).collect();
+        // The descriptors must stay open until the child has forked; the closure owns them and the
+        // child closes its copies at exec (they are close-on-exec).
+        let procs = self.procs;
+        // SAFETY: between fork and exec the closure only calls write(2), which is
+        // async-signal-safe, on descriptors opened before the fork; it allocates nothing.
+        unsafe {
+            command.pre_exec(move || {
+                let _keep = &procs;
+                for fd in &fds {
+                    // "0" is the writing process itself: the child, before it execs.
+                    if libc::write(*fd, b"0".as_ptr().cast(), 1) != 1 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_v1_hierarchies_enforcement_is_unavailable_and_says_why() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cgroups = Cgroups::detect_in(dir.path(), "0::/\n");
+        let why = cgroups.for_replica("r-0", 1000, 1 << 30).err().expect("unavailable");
+        assert!(why.contains("cgroup v2"), "{why}");
+    }
+
+    #[test]
+    fn limits_are_written_under_the_agents_own_groups() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for name in ["memory", "cpu,cpuacct"] {
+            fs::create_dir_all(dir.path().join(name)).expect("mount");
+        }
+        let own = "4:memory:/agent/a1\n3:cpu,cpuacct:/agent/a1\n";
+        let cgroups = Cgroups::detect_in(dir.path(), own);
+        // A plain directory has no cgroup.procs to open: make them, as the kernel would.
+        for name in ["memory", "cpu,cpuacct"] {
+            let replica = dir.path().join(name).join("agent/a1/nucleus-replicas/r-0");
+            fs::create_dir_all(&replica).expect("dir");
+            fs::write(replica.join("cgroup.procs"), "").expect("procs");
+        }
+        cgroups.for_replica("r-0", 1500, 512 << 20).map(|_| ()).expect("limits set");
+        let memory = dir.path().join("memory/agent/a1/nucleus-replicas/r-0");
+        assert_eq!(fs::read_to_string(memory.join("memory.limit_in_bytes")).expect("memory"), (512u64 << 20).to_string());
+        let cpu = dir.path().join("cpu,cpuacct/agent/a1/nucleus-replicas/r-0");
+        assert_eq!(fs::read_to_string(cpu.join("cpu.cfs_quota_us")).expect("quota"), "150000");
+        assert_eq!(cgroups.memory_dir("r-0"), Some(memory));
+    }
+}
