@@ -10,6 +10,7 @@ pub mod allocations;
 mod bundles;
 mod convert;
 mod error;
+mod exec;
 mod inputs;
 pub mod lease;
 pub mod placement;

@@ -277,7 +277,7 @@ impl World {
     /// between reserving and placing), a new one to commit first, or any connected agent when
     /// the runtime asks for no bundle; or why none can take it.
     fn choose_agent(&self, proton: &Proton, importance: Importance) -> Result<Chosen, Error> {
-        let connected = || self.agents.iter().filter(|(_, a)| a.connected);
+        let connected = || self.agents.iter().filter(|(_, a)| a.connected && crate::exec::runs(&a.record, proton));
         let groups = &proton.runtime.container_groups;
         let wanted = match (bundles::requesting_group(groups), bundles::explicit_allocation(groups)) {
             (Some(group), _) => bundles::catalogue_entries(group)?,
