@@ -375,6 +375,11 @@ pub async fn meta_status(addrs: &[String], tls: &TlsArgs) -> anyhow::Result<()> 
             Err(err) => println!("node at {addr}: unreachable: {err}"),
         }
     }
-    anyhow::ensure!(reachable > 0, "no meta node answered; check the addresses and that the nodes run");
+    anyhow::ensure!(
+        reachable > 0 || dialer.is_tls(),
+        "no meta node answered in plaintext; if the cluster speaks TLS (it does unless started --insecure or on \
+         loopback without certificates), give --tls-ca, --tls-cert and --tls-key; else check the addresses and that the nodes run"
+    );
+    anyhow::ensure!(reachable > 0, "no meta node answered; check the addresses, the certificate's CA, and that the nodes run");
     Ok(())
 }
