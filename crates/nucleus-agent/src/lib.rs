@@ -28,7 +28,7 @@ pub use grpc::AgentService;
 pub async fn serve(
     agent: Agent,
     listener: tokio::net::TcpListener,
-    tls: Option<&nucleus_tls::TlsIdentity>,
+    tls: Option<std::sync::Arc<nucleus_tls::LiveTls>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let address = listener.local_addr().ok();
@@ -39,14 +39,12 @@ pub async fn serve(
         shutdown.await;
         closing.close_watchers();
     };
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(identity) = tls {
-        builder = builder.tls_config(identity.server_config())?;
-    }
-    builder
+    let router = tonic::transport::Server::builder()
         .layer(nucleus_tls::RoleGuardLayer::new(nucleus_tls::policy::agent_server, tls.is_some()))
-        .add_service(service)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
-        .await?;
+        .add_service(service);
+    match tls {
+        Some(tls) => router.serve_with_incoming_shutdown(tls.incoming(listener), shutdown).await?,
+        None => router.serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown).await?,
+    }
     Ok(())
 }

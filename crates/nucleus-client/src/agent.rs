@@ -20,10 +20,10 @@ impl AgentClient {
     /// Connects lazily: the first call dials.
     pub fn new(addr: &str, dialer: &Dialer) -> Result<AgentClient, Error> {
         let endpoint = dialer
-            .endpoint(addr, Role::Agent)
+            .endpoint(addr)
             .map_err(|e| Error::Connect { service: "agent", addr: addr.to_owned(), message: e.to_string() })?
             .connect_timeout(Duration::from_secs(3));
-        Ok(AgentClient { addr: addr.to_owned(), grpc: Grpc::new(endpoint.connect_lazy()) })
+        Ok(AgentClient { addr: addr.to_owned(), grpc: Grpc::new(dialer.connect_lazy(endpoint, Role::Agent)) })
     }
 
     pub fn addr(&self) -> &str {

@@ -125,11 +125,11 @@ impl Members {
         }
         let endpoint = self
             .dialer
-            .endpoint(addr, Role::Meta)
+            .endpoint(addr)
             .map_err(|e| Error::Connect { service: "meta", addr: addr.to_owned(), message: e.to_string() })?
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true);
-        let grpc = Grpc::new(endpoint.connect_lazy());
+        let grpc = Grpc::new(self.dialer.connect_lazy(endpoint, Role::Meta));
         channels.insert(addr.to_owned(), grpc.clone());
         Ok(grpc)
     }

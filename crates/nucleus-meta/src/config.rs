@@ -46,7 +46,7 @@ pub struct MetaConfig {
     pub shards: u64,
     /// The node's certificate: it serves and dials other nodes with mutual TLS. None: plaintext
     /// (`--insecure`, and tests of one process).
-    pub tls: Option<std::sync::Arc<nucleus_tls::TlsIdentity>>,
+    pub tls: Option<std::sync::Arc<nucleus_tls::LiveTls>>,
 }
 
 impl MetaConfig {

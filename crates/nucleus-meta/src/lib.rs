@@ -27,4 +27,4 @@ pub use config::{DEFAULT_SHARDS, DEFAULT_SNAPSHOT_AFTER_LOGS, DEFAULT_WATCH_HIST
 pub use error::Error;
 pub use groups::{Group, ROOT_GROUP};
 pub use node::MetaNode;
-pub use transport::{TokioTransport, Transport};
+pub use transport::{TlsTransport, TokioTransport, Transport};

@@ -24,7 +24,7 @@ use crate::raft_service::RaftService;
 use crate::rebalancer::Rebalancer;
 use crate::startup::{self, StartPlan};
 use crate::store::{Db, KvReader};
-use crate::transport::{TokioTransport, Transport};
+use crate::transport::{TlsTransport, TokioTransport, Transport};
 use crate::types::{GroupId, NodeId, Raft};
 
 const LEADER_WAIT: Duration = Duration::from_secs(10);
@@ -58,8 +58,10 @@ impl MetaNode {
     /// - Raft state: never re-initializes; re-joins only if its advertised address changed (or a
     ///   join stopped at learner). Returns once a root leader is known (a sole voter: once leader).
     pub async fn start(config: MetaConfig) -> Result<MetaNode, Error> {
-        let transport = TokioTransport::new(config.tls.clone());
-        MetaNode::start_with(config, transport).await
+        match config.tls.clone() {
+            Some(tls) => MetaNode::start_with(config, TlsTransport::new(tls)).await,
+            None => MetaNode::start_with(config, TokioTransport).await,
+        }
     }
 
     /// [`MetaNode::start`] over another network: the server accepts the connections of
@@ -88,14 +90,9 @@ impl MetaNode {
         let (stop, stop_rx) = watch::channel(false);
         let meta = MetaService::new(groups.clone(), stop_rx.clone(), leader_lease);
         let mut signal = stop_rx;
-        let tls = transport.server_tls();
-        let mut builder = Server::builder();
-        if let Some(tls) = tls.clone() {
-            builder = builder.tls_config(tls).map_err(|e| Error::Config(format!("the node's TLS certificate is unusable: {e}")))?;
-        }
         let server = tokio::spawn(
-            builder
-                .layer(RoleGuardLayer::new(nucleus_tls::policy::meta_server, tls.is_some()))
+            Server::builder()
+                .layer(RoleGuardLayer::new(nucleus_tls::policy::meta_server, transport.authenticates()))
                 .add_service(MetaServer::new(meta))
                 .add_service(
                     RaftServer::new(RaftService::new(groups.clone()))

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use nucleus_client::MetaClient;
-use nucleus_tls::{Dialer, Role, TlsIdentity};
+use nucleus_tls::{Dialer, LiveTls, Role};
 
 use crate::roles::{self, AgentArgs};
 use crate::shutdown::{Shutdown, terminated};
@@ -48,9 +48,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let tls_dir = args.data_dir.join("tls");
     let bundle = nucleus_tls::authority::dev_bundle(&tls_dir, nucleus_api::clock::now().into())
         .with_context(|| format!("making the dev cluster's certificates in {}", tls_dir.display()))?;
-    let identity = |role: Role| -> anyhow::Result<Arc<TlsIdentity>> {
-        let (_, paths) = bundle.iter().find(|(r, _)| *r == role).context("a certificate per role")?;
-        Ok(Arc::new(TlsIdentity::load(paths)?))
+    let live: Vec<(Role, Arc<LiveTls>)> =
+        bundle.into_iter().map(|(role, paths)| Ok((role, LiveTls::load(paths, Some(role))?))).collect::<anyhow::Result<_>>()?;
+    crate::tls::reload_on_hangup(live.iter().map(|(_, tls)| tls.clone()).collect());
+    let identity = |role: Role| -> anyhow::Result<Arc<LiveTls>> {
+        live.iter().find(|(r, _)| *r == role).map(|(_, tls)| tls.clone()).context("a certificate per role")
     };
     let dialer = |role: Role| -> anyhow::Result<Dialer> { Ok(Dialer::tls(identity(role)?)) };
 

@@ -14,7 +14,7 @@ use nucleus_client::{AgentRecord, MetaClient, NodeRecord, Txn, keys};
 use nucleus_gateway::{AppState, GatewayConfig};
 use nucleus_meta::{MetaConfig, MetaNode};
 use nucleus_scheduler::SchedulerConfig;
-use nucleus_tls::{Dialer, Role, TlsIdentity};
+use nucleus_tls::{Dialer, LiveTls, Role};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -47,7 +47,7 @@ pub struct MetaArgs {
 }
 
 /// Starts a meta node serving (and dialing its peers) with `tls`, plaintext without.
-pub async fn start_meta(args: MetaArgs, tls: Option<Arc<TlsIdentity>>) -> anyhow::Result<MetaNode> {
+pub async fn start_meta(args: MetaArgs, tls: Option<Arc<LiveTls>>) -> anyhow::Result<MetaNode> {
     let data_dir = args.data_dir;
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
     let config = MetaConfig {
@@ -111,12 +111,7 @@ pub struct RunningAgent {
 }
 
 /// Serves the agent and keeps its registration in meta fresh.
-pub async fn start_agent(
-    args: AgentArgs,
-    meta: MetaClient,
-    tls: Option<Arc<TlsIdentity>>,
-    shutdown: Shutdown,
-) -> anyhow::Result<RunningAgent> {
+pub async fn start_agent(args: AgentArgs, meta: MetaClient, tls: Option<Arc<LiveTls>>, shutdown: Shutdown) -> anyhow::Result<RunningAgent> {
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding the agent to {}", args.listen))?;
     let addr = listener.local_addr()?;
     let name = format!("{}-{}", args.cluster, args.region);
@@ -137,7 +132,7 @@ pub async fn start_agent(
         let agent = agent.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(err) = nucleus_agent::serve(agent, listener, tls.as_deref(), shutdown.wait()).await {
+            if let Err(err) = nucleus_agent::serve(agent, listener, tls, shutdown.wait()).await {
                 tracing::error!(error = %err, "agent gRPC server failed");
             }
         })

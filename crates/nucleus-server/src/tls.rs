@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use nucleus_tls::{Dialer, Role, TlsIdentity, TlsPaths};
+use nucleus_tls::{Dialer, LiveTls, Role, TlsPaths};
 
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct TlsArgs {
@@ -28,14 +28,13 @@ impl TlsArgs {
     /// The certificate to serve and dial with, which must name `role` (any role when None); or
     /// None for plaintext, allowed with `--insecure` or when every address in `links` (what this
     /// process listens on and dials) is loopback.
-    pub fn resolve(&self, role: Option<Role>, links: &[String]) -> anyhow::Result<Option<Arc<TlsIdentity>>> {
+    /// The files are read again on SIGHUP (see [`reload_on_hangup`]).
+    pub fn resolve(&self, role: Option<Role>, links: &[String]) -> anyhow::Result<Option<Arc<LiveTls>>> {
         if let (Some(ca), Some(cert), Some(key)) = (&self.tls_ca, &self.tls_cert, &self.tls_key) {
             let paths = TlsPaths { ca: ca.clone(), cert: cert.clone(), key: key.clone() };
-            let identity = TlsIdentity::load(&paths)?;
-            if let Some(role) = role {
-                identity.require(role, &paths)?;
-            }
-            return Ok(Some(Arc::new(identity)));
+            let tls = LiveTls::load(paths, role)?;
+            reload_on_hangup(vec![tls.clone()]);
+            return Ok(Some(tls));
         }
         let beyond_loopback: Vec<&String> = links.iter().filter(|addr| !is_loopback(addr)).collect();
         if self.insecure {
@@ -53,8 +52,27 @@ impl TlsArgs {
     }
 }
 
-pub fn dialer(identity: &Option<Arc<TlsIdentity>>) -> Dialer {
-    identity.as_ref().map_or_else(Dialer::plaintext, |identity| Dialer::tls(identity.clone()))
+pub fn dialer(tls: &Option<Arc<LiveTls>>) -> Dialer {
+    tls.as_ref().map_or_else(Dialer::plaintext, |tls| Dialer::tls(tls.clone()))
+}
+
+/// Reads the certificates, keys and CA of `all` again at each SIGHUP: new connections (served or
+/// dialed) use them, established ones keep theirs. A file that cannot be used leaves the old
+/// settings in place, with an error in the log.
+pub fn reload_on_hangup(all: Vec<Arc<LiveTls>>) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: certificates are read at start only");
+        return;
+    };
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            for tls in &all {
+                if let Err(err) = tls.reload() {
+                    tracing::error!(cert = %tls.paths().cert.display(), error = %err, "kept the TLS settings in use: the new ones cannot be used");
+                }
+            }
+        }
+    });
 }
 
 /// Whether `addr` (`host:port`, `[v6]:port` or a bare host) names this machine.

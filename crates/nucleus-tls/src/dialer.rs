@@ -1,14 +1,14 @@
 use std::sync::Arc;
 
-use tonic::transport::Endpoint;
+use tonic::transport::{Channel, Endpoint};
 
-use crate::{Error, Role, TlsIdentity};
+use crate::{Error, LiveTls, Role};
 
 /// How a process dials the cluster's gRPC servers: with its certificate, checking that the server
 /// has the role expected of it, or (only where the operator said `--insecure`) in plaintext.
 #[derive(Debug, Clone, Default)]
 pub struct Dialer {
-    tls: Option<Arc<TlsIdentity>>,
+    tls: Option<Arc<LiveTls>>,
 }
 
 impl Dialer {
@@ -17,24 +17,27 @@ impl Dialer {
         Dialer { tls: None }
     }
 
-    pub fn tls(identity: Arc<TlsIdentity>) -> Dialer {
-        Dialer { tls: Some(identity) }
+    pub fn tls(tls: Arc<LiveTls>) -> Dialer {
+        Dialer { tls: Some(tls) }
     }
 
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
     }
 
-    /// An endpoint for `addr` (`host:port`, with or without a scheme) whose server must be `server`.
-    pub fn endpoint(&self, addr: &str, server: Role) -> Result<Endpoint, Error> {
+    /// An endpoint for `addr` (`host:port`, with or without a scheme), to configure (timeouts)
+    /// and then open with [`Dialer::connect_lazy`].
+    pub fn endpoint(&self, addr: &str) -> Result<Endpoint, Error> {
         let host_port = addr.split_once("://").map_or(addr, |(_, rest)| rest);
-        let address = |source| Error::Address { addr: addr.to_owned(), source };
+        // With TLS the scheme stays http: the TLS is done by our connector, not tonic's.
+        Endpoint::from_shared(format!("http://{host_port}")).map_err(|source| Error::Address { addr: addr.to_owned(), source })
+    }
+
+    /// A channel that connects on first use to a server that must prove `server`'s role.
+    pub fn connect_lazy(&self, endpoint: Endpoint, server: Role) -> Channel {
         match &self.tls {
-            None => Endpoint::from_shared(format!("http://{host_port}")).map_err(address),
-            Some(identity) => Endpoint::from_shared(format!("https://{host_port}"))
-                .map_err(address)?
-                .tls_config(identity.client_config(server))
-                .map_err(Error::Config),
+            Some(tls) => tls.connect_lazy(endpoint, server),
+            None => endpoint.connect_lazy(),
         }
     }
 }

@@ -36,6 +36,6 @@ pub enum Error {
         #[source]
         source: tonic::transport::Error,
     },
-    #[error("the TLS settings are rejected: {0}")]
-    Config(#[source] tonic::transport::Error),
+    #[error("the certificate, key or CA cannot be used: {0}; issue them again with `nucleus certs`")]
+    Settings(String),
 }

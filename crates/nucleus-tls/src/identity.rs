@@ -2,7 +2,6 @@ use std::path::{Path, PathBuf};
 
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
 use crate::{Error, Role};
 
@@ -71,18 +70,15 @@ impl TlsIdentity {
         &self.roles
     }
 
-    /// Serving: this certificate, and client certificates required and checked against the CA.
-    pub fn server_config(&self) -> ServerTlsConfig {
-        ServerTlsConfig::new()
-            .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
-            .client_ca_root(Certificate::from_pem(&self.ca_pem))
+    pub(crate) fn ca_pem(&self) -> &str {
+        &self.ca_pem
     }
 
-    /// Dialing a server that must prove `server`'s role, with this certificate as the client's.
-    pub fn client_config(&self, server: Role) -> ClientTlsConfig {
-        ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(&self.ca_pem))
-            .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
-            .domain_name(server.dns_name())
+    pub(crate) fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    pub(crate) fn key_pem(&self) -> &str {
+        &self.key_pem
     }
 }

@@ -11,6 +11,7 @@ mod dialer;
 mod error;
 mod guard;
 mod identity;
+mod live;
 pub mod policy;
 mod role;
 
@@ -18,4 +19,5 @@ pub use dialer::Dialer;
 pub use error::Error;
 pub use guard::{Policy, RoleGuard, RoleGuardLayer};
 pub use identity::{TlsIdentity, TlsPaths};
+pub use live::LiveTls;
 pub use role::{Role, peer_roles};

@@ -10,7 +10,7 @@ use nucleus_proto::meta::v1::meta_client::MetaClient;
 use nucleus_proto::meta::v1::{GetRequest, Op, Put, StatusRequest, WriteRequest, op};
 use nucleus_proto::raft::v1::RaftMessage;
 use nucleus_proto::raft::v1::raft_client::RaftClient;
-use nucleus_tls::{Dialer, Role, TlsIdentity, TlsPaths, authority};
+use nucleus_tls::{Dialer, LiveTls, Role, TlsPaths, authority};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// A call that does not complete within this is as good as refused.
@@ -20,15 +20,16 @@ fn now() -> SystemTime {
     nucleus_api::clock::now().into()
 }
 
-fn issue(ca_dir: &Path, role: Role) -> (TlsPaths, Arc<TlsIdentity>) {
+fn issue(ca_dir: &Path, role: Role) -> (TlsPaths, Arc<LiveTls>) {
     let out = ca_dir.join("issued");
     let paths = authority::issue(ca_dir, role.name(), &[role], &["127.0.0.1".into()], &out, now()).expect("issue");
-    let identity = Arc::new(TlsIdentity::load(&paths).expect("load"));
-    (paths, identity)
+    let tls = LiveTls::load(paths.clone(), Some(role)).expect("load");
+    (paths, tls)
 }
 
-fn channel(addr: &str, identity: &Arc<TlsIdentity>, server: Role) -> Channel {
-    Dialer::tls(identity.clone()).endpoint(addr, server).expect("endpoint").connect_timeout(CALL).timeout(CALL).connect_lazy()
+fn channel(addr: &str, tls: &Arc<LiveTls>, server: Role) -> Channel {
+    let dialer = Dialer::tls(tls.clone());
+    dialer.connect_lazy(dialer.endpoint(addr).expect("endpoint").connect_timeout(CALL).timeout(CALL), server)
 }
 
 fn put(key: &str) -> WriteRequest {
@@ -121,7 +122,7 @@ async fn only_schedulers_launch_on_agents() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let served = agent.clone();
     let server = tokio::spawn(async move {
-        nucleus_agent::serve(served, listener, Some(&agent_id), async move {
+        nucleus_agent::serve(served, listener, Some(agent_id), async move {
             let _ = stopped.await;
         })
         .await
@@ -138,4 +139,43 @@ async fn only_schedulers_launch_on_agents() {
     let _ = stop.send(());
     server.await.expect("server task").expect("server");
     agent.shutdown().await;
+}
+
+/// Certificates rotate without a restart: after the files change and the process reloads them (as
+/// `SIGHUP` does), new connections use the new CA and certificate; the old CA's clients are refused.
+#[tokio::test]
+async fn a_reloaded_certificate_and_ca_take_effect_for_new_connections() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (old_ca, new_ca) = (dir.path().join("old-ca"), dir.path().join("new-ca"));
+    authority::init(&old_ca, now()).expect("old CA");
+    authority::init(&new_ca, now()).expect("new CA");
+    // The node's files live in one place; rotation rewrites them there.
+    let node_dir = dir.path().join("node");
+    let paths = authority::issue(&old_ca, "meta", &[Role::Meta], &[], &node_dir, now()).expect("issue");
+    let meta_tls = LiveTls::load(paths.clone(), Some(Role::Meta)).expect("load");
+    let config = nucleus_meta::MetaConfig {
+        tls: Some(meta_tls.clone()),
+        ..nucleus_meta::MetaConfig::new(1, dir.path().join("meta"), "127.0.0.1:0".parse().expect("addr"))
+    };
+    let node = nucleus_meta::MetaNode::start(config).await.expect("meta with TLS");
+    let addr = node.addr().to_string();
+    let (_, old_gateway) = issue(&old_ca, Role::Gateway);
+    let (_, new_gateway) = issue(&new_ca, Role::Gateway);
+    let status = |tls: &Arc<LiveTls>| {
+        let mut client = MetaClient::new(channel(&addr, tls, Role::Meta));
+        async move { client.status(StatusRequest { group_id: 0 }).await }
+    };
+    status(&old_gateway).await.expect("the old CA's clients are served before the rotation");
+    assert!(status(&new_gateway).await.is_err(), "the new CA is not trusted yet");
+
+    authority::issue(&new_ca, "meta", &[Role::Meta], &[], &node_dir, now()).expect("rotate the node's files");
+    meta_tls.reload().expect("reload");
+    status(&new_gateway).await.expect("the new CA's clients are served after the reload, without a restart");
+    assert!(status(&old_gateway).await.is_err(), "the old CA is no longer trusted for new connections");
+
+    // A reload that cannot be used keeps what works.
+    std::fs::write(&paths.key, "not a key").expect("break the key");
+    assert!(meta_tls.reload().is_err());
+    status(&new_gateway).await.expect("still served with the settings in use");
+    node.shutdown().await.expect("shutdown");
 }
