@@ -72,6 +72,18 @@ pub fn permissions(caller: &Caller, role: Role) -> Vec<String> {
     }
 }
 
+/// Workloads named in an error, as far as the caller may see them: the ids of those it may read,
+/// and how many others there are (never their ids).
+pub fn visible_workloads(caller: &Caller, workloads: &[nucleus_api::Workload]) -> String {
+    let (seen, hidden): (Vec<_>, Vec<_>) =
+        workloads.iter().partition(|w| role_of(caller, w.creator.as_ref(), &w.shared_roles).is_some_and(|r| r >= Role::User));
+    let mut names: Vec<String> = seen.iter().map(|w| w.id.clone()).collect();
+    if !hidden.is_empty() {
+        names.push(format!("{} you cannot see", hidden.len()));
+    }
+    names.join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -310,16 +310,17 @@ pub async fn delete(
     if current.value.status == ArtifactStatus::Locked {
         return Err(ApiError::Conflict(format!("Artifact {id} is locked; locked artifacts cannot be deleted")));
     }
-    let users: Vec<String> = state
+    let users: Vec<Workload> = state
         .meta
         .list_json::<Workload>(keys::WORKLOADS)
         .await?
         .into_iter()
-        .filter(|w| w.value.artifact_id.as_deref() == Some(id.as_str()))
-        .map(|w| w.value.id)
+        .map(|w| w.value)
+        .filter(|w| w.artifact_id.as_deref() == Some(id.as_str()))
         .collect();
     if !users.is_empty() {
-        return Err(ApiError::Conflict(format!("Artifact {id} is used by workload(s) {}; delete those first", users.join(", "))));
+        let named = crate::access::visible_workloads(&caller, &users);
+        return Err(ApiError::Conflict(format!("Artifact {id} is used by workload(s) {named}; delete those first")));
     }
     let key = keys::artifact(&id);
     let txn = Txn::new().require(&key, current.mod_revision).delete(&key);

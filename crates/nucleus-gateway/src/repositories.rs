@@ -124,15 +124,15 @@ pub async fn delete(
         )));
     }
     let workloads = state.meta.list_json::<Workload>(keys::WORKLOADS).await?;
-    let in_use: Vec<String> = workloads
-        .iter()
-        .filter(|w| members.iter().any(|a| w.value.artifact_id.as_deref() == Some(a.value.id.as_str())))
-        .map(|w| w.value.id.clone())
+    let in_use: Vec<Workload> = workloads
+        .into_iter()
+        .map(|w| w.value)
+        .filter(|w| members.iter().any(|a| w.artifact_id.as_deref() == Some(a.value.id.as_str())))
         .collect();
     if !in_use.is_empty() {
         return Err(ApiError::Conflict(format!(
             "Artifact repository {id} has artifacts used by workload(s) {}; delete those first",
-            in_use.join(", ")
+            crate::access::visible_workloads(&caller, &in_use)
         )));
     }
     let mut txn = Txn::new();

@@ -153,3 +153,26 @@ async fn adding_to_a_repository_takes_its_owners_role() {
     assert_eq!(code, StatusCode::CREATED, "{added}");
     assert_eq!(added["artifactRepositoryId"], repository);
 }
+
+#[tokio::test]
+async fn a_conflict_names_only_the_workloads_the_caller_may_see() {
+    let api = Api::start().await;
+    let (_, alice) = api.user("alice").await;
+    let (_, bob) = api.user("bob").await;
+    let (_, made) = api.call_as(Some(&alice), Method::POST, "/artifacts", Some(artifact("shared"))).await;
+    let artifact_id = made["id"].as_str().unwrap();
+    let body = json!({"name": "alices", "artifactId": artifact_id});
+    let (code, workload) = api.call_as(Some(&alice), Method::POST, "/workloads", Some(body)).await;
+    assert_eq!(code, StatusCode::CREATED, "{workload}");
+    let share = json!({"operation": "updateRoles", "roles": [{"username": "bob", "role": "OWNER", "shareRecipientType": "user"}]});
+    let (code, _) = api.call_as(Some(&alice), Method::PATCH, &format!("/artifacts/{artifact_id}/sharedRoles"), Some(share)).await;
+    assert_eq!(code, StatusCode::NO_CONTENT);
+
+    let (code, refused) = api.call_as(Some(&bob), Method::DELETE, &format!("/artifacts/{artifact_id}"), None).await;
+    assert_eq!(code, StatusCode::CONFLICT, "{refused}");
+    let detail = refused["detail"].as_str().unwrap();
+    assert!(detail.contains("1 you cannot see"), "{detail}");
+    assert!(!detail.contains(workload["id"].as_str().unwrap()), "alice's workload id leaked to bob: {detail}");
+    let (_, refused) = api.call_as(Some(&alice), Method::DELETE, &format!("/artifacts/{artifact_id}"), None).await;
+    assert!(refused["detail"].as_str().unwrap().contains(workload["id"].as_str().unwrap()), "its owner sees which: {refused}");
+}

@@ -17,6 +17,8 @@ use super::cgroups::Cgroups;
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 /// Open files a replica may hold (its soft and hard limit, unless the agent's hard limit is lower).
 const OPEN_FILES: u64 = 65_536;
+/// Processes (threads included) its user may have when a replica forks: a fork bomb stops there.
+const PROCESSES: u64 = 16_384;
 
 /// The user replicas run as, instead of the agent's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,8 +162,8 @@ impl Sandbox {
     }
 }
 
-/// No core dumps (they would copy the process's memory, secrets included, onto the agent's disk)
-/// and a bounded number of open files.
+/// No core dumps (they would copy the process's memory, secrets included, onto the agent's disk),
+/// a bounded number of open files and of processes.
 #[allow(unsafe_code)]
 fn limit_resources(command: &mut Command) {
     // SAFETY: the closure runs in the child between fork and exec and only calls setrlimit(2) and
@@ -172,12 +174,13 @@ fn limit_resources(command: &mut Command) {
             if libc::setrlimit(libc::RLIMIT_CORE, &no_core) != 0 {
                 return Err(io::Error::last_os_error());
             }
-            let mut files = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut files) == 0 {
-                let cap = OPEN_FILES.min(files.rlim_max);
-                let wanted = libc::rlimit { rlim_cur: cap, rlim_max: cap };
-                // Best effort: a replica started under a lower limit keeps it.
-                libc::setrlimit(libc::RLIMIT_NOFILE, &wanted);
+            for (resource, most) in [(libc::RLIMIT_NOFILE, OPEN_FILES), (libc::RLIMIT_NPROC, PROCESSES)] {
+                let mut current = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+                if libc::getrlimit(resource, &mut current) == 0 {
+                    let cap = most.min(current.rlim_max);
+                    // Best effort: a replica started under a lower limit keeps it.
+                    libc::setrlimit(resource, &libc::rlimit { rlim_cur: cap, rlim_max: cap });
+                }
             }
             Ok(())
         });
@@ -206,6 +209,24 @@ mod tests {
         assert!(sandbox.check_program("/usr/bin/python3").is_ok());
         let err = sandbox.check_program("sh").expect_err("not listed");
         assert!(err.to_string().contains("`sh`") && err.to_string().contains("--allow-exec"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn replicas_dump_no_core_and_have_bounded_files_and_processes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sandbox = Sandbox::new(IpAddr::from([127, 0, 0, 1]), dir.path().to_owned(), None, ExecPolicy::Anyone);
+        let mut command = Command::new("cat");
+        command.arg("/proc/self/limits");
+        sandbox.confine(&mut command, "r-0").expect("confine");
+        let output = command.output().await.expect("cat runs");
+        let limits = String::from_utf8_lossy(&output.stdout).into_owned();
+        let soft = |name: &str| -> u64 {
+            let line = limits.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in {limits}"));
+            line[name.len()..].split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(u64::MAX)
+        };
+        assert_eq!(soft("Max core file size"), 0, "no core dumps: {limits}");
+        assert!(soft("Max open files") <= OPEN_FILES, "{limits}");
+        assert!(soft("Max processes") <= PROCESSES, "{limits}");
     }
 
     #[test]
