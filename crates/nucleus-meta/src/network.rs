@@ -97,14 +97,21 @@ impl<T: Transport> Network<T> {
         Ok(raft_client(channel))
     }
 
-    async fn call<Req, Resp, E>(&mut self, rpc: Rpc, req: &Req, timeout: Duration) -> Result<Resp, RPCError<NodeId, BasicNode, E>>
+    /// `data`: bytes sent beside the JSON payload (a snapshot chunk's), empty otherwise.
+    async fn call<Req, Resp, E>(
+        &mut self,
+        rpc: Rpc,
+        req: &Req,
+        data: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, E>>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
         let payload = serde_json::to_vec(req).map_err(|e| NetworkError::new(&e))?;
-        let mut request = tonic::Request::new(RaftMessage { group_id: self.group_id, payload });
+        let mut request = tonic::Request::new(RaftMessage { group_id: self.group_id, payload, data });
         request.set_timeout(timeout);
         let mut client = self.client()?;
         // openraft sets the budget per kind: heartbeat_interval for append entries, the election
@@ -141,15 +148,17 @@ impl<T: Transport> RaftNetwork<TypeConfig> for Network<T> {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(Rpc::AppendEntries, &rpc, option.hard_ttl()).await
+        self.call(Rpc::AppendEntries, &rpc, Vec::new(), option.hard_ttl()).await
     }
 
     async fn install_snapshot(
         &mut self,
-        rpc: InstallSnapshotRequest<TypeConfig>,
+        mut rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>> {
-        self.call(Rpc::InstallSnapshot, &rpc, option.hard_ttl()).await
+        // The chunk goes as bytes: in JSON it would be an array of numbers, four times its size.
+        let data = std::mem::take(&mut rpc.data);
+        self.call(Rpc::InstallSnapshot, &rpc, data, option.hard_ttl()).await
     }
 
     async fn vote(
@@ -157,6 +166,6 @@ impl<T: Transport> RaftNetwork<TypeConfig> for Network<T> {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(Rpc::Vote, &rpc, option.hard_ttl()).await
+        self.call(Rpc::Vote, &rpc, Vec::new(), option.hard_ttl()).await
     }
 }

@@ -3,13 +3,14 @@
 
 use nucleus_proto::raft::v1::RaftMessage;
 use nucleus_proto::raft::v1::raft_server;
+use openraft::raft::InstallSnapshotRequest;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
 
 use crate::Error;
 use crate::groups::Groups;
-use crate::types::{GroupId, Raft};
+use crate::types::{GroupId, Raft, TypeConfig};
 
 pub struct RaftService {
     groups: Groups,
@@ -30,7 +31,7 @@ impl RaftService {
 
     fn encode<T: Serialize>(group_id: GroupId, result: &T) -> Result<Response<RaftMessage>, Status> {
         let payload = serde_json::to_vec(result).map_err(|e| Error::Encoding(e.to_string()))?;
-        Ok(Response::new(RaftMessage { group_id, payload }))
+        Ok(Response::new(RaftMessage { group_id, payload, data: Vec::new() }))
     }
 }
 
@@ -47,7 +48,10 @@ impl raft_server::Raft for RaftService {
     }
 
     async fn install_snapshot(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let (raft, group, rpc) = self.decode(request.into_inner())?;
+        let mut message = request.into_inner();
+        let data = std::mem::take(&mut message.data);
+        let (raft, group, mut rpc): (_, _, InstallSnapshotRequest<TypeConfig>) = self.decode(message)?;
+        rpc.data = data;
         Self::encode(group, &raft.install_snapshot(rpc).await)
     }
 }

@@ -77,7 +77,7 @@ async fn meta_accepts_only_certificates_of_its_ca_and_each_role_only_its_calls()
 
     // An agent's certificate: no Raft, no reads, no writes beyond its own registration.
     let as_agent = channel(&addr, &agent_id, Role::Meta);
-    let raft = RaftClient::new(as_agent.clone()).append_entries(RaftMessage { group_id: 0, payload: Vec::new() }).await;
+    let raft = RaftClient::new(as_agent.clone()).append_entries(RaftMessage { group_id: 0, payload: Vec::new(), data: Vec::new() }).await;
     assert_eq!(raft.expect_err("agent speaking Raft").code(), tonic::Code::PermissionDenied);
     let mut meta_as_agent = MetaClient::new(as_agent);
     let read = meta_as_agent.get(GetRequest { key: "tokens/admin".into(), group_id: 0 }).await;
