@@ -48,37 +48,8 @@ enum Command {
     },
     /// Run a node agent (process or Kubernetes driver).
     Agent {
-        #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:7001")]
-        meta: Vec<String>,
-        #[arg(long, default_value = "127.0.0.1:7101")]
-        listen: SocketAddr,
-        /// Address schedulers reach this agent at (default: the listen address).
-        #[arg(long)]
-        advertise: Option<String>,
-        #[arg(long, default_value = "local")]
-        cluster: String,
-        #[arg(long, default_value = "local")]
-        region: String,
-        #[arg(long, default_value = "./.nucleus")]
-        data_dir: PathBuf,
-        /// How replicas run: host processes, or pods in a Kubernetes cluster.
-        #[arg(long, value_enum, default_value = "process")]
-        driver: roles::DriverKind,
-        /// Kubernetes namespace of the workloads' Deployments and Services (kubernetes driver): not
-        /// the control plane's, so that its NetworkPolicy can keep workloads away from it.
-        #[arg(long, default_value = "nucleus-workloads")]
-        namespace: String,
-        /// Run replicas as this user (name, UID or UID:GID) instead of the agent's (process driver).
-        #[arg(long, value_name = "USER")]
-        run_as: Option<nucleus_agent::driver::process::RunAs>,
-        /// The IP address replicas listen on and gateways reach them at (process driver; default:
-        /// the --advertise or --listen IP, else 127.0.0.1).
-        #[arg(long, env = "NUCLEUS_ADVERTISE_HOST", value_name = "IP")]
-        advertise_host: Option<std::net::IpAddr>,
-        /// Who may have replicas run commands on this host (process driver): `anyone` (every API
-        /// user), `admins` (only the administrator's workloads), or a comma-separated list of programs.
-        #[arg(long, env = "NUCLEUS_ALLOW_EXEC", value_name = "POLICY", default_value = "anyone")]
-        allow_exec: nucleus_api::exec_policy::ExecPolicy,
+        #[command(flatten)]
+        args: roles::AgentArgs,
         #[command(flatten)]
         tls: tls::TlsArgs,
     },
@@ -135,35 +106,7 @@ fn main() -> anyhow::Result<()> {
             Command::Meta { action: Some(MetaAction::Status { meta, tls }), .. } => roles::meta_status(&meta, &tls).await,
             Command::Meta { action: None, run } => roles::meta(run).await,
             Command::Scheduler { meta, name, tls } => roles::scheduler(meta, name, tls).await,
-            Command::Agent {
-                meta,
-                listen,
-                advertise,
-                cluster,
-                region,
-                data_dir,
-                driver,
-                namespace,
-                run_as,
-                advertise_host,
-                allow_exec,
-                tls,
-            } => {
-                let args = roles::AgentArgs {
-                    meta,
-                    listen,
-                    advertise,
-                    cluster,
-                    region,
-                    data_dir,
-                    driver,
-                    namespace,
-                    run_as,
-                    advertise_host,
-                    allow_exec,
-                };
-                roles::agent(args, tls).await
-            }
+            Command::Agent { args, tls } => roles::agent(args, tls).await,
             Command::Gateway { meta, listen, token, token_file, options, tls } => {
                 let token = token::given(token, token_file.as_deref())?.unwrap_or_default();
                 roles::gateway(meta, listen, token, options, tls).await

@@ -60,21 +60,38 @@ pub async fn start_meta(args: MetaArgs, tls: Option<Arc<LiveTls>>) -> anyhow::Re
     MetaNode::start(config).await.with_context(|| format!("starting the metadata node (data dir {})", data_dir.display()))
 }
 
+#[derive(clap::Args)]
 pub struct AgentArgs {
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:7001")]
     pub meta: Vec<String>,
+    #[arg(long, default_value = "127.0.0.1:7101")]
     pub listen: SocketAddr,
+    /// Address schedulers reach this agent at (default: the listen address).
+    #[arg(long)]
     pub advertise: Option<String>,
+    #[arg(long, default_value = "local")]
     pub cluster: String,
+    #[arg(long, default_value = "local")]
     pub region: String,
+    #[arg(long, default_value = "./.nucleus")]
     pub data_dir: PathBuf,
+    /// How replicas run: host processes, or pods in a Kubernetes cluster.
+    #[arg(long, value_enum, default_value = "process")]
     pub driver: DriverKind,
-    /// Namespace of the Kubernetes driver's Deployments and Services.
+    /// Kubernetes namespace of the workloads' Deployments and Services (kubernetes driver): not
+    /// the control plane's, so that its NetworkPolicy can keep workloads away from it.
+    #[arg(long, default_value = "nucleus-workloads")]
     pub namespace: String,
-    /// The user replicas of the process driver run as.
+    /// Run replicas as this user (name, UID or UID:GID) instead of the agent's (process driver).
+    #[arg(long, value_name = "USER")]
     pub run_as: Option<nucleus_agent::driver::process::RunAs>,
-    /// Where the process driver's replicas listen and are reached.
+    /// The IP address replicas listen on and gateways reach them at (process driver; default:
+    /// the --advertise or --listen IP, else 127.0.0.1).
+    #[arg(long, env = "NUCLEUS_ADVERTISE_HOST", value_name = "IP")]
     pub advertise_host: Option<IpAddr>,
-    /// Who may have the process driver run commands.
+    /// Who may have replicas run commands on this host (process driver): `anyone` (every API
+    /// user), `admins` (only the administrator's workloads), or a comma-separated list of programs.
+    #[arg(long, env = "NUCLEUS_ALLOW_EXEC", value_name = "POLICY", default_value = "anyone")]
     pub allow_exec: ExecPolicy,
 }
 
