@@ -5,6 +5,7 @@
 //! it, meta stores its documents as JSON, and the scheduler aggregates status with it.
 
 pub mod artifact;
+pub mod autoscaling;
 pub mod bundle;
 pub mod clock;
 pub mod deployment;

@@ -167,14 +167,23 @@ impl ReplicaStatusesSnapshot {
 /// The state of a proton whose agent runs `replicas` out of `expected`: the worst replica wins, and
 /// a replica not reported yet counts as provisioning.
 pub fn aggregate(replicas: &[ReplicaStatus], expected: u32) -> ProtonStatus {
+    if expected == 0 && replicas.is_empty() {
+        return ProtonStatus::Running; // idle at zero, by the autoscaler's choice
+    }
     let missing = (expected as usize).saturating_sub(replicas.len());
     let states = replicas.iter().map(ReplicaStatus::state).chain(std::iter::repeat_n(ProtonStatus::Provisioning, missing));
     worst(states).unwrap_or(ProtonStatus::Provisioning)
 }
 
+/// The summary of a proton the autoscaler took down to zero replicas.
+pub const IDLE_AT_ZERO: &str = "Idle at 0 replicas: the next request starts one";
+
 /// A one-line human summary of a snapshot, e.g. "2/3 replicas ready".
 pub fn summary(replicas: &[ReplicaStatus], expected: u32) -> String {
     let ready = replicas.iter().filter(|r| r.is_ready()).count();
+    if expected == 0 && replicas.is_empty() {
+        return IDLE_AT_ZERO.to_owned();
+    }
     match replicas.iter().find_map(|r| r.error.as_deref()) {
         Some(error) => format!("{ready}/{expected} replicas ready; {error}"),
         None => format!("{ready}/{expected} replicas ready"),

@@ -6,9 +6,12 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::artifact::{ArtifactSpec, Container, InputArtifact, ProbeConfig};
+use crate::autoscaling::{Autoscaling, ScalingMetric};
 use crate::workload::{CreateWorkloadRequest, WorkloadRuntime};
 
 pub const NAME_MAX: usize = 5000;
+/// The most replicas one group may ask for.
+pub const MAX_REPLICAS: i64 = 1000;
 
 /// One invalid field: `{"loc": ["body", "name"], "msg": "...", "type": "string_too_long"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -260,21 +263,7 @@ pub fn runtime(rt: &WorkloadRuntime, spec: &ArtifactSpec, loc: &Loc, errors: &mu
             }
         }
         if let Some(a) = &group.autoscaling {
-            let (min, max) = (a.min_replica_count.unwrap_or(0), a.max_replica_count.unwrap_or(1));
-            if max < 1 {
-                errors.push(FieldError::new(
-                    &group_loc.key("autoscaling").key("maxReplicaCount"),
-                    "maxReplicaCount must be at least 1",
-                    "value_error",
-                ));
-            }
-            if min > max {
-                errors.push(FieldError::new(
-                    &group_loc.key("autoscaling").key("minReplicaCount"),
-                    "minReplicaCount must not exceed maxReplicaCount",
-                    "value_error",
-                ));
-            }
+            autoscaling(a, &group_loc.key("autoscaling"), errors);
         }
         for (ci, c) in group.containers.iter().enumerate() {
             if !artifact_group.containers.iter().any(|ac| ac.name.as_deref() == Some(&c.name)) {
@@ -284,6 +273,90 @@ pub fn runtime(rt: &WorkloadRuntime, spec: &ArtifactSpec, loc: &Loc, errors: &mu
                     "value_error",
                 ));
             }
+        }
+    }
+}
+
+/// `autoscaling` of one group, in either input shape.
+fn autoscaling(a: &Autoscaling, loc: &Loc, errors: &mut Vec<FieldError>) {
+    let policies = loc.key("policies");
+    if a.enabled && a.policies.is_empty() {
+        errors.push(FieldError::new(
+            &policies,
+            "Give at least one policy (scalingMetric and target) when autoscaling is enabled",
+            "missing",
+        ));
+    }
+    // A policy already refused: the object-level rules that follow from it are not repeated.
+    let mut policy_refused = false;
+    for (pi, policy) in a.policies.iter().enumerate() {
+        let at = policies.index(pi);
+        if let ScalingMetric::Custom(name) = &policy.scaling_metric {
+            let scraped = policy.metrics_path.is_some() || name.contains(':');
+            if !scraped || !ScalingMetric::is_prometheus_name(name) {
+                policy_refused = true;
+                errors.push(FieldError::new(
+                    &at.key("scalingMetric"),
+                    format!(
+                        "Unknown scalingMetric '{name}': use httpRequestsConcurrency, httpRequestsInFlight, httpRequestsPerHour, \
+                         cpuAverageUtilization, gpuCacheUtilization, gpuRequestQueueDepth, or a Prometheus metric name the \
+                         replica exports (with metricsPath, or a name with ':' such as vllm:num_requests_waiting)"
+                    ),
+                    "enum",
+                ));
+            }
+        }
+        if let Some(path) = &policy.metrics_path
+            && !path.starts_with('/')
+        {
+            errors.push(FieldError::new(&at.key("metricsPath"), "metricsPath must be a path starting with '/'", "value_error"));
+        }
+        if !(policy.target.is_finite() && policy.target > 0.0) {
+            errors.push(FieldError::new(&at.key("target"), "target must be a number greater than 0", "greater_than"));
+        }
+        for (field, value) in [("minCount", policy.min_count), ("maxCount", policy.max_count)] {
+            if let Some(v) = value {
+                range(v, 0, MAX_REPLICAS, &at.key(field), errors);
+            }
+        }
+        if let (Some(min), Some(max)) = (policy.min_count, policy.max_count)
+            && min > max
+        {
+            policy_refused = true; // said once, on the policy
+            errors.push(FieldError::new(&at.key("minCount"), "minCount must not exceed maxCount", "value_error"));
+        }
+    }
+    let min = a.min_replica_count.or_else(|| a.policies.iter().filter_map(|p| p.min_count).min());
+    let min = min.unwrap_or(crate::autoscaling::DEFAULT_MIN_REPLICAS);
+    let max = a.max_replica_count.or_else(|| a.policies.iter().filter_map(|p| p.max_count).max());
+    let max = max.unwrap_or(crate::autoscaling::DEFAULT_MAX_REPLICAS);
+    if max < 1 {
+        errors.push(FieldError::new(&loc.key("maxReplicaCount"), "maxReplicaCount must be at least 1", "value_error"));
+    } else if max > MAX_REPLICAS {
+        range(max, 1, MAX_REPLICAS, &loc.key("maxReplicaCount"), errors);
+    }
+    if min < 0 {
+        errors.push(FieldError::new(&loc.key("minReplicaCount"), "minReplicaCount must be 0 or more", "greater_than_equal"));
+    }
+    if min > max && !policy_refused {
+        errors.push(FieldError::new(&loc.key("minReplicaCount"), "minReplicaCount must not exceed maxReplicaCount", "value_error"));
+    }
+    if a.enabled && min == 0 && !policy_refused {
+        if let Some(pi) = a.policies.iter().position(|p| p.scaling_metric == ScalingMetric::CpuAverageUtilization) {
+            errors.push(FieldError::new(
+                &loc.key("minReplicaCount"),
+                format!(
+                    "policies[{pi}] scales on cpuAverageUtilization, which cannot scale up from zero: set minReplicaCount to 1 or more"
+                ),
+                "value_error",
+            ));
+        } else if !a.policies.is_empty() && !a.policies.iter().any(|p| p.scaling_metric.is_http()) {
+            errors.push(FieldError::new(
+                &loc.key("minReplicaCount"),
+                "Only an HTTP policy (httpRequestsConcurrency, httpRequestsInFlight, httpRequestsPerHour) can wake a group at zero: \
+                 add one or set minReplicaCount to 1 or more",
+                "value_error",
+            ));
         }
     }
 }

@@ -67,22 +67,7 @@ pub struct GroupRuntime {
     pub resolved_bundle: Option<crate::bundle::ResourceBundle>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Autoscaling {
-    #[serde(default = "yes")]
-    pub enabled: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_replica_count: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_replica_count: Option<i64>,
-    #[serde(default)]
-    pub policies: Vec<Value>,
-}
-
-fn yes() -> bool {
-    true
-}
+pub use crate::autoscaling::Autoscaling;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -135,6 +120,7 @@ impl WorkloadRuntime {
             }
         }
         for group in &mut self.container_groups {
+            group.autoscaling = group.autoscaling.take().map(Autoscaling::hoisted);
             let autoscaled = group.autoscaling.as_ref().is_some_and(|a| a.enabled);
             if !autoscaled && group.replica_count.unwrap_or(0) < 1 {
                 group.replica_count = Some(1);
@@ -143,17 +129,22 @@ impl WorkloadRuntime {
         self
     }
 
-    /// How many replicas a group starts with: its replica count, or the autoscaler's floor (at
-    /// least one until the autoscaler exists).
+    /// How many replicas a group starts with: its replica count, or for an autoscaled group its
+    /// floor, at least one (a group that may rest at zero starts with one, so that it answers at
+    /// once; the autoscaler takes it down when idle).
     pub fn replicas_for(&self, group: &str) -> u32 {
         let Some(g) = self.container_groups.iter().find(|g| g.name == group) else {
             return 1;
         };
-        let count = match &g.autoscaling {
-            Some(a) if a.enabled => a.min_replica_count.unwrap_or(1),
-            _ => g.replica_count.unwrap_or(1),
-        };
-        u32::try_from(count.max(1)).unwrap_or(1)
+        match &g.autoscaling {
+            Some(a) if a.enabled => a.bounds().0.max(1),
+            _ => u32::try_from(g.replica_count.unwrap_or(1).max(1)).unwrap_or(1),
+        }
+    }
+
+    /// The autoscaling of `group`, when it is enabled.
+    pub fn autoscaling_of(&self, group: &str) -> Option<&Autoscaling> {
+        self.container_groups.iter().find(|g| g.name == group).and_then(|g| g.autoscaling.as_ref()).filter(|a| a.enabled)
     }
 }
 

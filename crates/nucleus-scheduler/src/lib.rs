@@ -7,6 +7,7 @@
 //! function [`plan::plan`]; everything else here moves data in and out of it.
 
 pub mod allocations;
+pub mod autoscale;
 mod bundles;
 mod convert;
 mod error;

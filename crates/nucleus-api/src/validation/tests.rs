@@ -81,9 +81,56 @@ fn runtime_must_fit_the_artifact() {
     ]}});
     assert_eq!(locs(&create(body).unwrap()), vec![r#"["body","runtime","containerGroups",0,"name"]"#]);
     let body = json!({"name": "w", "artifact": whoami_artifact(), "runtime": {"containerGroups": [
-        {"replicaCount": 2, "autoscaling": {"enabled": true, "policies": []}}
+        {"replicaCount": 2, "autoscaling": {"enabled": true, "policies": [{"scalingMetric": "httpRequestsConcurrency", "target": 1}]}}
     ]}});
     assert_eq!(locs(&create(body).unwrap()), vec![r#"["body","runtime","containerGroups",0,"replicaCount"]"#]);
+}
+
+fn with_autoscaling(autoscaling: serde_json::Value) -> Result<Vec<FieldError>, BodyError> {
+    create(json!({"name": "w", "artifact": whoami_artifact(), "runtime": {"containerGroups": [{"autoscaling": autoscaling}]}}))
+}
+
+#[test]
+fn both_autoscaling_shapes_of_the_tutorial_pass() {
+    let legacy =
+        json!({"enabled": true, "policies": [{"scalingMetric": "httpRequestsConcurrency", "target": 10, "minCount": 2, "maxCount": 10}]});
+    assert_eq!(with_autoscaling(legacy), Ok(vec![]));
+    let newest = json!({"enabled": true, "minReplicaCount": 0, "maxReplicaCount": 3,
+        "policies": [{"scalingMetric": "httpRequestsConcurrency", "target": 1}, {"scalingMetric": "vllm:num_requests_waiting", "target": 4}]});
+    assert_eq!(with_autoscaling(newest), Ok(vec![]));
+    let custom = json!({"minReplicaCount": 1, "maxReplicaCount": 3,
+        "policies": [{"scalingMetric": "queue_depth", "target": 5, "metricsPath": "/stats"}]});
+    assert_eq!(with_autoscaling(custom), Ok(vec![]));
+}
+
+#[test]
+fn bad_autoscaling_is_refused_naming_the_field() {
+    let at = r#"["body","runtime","containerGroups",0,"autoscaling","#;
+    let cases = [
+        (json!({"policies": [{"scalingMetric": "httpRequestConcurency", "target": 1}]}), r#""policies",0,"scalingMetric"]"#),
+        (json!({"policies": [{"scalingMetric": "httpRequestsInFlight", "target": -1}]}), r#""policies",0,"target"]"#),
+        (
+            json!({"minReplicaCount": 3, "maxReplicaCount": 2, "policies": [{"scalingMetric": "httpRequestsInFlight", "target": 1}]}),
+            r#""minReplicaCount"]"#,
+        ),
+        (json!({"maxReplicaCount": 0, "policies": [{"scalingMetric": "httpRequestsInFlight", "target": 1}]}), r#""maxReplicaCount"]"#),
+        (
+            json!({"policies": [{"scalingMetric": "httpRequestsInFlight", "target": 1, "minCount": 4, "maxCount": 2}]}),
+            r#""policies",0,"minCount"]"#,
+        ),
+        (json!({"maxReplicaCount": 2, "policies": [{"scalingMetric": "cpuAverageUtilization", "target": 70}]}), r#""minReplicaCount"]"#),
+        (json!({"maxReplicaCount": 2, "policies": [{"scalingMetric": "vllm:x", "target": 7}]}), r#""minReplicaCount"]"#),
+        (json!({"enabled": true, "policies": []}), r#""policies"]"#),
+        (
+            json!({"minReplicaCount": 1, "policies": [{"scalingMetric": "m", "target": 1, "metricsPath": "metrics"}]}),
+            r#""policies",0,"metricsPath"]"#,
+        ),
+    ];
+    for (autoscaling, field) in cases {
+        let errors = with_autoscaling(autoscaling.clone()).unwrap();
+        assert_eq!(locs(&errors), vec![format!("{at}{field}")], "{autoscaling}");
+    }
+    assert!(matches!(with_autoscaling(json!(true)), Err(BodyError::Invalid(_))));
 }
 
 #[test]

@@ -66,6 +66,10 @@ use crate::status::StatusHub;
 
 /// Grace of replicas stopped because a proton was scaled down or its spec replaced.
 const RETIRE_GRACE: Duration = Duration::from_secs(10);
+/// How long a replica taken out of a proton (scale-down) keeps serving after it leaves the
+/// proton's report: the report reaches the gateways through the scheduler and meta within this,
+/// so that no request is routed to a replica that is going away.
+const RETIRE_DRAIN: Duration = Duration::from_secs(2);
 /// Grace of every replica when the agent shuts down.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
@@ -142,7 +146,7 @@ impl Proton {
 
     fn retire(&mut self, index: u32) {
         if let Some(replica) = self.replicas.remove(&index) {
-            replica.stop(RETIRE_GRACE);
+            replica.stop_after(RETIRE_DRAIN, RETIRE_GRACE);
             self.retiring.push(replica);
         }
     }

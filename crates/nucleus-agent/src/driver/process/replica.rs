@@ -43,7 +43,7 @@ pub(crate) type Publish = Arc<dyn Fn() + Send + Sync>;
 /// The driver's handle on a running replica.
 pub(crate) struct ReplicaHandle {
     view: Arc<Mutex<ReplicaView>>,
-    stop: watch::Sender<Option<Duration>>,
+    stop: Arc<watch::Sender<Option<Duration>>>,
     /// Its sender lives as long as the supervisor task: closed means every process is gone.
     done: watch::Receiver<()>,
 }
@@ -110,7 +110,7 @@ impl ReplicaHandle {
             let supervisor = Supervisor { spec, port, view: view.clone(), stop: stop_rx, client, sandbox, publish, _done: done_tx };
             tokio::spawn(supervisor.run(process));
         }
-        ReplicaHandle { view, stop, done }
+        ReplicaHandle { view, stop: Arc::new(stop), done }
     }
 
     pub(crate) fn view(&self) -> MutexGuard<'_, ReplicaView> {
@@ -119,7 +119,17 @@ impl ReplicaHandle {
 
     /// Asks the replica to stop: SIGTERM, then SIGKILL after `grace` (the shortest grace asked).
     pub(crate) fn stop(&self, grace: Duration) {
-        self.stop.send_modify(|asked| *asked = Some(asked.map_or(grace, |earlier| earlier.min(grace))));
+        ask_stop(&self.stop, grace);
+    }
+
+    /// Stops it after `drain`: time for the gateways to stop routing to it (it is no longer
+    /// reported) before it is signalled. An earlier [`Self::stop`] still wins.
+    pub(crate) fn stop_after(&self, drain: Duration, grace: Duration) {
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(drain).await;
+            ask_stop(&stop, grace);
+        });
     }
 
     pub(crate) fn is_done(&self) -> bool {
@@ -140,6 +150,10 @@ fn container_of(spec: &ProtonSpec) -> (String, String) {
         name => name.to_owned(),
     };
     (name, spec.container.image_uri.clone())
+}
+
+fn ask_stop(stop: &watch::Sender<Option<Duration>>, grace: Duration) {
+    stop.send_modify(|asked| *asked = Some(asked.map_or(grace, |earlier| earlier.min(grace))));
 }
 
 fn lock(view: &Mutex<ReplicaView>) -> MutexGuard<'_, ReplicaView> {
