@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 
-const FILES: &[&str] = &["nucleus/meta/v1/meta.proto", "nucleus/raft/v1/raft.proto", "nucleus/agent/v1/agent.proto"];
+const FILES: &[&str] =
+    &["nucleus/meta/v1/meta.proto", "nucleus/raft/v1/raft.proto", "nucleus/agent/v1/agent.proto", "nucleus/gateway/v1/gateway.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");

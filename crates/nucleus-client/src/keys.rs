@@ -12,6 +12,8 @@ pub const PROTONS: &str = "protons/";
 pub const SNAPSHOTS: &str = "snapshots/";
 pub const EVENTS: &str = "events/";
 pub const AGENTS: &str = "agents/";
+/// `gateways/<name>`: a gateway's internal address (root group), for schedulers to read its load.
+pub const GATEWAYS: &str = "gateways/";
 /// `users/<id>`: a user; `usernames/<name>` → its id (so that a name is taken once);
 /// `tokens/<sha256 of the token>` → whose token it is (tokens are never stored in the clear).
 pub const USERS: &str = "users/";
@@ -121,6 +123,10 @@ pub fn stats_of_proton(workload_id: &str, proton_id: &str) -> String {
 
 pub fn stats(workload_id: &str, proton_id: &str, minute: i64, gateway: &str) -> String {
     format!("{STATS}{workload_id}/{proton_id}/{minute:012}/{gateway}")
+}
+
+pub fn gateway(name: &str) -> String {
+    format!("{GATEWAYS}{name}")
 }
 
 pub fn agent(name: &str) -> String {

@@ -10,6 +10,7 @@
 
 mod agent;
 mod error;
+mod gateway;
 pub mod keys;
 mod members;
 mod meta;
@@ -18,6 +19,7 @@ mod watch;
 
 pub use agent::AgentClient;
 pub use error::Error;
+pub use gateway::{GatewayClient, GatewayRecord};
 pub use meta::{MetaClient, Versioned, decode, node_status, node_status_of};
 pub use nucleus_proto::meta::v1::KeyValue;
 pub use nucleus_proto::meta::v1::StatusResponse as NodeStatus;

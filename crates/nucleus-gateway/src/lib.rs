@@ -18,6 +18,7 @@ mod ids;
 mod invoke;
 mod lifetime;
 mod listing;
+pub mod load;
 pub mod openapi;
 mod protons;
 mod replacements;
@@ -83,6 +84,11 @@ pub struct Limits {
     pub upstream_timeout: Duration,
     /// Largest REST request body; past it, 413. Invoke bodies are streamed and not limited.
     pub max_body_bytes: usize,
+    /// Requests the activator holds per workload at this gateway while it starts from zero
+    /// replicas; past it, 503 with `Retry-After`.
+    pub max_held_per_workload: u32,
+    /// How long the activator holds a request for a replica to become ready; past it, 503.
+    pub activator_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -94,6 +100,8 @@ impl Default for Limits {
             max_in_flight_per_workload: 1_000,
             upstream_timeout: invoke::DEFAULT_UPSTREAM_TIMEOUT,
             max_body_bytes: 2 * 1024 * 1024,
+            max_held_per_workload: 10_000,
+            activator_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -109,6 +117,7 @@ pub struct AppState {
     pub(crate) routes: RouteTable,
     pub(crate) stats: stats::Recorder,
     pub(crate) tokens: auth::TokenCache,
+    pub(crate) load: load::LoadReporter,
 }
 
 impl AppState {
@@ -116,6 +125,16 @@ impl AppState {
     pub fn new(meta: MetaClient, config: GatewayConfig) -> AppState {
         let stats = stats::Recorder::start(meta.clone());
         let routes = RouteTable::start(meta.clone(), stats.clone());
-        AppState { meta, config: Arc::new(config), routes, stats, tokens: auth::TokenCache::default() }
+        let load = load::LoadReporter::start(routes.clone());
+        AppState { meta, config: Arc::new(config), routes, stats, tokens: auth::TokenCache::default(), load }
+    }
+
+    /// The reporter of this gateway's load, for its internal service ([`load::serve_internal`]).
+    pub fn load_reporter(&self) -> load::LoadReporter {
+        self.load.clone()
+    }
+
+    pub fn meta(&self) -> &MetaClient {
+        &self.meta
     }
 }

@@ -38,6 +38,9 @@ pub struct Route {
     pub shared: Vec<SharedRole>,
     /// Requests in flight and the retry budget, kept across changes of the route.
     pub load: Arc<Load>,
+    /// It may rest at zero replicas (autoscaling with `minReplicaCount: 0`): a request that finds
+    /// no ready replica is held while one starts, instead of refused.
+    pub wakes: bool,
     pub stats: Option<Arc<ProtonStats>>,
 }
 
@@ -45,6 +48,12 @@ pub struct Route {
 #[derive(Debug, Default)]
 pub struct Load {
     in_flight: AtomicU32,
+    /// Requests admitted since the gateway started (the autoscaler's request rate).
+    arrived: AtomicU64,
+    /// Requests the activator holds until a replica is ready.
+    queued: AtomicU32,
+    /// Told whenever the route is rebuilt with ready replicas: held requests go then.
+    pub ready: tokio::sync::Notify,
     pub budget: RetryBudget,
     /// When meta last confirmed that the workload had no ready replica (ms since `since`, 0: never).
     confirmed_empty_ms: AtomicU64,
@@ -65,7 +74,40 @@ impl Load {
     pub fn admit(self: &Arc<Self>, limit: u32) -> Option<Admitted> {
         let before = self.in_flight.fetch_add(1, Ordering::Relaxed);
         let admitted = Admitted(self.clone());
-        (before < limit).then_some(admitted)
+        let ok = before < limit;
+        if ok {
+            self.arrived.fetch_add(1, Ordering::Relaxed);
+        }
+        ok.then_some(admitted)
+    }
+
+    /// Counts one more held request, unless `limit` are already held.
+    pub fn hold(self: &Arc<Self>, limit: u32) -> Option<Held> {
+        let before = self.queued.fetch_add(1, Ordering::Relaxed);
+        let held = Held(self.clone());
+        (before < limit).then_some(held)
+    }
+
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    pub fn queued(&self) -> u32 {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    pub fn arrived(&self) -> u64 {
+        self.arrived.load(Ordering::Relaxed)
+    }
+}
+
+/// A request held by the activator, counted in its workload's queue until dropped.
+#[derive(Debug)]
+pub struct Held(Arc<Load>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.queued.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -81,6 +123,7 @@ struct Entry {
     timeout: Option<Duration>,
     creator: Option<UserData>,
     shared: Vec<SharedRole>,
+    wakes: bool,
 }
 
 impl Entry {
@@ -92,6 +135,7 @@ impl Entry {
             timeout: w.runtime.invoke_timeout_seconds.map(|s| Duration::from_secs(s.max(1) as u64)),
             creator: w.creator,
             shared: w.shared_roles,
+            wakes: w.runtime.container_groups.iter().any(|g| g.autoscaling.as_ref().is_some_and(|a| a.scales_to_zero())),
         }
     }
 }
@@ -176,6 +220,7 @@ impl RouteTable {
             timeout: entry.timeout,
             creator: entry.creator,
             shared: entry.shared,
+            wakes: entry.wakes,
             load,
             stats,
         })
@@ -237,7 +282,16 @@ impl RouteTable {
             entry.proton.as_ref().and_then(|p| tables.ready.get(&(workload_id.to_owned(), p.clone()))).cloned().unwrap_or_default();
         let load = tables.loads.entry(workload_id.to_owned()).or_default().clone();
         let route = self.build(workload_id, entry, backends, load);
+        if !route.backends.is_empty() {
+            route.load.ready.notify_waiters();
+        }
         tables.routes.insert(workload_id.to_owned(), route);
+    }
+
+    /// Every routed workload's active proton and load, for the autoscaler's signals.
+    pub fn loads(&self) -> Vec<(String, String, Arc<Load>)> {
+        let tables = self.tables.read().unwrap_or_else(|p| p.into_inner());
+        tables.routes.iter().filter_map(|(id, route)| Some((id.clone(), route.proton.clone()?, route.load.clone()))).collect()
     }
 }
 

@@ -19,6 +19,12 @@ pub mod agent {
     }
 }
 
+pub mod gateway {
+    pub mod v1 {
+        tonic::include_proto!("nucleus.gateway.v1");
+    }
+}
+
 /// gRPC metadata keys that servers set and clients read: defined here once for both.
 pub mod metadata {
     /// On UNAVAILABLE from a meta node that does not lead the group: the leader's node id (decimal).

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use nucleus_client::{AgentClient, MetaClient, WatchEvent};
+use nucleus_client::{AgentClient, GatewayClient, MetaClient, WatchEvent};
 use nucleus_proto::agent::v1::ProtonReport;
+use nucleus_proto::gateway::v1::LoadReport;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -28,6 +29,8 @@ pub enum Input {
     AgentLost {
         agent: String,
     },
+    /// A gateway's request load (every second, or at once when it holds requests at zero).
+    Load(LoadReport),
 }
 
 pub fn watch_prefix(meta: MetaClient, prefix: &'static str, tx: mpsc::Sender<Input>) -> JoinHandle<()> {
@@ -70,6 +73,35 @@ pub fn follow_agent(name: String, client: AgentClient, tx: mpsc::Sender<Input>) 
             }
             if tx.send(Input::AgentLost { agent: name.clone() }).await.is_err() {
                 return;
+            }
+            tokio::time::sleep(RETRY_AFTER).await;
+        }
+    })
+}
+
+/// Streams a gateway's load reports into the worker, reconnecting while the task lives.
+pub fn follow_gateway(name: String, client: GatewayClient, tx: mpsc::Sender<Input>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match client.watch_load().await {
+                Ok(mut stream) => {
+                    tracing::info!(gateway = name, addr = client.addr(), "following gateway load");
+                    loop {
+                        match stream.message().await {
+                            Ok(Some(report)) => {
+                                if tx.send(Input::Load(report)).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(status) => {
+                                tracing::debug!(gateway = name, %status, "gateway load stream broke");
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(err) => tracing::debug!(gateway = name, error = %err, "cannot reach gateway"),
             }
             tokio::time::sleep(RETRY_AFTER).await;
         }

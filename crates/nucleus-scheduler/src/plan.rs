@@ -28,6 +28,8 @@ pub enum Report {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Done {
     pub launched_generation: Option<u64>,
+    /// The replica count of that launch: another count (the autoscaler's) is launched again.
+    pub launched_replicas: Option<u32>,
     pub stop_sent_generation: Option<u64>,
 }
 
@@ -97,7 +99,9 @@ pub fn plan(proton: &Proton, workload_exists: bool, view: &AgentView, done: Done
                 let action = (done.stop_sent_generation != Some(generation)).then_some(Action::Stop);
                 return Plan { action, status: ProtonStatus::Provisioning, message: None };
             }
-            Plan { action: (!fresh).then_some(Action::Launch), status: state, message: None }
+            let rescaled = done.launched_replicas.is_some_and(|n| n != proton.replica_count);
+            let message = (snapshot.replicas.is_empty() && proton.replica_count == 0).then(|| nucleus_api::proton::IDLE_AT_ZERO.to_owned());
+            Plan { action: (!fresh || rescaled).then_some(Action::Launch), status: state, message }
         }
         Report::Stopping(_) => Plan {
             action: None,

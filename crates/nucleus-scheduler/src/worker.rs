@@ -8,7 +8,7 @@ use nucleus_api::bundle::ResourceBundle;
 use nucleus_api::proton::ReplicaStatusesSnapshot;
 use nucleus_api::workload::WorkloadStatusDetails;
 use nucleus_api::{DesiredState, Importance, Proton, ProtonStatus, Workload, WorkloadEvent};
-use nucleus_client::{AgentClient, AgentRecord, MetaClient, Txn, Versioned, WatchEvent, decode, keys};
+use nucleus_client::{AgentClient, AgentRecord, GatewayClient, GatewayRecord, MetaClient, Txn, Versioned, WatchEvent, decode, keys};
 use nucleus_proto::agent::v1::{Lifecycle, ProtonReport};
 use nucleus_tls::Dialer;
 use serde_json::json;
@@ -17,9 +17,10 @@ use tokio::task::JoinHandle;
 
 use crate::Error;
 use crate::allocations::{self, AgentNodes, Ask, Change, Ledgers, Preemptor};
+use crate::autoscale::{self, Autoscaler};
 use crate::bundles;
 use crate::convert;
-use crate::inputs::{Input, follow_agent, watch_prefix};
+use crate::inputs::{Input, follow_agent, follow_gateway, watch_prefix};
 use crate::lease::{Fence, Held, LeaseKeeper};
 use crate::plan::{Action, AgentView, Done, Report, plan};
 use crate::replacement;
@@ -33,8 +34,10 @@ const AGENT_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
     pub name: String,
-    /// How agents are dialed: mutual TLS with the scheduler's certificate, or plaintext.
+    /// How agents and gateways are dialed: mutual TLS with the scheduler's certificate, or plaintext.
     pub dialer: Dialer,
+    /// The autoscaler's windows, grace and rates.
+    pub autoscale: autoscale::Settings,
 }
 
 struct FollowedAgent {
@@ -63,6 +66,10 @@ struct World {
     /// The allocation ledger (`allocations/`), by key.
     ledgers: Ledgers,
     agents: BTreeMap<String, FollowedAgent>,
+    gateway_records: BTreeMap<String, Versioned<GatewayRecord>>,
+    /// Gateways whose load is followed: name → (address, task).
+    gateways: BTreeMap<String, (String, JoinHandle<()>)>,
+    autoscaler: Autoscaler,
     reports: HashMap<String, HashMap<String, ProtonReport>>,
     done: HashMap<String, Done>,
     written: HashMap<String, ReplicaStatusesSnapshot>,
@@ -107,8 +114,9 @@ pub async fn run(
     let (mut held, keeper) = LeaseKeeper::spawn(meta.clone(), &config.name).await?;
     tracing::info!(scheduler = config.name, shard_count, "scheduler started");
     let (tx, mut rx) = mpsc::channel(1024);
-    let watches = [keys::PROTONS, keys::WORKLOADS, keys::AGENTS, keys::ALLOCATIONS].map(|p| watch_prefix(meta.clone(), p, tx.clone()));
-    let mut world = World { dialer: config.dialer.clone(), ..World::default() };
+    let watches = [keys::PROTONS, keys::WORKLOADS, keys::AGENTS, keys::ALLOCATIONS, keys::GATEWAYS]
+        .map(|p| watch_prefix(meta.clone(), p, tx.clone()));
+    let mut world = World { dialer: config.dialer.clone(), autoscaler: Autoscaler::new(config.autoscale.clone()), ..World::default() };
     let mut tick = tokio::time::interval(TICK);
     let mut first_pass = Some(first_pass);
     tokio::pin!(shutdown);
@@ -142,6 +150,9 @@ pub async fn run(
     for agent in world.agents.values() {
         agent.task.abort();
     }
+    for (_, task) in world.gateways.values() {
+        task.abort();
+    }
     Ok(())
 }
 
@@ -166,6 +177,11 @@ impl World {
                 }
                 allocations::apply_event(&mut self.ledgers, event);
             }
+            Input::Meta { prefix, event } if prefix == keys::GATEWAYS => {
+                apply_docs(&mut self.gateway_records, event, |g: &GatewayRecord| g.name.clone());
+                self.follow_gateways(tx);
+            }
+            Input::Load(report) => self.autoscaler.loads.record(report, tokio::time::Instant::now()),
             Input::Meta { event, .. } => {
                 if matches!(event, WatchEvent::Reset(_)) {
                     self.synced_agents = true;
@@ -230,6 +246,41 @@ impl World {
         }
     }
 
+    /// Follows the load of every gateway that registered lately, and stops following the others.
+    fn follow_gateways(&mut self, tx: &mpsc::Sender<Input>) {
+        let now = nucleus_api::clock::now();
+        let live: HashMap<String, String> = self
+            .gateway_records
+            .values()
+            .filter(|r| {
+                chrono::DateTime::parse_from_rfc3339(&r.value.heartbeat_at)
+                    .is_ok_and(|at| (now - at.to_utc()).to_std().unwrap_or_default() < GatewayRecord::STALE_AFTER)
+            })
+            .map(|r| (r.value.name.clone(), r.value.address.clone()))
+            .collect();
+        let loads = &mut self.autoscaler.loads;
+        self.gateways.retain(|name, (address, task)| {
+            let keep = live.get(name) == Some(address);
+            if !keep {
+                task.abort();
+                loads.forget(name);
+            }
+            keep
+        });
+        for (name, address) in live {
+            if self.gateways.contains_key(&name) {
+                continue;
+            }
+            match GatewayClient::new(&address, &self.dialer) {
+                Ok(client) => {
+                    let task = follow_gateway(name.clone(), client, tx.clone());
+                    self.gateways.insert(name, (address, task));
+                }
+                Err(err) => tracing::warn!(gateway = name, error = %err, "gateway address unusable"),
+            }
+        }
+    }
+
     /// Every registered agent is either connected or past its grace period.
     fn agents_settled(&self) -> bool {
         self.synced_agents && self.agents.values().all(|a| a.connected || a.unreachable())
@@ -262,6 +313,7 @@ impl World {
         self.release_stale(meta, shard_count, leases).await;
         self.expire_drafts(meta, shard_count, leases).await;
         self.advance_replacements(meta, shard_count, leases).await;
+        self.autoscale(meta, shard_count, leases).await;
         let keys = self.queue();
         for key in keys {
             let Some(doc) = self.protons.get(&key).cloned() else { continue };
@@ -269,6 +321,67 @@ impl World {
             let Some(&token) = leases.get(&group) else { continue }; // another worker's shard
             if let Err(err) = self.reconcile_one(meta, Fence { group, token }, doc).await {
                 tracing::warn!(proton = key, error = %err, "reconcile failed; will retry");
+            }
+        }
+    }
+
+    /// Decides the replicas of every autoscaled proton of this worker's shards and records each
+    /// change (the proton's `replicaCount`, fenced, and an `autoscaled` event); the launch that
+    /// follows is the ordinary one of [`plan`].
+    async fn autoscale(&mut self, meta: &MetaClient, shard_count: u64, leases: &Held) {
+        let now = tokio::time::Instant::now();
+        let mut scaled = Vec::new();
+        let mut autoscaled = std::collections::HashSet::new();
+        for doc in self.protons.values() {
+            let proton = &doc.value;
+            let group = keys::group_of_key(&doc.key, shard_count);
+            let Some(&token) = leases.get(&group) else { continue };
+            let Some(workload) = self.workloads.get(&proton.workload_id) else { continue };
+            let Some(autoscaling) = Autoscaler::autoscaling_of(proton) else { continue };
+            let active = workload.value.proton_id.as_deref() == Some(proton.id.as_str()) && workload.value.active_replacement().is_none();
+            // Bundle-placed protons hold a reservation sized at placement: they keep their count.
+            let reserved = allocations::holding(&self.ledgers, &proton.id).is_some();
+            if !active
+                || reserved
+                || proton.desired_state != DesiredState::Running
+                || proton.agent.is_none()
+                || proton.status == ProtonStatus::Errored
+            {
+                continue;
+            }
+            autoscaled.insert(proton.id.clone());
+            let ready = match self.view(proton) {
+                AgentView::Reported(Report::Running(snapshot)) => snapshot.replicas.iter().filter(|r| r.is_ready()).count() as u32,
+                _ => 0,
+            };
+            let decision = self.autoscaler.decide(proton, autoscaling, ready, now);
+            if decision.desired != proton.replica_count {
+                scaled.push((doc.clone(), workload.value.id.clone(), Fence { group, token }, decision));
+            }
+        }
+        self.autoscaler.retain(|proton| autoscaled.contains(proton));
+        for (doc, workload_id, fence, decision) in scaled {
+            let mut updated = doc.value.clone();
+            let from = updated.replica_count;
+            updated.replica_count = decision.desired;
+            updated.updated_at = nucleus_api::clock::now();
+            let message = format!("Scaled from {from} to {} replica(s): {}", decision.desired, decision.reason);
+            let event = WorkloadEvent::new(&workload_id, "autoscaled", json!({ "message": message, "from": from, "to": decision.desired }));
+            let txn = fence
+                .guard(Txn::new())
+                .require(&doc.key, doc.mod_revision)
+                .put_json(&doc.key, &updated)
+                .and_then(|txn| txn.put_json(&keys::event(&workload_id, &event.id), &event));
+            let written = match txn {
+                Ok(txn) => meta.write(txn).await,
+                Err(err) => Err(err),
+            };
+            match written {
+                Ok(outcome) if outcome.applied() => {
+                    tracing::info!(proton = doc.value.id, from, to = decision.desired, reason = decision.reason, "autoscaled");
+                }
+                Ok(_) => {} // the proton changed meanwhile: decided again on the next pass
+                Err(err) => tracing::warn!(proton = doc.value.id, error = %err, "cannot record an autoscaling decision; will retry"),
             }
         }
     }
@@ -512,8 +625,10 @@ impl World {
                 if let Some(agent) = agent {
                     match agent.launch(convert::launch_request(proton, fence.token, fence.group)).await {
                         Ok(()) => {
-                            tracing::info!(proton = proton.id, generation = proton.generation, "launched");
-                            self.done.entry(proton.id.clone()).or_default().launched_generation = Some(proton.generation);
+                            tracing::info!(proton = proton.id, generation = proton.generation, replicas = proton.replica_count, "launched");
+                            let done = self.done.entry(proton.id.clone()).or_default();
+                            done.launched_generation = Some(proton.generation);
+                            done.launched_replicas = Some(proton.replica_count);
                         }
                         Err(err) => tracing::warn!(proton = proton.id, error = %err, "launch failed; will retry"),
                     }

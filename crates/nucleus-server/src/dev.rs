@@ -38,6 +38,8 @@ pub struct DevArgs {
     allow_exec: nucleus_api::exec_policy::ExecPolicy,
     #[command(flatten)]
     gateway: roles::GatewayArgs,
+    #[command(flatten)]
+    autoscale: roles::AutoscaleArgs,
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
@@ -86,15 +88,27 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     };
     let agent_meta = MetaClient::new(&meta_addrs, &dialer(Role::Agent)?)?;
     let agent = roles::start_agent(agent_args, agent_meta, Some(identity(Role::Agent)?), roles_shutdown.clone()).await?;
-    let (scheduler, reconciled) = roles::start_scheduler(meta.clone(), "dev".to_owned(), dialer(Role::Scheduler)?, roles_shutdown.clone());
+    let scheduler_config = nucleus_scheduler::SchedulerConfig {
+        name: "dev".to_owned(),
+        dialer: dialer(Role::Scheduler)?,
+        autoscale: args.autoscale.settings()?,
+    };
+    let (scheduler, reconciled) = roles::start_scheduler(meta.clone(), scheduler_config, roles_shutdown.clone());
     // Serve only once the scheduler has replaced the statuses left from before a restart: until
     // then meta may still call replicas ready that died with the previous process.
     if tokio::time::timeout(FIRST_PASS_WAIT, reconciled).await.is_err() {
         tracing::warn!("the scheduler has not reconciled within {FIRST_PASS_WAIT:?}; serving anyway");
     }
     let gateway_meta = MetaClient::new(&meta_addrs, &dialer(Role::Gateway)?)?;
-    let (gateway_addr, gateway) =
-        roles::start_gateway(gateway_meta, args.listen, token.value().to_owned(), &args.gateway, roles_shutdown).await?;
+    let (gateway_addr, gateway) = roles::start_gateway(
+        gateway_meta,
+        args.listen,
+        token.value().to_owned(),
+        &args.gateway,
+        Some(identity(Role::Gateway)?),
+        roles_shutdown,
+    )
+    .await?;
 
     match &token {
         Token::Generated(t) => println!("API token (generated; kept in {}): {t}", args.data_dir.join("token").display()),

@@ -2,6 +2,7 @@
 //! talking to each other over gRPC on loopback exactly as separate processes would.
 
 mod dev;
+mod duration;
 mod roles;
 mod shutdown;
 mod tls;
@@ -43,6 +44,8 @@ enum Command {
         meta: Vec<String>,
         #[arg(long, default_value = "scheduler")]
         name: String,
+        #[command(flatten)]
+        autoscale: roles::AutoscaleArgs,
         #[command(flatten)]
         tls: tls::TlsArgs,
     },
@@ -105,7 +108,7 @@ fn main() -> anyhow::Result<()> {
             Command::Dev(args) => dev::run(args).await,
             Command::Meta { action: Some(MetaAction::Status { meta, tls }), .. } => roles::meta_status(&meta, &tls).await,
             Command::Meta { action: None, run } => roles::meta(run).await,
-            Command::Scheduler { meta, name, tls } => roles::scheduler(meta, name, tls).await,
+            Command::Scheduler { meta, name, autoscale, tls } => roles::scheduler(meta, name, autoscale, tls).await,
             Command::Agent { args, tls } => roles::agent(args, tls).await,
             Command::Gateway { meta, listen, token, token_file, options, tls } => {
                 let token = token::given(token, token_file.as_deref())?.unwrap_or_default();

@@ -14,7 +14,7 @@ use nucleus_client::{AgentRecord, MetaClient, NodeRecord, Txn, keys};
 use nucleus_gateway::{AppState, GatewayConfig};
 use nucleus_meta::{MetaConfig, MetaNode};
 use nucleus_scheduler::SchedulerConfig;
-use nucleus_tls::{Dialer, LiveTls, Role};
+use nucleus_tls::{LiveTls, Role};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -197,10 +197,45 @@ pub async fn start_agent(args: AgentArgs, meta: MetaClient, tls: Option<Arc<Live
 
 /// The task, and a receiver told when the scheduler has reconciled every proton once.
 /// `dialer` carries the scheduler's certificate, for the agents it calls.
-pub fn start_scheduler(meta: MetaClient, name: String, dialer: Dialer, shutdown: Shutdown) -> (JoinHandle<()>, oneshot::Receiver<()>) {
+/// The autoscaler's settings (shared by `nucleus scheduler` and `nucleus dev`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct AutoscaleArgs {
+    /// The window whose average load ordinary scaling decisions follow.
+    #[arg(long, default_value = "60s", value_parser = crate::duration::parse)]
+    pub autoscale_stable_window: Duration,
+    /// The short window that reacts to bursts (panic mode, entered at twice the target).
+    #[arg(long, default_value = "6s", value_parser = crate::duration::parse)]
+    pub autoscale_panic_window: Duration,
+    /// How long an idle group that may rest at zero keeps its last replica after a stable window
+    /// without traffic.
+    #[arg(long, default_value = "30s", value_parser = crate::duration::parse)]
+    pub scale_to_zero_grace: Duration,
+    /// Scale-downs wait until every recommendation over this long agreed.
+    #[arg(long, default_value = "0s", value_parser = crate::duration::parse)]
+    pub autoscale_scale_down_delay: Duration,
+}
+
+impl AutoscaleArgs {
+    pub fn settings(&self) -> anyhow::Result<nucleus_scheduler::autoscale::Settings> {
+        anyhow::ensure!(!self.autoscale_stable_window.is_zero(), "--autoscale-stable-window must be longer than 0s");
+        anyhow::ensure!(
+            !self.autoscale_panic_window.is_zero() && self.autoscale_panic_window <= self.autoscale_stable_window,
+            "--autoscale-panic-window must be longer than 0s and at most --autoscale-stable-window"
+        );
+        Ok(nucleus_scheduler::autoscale::Settings {
+            stable_window: self.autoscale_stable_window,
+            panic_window: self.autoscale_panic_window,
+            scale_to_zero_grace: self.scale_to_zero_grace,
+            scale_down_delay: self.autoscale_scale_down_delay,
+            ..nucleus_scheduler::autoscale::Settings::default()
+        })
+    }
+}
+
+pub fn start_scheduler(meta: MetaClient, config: SchedulerConfig, shutdown: Shutdown) -> (JoinHandle<()>, oneshot::Receiver<()>) {
     let (first_pass, reconciled) = oneshot::channel();
     let task = tokio::spawn(async move {
-        if let Err(err) = nucleus_scheduler::run(SchedulerConfig { name, dialer }, meta, shutdown.wait(), first_pass).await {
+        if let Err(err) = nucleus_scheduler::run(config, meta, shutdown.wait(), first_pass).await {
             tracing::error!(error = %err, "scheduler stopped with an error");
         }
     });
@@ -238,6 +273,20 @@ pub struct GatewayArgs {
     /// Threads serving connections (default: one per CPU).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Where the gateway's internal gRPC service (its request load, for the schedulers' autoscaler;
+    /// mutual TLS) listens; default: the --listen address's host, any free port.
+    #[arg(long, env = "NUCLEUS_INTERNAL_LISTEN")]
+    pub internal_listen: Option<SocketAddr>,
+    /// The `host:port` schedulers reach the internal service at, when it differs from where it
+    /// listens (e.g. it listens on 0.0.0.0).
+    #[arg(long, env = "NUCLEUS_INTERNAL_ADVERTISE")]
+    pub internal_advertise: Option<String>,
+    /// Requests held per workload while it starts from zero replicas; past it, 503.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_held_per_workload: u32,
+    /// How long a request is held for a workload starting from zero before 503.
+    #[arg(long, default_value = "120s", value_parser = crate::duration::parse)]
+    pub activator_timeout: Duration,
 }
 
 impl GatewayArgs {
@@ -267,6 +316,8 @@ impl GatewayArgs {
             max_connections: self.max_connections.max(1),
             max_in_flight_per_workload: self.max_in_flight_per_workload.max(1),
             upstream_timeout: seconds("upstream-timeout", self.upstream_timeout)?,
+            max_held_per_workload: self.max_held_per_workload,
+            activator_timeout: self.activator_timeout,
             ..nucleus_gateway::Limits::default()
         };
         let workers = self.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)).max(1);
@@ -274,22 +325,52 @@ impl GatewayArgs {
     }
 }
 
+/// Starts the gateway: the public listener, and its internal gRPC service (with `tls`'s
+/// certificate), registered in meta for the schedulers.
 pub async fn start_gateway(
     meta: MetaClient,
     listen: SocketAddr,
     token: String,
     args: &GatewayArgs,
+    tls: Option<Arc<LiveTls>>,
     shutdown: Shutdown,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding the gateway to {listen}: is another nucleus running? pick another --listen"))?;
     let addr = listener.local_addr()?;
-    let state = AppState::new(meta, args.config(token, addr)?);
+    let internal_listen = args.internal_listen.unwrap_or_else(|| SocketAddr::new(listen.ip(), 0));
+    let internal = tokio::net::TcpListener::bind(internal_listen)
+        .await
+        .with_context(|| format!("binding the gateway's internal service to {internal_listen}: pick another --internal-listen"))?;
+    let internal_addr = internal.local_addr()?;
+    let advertised = match &args.internal_advertise {
+        Some(address) => address.clone(),
+        None if internal_addr.ip().is_unspecified() => {
+            let address = format!("127.0.0.1:{}", internal_addr.port());
+            tracing::warn!(
+                address,
+                "the internal service listens on all addresses without --internal-advertise: schedulers on other hosts cannot reach it"
+            );
+            address
+        }
+        None => internal_addr.to_string(),
+    };
+    let state = AppState::new(meta.clone(), args.config(token, addr)?);
+    let reporter = state.load_reporter();
+    let registration = tokio::spawn(nucleus_gateway::load::register(meta, reporter.name().to_owned(), advertised));
+    let internal_shutdown = shutdown.clone();
+    let internal_task = tokio::spawn(async move {
+        if let Err(err) = nucleus_gateway::load::serve_internal(reporter, internal, tls, internal_shutdown.wait()).await {
+            tracing::error!(error = %err, "gateway internal service failed: autoscaling does not see this gateway's load");
+        }
+    });
     let task = tokio::spawn(async move {
         if let Err(err) = nucleus_gateway::serve(state, listener, shutdown.wait()).await {
             tracing::error!(error = %err, "gateway failed");
         }
+        registration.abort();
+        let _ = internal_task.await;
     });
     Ok((addr, task))
 }
@@ -315,13 +396,14 @@ pub async fn meta(args: MetaArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn scheduler(meta: Vec<String>, name: String, tls: TlsArgs) -> anyhow::Result<()> {
+pub async fn scheduler(meta: Vec<String>, name: String, autoscale: AutoscaleArgs, tls: TlsArgs) -> anyhow::Result<()> {
     let (stop, shutdown) = Shutdown::new();
     // Agents' addresses come from meta, so they are not known here: plaintext to them is the
     // operator's choice (--insecure) unless the scheduler has a certificate.
     let identity = tls.resolve(Some(Role::Scheduler), &meta)?;
     let dialer = crate::tls::dialer(&identity);
-    let (task, _reconciled) = start_scheduler(MetaClient::new(&meta, &dialer)?, name.clone(), dialer, shutdown);
+    let config = SchedulerConfig { name: name.clone(), dialer: dialer.clone(), autoscale: autoscale.settings()? };
+    let (task, _reconciled) = start_scheduler(MetaClient::new(&meta, &dialer)?, config, shutdown);
     println!("nucleus scheduler {name} started (meta {})", meta.join(","));
     terminated().await;
     let _ = stop.send(true);
@@ -346,7 +428,7 @@ pub async fn gateway(meta: Vec<String>, listen: SocketAddr, token: String, args:
     let (stop, shutdown) = Shutdown::new();
     let identity = tls.resolve(Some(Role::Gateway), &meta)?;
     let meta_client = MetaClient::new(&meta, &crate::tls::dialer(&identity))?;
-    let (addr, task) = start_gateway(meta_client, listen, token, &args, shutdown).await?;
+    let (addr, task) = start_gateway(meta_client, listen, token, &args, identity, shutdown).await?;
     println!("nucleus gateway listening on http://{addr}");
     terminated().await;
     let _ = stop.send(true);

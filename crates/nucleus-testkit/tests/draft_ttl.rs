@@ -49,7 +49,7 @@ async fn a_draft_workload_is_removed_when_its_ttl_runs_out_and_a_promoted_one_st
     let (first_pass, _) = tokio::sync::oneshot::channel();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(nucleus_scheduler::run(
-        SchedulerConfig { name: "ttl".into(), dialer: nucleus_tls::Dialer::plaintext() },
+        SchedulerConfig { name: "ttl".into(), dialer: nucleus_tls::Dialer::plaintext(), autoscale: Default::default() },
         meta.client.clone(),
         async move {
             let _ = stopped.await;

@@ -36,6 +36,15 @@ pub fn agent_server(rpc: &str) -> &'static [Role] {
     }
 }
 
+/// A gateway's internal service: only schedulers read its load.
+pub fn gateway_server(rpc: &str) -> &'static [Role] {
+    match split(rpc) {
+        Some(("nucleus.gateway.v1.Gateway", _)) => SCHEDULER,
+        Some(("grpc.health.v1.Health", _)) => ANYONE,
+        _ => NOBODY,
+    }
+}
+
 fn split(rpc: &str) -> Option<(&str, &str)> {
     rpc.strip_prefix('/')?.split_once('/')
 }
@@ -51,6 +60,7 @@ mod tests {
         assert!(meta_server("/nucleus.meta.v1.Meta/Write").contains(&Role::Gateway));
         assert_eq!(agent_server("/nucleus.agent.v1.Agent/Launch"), [Role::Scheduler]);
         assert!(agent_server("/nucleus.meta.v1.Meta/Get").is_empty());
+        assert_eq!(gateway_server("/nucleus.gateway.v1.Gateway/WatchLoad"), [Role::Scheduler]);
         assert!(meta_server("/grpc.reflection.v1.ServerReflection/Info").is_empty());
     }
 }

@@ -8,6 +8,7 @@
 //! the workload's retry budget), and so is an idempotent request without a body whose connection
 //! closed before an answer. The failing replica is ejected from the pick for a while.
 
+mod activator;
 mod attempts;
 pub mod backends;
 mod body;
@@ -112,7 +113,11 @@ async fn look_up(state: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<Adm
     let caller = caller_of(state, headers).await?;
     let target = Target::of(state, &caller, uri).await?;
     let id = target.workload_id.as_str();
-    let route = state.routes.serving(id).await?.ok_or_else(|| ApiError::workload_not_found(id))?;
+    let mut route = state.routes.serving(id).await?.ok_or_else(|| ApiError::workload_not_found(id))?;
+    if route.wakes && route.backends.is_empty() && route.desired == DesiredState::Running {
+        allow(role_of(&caller, route.creator.as_ref(), &route.shared), Need::Invoke, || ApiError::workload_not_found(id))?;
+        route = activator::hold(state, id, route).await?;
+    }
     admit(state, &caller, target, route)
 }
 
@@ -379,7 +384,7 @@ fn is_idempotent(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE)
 }
 
-fn no_ready_replica(workload_id: &str, route: &Route) -> ApiError {
+pub(crate) fn no_ready_replica(workload_id: &str, route: &Route) -> ApiError {
     let status = route.status;
     let hint = match (route.desired, status) {
         (DesiredState::Stopped, _) | (_, ProtonStatus::Stopped | ProtonStatus::Stopping) => {

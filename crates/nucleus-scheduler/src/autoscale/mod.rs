@@ -1,6 +1,58 @@
-//! Autoscaling: the signals of every group (gateways' request load, agents' CPU and scraped
-//! metrics, in memory only), the pure [`decider`], and the per-proton state the worker keeps.
+//! Autoscaling: the signals of every group (the gateways' request load, in memory only: no meta
+//! write per sample), the pure [`decider`], and the per-proton memory the worker keeps. Only
+//! decisions are written (the proton's `replicaCount`, with an `autoscaled` event).
 
 pub mod decider;
+pub mod signals;
+
+use std::collections::HashMap;
+
+use nucleus_api::Proton;
+use nucleus_api::autoscaling::Autoscaling;
+use tokio::time::Instant;
 
 pub use decider::{Decision, Group, Observation, Scaler, Settings};
+pub use signals::Loads;
+
+/// How often a proton's load is sampled into its scaler.
+const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_millis(900);
+
+/// The worker's autoscaling memory: the gateways' loads and each autoscaled proton's scaler.
+#[derive(Debug, Default)]
+pub struct Autoscaler {
+    pub settings: Settings,
+    pub loads: Loads,
+    scalers: HashMap<String, (Instant, Scaler)>,
+}
+
+impl Autoscaler {
+    pub fn new(settings: Settings) -> Autoscaler {
+        Autoscaler { settings, ..Autoscaler::default() }
+    }
+
+    /// The group of `proton` that autoscales, if any.
+    pub fn autoscaling_of(proton: &Proton) -> Option<&Autoscaling> {
+        proton.runtime.container_groups.iter().filter_map(|g| g.autoscaling.as_ref()).find(|a| a.enabled)
+    }
+
+    /// Samples the proton's load (at most every [`SAMPLE_EVERY`]) and decides its replicas.
+    pub fn decide(&mut self, proton: &Proton, autoscaling: &Autoscaling, ready: u32, now: Instant) -> Decision {
+        let total = self.loads.total(&proton.id, now);
+        let observation = signals::observation(autoscaling, total);
+        let (sampled, scaler) =
+            self.scalers.entry(proton.id.clone()).or_insert_with(|| (now.checked_sub(SAMPLE_EVERY).unwrap_or(now), Scaler::new(now)));
+        if now.saturating_duration_since(*sampled) >= SAMPLE_EVERY {
+            scaler.observe(now, &observation, &self.settings);
+            *sampled = now;
+        }
+        let (min, max) = autoscaling.bounds();
+        let targets: Vec<f64> = autoscaling.policies.iter().map(|p| p.target).collect();
+        let group = Group { current: proton.replica_count, ready, min, max };
+        scaler.decide(now, &targets, group, observation.queued, &self.settings)
+    }
+
+    /// Forgets the scalers of protons no longer autoscaled here.
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.scalers.retain(|proton, _| keep(proton));
+    }
+}

@@ -1,6 +1,7 @@
 //! End-to-end tests: each starts the real `nucleus dev` binary on ephemeral ports in a temp dir
 //! and drives it over HTTP. Real RocksDB, real gRPC, real child processes.
 
+mod autoscaling;
 mod bundles;
 mod deployments;
 mod errors;

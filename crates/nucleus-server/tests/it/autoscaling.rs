@@ -1,0 +1,176 @@
+//! Autoscaling on `nucleus dev` with short windows: the tutorial's legacy shape is accepted and
+//! echoed in the newest one; concurrent callers scale the workload up to its maximum and a light
+//! load brings it back down, with no failed request either way; idle, it goes to zero replicas
+//! (status still `running`, endpoint unchanged) and the next request wakes it and succeeds.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::harness::{Stack, temp_dir, whoami_artifact};
+
+const WINDOWS: [&str; 6] = ["--autoscale-stable-window", "4s", "--autoscale-panic-window", "2s", "--scale-to-zero-grace", "2s"];
+
+/// The active proton's asked-for replica count.
+async fn replica_count(stack: &Stack, id: &str) -> u64 {
+    let (code, w) = stack.get(&format!("/workloads/{id}")).await;
+    assert_eq!(code, StatusCode::OK, "{w}");
+    let (code, p) = stack.get(&format!("/workloads/{id}/protons/{}", w["protonId"].as_str().unwrap())).await;
+    assert_eq!(code, StatusCode::OK, "{p}");
+    p["replicaCount"].as_u64().unwrap()
+}
+
+/// Polls until the replica count satisfies `want`; panics with what it saw.
+async fn wait_count(stack: &Stack, id: &str, what: &str, want: impl Fn(u64) -> bool, within: Duration) -> Duration {
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    while started.elapsed() < within {
+        let count = replica_count(stack, id).await;
+        if seen.last() != Some(&count) {
+            seen.push(count);
+        }
+        if want(count) {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the replica count never became {what} within {within:?}; it went {seen:?}");
+}
+
+/// `callers` loops invoking `/sleep/{ms}` until `stop`; counts answers that are not 200.
+fn load(
+    stack: &Stack,
+    id: &str,
+    callers: usize,
+    ms: u64,
+    stop: Arc<AtomicBool>,
+    failed: Arc<AtomicU32>,
+) -> Vec<tokio::task::JoinHandle<u32>> {
+    (0..callers)
+        .map(|_| {
+            let (http, url, stop, failed) =
+                (stack.http.clone(), stack.url(&format!("/endpoints/workloads/{id}/sleep/{ms}")), stop.clone(), failed.clone());
+            tokio::spawn(async move {
+                let mut served = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    match http.get(&url).bearer_auth(crate::harness::TOKEN).send().await {
+                        Ok(r) if r.status() == StatusCode::OK => served += 1,
+                        Ok(r) => {
+                            let status = r.status();
+                            eprintln!("failed call: {status} {}", r.text().await.unwrap_or_default());
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(err) => {
+                            eprintln!("failed call: {err}");
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                served
+            })
+        })
+        .collect()
+}
+
+async fn stop_load(stop: &AtomicBool, callers: Vec<tokio::task::JoinHandle<u32>>) -> u32 {
+    stop.store(true, Ordering::Relaxed);
+    let mut served = 0;
+    for caller in callers {
+        served += caller.await.unwrap();
+    }
+    served
+}
+
+#[tokio::test]
+async fn concurrency_scales_up_and_down_then_to_zero_and_a_request_wakes_it_with_no_failed_request() {
+    let dir = temp_dir();
+    let stack = Stack::start_with(dir.path(), &WINDOWS).await;
+    // The tutorial's (legacy) shape: bounds on the policy.
+    let body = json!({
+        "name": "autoscaled",
+        "artifact": whoami_artifact("autoscaled", &[]),
+        "runtime": {"containerGroups": [{"name": "default", "autoscaling": {"enabled": true, "policies": [
+            {"scalingMetric": "httpRequestsConcurrency", "target": 1, "minCount": 0, "maxCount": 3}
+        ]}}]}
+    });
+    let (code, created) = stack.post("/workloads", body).await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    let autoscaling = &created["runtime"]["containerGroups"][0]["autoscaling"];
+    assert_eq!(
+        autoscaling,
+        &json!({"enabled": true, "minReplicaCount": 0, "maxReplicaCount": 3,
+            "policies": [{"scalingMetric": "httpRequestsConcurrency", "target": 1.0}]}),
+        "echoed in the newest shape"
+    );
+    let id = created["id"].as_str().unwrap().to_owned();
+    let endpoint = created["endpoint"].clone();
+    stack.wait_status(&id, "running").await;
+    assert_eq!(replica_count(&stack, &id).await, 1, "a group that may rest at zero starts with one replica");
+
+    // Six callers, each always with a 300 ms request in flight: concurrency 6 at target 1 → the
+    // maximum, 3, and never more.
+    let failed = Arc::new(AtomicU32::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let callers = load(&stack, &id, 6, 300, stop.clone(), failed.clone());
+    let took = wait_count(&stack, &id, "3", |n| n == 3, Duration::from_secs(20)).await;
+    println!("scaled up to 3 replicas {took:?} after the load began");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(replica_count(&stack, &id).await, 3, "held at the maximum under load");
+    let served = stop_load(&stop, callers).await;
+
+    // One caller: concurrency ~1 → back down to 1 replica while it keeps calling.
+    let stop = Arc::new(AtomicBool::new(false));
+    let callers = load(&stack, &id, 1, 300, stop.clone(), failed.clone());
+    let took = wait_count(&stack, &id, "1", |n| n == 1, Duration::from_secs(30)).await;
+    println!("scaled down to 1 replica {took:?} after the load dropped");
+    tokio::time::sleep(Duration::from_secs(3)).await; // the drained replicas stop meanwhile
+    let served = served + stop_load(&stop, callers).await;
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "failed requests while scaling ({served} served)");
+
+    // Idle: zero replicas after the stable window and the grace; still `running`, same endpoint.
+    let took = wait_count(&stack, &id, "0", |n| n == 0, Duration::from_secs(30)).await;
+    println!("scaled to zero {took:?} after the last request");
+    let idle = stack.wait_status(&id, "running").await;
+    assert_eq!(idle["endpoint"], endpoint);
+    let (code, details) = stack.get(&format!("/workloads/{id}/protons/{}/statusDetails", idle["protonId"].as_str().unwrap())).await;
+    assert_eq!(code, StatusCode::OK, "{details}");
+    let wait_idle = Instant::now();
+    let mut details = details;
+    while details["replicas"].as_array().is_some_and(|r| !r.is_empty()) && wait_idle.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        details = stack.get(&format!("/workloads/{id}/protons/{}/statusDetails", idle["protonId"].as_str().unwrap())).await.1;
+    }
+    assert_eq!(details["replicas"], json!([]), "no replica runs at zero: {details}");
+    assert!(details["overallStatus"]["summary"].as_str().unwrap().contains("Idle at 0"), "{details}");
+
+    // The next request is held, wakes the workload and succeeds.
+    let started = Instant::now();
+    let (code, answer) = stack.invoke(&id, "sleep/10").await;
+    assert_eq!(code, StatusCode::OK, "the request that woke it: {answer}");
+    println!("cold start from zero answered in {:?}", started.elapsed());
+    assert_eq!(replica_count(&stack, &id).await, 1);
+
+    let (_, events) = stack.get(&format!("/workloads/{id}/events?limit=100")).await;
+    let scaled: Vec<&Value> = events["data"].as_array().unwrap().iter().filter(|e| e["eventType"] == "autoscaled").collect();
+    assert!(scaled.len() >= 3, "each decision is an event: {events:#}");
+}
+
+#[tokio::test]
+async fn bad_autoscaling_is_refused_naming_the_field_and_creates_nothing() {
+    let dir = temp_dir();
+    let stack = Stack::start_with(dir.path(), &WINDOWS).await;
+    let body = json!({
+        "name": "bad-autoscaling",
+        "artifact": whoami_artifact("bad-autoscaling", &[]),
+        "runtime": {"containerGroups": [{"name": "default", "autoscaling": {"enabled": true, "minReplicaCount": 0, "maxReplicaCount": 2,
+            "policies": [{"scalingMetric": "cpuAverageUtilization", "target": 70}]}}]}
+    });
+    let (code, answer) = stack.post("/workloads", body).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(answer["detail"][0]["loc"], json!(["body", "runtime", "containerGroups", 0, "autoscaling", "minReplicaCount"]), "{answer}");
+    let (_, list) = stack.get("/workloads").await;
+    assert_eq!(list["count"], 0, "{list}");
+}
