@@ -227,7 +227,8 @@ mod tests {
         assert_eq!(aggregate(&[up.clone(), failed], 2), ProtonStatus::Errored);
         assert_eq!(aggregate(&[up.clone(), backoff], 2), ProtonStatus::Restarting);
         assert_eq!(aggregate(std::slice::from_ref(&up), 2), ProtonStatus::Provisioning);
-        assert_eq!(aggregate(&[], 0), ProtonStatus::Provisioning);
+        assert_eq!(aggregate(&[], 1), ProtonStatus::Provisioning);
+        assert_eq!(aggregate(&[], 0), ProtonStatus::Running, "idle at zero, by the autoscaler");
     }
 
     #[test]

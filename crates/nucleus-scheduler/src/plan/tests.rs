@@ -27,7 +27,30 @@ fn running(s: ReplicaStatusesSnapshot) -> AgentView {
     AgentView::Reported(Report::Running(s))
 }
 
-const LAUNCHED: Done = Done { launched_generation: Some(3), stop_sent_generation: None };
+const LAUNCHED: Done = Done { launched_generation: Some(3), launched_replicas: None, stop_sent_generation: None };
+
+#[test]
+fn a_running_proton_is_launched_again_when_its_replica_count_changes_and_says_when_it_idles_at_zero() {
+    let mut p = proton(DesiredState::Running, ProtonStatus::Running, Some("a1"));
+    p.replica_count = 1;
+    let launched = Done { launched_replicas: Some(1), ..LAUNCHED };
+    let view = running(snapshot(ReplicaPhase::Running, true, None));
+    assert_eq!(plan(&p, true, &view, launched, Some("a1")).action, None);
+    p.replica_count = 3;
+    assert_eq!(plan(&p, true, &view, launched, Some("a1")).action, Some(Action::Launch), "scaled up");
+    p.replica_count = 0;
+    let idle = ReplicaStatusesSnapshot {
+        overall_status: OverallStatus {
+            state: nucleus_api::proton::aggregate(&[], 0),
+            summary: String::new(),
+            last_updated: String::new(),
+        },
+        replicas: vec![],
+    };
+    let at_zero = plan(&p, true, &running(idle), Done { launched_replicas: Some(0), ..LAUNCHED }, Some("a1"));
+    assert_eq!((at_zero.action, at_zero.status), (None, ProtonStatus::Running));
+    assert_eq!(at_zero.message.as_deref(), Some(nucleus_api::proton::IDLE_AT_ZERO));
+}
 
 #[test]
 fn unplaced_protons_are_placed_or_wait_for_an_agent() {
@@ -82,7 +105,7 @@ fn errored_is_sticky() {
 fn a_restart_after_failure_stops_the_old_run_first() {
     let p = proton(DesiredState::Running, ProtonStatus::Submitted, Some("a1"));
     let failed = running(snapshot(ReplicaPhase::Failed, false, Some("boom")));
-    let old = Done { launched_generation: Some(2), stop_sent_generation: None };
+    let old = Done { launched_generation: Some(2), launched_replicas: None, stop_sent_generation: None };
     assert_eq!(plan(&p, true, &failed, old, None).action, Some(Action::Stop));
     assert_eq!(plan(&p, true, &AgentView::Reported(Report::Stopped), old, None).action, Some(Action::Launch));
 }
