@@ -81,7 +81,7 @@ fn a_short_spike_panics_up_and_does_not_scale_down_while_panicking() {
 #[test]
 fn a_sawtooth_does_not_flap_within_a_period() {
     // 30 s at 80, 30 s at 20, repeated: the stable average is 50 → 5 replicas.
-    let trace = |s: u64| if (s / 30) % 2 == 0 { 80.0 } else { 20.0 };
+    let trace = |s: u64| if (s / 30).is_multiple_of(2) { 80.0 } else { 20.0 };
     let steps = simulate(trace, 600, 1, 20, 1, &settings());
     let tail = &steps[300..];
     let changes = tail.windows(2).filter(|p| p[0].desired != p[1].desired).count();
