@@ -9,6 +9,7 @@
 mod access;
 mod artifacts;
 mod auth;
+mod autoscaling_settings;
 mod deployments;
 pub(crate) mod error;
 mod exec_rules;

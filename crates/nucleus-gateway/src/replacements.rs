@@ -92,6 +92,15 @@ pub async fn update_settings(
         )));
     }
     let artifact = current_artifact(&state, &workload.value, "to run the new settings with").await?;
+    let mut errors = Vec::new();
+    validation::runtime(&req.runtime, &artifact.value.spec, &Loc::body().key("runtime"), &mut errors);
+    check(errors)?;
+    let group_names: Vec<String> = artifact.value.spec.container_groups.iter().map(|g| g.name.clone()).collect();
+    let runtime = req.runtime.clone().normalized(&group_names);
+    if crate::autoscaling_settings::only_autoscaling_changed(&workload.value.runtime, &runtime) {
+        let record = crate::autoscaling_settings::apply(&state, &caller, &workload, runtime).await?;
+        return Ok((StatusCode::ACCEPTED, Json(record)).into_response());
+    }
     let record =
         begin(&state, &caller, workload, artifact.value, Some(req.runtime), ReplacementConfig::default(), Loc::body().key("runtime"))
             .await?;

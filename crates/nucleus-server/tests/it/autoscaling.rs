@@ -174,3 +174,41 @@ async fn bad_autoscaling_is_refused_naming_the_field_and_creates_nothing() {
     let (_, list) = stack.get("/workloads").await;
     assert_eq!(list["count"], 0, "{list}");
 }
+
+#[tokio::test]
+async fn changing_only_autoscaling_applies_in_place_without_a_replacement() {
+    let dir = temp_dir();
+    let stack = Stack::start_with(dir.path(), &WINDOWS).await;
+    let autoscaling = |max: u32| {
+        json!({"enabled": true, "minReplicaCount": 2, "maxReplicaCount": max,
+        "policies": [{"scalingMetric": "httpRequestsInFlight", "target": 5}]})
+    };
+    let body = json!({
+        "name": "in-place",
+        "artifact": whoami_artifact("in-place", &[]),
+        "runtime": {"containerGroups": [{"name": "default", "autoscaling": autoscaling(3)}]}
+    });
+    let (code, created) = stack.post("/workloads", body).await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let running = stack.wait_status(&id, "running").await;
+    assert_eq!(replica_count(&stack, &id).await, 2, "starts at its minimum");
+
+    // The floor goes up to 3: applied in place, at once, on the same proton.
+    let raised = json!({"enabled": true, "minReplicaCount": 3, "maxReplicaCount": 4,
+        "policies": [{"scalingMetric": "httpRequestsInFlight", "target": 5}]});
+    let patch = json!({"runtime": {"containerGroups": [{"name": "default", "autoscaling": raised}]}});
+    let (code, record) = stack.call(reqwest::Method::PATCH, &format!("/workloads/{id}/settings"), Some(patch)).await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{record}");
+    assert_eq!(record["status"], "completed", "{record}");
+    let (_, after) = stack.get(&format!("/workloads/{id}")).await;
+    assert_eq!(after["protonId"], running["protonId"], "no new proton");
+    assert_eq!(after["replacement"], Value::Null, "no replacement under way");
+    assert_eq!(after["runtime"]["containerGroups"][0]["autoscaling"]["maxReplicaCount"], 4);
+    assert_eq!(replica_count(&stack, &id).await, 3, "brought inside the new bounds");
+    let (_, events) = stack.get(&format!("/workloads/{id}/events?limit=100")).await;
+    assert!(events["data"].as_array().unwrap().iter().any(|e| e["eventType"] == "autoscalingUpdated"), "{events:#}");
+    wait_count(&stack, &id, "3 and running", |n| n == 3, Duration::from_secs(5)).await;
+    let (code, answer) = stack.invoke(&id, "").await;
+    assert_eq!(code, StatusCode::OK, "{answer}");
+}
