@@ -165,6 +165,14 @@ impl Agent {
     }
 
     /// The nodes the driver can run replicas on, with their allocatable resources.
+    /// The autoscaling signals of the protons asked about.
+    pub async fn usage(
+        &self,
+        queries: Vec<nucleus_proto::agent::v1::UsageQuery>,
+    ) -> Result<Vec<nucleus_proto::agent::v1::ProtonUsage>, Error> {
+        self.inner.driver.usage(queries).await
+    }
+
     pub async fn capacity(&self) -> Result<Vec<NodeCapacity>, Error> {
         self.inner.driver.capacity().await
     }

@@ -5,7 +5,8 @@ use std::pin::Pin;
 use futures::Stream;
 use nucleus_proto::agent::v1::agent_server::Agent as AgentRpc;
 use nucleus_proto::agent::v1::{
-    InfoRequest, InfoResponse, LaunchRequest, LaunchResponse, ProtonReport, StopRequest, StopResponse, WatchProtonsRequest,
+    InfoRequest, InfoResponse, LaunchRequest, LaunchResponse, ProtonReport, StopRequest, StopResponse, UsageRequest, UsageResponse,
+    WatchProtonsRequest,
 };
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -53,6 +54,11 @@ impl AgentRpc for AgentService {
         let (tx, rx) = mpsc::channel(WATCH_BUFFER);
         tokio::spawn(forward_reports(self.agent.clone(), tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn usage(&self, request: Request<UsageRequest>) -> Result<Response<UsageResponse>, Status> {
+        let protons = self.agent.usage(request.into_inner().queries).await?;
+        Ok(Response::new(UsageResponse { protons }))
     }
 
     async fn info(&self, _request: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {

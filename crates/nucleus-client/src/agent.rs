@@ -44,6 +44,13 @@ impl AgentClient {
         Ok(())
     }
 
+    /// CPU use and scraped metrics of the replicas of the protons asked about.
+    pub async fn usage(&self, queries: Vec<pb::UsageQuery>) -> Result<Vec<pb::ProtonUsage>, Error> {
+        let mut req = tonic::Request::new(pb::UsageRequest { queries });
+        req.set_timeout(Duration::from_secs(3));
+        Ok(self.grpc.clone().usage(req).await.map_err(rpc)?.into_inner().protons)
+    }
+
     /// Every proton the agent runs, then every change.
     pub async fn watch(&self) -> Result<tonic::Streaming<pb::ProtonReport>, Error> {
         let stream = self.grpc.clone().watch_protons(pb::WatchProtonsRequest {}).await.map_err(rpc)?;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use nucleus_client::{AgentClient, GatewayClient, MetaClient, WatchEvent};
-use nucleus_proto::agent::v1::ProtonReport;
+use nucleus_proto::agent::v1::{ProtonReport, ProtonUsage, UsageQuery};
 use nucleus_proto::gateway::v1::LoadReport;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -31,6 +31,36 @@ pub enum Input {
     },
     /// A gateway's request load (every second, or at once when it holds requests at zero).
     Load(LoadReport),
+    /// An agent's answer to the usage poll: CPU use and scraped metrics of replicas.
+    Usage(Vec<ProtonUsage>),
+}
+
+/// Asks the agent every second for the usage `queries` name (nothing while they are empty).
+pub fn poll_usage(
+    name: String,
+    client: AgentClient,
+    queries: tokio::sync::watch::Receiver<Vec<UsageQuery>>,
+    tx: mpsc::Sender<Input>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let asked = queries.borrow().clone();
+            if asked.is_empty() {
+                continue;
+            }
+            match client.usage(asked).await {
+                Ok(protons) => {
+                    if tx.send(Input::Usage(protons)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(err) => tracing::debug!(agent = name, error = %err, "usage poll failed"),
+            }
+        }
+    })
 }
 
 pub fn watch_prefix(meta: MetaClient, prefix: &'static str, tx: mpsc::Sender<Input>) -> JoinHandle<()> {

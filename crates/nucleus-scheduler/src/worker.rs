@@ -20,7 +20,7 @@ use crate::allocations::{self, AgentNodes, Ask, Change, Ledgers, Preemptor};
 use crate::autoscale::{self, Autoscaler};
 use crate::bundles;
 use crate::convert;
-use crate::inputs::{Input, follow_agent, follow_gateway, watch_prefix};
+use crate::inputs::{Input, follow_agent, follow_gateway, poll_usage, watch_prefix};
 use crate::lease::{Fence, Held, LeaseKeeper};
 use crate::plan::{Action, AgentView, Done, Report, plan};
 use crate::replacement;
@@ -44,6 +44,9 @@ struct FollowedAgent {
     record: AgentRecord,
     client: AgentClient,
     task: JoinHandle<()>,
+    /// What the usage poll asks this agent for, and the poll.
+    usage_queries: tokio::sync::watch::Sender<Vec<nucleus_proto::agent::v1::UsageQuery>>,
+    usage_task: JoinHandle<()>,
     /// Whether its status stream is open, and since when that is so.
     connected: bool,
     since: tokio::time::Instant,
@@ -149,6 +152,7 @@ pub async fn run(
     }
     for agent in world.agents.values() {
         agent.task.abort();
+        agent.usage_task.abort();
     }
     for (_, task) in world.gateways.values() {
         task.abort();
@@ -182,6 +186,7 @@ impl World {
                 self.follow_gateways(tx);
             }
             Input::Load(report) => self.autoscaler.loads.record(report, tokio::time::Instant::now()),
+            Input::Usage(protons) => self.autoscaler.usage.record(protons, tokio::time::Instant::now()),
             Input::Meta { event, .. } => {
                 if matches!(event, WatchEvent::Reset(_)) {
                     self.synced_agents = true;
@@ -227,7 +232,10 @@ impl World {
             match current.get(name) {
                 // Same agent: keep following, with its latest capacity.
                 Some(record) if keep => followed.record = record.clone(),
-                _ => followed.task.abort(),
+                _ => {
+                    followed.task.abort();
+                    followed.usage_task.abort();
+                }
             }
             keep
         });
@@ -238,8 +246,10 @@ impl World {
             match AgentClient::new(&record.address, &self.dialer) {
                 Ok(client) => {
                     let task = follow_agent(name.clone(), client.clone(), tx.clone());
+                    let (usage_queries, asked) = tokio::sync::watch::channel(Vec::new());
+                    let usage_task = poll_usage(name.clone(), client.clone(), asked, tx.clone());
                     let since = tokio::time::Instant::now();
-                    self.agents.insert(name, FollowedAgent { record, client, task, connected: false, since });
+                    self.agents.insert(name, FollowedAgent { record, client, task, usage_queries, usage_task, connected: false, since });
                 }
                 Err(err) => tracing::warn!(agent = name, error = %err, "agent address unusable"),
             }
@@ -360,6 +370,23 @@ impl World {
             }
         }
         self.autoscaler.retain(|proton| autoscaled.contains(proton));
+        // Ask each agent for the usage its autoscaled protons' policies need.
+        let mut queries: HashMap<&str, Vec<nucleus_proto::agent::v1::UsageQuery>> = HashMap::new();
+        for doc in self.protons.values().filter(|d| autoscaled.contains(&d.value.id)) {
+            if let (Some(agent), Some(query)) = (doc.value.agent.as_deref(), Autoscaler::usage_query(&doc.value)) {
+                queries.entry(agent).or_default().push(query);
+            }
+        }
+        for (name, agent) in &self.agents {
+            let wanted = queries.remove(name.as_str()).unwrap_or_default();
+            agent.usage_queries.send_if_modified(|asked| {
+                let changed = *asked != wanted;
+                if changed {
+                    asked.clone_from(&wanted);
+                }
+                changed
+            });
+        }
         for (doc, workload_id, fence, decision) in scaled {
             let mut updated = doc.value.clone();
             let from = updated.replica_count;

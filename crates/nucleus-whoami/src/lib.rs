@@ -5,7 +5,8 @@
 //! It also speaks what real workloads speak, for the invoke proxy's tests: HTTP/2 without TLS
 //! (h2c), a WebSocket echo (`/ws`), the gRPC health service (`grpc.health.v1.Health`), server-sent
 //! events (`/events/{n}`), a streamed upload counter (`POST /bytes`) and slow answers
-//! (`/sleep/{ms}`).
+//! (`/sleep/{ms}`). For autoscaling tests it can burn a core (`--burn-cpu`) and exports a gauge in
+//! Prometheus text (`/metrics`: `whoami_queue_depth`, set with `/queue-depth/{n}`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -51,6 +52,9 @@ pub struct Options {
     /// probes do not trigger the crash).
     #[arg(long, value_name = "N")]
     pub crash_after: Option<u64>,
+    /// Keep one core busy for as long as the process runs.
+    #[arg(long)]
+    pub burn_cpu: bool,
 }
 
 struct AppState {
@@ -59,6 +63,8 @@ struct AppState {
     fail_readiness: bool,
     crash_after: Option<u64>,
     served: AtomicU64,
+    /// The gauge `/metrics` exports as `whoami_queue_depth`.
+    queue_depth: AtomicU64,
 }
 
 /// Sleeps for `--slow-start`, binds `--host`:`--port` and serves until the process exits.
@@ -76,7 +82,16 @@ pub async fn run(options: Options) -> std::io::Result<()> {
         fail_readiness: options.fail_readiness,
         crash_after: options.crash_after,
         served: AtomicU64::new(0),
+        queue_depth: AtomicU64::new(0),
     });
+    if options.burn_cpu {
+        std::thread::spawn(|| {
+            let mut spins = 0u64;
+            loop {
+                spins = std::hint::black_box(spins.wrapping_add(1));
+            }
+        });
+    }
     axum::serve(listener, router(state)).await
 }
 
@@ -95,8 +110,25 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/bytes", post(count_bytes))
         .route("/ws", get(websocket))
         .route("/env", get(environment))
+        .route("/metrics", get(metrics))
+        .route("/queue-depth/{n}", get(set_queue_depth))
         .fallback(echo)
         .with_state(state)
+}
+
+/// Prometheus text: the queue-depth gauge and the echo counter.
+async fn metrics(State(state): State<Arc<AppState>>) -> String {
+    format!(
+        "# HELP whoami_queue_depth A gauge set with /queue-depth/{{n}}.\n# TYPE whoami_queue_depth gauge\nwhoami_queue_depth {}\n\
+         # TYPE whoami_served_total counter\nwhoami_served_total {}\n",
+        state.queue_depth.load(Ordering::Relaxed),
+        state.served.load(Ordering::Relaxed)
+    )
+}
+
+async fn set_queue_depth(State(state): State<Arc<AppState>>, Path(n): Path<u64>) -> String {
+    state.queue_depth.store(n, Ordering::Relaxed);
+    format!("whoami_queue_depth {n}\n")
 }
 
 /// The process's environment and working directory: what a workload can see of its host.

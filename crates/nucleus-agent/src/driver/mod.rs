@@ -44,6 +44,12 @@ pub trait Driver: Send + Sync + 'static {
     fn launch(&self, spec: ProtonSpec) -> BoxFuture<'_, Result<(), Error>>;
     /// Begins stopping a proton: SIGTERM (or the driver's equivalent), forced after `grace`.
     fn stop(&self, proton_id: String, grace: Duration) -> BoxFuture<'_, Result<(), Error>>;
+    /// CPU use and scraped metrics of the replicas of the protons asked about. Drivers that do not
+    /// measure answer nothing (the autoscaler then holds such policies at the current count).
+    fn usage(&self, queries: Vec<UsageQuery>) -> BoxFuture<'_, Result<Vec<ProtonUsage>, Error>> {
+        let _ = queries;
+        Box::pin(async { Ok(Vec::new()) })
+    }
     /// What the driver can place replicas on, node by node, as of now.
     fn capacity(&self) -> BoxFuture<'_, Result<Vec<NodeCapacity>, Error>>;
     /// Resolves once the driver no longer acts on its protons. The process driver stops every
@@ -56,3 +62,4 @@ pub trait Driver: Send + Sync + 'static {
 /// What one node can give to replicas, in the shape `Info` sends it (one definition, in the proto:
 /// zone empty when the node names none, GPU type and memory empty/0 without GPUs).
 pub use nucleus_proto::agent::v1::NodeCapacity;
+pub use nucleus_proto::agent::v1::{ProtonUsage, ReplicaUsage, UsageQuery};

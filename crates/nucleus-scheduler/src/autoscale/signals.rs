@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use nucleus_api::autoscaling::{Autoscaling, ScalingMetric};
+use nucleus_proto::agent::v1::{ProtonUsage, ReplicaUsage};
 use nucleus_proto::gateway::v1::{LoadReport, WorkloadLoad};
 use tokio::time::Instant;
 
@@ -69,21 +70,51 @@ impl Loads {
     }
 }
 
-/// What `autoscaling`'s policies see of `total`, in policy order. Held requests count as
-/// concurrency: they are what the replicas will have to serve. Metrics the gateways do not measure
-/// are `None` (held at the current count).
-pub fn observation(autoscaling: &Autoscaling, total: Option<Total>) -> Observation {
+/// The agents' answers to the usage poll, by proton.
+#[derive(Debug, Default)]
+pub struct Usage {
+    by_proton: HashMap<String, (Instant, Vec<ReplicaUsage>)>,
+}
+
+impl Usage {
+    pub fn record(&mut self, protons: Vec<ProtonUsage>, now: Instant) {
+        for proton in protons {
+            self.by_proton.insert(proton.proton_id, (now, proton.replicas));
+        }
+        self.by_proton.retain(|_, (at, _)| now.saturating_duration_since(*at) <= SILENT_AFTER * 10);
+    }
+
+    /// The proton's replicas as last measured, if that is recent.
+    pub fn of(&self, proton: &str, now: Instant) -> Option<&[ReplicaUsage]> {
+        let (at, replicas) = self.by_proton.get(proton)?;
+        (now.saturating_duration_since(*at) <= SILENT_AFTER).then_some(replicas.as_slice())
+    }
+}
+
+/// The sum over ready replicas of what `value` reads of each; `None` when none has it.
+fn sum_ready(replicas: Option<&[ReplicaUsage]>, value: impl Fn(&ReplicaUsage) -> Option<f64>) -> Option<f64> {
+    replicas?.iter().filter(|r| r.ready).filter_map(value).fold(None, |sum, v| Some(sum.unwrap_or(0.0) + v))
+}
+
+/// What `autoscaling`'s policies see, in policy order: HTTP metrics from the gateways' `total`
+/// (held requests count as concurrency: the replicas will have to serve them), CPU and scraped
+/// metrics summed over the ready replicas of `usage` (desired = ceil(sum / target), as HPA's
+/// average-value targets). `None` where nothing was measured (held at the current count).
+pub fn observation(autoscaling: &Autoscaling, total: Option<Total>, usage: Option<&[ReplicaUsage]>) -> Observation {
     let values = autoscaling
         .policies
         .iter()
         .map(|policy| {
-            let t = total?;
-            let queued = f64::from(t.queued);
-            match policy.scaling_metric {
-                ScalingMetric::HttpRequestsConcurrency => Some(t.concurrency + queued),
-                ScalingMetric::HttpRequestsInFlight => Some(t.in_flight + queued),
-                ScalingMetric::HttpRequestsPerHour => Some(t.requests_per_second * 3600.0),
-                _ => None,
+            let queued = total.map_or(0.0, |t| f64::from(t.queued));
+            match &policy.scaling_metric {
+                ScalingMetric::HttpRequestsConcurrency => total.map(|t| t.concurrency + queued),
+                ScalingMetric::HttpRequestsInFlight => total.map(|t| t.in_flight + queued),
+                ScalingMetric::HttpRequestsPerHour => total.map(|t| t.requests_per_second * 3600.0),
+                ScalingMetric::CpuAverageUtilization => sum_ready(usage, |r| r.cpu_percent),
+                scraped => {
+                    let name = scraped.prometheus_name()?;
+                    sum_ready(usage, |r| r.metrics.get(name).copied())
+                }
             }
         })
         .collect();
@@ -147,11 +178,40 @@ mod tests {
         ]}))
         .unwrap();
         let total = Total { concurrency: 2.0, in_flight: 2.0, requests_per_second: 3.0, queued: 5, gateways: 1 };
-        let seen = observation(&autoscaling, Some(total));
+        let seen = observation(&autoscaling, Some(total), None);
         assert_eq!(seen.values, vec![Some(7.0), Some(10800.0), None]);
         assert!(seen.active);
-        let none = observation(&autoscaling, None);
+        let replicas = [
+            ReplicaUsage { replica: "r-0".into(), ready: true, cpu_percent: Some(90.0), metrics: Default::default() },
+            ReplicaUsage { replica: "r-1".into(), ready: true, cpu_percent: Some(60.0), metrics: Default::default() },
+            ReplicaUsage { replica: "r-2".into(), ready: false, cpu_percent: Some(100.0), metrics: Default::default() },
+        ];
+        let with_cpu = observation(&autoscaling, Some(total), Some(&replicas));
+        assert_eq!(with_cpu.values[2], Some(150.0), "ready replicas only");
+        let none = observation(&autoscaling, None, None);
         assert_eq!(none.values, vec![None, None, None]);
         assert!(!none.active);
+    }
+
+    #[test]
+    fn scraped_metrics_are_summed_over_ready_replicas_that_export_them() {
+        let autoscaling: Autoscaling = serde_json::from_value(serde_json::json!({"minReplicaCount": 1, "policies": [
+            {"scalingMetric": "vllm:num_requests_waiting", "target": 5},
+            {"scalingMetric": "gpuCacheUtilization", "target": 0.8},
+        ]}))
+        .unwrap();
+        let replica = |ready, waiting: Option<f64>| ReplicaUsage {
+            replica: "r".into(),
+            ready,
+            cpu_percent: None,
+            metrics: waiting.map(|w| ("vllm:num_requests_waiting".to_owned(), w)).into_iter().collect(),
+        };
+        let replicas = [replica(true, Some(4.0)), replica(true, Some(8.0)), replica(true, None), replica(false, Some(50.0))];
+        assert_eq!(observation(&autoscaling, None, Some(&replicas)).values, vec![Some(12.0), None]);
+        let start = Instant::now();
+        let mut usage = Usage::default();
+        usage.record(vec![ProtonUsage { proton_id: "p".into(), replicas: replicas.to_vec() }], start);
+        assert_eq!(usage.of("p", start).map(<[ReplicaUsage]>::len), Some(4));
+        assert!(usage.of("p", start + Duration::from_secs(10)).is_none(), "stale usage is not used");
     }
 }

@@ -212,3 +212,47 @@ async fn changing_only_autoscaling_applies_in_place_without_a_replacement() {
     let (code, answer) = stack.invoke(&id, "").await;
     assert_eq!(code, StatusCode::OK, "{answer}");
 }
+
+/// A workload scaling on `policy` between 1 and 3 replicas, running whoami with `args`.
+async fn create_scaled(stack: &Stack, name: &str, args: &[&str], policy: Value) -> String {
+    let body = json!({
+        "name": name,
+        "artifact": whoami_artifact(name, args),
+        "runtime": {"containerGroups": [{"name": "default", "autoscaling": {"enabled": true, "minReplicaCount": 1, "maxReplicaCount": 3,
+            "policies": [policy]}}]}
+    });
+    let (code, created) = stack.post("/workloads", body).await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    stack.wait_status(&id, "running").await;
+    id
+}
+
+#[tokio::test]
+async fn a_replica_that_burns_cpu_scales_its_workload_up() {
+    let dir = temp_dir();
+    let stack = Stack::start_with(dir.path(), &WINDOWS).await;
+    // Each replica keeps one core busy: 100 % of the (default) one-core allocation at a target of
+    // 60 % asks for 2, then each new replica burns too: up to the maximum.
+    let id = create_scaled(&stack, "cpu-burner", &["--burn-cpu"], json!({"scalingMetric": "cpuAverageUtilization", "target": 60})).await;
+    let took = wait_count(&stack, &id, "more than 1", |n| n > 1, Duration::from_secs(30)).await;
+    println!("CPU-driven scale-up {took:?} after the first replica was running");
+    let (_, events) = stack.get(&format!("/workloads/{id}/events?limit=100")).await;
+    assert!(events["data"].as_array().unwrap().iter().any(|e| e["eventType"] == "autoscaled"), "{events:#}");
+}
+
+#[tokio::test]
+async fn a_metric_the_replica_exports_drives_scaling() {
+    let dir = temp_dir();
+    let stack = Stack::start_with(dir.path(), &WINDOWS).await;
+    let policy = json!({"scalingMetric": "whoami_queue_depth", "metricsPath": "/metrics", "target": 10});
+    let id = create_scaled(&stack, "queue", &[], policy).await;
+    // Idle queue: stays at its minimum for longer than a stable window.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(replica_count(&stack, &id).await, 1, "an empty queue keeps the minimum");
+    // 25 waiting at a target of 10 per replica → 3.
+    let (code, answer) = stack.invoke(&id, "queue-depth/25").await;
+    assert_eq!(code, StatusCode::OK, "{answer}");
+    let took = wait_count(&stack, &id, "3", |n| n == 3, Duration::from_secs(30)).await;
+    println!("metric-driven scale-up {took:?} after the gauge rose");
+}

@@ -22,6 +22,7 @@ mod replica;
 mod sandbox;
 mod spawn;
 mod state_file;
+mod usage;
 mod view;
 
 use std::collections::{BTreeMap, HashSet};
@@ -33,7 +34,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use futures::future::{BoxFuture, join_all};
-use nucleus_proto::agent::v1::ProtonReport;
+use nucleus_proto::agent::v1::{ProtonReport, ProtonUsage, UsageQuery};
 
 use self::logs::LogFile;
 use self::replica::{Publish, ReplicaHandle};
@@ -86,9 +87,11 @@ struct Inner {
     /// Replicas' environment, working directories and limits.
     sandbox: Arc<Sandbox>,
     state_file: StateFile,
-    /// Shared by every probe, for its connection pool.
+    /// Shared by every probe and scrape, for its connection pool.
     client: reqwest::Client,
     state: Mutex<State>,
+    /// The last CPU reading of each replica (autoscaling signals).
+    cpu: usage::CpuMeter,
 }
 
 #[derive(Default)]
@@ -173,7 +176,16 @@ impl ProcessDriver {
         let sandbox = Arc::new(
             Sandbox::new(settings.replica_host, dir.join("work"), settings.run_as, settings.exec).with_cgroups(cgroups::Cgroups::detect()),
         );
-        let inner = Arc::new(Inner { node_address, hub, logs_dir: dir.join("logs"), sandbox, state_file, client, state: Mutex::default() });
+        let inner = Arc::new(Inner {
+            node_address,
+            hub,
+            logs_dir: dir.join("logs"),
+            sandbox,
+            state_file,
+            client,
+            state: Mutex::default(),
+            cpu: Default::default(),
+        });
         inner.adopt(left);
         Ok(ProcessDriver { inner })
     }
@@ -199,6 +211,25 @@ impl Driver for ProcessDriver {
         Box::pin(async { Ok(vec![capacity::this_host()]) })
     }
 
+    fn usage(&self, queries: Vec<UsageQuery>) -> BoxFuture<'_, Result<Vec<ProtonUsage>, Error>> {
+        Box::pin(async move {
+            let groups = if queries.iter().any(|q| q.cpu) { usage::read_cpu_ticks().await } else { Default::default() };
+            let mut answers = Vec::with_capacity(queries.len());
+            for query in &queries {
+                let Some(targets) = self.inner.targets(&query.proton_id) else { continue };
+                let inner = &self.inner;
+                let replicas = usage::measure(&inner.cpu, &inner.client, inner.sandbox.host(), query, targets, &groups).await;
+                answers.push(ProtonUsage { proton_id: query.proton_id.clone(), replicas });
+            }
+            let live: std::collections::HashSet<String> = {
+                let state = self.inner.state();
+                state.protons.values().flat_map(|p| p.replicas.values().map(|r| r.view().name.clone())).collect()
+            };
+            self.inner.cpu.retain(|name| live.contains(name));
+            Ok(answers)
+        })
+    }
+
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         let stopped: Vec<_> = {
             let mut state = self.inner.state();
@@ -222,6 +253,31 @@ impl Inner {
     fn state(&self) -> MutexGuard<'_, State> {
         // Every update of the state is completed under the lock before anything can panic.
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The replicas of `proton` as the usage poll measures them; `None` for an unknown proton.
+    fn targets(&self, proton: &str) -> Option<Vec<usage::Target>> {
+        let state = self.state();
+        let proton = state.protons.get(proton)?;
+        let cores = match proton.spec.resources.cpu_millis {
+            0 => 1.0,
+            millis => f64::from(millis) / 1000.0,
+        };
+        let targets = proton
+            .replicas
+            .values()
+            .map(|replica| {
+                let view = replica.view();
+                usage::Target {
+                    name: view.name.clone(),
+                    ready: view.is_ready(),
+                    group: view.process.map(|p| p.pid),
+                    port: view.port,
+                    cores,
+                }
+            })
+            .collect();
+        Some(targets)
     }
 
     fn launch(self: &Arc<Self>, spec: ProtonSpec) -> Result<(), Error> {
