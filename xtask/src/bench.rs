@@ -14,6 +14,7 @@ pub fn run(args: &[&str]) -> anyhow::Result<()> {
         Some((&"placement", rest)) => ("placement", rest),
         Some((&"replacement", rest)) => ("replacement", rest),
         Some((&"invoke", rest)) => ("invoke", rest),
+        Some((&"autoscale", rest)) => ("autoscale", rest),
         _ => bail!(super::USAGE),
     };
     if bench == "meta" {

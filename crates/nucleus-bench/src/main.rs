@@ -5,6 +5,7 @@
 //! It prints figures and never asserts timings. It exits non-zero if a cluster fails to start, a
 //! process dies, or a put fails (figures with failed puts in them are not comparable).
 
+mod autoscale;
 mod etcd;
 mod invoke;
 mod load;
@@ -42,6 +43,8 @@ enum Bench {
     Replacement(replacement::ReplacementArgs),
     /// The invoke URL against direct access and an nginx reverse proxy: throughput, latency, CPU.
     Invoke(invoke::InvokeArgs),
+    /// Cold starts from zero, scale-up reaction, the overload case and errors during scale-down.
+    Autoscale(autoscale::AutoscaleArgs),
 }
 
 #[derive(Debug, Clone, PartialEq, clap::Args)]
@@ -118,6 +121,10 @@ fn main() -> anyhow::Result<()> {
         Bench::Invoke(args) => {
             let nucleus_bin = nucleus_binary(args.nucleus.as_deref())?;
             tokio::runtime::Runtime::new()?.block_on(invoke::run(&args, &nucleus_bin))
+        }
+        Bench::Autoscale(args) => {
+            let nucleus_bin = nucleus_binary(args.nucleus.as_deref())?;
+            tokio::runtime::Runtime::new()?.block_on(autoscale::run(&args, &nucleus_bin))
         }
     }
 }
