@@ -87,10 +87,10 @@ impl Api {
         }
     }
 
-    async fn create(&self, name: &str, whoami: &str, min: u32, max: u32) -> anyhow::Result<String> {
+    async fn create(&self, name: &str, entrypoint: &[String], min: u32, max: u32) -> anyhow::Result<String> {
         let body = json!({"name": name, "artifact": {"name": name, "spec": {"containerGroups": [{"name": "default", "containers": [{
                 "name": "web", "imageUri": "example/whoami:1", "primary": true, "port": 8080,
-                "entrypoint": [whoami, "--port", "$PORT"],
+                "entrypoint": entrypoint,
                 "readinessProbe": {"path": "/ready", "port": 8080, "initialDelaySeconds": 0, "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 30}
             }]}]}},
             "runtime": {"containerGroups": [{"name": "default", "autoscaling": {"enabled": true, "minReplicaCount": min, "maxReplicaCount": max,
@@ -123,15 +123,24 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
-/// Starts whoami directly `n` times and times each from spawn to its first 200 on /ready.
-async fn direct_starts(whoami: &str, n: usize) -> anyhow::Result<Vec<Duration>> {
+/// The entrypoint of whoami listening on `port`, started after `delay_ms` (through sh) if any.
+fn server(whoami: &str, port: &str, delay_ms: u64) -> Vec<String> {
+    match delay_ms {
+        0 => vec![whoami.to_owned(), "--port".to_owned(), port.to_owned()],
+        ms => vec!["/bin/sh".to_owned(), "-c".to_owned(), format!("sleep {}; exec {whoami} --port {port}", ms as f64 / 1000.0)],
+    }
+}
+
+/// Starts the server directly `n` times and times each from spawn to its first 200 on /ready.
+async fn direct_starts(whoami: &str, delay_ms: u64, n: usize) -> anyhow::Result<Vec<Duration>> {
     let http = reqwest::Client::builder().no_proxy().build()?;
     let mut times = Vec::with_capacity(n);
     for _ in 0..n {
         let port = free_ports(1)?[0];
+        let command = server(whoami, &port.to_string(), delay_ms);
         let started = Instant::now();
-        let mut child = tokio::process::Command::new(whoami)
-            .args(["--port", &port.to_string()])
+        let mut child = tokio::process::Command::new(&command[0])
+            .args(&command[1..])
             .stdout(std::process::Stdio::null())
             .kill_on_drop(true)
             .spawn()
@@ -184,27 +193,31 @@ pub async fn run(args: &AutoscaleArgs, nucleus: &std::path::Path) -> anyhow::Res
     });
     println!("nucleus dev with --autoscale-stable-window 2s --autoscale-panic-window 1s --scale-to-zero-grace 0s");
 
-    // 1. Cold starts.
-    progress(&format!("{} direct starts of whoami (spawn → /ready 200) ...", args.cold_starts));
-    let direct = direct_starts(&whoami, args.cold_starts).await?;
-    let cold_id = api.create("cold", &whoami, 0, 1).await?;
-    let mut cold = Vec::with_capacity(args.cold_starts);
-    for i in 0..args.cold_starts {
-        api.wait_replicas(&cold_id, "zero replicas", |asked, ready| asked == 0 && ready == 0).await?;
-        // The route table hears of the zero a moment after the proton does.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let started = Instant::now();
-        let response = api.http.get(api.invoke_url(&cold_id, "echo")).bearer_auth(TOKEN).send().await?;
-        let status = response.status();
-        response.bytes().await?;
-        anyhow::ensure!(status.is_success(), "cold start {i}: {status}");
-        cold.push(started.elapsed());
-        progress(&format!("cold start {}/{}: {}", i + 1, args.cold_starts, ms(*cold.last().unwrap_or(&Duration::ZERO))));
+    // 1. Cold starts, of whoami as it is and of a server that takes 0.5 s to start.
+    let mut cold_rows = Vec::new();
+    for (label, delay_ms) in [("whoami", 0), ("a server starting in 0.5 s", 500)] {
+        progress(&format!("{} direct starts of {label} (spawn → /ready 200) ...", args.cold_starts));
+        let direct = direct_starts(&whoami, delay_ms, args.cold_starts).await?;
+        let cold_id = api.create(&format!("cold-{delay_ms}"), &server(&whoami, "$PORT", delay_ms), 0, 1).await?;
+        let mut cold = Vec::with_capacity(args.cold_starts);
+        for i in 0..args.cold_starts {
+            api.wait_replicas(&cold_id, "zero replicas", |asked, ready| asked == 0 && ready == 0).await?;
+            // The route table hears of the zero a moment after the proton does.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let started = Instant::now();
+            let response = api.http.get(api.invoke_url(&cold_id, "echo")).bearer_auth(TOKEN).send().await?;
+            let status = response.status();
+            response.bytes().await?;
+            anyhow::ensure!(status.is_success(), "cold start {i}: {status}");
+            cold.push(started.elapsed());
+            progress(&format!("cold start {}/{} of {label}: {}", i + 1, args.cold_starts, ms(*cold.last().unwrap_or(&Duration::ZERO))));
+        }
+        let overhead: Vec<Duration> = cold.iter().zip(&direct).map(|(c, d)| c.saturating_sub(*d)).collect();
+        cold_rows.push((label, cold, direct, overhead));
     }
-    let overhead: Vec<Duration> = cold.iter().zip(&direct).map(|(c, d)| c.saturating_sub(*d)).collect();
 
     // 2. Step 0 → N callers on a workload at its minimum of 1.
-    let step_id = api.create("step", &whoami, 1, 10).await?;
+    let step_id = api.create("step", &server(&whoami, "$PORT", 0), 1, 10).await?;
     api.wait_replicas(&step_id, "1 ready", |_, ready| ready >= 1).await?;
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, errors) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -254,7 +267,7 @@ pub async fn run(args: &AutoscaleArgs, nucleus: &std::path::Path) -> anyhow::Res
     stop.store(true, Ordering::Relaxed);
     caller.await?;
     // 4. Overload: simultaneous requests to a workload at zero.
-    let over_id = api.create("overload", &whoami, 0, 10).await?;
+    let over_id = api.create("overload", &server(&whoami, "$PORT", 0), 0, 10).await?;
     api.wait_replicas(&over_id, "zero replicas", |asked, ready| asked == 0 && ready == 0).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     progress(&format!("{} simultaneous requests to a workload at zero ...", args.overload));
@@ -297,22 +310,24 @@ pub async fn run(args: &AutoscaleArgs, nucleus: &std::path::Path) -> anyhow::Res
     println!();
     println!("| measure | p50 | p95 | note |");
     println!("|---|---|---|---|");
-    println!(
-        "| cold start from zero: first request | {} | {} | {} cold starts of whoami |",
-        ms(quantile(&cold, 0.5)),
-        ms(quantile(&cold, 0.95)),
-        cold.len()
-    );
-    println!(
-        "| whoami started directly: spawn → ready | {} | {} | the replica's own start |",
-        ms(quantile(&direct, 0.5)),
-        ms(quantile(&direct, 0.95))
-    );
-    println!(
-        "| Nucleus' own cold-start overhead | {} | {} | first request − direct start, pairwise |",
-        ms(quantile(&overhead, 0.5)),
-        ms(quantile(&overhead, 0.95))
-    );
+    for (label, cold, direct, overhead) in &cold_rows {
+        println!(
+            "| {label}: first request from zero | {} | {} | {} cold starts |",
+            ms(quantile(cold, 0.5)),
+            ms(quantile(cold, 0.95)),
+            cold.len()
+        );
+        println!(
+            "| {label} started directly: spawn → ready | {} | {} | the server's own start |",
+            ms(quantile(direct, 0.5)),
+            ms(quantile(direct, 0.95))
+        );
+        println!(
+            "| {label}: Nucleus' own cold-start overhead | {} | {} | first request − direct start, pairwise |",
+            ms(quantile(overhead, 0.5)),
+            ms(quantile(overhead, 0.95))
+        );
+    }
     println!();
     println!(
         "step 0→{} callers (target 1): desired {} after {}, all ready after {}; {} errors in {} requests",

@@ -100,6 +100,11 @@ pub fn plan(proton: &Proton, workload_exists: bool, view: &AgentView, done: Done
                 return Plan { action, status: ProtonStatus::Provisioning, message: None };
             }
             let rescaled = done.launched_replicas.is_some_and(|n| n != proton.replica_count);
+            // Replicas a scale-up adds are starting while the others serve: still running.
+            let growing = proton.status == ProtonStatus::Running
+                && matches!(state, ProtonStatus::Provisioning | ProtonStatus::Launching | ProtonStatus::Submitted)
+                && snapshot.replicas.iter().any(|r| r.is_ready());
+            let state = if growing { ProtonStatus::Running } else { state };
             let message = (snapshot.replicas.is_empty() && proton.replica_count == 0).then(|| nucleus_api::proton::IDLE_AT_ZERO.to_owned());
             Plan { action: (!fresh || rescaled).then_some(Action::Launch), status: state, message }
         }

@@ -38,6 +38,19 @@ fn a_running_proton_is_launched_again_when_its_replica_count_changes_and_says_wh
     assert_eq!(plan(&p, true, &view, launched, Some("a1")).action, None);
     p.replica_count = 3;
     assert_eq!(plan(&p, true, &view, launched, Some("a1")).action, Some(Action::Launch), "scaled up");
+    let mut growing = snapshot(ReplicaPhase::Running, true, None);
+    let starting = ReplicaStatus { name: "p-1".into(), ..snapshot(ReplicaPhase::Running, false, None).replicas[0].clone() };
+    growing.replicas.push(starting);
+    growing.overall_status.state = nucleus_api::proton::aggregate(&growing.replicas, 3);
+    assert_eq!(growing.overall_status.state, ProtonStatus::Launching);
+    let shown = plan(&p, true, &running(growing.clone()), Done { launched_replicas: Some(3), ..LAUNCHED }, Some("a1"));
+    assert_eq!(shown.status, ProtonStatus::Running, "a scale-up's new replicas do not make a serving proton 'launching'");
+    let mut fresh = p.clone();
+    fresh.status = ProtonStatus::Launching;
+    assert_eq!(
+        plan(&fresh, true, &running(growing), Done { launched_replicas: Some(3), ..LAUNCHED }, Some("a1")).status,
+        ProtonStatus::Launching
+    );
     p.replica_count = 0;
     let idle = ReplicaStatusesSnapshot {
         overall_status: OverallStatus {

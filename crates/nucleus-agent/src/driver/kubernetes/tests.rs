@@ -187,7 +187,7 @@ async fn launch_applies_the_deployment_then_the_service_it_owns() {
 }
 
 #[tokio::test]
-async fn relaunching_with_another_replica_count_reapplies() {
+async fn relaunching_with_another_replica_count_reapplies_down_to_zero() {
     let Setup { driver, mut api, .. } = setup(Vec::new());
     let (launched, first) = tokio::join!(driver.launch(spec(2)), serve_launch(&mut api));
     launched.expect("launch");
@@ -196,6 +196,11 @@ async fn relaunching_with_another_replica_count_reapplies() {
     assert_eq!(first["spec"]["replicas"], 2);
     assert_eq!(second["spec"]["replicas"], 5);
     assert_eq!(first["spec"]["template"], second["spec"]["template"]);
+    // The autoscaler's zero: the Deployment stays, with no pods (no HPA object is ever made).
+    let (launched, idle) = tokio::join!(driver.launch(spec(0)), serve_launch(&mut api));
+    launched.expect("scale to zero");
+    assert_eq!((idle["kind"].as_str(), idle["spec"]["replicas"].as_i64()), (Some("Deployment"), Some(0)));
+    assert_eq!(first["spec"]["template"], idle["spec"]["template"]);
 }
 
 #[tokio::test]

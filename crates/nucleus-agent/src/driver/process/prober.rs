@@ -10,8 +10,10 @@ use super::probe::{HttpProbe, tcp_listening};
 use crate::Error;
 use crate::driver::ContainerSpec;
 
-/// Poll period of the TCP check used when there is no readiness probe.
-const TCP_POLL: Duration = Duration::from_millis(500);
+/// Poll period of the TCP check used when there is no readiness probe, and while a replica that is
+/// not ready yet does not even listen (probing as soon as it does: a cold start is then its
+/// process's start plus milliseconds, not plus a probe period).
+const TCP_POLL: Duration = Duration::from_millis(20);
 /// How long a replica without a readiness probe may take to listen the first time.
 const TCP_DEADLINE: Duration = Duration::from_secs(120);
 
@@ -120,7 +122,26 @@ impl Prober {
                     }
                 }
             }
-            tokio::time::sleep(readiness.spec.period).await;
+            if ready {
+                tokio::time::sleep(readiness.spec.period).await;
+            } else {
+                self.until_listening(readiness.spec.period).await;
+            }
+        }
+    }
+
+    /// Sleeps `period`, or less: until the replica listens, when it does not yet.
+    async fn until_listening(&self, period: Duration) {
+        let deadline = tokio::time::Instant::now() + period;
+        if tcp_listening(self.address).await {
+            tokio::time::sleep_until(deadline).await;
+            return;
+        }
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(TCP_POLL.min(deadline.saturating_duration_since(tokio::time::Instant::now()))).await;
+            if tcp_listening(self.address).await {
+                return;
+            }
         }
     }
 
