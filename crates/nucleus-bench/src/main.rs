@@ -252,7 +252,7 @@ mod tests {
         let cli = Cli::try_parse_from(std::iter::once("nucleus-bench").chain(args.iter().copied()))?;
         match cli.command {
             Bench::Meta(meta) => Ok(meta),
-            Bench::Placement(_) | Bench::Replacement(_) | Bench::Invoke(_) => panic!("parsed another command"),
+            Bench::Placement(_) | Bench::Replacement(_) | Bench::Invoke(_) | Bench::Autoscale(_) => panic!("parsed another command"),
         }
     }
 

@@ -26,6 +26,8 @@ use crate::plan::{Action, AgentView, Done, Report, plan};
 use crate::replacement;
 use crate::status_write::{StatusInput, status_event, status_write};
 
+mod scaling;
+
 /// Re-plan at least this often, so failed calls are retried without a new event.
 const TICK: Duration = Duration::from_secs(1);
 /// How long an agent may be out of reach (or not yet reached) before its protons become `unknown`.
@@ -331,84 +333,6 @@ impl World {
             let Some(&token) = leases.get(&group) else { continue }; // another worker's shard
             if let Err(err) = self.reconcile_one(meta, Fence { group, token }, doc).await {
                 tracing::warn!(proton = key, error = %err, "reconcile failed; will retry");
-            }
-        }
-    }
-
-    /// Decides the replicas of every autoscaled proton of this worker's shards and records each
-    /// change (the proton's `replicaCount`, fenced, and an `autoscaled` event); the launch that
-    /// follows is the ordinary one of [`plan`].
-    async fn autoscale(&mut self, meta: &MetaClient, shard_count: u64, leases: &Held) {
-        let now = tokio::time::Instant::now();
-        let mut scaled = Vec::new();
-        let mut autoscaled = std::collections::HashSet::new();
-        for doc in self.protons.values() {
-            let proton = &doc.value;
-            let group = keys::group_of_key(&doc.key, shard_count);
-            let Some(&token) = leases.get(&group) else { continue };
-            let Some(workload) = self.workloads.get(&proton.workload_id) else { continue };
-            let Some(autoscaling) = Autoscaler::autoscaling_of(proton) else { continue };
-            let active = workload.value.proton_id.as_deref() == Some(proton.id.as_str()) && workload.value.active_replacement().is_none();
-            // Bundle-placed protons hold a reservation sized at placement: they keep their count.
-            let reserved = allocations::holding(&self.ledgers, &proton.id).is_some();
-            if !active
-                || reserved
-                || proton.desired_state != DesiredState::Running
-                || proton.agent.is_none()
-                || proton.status == ProtonStatus::Errored
-            {
-                continue;
-            }
-            autoscaled.insert(proton.id.clone());
-            let ready = match self.view(proton) {
-                AgentView::Reported(Report::Running(snapshot)) => snapshot.replicas.iter().filter(|r| r.is_ready()).count() as u32,
-                _ => 0,
-            };
-            let decision = self.autoscaler.decide(proton, autoscaling, ready, now);
-            if decision.desired != proton.replica_count {
-                scaled.push((doc.clone(), workload.value.id.clone(), Fence { group, token }, decision));
-            }
-        }
-        self.autoscaler.retain(|proton| autoscaled.contains(proton));
-        // Ask each agent for the usage its autoscaled protons' policies need.
-        let mut queries: HashMap<&str, Vec<nucleus_proto::agent::v1::UsageQuery>> = HashMap::new();
-        for doc in self.protons.values().filter(|d| autoscaled.contains(&d.value.id)) {
-            if let (Some(agent), Some(query)) = (doc.value.agent.as_deref(), Autoscaler::usage_query(&doc.value)) {
-                queries.entry(agent).or_default().push(query);
-            }
-        }
-        for (name, agent) in &self.agents {
-            let wanted = queries.remove(name.as_str()).unwrap_or_default();
-            agent.usage_queries.send_if_modified(|asked| {
-                let changed = *asked != wanted;
-                if changed {
-                    asked.clone_from(&wanted);
-                }
-                changed
-            });
-        }
-        for (doc, workload_id, fence, decision) in scaled {
-            let mut updated = doc.value.clone();
-            let from = updated.replica_count;
-            updated.replica_count = decision.desired;
-            updated.updated_at = nucleus_api::clock::now();
-            let message = format!("Scaled from {from} to {} replica(s): {}", decision.desired, decision.reason);
-            let event = WorkloadEvent::new(&workload_id, "autoscaled", json!({ "message": message, "from": from, "to": decision.desired }));
-            let txn = fence
-                .guard(Txn::new())
-                .require(&doc.key, doc.mod_revision)
-                .put_json(&doc.key, &updated)
-                .and_then(|txn| txn.put_json(&keys::event(&workload_id, &event.id), &event));
-            let written = match txn {
-                Ok(txn) => meta.write(txn).await,
-                Err(err) => Err(err),
-            };
-            match written {
-                Ok(outcome) if outcome.applied() => {
-                    tracing::info!(proton = doc.value.id, from, to = decision.desired, reason = decision.reason, "autoscaled");
-                }
-                Ok(_) => {} // the proton changed meanwhile: decided again on the next pass
-                Err(err) => tracing::warn!(proton = doc.value.id, error = %err, "cannot record an autoscaling decision; will retry"),
             }
         }
     }

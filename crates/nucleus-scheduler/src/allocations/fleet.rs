@@ -144,6 +144,45 @@ pub fn release(ledgers: &Ledgers, proton: &str) -> Change {
     Change { agent: String::new(), bundle: None, interrupted: Vec::new(), writes }
 }
 
+/// How many replicas of `proton` hold room (live records).
+pub fn reserved(ledgers: &Ledgers, proton: &str) -> u32 {
+    let count = ledgers.holding(proton).flat_map(|doc| doc.value.allocations.iter()).filter(|r| r.proton == proton && r.is_live()).count();
+    u32::try_from(count).unwrap_or(u32::MAX)
+}
+
+/// Reserves `ask.replicas` more replicas of a proton placed on `agent` (taking the lowest replica
+/// numbers it does not hold), with the bundle it holds: first fit, or else preempting less important replicas on that agent (the
+/// autoscaler's scale-up of a bundle-placed proton; more important workloads' scale-ups are
+/// planned first).
+pub fn grow(agent: AgentNodes<'_>, ledgers: &Ledgers, held: &Holding, ask: &Ask<'_>) -> Result<Change, Error> {
+    let request = Request::new(ask.proton, ask.replicas, ask.importance, vec![bundle_of(&held.bundle)]);
+    let view = AgentView::new(agent, ledgers);
+    let (plan, victims) = match placement::place(&view.nodes, &view.allocations, &request) {
+        Ok(plan) => (plan, Vec::new()),
+        Err(shortage) => match placement::preempt(&view.nodes, &view.allocations, &request) {
+            Ok(preemption) => (preemption.plan, preemption.victims),
+            Err(_) => return Err(Error::NoRoom(vec![(agent.name.to_owned(), shortage)])),
+        },
+    };
+    let bundles = [held.bundle.clone()];
+    Ok(view.commit(&Ask { bundles: &bundles, ..ask.clone() }, &plan, &victims))
+}
+
+/// Drops the records of `proton`'s replicas numbered `keep` and above (a scale-down).
+pub fn shrink(ledgers: &Ledgers, proton: &str, keep: u32) -> Change {
+    let writes = ledgers
+        .holding(proton)
+        .filter(|doc| doc.value.allocations.iter().any(|r| r.proton == proton && r.replica >= keep))
+        .map(|doc| {
+            let mut kept = doc.value.clone();
+            kept.allocations.retain(|r| r.proton != proton || r.replica < keep);
+            let kept = (!kept.allocations.is_empty()).then_some(kept);
+            (doc.key.clone(), doc.mod_revision, kept)
+        })
+        .collect();
+    Change { agent: String::new(), bundle: None, interrupted: Vec::new(), writes }
+}
+
 /// Places every replica of `ask` on the nodes of one agent (tried in the given order, first fit
 /// without preemption; failing that, the agent where the fewest replicas are preempted), or says
 /// why none can hold it.

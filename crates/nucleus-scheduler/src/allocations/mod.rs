@@ -17,6 +17,6 @@ mod fleet;
 mod ledgers;
 mod record;
 
-pub use fleet::{AgentNodes, Ask, Change, Holding, apply_event, bundle_of, holding, node_of, place, release};
+pub use fleet::{AgentNodes, Ask, Change, Holding, apply_event, bundle_of, grow, holding, node_of, place, release, reserved, shrink};
 pub use ledgers::Ledgers;
 pub use record::{AllocationRecord, NodeAllocations, Preemptor};

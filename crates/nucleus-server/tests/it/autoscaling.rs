@@ -256,3 +256,58 @@ async fn a_metric_the_replica_exports_drives_scaling() {
     let took = wait_count(&stack, &id, "3", |n| n == 3, Duration::from_secs(30)).await;
     println!("metric-driven scale-up {took:?} after the gauge rose");
 }
+
+/// Every role its own process, two gateways: the workload goes to zero, the gateway it was created
+/// through is killed, and a request through the other one wakes it.
+#[tokio::test]
+async fn whichever_gateway_holds_the_request_wakes_the_workload_after_another_one_died() {
+    use crate::harness::{free_port, send_signal, spawn_nucleus};
+    struct Process(std::process::Child);
+    impl Drop for Process {
+        fn drop(&mut self) {
+            send_signal(self.0.id() as i32, libc::SIGTERM);
+            let _ = self.0.wait();
+        }
+    }
+    let dir = temp_dir();
+    let meta = format!("127.0.0.1:{}", free_port());
+    let meta_args = ["meta", "--listen", &meta, "--data-dir", &dir.path().join("meta").to_string_lossy()].map(String::from);
+    let _meta = Process(spawn_nucleus(&meta_args, "serving on ").await.0);
+    let mut scheduler_args = vec!["scheduler".to_owned(), "--meta".to_owned(), meta.clone()];
+    scheduler_args.extend(WINDOWS.iter().map(|a| a.to_string()));
+    let _scheduler = Process(spawn_nucleus(&scheduler_args, "started (meta").await.0);
+    let agent_args = [
+        "agent",
+        "--meta",
+        &meta,
+        "--listen",
+        &format!("127.0.0.1:{}", free_port()),
+        "--data-dir",
+        &dir.path().join("agent").to_string_lossy(),
+    ]
+    .map(String::from);
+    let _agent = Process(spawn_nucleus(&agent_args, "serving on ").await.0);
+    let mut first = Stack::gateway(std::slice::from_ref(&meta)).await;
+    let second = Stack::gateway(std::slice::from_ref(&meta)).await;
+
+    let body = json!({
+        "name": "two-gateways",
+        "artifact": whoami_artifact("two-gateways", &[]),
+        "runtime": {"containerGroups": [{"name": "default", "autoscaling": {"enabled": true, "minReplicaCount": 0, "maxReplicaCount": 2,
+            "policies": [{"scalingMetric": "httpRequestsConcurrency", "target": 1}]}}]}
+    });
+    let (code, created) = first.post("/workloads", body).await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    first.wait_status(&id, "running").await;
+    let (code, answer) = first.invoke(&id, "through-the-first").await;
+    assert_eq!(code, StatusCode::OK, "{answer}");
+    wait_count(&second, &id, "0", |n| n == 0, Duration::from_secs(30)).await;
+
+    first.stop();
+    let started = Instant::now();
+    let (code, answer) = second.invoke(&id, "woken-by-the-second").await;
+    assert_eq!(code, StatusCode::OK, "the second gateway held the request and woke the workload: {answer}");
+    println!("woken through the second gateway in {:?}", started.elapsed());
+    assert_eq!(replica_count(&second, &id).await, 1);
+}

@@ -122,3 +122,39 @@ fn without_agents_or_room_anywhere_the_message_says_so() {
     let message = error.to_string();
     assert!(message.contains("agent a") && message.contains("agent b") && message.contains("nvidia-l4"), "{message}");
 }
+
+#[test]
+fn a_placed_proton_grows_with_its_bundle_preempting_only_less_important_ones_and_shrinks() {
+    let nodes = [gpu_node("n1", 2), gpu_node("n2", 2)];
+    let agent = AgentNodes { name: "a", region: "r", nodes: &nodes };
+    let small = [bundle("gpu.l4.small")];
+    let mut ledgers = Ledgers::new();
+    let placed = place(&[agent], &ledgers, &ask("scaled", 1, Importance::High, &small)).unwrap();
+    assert!(commit(&mut ledgers, &placed, 1));
+    let low = place(&[agent], &ledgers, &ask("low", 2, Importance::Low, &small)).unwrap();
+    assert!(commit(&mut ledgers, &low, 2));
+    assert_eq!(reserved(&ledgers, "scaled"), 1);
+
+    // One more GPU is free: the scale-up takes it, numbered after the first replica.
+    let held = holding(&ledgers, "scaled").unwrap();
+    let grown = grow(agent, &ledgers, &held, &ask("scaled", 1, Importance::High, &small)).unwrap();
+    assert!(grown.interrupted.is_empty());
+    assert!(commit(&mut ledgers, &grown, 3));
+    assert_eq!(reserved(&ledgers, "scaled"), 2);
+    let replicas: Vec<u32> =
+        ledgers.values().flat_map(|d| d.value.allocations.iter()).filter(|r| r.proton == "scaled").map(|r| r.replica).collect();
+    assert_eq!(replicas.iter().copied().collect::<std::collections::BTreeSet<_>>(), [0, 1].into());
+
+    // Full: the next scale-up preempts the less important proton, never an equal or higher one.
+    let grown = grow(agent, &ledgers, &held, &ask("scaled", 1, Importance::High, &small)).unwrap();
+    assert_eq!(grown.interrupted, ["low"]);
+    assert!(commit(&mut ledgers, &grown, 4));
+    let equal = place(&[agent], &ledgers, &ask("peer", 1, Importance::High, &small));
+    assert!(equal.is_err() || equal.unwrap().interrupted.iter().all(|p| p == "low"));
+
+    // Scale-down drops the highest-numbered replicas' records only.
+    let shrunk = shrink(&ledgers, "scaled", 1);
+    assert!(commit(&mut ledgers, &shrunk, 5));
+    assert_eq!(reserved(&ledgers, "scaled"), 1);
+    assert!(shrink(&ledgers, "scaled", 1).is_empty(), "nothing more to drop");
+}
