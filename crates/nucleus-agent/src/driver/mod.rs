@@ -3,6 +3,7 @@
 
 pub mod kubernetes;
 pub mod process;
+mod prometheus;
 mod spec;
 
 use std::time::Duration;

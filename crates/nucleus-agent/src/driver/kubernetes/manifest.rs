@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, HTTPHeader, ObjectFieldSelector, PodSecurityContext,
-    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec, Toleration,
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, HTTPHeader, Lifecycle, LifecycleHandler,
+    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext,
+    Service, ServicePort, ServiceSpec, SleepAction, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -140,6 +141,9 @@ pub(crate) fn service(spec: &ProtonSpec, namespace: &str, owner_uid: &str) -> Se
     }
 }
 
+/// The preStop sleep (Kubernetes 1.30+): time for the pod's removal to reach the gateways.
+const DRAIN_SECONDS: i64 = 2;
+
 fn container(spec: &ProtonSpec) -> Container {
     let port = container_port(spec);
     let declared = spec.container.port;
@@ -160,6 +164,12 @@ fn container(spec: &ProtonSpec) -> Container {
         startup_probe: spec.container.startup_probe.as_ref().map(|probe| kube_probe(probe, declared, port, false)),
         readiness_probe: spec.container.readiness_probe.as_ref().map(|probe| kube_probe(probe, declared, port, true)),
         liveness_probe: spec.container.liveness_probe.as_ref().map(|probe| kube_probe(probe, declared, port, false)),
+        // A pod a scale-down removes leaves the gateways' routes (not ready once terminating)
+        // before it gets SIGTERM: no request is sent to a process that is going away.
+        lifecycle: Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler { sleep: Some(SleepAction { seconds: DRAIN_SECONDS }), ..LifecycleHandler::default() }),
+            ..Lifecycle::default()
+        }),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             privileged: Some(false),

@@ -16,6 +16,7 @@ mod status;
 mod testing;
 #[cfg(test)]
 mod tests;
+mod usage;
 mod watch;
 
 use std::collections::BTreeMap;
@@ -29,7 +30,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use tokio::task::JoinHandle;
 
 use self::names::{FIELD_MANAGER, WORKLOAD_ID_ANNOTATION, resource_name};
-use super::{Driver, Lifecycle, NodeCapacity, ProtonSpec};
+use super::{Driver, Lifecycle, NodeCapacity, ProtonSpec, ProtonUsage, UsageQuery};
 use crate::error::Error;
 use crate::status::StatusHub;
 
@@ -60,6 +61,10 @@ pub struct KubernetesDriver {
 
 struct Inner {
     namespace: String,
+    /// For requests outside the typed APIs (the metrics API).
+    client: kube::Client,
+    /// Scrapes replicas' metrics for the autoscaler.
+    scraper: reqwest::Client,
     deployments: Api<Deployment>,
     services: Api<Service>,
     nodes: Api<Node>,
@@ -93,6 +98,8 @@ impl KubernetesDriver {
             deployments: Api::namespaced(client.clone(), &namespace),
             services: Api::namespaced(client.clone(), &namespace),
             nodes: Api::all(client.clone()),
+            client: client.clone(),
+            scraper: reqwest::Client::builder().no_proxy().build().unwrap_or_default(),
             namespace: namespace.clone(),
             hub,
             state: Mutex::default(),
@@ -128,6 +135,32 @@ impl Driver for KubernetesDriver {
         Box::pin(async {
             let nodes = self.inner.nodes.list(&ListParams::default()).await.map_err(Error::kubernetes("list nodes"))?;
             Ok(capacity::capacities(&nodes.items))
+        })
+    }
+
+    fn usage(&self, queries: Vec<UsageQuery>) -> BoxFuture<'_, Result<Vec<ProtonUsage>, Error>> {
+        Box::pin(async move {
+            let mut answers = Vec::with_capacity(queries.len());
+            for query in &queries {
+                let pods: Vec<Pod> = match self.inner.state().protons.get(&query.proton_id) {
+                    Some(proton) => proton.pods.values().cloned().collect(),
+                    None => continue,
+                };
+                let cpu = if query.cpu {
+                    match usage::pod_cpu_millis(&self.inner.client, &self.inner.namespace, &resource_name(&query.proton_id)).await {
+                        Ok(cpu) => Some(cpu),
+                        Err(err) => {
+                            tracing::warn!(proton = %query.proton_id, error = %err, "no CPU use for autoscaling");
+                            None
+                        }
+                    }
+                } else {
+                    None
+                };
+                let replicas = usage::measure(&self.inner.scraper, query, &pods, cpu.as_ref()).await;
+                answers.push(ProtonUsage { proton_id: query.proton_id.clone(), replicas });
+            }
+            Ok(answers)
         })
     }
 

@@ -175,6 +175,7 @@ async fn launch_applies_the_deployment_then_the_service_it_owns() {
     assert_eq!(container["resources"]["limits"]["nvidia.com/gpu"], "1");
     assert_eq!(container["resources"]["limits"]["cpu"], "4000m");
     assert_eq!(container["resources"]["requests"]["memory"], "17179869184");
+    assert_eq!(container["lifecycle"]["preStop"], json!({"sleep": {"seconds": 2}}), "drained before SIGTERM on scale-down");
     assert_eq!(container["startupProbe"]["httpGet"], json!({"path": "/healthz", "port": 9000, "scheme": "HTTP"}));
     assert_eq!(container["startupProbe"]["failureThreshold"], 90);
     assert_eq!(container["readinessProbe"]["periodSeconds"], 10);
@@ -391,4 +392,55 @@ async fn capacity_lists_the_schedulable_nodes() {
     let summary: Vec<(&str, u32, &str)> =
         capacity.iter().map(|node| (node.name.as_str(), node.gpu_count, node.gpu_type.as_str())).collect();
     assert_eq!(summary, [("gke-gpu-pool-l4-1a2b", 2, "nvidia-l4"), ("gke-cpu-pool-9f8e", 0, "")]);
+}
+
+#[tokio::test]
+async fn usage_reads_cpu_from_the_metrics_api_and_scrapes_the_pods() {
+    // A replica's metrics endpoint on loopback, standing in for the pod's IP and port.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut request = [0u8; 1024];
+                let _ = stream.read(&mut request).await;
+                let body = "# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{model=\"m\"} 6\n";
+                let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    let Setup { driver, mut api, mut reports, .. } = setup(Vec::new());
+    let (launched, _) = tokio::join!(driver.launch(spec(1)), serve_launch(&mut api));
+    launched.expect("launch");
+    let mut pod = pod_fixture("pod-running-ready");
+    pod.status.as_mut().unwrap().pod_ip = Some("127.0.0.1".into());
+    pod.spec.as_mut().unwrap().containers[0].ports.as_mut().unwrap()[0].container_port = i32::from(port);
+    api.pod_event("ADDED", &pod);
+    report_where(&mut reports, |r| r.replicas.len() == 1).await;
+
+    let query = nucleus_proto::agent::v1::UsageQuery {
+        proton_id: PROTON.into(),
+        cpu: true,
+        metrics: vec![nucleus_proto::agent::v1::ScrapedMetric { name: "vllm:num_requests_waiting".into(), path: "/metrics".into() }],
+    };
+    let serve_metrics = async {
+        let call = api.next_call().await;
+        assert_eq!((call.method.clone(), call.path()), (Method::GET, "/apis/metrics.k8s.io/v1beta1/namespaces/nucleus/pods"));
+        assert_eq!(call.query(), [("labelSelector".to_owned(), format!("nucleus.dev/proton%3D{NAME}"))]);
+        // As metrics-server answers: usage in nanocores.
+        call.respond(200, json!({
+            "kind": "PodMetricsList", "apiVersion": "metrics.k8s.io/v1beta1", "metadata": {},
+            "items": [{"metadata": {"name": pod.metadata.name, "namespace": "nucleus"}, "timestamp": "2026-12-07T16:00:00Z", "window": "15s",
+                "containers": [{"name": "primary", "usage": {"cpu": "3000000000n", "memory": "1Gi"}}]}]
+        }));
+    };
+    let (usage, ()) = tokio::join!(driver.usage(vec![query]), serve_metrics);
+    let usage = usage.expect("usage");
+    let replica = &usage[0].replicas[0];
+    assert!(replica.ready);
+    assert_eq!(replica.cpu_percent, Some(75.0), "3 cores used of a 4-core request");
+    assert_eq!(replica.metrics.get("vllm:num_requests_waiting"), Some(&6.0));
 }

@@ -89,27 +89,6 @@ fn parse_stat(stat: &str) -> Option<(u32, u64)> {
     Some((group, utime + stime))
 }
 
-/// The sum of `name`'s samples (over its label sets) in Prometheus text; `None` if it has none.
-pub(crate) fn metric_value(text: &str, name: &str) -> Option<f64> {
-    let mut total = None;
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with('#') || !line.starts_with(name) {
-            continue;
-        }
-        let rest = &line[name.len()..];
-        let rest = match rest.chars().next() {
-            Some('{') => &rest[rest.find('}')? + 1..],
-            Some(c) if c.is_whitespace() => rest,
-            _ => continue, // another metric whose name starts with this one
-        };
-        if let Some(value) = rest.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()).filter(|v| v.is_finite()) {
-            total = Some(total.unwrap_or(0.0) + value);
-        }
-    }
-    total
-}
-
 /// Every process group's CPU ticks, read off the runtime's threads.
 pub(crate) async fn read_cpu_ticks() -> HashMap<u32, u64> {
     tokio::task::spawn_blocking(ticks_by_process_group).await.unwrap_or_default()
@@ -136,15 +115,7 @@ pub(crate) async fn measure(
         }
         for (path, names) in by_path {
             let url = format!("http://{}/{}", std::net::SocketAddr::new(host, target.port), path.trim_start_matches('/'));
-            let text = match client.get(&url).timeout(SCRAPE_TIMEOUT).send().await {
-                Ok(response) if response.status().is_success() => response.text().await.unwrap_or_default(),
-                _ => continue,
-            };
-            for name in names {
-                if let Some(value) = metric_value(&text, name) {
-                    metrics.insert(name.to_owned(), value);
-                }
-            }
+            metrics.extend(crate::driver::prometheus::scrape(client, &url, &names, SCRAPE_TIMEOUT).await);
         }
         metrics
     });
@@ -166,15 +137,6 @@ mod tests {
         let stat = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 100 0 0";
         assert_eq!(parse_stat(stat), Some((4242, 300)));
         assert_eq!(parse_stat("garbage"), None);
-    }
-
-    #[test]
-    fn metrics_are_summed_over_label_sets_and_prefixes_do_not_match() {
-        let text =
-            "# HELP q queue\n# TYPE q gauge\nq{model=\"a\"} 3\nq{model=\"b\"} 4.5\nq_total 100\nvllm:num_requests_waiting 7 1700000000\n";
-        assert_eq!(metric_value(text, "q"), Some(7.5));
-        assert_eq!(metric_value(text, "vllm:num_requests_waiting"), Some(7.0));
-        assert_eq!(metric_value(text, "missing"), None);
     }
 
     #[tokio::test]

@@ -1,0 +1,45 @@
+//! Reading a metric out of Prometheus text exposition, for the autoscaler's scraped metrics.
+
+/// The sum of `name`'s samples (over its label sets) in Prometheus text; `None` if it has none.
+pub(crate) fn metric_value(text: &str, name: &str) -> Option<f64> {
+    let mut total = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('#') || !line.starts_with(name) {
+            continue;
+        }
+        let rest = &line[name.len()..];
+        let rest = match rest.chars().next() {
+            Some('{') => &rest[rest.find('}')? + 1..],
+            Some(c) if c.is_whitespace() => rest,
+            _ => continue, // another metric whose name starts with this one
+        };
+        if let Some(value) = rest.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()).filter(|v| v.is_finite()) {
+            total = Some(total.unwrap_or(0.0) + value);
+        }
+    }
+    total
+}
+
+/// Scrapes `url` (a replica's metrics path) for `names`, within `timeout`; the metrics found.
+pub(crate) async fn scrape(client: &reqwest::Client, url: &str, names: &[&str], timeout: std::time::Duration) -> Vec<(String, f64)> {
+    let text = match client.get(url).timeout(timeout).send().await {
+        Ok(response) if response.status().is_success() => response.text().await.unwrap_or_default(),
+        _ => return Vec::new(),
+    };
+    names.iter().filter_map(|name| Some(((*name).to_owned(), metric_value(&text, name)?))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_are_summed_over_label_sets_and_prefixes_do_not_match() {
+        let text =
+            "# HELP q queue\n# TYPE q gauge\nq{model=\"a\"} 3\nq{model=\"b\"} 4.5\nq_total 100\nvllm:num_requests_waiting 7 1700000000\n";
+        assert_eq!(metric_value(text, "q"), Some(7.5));
+        assert_eq!(metric_value(text, "vllm:num_requests_waiting"), Some(7.0));
+        assert_eq!(metric_value(text, "missing"), None);
+    }
+}
