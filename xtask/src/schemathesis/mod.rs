@@ -70,7 +70,10 @@ pub fn run(args: &[&str]) -> anyhow::Result<()> {
             .args(["--exclude-path-regex", "^/api/v2/endpoints/"])
             .args(["--phases", "examples,coverage,fuzzing"])
             .args(["--max-examples", max_examples])
-            .args(["--workers", "2", "--request-timeout", "30"])
+            // One worker: with two threads, hypothesis' `ast.parse` of lambda sources trips a
+            // CPython 3.11 race ("SystemError: AST constructor recursion depth mismatch") now and
+            // then, failing the gate for nothing the server did.
+            .args(["--workers", "1", "--request-timeout", "30"])
             .args(extra)
             .current_dir(&work)
             .status()

@@ -311,3 +311,41 @@ async fn whichever_gateway_holds_the_request_wakes_the_workload_after_another_on
     println!("woken through the second gateway in {:?}", started.elapsed());
     assert_eq!(replica_count(&second, &id).await, 1);
 }
+
+/// A workload at zero whose replica never becomes ready: the held request gets 503 with
+/// `Retry-After` at the activator's timeout (not a dropped connection), and past the queue bound a
+/// request is refused at once the same way.
+#[tokio::test]
+async fn held_requests_past_the_timeout_or_the_queue_bound_get_503_with_retry_after() {
+    let dir = temp_dir();
+    let mut flags = WINDOWS.to_vec();
+    flags.extend(["--activator-timeout", "2s", "--max-held-per-workload", "1"]);
+    let stack = Stack::start_with(dir.path(), &flags).await;
+    let body = json!({
+        "name": "never-ready",
+        "artifact": whoami_artifact("never-ready", &["--fail-readiness"]),
+        "runtime": {"containerGroups": [{"name": "default", "autoscaling": {"enabled": true, "minReplicaCount": 0, "maxReplicaCount": 1,
+            "policies": [{"scalingMetric": "httpRequestsConcurrency", "target": 1}]}}]}
+    });
+    let (code, created) = stack.post("/workloads", body).await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let url = stack.url(&format!("/endpoints/workloads/{id}/echo"));
+    let call = |http: reqwest::Client, url: String| async move {
+        let started = Instant::now();
+        let response = http.get(&url).bearer_auth(crate::harness::TOKEN).send().await.expect("an answer, not a dropped connection");
+        let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+        (response.status(), retry_after, response.text().await.unwrap(), started.elapsed())
+    };
+    let held = tokio::spawn(call(stack.http.clone(), url.clone()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, retry_after, message, _) = call(stack.http.clone(), url.clone()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "past the queue bound: {message}");
+    assert!(retry_after.is_some(), "{message}");
+    assert!(message.contains("--max-held-per-workload"), "{message}");
+    let (status, retry_after, message, waited) = held.await.unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{message}");
+    assert!(retry_after.is_some(), "{message}");
+    assert!(message.contains("--activator-timeout"), "{message}");
+    assert!(waited >= Duration::from_secs(2), "held for {waited:?}");
+}
