@@ -52,9 +52,10 @@ pub struct Options {
     /// probes do not trigger the crash).
     #[arg(long, value_name = "N")]
     pub crash_after: Option<u64>,
-    /// Keep one core busy for as long as the process runs.
-    #[arg(long)]
-    pub burn_cpu: bool,
+    /// Keep this percent of one core busy for as long as the process runs (spinning, then
+    /// sleeping, in 100 ms periods).
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub burn_cpu: Option<u8>,
 }
 
 struct AppState {
@@ -84,11 +85,16 @@ pub async fn run(options: Options) -> std::io::Result<()> {
         served: AtomicU64::new(0),
         queue_depth: AtomicU64::new(0),
     });
-    if options.burn_cpu {
-        std::thread::spawn(|| {
+    if let Some(percent) = options.burn_cpu {
+        std::thread::spawn(move || {
+            let busy = Duration::from_millis(u64::from(percent));
             let mut spins = 0u64;
             loop {
-                spins = std::hint::black_box(spins.wrapping_add(1));
+                let started = std::time::Instant::now();
+                while started.elapsed() < busy {
+                    spins = std::hint::black_box(spins.wrapping_add(1));
+                }
+                std::thread::sleep(Duration::from_millis(100 - u64::from(percent)));
             }
         });
     }

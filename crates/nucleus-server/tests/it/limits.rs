@@ -84,11 +84,14 @@ async fn slow_clients_idle_connections_hung_replicas_and_busy_workloads_get_thei
     // Over the in-flight limit (2): 503 with Retry-After, and room again once the others end. The
     // two calls stream 30 events 100 ms apart: their headers come at once (the 1 s header timeout
     // does not apply) and they stay in flight for 3 s, however slow this machine is.
+    let (admitted, mut admissions) = tokio::sync::mpsc::channel(2);
     let slow_calls: Vec<_> = (0..2)
         .map(|_| {
             let (http, url) = (stack.http.clone(), stack.url(&format!("/endpoints/workloads/{id}/events/30")));
+            let admitted = admitted.clone();
             tokio::spawn(async move {
                 let answer = http.get(url).bearer_auth(TOKEN).send().await.unwrap();
+                let _ = admitted.send(()).await;
                 let status = answer.status();
                 let body = answer.text().await.unwrap();
                 assert_eq!(body.matches("data:").count(), 30, "every event arrived: {body}");
@@ -96,7 +99,11 @@ async fn slow_clients_idle_connections_hung_replicas_and_busy_workloads_get_thei
             })
         })
         .collect();
-    // Wait until both are in flight: a third call is refused then.
+    // Wait until both are in flight (their headers are in): a third call is refused then. Probing
+    // earlier could take the second one's slot.
+    for _ in 0..2 {
+        admissions.recv().await.expect("both slow calls answer");
+    }
     let deadline = Instant::now() + Duration::from_secs(10);
     let refused = loop {
         let answer = stack.http.get(stack.url(&format!("/endpoints/workloads/{id}/third"))).bearer_auth(TOKEN).send().await.unwrap();
