@@ -326,10 +326,9 @@ fn autoscaling(a: &Autoscaling, loc: &Loc, errors: &mut Vec<FieldError>) {
             errors.push(FieldError::new(&at.key("minCount"), "minCount must not exceed maxCount", "value_error"));
         }
     }
-    let min = a.min_replica_count.or_else(|| a.policies.iter().filter_map(|p| p.min_count).min());
-    let min = min.unwrap_or(crate::autoscaling::DEFAULT_MIN_REPLICAS);
-    let max = a.max_replica_count.or_else(|| a.policies.iter().filter_map(|p| p.max_count).max());
-    let max = max.unwrap_or(crate::autoscaling::DEFAULT_MAX_REPLICAS);
+    // The bounds as stored: either shape hoisted, defaults filled in.
+    let hoisted = a.clone().hoisted();
+    let (min, max) = (hoisted.min_replica_count.unwrap_or_default(), hoisted.max_replica_count.unwrap_or_default());
     if max < 1 {
         errors.push(FieldError::new(&loc.key("maxReplicaCount"), "maxReplicaCount must be at least 1", "value_error"));
     } else if max > MAX_REPLICAS {

@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 
 use crate::procs::{Processes, free_ports};
 use crate::progress;
+use crate::rest::{Rest as Api, TOKEN};
 
-const TOKEN: &str = "bench-admin-token-0123456789abcdef";
 const WAIT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, Clone, clap::Args)]
@@ -34,23 +34,8 @@ pub struct AutoscaleArgs {
     pub nucleus: Option<std::path::PathBuf>,
 }
 
-struct Api {
-    http: reqwest::Client,
-    base: String,
-}
-
+/// What this benchmark asks of the API beyond [`Rest::call`].
 impl Api {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
-        let mut request = self.http.request(method, format!("{}/api/v2{path}", self.base)).bearer_auth(TOKEN);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await?;
-        let code = response.status().as_u16();
-        let text = response.text().await?;
-        Ok((code, serde_json::from_str(&text).unwrap_or(Value::String(text))))
-    }
-
     async fn get(&self, path: &str) -> anyhow::Result<Value> {
         let (code, body) = self.call(reqwest::Method::GET, path, None).await?;
         anyhow::ensure!(code == 200, "GET {path}: {code} {body}");
@@ -110,6 +95,41 @@ async fn call(api: &Api, url: &str) -> bool {
     match api.http.get(url).bearer_auth(TOKEN).send().await {
         Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
         Err(_) => false,
+    }
+}
+
+/// Callers that each keep one request to a URL in flight until stopped, counting the outcomes.
+struct Callers {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    errors: Arc<AtomicUsize>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Callers {
+    fn start(api: &Arc<Api>, url: String, callers: usize) -> Callers {
+        let (stop, ok, errors) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let tasks = (0..callers)
+            .map(|_| {
+                let (api, url, stop, ok, errors) = (api.clone(), url.clone(), stop.clone(), ok.clone(), errors.clone());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        let outcome = if call(&api, &url).await { &ok } else { &errors };
+                        outcome.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        Callers { stop, ok, errors, tasks }
+    }
+
+    /// Stops them once their requests in flight end: (succeeded, failed).
+    async fn stop(self) -> anyhow::Result<(usize, usize)> {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks {
+            task.await?;
+        }
+        Ok((self.ok.load(Ordering::Relaxed), self.errors.load(Ordering::Relaxed)))
     }
 }
 
@@ -219,53 +239,17 @@ pub async fn run(args: &AutoscaleArgs, nucleus: &std::path::Path) -> anyhow::Res
     // 2. Step 0 → N callers on a workload at its minimum of 1.
     let step_id = api.create("step", &server(&whoami, "$PORT", 0), 1, 10).await?;
     api.wait_replicas(&step_id, "1 ready", |_, ready| ready >= 1).await?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, errors) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let callers: Vec<_> = (0..args.step)
-        .map(|_| {
-            let (api, url, stop, ok, errors) =
-                (api.clone(), api.invoke_url(&step_id, "sleep/100"), stop.clone(), ok.clone(), errors.clone());
-            tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    if call(&api, &url).await {
-                        ok.fetch_add(1, Ordering::Relaxed)
-                    } else {
-                        errors.fetch_add(1, Ordering::Relaxed)
-                    };
-                }
-            })
-        })
-        .collect();
+    let step = Callers::start(&api, api.invoke_url(&step_id, "sleep/100"), args.step);
     let want = args.step as u64;
     let until_desired = api.wait_replicas(&step_id, "the step's count", |asked, _| asked >= want).await?;
     let until_ready = until_desired + api.wait_replicas(&step_id, "the step's count ready", |_, ready| ready as u64 >= want).await?;
-    stop.store(true, Ordering::Relaxed);
-    for caller in callers {
-        caller.await?;
-    }
-    let step_errors = errors.load(Ordering::Relaxed);
+    let (step_ok, step_errors) = step.stop().await?;
 
     // 3. Scale-down under a light load: one caller while the step's replicas go.
-    let stop = Arc::new(AtomicBool::new(false));
-    let down_errors = Arc::new(AtomicUsize::new(0));
-    let down_ok = Arc::new(AtomicUsize::new(0));
-    let caller = {
-        let (api, url, stop, errors, ok) =
-            (api.clone(), api.invoke_url(&step_id, "sleep/100"), stop.clone(), down_errors.clone(), down_ok.clone());
-        tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                if call(&api, &url).await {
-                    ok.fetch_add(1, Ordering::Relaxed)
-                } else {
-                    errors.fetch_add(1, Ordering::Relaxed)
-                };
-            }
-        })
-    };
+    let caller = Callers::start(&api, api.invoke_url(&step_id, "sleep/100"), 1);
     let down = api.wait_replicas(&step_id, "1 replica", |asked, ready| asked == 1 && ready == 1).await?;
     tokio::time::sleep(Duration::from_secs(3)).await; // the drained replicas stop meanwhile
-    stop.store(true, Ordering::Relaxed);
-    caller.await?;
+    let (down_ok, down_errors) = caller.stop().await?;
     // 4. Overload: simultaneous requests to a workload at zero.
     let over_id = api.create("overload", &server(&whoami, "$PORT", 0), 0, 10).await?;
     api.wait_replicas(&over_id, "zero replicas", |asked, ready| asked == 0 && ready == 0).await?;
@@ -287,16 +271,12 @@ pub async fn run(args: &AutoscaleArgs, nucleus: &std::path::Path) -> anyhow::Res
     let requests: Vec<_> = (0..args.overload)
         .map(|_| {
             let (api, url) = (api.clone(), api.invoke_url(&over_id, "sleep/100"));
-            tokio::spawn(async move {
-                let response = api.http.get(&url).bearer_auth(TOKEN).send().await.ok()?;
-                let status = response.status();
-                (status.is_success() && response.bytes().await.is_ok()).then_some(())
-            })
+            tokio::spawn(async move { call(&api, &url).await })
         })
         .collect();
     let mut overload_errors = 0;
     for request in requests {
-        if request.await?.is_none() {
+        if !request.await? {
             overload_errors += 1;
         }
     }
@@ -336,7 +316,7 @@ pub async fn run(args: &AutoscaleArgs, nucleus: &std::path::Path) -> anyhow::Res
         ms(until_desired),
         ms(until_ready),
         step_errors,
-        ok.load(Ordering::Relaxed) + step_errors
+        step_ok + step_errors
     );
     println!(
         "overload: {} simultaneous requests (100 ms handler, target 1, max 10) to a workload at zero: {} errors, all answered in {:.2} s, at most {} replicas asked",
@@ -348,8 +328,8 @@ pub async fn run(args: &AutoscaleArgs, nucleus: &std::path::Path) -> anyhow::Res
     println!(
         "scale-down from {} to 1 under one caller: {} errors in {} requests, down in {:.1} s",
         args.step,
-        down_errors.load(Ordering::Relaxed),
-        down_errors.load(Ordering::Relaxed) + down_ok.load(Ordering::Relaxed),
+        down_errors,
+        down_errors + down_ok,
         down.as_secs_f64()
     );
     Ok(())

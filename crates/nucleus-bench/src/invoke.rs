@@ -19,8 +19,7 @@ use serde_json::{Value, json};
 
 use crate::procs::{Processes, free_ports, which};
 use crate::progress;
-
-const TOKEN: &str = "bench-admin-token-0123456789abcdef";
+use crate::rest::TOKEN;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct InvokeArgs {

@@ -15,6 +15,7 @@ mod placement_meta;
 mod procs;
 mod replacement;
 mod report;
+mod rest;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -13,8 +13,7 @@ use serde_json::{Value, json};
 
 use crate::procs::{Processes, free_ports};
 use crate::progress;
-
-const TOKEN: &str = "bench-admin-token-0123456789abcdef";
+use crate::rest::{Rest as Client, TOKEN};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReplacementArgs {
@@ -46,24 +45,6 @@ struct Phase {
 impl Phase {
     fn new() -> Phase {
         Phase { latencies: Histogram::new(3).expect("histogram"), errors: 0, started: Instant::now(), ended: None }
-    }
-}
-
-struct Client {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Client {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
-        let mut request = self.http.request(method, format!("{}/api/v2{path}", self.base)).bearer_auth(TOKEN);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await?;
-        let code = response.status().as_u16();
-        let text = response.text().await?;
-        Ok((code, serde_json::from_str(&text).unwrap_or(Value::String(text))))
     }
 }
 

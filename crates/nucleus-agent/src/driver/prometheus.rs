@@ -1,5 +1,10 @@
 //! Reading a metric out of Prometheus text exposition, for the autoscaler's scraped metrics.
 
+use std::collections::HashMap;
+use std::time::Duration;
+
+use nucleus_proto::agent::v1::ScrapedMetric;
+
 /// The sum of `name`'s samples (over its label sets) in Prometheus text; `None` if it has none.
 pub(crate) fn metric_value(text: &str, name: &str) -> Option<f64> {
     let mut total = None;
@@ -21,13 +26,23 @@ pub(crate) fn metric_value(text: &str, name: &str) -> Option<f64> {
     total
 }
 
-/// Scrapes `url` (a replica's metrics path) for `names`, within `timeout`; the metrics found.
-pub(crate) async fn scrape(client: &reqwest::Client, url: &str, names: &[&str], timeout: std::time::Duration) -> Vec<(String, f64)> {
-    let text = match client.get(url).timeout(timeout).send().await {
-        Ok(response) if response.status().is_success() => response.text().await.unwrap_or_default(),
-        _ => return Vec::new(),
-    };
-    names.iter().filter_map(|name| Some(((*name).to_owned(), metric_value(&text, name)?))).collect()
+/// Scrapes the replica at `address` (`host:port`) for `metrics`, each path once, each within
+/// `timeout`; the metrics it exported. A path that cannot be read yields none of its metrics.
+pub(crate) async fn scrape(client: &reqwest::Client, address: &str, metrics: &[ScrapedMetric], timeout: Duration) -> HashMap<String, f64> {
+    let mut by_path: HashMap<&str, Vec<&str>> = HashMap::new();
+    for metric in metrics {
+        by_path.entry(metric.path.as_str()).or_default().push(metric.name.as_str());
+    }
+    let mut found = HashMap::new();
+    for (path, names) in by_path {
+        let url = format!("http://{address}/{}", path.trim_start_matches('/'));
+        let text = match client.get(&url).timeout(timeout).send().await {
+            Ok(response) if response.status().is_success() => response.text().await.unwrap_or_default(),
+            _ => continue,
+        };
+        found.extend(names.into_iter().filter_map(|name| Some((name.to_owned(), metric_value(&text, name)?))));
+    }
+    found
 }
 
 #[cfg(test)]

@@ -89,13 +89,10 @@ pub(crate) async fn measure(
     cpu: Option<&HashMap<String, u64>>,
 ) -> Vec<ReplicaUsage> {
     let scrapes = pods.iter().map(|pod| async move {
-        let mut metrics = HashMap::new();
-        let Some(address) = address(pod) else { return metrics };
-        for metric in &query.metrics {
-            let url = format!("http://{address}/{}", metric.path.trim_start_matches('/'));
-            metrics.extend(crate::driver::prometheus::scrape(client, &url, &[metric.name.as_str()], SCRAPE_TIMEOUT).await);
+        match address(pod) {
+            Some(address) => crate::driver::prometheus::scrape(client, &address, &query.metrics, SCRAPE_TIMEOUT).await,
+            None => HashMap::new(),
         }
-        metrics
     });
     let scraped = futures::future::join_all(scrapes).await;
     pods.iter()

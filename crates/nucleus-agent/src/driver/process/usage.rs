@@ -105,19 +105,11 @@ pub(crate) async fn measure(
 ) -> Vec<ReplicaUsage> {
     let cpu = if query.cpu { meter.percent(&targets, groups, Instant::now()) } else { vec![None; targets.len()] };
     let scrapes = targets.iter().map(|target| async move {
-        let mut metrics = HashMap::new();
         if target.group.is_none() {
-            return metrics;
+            return HashMap::new();
         }
-        let mut by_path: HashMap<&str, Vec<&str>> = HashMap::new();
-        for m in &query.metrics {
-            by_path.entry(m.path.as_str()).or_default().push(m.name.as_str());
-        }
-        for (path, names) in by_path {
-            let url = format!("http://{}/{}", std::net::SocketAddr::new(host, target.port), path.trim_start_matches('/'));
-            metrics.extend(crate::driver::prometheus::scrape(client, &url, &names, SCRAPE_TIMEOUT).await);
-        }
-        metrics
+        let address = std::net::SocketAddr::new(host, target.port).to_string();
+        crate::driver::prometheus::scrape(client, &address, &query.metrics, SCRAPE_TIMEOUT).await
     });
     let scraped = join_all(scrapes).await;
     targets
