@@ -142,9 +142,9 @@ impl WorkloadRuntime {
         }
     }
 
-    /// The autoscaling of `group`, when it is enabled.
-    pub fn autoscaling_of(&self, group: &str) -> Option<&Autoscaling> {
-        self.container_groups.iter().find(|g| g.name == group).and_then(|g| g.autoscaling.as_ref()).filter(|a| a.enabled)
+    /// The enabled autoscaling of its (first) autoscaled group, if any.
+    pub fn autoscaling(&self) -> Option<&Autoscaling> {
+        self.container_groups.iter().filter_map(|g| g.autoscaling.as_ref()).find(|a| a.enabled)
     }
 }
 

@@ -54,9 +54,7 @@ pub(crate) async fn apply(
             group.autoscaling.clone_from(&new.autoscaling);
         }
     }
-    if let Some((min, max)) =
-        p.runtime.container_groups.iter().find_map(|g| g.autoscaling.as_ref().filter(|a| a.enabled)).map(|a| a.bounds())
-    {
+    if let Some((min, max)) = p.runtime.autoscaling().map(|a| a.bounds()) {
         // A group resting at zero stays there if zero is still allowed; otherwise within bounds.
         p.replica_count = p.replica_count.clamp(min, max);
     }

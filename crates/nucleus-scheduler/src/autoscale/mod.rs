@@ -32,11 +32,6 @@ impl Autoscaler {
         Autoscaler { settings, ..Autoscaler::default() }
     }
 
-    /// The group of `proton` that autoscales, if any.
-    pub fn autoscaling_of(proton: &Proton) -> Option<&Autoscaling> {
-        proton.runtime.container_groups.iter().filter_map(|g| g.autoscaling.as_ref()).find(|a| a.enabled)
-    }
-
     /// Samples the proton's load (at most every [`SAMPLE_EVERY`]) and decides its replicas.
     pub fn decide(&mut self, proton: &Proton, autoscaling: &Autoscaling, ready: u32, now: Instant) -> Decision {
         let total = self.loads.total(&proton.id, now);
@@ -55,7 +50,7 @@ impl Autoscaler {
 
     /// What the agent's usage poll must measure for `proton`, if anything.
     pub fn usage_query(proton: &Proton) -> Option<nucleus_proto::agent::v1::UsageQuery> {
-        let autoscaling = Self::autoscaling_of(proton)?;
+        let autoscaling = proton.runtime.autoscaling()?;
         let cpu = autoscaling.policies.iter().any(|p| p.scaling_metric == ScalingMetric::CpuAverageUtilization);
         let metrics: Vec<ScrapedMetric> = autoscaling
             .policies

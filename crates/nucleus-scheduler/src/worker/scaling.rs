@@ -31,7 +31,7 @@ impl World {
             let group = keys::group_of_key(&doc.key, shard_count);
             let Some(&token) = leases.get(&group) else { continue };
             let Some(workload) = self.workloads.get(&proton.workload_id) else { continue };
-            let Some(autoscaling) = Autoscaler::autoscaling_of(proton) else { continue };
+            let Some(autoscaling) = proton.runtime.autoscaling() else { continue };
             let active = workload.value.proton_id.as_deref() == Some(proton.id.as_str()) && workload.value.active_replacement().is_none();
             let preempted = allocations::holding(&self.ledgers, &proton.id).is_some_and(|h| h.preempted_by.is_some());
             if !active
