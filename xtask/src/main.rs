@@ -11,6 +11,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("nucleus-api", 0),
     ("nucleus-proto", 0),
     ("nucleus-tls", 0),
+    ("nucleus-telemetry", 0),
     ("nucleus-client", 1),
     ("nucleus-meta", 2),
     ("nucleus-agent", 2),

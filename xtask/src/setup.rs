@@ -1,5 +1,6 @@
 //! What a fresh machine with only Rust lacks, found and installed: the C toolchain RocksDB's build
-//! needs (clang and libclang for its bindings, a C++ compiler) and cargo-deny for the lint gate.
+//! needs (clang and libclang for its bindings, a C++ compiler), promtool (Debian's `prometheus`)
+//! for the metrics and alert-rule checks, and cargo-deny for the lint gate.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -8,6 +9,8 @@ use anyhow::{Context, bail};
 
 /// Debian packages for RocksDB's build, each with what shows it is already there.
 const NATIVE: &[(&str, Need)] = &[("clang", Need::Program("clang")), ("libclang-dev", Need::Libclang), ("g++", Need::Program("c++"))];
+/// Debian packages the tests need: promtool checks the metrics every role serves and the alert rules.
+const TEST_TOOLS: &[(&str, Need)] = &[("prometheus", Need::Program("promtool"))];
 
 enum Need {
     Program(&'static str),
@@ -24,27 +27,37 @@ impl Need {
     }
 }
 
-/// Installs what RocksDB's build needs with apt-get when this is root on a Debian-like system;
-/// otherwise stops with the one command to run.
+/// Installs what RocksDB's build needs (clang, libclang, a C++ compiler).
 pub fn native_build_deps() -> anyhow::Result<()> {
-    let missing: Vec<&str> = NATIVE.iter().filter(|(_, need)| !need.present()).map(|(package, _)| *package).collect();
+    apt_install(NATIVE, "RocksDB's build")
+}
+
+/// Installs what the tests need besides the build (promtool).
+pub fn test_tools() -> anyhow::Result<()> {
+    apt_install(TEST_TOOLS, "the metrics and alert-rule checks")
+}
+
+/// Installs the missing `packages` with apt-get when this is root on a Debian-like system;
+/// otherwise stops with the one command to run.
+fn apt_install(packages: &[(&str, Need)], needed_by: &str) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages.iter().filter(|(_, need)| !need.present()).map(|(package, _)| *package).collect();
     if missing.is_empty() {
         return Ok(());
     }
     let command = format!("apt-get install -y {}", missing.join(" "));
     if !on_path("apt-get") {
         bail!(
-            "RocksDB's build needs clang, libclang and a C++ compiler, and this machine lacks {}; install them with your package manager (on Debian or Ubuntu: `{command}`), then run this again",
+            "{needed_by} needs {}, which this machine lacks; install them with your package manager (on Debian or Ubuntu: `{command}`), then run this again",
             missing.join(", ")
         );
     }
     if !is_root() {
-        bail!("RocksDB's build needs {}; run `sudo {command}`, then run this again", missing.join(", "));
+        bail!("{needed_by} needs {}; run `sudo {command}`, then run this again", missing.join(", "));
     }
-    println!("setup: installing {} (RocksDB's build needs them) ...", missing.join(" "));
+    println!("setup: installing {} ({needed_by} needs them) ...", missing.join(" "));
     run(Command::new("apt-get").args(["update", "-q"]).env("DEBIAN_FRONTEND", "noninteractive"), "apt-get update")?;
     run(Command::new("apt-get").args(["install", "-y", "-q"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive"), "apt-get install")?;
-    if let Some((package, _)) = NATIVE.iter().find(|(_, need)| !need.present()) {
+    if let Some((package, _)) = packages.iter().find(|(_, need)| !need.present()) {
         bail!("{package} is still missing after apt-get install; install it by hand (`{command}`) and run this again");
     }
     Ok(())

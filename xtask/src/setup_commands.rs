@@ -21,6 +21,7 @@ pub fn dev(args: &[&str]) -> anyhow::Result<()> {
 pub fn test(args: &[&str]) -> anyhow::Result<()> {
     anyhow::ensure!(args.is_empty(), "cargo xtask test takes no arguments (CI and you run the same thing)");
     setup::native_build_deps()?;
+    setup::test_tools()?;
     setup::rust_components()?;
     let cargo = env!("CARGO");
     let deny = setup::cargo_deny()?;
@@ -29,6 +30,7 @@ pub fn test(args: &[&str]) -> anyhow::Result<()> {
         ("formatting", command(cargo, &["fmt", "--all", "--check"])),
         ("clippy", command(cargo, &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])),
         ("cargo deny", deny_command(&deny)),
+        ("alert rules", command("promtool", &["check", "rules", "deploy/observability/alerts.yml"])),
         ("tests", command(cargo, &["test", "--workspace"])),
         ("schemathesis", command(cargo, &["xtask", "schemathesis"])),
     ];
