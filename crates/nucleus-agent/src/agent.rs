@@ -94,7 +94,7 @@ impl Agent {
             DriverChoice::Kubernetes(kubernetes) => Box::new(KubernetesDriver::new(kubernetes, hub.clone())),
         };
         let (closing, _) = watch::channel(false);
-        Ok(Agent {
+        let agent = Agent {
             inner: Arc::new(Inner {
                 name: config.name,
                 cluster: options.cluster,
@@ -105,7 +105,10 @@ impl Agent {
                 fencing_tokens,
                 closing,
             }),
-        })
+        };
+        let weak = Arc::downgrade(&agent.inner);
+        crate::metrics::watch_replicas(&agent.inner.name, move || weak.upgrade().map(|inner| inner.hub.snapshot()));
+        Ok(agent)
     }
 
     pub fn grpc_service(&self) -> AgentServer<AgentService> {
@@ -146,7 +149,10 @@ impl Agent {
 
     pub(crate) async fn launch(&self, spec: ProtonSpec, fencing_token: u64) -> Result<(), Error> {
         self.check_fencing_token(spec.meta_shard, fencing_token)?;
-        self.inner.driver.launch(spec).await
+        let started = tokio::time::Instant::now();
+        let launched = self.inner.driver.launch(spec).await;
+        crate::metrics::metrics().launch.with(&[&self.inner.name]).observe(started.elapsed().as_secs_f64());
+        launched
     }
 
     pub(crate) async fn stop(
@@ -171,6 +177,11 @@ impl Agent {
         queries: Vec<nucleus_proto::agent::v1::UsageQuery>,
     ) -> Result<Vec<nucleus_proto::agent::v1::ProtonUsage>, Error> {
         self.inner.driver.usage(queries).await
+    }
+
+    /// What the replicas of the protons asked about printed, newest first.
+    pub async fn logs(&self, request: nucleus_proto::agent::v1::LogsRequest) -> Result<nucleus_proto::agent::v1::LogsResponse, Error> {
+        self.inner.driver.logs(request).await
     }
 
     pub async fn capacity(&self) -> Result<Vec<NodeCapacity>, Error> {

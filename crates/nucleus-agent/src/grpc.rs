@@ -5,8 +5,8 @@ use std::pin::Pin;
 use futures::Stream;
 use nucleus_proto::agent::v1::agent_server::Agent as AgentRpc;
 use nucleus_proto::agent::v1::{
-    InfoRequest, InfoResponse, LaunchRequest, LaunchResponse, ProtonReport, StopRequest, StopResponse, UsageRequest, UsageResponse,
-    WatchProtonsRequest,
+    InfoRequest, InfoResponse, LaunchRequest, LaunchResponse, LogsRequest, LogsResponse, ProtonReport, StopRequest, StopResponse,
+    UsageRequest, UsageResponse, WatchProtonsRequest,
 };
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -59,6 +59,10 @@ impl AgentRpc for AgentService {
     async fn usage(&self, request: Request<UsageRequest>) -> Result<Response<UsageResponse>, Status> {
         let protons = self.agent.usage(request.into_inner().queries).await?;
         Ok(Response::new(UsageResponse { protons }))
+    }
+
+    async fn logs(&self, request: Request<LogsRequest>) -> Result<Response<LogsResponse>, Status> {
+        Ok(Response::new(self.agent.logs(request.into_inner()).await?))
     }
 
     async fn info(&self, _request: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {

@@ -8,6 +8,8 @@ mod durable;
 mod error;
 mod fencing;
 mod grpc;
+pub mod logs;
+mod metrics;
 mod status;
 
 use std::future::Future;

@@ -12,6 +12,7 @@ pub mod deployment;
 pub mod event;
 pub mod exec_policy;
 pub mod identity;
+pub mod otel;
 pub mod page;
 pub mod proton;
 pub mod replacement;

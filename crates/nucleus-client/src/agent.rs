@@ -9,7 +9,7 @@ use crate::Error;
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A node agent, as the scheduler sees it.
+/// A node agent, as the scheduler (and a gateway reading logs) sees it.
 #[derive(Debug, Clone)]
 pub struct AgentClient {
     addr: String,
@@ -49,6 +49,13 @@ impl AgentClient {
         let mut req = tonic::Request::new(pb::UsageRequest { queries });
         req.set_timeout(Duration::from_secs(3));
         Ok(self.grpc.clone().usage(req).await.map_err(rpc)?.into_inner().protons)
+    }
+
+    /// What the replicas of the protons asked about printed, newest first.
+    pub async fn logs(&self, request: pb::LogsRequest) -> Result<pb::LogsResponse, Error> {
+        let mut req = tonic::Request::new(request);
+        req.set_timeout(CALL_TIMEOUT);
+        Ok(self.grpc.clone().logs(req).await.map_err(rpc)?.into_inner())
     }
 
     /// Every proton the agent runs, then every change.

@@ -20,7 +20,9 @@ mod invoke;
 mod lifetime;
 mod listing;
 pub mod load;
+pub mod metrics;
 pub mod openapi;
+pub mod otel;
 mod protons;
 mod replacements;
 mod repositories;
@@ -119,6 +121,8 @@ pub struct AppState {
     pub(crate) stats: stats::Recorder,
     pub(crate) tokens: auth::TokenCache,
     pub(crate) load: load::LoadReporter,
+    /// Links to the agents, for the logs their replicas printed.
+    pub(crate) agents: otel::AgentLinks,
 }
 
 impl AppState {
@@ -127,7 +131,15 @@ impl AppState {
         let stats = stats::Recorder::start(meta.clone());
         let routes = RouteTable::start(meta.clone(), stats.clone());
         let load = load::LoadReporter::start(routes.clone());
-        AppState { meta, config: Arc::new(config), routes, stats, tokens: auth::TokenCache::default(), load }
+        let agents = otel::AgentLinks::new(nucleus_tls::Dialer::plaintext());
+        AppState { meta, config: Arc::new(config), routes, stats, tokens: auth::TokenCache::default(), load, agents }
+    }
+
+    /// Reads replica logs from the agents with `dialer` (the gateway's certificate). Without it
+    /// agents are dialled in plaintext, which agents serving TLS refuse.
+    pub fn with_agent_dialer(mut self, dialer: nucleus_tls::Dialer) -> AppState {
+        self.agents = otel::AgentLinks::new(dialer);
+        self
     }
 
     /// The reporter of this gateway's load, for its internal service ([`load::serve_internal`]).

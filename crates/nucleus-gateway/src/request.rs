@@ -48,6 +48,11 @@ impl Query {
             .collect()
     }
 
+    /// Repeated values as given (commas are part of them).
+    pub fn each(&self, key: &str) -> Vec<String> {
+        self.pairs.iter().filter(|(k, _)| k == key).map(|(_, v)| v.clone()).collect()
+    }
+
     /// An integer parameter within `min..=max`; errors name the parameter.
     pub fn int(&self, key: &str, default: usize, min: usize, max: usize, errors: &mut Vec<FieldError>) -> usize {
         let Some(raw) = self.one(key) else { return default };

@@ -69,6 +69,8 @@ pub fn router(state: AppState) -> Router {
         route(&format!("{base}/{{workload_id}}/related"), get(protons::related));
         route(&format!("{base}/{{workload_id}}/sharedRoles"), get(sharing::workload_get).patch(sharing::workload_patch));
     }
+    route("/otel/workload/{workload_id}/logs", get(crate::otel::logs::list));
+    let router = router.route("/metrics", get(crate::metrics::serve));
     // Invoke URLs (`/api/v2/endpoints/...`) never reach this router: the server hands them to
     // the invoke proxy first (see `server`).
     let router = router.fallback(not_found).method_not_allowed_fallback(method_not_allowed);
@@ -77,6 +79,7 @@ pub fn router(state: AppState) -> Router {
     router
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
         .merge(public)
+        .layer(middleware::from_fn(crate::metrics::record_api))
         .layer(middleware::map_response_with_state(state.clone(), too_large_as_json))
         .layer(DefaultBodyLimit::max(state.config.limits.max_body_bytes))
         .with_state(state)

@@ -5,14 +5,18 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use openraft::Config;
+use nucleus_telemetry::Histogram;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::raft::ClientWriteResponse;
+use openraft::{BasicNode, Config};
 use tokio::sync::broadcast;
 
 use crate::error::Error;
+use crate::metrics;
 use crate::network::NetworkFactory;
 use crate::store::{Db, Keyspace, KvReader, LogStore, StateMachine};
 use crate::transport::Transport;
-use crate::types::{GroupId, NodeId, Raft, SmEvent};
+use crate::types::{GroupId, NodeId, Raft, SmEvent, TypeConfig, WriteCommand};
 
 /// The root group: members, the shard count, and every cluster-wide document.
 pub const ROOT_GROUP: GroupId = 0;
@@ -25,6 +29,24 @@ pub struct Group {
     pub raft: Raft,
     pub reader: KvReader,
     pub events: broadcast::Sender<Arc<SmEvent>>,
+    commit_seconds: Histogram,
+}
+
+impl Group {
+    /// Proposes `command` through the group's Raft log and waits until it is applied (on the
+    /// leader; elsewhere openraft refuses it at once).
+    pub(crate) async fn write(
+        &self,
+        command: WriteCommand,
+    ) -> Result<ClientWriteResponse<TypeConfig>, RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>> {
+        let started = tokio::time::Instant::now();
+        let written = self.raft.client_write(command).await;
+        // Only commits are timed: a follower's refusal says nothing about commit latency.
+        if written.is_ok() {
+            self.commit_seconds.observe(started.elapsed().as_secs_f64());
+        }
+        written
+    }
 }
 
 /// The groups of this node by id, and the cluster's shard count once known; shared by the gRPC
@@ -90,11 +112,13 @@ impl<T: Transport> GroupOpener<T> {
             self.raft_config.clone(),
             NetworkFactory::new(id, self.transport.clone()),
             LogStore::new(self.db.clone(), keys).inline_writes(self.inline_storage_writes),
-            StateMachine::new(self.db.clone(), keys, events.clone()).watch_history(self.watch_history),
+            StateMachine::new(self.db.clone(), keys, events.clone()).watch_history(self.watch_history).metered(self.node_id),
         )
         .await
         .map_err(Error::raft)?;
         let reader = KvReader::new(self.db.clone(), keys);
-        Ok(groups.insert(Group { id, raft, reader, events }))
+        let group = groups.insert(Group { id, raft, reader, events, commit_seconds: metrics::commit_seconds(id) });
+        metrics::watch_group(self.node_id, &group);
+        Ok(group)
     }
 }

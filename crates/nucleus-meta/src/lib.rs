@@ -11,6 +11,7 @@ mod joiner;
 mod leader;
 mod membership;
 mod meta_service;
+mod metrics;
 mod network;
 mod node;
 pub mod placement;

@@ -144,7 +144,7 @@ impl meta_server::Meta for MetaService {
         }
         let group = self.group(request.get_ref().group_id)?;
         let command = to_command(request.into_inner())?;
-        match group.raft.client_write(command).await {
+        match group.write(command).await {
             Ok(resp) => Ok(Response::new(pb::WriteResponse {
                 succeeded: resp.data.succeeded,
                 revision: resp.data.revision,

@@ -328,7 +328,7 @@ async fn open_shards<T: Transport>(opener: &GroupOpener<T>, groups: &Groups, cou
     Ok(())
 }
 
-fn is_leader(m: &RaftMetrics<NodeId, BasicNode>) -> bool {
+pub(crate) fn is_leader(m: &RaftMetrics<NodeId, BasicNode>) -> bool {
     m.state == ServerState::Leader && m.current_leader == Some(m.id)
 }
 

@@ -1,5 +1,7 @@
 //! Between the agent's wire types and the API documents.
 
+use std::time::Duration;
+
 use nucleus_api::proton::{aggregate, summary};
 use nucleus_api::{Condition, ContainerState, OverallStatus, ProbeConfig, Proton, ReplicaPhase, ReplicaStatus, ReplicaStatusesSnapshot};
 use nucleus_proto::agent::v1 as pb;
@@ -65,7 +67,8 @@ fn probe(p: &ProbeConfig, container_port: Option<i64>) -> pb::Probe {
     }
 }
 
-pub fn launch_request(p: &Proton, fencing_token: u64, meta_shard: u64) -> pb::LaunchRequest {
+/// `draft`: the workload's artifact is not locked (its log records are kept for less long).
+pub fn launch_request(p: &Proton, fencing_token: u64, meta_shard: u64, draft: bool) -> pb::LaunchRequest {
     let c = &p.container;
     let env = c
         .environment_vars
@@ -91,8 +94,14 @@ pub fn launch_request(p: &Proton, fencing_token: u64, meta_shard: u64) -> pb::La
         fencing_token,
         meta_shard,
         resources: resolved_bundle(p).map(|bundle| crate::bundles::resources(&bundle)),
+        log_retention_seconds: if draft { DRAFT_LOG_RETENTION } else { LOCKED_LOG_RETENTION }.as_secs(),
     }
 }
+
+/// How long agents keep a replica's log records: a draft workload lives hours, a locked one
+/// serves production and is looked back on longer.
+pub const DRAFT_LOG_RETENTION: Duration = Duration::from_secs(24 * 3600);
+pub const LOCKED_LOG_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The bundle the proton was placed with (its runtime group's `resolvedBundle`), if any.
 pub fn resolved_bundle(p: &Proton) -> Option<nucleus_api::bundle::ResourceBundle> {

@@ -14,6 +14,7 @@ mod error;
 mod exec;
 mod inputs;
 pub mod lease;
+mod metrics;
 pub mod placement;
 pub mod plan;
 pub mod replacement;

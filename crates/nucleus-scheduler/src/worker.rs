@@ -22,6 +22,7 @@ use crate::bundles;
 use crate::convert;
 use crate::inputs::{Input, follow_agent, follow_gateway, poll_usage, watch_prefix};
 use crate::lease::{Fence, Held, LeaseKeeper};
+use crate::metrics::SchedulerMetrics;
 use crate::plan::{Action, AgentView, Done, Report, plan};
 use crate::replacement;
 use crate::status_write::{StatusInput, status_event, status_write};
@@ -82,6 +83,7 @@ struct World {
     synced_workloads: bool,
     synced_agents: bool,
     synced_ledgers: bool,
+    metrics: SchedulerMetrics,
 }
 
 /// Where a proton is to be placed.
@@ -121,17 +123,27 @@ pub async fn run(
     let (tx, mut rx) = mpsc::channel(1024);
     let watches = [keys::PROTONS, keys::WORKLOADS, keys::AGENTS, keys::ALLOCATIONS, keys::GATEWAYS]
         .map(|p| watch_prefix(meta.clone(), p, tx.clone()));
-    let mut world = World { dialer: config.dialer.clone(), autoscaler: Autoscaler::new(config.autoscale.clone()), ..World::default() };
+    let metrics = SchedulerMetrics::of(&config.name);
+    let mut world = World {
+        dialer: config.dialer.clone(),
+        autoscaler: Autoscaler::new(config.autoscale.clone()),
+        metrics: metrics.clone(),
+        ..World::default()
+    };
     let mut tick = tokio::time::interval(TICK);
     let mut first_pass = Some(first_pass);
     tokio::pin!(shutdown);
     loop {
+        // Inputs that waited for this pass (all handled before it runs).
+        let mut waiting = 0;
         tokio::select! {
             _ = &mut shutdown => break,
             Some(input) = rx.recv() => {
                 world.apply(input, &tx);
+                waiting += 1;
                 while let Ok(more) = rx.try_recv() {
                     world.apply(more, &tx);
+                    waiting += 1;
                 }
             }
             _ = tick.tick() => {}
@@ -139,7 +151,11 @@ pub async fn run(
         }
         let leases = held.borrow_and_update().clone();
         if world.synced_protons && world.synced_workloads && world.synced_ledgers {
+            metrics.pass_started(waiting);
+            // Timed per pass, not per proton: a pass also releases, expires, replaces and autoscales.
+            let started = tokio::time::Instant::now();
             world.reconcile(&meta, shard_count, &leases).await;
+            metrics.pass_took(started.elapsed());
             if world.agents_settled()
                 && !leases.is_empty()
                 && let Some(tell) = first_pass.take()
@@ -522,6 +538,9 @@ impl World {
         // Only a proton without an agent (that is to run) is placed: the others skip the search.
         let placing = proton.agent.is_none() && workload.is_some() && proton.desired_state != DesiredState::Stopped;
         let chosen = placing.then(|| self.choose_agent(proton, importance));
+        if let Some(Err(_)) = &chosen {
+            self.metrics.unplaceable();
+        }
         let candidate = chosen.as_ref().and_then(|c| c.as_ref().ok()).map(|c| c.agent.as_str());
         let mut decision = plan(proton, workload.is_some(), &view, done, candidate);
         if let Some(w) = &workload {
@@ -568,13 +587,17 @@ impl World {
                         txn = txn.require(&w.key, w.mod_revision).put_json(&w.key, &wl)?;
                     }
                 }
-                meta.write(txn.put_json(&doc.key, &placed)?).await?;
+                if meta.write(txn.put_json(&doc.key, &placed)?).await?.applied() {
+                    self.metrics.placed();
+                }
                 tracing::info!(proton = proton.id, agent, bundle = bundle.as_ref().map(|b| b.id.as_str()), "placed");
                 return Ok(());
             }
             Some(Action::Launch) => {
                 if let Some(agent) = agent {
-                    match agent.launch(convert::launch_request(proton, fence.token, fence.group)).await {
+                    let draft = workload.as_ref().is_some_and(|w| w.value.expires_at.is_some());
+                    let request = convert::launch_request(proton, fence.token, fence.group, draft);
+                    match agent.launch(request).await {
                         Ok(()) => {
                             tracing::info!(proton = proton.id, generation = proton.generation, replicas = proton.replica_count, "launched");
                             let done = self.done.entry(proton.id.clone()).or_default();
@@ -678,6 +701,7 @@ impl World {
         }
         if meta.write(txn).await?.applied() {
             tracing::info!(proton = proton.id, preemptor = preemptor.proton, "proton interrupted");
+            self.metrics.preempted();
             self.done.remove(&proton.id);
             self.release(meta, &proton.id).await;
         }

@@ -3,6 +3,7 @@
 
 mod dev;
 mod duration;
+mod metrics_http;
 mod roles;
 mod shutdown;
 mod tls;
@@ -23,6 +24,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Serve this process's Prometheus metrics at http://ADDRESS/metrics (every role; the
+    /// gateway also serves them on its API port, to the admin token).
+    #[arg(long, global = true, env = "NUCLEUS_METRICS_LISTEN", value_name = "ADDRESS")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Subcommand)]
@@ -104,6 +109,10 @@ fn main() -> anyhow::Result<()> {
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
+        if let Some(address) = cli.metrics_listen {
+            let bound = metrics_http::start(address).await?;
+            println!("metrics at http://{bound}/metrics");
+        }
         match cli.command {
             Command::Dev(args) => dev::run(args).await,
             Command::Meta { action: Some(MetaAction::Status { meta, tls }), .. } => roles::meta_status(&meta, &tls).await,

@@ -356,7 +356,7 @@ pub async fn start_gateway(
         }
         None => internal_addr.to_string(),
     };
-    let state = AppState::new(meta.clone(), args.config(token, addr)?);
+    let state = AppState::new(meta.clone(), args.config(token, addr)?).with_agent_dialer(crate::tls::dialer(&tls));
     let reporter = state.load_reporter();
     let registration = tokio::spawn(nucleus_gateway::load::register(meta, reporter.name().to_owned(), advertised));
     let internal_shutdown = shutdown.clone();

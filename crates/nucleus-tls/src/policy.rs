@@ -27,9 +27,13 @@ pub fn meta_server(rpc: &str) -> &'static [Role] {
     }
 }
 
-/// An agent: only schedulers launch, stop and watch protons.
+/// Schedulers, and gateways reading what replicas printed.
+const LOG_READERS: &[Role] = &[Role::Scheduler, Role::Gateway];
+
+/// An agent: only schedulers launch, stop and watch protons; gateways may also read replica logs.
 pub fn agent_server(rpc: &str) -> &'static [Role] {
     match split(rpc) {
+        Some(("nucleus.agent.v1.Agent", "Logs")) => LOG_READERS,
         Some(("nucleus.agent.v1.Agent", _)) => SCHEDULER,
         Some(("grpc.health.v1.Health", _)) => ANYONE,
         _ => NOBODY,
@@ -59,6 +63,7 @@ mod tests {
         assert!(!meta_server("/nucleus.meta.v1.Meta/Get").contains(&Role::Agent));
         assert!(meta_server("/nucleus.meta.v1.Meta/Write").contains(&Role::Gateway));
         assert_eq!(agent_server("/nucleus.agent.v1.Agent/Launch"), [Role::Scheduler]);
+        assert_eq!(agent_server("/nucleus.agent.v1.Agent/Logs"), [Role::Scheduler, Role::Gateway]);
         assert!(agent_server("/nucleus.meta.v1.Meta/Get").is_empty());
         assert_eq!(gateway_server("/nucleus.gateway.v1.Gateway/WatchLoad"), [Role::Scheduler]);
         assert!(meta_server("/grpc.reflection.v1.ServerReflection/Info").is_empty());

@@ -51,6 +51,12 @@ pub trait Driver: Send + Sync + 'static {
         let _ = queries;
         Box::pin(async { Ok(Vec::new()) })
     }
+    /// The newest records of what the replicas of the protons asked about printed, filtered as
+    /// asked. Drivers that keep no logs answer nothing.
+    fn logs(&self, request: LogsRequest) -> BoxFuture<'_, Result<LogsResponse, Error>> {
+        let _ = request;
+        Box::pin(async { Ok(LogsResponse::default()) })
+    }
     /// What the driver can place replicas on, node by node, as of now.
     fn capacity(&self) -> BoxFuture<'_, Result<Vec<NodeCapacity>, Error>>;
     /// Resolves once the driver no longer acts on its protons. The process driver stops every
@@ -63,4 +69,4 @@ pub trait Driver: Send + Sync + 'static {
 /// What one node can give to replicas, in the shape `Info` sends it (one definition, in the proto:
 /// zone empty when the node names none, GPU type and memory empty/0 without GPUs).
 pub use nucleus_proto::agent::v1::NodeCapacity;
-pub use nucleus_proto::agent::v1::{ProtonUsage, ReplicaUsage, UsageQuery};
+pub use nucleus_proto::agent::v1::{LogsRequest, LogsResponse, ProtonUsage, ReplicaUsage, UsageQuery};

@@ -19,12 +19,23 @@ pub struct ProtonSpec {
     pub resources: Resources,
     /// The metadata shard that holds the workload; drivers label what they create with it.
     pub meta_shard: u64,
+    /// How long the replicas' log records are kept (0: the agent's default).
+    #[serde(default)]
+    pub log_retention_seconds: u64,
 }
 
 impl ProtonSpec {
-    /// Whether `other` runs the same thing, possibly with another replica count.
+    /// Whether `other` runs the same thing, possibly with another replica count (or log
+    /// retention: locking a workload's artifact lengthens it without touching the replicas).
     pub fn same_except_replicas(&self, other: &ProtonSpec) -> bool {
-        ProtonSpec { replica_count: other.replica_count, ..self.clone() } == *other
+        ProtonSpec { replica_count: other.replica_count, log_retention_seconds: other.log_retention_seconds, ..self.clone() } == *other
+    }
+
+    pub fn log_retention(&self) -> Duration {
+        match self.log_retention_seconds {
+            0 => crate::logs::DEFAULT_RETENTION,
+            seconds => Duration::from_secs(seconds),
+        }
     }
 }
 
@@ -99,6 +110,7 @@ impl TryFrom<proto::LaunchRequest> for ProtonSpec {
             container: ContainerSpec::try_from(primary)?,
             resources: request.resources.map(Resources::try_from).transpose()?.unwrap_or_default(),
             meta_shard: request.meta_shard,
+            log_retention_seconds: request.log_retention_seconds,
         })
     }
 }

@@ -28,6 +28,7 @@ pub(crate) async fn hold(state: &AppState, workload_id: &str, route: Arc<Route>)
             limits.max_held_per_workload
         )));
     };
+    let _counted = crate::metrics::metrics().held(workload_id);
     let proton = route.proton.clone().unwrap_or_default();
     state.load.wake(workload_id, &proton, load.queued());
     let deadline = Instant::now() + limits.activator_timeout;

@@ -6,6 +6,7 @@ use nucleus_api::identity::{
     CreateGroupRequest, CreateTokenRequest, CreateUserRequest, GroupMembersRequest, SharedRole, SharedRolesUpdateRequest, TokenCreated,
     TokenRecord, UpdateUserRequest, User, UserGroup,
 };
+use nucleus_api::otel::LogEntry;
 use nucleus_api::replacement::{Replacement, StartReplacementRequest, UpdateSettingsRequest};
 use nucleus_api::stats::{MetricOverTime, ProtonRequestStats, StatsOverview};
 use nucleus_api::workload::{RelatedObjects, WorkloadOperationResponse, WorkloadSettings};
@@ -210,7 +211,24 @@ fn workloads(api: &mut Builder) {
     let op = operation("listRelatedObjects", "workloads", "The workload's artifact, repository and protons");
     api.add(Get, &format!("{one}/related"), ok(op, 200, "Related objects", related), &[403, 404]);
     shared_roles(api, "/api/v2/workloads/{workload_id}/sharedRoles", "Workload");
+    let page = api.page::<LogEntry>();
+    let op = with_query(operation("listWorkloadLogs", "otel", "What the workload's replicas printed, newest first"), &LOGS);
+    api.add(Get, "/api/v2/otel/workload/{workload_id}/logs", ok(op, 200, "A page of log records", page), &[403, 404, 422, 503]);
 }
+
+const LOGS: [QueryParam; 11] = [
+    q("offset", Kind::Integer, "How many records to skip (default 0, at most 9000)"),
+    q("limit", Kind::Integer, "Page size, 1 to 1000 (default 100)"),
+    q("level", Kind::String, "Only records at least this severe: debug (default), info, warn/warning, error, critical"),
+    q("startTime", Kind::String, "Only records at or after this time, RFC 3339"),
+    q("endTime", Kind::String, "Only records at or before this time, RFC 3339"),
+    q("includes", Kind::StringList, "Only records whose message contains every one of these (case-sensitive)"),
+    q("excludes", Kind::StringList, "Only records whose message contains none of these"),
+    q("traceId", Kind::String, "Only records of this trace"),
+    q("spanId", Kind::String, "Only records of this span"),
+    q("searchKeys", Kind::StringList, "Attributes to match, parallel to searchValues: proton_id, replica, stream"),
+    q("searchValues", Kind::StringList, "The value each of searchKeys must have"),
+];
 
 fn replacements(api: &mut Builder) {
     let one = "/api/v2/workloads/{workload_id}";

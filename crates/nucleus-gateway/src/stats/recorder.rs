@@ -22,6 +22,8 @@ pub struct ProtonStats {
     proton: String,
     in_flight: AtomicU32,
     minutes: Mutex<BTreeMap<i64, MinuteStats>>,
+    /// The same calls, as Prometheus series (`/metrics`).
+    series: crate::metrics::InvokeSeries,
 }
 
 /// One invocation under way; [`Call::finish`] records it. Dropped unfinished (the caller went
@@ -47,7 +49,9 @@ impl ProtonStats {
 impl Call {
     pub fn finish(self, status: u16) {
         let now = nucleus_api::clock::now();
-        let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let seconds = self.started.elapsed().as_secs_f64();
+        self.stats.series.record(status, seconds);
+        let latency_ms = seconds * 1000.0;
         let mut minutes = self.stats.minutes.lock().unwrap_or_else(|p| p.into_inner());
         minutes.entry(minute_of(now)).or_default().record(status, latency_ms, self.concurrency, now);
     }
@@ -99,6 +103,7 @@ impl Recorder {
                     proton: proton.to_owned(),
                     in_flight: AtomicU32::new(0),
                     minutes: Mutex::default(),
+                    series: crate::metrics::metrics().invoke(workload),
                 })
             })
             .clone()

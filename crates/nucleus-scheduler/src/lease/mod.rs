@@ -22,6 +22,7 @@ use tokio::time::Instant;
 pub(crate) use self::fence::Fence;
 pub use self::plan::{CLOCK_SKEW_MS, LeaseAction, LeaseBeat, LeaseHolder, Me, ReadLease, plan};
 use crate::Error;
+use crate::metrics::SchedulerMetrics;
 
 /// How long a lease lasts without renewal. A dead worker's shards are taken over after this
 /// (plus [`CLOCK_SKEW_MS`]).
@@ -48,6 +49,7 @@ pub struct LeaseKeeper {
     meta: MetaClient,
     me: Me,
     shard_count: u64,
+    metrics: SchedulerMetrics,
 }
 
 impl LeaseKeeper {
@@ -55,7 +57,7 @@ impl LeaseKeeper {
     pub async fn spawn(meta: MetaClient, name: &str) -> Result<(watch::Receiver<Held>, JoinHandle<()>), Error> {
         let shard_count = meta.shard_count().await?;
         let me = Me { worker: name.to_owned(), incarnation: uuid::Uuid::new_v4().to_string() };
-        let keeper = LeaseKeeper { meta, me, shard_count };
+        let keeper = LeaseKeeper { meta, me, shard_count, metrics: SchedulerMetrics::of(name) };
         let (tx, rx) = watch::channel(Held::new());
         let task = tokio::spawn(keeper.run(tx));
         Ok((rx, task))
@@ -67,6 +69,7 @@ impl LeaseKeeper {
         let mut tick = tokio::time::interval(RENEW_EVERY);
         loop {
             tick.tick().await;
+            let before = held.clone();
             match self.round(&mut held).await {
                 Ok(()) => renewed = Instant::now(),
                 Err(err) => {
@@ -77,6 +80,7 @@ impl LeaseKeeper {
                     }
                 }
             }
+            self.metrics.leases(&before, &held);
             tx.send_if_modified(|current| {
                 let changed = *current != held;
                 if changed {

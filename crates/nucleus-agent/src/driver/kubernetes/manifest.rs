@@ -307,6 +307,7 @@ mod tests {
                 gpus: Some(Gpus { count: 1, gpu_type: "nvidia-l4".into(), memory_bytes: 24 << 30 }),
             },
             meta_shard: 7,
+            log_retention_seconds: 0,
         }
     }
 

@@ -8,6 +8,7 @@
 
 mod capacity;
 mod gpu_models;
+mod logs;
 mod manifest;
 mod names;
 mod quantity;
@@ -30,7 +31,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use tokio::task::JoinHandle;
 
 use self::names::{FIELD_MANAGER, WORKLOAD_ID_ANNOTATION, resource_name};
-use super::{Driver, Lifecycle, NodeCapacity, ProtonSpec, ProtonUsage, UsageQuery};
+use super::{Driver, Lifecycle, LogsRequest, LogsResponse, NodeCapacity, ProtonSpec, ProtonUsage, UsageQuery};
 use crate::error::Error;
 use crate::status::StatusHub;
 
@@ -67,6 +68,8 @@ struct Inner {
     scraper: reqwest::Client,
     deployments: Api<Deployment>,
     services: Api<Service>,
+    /// For replica logs (the watcher has its own).
+    pods: Api<Pod>,
     nodes: Api<Node>,
     hub: StatusHub,
     state: Mutex<State>,
@@ -94,17 +97,18 @@ impl KubernetesDriver {
     /// Starts watching the namespace's pods; must be called within a tokio runtime.
     pub(crate) fn new(config: KubernetesConfig, hub: StatusHub) -> KubernetesDriver {
         let KubernetesConfig { client, namespace } = config;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
         let inner = Arc::new(Inner {
             deployments: Api::namespaced(client.clone(), &namespace),
             services: Api::namespaced(client.clone(), &namespace),
+            pods: pods.clone(),
             nodes: Api::all(client.clone()),
-            client: client.clone(),
+            client,
             scraper: reqwest::Client::builder().no_proxy().build().unwrap_or_default(),
-            namespace: namespace.clone(),
+            namespace,
             hub,
             state: Mutex::default(),
         });
-        let pods: Api<Pod> = Api::namespaced(client, &namespace);
         let watcher = tokio::spawn(watch::watch_pods(Arc::downgrade(&inner), pods));
         KubernetesDriver { inner, watcher }
     }
@@ -162,6 +166,11 @@ impl Driver for KubernetesDriver {
             }
             Ok(answers)
         })
+    }
+
+    /// Reads the logs of the protons' pods from the API server (the kubelet keeps them).
+    fn logs(&self, request: LogsRequest) -> BoxFuture<'_, Result<LogsResponse, Error>> {
+        Box::pin(async move { logs::query(&self.inner.pods, &self.inner.namespace, &request).await })
     }
 
     /// Stops watching and refuses further launches; the Deployments keep running.

@@ -60,6 +60,16 @@ impl Call {
         pairs
     }
 
+    /// Answers with plain text, as the pod log API does.
+    pub(crate) fn respond_text(self, text: &str) {
+        let response = Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "text/plain")
+            .body(Body::from(text.as_bytes().to_vec()))
+            .expect("response");
+        self.respond.send_response(response);
+    }
+
     pub(crate) fn respond(self, status: u16, body: Value) {
         let response = Response::builder()
             .status(StatusCode::from_u16(status).expect("status"))
@@ -101,9 +111,11 @@ impl FakeApi {
                 let (parts, body) = request.into_parts();
                 let uri = parts.uri.to_string();
                 let is_pods = parts.uri.path() == "/api/v1/namespaces/nucleus/pods";
+                // The watcher's list selects every managed pod; other lists (one proton's pods) go to the test.
+                let is_watcher_list = uri.contains("labelSelector=app.kubernetes.io%2Fmanaged-by%3Dnucleus");
                 if is_pods && parts.method == Method::GET && uri.contains("watch=true") {
                     tokio::spawn(serve_watch(events_rx.clone(), respond));
-                } else if is_pods && parts.method == Method::GET {
+                } else if is_pods && parts.method == Method::GET && is_watcher_list {
                     let list = json!({
                         "apiVersion": "v1",
                         "kind": "PodList",

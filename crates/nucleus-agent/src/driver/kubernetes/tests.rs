@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use http::Method;
 use k8s_openapi::api::core::v1::Pod;
-use nucleus_proto::agent::v1::ProtonReport;
+use nucleus_proto::agent::v1::{LogsRequest, LogsResponse, ProtonReport, Severity};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
@@ -66,6 +66,7 @@ fn spec(replicas: u32) -> ProtonSpec {
             gpus: Some(Gpus { count: 1, gpu_type: "NVIDIA-L4".into(), memory_bytes: 24 << 30 }),
         },
         meta_shard: 7,
+        log_retention_seconds: 0,
     }
 }
 
@@ -443,4 +444,149 @@ async fn usage_reads_cpu_from_the_metrics_api_and_scrapes_the_pods() {
     assert!(replica.ready);
     assert_eq!(replica.cpu_percent, Some(75.0), "3 cores used of a 4-core request");
     assert_eq!(replica.metrics.get("vllm:num_requests_waiting"), Some(&6.0));
+}
+
+const PODS_PATH: &str = "/api/v1/namespaces/nucleus/pods";
+
+fn pod_name(pod: &Pod) -> String {
+    pod.metadata.name.clone().expect("a pod name")
+}
+
+/// Serves one `logs` call: the list of the proton's pods, answered with `pods`, then the log
+/// reads, in any order, each answered from `reads` by pod name and whether it asks for the
+/// previous instance: `Ok` with the log (timestamped, as the kubelet sends it), `Err` with a
+/// failure. Panics on a read not in `reads`.
+async fn serve_logs(api: &mut FakeApi, pods: &[Pod], mut reads: Vec<(String, bool, Result<&str, Value>)>) {
+    let call = api.next_call().await;
+    assert_eq!((call.method.clone(), call.path()), (Method::GET, PODS_PATH));
+    assert_eq!(call.query(), [("labelSelector".to_owned(), format!("nucleus.dev%2Fproton%3D{NAME}"))]);
+    call.respond(200, json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "50400"}, "items": pods}));
+    let expected_query = [("container", "primary"), ("limitBytes", "4194304"), ("tailLines", "10000"), ("timestamps", "true")]
+        .map(|(key, value)| (key.to_owned(), value.to_owned()));
+    while !reads.is_empty() {
+        let call = api.next_call().await;
+        assert_eq!(call.method, Method::GET, "{}", call.uri);
+        let pod = call.path().strip_prefix(PODS_PATH).and_then(|rest| rest.strip_prefix('/')?.strip_suffix("/log"));
+        let pod = pod.unwrap_or_else(|| panic!("not a pod log read: {}", call.uri)).to_owned();
+        let mut query = call.query();
+        let previous = query.contains(&("previous".to_owned(), "true".to_owned()));
+        query.retain(|(key, _)| key != "previous");
+        assert_eq!(query, expected_query, "{}", call.uri);
+        let at = reads.iter().position(|(name, prev, _)| *name == pod && *prev == previous);
+        let (_, _, answer) = reads.remove(at.unwrap_or_else(|| panic!("unexpected log read of {pod} (previous: {previous})")));
+        match answer {
+            Ok(log) => call.respond_text(log),
+            Err(failure) => {
+                let code = failure["code"].as_u64().and_then(|code| u16::try_from(code).ok()).expect("a status code");
+                call.respond(code, failure);
+            }
+        }
+    }
+}
+
+fn logs_request(min_severity: Severity, limit: u32) -> LogsRequest {
+    LogsRequest { proton_ids: vec![PROTON.into()], min_severity: min_severity as i32, limit, ..LogsRequest::default() }
+}
+
+/// (replica, message, severity) of each record, in the answer's order.
+fn records(answer: &LogsResponse) -> Vec<(&str, &str, Severity)> {
+    answer.records.iter().map(|r| (r.replica.as_str(), r.message.as_str(), r.severity())).collect()
+}
+
+fn at(text: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(text).expect("time").timestamp_nanos_opt().expect("in range")
+}
+
+#[tokio::test]
+async fn logs_of_all_pods_newest_first() {
+    let pods = vec![pod_fixture("pod-running-ready"), pod_fixture("pod-running-not-ready")];
+    let (a, b) = (pod_name(&pods[0]), pod_name(&pods[1]));
+    let log_a = "2026-03-02T10:20:00.000000001Z INFO:     Started server process [1]\n\
+                 2026-03-02T10:20:02.500000000Z {\"level\":\"error\",\"message\":\"CUDA out of memory\",\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\"}\n";
+    let log_b = "2026-03-02T10:20:01.000000000Z loading model weights\n\
+                 2026-03-02T10:20:03.250000000Z WARNING: request took 12.4s\n";
+    let reads = || vec![(a.clone(), false, Ok(log_a)), (b.clone(), false, Ok(log_b))];
+    let Setup { driver, mut api, .. } = setup(Vec::new());
+
+    let (answer, ()) = tokio::join!(driver.logs(logs_request(Severity::Unspecified, 0)), serve_logs(&mut api, &pods, reads()));
+    let answer = answer.expect("logs");
+    assert_eq!(
+        records(&answer),
+        [
+            (b.as_str(), "WARNING: request took 12.4s", Severity::Warning),
+            (a.as_str(), "CUDA out of memory", Severity::Error),
+            (b.as_str(), "loading model weights", Severity::Info),
+            (a.as_str(), "INFO:     Started server process [1]", Severity::Info),
+        ]
+    );
+    assert_eq!(answer.matched, 4);
+    let first = &answer.records[0];
+    assert_eq!((first.unix_nanos, first.proton_id.as_str(), first.stream.as_str()), (at("2026-03-02T10:20:03.25Z"), PROTON, ""));
+    assert_eq!(answer.records[1].trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+
+    let (answer, ()) = tokio::join!(driver.logs(logs_request(Severity::Warning, 1)), serve_logs(&mut api, &pods, reads()));
+    let answer = answer.expect("logs");
+    assert_eq!(records(&answer), [(b.as_str(), "WARNING: request took 12.4s", Severity::Warning)]);
+    assert_eq!(answer.matched, 2, "the error matched too, beyond the limit");
+}
+
+#[tokio::test]
+async fn logs_of_a_restarted_container_include_its_previous_instance() {
+    // Restarted once after an OOM kill, and one waiting to restart (the kubelet serves the last
+    // crash as its current log: read once).
+    let pods = vec![pod_fixture("pod-oom-killed"), pod_fixture("pod-crash-loop-back-off")];
+    let (oom, crashing) = (pod_name(&pods[0]), pod_name(&pods[1]));
+    let previous = "2026-03-02T10:22:25.000000000Z Loading checkpoint shards: 100%\n\
+                    2026-03-02T10:22:29.100000000Z 2026-03-02 10:22:29,100 ERROR model_runner: CUDA out of memory\n";
+    let current = "2026-03-02T10:24:31.000000000Z INFO:     Started server process [1]\n";
+    let crash = "2026-03-02T10:21:12.900000000Z FATAL: MODEL names no model\n";
+    let reads = vec![(oom.clone(), true, Ok(previous)), (oom.clone(), false, Ok(current)), (crashing.clone(), false, Ok(crash))];
+    let Setup { driver, mut api, .. } = setup(Vec::new());
+
+    let (answer, ()) = tokio::join!(driver.logs(logs_request(Severity::Unspecified, 0)), serve_logs(&mut api, &pods, reads));
+    let answer = answer.expect("logs");
+    assert_eq!(
+        records(&answer),
+        [
+            (oom.as_str(), "INFO:     Started server process [1]", Severity::Info),
+            (oom.as_str(), "2026-03-02 10:22:29,100 ERROR model_runner: CUDA out of memory", Severity::Error),
+            (oom.as_str(), "Loading checkpoint shards: 100%", Severity::Info),
+            (crashing.as_str(), "FATAL: MODEL names no model", Severity::Critical),
+        ]
+    );
+    assert_eq!(api.unexpected_call().await, None, "no previous log of the crash-looping pod");
+}
+
+#[tokio::test]
+async fn pods_without_a_log_yet_are_skipped() {
+    let pods = vec![pod_fixture("pod-pending-container-creating"), pod_fixture("pod-oom-killed")];
+    let (creating, oom) = (pod_name(&pods[0]), pod_name(&pods[1]));
+    let waiting = format!("container \"primary\" in pod \"{creating}\" is waiting to start: ContainerCreating");
+    // The previous instance was removed since the pod was listed.
+    let gone = format!("previous terminated container \"primary\" in pod \"{oom}\" not found");
+    let reads = vec![
+        (creating.clone(), false, Err(failure(400, "BadRequest", &waiting))),
+        (oom.clone(), true, Err(failure(400, "BadRequest", &gone))),
+        (oom.clone(), false, Ok("2026-03-02T10:24:31.000000000Z INFO:     Started server process [1]\n")),
+    ];
+    let Setup { driver, mut api, .. } = setup(Vec::new());
+
+    let (answer, ()) = tokio::join!(driver.logs(logs_request(Severity::Unspecified, 0)), serve_logs(&mut api, &pods, reads));
+    let answer = answer.expect("a pod without a log is no error");
+    assert_eq!(records(&answer), [(oom.as_str(), "INFO:     Started server process [1]", Severity::Info)]);
+}
+
+#[tokio::test]
+async fn a_forbidden_log_read_fails_the_call() {
+    let pods = vec![pod_fixture("pod-running-ready")];
+    let name = pod_name(&pods[0]);
+    let denied = format!(
+        "pods \"{name}\" is forbidden: User \"system:serviceaccount:nucleus:agent\" cannot get resource \"pods/log\" in API group \"\" in the namespace \"nucleus\""
+    );
+    let reads = vec![(name.clone(), false, Err(failure(403, "Forbidden", &denied)))];
+    let Setup { driver, mut api, .. } = setup(Vec::new());
+
+    let (answer, ()) = tokio::join!(driver.logs(logs_request(Severity::Unspecified, 0)), serve_logs(&mut api, &pods, reads));
+    let message = answer.expect_err("forbidden").to_string();
+    assert!(message.starts_with(&format!("cannot read the log of pod nucleus/{name} (the agent needs get on pods/log)")), "{message}");
 }

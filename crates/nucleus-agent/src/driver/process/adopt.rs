@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 
+use super::logs::LogFile;
 use super::replica::ReplicaHandle;
-use super::state_file::StateRecord;
+use super::state_file::{ReplicaRecord, StateRecord};
 use super::{Inner, Proton, RETIRE_GRACE};
 
 impl Inner {
@@ -19,8 +20,10 @@ impl Inner {
         for (id, record) in left.protons {
             let spec = Arc::new(record.spec);
             let mut proton = Proton::new(spec.clone());
-            let adopt = |replica, stop| {
-                ReplicaHandle::adopt(spec.clone(), replica, stop, self.client.clone(), self.sandbox.clone(), self.publisher(&id))
+            self.logs.set_retention(&id, spec.log_retention());
+            let adopt = |replica: ReplicaRecord, stop| {
+                let log = LogFile::at(replica.log.clone()).with_sink(&self.logs, &id, &replica.name);
+                ReplicaHandle::adopt(spec.clone(), replica, log, stop, self.client.clone(), self.sandbox.clone(), self.publisher(&id))
             };
             for (index, replica) in record.replicas {
                 proton.replicas.insert(index, adopt(replica, record.stopping));
@@ -83,6 +86,7 @@ mod tests {
             },
             resources: Resources::default(),
             meta_shard: 0,
+            log_retention_seconds: 0,
         }
     }
 

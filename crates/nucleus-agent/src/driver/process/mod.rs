@@ -34,11 +34,12 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use futures::future::{BoxFuture, join_all};
-use nucleus_proto::agent::v1::{ProtonReport, ProtonUsage, UsageQuery};
+use nucleus_proto::agent::v1::{LogsRequest, LogsResponse, ProtonReport, ProtonUsage, UsageQuery};
 
 use self::logs::LogFile;
 use self::replica::{Publish, ReplicaHandle};
 pub use self::sandbox::RunAs;
+use crate::logs::LogStore;
 use nucleus_api::exec_policy::ExecPolicy;
 
 /// How the process driver runs replicas on this host.
@@ -92,6 +93,8 @@ struct Inner {
     state: Mutex<State>,
     /// The last CPU reading of each replica (autoscaling signals).
     cpu: usage::CpuMeter,
+    /// What the replicas printed, as log records.
+    logs: LogStore,
 }
 
 #[derive(Default)]
@@ -185,6 +188,7 @@ impl ProcessDriver {
             client,
             state: Mutex::default(),
             cpu: Default::default(),
+            logs: LogStore::new(),
         });
         inner.adopt(left);
         Ok(ProcessDriver { inner })
@@ -209,6 +213,10 @@ impl Driver for ProcessDriver {
 
     fn capacity(&self) -> BoxFuture<'_, Result<Vec<NodeCapacity>, Error>> {
         Box::pin(async { Ok(vec![capacity::this_host()]) })
+    }
+
+    fn logs(&self, request: LogsRequest) -> BoxFuture<'_, Result<LogsResponse, Error>> {
+        Box::pin(async move { Ok(self.inner.logs.query(&request)) })
     }
 
     fn usage(&self, queries: Vec<UsageQuery>) -> BoxFuture<'_, Result<Vec<ProtonUsage>, Error>> {
@@ -288,6 +296,7 @@ impl Inner {
         let mut used_ports = used_ports(&state);
         let id = spec.proton_id.clone();
         let count = spec.replica_count;
+        self.logs.set_retention(&id, spec.log_retention());
         let proton = state.protons.entry(id.clone()).or_insert_with(|| Proton::new(Arc::new(spec.clone())));
         proton.prune_retired();
         if proton.lifecycle != Lifecycle::Running || !proton.spec.same_except_replicas(&spec) {
@@ -304,7 +313,7 @@ impl Inner {
         for index in 0..count {
             if !proton.replicas.contains_key(&index) {
                 let port = free_port(self.sandbox.host(), &mut used_ports);
-                let log = LogFile::new(&self.logs_dir, &id, index);
+                let log = LogFile::new(&self.logs_dir, &id, index).with_sink(&self.logs, &id, &format!("{id}-{index}"));
                 let publish = self.publisher(&id);
                 let replica =
                     ReplicaHandle::start(proton.spec.clone(), index, port, log, self.client.clone(), self.sandbox.clone(), publish);

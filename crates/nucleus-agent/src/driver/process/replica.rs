@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::incarnation::Incarnation;
-use super::logs::LogFile;
+use super::logs::{COLLECT_EVERY, LogFile};
 use super::pid::ProcessId;
 use super::prober::{ProbeEvent, Prober};
 use super::sandbox::Sandbox;
@@ -23,7 +23,8 @@ use super::view::{Phase, ReplicaView};
 use crate::Error;
 use crate::driver::ProtonSpec;
 
-/// How often a running replica's log file is checked against [`MAX_LOG_BYTES`].
+/// How often a running replica's log files are checked against [`MAX_LOG_BYTES`] (their new
+/// lines are read every [`COLLECT_EVERY`]).
 const LOG_CHECK: Duration = Duration::from_secs(10);
 /// A replica's log file is rotated past this size: its older half of the output goes to `<file>.1`
 /// (replacing the one before), so a chatty replica keeps at most about twice this on disk.
@@ -79,6 +80,7 @@ impl ReplicaHandle {
     pub(crate) fn adopt(
         spec: Arc<ProtonSpec>,
         record: ReplicaRecord,
+        log: LogFile,
         stopping: Option<Duration>,
         client: reqwest::Client,
         sandbox: Arc<Sandbox>,
@@ -86,7 +88,7 @@ impl ReplicaHandle {
     ) -> ReplicaHandle {
         let process = record.process;
         let (container_name, image) = container_of(&spec);
-        let view = ReplicaView::from_record(record, container_name, image);
+        let view = ReplicaView::from_record(record, log, container_name, image);
         let supervised = (view.phase != Phase::Failed).then_some(process);
         ReplicaHandle::supervise(spec, view, supervised, stopping, client, sandbox, publish)
     }
@@ -249,6 +251,7 @@ impl Supervisor {
                     crash_streak = if ran >= STABLE_RUN { 1 } else { crash_streak + 1 };
                     let backoff = backoff(crash_streak);
                     tracing::warn!(replica = %name, %status, ?backoff, "replica process exited; restarting after a backoff");
+                    crate::metrics::metrics().restarts.with(&["process"]).inc();
                     self.update(|view| {
                         view.back_off("CrashLoopBackOff");
                         view.restart_count += 1;
@@ -265,6 +268,7 @@ impl Supervisor {
                 }
                 Outcome::NotLive(message) => {
                     tracing::warn!(replica = %name, error = %message, "replica is not live; restarting it");
+                    crate::metrics::metrics().restarts.with(&["process"]).inc();
                     self.update(|view| {
                         view.back_off("Unhealthy");
                         view.restart_count += 1;
@@ -333,13 +337,20 @@ impl Supervisor {
 
     /// Follows one incarnation until it exits, is asked to stop, or a probe ends it.
     async fn supervise(&mut self, process: &mut Incarnation, events: &mut mpsc::Receiver<ProbeEvent>) -> Outcome {
-        let mut log_check = tokio::time::interval(LOG_CHECK);
+        let mut collect = tokio::time::interval(COLLECT_EVERY);
+        collect.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_check = Instant::now();
         loop {
             tokio::select! {
                 status = process.wait() => return Outcome::Exited(status),
-                _ = log_check.tick() => {
+                _ = collect.tick() => {
                     let log = lock(&self.view).logs.clone();
-                    log.rotate_if_over(MAX_LOG_BYTES);
+                    if last_check.elapsed() >= LOG_CHECK {
+                        last_check = Instant::now();
+                        log.rotate_if_over(MAX_LOG_BYTES);
+                    } else {
+                        log.collect(false);
+                    }
                 }
                 _ = self.stop.changed() => return Outcome::StopRequested,
                 Some(event) = events.recv() => match event {

@@ -48,7 +48,7 @@ pub(crate) fn substitute_port(argument: &str, port: u16) -> String {
     result
 }
 
-/// Spawns the entrypoint in a new process group, with stdout and stderr appended to `log`. The
+/// Spawns the entrypoint in a new process group, with stdout and stderr appended to `log`'s files. The
 /// process is not tied to the agent: it keeps running when the agent dies, for the next agent to
 /// adopt. The error is what the replica reports. Also says whether its resources are enforced.
 pub(crate) fn spawn(launch: &Launch<'_>, log: &LogFile, sandbox: &Sandbox) -> Result<(Child, bool), Error> {
@@ -57,10 +57,7 @@ pub(crate) fn spawn(launch: &Launch<'_>, log: &LogFile, sandbox: &Sandbox) -> Re
     };
     let program = substitute_port(program, launch.port);
     sandbox.check_program(&program)?;
-    let output = log
-        .open_for_append()
-        .and_then(|stdout| Ok((stdout.try_clone()?, stdout)))
-        .map_err(|source| Error::ReplicaLog { path: log.path().to_owned(), source })?;
+    let (stdout, stderr) = log.open_for_append().map_err(|source| Error::ReplicaLog { path: log.path().to_owned(), source })?;
     let mut command = Command::new(&program);
     sandbox.confine(&mut command, launch.replica).map_err(|source| Error::WorkDir { path: sandbox.work_dir(launch.replica), source })?;
     command
@@ -72,8 +69,8 @@ pub(crate) fn spawn(launch: &Launch<'_>, log: &LogFile, sandbox: &Sandbox) -> Re
         .env("NUCLEUS_WORKLOAD_ID", launch.workload_id)
         .env("NUCLEUS_ARTIFACT_ID", launch.artifact_id)
         .stdin(Stdio::null())
-        .stdout(output.1)
-        .stderr(output.0)
+        .stdout(stdout)
+        .stderr(stderr)
         // Its own group, so that signals reach the grandchildren of `sh -c` too.
         .process_group(0);
     let enforced = sandbox.enforce(&mut command, launch.replica, launch.cpu_millis, launch.memory_bytes);

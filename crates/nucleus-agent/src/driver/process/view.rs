@@ -96,8 +96,8 @@ impl ReplicaView {
 
     /// The view an earlier agent recorded: running if its process was, failed if it had failed,
     /// waiting to be started otherwise.
-    pub(crate) fn from_record(record: ReplicaRecord, container_name: String, image: String) -> ReplicaView {
-        let mut view = ReplicaView::new(record.name, record.port, container_name, image, LogFile::at(record.log));
+    pub(crate) fn from_record(record: ReplicaRecord, logs: LogFile, container_name: String, image: String) -> ReplicaView {
+        let mut view = ReplicaView::new(record.name, record.port, container_name, image, logs);
         view.created_at = record.created_at;
         view.process_started_at = record.process_started_at;
         view.restart_count = record.restart_count;

@@ -1,0 +1,66 @@
+//! The OpenTelemetry surface of a workload (`/otel/workload/{id}/...`): what its replicas printed.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// One line a replica printed, as `GET /otel/workload/{id}/logs/` lists it (newest first).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LogEntry {
+    /// When the line was written: its own timestamp where it carries one, else when it was read.
+    pub timestamp: DateTime<Utc>,
+    pub level: LogLevel,
+    pub message: String,
+    /// The W3C trace and span the line names (JSON logs with `trace_id`/`span_id`), if any.
+    #[serde(default)]
+    pub trace_id: Option<String>,
+    #[serde(default)]
+    pub span_id: Option<String>,
+    pub proton_id: String,
+    /// The replica (pod, or process) that printed it.
+    pub replica: String,
+    /// `stdout` or `stderr`; absent where the driver cannot tell (Kubernetes pod logs).
+    #[serde(default)]
+    pub stream: Option<String>,
+}
+
+/// A log record's severity, least severe first (so `>=` means "at least as severe").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warning,
+    Error,
+    Critical,
+}
+
+impl LogLevel {
+    /// The `level` query parameter: `debug`, `info`, `warn`/`warning`, `error`, `critical`
+    /// (any case).
+    pub fn from_query(value: &str) -> Option<LogLevel> {
+        let level = match value.to_ascii_lowercase().as_str() {
+            "debug" => LogLevel::Debug,
+            "info" => LogLevel::Info,
+            "warn" | "warning" => LogLevel::Warning,
+            "error" => LogLevel::Error,
+            "critical" => LogLevel::Critical,
+            _ => return None,
+        };
+        Some(level)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_read_from_the_query_and_order_by_severity() {
+        assert_eq!(LogLevel::from_query("WARN"), Some(LogLevel::Warning));
+        assert_eq!(LogLevel::from_query("warning"), Some(LogLevel::Warning));
+        assert_eq!(LogLevel::from_query("fatal"), None);
+        assert!(LogLevel::Error > LogLevel::Info);
+        assert_eq!(serde_json::to_value(LogLevel::Warning).expect("json"), "WARNING");
+    }
+}
