@@ -1,6 +1,8 @@
-//! `nucleus`: one binary, one subcommand per role. `nucleus dev` runs every role in one process,
+//! `nucleus`: one binary, one subcommand per role, plus the Workload API client (`workload`,
+//! `artifact`, `invoke`, `config`; see `cli/`). `nucleus dev` runs every role in one process,
 //! talking to each other over gRPC on loopback exactly as separate processes would.
 
+mod cli;
 mod dev;
 mod duration;
 mod metrics_http;
@@ -83,6 +85,34 @@ enum Command {
         #[command(subcommand)]
         command: tls::CertsCommand,
     },
+    /// Create, inspect and manage workloads (a client of the Workload API).
+    Workload {
+        #[command(subcommand)]
+        command: cli::WorkloadCommand,
+        #[command(flatten)]
+        target: cli::Target,
+    },
+    /// Create, inspect and manage artifacts.
+    Artifact {
+        #[command(subcommand)]
+        command: cli::ArtifactCommand,
+        #[command(flatten)]
+        target: cli::Target,
+    },
+    /// Call a workload's endpoint.
+    Invoke {
+        #[command(flatten)]
+        args: cli::InvokeArgs,
+        #[command(flatten)]
+        target: cli::Target,
+    },
+    /// Contexts: which server and token the client commands use.
+    Config {
+        #[command(subcommand)]
+        command: cli::ConfigCommand,
+    },
+    /// Print a shell completion script (e.g. `source <(nucleus completion bash)`).
+    Completion { shell: clap_complete::Shell },
 }
 
 #[derive(Subcommand)]
@@ -97,8 +127,19 @@ enum MetaAction {
     },
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+/// Errors are one line (`error: what: why`) that says what to do next, for people and scripts
+/// alike; the exit status is 1.
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -124,6 +165,14 @@ fn main() -> anyhow::Result<()> {
                 roles::gateway(meta, listen, token, options, tls).await
             }
             Command::Certs { command } => tls::certs(command),
+            Command::Workload { command, target } => cli::workload(command, target).await,
+            Command::Artifact { command, target } => cli::artifact(command, target).await,
+            Command::Invoke { args, target } => cli::invoke(args, target).await,
+            Command::Config { command } => cli::config(command),
+            Command::Completion { shell } => {
+                clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "nucleus", &mut std::io::stdout());
+                Ok(())
+            }
         }
     })
 }

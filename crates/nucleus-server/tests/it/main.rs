@@ -3,6 +3,7 @@
 
 mod autoscaling;
 mod bundles;
+mod cli;
 mod deployments;
 mod errors;
 mod failures;
