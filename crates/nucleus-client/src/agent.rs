@@ -23,7 +23,9 @@ impl AgentClient {
             .endpoint(addr)
             .map_err(|e| Error::Connect { service: "agent", addr: addr.to_owned(), message: e.to_string() })?
             .connect_timeout(Duration::from_secs(3));
-        Ok(AgentClient { addr: addr.to_owned(), grpc: Grpc::new(dialer.connect_lazy(endpoint, Role::Agent)) })
+        // Logs answers carry up to 32 MiB of messages.
+        let grpc = Grpc::new(dialer.connect_lazy(endpoint, Role::Agent)).max_decoding_message_size(64 * 1024 * 1024);
+        Ok(AgentClient { addr: addr.to_owned(), grpc })
     }
 
     pub fn addr(&self) -> &str {

@@ -73,6 +73,15 @@ impl GatewayMetrics {
         }
     }
 
+    /// Forgets `workload`'s invoke series (nobody routes to it any more).
+    pub fn forget(&self, workload: &str) {
+        for code in CLASSES {
+            self.requests.remove(&["invoke", workload, code]);
+        }
+        self.latency.remove(&["invoke", workload]);
+        self.held.remove(&[workload]);
+    }
+
     /// Counts a request held for `workload` while the returned gauge lives.
     pub fn held(&self, workload: &str) -> HeldRequest {
         let gauge = self.held.with(&[workload]);

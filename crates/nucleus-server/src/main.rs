@@ -26,8 +26,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    /// Serve this process's Prometheus metrics at http://ADDRESS/metrics (every role; the
-    /// gateway also serves them on its API port, to the admin token).
+    /// Serve this process's Prometheus metrics at http://ADDRESS/metrics (the roles: dev, meta,
+    /// scheduler, agent, gateway; the gateway also serves them on its API port, to the admin token).
     #[arg(long, global = true, env = "NUCLEUS_METRICS_LISTEN", value_name = "ADDRESS")]
     metrics_listen: Option<SocketAddr>,
 }
@@ -150,7 +150,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        if let Some(address) = cli.metrics_listen {
+        let serves = matches!(
+            cli.command,
+            Command::Dev(_)
+                | Command::Meta { action: None, .. }
+                | Command::Scheduler { .. }
+                | Command::Agent { .. }
+                | Command::Gateway { .. }
+        );
+        if let (Some(address), true) = (cli.metrics_listen, serves) {
             let bound = metrics_http::start(address).await?;
             println!("metrics at http://{bound}/metrics");
         }

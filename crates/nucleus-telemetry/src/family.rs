@@ -96,6 +96,13 @@ impl Series {
             .clone()
     }
 
+    /// Forgets the series of these label values (what they counted goes with them).
+    fn remove(&self, values: &[&str]) {
+        let key = self.key(values);
+        lock(&self.values).remove(&key);
+        lock(&self.histograms).remove(&key);
+    }
+
     /// Every sample: stored values, then what the collectors read (dropping finished ones).
     pub fn samples(&self) -> Vec<Sample> {
         let mut samples: Vec<Sample> = lock(&self.values)
@@ -133,6 +140,11 @@ impl CounterVec {
         CounterVec(series)
     }
 
+    /// Forgets one series (e.g. of a workload that is gone), so that it is no longer exported.
+    pub fn remove(&self, labels: &[&str]) {
+        self.0.remove(labels);
+    }
+
     pub fn with(&self, labels: &[&str]) -> Counter {
         Counter(self.0.value(labels))
     }
@@ -164,6 +176,11 @@ pub struct Gauge(Arc<AtomicU64>);
 impl GaugeVec {
     pub(crate) fn new(series: Arc<Series>) -> GaugeVec {
         GaugeVec(series)
+    }
+
+    /// Forgets one series (e.g. of a workload that is gone), so that it is no longer exported.
+    pub fn remove(&self, labels: &[&str]) {
+        self.0.remove(labels);
     }
 
     pub fn with(&self, labels: &[&str]) -> Gauge {
@@ -198,6 +215,11 @@ pub struct Histogram {
 impl HistogramVec {
     pub(crate) fn new(series: Arc<Series>) -> HistogramVec {
         HistogramVec(series)
+    }
+
+    /// Forgets one series (e.g. of a workload that is gone), so that it is no longer exported.
+    pub fn remove(&self, labels: &[&str]) {
+        self.0.remove(labels);
     }
 
     pub fn with(&self, labels: &[&str]) -> Histogram {

@@ -33,3 +33,14 @@ fn asking_twice_gives_the_same_family_and_finished_collectors_go() {
     drop(alive);
     assert!(!registry.encode().contains("demo_term{"), "gone with what it read");
 }
+
+#[test]
+fn a_removed_series_is_no_longer_written() {
+    let registry = Registry::default();
+    let requests = registry.counter_vec("demo_gone_total", "x", &["workload"]);
+    requests.with(&["a"]).inc();
+    requests.with(&["b"]).inc();
+    requests.remove(&["a"]);
+    let text = registry.encode();
+    assert!(!text.contains("workload=\"a\"") && text.contains("demo_gone_total{workload=\"b\"} 1"), "{text}");
+}

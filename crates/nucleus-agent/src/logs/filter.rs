@@ -8,6 +8,10 @@ use nucleus_proto::agent::v1::{LogRecord, LogsRequest, LogsResponse};
 pub const DEFAULT_LIMIT: usize = 1000;
 pub const MAX_LIMIT: usize = 10_000;
 
+/// The most message bytes one answer carries (under the gateway's gRPC decoding limit); a page
+/// of long lines is cut short rather than refused.
+pub const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+
 /// The attributes a request can match records on (`LogAttribute.key`).
 pub const ATTRIBUTES: &[&str] = &["proton_id", "replica", "stream"];
 
@@ -73,7 +77,17 @@ pub fn answer<'a>(records: impl Iterator<Item = &'a LogRecord>, request: &LogsRe
         0 => DEFAULT_LIMIT,
         limit => limit.min(MAX_LIMIT),
     };
-    LogsResponse { records: matching.into_iter().take(limit).cloned().collect(), matched }
+    let mut bytes = 0;
+    let records = matching
+        .into_iter()
+        .take(limit)
+        .take_while(|record| {
+            bytes += record.message.len() + 128;
+            bytes <= MAX_ANSWER_BYTES
+        })
+        .cloned()
+        .collect();
+    LogsResponse { records, matched }
 }
 
 #[cfg(test)]

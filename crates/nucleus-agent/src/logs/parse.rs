@@ -79,8 +79,11 @@ fn read_json(fields: &Map<String, Value>, record: &mut LogRecord) {
     if let Some(message) = text(&["message", "msg", "event", "text"]) {
         record.message = cut(&message).to_owned();
     }
-    if let Some(at) = ["timestamp", "time", "ts", "@timestamp"].iter().find_map(|name| fields.get(*name)).and_then(json_time) {
-        record.unix_nanos = unix_nanos(at);
+    // A time nanoseconds since the epoch cannot hold (year 2262 on) is not believed.
+    if let Some(at) = ["timestamp", "time", "ts", "@timestamp"].iter().find_map(|name| fields.get(*name)).and_then(json_time)
+        && let Some(nanos) = at.timestamp_nanos_opt()
+    {
+        record.unix_nanos = nanos;
     }
     if let Some(trace) = text(&["trace_id", "traceId", "otelTraceID", "trace.id", "traceid"]) {
         record.trace_id = trace;
@@ -93,10 +96,16 @@ fn read_json(fields: &Map<String, Value>, record: &mut LogRecord) {
 fn json_time(value: &Value) -> Option<DateTime<Utc>> {
     match value {
         Value::String(text) => DateTime::parse_from_rfc3339(text).ok().map(|at| at.with_timezone(&Utc)),
-        // Seconds (with a fraction) or milliseconds since the epoch, told apart by size.
+        // Seconds (with a fraction), milliseconds, microseconds or nanoseconds since the epoch,
+        // told apart by size.
         Value::Number(number) => {
             let value = number.as_f64()?;
-            let seconds = if value > 1e11 { value / 1000.0 } else { value };
+            let seconds = match value {
+                v if v > 1e17 => v / 1e9,
+                v if v > 1e14 => v / 1e6,
+                v if v > 1e11 => v / 1e3,
+                v => v,
+            };
             let nanos = (seconds.fract() * 1e9) as u32;
             DateTime::from_timestamp(seconds.trunc() as i64, nanos)
         }
@@ -218,6 +227,11 @@ mod tests {
         let pino = parse(r#"{"level":50,"time":1796637600000,"msg":"failed"}"#, Stream::Stdout);
         assert_eq!((pino.severity(), pino.message.as_str()), (Severity::Error, "failed"));
         assert_eq!(pino.unix_nanos, 1_796_637_600_000_000_000);
+
+        let micros = parse(r#"{"ts":1796637600000000,"msg":"x"}"#, Stream::Stdout);
+        assert_eq!(micros.unix_nanos, 1_796_637_600_000_000_000);
+        let far = parse(r#"{"time":"2300-01-01T00:00:00Z","msg":"x"}"#, Stream::Stdout);
+        assert_eq!(far.unix_nanos, unix_nanos(at()), "a time out of range keeps the read time");
 
         let broken = parse("{not json", Stream::Stdout);
         assert_eq!((broken.severity(), broken.message.as_str()), (Severity::Info, "{not json"));

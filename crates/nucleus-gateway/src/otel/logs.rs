@@ -88,8 +88,8 @@ impl LogsQuery {
         let request = LogsRequest {
             proton_ids: Vec::new(),
             min_severity: severity(level) as i32,
-            start_unix_nanos: start.and_then(|at| at.timestamp_nanos_opt()),
-            end_unix_nanos: end.and_then(|at| at.timestamp_nanos_opt()),
+            start_unix_nanos: start.map(nanos),
+            end_unix_nanos: end.map(nanos),
             includes: query.each("includes"),
             excludes: query.each("excludes"),
             trace_id: query.one("traceId").unwrap_or_default().to_owned(),
@@ -114,6 +114,11 @@ fn time(query: &Query, key: &str, errors: &mut Vec<FieldError>) -> Option<DateTi
             None
         }
     }
+}
+
+/// Unix nanoseconds, clamped: a time past 2262 or before 1677 still bounds the window.
+fn nanos(at: DateTime<Utc>) -> i64 {
+    at.timestamp_nanos_opt().unwrap_or(if at.timestamp() > 0 { i64::MAX } else { i64::MIN })
 }
 
 fn severity(level: LogLevel) -> Severity {
@@ -208,13 +213,15 @@ pub async fn list(
     // Newest first across agents; each agent's answer is newest first already.
     records.sort_by_key(|record| std::cmp::Reverse(record.unix_nanos));
     let data: Vec<LogEntry> = records.into_iter().skip(logs.offset).take(logs.limit).map(entry).collect();
-    let (next, previous) = neighbours(logs.offset, logs.limit, total.min(MAX_OFFSET + logs.limit));
+    // No `next` past the deepest offset a request may ask for.
+    let (next, previous) = neighbours(logs.offset, logs.limit, total.min(MAX_OFFSET + 1));
     let link = |offset: usize| format!("{}{}?{}", base_url(&state), uri.path(), query.with_offset(offset));
     let page = Page { count: data.len(), total_count: total, next: next.map(link), previous: previous.map(link), data };
     let mut response = Json(page).into_response();
     if let Some(first) = missing.first() {
         // Some agents answered: their records are worth having, with word of what is missing.
-        let warning = format!("199 nucleus \"{} of {asked} agents could not be read: {first}\"", missing.len());
+        let reason = first.to_string().replace(['"', '\\'], "'");
+        let warning = format!("199 nucleus \"{} of {asked} agents could not be read: {reason}\"", missing.len());
         if let Ok(value) = HeaderValue::from_str(&warning.replace(['\r', '\n'], " ")) {
             response.headers_mut().insert("warning", value);
         }
@@ -255,6 +262,8 @@ mod tests {
         assert_eq!(query.request.attributes.len(), 2);
         let start = DateTime::parse_from_rfc3339("2026-12-07T10:00:00Z").expect("time").timestamp_nanos_opt();
         assert_eq!(query.request.start_unix_nanos, start);
+        let far = parse("startTime=2300-01-01T00:00:00Z").expect("valid");
+        assert_eq!(far.request.start_unix_nanos, Some(i64::MAX), "out of range is clamped, not dropped");
         let defaults = parse("").expect("valid");
         assert_eq!((defaults.limit, defaults.request.min_severity, defaults.protons), (100, Severity::Debug as i32, None));
     }

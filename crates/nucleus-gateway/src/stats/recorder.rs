@@ -115,7 +115,18 @@ impl Recorder {
         let current = minute_of(nucleus_api::clock::now());
         let protons: Vec<Arc<ProtonStats>> = {
             let mut protons = self.protons.lock().unwrap_or_else(|p| p.into_inner());
-            protons.retain(|_, stats| Arc::strong_count(stats) > 1 || !stats.minutes.lock().unwrap_or_else(|p| p.into_inner()).is_empty());
+            let mut dropped = Vec::new();
+            protons.retain(|(workload, _), stats| {
+                let keep = Arc::strong_count(stats) > 1 || !stats.minutes.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
+                if !keep {
+                    dropped.push(workload.clone());
+                }
+                keep
+            });
+            // A workload nobody routes to (deleted) leaves no series behind in /metrics.
+            for workload in dropped.iter().filter(|w| !protons.keys().any(|(other, _)| other == *w)) {
+                crate::metrics::metrics().forget(workload);
+            }
             protons.values().cloned().collect()
         };
         for stats in protons {

@@ -8,6 +8,9 @@ use serde_json::Value;
 
 use super::config::Context;
 
+/// How long an API call may take (invoke calls have no limit: a workload may answer slowly).
+const API_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 #[derive(Clone)]
 pub struct Api {
     http: reqwest::Client,
@@ -29,7 +32,7 @@ impl Api {
     /// The answer's status and body text; an error answer (4xx/5xx) is turned into an error.
     pub async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> anyhow::Result<(StatusCode, String)> {
         let url = self.url(path);
-        let mut request = self.http.request(method.clone(), &url).bearer_auth(&self.token);
+        let mut request = self.http.request(method.clone(), &url).bearer_auth(&self.token).timeout(API_TIMEOUT);
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -52,6 +55,21 @@ impl Api {
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.json(Method::GET, path, None).await
+    }
+
+    /// A GET whose 404 means "none" rather than an error.
+    pub async fn get_optional<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<Option<T>> {
+        let response = match self.http.get(self.url(path)).bearer_auth(&self.token).timeout(API_TIMEOUT).send().await {
+            Ok(response) => response,
+            Err(err) => bail!("cannot reach {}: {err}; is the server up, and is the context's server URL right?", self.base),
+        };
+        let status = response.status();
+        let text = response.text().await?;
+        match status {
+            StatusCode::NOT_FOUND => Ok(None),
+            status if status.is_success() => Ok(Some(serde_json::from_str(&text)?)),
+            status => bail!("{}", describe_error(&Method::GET, path, status, &text)),
+        }
     }
 
     /// A raw request to a workload's invoke URL: any status is an answer.

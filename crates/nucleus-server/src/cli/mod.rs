@@ -135,6 +135,18 @@ pub fn config(command: ConfigCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// From now on, Ctrl-C prints `message` and ends the process (status 130): a wait or a follow is
+/// stopped, never the operation it follows. One handler for the whole run, so that no Ctrl-C
+/// falls between two `select!`s.
+fn exit_on_ctrl_c(message: String) {
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\n{message}");
+            std::process::exit(130);
+        }
+    });
+}
+
 /// A spec file (YAML or JSON; `-` reads stdin) as a JSON document. JSON is sent as written.
 fn read_spec(path: &Path) -> anyhow::Result<Value> {
     let text = if path == Path::new("-") {

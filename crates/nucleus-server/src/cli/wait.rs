@@ -63,18 +63,11 @@ pub async fn until(api: &Api, id: &str, want: &str, timeout: Duration) -> anyhow
         bar.enable_steady_tick(Duration::from_millis(100));
         bar
     });
+    super::exit_on_ctrl_c(format!("stopped waiting; the workload carries on: follow it with `nucleus workload get {id}`"));
     let started = tokio::time::Instant::now();
     let mut last: Option<Seen> = None;
     let result = loop {
-        let seen = tokio::select! {
-            seen = look(api, id) => seen,
-            _ = tokio::signal::ctrl_c() => {
-                break Err(anyhow::anyhow!(
-                    "stopped waiting; the workload carries on: follow it with `nucleus workload get {id}`"
-                ));
-            }
-        };
-        let seen = match seen {
+        let seen = match look(api, id).await {
             Ok(seen) => seen,
             Err(err) => break Err(err),
         };
@@ -102,12 +95,7 @@ pub async fn until(api: &Api, id: &str, want: &str, timeout: Duration) -> anyhow
                 timeout.as_secs()
             ));
         }
-        tokio::select! {
-            () = tokio::time::sleep(POLL_EVERY) => {}
-            _ = tokio::signal::ctrl_c() => {
-                break Err(anyhow::anyhow!("stopped waiting; the workload carries on: follow it with `nucleus workload get {id}`"));
-            }
-        }
+        tokio::time::sleep(POLL_EVERY).await;
     };
     if let Some(bar) = spinner {
         match (&result, &last) {

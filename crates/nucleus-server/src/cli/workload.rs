@@ -259,46 +259,63 @@ async fn logs(api: &Api, id: &str, query: LogsQuery, output: Format) -> anyhow::
     }
     params.extend(query.grep.iter().map(|text| ("includes".to_owned(), text.clone())));
     let mut start = query.since.as_deref().map(since_time).transpose()?;
-    let mut printed: HashSet<(String, String, String)> = HashSet::new();
+    if query.follow {
+        super::exit_on_ctrl_c(String::new());
+    }
+    // Following: the records at the newest time printed so far, which the next poll (from that
+    // time on, inclusive) answers again.
+    let mut at_boundary: Vec<(String, String)> = Vec::new();
     loop {
         let mut all = params.clone();
         if let Some(start) = &start {
             all.push(("startTime".into(), start.clone()));
         }
-        let encoded = form_urlencoded(&all);
-        let page: Value = api.get(&format!("/otel/workload/{id}/logs/?{encoded}")).await?;
+        let mut page: Value = api.get(&format!("/otel/workload/{id}/logs/?{}", form_urlencoded(&all))).await?;
         let mut records = page["data"].as_array().cloned().unwrap_or_default();
+        // A follow reads every page since the last poll (up to 10), so that a burst is not cut.
+        let mut pages = 1;
+        while query.follow && start.is_some() && pages < 10 {
+            let Some(next) = page["next"].as_str().map(str::to_owned) else { break };
+            page = api.get(&next).await?;
+            records.extend(page["data"].as_array().cloned().unwrap_or_default());
+            pages += 1;
+        }
         records.reverse(); // oldest first, like a terminal
+        let boundary = start.clone();
+        let mut seen_again = at_boundary.clone();
         for record in &records {
-            let key = (text(&record["timestamp"]), text(&record["replica"]), text(&record["message"]));
-            if !printed.insert(key) {
-                continue;
+            let timestamp = text(&record["timestamp"]);
+            if query.follow && boundary.as_deref() == Some(timestamp.as_str()) {
+                let key = (text(&record["replica"]), text(&record["message"]));
+                if let Some(at) = seen_again.iter().position(|seen| *seen == key) {
+                    seen_again.swap_remove(at);
+                    continue;
+                }
             }
             match output {
                 Format::Json => println!("{}", serde_json::to_string(record)?),
                 Format::Yaml => print!("---\n{}", yaml_serde::to_string(record)?),
-                Format::Table | Format::Wide => println!(
-                    "{} {:<8} {} {}",
-                    text(&record["timestamp"]),
-                    text(&record["level"]),
-                    text(&record["replica"]),
-                    text(&record["message"])
-                ),
+                Format::Table | Format::Wide => {
+                    println!("{} {:<8} {} {}", timestamp, text(&record["level"]), text(&record["replica"]), text(&record["message"]))
+                }
             }
         }
         if !query.follow {
-            if records.is_empty() && start.is_none() {
-                eprintln!("no log records yet; `nucleus workload get {id}` shows whether it runs");
+            if records.is_empty() {
+                eprintln!("no log records; `nucleus workload get {id}` shows whether it runs");
             }
             return Ok(());
         }
-        if let Some(newest) = records.last().and_then(|r| r["timestamp"].as_str()) {
-            start = Some(newest.to_owned());
+        if let Some(newest) = records.last().and_then(|r| r["timestamp"].as_str()).map(str::to_owned) {
+            if start.as_deref() != Some(newest.as_str()) {
+                at_boundary.clear();
+            }
+            at_boundary
+                .extend(records.iter().filter(|r| text(&r["timestamp"]) == newest).map(|r| (text(&r["replica"]), text(&r["message"]))));
+            at_boundary.dedup();
+            start = Some(newest);
         }
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = tokio::signal::ctrl_c() => return Ok(()),
-        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
@@ -311,6 +328,9 @@ fn form_urlencoded(pairs: &[(String, String)]) -> String {
 }
 
 async fn events(api: &Api, id: &str, watch: bool) -> anyhow::Result<()> {
+    if watch {
+        super::exit_on_ctrl_c(String::new());
+    }
     let mut seen: HashSet<String> = HashSet::new();
     loop {
         let page: Value = api.get(&format!("/workloads/{id}/events/?limit=100")).await?;
@@ -330,26 +350,19 @@ async fn events(api: &Api, id: &str, watch: bool) -> anyhow::Result<()> {
         if !watch {
             return Ok(());
         }
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = tokio::signal::ctrl_c() => return Ok(()),
-        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
 /// Until the workload has no replacement under way (GET answers 404) and runs.
 async fn wait_replacement(api: &Api, id: &str, timeout: Duration) -> anyhow::Result<()> {
+    super::exit_on_ctrl_c(format!("stopped waiting; the replacement of workload {id} carries on"));
     let started = tokio::time::Instant::now();
     let mut last = String::new();
-    loop {
-        let (code, body) = match api.send(Method::GET, &format!("/workloads/{id}/replacement/"), None).await {
-            Ok(answer) => answer,
-            Err(err) if err.to_string().contains("404") => break,
-            Err(err) => return Err(err),
-        };
-        let status = serde_json::from_str::<Value>(&body).map(|r| text(&r["status"])).unwrap_or_default();
+    while let Some(replacement) = api.get_optional::<Value>(&format!("/workloads/{id}/replacement/")).await? {
+        let status = text(&replacement["status"]);
         if status != last {
-            eprintln!("replacement of workload {id}: {status} ({code})");
+            eprintln!("replacement of workload {id}: {status}");
             last = status;
         }
         anyhow::ensure!(
@@ -357,10 +370,7 @@ async fn wait_replacement(api: &Api, id: &str, timeout: Duration) -> anyhow::Res
             "the replacement of workload {id} is still under way after {}s; it carries on",
             timeout.as_secs()
         );
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_millis(500)) => {}
-            _ = tokio::signal::ctrl_c() => anyhow::bail!("stopped waiting; the replacement carries on"),
-        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     wait::until(api, id, "running", timeout).await
 }

@@ -18,7 +18,7 @@ use crate::logs::{Stream, filter, parse_line};
 /// The newest lines read from each container: as many as one answer can hold.
 const TAIL_LINES: i64 = filter::MAX_LIMIT as i64;
 /// The most read from one container's log, however long its lines.
-const MAX_LOG_BYTES: i64 = 4 * 1024 * 1024;
+const MAX_LOG_BYTES: usize = 4 * 1024 * 1024;
 /// Pods whose logs are read at once.
 const CONCURRENT_READS: usize = 4;
 
@@ -56,14 +56,8 @@ async fn pod_records(
         return Ok(Vec::new());
     };
     let status = pod.status.as_ref().and_then(|status| status.container_statuses.as_ref()?.iter().find(|s| s.name == container));
-    let current = LogParams {
-        container: Some(container),
-        timestamps: true,
-        since_seconds,
-        tail_lines: Some(TAIL_LINES),
-        limit_bytes: Some(MAX_LOG_BYTES),
-        ..LogParams::default()
-    };
+    let current =
+        LogParams { container: Some(container), timestamps: true, since_seconds, tail_lines: Some(TAIL_LINES), ..LogParams::default() };
     let mut records = Vec::new();
     if status.is_some_and(has_previous) {
         let previous = LogParams { previous: true, ..current.clone() };
@@ -104,8 +98,7 @@ async fn read(pods: &Api<Pod>, namespace: &str, name: &str, params: &LogParams) 
         let rbac = if forbidden { " (the agent needs get on pods/log)" } else { "" };
         Error::kubernetes(format!("read the {which} of pod {namespace}/{name}{rbac}"))(err)
     };
-    // Read as bytes, not with `Api::logs`, which fails on a line that `limitBytes` cut within a
-    // character, or on output that is not UTF-8.
+    // Read as bytes, not with `Api::logs`, which fails on output that is not UTF-8.
     let stream = match pods.log_stream(name, params).await {
         Ok(stream) => stream,
         Err(kube::Error::Api(status)) if status.code == 400 || status.code == 404 => {
@@ -114,9 +107,29 @@ async fn read(pods: &Api<Pod>, namespace: &str, name: &str, params: &LogParams) 
         }
         Err(err) => return Err(failed(err)),
     };
-    let stream = std::pin::pin!(stream);
+    // The newest MAX_LOG_BYTES of the tail: `limitBytes` would keep the oldest.
+    let mut stream = std::pin::pin!(stream);
     let mut bytes = Vec::new();
-    stream.take(MAX_LOG_BYTES as u64).read_to_end(&mut bytes).await.map_err(|err| failed(kube::Error::ReadEvents(err)))?;
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut cut = false;
+    loop {
+        let read = stream.read(&mut chunk).await.map_err(|err| failed(kube::Error::ReadEvents(err)))?;
+        if read == 0 {
+            break;
+        }
+        bytes.extend_from_slice(&chunk[..read]);
+        if bytes.len() > 2 * MAX_LOG_BYTES {
+            bytes.drain(..bytes.len() - MAX_LOG_BYTES);
+            cut = true;
+        }
+    }
+    if bytes.len() > MAX_LOG_BYTES {
+        bytes.drain(..bytes.len() - MAX_LOG_BYTES);
+        cut = true;
+    }
+    if cut && let Some(newline) = bytes.iter().position(|byte| *byte == b'\n') {
+        bytes.drain(..=newline); // the first line was cut
+    }
     Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
 }
 

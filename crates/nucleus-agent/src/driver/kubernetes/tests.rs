@@ -461,8 +461,8 @@ async fn serve_logs(api: &mut FakeApi, pods: &[Pod], mut reads: Vec<(String, boo
     assert_eq!((call.method.clone(), call.path()), (Method::GET, PODS_PATH));
     assert_eq!(call.query(), [("labelSelector".to_owned(), format!("nucleus.dev%2Fproton%3D{NAME}"))]);
     call.respond(200, json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "50400"}, "items": pods}));
-    let expected_query = [("container", "primary"), ("limitBytes", "4194304"), ("tailLines", "10000"), ("timestamps", "true")]
-        .map(|(key, value)| (key.to_owned(), value.to_owned()));
+    let expected_query =
+        [("container", "primary"), ("tailLines", "10000"), ("timestamps", "true")].map(|(key, value)| (key.to_owned(), value.to_owned()));
     while !reads.is_empty() {
         let call = api.next_call().await;
         assert_eq!(call.method, Method::GET, "{}", call.uri);

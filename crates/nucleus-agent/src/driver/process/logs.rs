@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use nucleus_proto::agent::v1::LogRecord;
+
 use crate::logs::{LogStore, Stream, parse_line};
 
 /// Lines reported in `log_tail`.
@@ -19,7 +21,9 @@ const TAIL_BYTES: u64 = 16 * 1024;
 /// How often a running replica's new output is read.
 pub(crate) const COLLECT_EVERY: Duration = Duration::from_millis(250);
 /// The most read from one file at a time (a replica printing faster is read over several ticks).
-const READ_AT_ONCE: u64 = 1024 * 1024;
+const READ_AT_ONCE: u64 = 4 * 1024 * 1024;
+/// The most read from a file just rotated: what the reader had not reached yet.
+const MAX_READ_AT_ROTATION: u64 = 64 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub(crate) struct LogFile {
@@ -40,6 +44,41 @@ struct Sink {
 impl fmt::Debug for Sink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Sink").field("proton_id", &self.proton_id).field("replica", &self.replica).finish_non_exhaustive()
+    }
+}
+
+impl Sink {
+    fn lock(&self) -> std::sync::MutexGuard<'_, [Reader; 2]> {
+        self.readers.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Reads up to `at_most` new bytes of `path` as records (complete lines; with `flush` the
+    /// unfinished one too).
+    fn read(&self, path: &Path, stream: Stream, reader: &mut Reader, at_most: u64, flush: bool, records: &mut Vec<LogRecord>) {
+        let observed = nucleus_api::clock::now();
+        let mut parse = |line: &[u8]| {
+            records.push(parse_line(&String::from_utf8_lossy(line), stream, observed, &self.proton_id, &self.replica));
+        };
+        match read_new(path, reader, at_most) {
+            Ok(bytes) => {
+                let mut rest = bytes.as_slice();
+                while let Some(end) = rest.iter().position(|byte| *byte == b'\n') {
+                    let mut line = std::mem::take(&mut reader.partial);
+                    line.extend_from_slice(&rest[..end]);
+                    parse(&line);
+                    rest = &rest[end + 1..];
+                }
+                reader.partial.extend_from_slice(rest);
+                if reader.partial.len() > crate::logs::parse::MAX_MESSAGE_BYTES {
+                    parse(&std::mem::take(&mut reader.partial));
+                }
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => tracing::debug!(path = %path.display(), error = %err, "cannot read the replica's log"),
+        }
+        if flush && !reader.partial.is_empty() {
+            parse(&std::mem::take(&mut reader.partial));
+        }
     }
 }
 
@@ -90,46 +129,25 @@ impl LogFile {
     }
 
     /// Reads what was written since the last call into the store; with `flush`, also a last line
-    /// that has no newline yet (the process is gone, or its output is being reported).
+    /// that has no newline yet (the process is gone).
     pub(crate) fn collect(&self, flush: bool) {
         let Some(sink) = &self.sink else { return };
-        let mut readers = sink.readers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut readers = sink.lock();
         let mut records = Vec::new();
-        for ((path, stream), reader) in self.files().into_iter().zip(readers.iter_mut()) {
-            let observed = nucleus_api::clock::now();
-            let mut parse = |line: &[u8]| {
-                records.push(parse_line(&String::from_utf8_lossy(line), stream, observed, &sink.proton_id, &sink.replica));
-            };
-            match read_new(&path, reader) {
-                Ok(bytes) => {
-                    let mut rest = bytes.as_slice();
-                    while let Some(end) = rest.iter().position(|byte| *byte == b'\n') {
-                        let mut line = std::mem::take(&mut reader.partial);
-                        line.extend_from_slice(&rest[..end]);
-                        parse(&line);
-                        rest = &rest[end + 1..];
-                    }
-                    reader.partial.extend_from_slice(rest);
-                    if reader.partial.len() > crate::logs::parse::MAX_MESSAGE_BYTES {
-                        parse(&std::mem::take(&mut reader.partial));
-                    }
-                }
-                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-                Err(err) => tracing::debug!(path = %path.display(), error = %err, "cannot read the replica's log"),
-            }
-            if flush && !reader.partial.is_empty() {
-                parse(&std::mem::take(&mut reader.partial));
-            }
+        for ((path, kind), reader) in self.files().into_iter().zip(readers.iter_mut()) {
+            sink.read(&path, kind, reader, READ_AT_ONCE, flush, &mut records);
         }
         sink.store.append(&sink.proton_id, records);
     }
 
     /// When a file is larger than `max`: copies it to `<file>.1` and empties it (copy-truncate: the
-    /// process keeps writing to the same file, now from its start). Lines written between the copy
-    /// and the truncation are lost.
+    /// process keeps writing to the same file, now from its start). The reader is held throughout,
+    /// and what was written between its last read and the truncation is read from the copy; only
+    /// what is written between the copy and the truncation is lost.
     pub(crate) fn rotate_if_over(&self, max: u64) {
-        self.collect(false);
-        for (stream, (path, _)) in self.files().into_iter().enumerate() {
+        let mut readers = self.sink.as_ref().map(|sink| sink.lock());
+        let mut records = Vec::new();
+        for (stream, (path, kind)) in self.files().into_iter().enumerate() {
             let Ok(meta) = fs::metadata(&path) else { continue };
             if meta.len() <= max {
                 continue;
@@ -137,23 +155,37 @@ impl LogFile {
             let rotated = suffixed(&path, ".1");
             let result = fs::copy(&path, &rotated).and_then(|_| OpenOptions::new().write(true).open(&path)?.set_len(0));
             match result {
-                Ok(()) => {
-                    tracing::info!(path = %path.display(), bytes = meta.len(), "rotated a replica's log");
-                    if let Some(sink) = &self.sink {
-                        sink.readers.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[stream].offset = 0;
-                    }
+                Ok(_) => tracing::info!(path = %path.display(), bytes = meta.len(), "rotated a replica's log"),
+                Err(err) => {
+                    tracing::warn!(path = %path.display(), error = %err, "cannot rotate a replica's log");
+                    continue;
                 }
-                Err(err) => tracing::warn!(path = %path.display(), error = %err, "cannot rotate a replica's log"),
             }
+            if let (Some(sink), Some(readers)) = (&self.sink, readers.as_mut()) {
+                let reader = &mut readers[stream];
+                sink.read(&rotated, kind, reader, MAX_READ_AT_ROTATION, true, &mut records);
+                *reader = Reader::default();
+            }
+        }
+        if let Some(sink) = &self.sink {
+            drop(readers);
+            sink.store.append(&sink.proton_id, records);
         }
     }
 
     /// The last `count` lines the replica printed, oldest first; none when nothing was written.
-    /// From the store where there is one (both streams), else from the end of stdout.
+    /// From the store where there is one (both streams, and a last line without its newline yet),
+    /// else from the end of stdout.
     pub(crate) fn tail(&self, count: usize) -> Vec<String> {
         if let Some(sink) = &self.sink {
-            self.collect(true);
-            return sink.store.tail(&sink.proton_id, &sink.replica, count);
+            self.collect(false);
+            let mut tail = sink.store.tail(&sink.proton_id, &sink.replica, count);
+            for reader in sink.lock().iter().filter(|reader| !reader.partial.is_empty()) {
+                tail.push(String::from_utf8_lossy(&reader.partial).trim_end_matches('\r').to_owned());
+            }
+            let extra = tail.len().saturating_sub(count);
+            tail.drain(..extra);
+            return tail;
         }
         match self.read_tail() {
             Ok(lines) => lines.iter().skip(lines.len().saturating_sub(count)).cloned().collect(),
@@ -203,8 +235,8 @@ impl LogFile {
 }
 
 /// The bytes of `path` written since `reader.offset` (from the start again once the file was
-/// truncated by a rotation), at most [`READ_AT_ONCE`].
-fn read_new(path: &Path, reader: &mut Reader) -> io::Result<Vec<u8>> {
+/// truncated by a rotation), at most `at_most`.
+fn read_new(path: &Path, reader: &mut Reader, at_most: u64) -> io::Result<Vec<u8>> {
     let mut file = File::open(path)?;
     let length = file.metadata()?.len();
     if length < reader.offset {
@@ -216,7 +248,7 @@ fn read_new(path: &Path, reader: &mut Reader) -> io::Result<Vec<u8>> {
     }
     file.seek(SeekFrom::Start(reader.offset))?;
     let mut bytes = Vec::new();
-    file.take(READ_AT_ONCE).read_to_end(&mut bytes)?;
+    file.take(at_most).read_to_end(&mut bytes)?;
     reader.offset += bytes.len() as u64;
     Ok(bytes)
 }
