@@ -33,11 +33,17 @@ type ReportStream = Pin<Box<dyn Stream<Item = Result<ProtonReport, Status>> + Se
 #[tonic::async_trait]
 impl AgentRpc for AgentService {
     async fn launch(&self, request: Request<LaunchRequest>) -> Result<Response<LaunchResponse>, Status> {
+        let span = tracing::info_span!("agent launch", otel.kind = "server", proton = tracing::field::Empty, agent = %self.agent.name());
+        nucleus_telemetry::trace::continue_grpc(&span, request.metadata());
         let request = request.into_inner();
+        span.record("proton", request.proton_id.as_str());
         let fencing_token = request.fencing_token;
         let spec = ProtonSpec::try_from(request)?;
-        tracing::info!(proton = %spec.proton_id, replicas = spec.replica_count, fencing_token, "launch");
-        self.agent.launch(spec, fencing_token).await?;
+        let launched = async {
+            tracing::info!(proton = %spec.proton_id, replicas = spec.replica_count, fencing_token, "launch");
+            self.agent.launch(spec, fencing_token).await
+        };
+        tracing::Instrument::instrument(launched, span).await?;
         Ok(Response::new(LaunchResponse {}))
     }
 

@@ -48,6 +48,10 @@ pub struct Proton {
     /// Why the proton is in its status (errors say what to do next).
     #[serde(default)]
     pub message: Option<String>,
+    /// The W3C `traceparent` of the request that made it, when traces are exported: the
+    /// scheduler's launch and the agent continue that trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, utoipa::ToSchema)]

@@ -35,6 +35,7 @@ impl AgentClient {
     pub async fn launch(&self, request: pb::LaunchRequest) -> Result<(), Error> {
         let mut req = tonic::Request::new(request);
         req.set_timeout(CALL_TIMEOUT);
+        nucleus_telemetry::trace::inject(&mut req);
         self.grpc.clone().launch(req).await.map_err(rpc)?;
         Ok(())
     }

@@ -233,6 +233,7 @@ impl MetaClient {
 fn timed<T>(message: T) -> tonic::Request<T> {
     let mut req = tonic::Request::new(message);
     req.set_timeout(CALL_TIMEOUT);
+    nucleus_telemetry::trace::inject(&mut req);
     req
 }
 

@@ -80,9 +80,28 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
         .merge(public)
         .layer(middleware::from_fn(crate::metrics::record_api))
+        .layer(middleware::from_fn(traced))
         .layer(middleware::map_response_with_state(state.clone(), too_large_as_json))
         .layer(DefaultBodyLimit::max(state.config.limits.max_body_bytes))
         .with_state(state)
+}
+
+/// A span per REST request, continuing the caller's trace (`traceparent`), when traces are
+/// exported: a create's span is kept on the proton, so the launch joins its trace.
+async fn traced(request: axum::extract::Request, next: middleware::Next) -> Response {
+    if !nucleus_telemetry::trace::enabled() {
+        return next.run(request).await;
+    }
+    let span = tracing::info_span!(
+        "rest",
+        otel.kind = "server",
+        otel.name = %format!("{} {}", request.method(), request.uri().path()),
+        http.response.status_code = tracing::field::Empty,
+    );
+    nucleus_telemetry::trace::continue_http(&span, request.headers());
+    let response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
+    response
 }
 
 /// `GET /version`: DataRobot's Python client checks `versionString` (major 2) before it calls.

@@ -149,6 +149,7 @@ pub(crate) fn new_proton(
         container: container.clone(),
         agent: None,
         message: None,
+        traceparent: nucleus_telemetry::trace::current_traceparent(),
     })
 }
 

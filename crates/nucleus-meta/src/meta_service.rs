@@ -143,8 +143,10 @@ impl meta_server::Meta for MetaService {
             writable_by(&roles, request.get_ref())?;
         }
         let group = self.group(request.get_ref().group_id)?;
+        let span = tracing::info_span!("meta write", otel.kind = "server", group = request.get_ref().group_id);
+        nucleus_telemetry::trace::continue_grpc(&span, request.metadata());
         let command = to_command(request.into_inner())?;
-        match group.write(command).await {
+        match tracing::Instrument::instrument(group.write(command), span).await {
             Ok(resp) => Ok(Response::new(pb::WriteResponse {
                 succeeded: resp.data.succeeded,
                 revision: resp.data.revision,

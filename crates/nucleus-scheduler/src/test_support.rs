@@ -29,5 +29,6 @@ pub(crate) fn proton(desired: DesiredState, status: ProtonStatus, agent: Option<
         container: Container::default(),
         agent: agent.map(str::to_owned),
         message: None,
+        traceparent: None,
     }
 }

@@ -597,7 +597,12 @@ impl World {
                 if let Some(agent) = agent {
                     let draft = workload.as_ref().is_some_and(|w| w.value.expires_at.is_some());
                     let request = convert::launch_request(proton, fence.token, fence.group, draft);
-                    match agent.launch(request).await {
+                    // The trace of the request that made the proton, when there is one.
+                    let span = tracing::info_span!("launch", otel.kind = "client", proton = %proton.id, agent = agent.addr());
+                    if let Some(traceparent) = &proton.traceparent {
+                        nucleus_telemetry::trace::continue_from(&span, traceparent);
+                    }
+                    match tracing::Instrument::instrument(agent.launch(request), span).await {
                         Ok(()) => {
                             tracing::info!(proton = proton.id, generation = proton.generation, replicas = proton.replica_count, "launched");
                             let done = self.done.entry(proton.id.clone()).or_default();

@@ -6,6 +6,7 @@ mod cli;
 mod dev;
 mod duration;
 mod metrics_http;
+mod otlp;
 mod roles;
 mod shutdown;
 mod tls;
@@ -30,6 +31,10 @@ struct Cli {
     /// scheduler, agent, gateway; the gateway also serves them on its API port, to the admin token).
     #[arg(long, global = true, env = "NUCLEUS_METRICS_LISTEN", value_name = "ADDRESS")]
     metrics_listen: Option<SocketAddr>,
+    /// Export every span over OTLP/gRPC to this collector (e.g. http://127.0.0.1:4317), with W3C
+    /// trace context carried between the roles and to replicas (the roles only).
+    #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    otlp_endpoint: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -140,25 +145,20 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,h2=warn,tower=warn,hyper=warn,openraft=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async move {
-        let serves = matches!(
-            cli.command,
-            Command::Dev(_)
-                | Command::Meta { action: None, .. }
-                | Command::Scheduler { .. }
-                | Command::Agent { .. }
-                | Command::Gateway { .. }
-        );
-        if let (Some(address), true) = (cli.metrics_listen, serves) {
+    let service = match &cli.command {
+        Command::Dev(_) => Some("nucleus-dev"),
+        Command::Meta { action: None, .. } => Some("nucleus-meta"),
+        Command::Scheduler { .. } => Some("nucleus-scheduler"),
+        Command::Agent { .. } => Some("nucleus-agent"),
+        Command::Gateway { .. } => Some("nucleus-gateway"),
+        _ => None,
+    };
+    // Only the roles export traces and serve metrics; the client commands do neither.
+    let tracing =
+        runtime.block_on(async { otlp::init(cli.otlp_endpoint.as_deref().filter(|_| service.is_some()), service.unwrap_or("nucleus")) })?;
+    let result = runtime.block_on(async move {
+        if let (Some(address), Some(_)) = (cli.metrics_listen, service) {
             let bound = metrics_http::start(address).await?;
             println!("metrics at http://{bound}/metrics");
         }
@@ -182,5 +182,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
         }
-    })
+    });
+    runtime.block_on(async { tracing.shutdown() });
+    result
 }

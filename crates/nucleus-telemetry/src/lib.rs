@@ -1,4 +1,5 @@
-//! The metrics every role exports: families of counters, gauges and histograms (one series per
+//! Telemetry shared by every role: W3C trace context between them ([`trace`]), and the metrics
+//! every role exports: families of counters, gauges and histograms (one series per
 //! label set) in one registry per process, written as Prometheus text (format 0.0.4) by
 //! [`encode`]. `nucleus dev` runs every role in one process, so its `/metrics` holds them all.
 //!
@@ -8,6 +9,7 @@
 
 mod encode;
 mod family;
+pub mod trace;
 
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 

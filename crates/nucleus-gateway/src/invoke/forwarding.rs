@@ -25,6 +25,7 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 
 /// Who called and how, for the forwarded headers.
@@ -60,6 +61,8 @@ pub struct Added {
     te_trailers: bool,
     /// Custom headers the caller's `Connection` header names (hop-by-hop too); usually none.
     named: Vec<HeaderName>,
+    /// This hop's span as the replica's parent, when traces are exported (replaces the caller's).
+    traceparent: Option<HeaderValue>,
 }
 
 impl Added {
@@ -108,7 +111,13 @@ impl Added {
             te_trailers: hop == Hop::Grpc
                 && headers.get(header::TE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == "trailers")),
             named,
+            traceparent: None,
         }
+    }
+
+    /// Sends `traceparent` (this hop's span) instead of the caller's.
+    pub fn set_traceparent(&mut self, traceparent: Option<String>) {
+        self.traceparent = traceparent.and_then(|value| HeaderValue::from_str(&value).ok());
     }
 
     /// Whether the caller's header `name` stays behind (hop-by-hop, the token, or replaced here).
@@ -121,6 +130,7 @@ impl Added {
             || name == X_FORWARDED_HOST
             || name == X_FORWARDED_PREFIX
             || self.named.contains(name)
+            || (self.traceparent.is_some() && name == TRACEPARENT)
     }
 
     /// The headers this hop adds, in order.
@@ -138,6 +148,9 @@ impl Added {
         }
         if self.te_trailers {
             add(&header::TE, &HeaderValue::from_static("trailers"));
+        }
+        if let Some(traceparent) = &self.traceparent {
+            add(&TRACEPARENT, traceparent);
         }
     }
 }

@@ -211,7 +211,30 @@ fn strip<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
 
 /// Sends the request to a ready replica (another one if the first cannot take it) and streams
 /// the answer back; counts the invocation in the proton's statistics.
-async fn forward(state: &AppState, admission: Admission, peer: SocketAddr, mut request: Request<Incoming>) -> Response<GatewayBody> {
+async fn forward(state: &AppState, admission: Admission, peer: SocketAddr, request: Request<Incoming>) -> Response<GatewayBody> {
+    if !nucleus_telemetry::trace::enabled() {
+        return forward_untraced(state, admission, peer, request).await;
+    }
+    // A span per invoke, continuing the caller's trace; the replica gets it as its parent.
+    let span = tracing::info_span!(
+        "invoke",
+        otel.kind = "server",
+        workload = %admission.target.workload_id,
+        http.request.method = %request.method(),
+        http.response.status_code = tracing::field::Empty,
+    );
+    nucleus_telemetry::trace::continue_http(&span, request.headers());
+    let response = tracing::Instrument::instrument(forward_untraced(state, admission, peer, request), span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
+    response
+}
+
+async fn forward_untraced(
+    state: &AppState,
+    admission: Admission,
+    peer: SocketAddr,
+    mut request: Request<Incoming>,
+) -> Response<GatewayBody> {
     let Admission { route, target, admitted } = admission;
     let started = Instant::now();
     route.load.budget.deposit();
@@ -228,7 +251,8 @@ async fn forward(state: &AppState, admission: Admission, peer: SocketAddr, mut r
     let caller_upgrade = upgrading.then(|| hyper::upgrade::on(&mut request));
     let (parts, body) = request.into_parts();
     let prefix = target.prefix.as_ref().unwrap_or(&route.prefix);
-    let added = forwarding::Added::of(&parts.headers, &forwarding::Caller { ip: peer.ip(), proto: state.config.scheme(), prefix }, hop);
+    let mut added = forwarding::Added::of(&parts.headers, &forwarding::Caller { ip: peer.ip(), proto: state.config.scheme(), prefix }, hop);
+    added.set_traceparent(nucleus_telemetry::trace::current_traceparent());
     let (sending, body_header) = if body.is_end_stream() {
         (Sending::Nothing, BodyHeader::Caller)
     } else if parts.headers.contains_key(header::CONTENT_LENGTH) && !parts.headers.contains_key(header::TRANSFER_ENCODING) {

@@ -75,6 +75,10 @@ pub async fn serve(
 
 /// Whether the fast path takes this request, and how its body is framed.
 fn plan(state: &AppState, buf: &[u8], request: &RequestHead) -> Option<(Admission, Framing)> {
+    // Traced invokes take hyper's path, which makes their spans and passes `traceparent` on.
+    if nucleus_telemetry::trace::enabled() {
+        return None;
+    }
     let head = &request.head;
     if head.http10 || head.connection.upgrade || head.connection.names_others || head.has(Kind::Upgrade) || head.has(Kind::Expect) {
         return None;

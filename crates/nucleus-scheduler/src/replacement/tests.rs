@@ -29,6 +29,7 @@ fn proton(id: &str, role: Option<ProtonRole>, status: ProtonStatus) -> Proton {
         container: Container::default(),
         agent: None,
         message: None,
+        traceparent: None,
     }
 }
 

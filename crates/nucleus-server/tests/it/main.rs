@@ -27,3 +27,4 @@ mod scale_out;
 mod sharing;
 mod stats;
 mod tls;
+mod traces;
