@@ -64,3 +64,48 @@ mod tests {
         assert_eq!(serde_json::to_value(LogLevel::Warning).expect("json"), "WARNING");
     }
 }
+
+/// One trace of a workload, as `GET /otel/workload/{id}/traces/` lists it (newest first).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TraceSummary {
+    pub trace_id: String,
+    /// When its first span started.
+    pub timestamp: DateTime<Utc>,
+    pub root_span_name: String,
+    pub root_service_name: String,
+    /// Nanoseconds from the first span's start to the last one's end.
+    pub duration: u64,
+    pub spans_count: usize,
+    /// Spans that ended in an error (an answer of 500 or more).
+    pub error_spans_count: usize,
+}
+
+/// A trace's spans (`GET /otel/workload/{id}/traces/{traceId}/`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Trace {
+    pub trace_id: String,
+    /// Nanoseconds, as in the summary.
+    pub duration: u64,
+    pub spans: Vec<TraceSpan>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TraceSpan {
+    pub span_id: String,
+    /// The caller's span, when it sent a `traceparent`.
+    #[serde(default)]
+    pub parent_span_id: Option<String>,
+    pub name: String,
+    pub service_name: String,
+    pub start_time: DateTime<Utc>,
+    /// Nanoseconds.
+    pub duration: u64,
+    /// `ok` or `error`.
+    pub status: String,
+    /// e.g. `http.request.method`, `http.response.status_code`, `url.path`.
+    #[serde(default)]
+    pub attributes: std::collections::BTreeMap<String, String>,
+}

@@ -123,6 +123,8 @@ pub struct AppState {
     pub(crate) load: load::LoadReporter,
     /// Links to the agents, for the logs their replicas printed.
     pub(crate) agents: otel::AgentLinks,
+    /// The recent invoke spans, per workload (while traces are exported).
+    pub(crate) recent_spans: otel::traces::RecentSpans,
 }
 
 impl AppState {
@@ -132,7 +134,16 @@ impl AppState {
         let routes = RouteTable::start(meta.clone(), stats.clone());
         let load = load::LoadReporter::start(routes.clone());
         let agents = otel::AgentLinks::new(nucleus_tls::Dialer::plaintext());
-        AppState { meta, config: Arc::new(config), routes, stats, tokens: auth::TokenCache::default(), load, agents }
+        AppState {
+            meta,
+            config: Arc::new(config),
+            routes,
+            stats,
+            tokens: auth::TokenCache::default(),
+            load,
+            agents,
+            recent_spans: Default::default(),
+        }
     }
 
     /// Reads replica logs from the agents with `dialer` (the gateway's certificate). Without it

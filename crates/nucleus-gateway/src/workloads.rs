@@ -357,6 +357,7 @@ pub async fn delete(
         let txn = Txn::new().delete(&current.key).delete_prefix(&keys::events_of(&id)).delete_prefix(&keys::history_of(&id));
         state.meta.write(txn).await?;
     }
+    state.recent_spans.forget(&id);
     Ok(StatusCode::NO_CONTENT)
 }
 

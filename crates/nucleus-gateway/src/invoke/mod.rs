@@ -224,8 +224,16 @@ async fn forward(state: &AppState, admission: Admission, peer: SocketAddr, reque
         http.response.status_code = tracing::field::Empty,
     );
     nucleus_telemetry::trace::continue_http(&span, request.headers());
+    let caller_traceparent = request.headers().get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (workload, method, path) = (admission.target.workload_id.clone(), request.method().to_string(), request.uri().path().to_owned());
+    let (started_at, started) = (nucleus_api::clock::now(), Instant::now());
     let response = tracing::Instrument::instrument(forward_untraced(state, admission, peer, request), span.clone()).await;
-    span.record("http.response.status_code", response.status().as_u16());
+    let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
+    if let Some(traceparent) = nucleus_telemetry::trace::traceparent_of(&span) {
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        state.recent_spans.record_invoke(&workload, &traceparent, caller_traceparent.as_deref(), &method, &path, status, started_at, nanos);
+    }
     response
 }
 

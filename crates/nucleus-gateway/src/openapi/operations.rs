@@ -6,7 +6,7 @@ use nucleus_api::identity::{
     CreateGroupRequest, CreateTokenRequest, CreateUserRequest, GroupMembersRequest, SharedRole, SharedRolesUpdateRequest, TokenCreated,
     TokenRecord, UpdateUserRequest, User, UserGroup,
 };
-use nucleus_api::otel::LogEntry;
+use nucleus_api::otel::{LogEntry, Trace, TraceSummary};
 use nucleus_api::replacement::{Replacement, StartReplacementRequest, UpdateSettingsRequest};
 use nucleus_api::stats::{MetricOverTime, ProtonRequestStats, StatsOverview};
 use nucleus_api::workload::{RelatedObjects, WorkloadOperationResponse, WorkloadSettings};
@@ -214,6 +214,18 @@ fn workloads(api: &mut Builder) {
     let page = api.page::<LogEntry>();
     let op = with_query(operation("listWorkloadLogs", "otel", "What the workload's replicas printed, newest first"), &LOGS);
     api.add(Get, "/api/v2/otel/workload/{workload_id}/logs", ok(op, 200, "A page of log records", page), &[403, 404, 422, 503]);
+    let page = api.page::<TraceSummary>();
+    let window = [
+        q("offset", Kind::Integer, "How many traces to skip (default 0)"),
+        q("limit", Kind::Integer, "Page size, 1 to 100 (default 100)"),
+        q("startTime", Kind::String, "Only traces that started at or after this time, RFC 3339"),
+        q("endTime", Kind::String, "Only traces that started at or before this time, RFC 3339"),
+    ];
+    let op = with_query(operation("listWorkloadTraces", "otel", "The recent traces of the workload's invokes, newest first"), &window);
+    api.add(Get, "/api/v2/otel/workload/{workload_id}/traces", ok(op, 200, "A page of trace summaries", page), &[403, 404, 422]);
+    let trace = api.schema::<Trace>();
+    let op = operation("getWorkloadTrace", "otel", "One trace's spans (durations in nanoseconds)");
+    api.add(Get, "/api/v2/otel/workload/{workload_id}/traces/{trace_id}", ok(op, 200, "The trace", trace), &[403, 404]);
 }
 
 const LOGS: [QueryParam; 11] = [

@@ -1,7 +1,8 @@
 //! Traces on `nucleus dev --otlp-endpoint`, received by a real OTLP/gRPC receiver (the
 //! collector's TraceService from opentelemetry-proto, started here): a create is one trace from
 //! the caller's REST call through meta's write and the scheduler's launch to the agent's Launch; an invoke
-//! continues the caller's `traceparent` and hands the replica its own span as the parent.
+//! continues the caller's `traceparent` and hands the replica its own span as the parent, and is
+//! listed at `/otel/workload/{id}/traces/`.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -137,6 +138,22 @@ async fn a_create_and_an_invoke_are_traced_across_the_roles_and_to_the_replica()
     assert_ne!(parts[2], INVOKE_CALLER, "the gateway's own span is the replica's parent, not the caller's");
     let invoke = receiver.span(INVOKE_TRACE, "invoke").await;
     assert_eq!((invoke.parent.as_str(), invoke.span.as_str()), (INVOKE_CALLER, parts[2]), "{invoke:?}");
+
+    // The gateway's recent invoke spans, through the API (durations in nanoseconds).
+    let (code, listed) = stack.get(&format!("/otel/workload/{id}/traces/")).await;
+    assert_eq!(code, StatusCode::OK, "{listed}");
+    let summary =
+        listed["data"].as_array().and_then(|d| d.iter().find(|t| t["traceId"] == INVOKE_TRACE)).expect("the invoke's trace").clone();
+    assert_eq!((summary["rootSpanName"].as_str(), summary["spansCount"].as_u64()), (Some("invoke"), Some(1)), "{summary}");
+    assert!(summary["duration"].as_u64().is_some_and(|ns| ns > 1000), "nanoseconds: {summary}");
+    let (code, trace) = stack.get(&format!("/otel/workload/{id}/traces/{INVOKE_TRACE}/")).await;
+    assert_eq!(code, StatusCode::OK, "{trace}");
+    assert_eq!(trace["spans"][0]["spanId"], parts[2], "{trace}");
+    assert_eq!(trace["spans"][0]["parentSpanId"], INVOKE_CALLER, "{trace}");
+    let (code, _) = stack.get(&format!("/otel/workload/{id}/traces/{CREATE_TRACE}/")).await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "the gateway keeps invoke spans only");
+    let (code, _) = stack.get("/otel/workload/no-such-workload/traces/").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
 
     stack.stop();
     receiving.abort();
