@@ -131,6 +131,8 @@ async fn concurrency_scales_up_and_down_then_to_zero_and_a_request_wakes_it_with
     assert_eq!(failed.load(Ordering::Relaxed), 0, "failed requests while scaling ({served} served)");
 
     // Idle: zero replicas after the stable window and the grace; still `running`, same endpoint.
+    let (_, serving) = stack.get(&format!("/workloads/{id}")).await;
+    let last_replicas = stack.replica_addresses(&serving).await;
     let took = wait_count(&stack, &id, "0", |n| n == 0, Duration::from_secs(30)).await;
     println!("scaled to zero {took:?} after the last request");
     let idle = stack.wait_status(&id, "running").await;
@@ -145,6 +147,12 @@ async fn concurrency_scales_up_and_down_then_to_zero_and_a_request_wakes_it_with
     }
     assert_eq!(details["replicas"], json!([]), "no replica runs at zero: {details}");
     assert!(details["overallStatus"]["summary"].as_str().unwrap().contains("Idle at 0"), "{details}");
+    // A retired replica keeps serving for a short drain after it leaves the report (so that no
+    // gateway routes to a replica that is gone): wait for it to go, so that the next request
+    // finds nothing and has to wake the workload.
+    for address in &last_replicas {
+        assert!(crate::harness::gone(address).await, "the retired replica {address} still serves");
+    }
 
     // The next request is held, wakes the workload and succeeds.
     let started = Instant::now();
