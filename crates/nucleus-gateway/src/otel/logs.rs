@@ -56,8 +56,8 @@ impl LogsQuery {
                 LogLevel::Debug
             }),
         };
-        let start = time(query, "startTime", &mut errors);
-        let end = time(query, "endTime", &mut errors);
+        let start = query_time(query, "startTime", &mut errors);
+        let end = query_time(query, "endTime", &mut errors);
         if let (Some(start), Some(end)) = (start, end)
             && start > end
         {
@@ -101,7 +101,8 @@ impl LogsQuery {
     }
 }
 
-fn time(query: &Query, key: &str, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
+/// An RFC 3339 time parameter; a bad one is a field error naming it.
+pub(super) fn query_time(query: &Query, key: &str, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
     let raw = query.one(key).filter(|raw| !raw.is_empty())?;
     match DateTime::parse_from_rfc3339(raw) {
         Ok(at) => Some(at.with_timezone(&Utc)),

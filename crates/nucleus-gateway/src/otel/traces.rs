@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use nucleus_api::otel::{Trace, TraceSpan, TraceSummary};
 
+use super::logs::query_time;
 use crate::access::Need;
 use crate::auth::Caller;
 use crate::listing::{Window, check, paginate};
@@ -131,21 +132,6 @@ fn traces(records: Vec<SpanRecord>) -> Vec<Trace> {
     by_trace.into_iter().filter_map(|(id, spans)| trace_of(&id, spans)).collect()
 }
 
-fn time(query: &Query, key: &str, errors: &mut Vec<nucleus_api::FieldError>) -> Option<DateTime<Utc>> {
-    let raw = query.one(key).filter(|raw| !raw.is_empty())?;
-    match DateTime::parse_from_rfc3339(raw) {
-        Ok(at) => Some(at.with_timezone(&Utc)),
-        Err(err) => {
-            errors.push(nucleus_api::FieldError::new(
-                &nucleus_api::validation::Loc::query().key(key),
-                format!("'{raw}' is not an RFC 3339 time ({err}); e.g. 2026-12-07T10:00:00Z"),
-                "datetime_parsing",
-            ));
-            None
-        }
-    }
-}
-
 pub async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -155,7 +141,7 @@ pub async fn list(
     let query = Query::parse(uri.query());
     let mut errors = Vec::new();
     let window = Window::from_query(&query, &mut errors);
-    let (start, end) = (time(&query, "startTime", &mut errors), time(&query, "endTime", &mut errors));
+    let (start, end) = (query_time(&query, "startTime", &mut errors), query_time(&query, "endTime", &mut errors));
     check(errors)?;
     load(&state, &caller, &id, Need::Read).await?;
     let mut summaries: Vec<TraceSummary> = traces(state.recent_spans.spans(&id))
