@@ -57,6 +57,18 @@ impl Api {
         self.json(Method::GET, path, None).await
     }
 
+    /// Every item of a paged list, following `next` links (at most `max_pages` pages).
+    pub async fn list_all(&self, path: &str, max_pages: usize) -> anyhow::Result<Vec<Value>> {
+        let mut page: Value = self.get(path).await?;
+        let mut all = page["data"].as_array().cloned().unwrap_or_default();
+        for _ in 1..max_pages {
+            let Some(next) = page["next"].as_str().map(str::to_owned) else { break };
+            page = self.get(&next).await?;
+            all.extend(page["data"].as_array().cloned().unwrap_or_default());
+        }
+        Ok(all)
+    }
+
     /// A GET whose 404 means "none" rather than an error.
     pub async fn get_optional<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<Option<T>> {
         let response = match self.http.get(self.url(path)).bearer_auth(&self.token).timeout(API_TIMEOUT).send().await {

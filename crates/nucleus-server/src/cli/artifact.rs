@@ -80,15 +80,7 @@ pub async fn run(command: ArtifactCommand, api: &Api) -> anyhow::Result<()> {
             }
         }
         ArtifactCommand::List { output } => {
-            let mut page: Value = api.get("/artifacts/?limit=100").await?;
-            let mut all = Vec::new();
-            loop {
-                all.extend(page["data"].as_array().cloned().unwrap_or_default());
-                match page["next"].as_str() {
-                    Some(next) => page = api.get(next).await?,
-                    None => break,
-                }
-            }
+            let all = api.list_all("/artifacts/?limit=100", usize::MAX).await?;
             if !print_document(output, &Value::Array(all.clone()))? {
                 print_rows(output, &all);
             }

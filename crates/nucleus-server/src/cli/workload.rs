@@ -159,15 +159,7 @@ pub async fn run(command: WorkloadCommand, api: &Api) -> anyhow::Result<()> {
         WorkloadCommand::List { status, output } => {
             let mut query: Vec<String> = status.iter().map(|s| format!("status={s}")).collect();
             query.push("limit=100".to_owned());
-            let mut page: Value = api.get(&format!("/workloads/?{}", query.join("&"))).await?;
-            let mut all: Vec<Value> = Vec::new();
-            loop {
-                all.extend(page["data"].as_array().cloned().unwrap_or_default());
-                match page["next"].as_str() {
-                    Some(next) => page = api.get(next).await?,
-                    None => break,
-                }
-            }
+            let all = api.list_all(&format!("/workloads/?{}", query.join("&")), usize::MAX).await?;
             if !print_document(output, &Value::Array(all.clone()))? {
                 let wide = output == Format::Wide;
                 print_table(&headers(wide), &all.iter().map(|w| row(w, wide)).collect::<Vec<_>>());
@@ -270,16 +262,9 @@ async fn logs(api: &Api, id: &str, query: LogsQuery, output: Format) -> anyhow::
         if let Some(start) = &start {
             all.push(("startTime".into(), start.clone()));
         }
-        let mut page: Value = api.get(&format!("/otel/workload/{id}/logs/?{}", form_urlencoded(&all))).await?;
-        let mut records = page["data"].as_array().cloned().unwrap_or_default();
         // A follow reads every page since the last poll (up to 10), so that a burst is not cut.
-        let mut pages = 1;
-        while query.follow && start.is_some() && pages < 10 {
-            let Some(next) = page["next"].as_str().map(str::to_owned) else { break };
-            page = api.get(&next).await?;
-            records.extend(page["data"].as_array().cloned().unwrap_or_default());
-            pages += 1;
-        }
+        let pages = if query.follow && start.is_some() { 10 } else { 1 };
+        let mut records = api.list_all(&format!("/otel/workload/{id}/logs/?{}", form_urlencoded(&all)), pages).await?;
         records.reverse(); // oldest first, like a terminal
         let boundary = start.clone();
         let mut seen_again = at_boundary.clone();
