@@ -160,10 +160,6 @@ impl Counter {
             add(&self.0, delta);
         }
     }
-
-    pub fn get(&self) -> f64 {
-        f64::from_bits(self.0.load(Ordering::Relaxed))
-    }
 }
 
 /// A family of gauges: set to what is true now.
@@ -195,10 +191,6 @@ impl Gauge {
 
     pub fn add(&self, delta: f64) {
         add(&self.0, delta);
-    }
-
-    pub fn get(&self) -> f64 {
-        f64::from_bits(self.0.load(Ordering::Relaxed))
     }
 }
 
@@ -236,9 +228,5 @@ impl Histogram {
         }
         buckets.sum += value;
         buckets.count += 1;
-    }
-
-    pub fn count(&self) -> u64 {
-        lock(&self.buckets).count
     }
 }

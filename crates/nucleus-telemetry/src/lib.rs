@@ -13,7 +13,6 @@ pub mod trace;
 
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
-pub use encode::escape_label_value;
 pub use family::{Counter, CounterVec, Gauge, GaugeVec, Histogram, HistogramVec, Sample};
 
 /// Seconds buckets for request and operation latencies: 1 ms to 60 s.

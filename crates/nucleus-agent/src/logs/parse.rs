@@ -154,17 +154,6 @@ pub fn severity_named(name: &str) -> Option<Severity> {
     Some(severity)
 }
 
-/// The name the Workload API shows for a severity.
-pub fn severity_label(severity: Severity) -> &'static str {
-    match severity {
-        Severity::Debug => "DEBUG",
-        Severity::Info | Severity::Unspecified => "INFO",
-        Severity::Warning => "WARNING",
-        Severity::Error => "ERROR",
-        Severity::Critical => "CRITICAL",
-    }
-}
-
 pub fn unix_nanos(at: DateTime<Utc>) -> i64 {
     at.timestamp_nanos_opt().unwrap_or(i64::MAX)
 }

@@ -150,13 +150,6 @@ impl LogStore {
         tail
     }
 
-    /// Drops what expired in every proton, and the protons left empty for a retention.
-    pub fn forget_expired(&self) {
-        let now = now_nanos();
-        let max_bytes = self.max_bytes();
-        self.inner().sweep(now, max_bytes);
-    }
-
     /// Record bytes kept in all.
     pub fn bytes(&self) -> usize {
         self.inner().protons.values().map(|logs| logs.bytes).sum()
