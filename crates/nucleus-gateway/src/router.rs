@@ -70,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         route(&format!("{base}/{{workload_id}}/sharedRoles"), get(sharing::workload_get).patch(sharing::workload_patch));
     }
     route("/otel/workload/{workload_id}/logs", get(crate::otel::logs::list));
+    route("/otel/workload/{workload_id}/logs/stream", get(crate::otel::follow::stream));
     route("/otel/workload/{workload_id}/traces", get(crate::otel::traces::list));
     route("/otel/workload/{workload_id}/traces/{trace_id}", get(crate::otel::traces::get));
     let router = router.route("/metrics", get(crate::metrics::serve));

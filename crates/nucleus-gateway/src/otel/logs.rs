@@ -32,12 +32,13 @@ const MAX_OFFSET: usize = 9000;
 pub const SEARCH_KEYS: &[&str] = &["proton_id", "replica", "stream"];
 
 /// A logs request, checked.
+#[derive(Clone)]
 pub struct LogsQuery {
-    offset: usize,
-    limit: usize,
-    request: LogsRequest,
+    pub(super) offset: usize,
+    pub(super) limit: usize,
+    pub(super) request: LogsRequest,
     /// `searchKeys=proton_id`: only these protons.
-    protons: Option<Vec<String>>,
+    pub(super) protons: Option<Vec<String>>,
 }
 
 impl LogsQuery {
@@ -156,16 +157,28 @@ pub fn entry(record: LogRecord) -> LogEntry {
     }
 }
 
-pub async fn list(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    uri: Uri,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let query = Query::parse(uri.query());
-    let logs = LogsQuery::parse(&query)?;
-    load(&state, &caller, &id, Need::Read).await?;
-    let protons = state.meta.list_json::<Proton>(&keys::protons_of(&id)).await?;
+/// What the agents answered for one logs request: their records (newest first across agents),
+/// how many matched in all, and the agents that could not be read.
+pub(super) struct Gathered {
+    pub records: Vec<LogRecord>,
+    pub matched: usize,
+    pub asked: usize,
+    pub missing: Vec<ApiError>,
+}
+
+impl Gathered {
+    /// A `Warning` value saying which agents are missing from the answer, if any are.
+    pub fn warning(&self) -> Option<String> {
+        let first = self.missing.first()?;
+        let reason = first.to_string().replace(['"', '\\'], "'");
+        Some(format!("{} of {} agents could not be read: {reason}", self.missing.len(), self.asked).replace(['\r', '\n'], " "))
+    }
+}
+
+/// Asks every agent that runs (or ran) a proton of workload `id` for the records `logs` selects.
+/// Fails only when every agent asked failed.
+pub(super) async fn gather(state: &AppState, id: &str, logs: &LogsQuery) -> Result<Gathered, ApiError> {
+    let protons = state.meta.list_json::<Proton>(&keys::protons_of(id)).await?;
     let mut by_agent: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut unplaced = Vec::new();
     for proton in protons.into_iter().map(|p| p.value) {
@@ -185,7 +198,6 @@ pub async fn list(
         }
     }
     let asks = by_agent.into_iter().map(|(agent, proton_ids)| {
-        let state = state.clone();
         let request = LogsRequest { proton_ids, ..logs.request.clone() };
         async move {
             let client = state.agents.client(&state.meta, &agent).await?;
@@ -195,37 +207,45 @@ pub async fn list(
         }
     });
     let answers = futures::future::join_all(asks).await;
-    let asked = answers.len();
-    let mut records = Vec::new();
-    let mut total = 0usize;
-    let mut missing = Vec::new();
+    let mut gathered = Gathered { records: Vec::new(), matched: 0, asked: answers.len(), missing: Vec::new() };
     for answer in answers {
         match answer {
             Ok(answer) => {
-                total += usize::try_from(answer.matched).unwrap_or(usize::MAX);
-                records.extend(answer.records);
+                gathered.matched += usize::try_from(answer.matched).unwrap_or(usize::MAX);
+                gathered.records.extend(answer.records);
             }
-            Err(err) => missing.push(err),
+            Err(err) => gathered.missing.push(err),
         }
     }
-    if asked > 0 && missing.len() == asked {
-        return Err(missing.remove(0));
+    if gathered.asked > 0 && gathered.missing.len() == gathered.asked {
+        return Err(gathered.missing.remove(0));
     }
     // Newest first across agents; each agent's answer is newest first already.
-    records.sort_by_key(|record| std::cmp::Reverse(record.unix_nanos));
-    let data: Vec<LogEntry> = records.into_iter().skip(logs.offset).take(logs.limit).map(entry).collect();
+    gathered.records.sort_by_key(|record| std::cmp::Reverse(record.unix_nanos));
+    Ok(gathered)
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    uri: Uri,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let query = Query::parse(uri.query());
+    let logs = LogsQuery::parse(&query)?;
+    load(&state, &caller, &id, Need::Read).await?;
+    let gathered = gather(&state, &id, &logs).await?;
+    let warning = gathered.warning();
+    let total = gathered.matched;
+    let data: Vec<LogEntry> = gathered.records.into_iter().skip(logs.offset).take(logs.limit).map(entry).collect();
     // No `next` past the deepest offset a request may ask for.
     let (next, previous) = neighbours(logs.offset, logs.limit, total.min(MAX_OFFSET + 1));
     let link = |offset: usize| format!("{}{}?{}", base_url(&state), uri.path(), query.with_offset(offset));
     let page = Page { count: data.len(), total_count: total, next: next.map(link), previous: previous.map(link), data };
     let mut response = Json(page).into_response();
-    if let Some(first) = missing.first() {
-        // Some agents answered: their records are worth having, with word of what is missing.
-        let reason = first.to_string().replace(['"', '\\'], "'");
-        let warning = format!("199 nucleus \"{} of {asked} agents could not be read: {reason}\"", missing.len());
-        if let Ok(value) = HeaderValue::from_str(&warning.replace(['\r', '\n'], " ")) {
-            response.headers_mut().insert("warning", value);
-        }
+    // Some agents answered: their records are worth having, with word of what is missing.
+    if let Some(value) = warning.and_then(|w| HeaderValue::from_str(&format!("199 nucleus \"{w}\"")).ok()) {
+        response.headers_mut().insert("warning", value);
     }
     Ok(response)
 }

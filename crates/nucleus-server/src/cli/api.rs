@@ -84,6 +84,20 @@ impl Api {
         }
     }
 
+    /// A stream of server-sent events (no time limit: it lasts as long as the server sends).
+    pub async fn events(&self, path: &str) -> anyhow::Result<super::sse::EventStream> {
+        let response = match self.http.get(self.url(path)).bearer_auth(&self.token).header("accept", "text/event-stream").send().await {
+            Ok(response) => response,
+            Err(err) => bail!("cannot reach {}: {err}; is the server up, and is the context's server URL right?", self.base),
+        };
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await?;
+            bail!("{}", describe_error(&Method::GET, path, status, &text));
+        }
+        Ok(super::sse::EventStream::new(response))
+    }
+
     /// A raw request to a workload's invoke URL: any status is an answer.
     pub async fn invoke(&self, method: Method, url: &str, body: Option<String>) -> anyhow::Result<reqwest::Response> {
         let mut request = self.http.request(method, url).bearer_auth(&self.token);

@@ -6,6 +6,7 @@ mod api;
 mod artifact;
 mod config;
 mod output;
+mod sse;
 mod wait;
 mod workload;
 

@@ -250,58 +250,48 @@ async fn logs(api: &Api, id: &str, query: LogsQuery, output: Format) -> anyhow::
         params.push(("level".into(), level.clone()));
     }
     params.extend(query.grep.iter().map(|text| ("includes".to_owned(), text.clone())));
-    let mut start = query.since.as_deref().map(since_time).transpose()?;
+    if let Some(start) = query.since.as_deref().map(since_time).transpose()? {
+        params.push(("startTime".into(), start));
+    }
+    let print = |record: &Value| -> anyhow::Result<()> {
+        match output {
+            Format::Json => println!("{}", serde_json::to_string(record)?),
+            Format::Yaml => print!("---\n{}", yaml_serde::to_string(record)?),
+            Format::Table | Format::Wide => println!(
+                "{} {:<8} {} {}",
+                text(&record["timestamp"]),
+                text(&record["level"]),
+                text(&record["replica"]),
+                text(&record["message"])
+            ),
+        }
+        Ok(())
+    };
     if query.follow {
         super::exit_on_ctrl_c(String::new());
-    }
-    // Following: the records at the newest time printed so far, which the next poll (from that
-    // time on, inclusive) answers again.
-    let mut at_boundary: Vec<(String, String)> = Vec::new();
-    loop {
-        let mut all = params.clone();
-        if let Some(start) = &start {
-            all.push(("startTime".into(), start.clone()));
-        }
-        // A follow reads every page since the last poll (up to 10), so that a burst is not cut.
-        let pages = if query.follow && start.is_some() { 10 } else { 1 };
-        let mut records = api.list_all(&format!("/otel/workload/{id}/logs/?{}", form_urlencoded(&all)), pages).await?;
-        records.reverse(); // oldest first, like a terminal
-        let boundary = start.clone();
-        let mut seen_again = at_boundary.clone();
-        for record in &records {
-            let timestamp = text(&record["timestamp"]);
-            if query.follow && boundary.as_deref() == Some(timestamp.as_str()) {
-                let key = (text(&record["replica"]), text(&record["message"]));
-                if let Some(at) = seen_again.iter().position(|seen| *seen == key) {
-                    seen_again.swap_remove(at);
-                    continue;
+        let mut events = api.events(&format!("/otel/workload/{id}/logs/stream/?{}", form_urlencoded(&params))).await?;
+        while let Some(event) = events.next().await? {
+            match event.kind.as_str() {
+                "log" => print(&serde_json::from_str(&event.data)?)?,
+                "warning" => eprintln!("warning: {}", event.data),
+                "end" => {
+                    eprintln!("{}", event.data);
+                    return Ok(());
                 }
-            }
-            match output {
-                Format::Json => println!("{}", serde_json::to_string(record)?),
-                Format::Yaml => print!("---\n{}", yaml_serde::to_string(record)?),
-                Format::Table | Format::Wide => {
-                    println!("{} {:<8} {} {}", timestamp, text(&record["level"]), text(&record["replica"]), text(&record["message"]))
-                }
+                _ => {}
             }
         }
-        if !query.follow {
-            if records.is_empty() {
-                eprintln!("no log records; `nucleus workload get {id}` shows whether it runs");
-            }
-            return Ok(());
-        }
-        if let Some(newest) = records.last().and_then(|r| r["timestamp"].as_str()).map(str::to_owned) {
-            if start.as_deref() != Some(newest.as_str()) {
-                at_boundary.clear();
-            }
-            at_boundary
-                .extend(records.iter().filter(|r| text(&r["timestamp"]) == newest).map(|r| (text(&r["replica"]), text(&r["message"]))));
-            at_boundary.dedup();
-            start = Some(newest);
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        anyhow::bail!("the server closed the log stream; run the command again to go on");
     }
+    let mut records = api.list_all(&format!("/otel/workload/{id}/logs/?{}", form_urlencoded(&params)), 1).await?;
+    records.reverse(); // oldest first, like a terminal
+    for record in &records {
+        print(record)?;
+    }
+    if records.is_empty() {
+        eprintln!("no log records; `nucleus workload get {id}` shows whether it runs");
+    }
+    Ok(())
 }
 
 fn form_urlencoded(pairs: &[(String, String)]) -> String {

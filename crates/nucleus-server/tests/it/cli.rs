@@ -1,6 +1,6 @@
 //! The `nucleus` CLI against `nucleus dev`, as a user runs it: a context saved (0600) and used,
 //! `workload create --wait` showing progress until running (plain lines when piped, a live
-//! spinner under a pseudo-terminal), get/list in each output format, invoke, logs, events, an API
+//! spinner under a pseudo-terminal), get/list in each output format, invoke, logs (and `logs -f`), events, an API
 //! error shown as one line naming the field, stop, delete, and shell completion.
 
 use std::os::unix::fs::PermissionsExt;
@@ -118,9 +118,35 @@ async fn the_cli_runs_a_workload_life_cycle() {
     assert!(shown.contains('\r') || shown.contains("\u{1b}["), "redrawn in place: {shown:?}");
     assert!(shown.contains("✓ workload") && shown.contains("running"), "{shown:?}");
 
+    // `logs -f` prints lines as they come, and ends (status 0) when the workload is deleted.
+    let mut follow = Command::new(NUCLEUS)
+        .args(["workload", "logs", "-f", &id, "--grep", "cli-follow"])
+        .env("NUCLEUS_CONFIG", home.join("config.yaml"))
+        .env_remove("NUCLEUS_URL")
+        .env_remove("NUCLEUS_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("nucleus runs");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    ok(&home, &["invoke", &id, "cli-follow-9"]);
+
     ok(&home, &["workload", "stop", &id, "--wait"]);
     assert_eq!(serde_json::from_str::<Value>(&ok(&home, &["workload", "get", &id, "-o", "json"])).expect("json")["status"], "stopped");
     ok(&home, &["workload", "delete", &id]);
+    let waited = std::time::Instant::now();
+    while follow.try_wait().expect("wait").is_none() {
+        if waited.elapsed() > std::time::Duration::from_secs(10) {
+            let _ = follow.kill();
+            panic!("logs -f did not end within 10 s of the delete");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let followed = follow.wait_with_output().expect("output");
+    let (printed, said) = (String::from_utf8_lossy(&followed.stdout), String::from_utf8_lossy(&followed.stderr));
+    assert!(followed.status.success(), "{printed}\n{said}");
+    assert!(printed.contains("/cli-follow-9") && printed.lines().count() == 1, "{printed}");
+    assert!(said.contains("was deleted"), "{said}");
     let gone = nucleus(&home, &["workload", "get", &id]);
     assert!(!gone.status.success() && String::from_utf8_lossy(&gone.stderr).contains("404"), "{gone:?}");
 

@@ -1,7 +1,8 @@
 //! Replica logs on `nucleus dev`, read the way DataRobot's tooling reads them
 //! (`GET /otel/workload/{id}/logs/`): what a replica prints at start and per request shows up
 //! within 2 s, newest first, with its severity; the level, time, text and proton filters narrow
-//! it; bad parameters are named; the records outlive the replica.
+//! it; bad parameters are named; the records outlive the replica; a follow (server-sent events)
+//! sends new lines as they come and ends when the workload is deleted.
 
 use std::time::{Duration, Instant};
 
@@ -54,6 +55,59 @@ async fn wait_for(stack: &Stack, id: &str, query: &str, text: &str, within: Dura
     }
 }
 
+/// A client of `GET /otel/workload/{id}/logs/stream/` (server-sent events).
+struct Follow {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl Follow {
+    async fn open(stack: &Stack, id: &str, query: &str) -> Follow {
+        let response = stack
+            .http
+            .get(stack.url(&format!("/otel/workload/{id}/logs/stream/{query}")))
+            .bearer_auth(crate::harness::TOKEN)
+            .send()
+            .await
+            .expect("stream");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        Follow { response, buffer: String::new() }
+    }
+
+    /// The next event's name and data.
+    async fn next(&mut self) -> (String, String) {
+        loop {
+            if let Some(at) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..at + 2).collect();
+                let field = |name: &str| block.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim().to_owned());
+                if let Some(data) = field("data:") {
+                    return (field("event:").unwrap_or_default(), data);
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(10), self.response.chunk()).await.expect("an event within 10 s");
+            let chunk = chunk.expect("stream").expect("the stream is open");
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    async fn next_log(&mut self) -> Value {
+        let (kind, data) = self.next().await;
+        assert_eq!(kind, "log", "{data}");
+        serde_json::from_str(&data).expect("a record")
+    }
+
+    async fn next_until_end(&mut self) -> String {
+        loop {
+            let (kind, data) = self.next().await;
+            if kind == "end" {
+                return data;
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn replica_output_is_served_as_filtered_log_records() {
     let dir = temp_dir();
@@ -87,6 +141,25 @@ async fn replica_output_is_served_as_filtered_log_records() {
     assert_eq!(code, StatusCode::OK);
     let (_, took) = wait_for(&stack, &id, "?includes=fresh-42", "fresh-42", Duration::from_secs(2)).await;
     eprintln!("a request's log line was served after {took:?}");
+
+    // Followed live (`logs -f`): the newest records first, then each new line as it is printed.
+    let mut follow = Follow::open(&stack, &id, "?limit=2&level=info").await;
+    let backlog = [follow.next_log().await, follow.next_log().await];
+    assert!(backlog.iter().all(|r| r["level"] != "DEBUG"), "{backlog:?}");
+    assert!(backlog[0]["timestamp"].as_str() <= backlog[1]["timestamp"].as_str(), "oldest first: {backlog:?}");
+    let (code, _) = stack.invoke(&id, "status/200?marker=live-7").await;
+    assert_eq!(code, StatusCode::OK);
+    let started = Instant::now();
+    loop {
+        let record = follow.next_log().await;
+        if record["message"].as_str().is_some_and(|m| m.contains("live-7")) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(2), "the live line did not come within 2 s");
+    }
+    eprintln!("a followed line came after {:?}", started.elapsed());
+    let (code, bad) = stack.get(&format!("/otel/workload/{id}/logs/stream/?offset=3")).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
 
     // The requests DataRobot's tooling makes.
     let (code, errors) = logs(&stack, &id, "?limit=100&level=error&includes=Traceback").await;
@@ -129,5 +202,10 @@ async fn replica_output_is_served_as_filtered_log_records() {
     stack.wait_status(&id, "stopped").await;
     let (_, after) = logs(&stack, &id, "?includes=booting").await;
     assert_eq!(messages(&after), ["INFO:root:booting"], "{after}");
+
+    // Deleted, the follow ends with word of why.
+    let (code, _) = stack.call(reqwest::Method::DELETE, &format!("/workloads/{id}"), None).await;
+    assert!(code.is_success());
+    assert_eq!(follow.next_until_end().await, format!("workload {id} was deleted"));
     stack.stop();
 }
