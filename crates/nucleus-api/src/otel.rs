@@ -1,4 +1,5 @@
-//! The OpenTelemetry surface of a workload (`/otel/workload/{id}/...`): what its replicas printed.
+//! The OpenTelemetry surface of a workload (`/otel/workload/{id}/...`): what its replicas printed,
+//! the traces of its invokes and the metrics collected for it.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -108,4 +109,65 @@ pub struct TraceSpan {
     /// e.g. `http.request.method`, `http.response.status_code`, `url.path`.
     #[serde(default)]
     pub attributes: std::collections::BTreeMap<String, String>,
+}
+
+/// A metric Nucleus collects for every workload, without instrumentation
+/// (`GET /otel/workload/{id}/metrics/`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OtelMetric {
+    /// e.g. `http.server.request.count`.
+    pub otel_name: String,
+    pub display_name: String,
+    pub description: String,
+    /// UCUM, as OpenTelemetry writes units: `ms`, `1`, `{request}`.
+    pub unit: String,
+    pub metric_type: OtelMetricType,
+    /// How `autocollectedValues` aggregates it over a period (a histogram has several).
+    pub aggregations: Vec<MetricAggregation>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OtelMetricType {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricAggregation {
+    /// Added up over the period.
+    Sum,
+    /// The mean over the period.
+    Avg,
+    /// The highest over the period.
+    Max,
+    /// Percentiles of a histogram.
+    P50,
+    P95,
+    P99,
+    /// The value now (gauges of current state).
+    Last,
+}
+
+/// One metric's value over a period (`GET /otel/workload/{id}/metrics/autocollectedValues/`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AutocollectedValue {
+    pub otel_name: String,
+    pub display_name: String,
+    pub unit: String,
+    pub aggregation: MetricAggregation,
+    pub aggregated_value: f64,
+}
+
+/// The values of every collected metric of a workload over `[startTime, endTime)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AutocollectedValues {
+    pub start_time: DateTime<Utc>,
+    pub end_time: DateTime<Utc>,
+    pub data: Vec<AutocollectedValue>,
 }

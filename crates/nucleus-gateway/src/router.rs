@@ -72,6 +72,9 @@ pub fn router(state: AppState) -> Router {
     route("/otel/workload/{workload_id}/logs", get(crate::otel::logs::list));
     route("/otel/workload/{workload_id}/logs/stream", get(crate::otel::follow::stream));
     route("/otel/workload/{workload_id}/traces", get(crate::otel::traces::list));
+    route("/otel/workload/{workload_id}/metrics", get(crate::otel::metrics::list));
+    route("/otel/workload/{workload_id}/metrics/summary", get(crate::otel::metrics::list));
+    route("/otel/workload/{workload_id}/metrics/autocollectedValues", get(crate::otel::metrics::autocollected_values));
     route("/otel/workload/{workload_id}/traces/{trace_id}", get(crate::otel::traces::get));
     let router = router.route("/metrics", get(crate::metrics::serve));
     // Invoke URLs (`/api/v2/endpoints/...`) never reach this router: the server hands them to

@@ -6,7 +6,7 @@ use nucleus_api::identity::{
     CreateGroupRequest, CreateTokenRequest, CreateUserRequest, GroupMembersRequest, SharedRole, SharedRolesUpdateRequest, TokenCreated,
     TokenRecord, UpdateUserRequest, User, UserGroup,
 };
-use nucleus_api::otel::{LogEntry, Trace, TraceSummary};
+use nucleus_api::otel::{AutocollectedValues, LogEntry, OtelMetric, Trace, TraceSummary};
 use nucleus_api::replacement::{Replacement, StartReplacementRequest, UpdateSettingsRequest};
 use nucleus_api::stats::{MetricOverTime, ProtonRequestStats, StatsOverview};
 use nucleus_api::workload::{RelatedObjects, WorkloadOperationResponse, WorkloadSettings};
@@ -226,6 +226,21 @@ fn workloads(api: &mut Builder) {
     let trace = api.schema::<Trace>();
     let op = operation("getWorkloadTrace", "otel", "One trace's spans (durations in nanoseconds)");
     api.add(Get, "/api/v2/otel/workload/{workload_id}/traces/{trace_id}", ok(op, 200, "The trace", trace), &[403, 404]);
+    let page = api.page::<OtelMetric>();
+    for (path, id) in [("metrics", "listWorkloadMetrics"), ("metrics/summary", "listWorkloadMetricsSummary")] {
+        let op = operation(id, "otel", "The metrics collected for every workload without instrumentation");
+        api.add(Get, &format!("/api/v2/otel/workload/{{workload_id}}/{path}"), ok(op, 200, "The metrics", page.clone()), &[403, 404]);
+    }
+    let values = api.schema::<AutocollectedValues>();
+    let period = [
+        q("startTime", Kind::String, "The period's start, RFC 3339 (default: an hour before endTime)"),
+        q("endTime", Kind::String, "The period's end, RFC 3339 (default now)"),
+        q("searchKeys", Kind::StringList, "proton_id, with searchValues: only these protons"),
+        q("searchValues", Kind::StringList, "The proton ids, parallel to searchKeys"),
+    ];
+    let op = with_query(operation("listWorkloadAutocollectedValues", "otel", "Each collected metric's value over a period"), &period);
+    let path = "/api/v2/otel/workload/{workload_id}/metrics/autocollectedValues";
+    api.add(Get, path, ok(op, 200, "The values", values), &[403, 404, 422]);
 }
 
 const LOGS: [QueryParam; 11] = [

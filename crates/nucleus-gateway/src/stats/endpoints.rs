@@ -84,7 +84,7 @@ fn minute_of(key: &str) -> Option<i64> {
 }
 
 /// Per-minute sums (over gateways) of one proton's documents, or of every proton's when `None`.
-async fn minutes(state: &AppState, workload: &str, proton: Option<&str>) -> Result<BTreeMap<i64, MinuteStats>, ApiError> {
+pub(crate) async fn minutes(state: &AppState, workload: &str, proton: Option<&str>) -> Result<BTreeMap<i64, MinuteStats>, ApiError> {
     let prefix = match proton {
         Some(p) => keys::stats_of_proton(workload, p),
         None => keys::stats_of(workload),
@@ -111,7 +111,7 @@ fn sum_minutes(minutes: &BTreeMap<i64, MinuteStats>, from: i64, to: i64) -> Minu
     sum
 }
 
-fn sum_between(minutes: &BTreeMap<i64, MinuteStats>, start: Timestamp, end: Timestamp) -> MinuteStats {
+pub(crate) fn sum_between(minutes: &BTreeMap<i64, MinuteStats>, start: Timestamp, end: Timestamp) -> MinuteStats {
     let (from, to) = minute_range(start, end);
     sum_minutes(minutes, from, to)
 }

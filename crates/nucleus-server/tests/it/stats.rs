@@ -1,6 +1,7 @@
 //! Request statistics on `nucleus dev`: every invocation is counted per proton (answers, 4xx,
 //! 5xx), persisted per minute and summed by the stats endpoints; `serviceStats=true` embeds
-//! them in the list; DELETE resets them; bad parameters are refused without changing anything.
+//! them in the list, and the OTel metrics API (`/otel/workload/{id}/metrics/autocollectedValues/`)
+//! reads the same counts; DELETE resets them; bad parameters are refused without changing anything.
 
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,34 @@ async fn invocations_are_counted_per_proton_and_minute() {
     assert!((5..=6).contains(&buckets.len()), "{over_time:#}");
     assert_eq!(buckets.iter().map(|b| b["value"].as_u64().unwrap()).sum::<u64>(), 25);
     assert_eq!(over_time["summary"]["protonId"], created["protonId"]);
+
+    // The OTel metrics API reads the same counts, plus the replicas the agent reports.
+    let (code, catalogue) = stack.get(&format!("/otel/workload/{id}/metrics/")).await;
+    assert_eq!(code, StatusCode::OK, "{catalogue}");
+    let names: Vec<&str> = catalogue["data"].as_array().unwrap().iter().map(|m| m["otelName"].as_str().unwrap()).collect();
+    assert!(names.contains(&"http.server.request.count") && names.contains(&"nucleus.replicas.ready"), "{names:?}");
+    let (code, values) = stack.get(&format!("/otel/workload/{id}/metrics/autocollectedValues/")).await;
+    assert_eq!(code, StatusCode::OK, "{values}");
+    let value = |values: &serde_json::Value, name: &str, aggregation: &str| {
+        values["data"].as_array().unwrap().iter().find(|v| v["otelName"] == name && v["aggregation"] == aggregation).unwrap()
+            ["aggregatedValue"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(value(&values, "http.server.request.count", "sum"), 25.0, "{values:#}");
+    assert_eq!(value(&values, "http.server.request.server_errors", "sum"), 2.0);
+    assert_eq!(value(&values, "http.server.request.error_rate", "avg"), 0.2);
+    assert!(value(&values, "http.server.request.duration", "p95") > 0.0);
+    assert_eq!((value(&values, "nucleus.replicas.desired", "last"), value(&values, "nucleus.replicas.ready", "last")), (1.0, 1.0));
+    let proton = created["protonId"].as_str().unwrap();
+    let (_, other) =
+        stack.get(&format!("/otel/workload/{id}/metrics/autocollectedValues/?searchKeys=proton_id&searchValues=x{proton}")).await;
+    assert_eq!(value(&other, "http.server.request.count", "sum"), 0.0, "another proton's counts: {other:#}");
+    let (_, before) = stack.get(&format!("/otel/workload/{id}/metrics/autocollectedValues/?endTime=2026-01-01T00:00:00Z")).await;
+    assert_eq!(value(&before, "http.server.request.count", "sum"), 0.0, "nothing was counted then");
+    let (code, bad) = stack.get(&format!("/otel/workload/{id}/metrics/autocollectedValues/?searchKeys=pod&searchValues=x")).await;
+    assert_eq!((code, &bad["detail"][0]["loc"]), (StatusCode::UNPROCESSABLE_ENTITY, &json!(["query", "searchKeys"])), "{bad}");
+    assert_eq!(stack.get("/otel/workload/nope/metrics/autocollectedValues/").await.0, StatusCode::NOT_FOUND);
 
     let (code, bad) = stack.get(&format!("/workloads/{id}/stats/bogus")).await;
     assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
