@@ -1,5 +1,5 @@
 //! The agent's Prometheus series: its replicas by phase and readiness (read from the status hub
-//! when scraped), how long Launch calls take, and process replicas restarted.
+//! when scraped), how long Launch calls take, and replicas restarted.
 
 use std::sync::LazyLock;
 
@@ -23,7 +23,7 @@ static METRICS: LazyLock<AgentMetrics> = LazyLock::new(|| {
         ),
         restarts: registry.counter_vec(
             "nucleus_agent_replica_restarts_total",
-            "Replica processes restarted after they exited or failed their liveness probe (process driver).",
+            "Replica containers restarted after they exited or failed their liveness probe (by the process driver, or seen restarted by the kubelet).",
             &["driver"],
         ),
     }

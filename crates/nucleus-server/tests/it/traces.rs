@@ -120,6 +120,8 @@ async fn a_create_and_an_invoke_are_traced_across_the_roles_and_to_the_replica()
     assert_eq!(launch.parent, rest.span, "the scheduler's launch continues the create: {launch:?}");
     let agent = receiver.span(CREATE_TRACE, "agent launch").await;
     assert_eq!(agent.parent, launch.span, "the agent's Launch continues the scheduler's: {agent:?}");
+    let spawn = receiver.span(CREATE_TRACE, "replica spawn").await;
+    assert_eq!(spawn.parent, agent.span, "the process start is part of the Launch: {spawn:?}");
 
     // An invoke continues the caller's trace, and the replica's parent is the gateway's span.
     let answer = stack

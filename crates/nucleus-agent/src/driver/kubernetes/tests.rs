@@ -237,6 +237,23 @@ async fn pods_are_reported_as_they_change() {
         assert_eq!(report.replicas[0].node_address, "gke-gpu-pool-l4-1a2b");
     }
 
+    // The kubelet restarts its container twice: counted in the agent's restart series.
+    let counted = || {
+        let text = nucleus_telemetry::encode();
+        let line = text.lines().find(|l| l.starts_with("nucleus_agent_replica_restarts_total{driver=\"kubernetes\"}")).map(str::to_owned);
+        line.and_then(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok())).unwrap_or(0.0)
+    };
+    let before = counted();
+    let statuses = pod.status.as_mut().and_then(|s| s.container_statuses.as_mut()).expect("container statuses");
+    statuses[0].restart_count += 2;
+    let restarts = u32::try_from(statuses[0].restart_count).expect("count");
+    api.pod_event("MODIFIED", &pod);
+    report_where(&mut reports, |r| {
+        r.replicas.first().and_then(|replica| replica.containers.first()).is_some_and(|c| c.restart_count == restarts)
+    })
+    .await;
+    assert_eq!(counted() - before, 2.0);
+
     api.pod_event("DELETED", &pod);
     let report = report_where(&mut reports, |r| r.replicas.is_empty()).await;
     assert_eq!(report.lifecycle(), nucleus_proto::agent::v1::Lifecycle::Running, "a lost pod is not a stop");

@@ -87,8 +87,44 @@ fn applied(state: &mut State, pod: Pod) -> Option<String> {
     if proton.lifecycle == Lifecycle::Stopped {
         proton.lifecycle = Lifecycle::Stopping;
     }
+    let restarted = new_restarts(proton.pods.get(&name), &pod);
+    if restarted > 0 {
+        crate::metrics::metrics().restarts.with(&["kubernetes"]).inc_by(restarted as f64);
+    }
     proton.pods.insert(name, pod);
     Some(id)
+}
+
+/// Container restarts the kubelet made since `before` (a pod first seen, e.g. at adoption,
+/// counts none: its restarts happened before this agent watched).
+fn new_restarts(before: Option<&Pod>, after: &Pod) -> u64 {
+    let count = |pod: &Pod| -> u64 {
+        let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.as_ref());
+        statuses.map_or(0, |all| all.iter().map(|c| u64::try_from(c.restart_count).unwrap_or(0)).sum())
+    };
+    before.map_or(0, |before| count(after).saturating_sub(count(before)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(restarts: &[i32]) -> Pod {
+        let statuses: Vec<serde_json::Value> = restarts
+            .iter()
+            .enumerate()
+            .map(|(i, n)| serde_json::json!({"name": format!("c{i}"), "image": "x", "imageID": "", "ready": true, "restartCount": n}))
+            .collect();
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "p"}, "status": {"containerStatuses": statuses}})).expect("pod")
+    }
+
+    #[test]
+    fn restarts_are_counted_as_they_happen_not_at_first_sight() {
+        assert_eq!(new_restarts(None, &pod(&[4])), 0, "restarts before the agent watched");
+        assert_eq!(new_restarts(Some(&pod(&[4, 0])), &pod(&[5, 2])), 3);
+        assert_eq!(new_restarts(Some(&pod(&[5])), &pod(&[5])), 0);
+        assert_eq!(new_restarts(Some(&pod(&[5])), &pod(&[])), 0, "a status without containers yet");
+    }
 }
 
 /// Forgets a pod; returns its proton.

@@ -109,7 +109,9 @@ impl ReplicaHandle {
         let (stop, stop_rx) = watch::channel(stopping);
         let (done_tx, done) = watch::channel(());
         if let Some(process) = supervised {
-            let supervisor = Supervisor { spec, port, view: view.clone(), stop: stop_rx, client, sandbox, publish, _done: done_tx };
+            let launched_by = Mutex::new(Some(tracing::Span::current()));
+            let supervisor =
+                Supervisor { spec, port, view: view.clone(), stop: stop_rx, client, sandbox, publish, launched_by, _done: done_tx };
             tokio::spawn(supervisor.run(process));
         }
         ReplicaHandle { view, stop: Arc::new(stop), done }
@@ -158,7 +160,7 @@ fn ask_stop(stop: &watch::Sender<Option<Duration>>, grace: Duration) {
     stop.send_modify(|asked| *asked = Some(asked.map_or(grace, |earlier| earlier.min(grace))));
 }
 
-fn lock(view: &Mutex<ReplicaView>) -> MutexGuard<'_, ReplicaView> {
+fn lock<T>(view: &Mutex<T>) -> MutexGuard<'_, T> {
     // A view stays consistent even if a holder panicked: every update is a few plain assignments.
     view.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -171,6 +173,9 @@ struct Supervisor {
     client: reqwest::Client,
     sandbox: Arc<Sandbox>,
     publish: Publish,
+    /// The Launch this replica was started by, taken by the first spawn: its span continues
+    /// that trace (a restart later is not part of the create).
+    launched_by: Mutex<Option<tracing::Span>>,
     _done: watch::Sender<()>,
 }
 
@@ -280,6 +285,11 @@ impl Supervisor {
 
     /// Spawns a process and records it in the view.
     fn spawn(&self, name: &str) -> Result<Incarnation, Error> {
+        let span = match lock(&self.launched_by).take() {
+            Some(launch) => tracing::info_span!(parent: &launch, "replica spawn", replica = %name, pid = tracing::field::Empty),
+            None => tracing::info_span!("replica spawn", replica = %name, pid = tracing::field::Empty),
+        };
+        let _entered = span.enter();
         let log = lock(&self.view).logs.clone();
         let launch = spawn::Launch {
             entrypoint: &self.spec.container.entrypoint,
@@ -296,6 +306,7 @@ impl Supervisor {
         let process = Incarnation::spawned(child);
         lock(&self.view).resources_enforced = enforced;
         let pid = process.pid();
+        span.record("pid", pid);
         let id = ProcessId::of(pid);
         if id.is_none() {
             tracing::warn!(
