@@ -105,6 +105,13 @@ fn new_restarts(before: Option<&Pod>, after: &Pod) -> u64 {
     before.map_or(0, |before| count(after).saturating_sub(count(before)))
 }
 
+/// Forgets a pod; returns its proton.
+fn deleted(state: &mut State, pod: &Pod) -> Option<String> {
+    let (id, name) = (proton_id(pod)?, pod.metadata.name.as_deref()?);
+    state.protons.get_mut(&id)?.pods.remove(name);
+    Some(id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,11 +132,4 @@ mod tests {
         assert_eq!(new_restarts(Some(&pod(&[5])), &pod(&[5])), 0);
         assert_eq!(new_restarts(Some(&pod(&[5])), &pod(&[])), 0, "a status without containers yet");
     }
-}
-
-/// Forgets a pod; returns its proton.
-fn deleted(state: &mut State, pod: &Pod) -> Option<String> {
-    let (id, name) = (proton_id(pod)?, pod.metadata.name.as_deref()?);
-    state.protons.get_mut(&id)?.pods.remove(name);
-    Some(id)
 }

@@ -356,11 +356,15 @@ impl Supervisor {
                 status = process.wait() => return Outcome::Exited(status),
                 _ = collect.tick() => {
                     let log = lock(&self.view).logs.clone();
-                    if last_check.elapsed() >= LOG_CHECK {
+                    let check = last_check.elapsed() >= LOG_CHECK;
+                    if check {
                         last_check = Instant::now();
-                        log.rotate_if_over(MAX_LOG_BYTES);
-                    } else {
-                        log.collect(false);
+                    }
+                    // File reads (up to 4 MiB) and a rotation's copy (up to 64 MiB) stay off the
+                    // async workers.
+                    let read = tokio::task::spawn_blocking(move || if check { log.rotate_if_over(MAX_LOG_BYTES) } else { log.collect(false) });
+                    if let Err(err) = read.await {
+                        tracing::warn!(error = %err, "reading a replica's log failed; will retry");
                     }
                 }
                 _ = self.stop.changed() => return Outcome::StopRequested,
