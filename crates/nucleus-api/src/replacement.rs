@@ -28,13 +28,150 @@ pub enum ReplacementStrategy {
     Rolling,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReplacementConfig {
     #[serde(default)]
     pub warmup_duration_minutes: u32,
     #[serde(default)]
     pub keep_old_version_minutes: u32,
+    /// An SLO gate: the candidate is watched on a canary share of the traffic, then on all of it
+    /// (the old proton kept running meanwhile), and rolled back on a breach. Without it a ready
+    /// candidate takes all traffic at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackGate>,
+}
+
+/// `config.rollback`: what a candidate must hold to keep the traffic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackGate {
+    /// The most server errors (5xx answers, and requests no replica answered) the candidate may
+    /// give, as a share of its requests, 0 to 1.
+    pub max_error_rate: f64,
+    /// The slowest 95th-percentile response time the candidate may show, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_p95_latency_ms: Option<u64>,
+    /// How long each phase (canary, then all traffic) is watched: an ISO 8601 duration such as
+    /// `PT1M` (the default) or `PT30S`, from 10 seconds to a day.
+    #[serde(default = "default_window")]
+    pub window: String,
+    /// The share of requests the candidate gets while it is a canary, 1 to 99 (default 10).
+    #[serde(default = "default_canary_percent")]
+    pub canary_percent: u8,
+    /// The fewest requests a phase must see before its measurements can fail the gate (default
+    /// 20): a single error of a single request is not a 100% error rate.
+    #[serde(default = "default_min_requests")]
+    pub min_requests: u32,
+}
+
+fn default_window() -> String {
+    "PT1M".to_owned()
+}
+
+fn default_canary_percent() -> u8 {
+    10
+}
+
+fn default_min_requests() -> u32 {
+    20
+}
+
+impl RollbackGate {
+    /// The window, or why it cannot be read.
+    pub fn window(&self) -> Result<std::time::Duration, String> {
+        let seconds = iso_seconds(&self.window)
+            .ok_or_else(|| format!("'{}' is not an ISO 8601 duration of hours, minutes and seconds, e.g. PT1M or PT30S", self.window))?;
+        if !(10..=86_400).contains(&seconds) {
+            return Err(format!("{} is {seconds} s; a window is from 10 seconds (PT10S) to a day (PT24H)", self.window));
+        }
+        Ok(std::time::Duration::from_secs(seconds))
+    }
+
+    /// Each field that is out of its range: (field, what is wrong).
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        if !(0.0..=1.0).contains(&self.max_error_rate) {
+            problems.push(("maxErrorRate", format!("{} is not a share from 0 to 1 (0.01 is 1%)", self.max_error_rate)));
+        }
+        if let Err(err) = self.window() {
+            problems.push(("window", err));
+        }
+        if !(1..=99).contains(&self.canary_percent) {
+            problems.push(("canaryPercent", format!("{} is not from 1 to 99", self.canary_percent)));
+        }
+        if self.min_requests == 0 {
+            problems.push(("minRequests", "must be at least 1".to_owned()));
+        }
+        problems
+    }
+
+    /// What the candidate showed over a phase, if it breaks the gate: why.
+    pub fn breach(&self, reading: &GateReading) -> Option<String> {
+        if reading.requests < u64::from(self.min_requests) {
+            return None;
+        }
+        if reading.error_rate() > self.max_error_rate {
+            return Some(format!("error rate {:.1}% > {:.1}%", reading.error_rate() * 100.0, self.max_error_rate * 100.0));
+        }
+        match self.max_p95_latency_ms {
+            Some(max) if reading.p95_ms > max as f64 => Some(format!("p95 latency {} ms > {max} ms", reading.p95_ms)),
+            _ => None,
+        }
+    }
+}
+
+/// `PT1H30M`, `PT45S`, `PT1.5M`…: seconds; days and longer are not accepted.
+fn iso_seconds(text: &str) -> Option<u64> {
+    let rest = text.strip_prefix("PT")?;
+    if rest.is_empty() {
+        return None;
+    }
+    let (mut total, mut number) = (0.0f64, String::new());
+    for c in rest.chars() {
+        match c {
+            '0'..='9' | '.' => number.push(c),
+            'H' | 'M' | 'S' => {
+                let value: f64 = number.parse().ok()?;
+                total += value
+                    * match c {
+                        'H' => 3600.0,
+                        'M' => 60.0,
+                        _ => 1.0,
+                    };
+                number.clear();
+            }
+            _ => return None,
+        }
+    }
+    (number.is_empty() && total.is_finite()).then_some(total.round() as u64)
+}
+
+/// A candidate's requests over one phase of the gate, summed from its per-minute statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct GateReading {
+    pub requests: u64,
+    pub server_errors: u64,
+    pub p95_ms: f64,
+}
+
+impl GateReading {
+    pub fn error_rate(&self) -> f64 {
+        if self.requests == 0 { 0.0 } else { self.server_errors as f64 / self.requests as f64 }
+    }
+}
+
+impl std::fmt::Display for GateReading {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} requests, {} server errors ({:.1}%), p95 {} ms",
+            self.requests,
+            self.server_errors,
+            self.error_rate() * 100.0,
+            self.p95_ms
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -58,6 +195,9 @@ pub struct Replacement {
     pub message: Option<String>,
     #[serde(default)]
     pub switched_at: Option<DateTime<Utc>>,
+    /// With a rollback gate: when the candidate started to take its canary share of the traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_started_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     #[serde(default)]
@@ -93,6 +233,7 @@ impl Replacement {
             runtime: None,
             message: None,
             switched_at: None,
+            canary_started_at: None,
             created_at: now,
             updated_at: now,
             deleted_at: None,
@@ -163,5 +304,28 @@ mod tests {
         assert_eq!(back["candidateArtifactId"], "a1");
         assert_eq!(back["isDeleted"], false);
         assert_eq!(back["candidateProtonIds"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn a_rollback_gate_reads_its_window_checks_its_fields_and_judges_readings() {
+        let gate: RollbackGate = serde_json::from_value(serde_json::json!({"maxErrorRate": 0.05, "maxP95LatencyMs": 300})).unwrap();
+        assert_eq!((gate.window.as_str(), gate.canary_percent, gate.min_requests), ("PT1M", 10, 20));
+        assert_eq!(gate.window(), Ok(std::time::Duration::from_secs(60)));
+        for (window, seconds) in
+            [("PT30S", Some(30)), ("PT1H2M3S", Some(3723)), ("PT1.5M", Some(90)), ("P1D", None), ("PT", None), ("PT5", None)]
+        {
+            assert_eq!(iso_seconds(window), seconds, "{window}");
+        }
+        let bad = RollbackGate { max_error_rate: 2.0, window: "PT5S".into(), canary_percent: 100, min_requests: 0, ..gate.clone() };
+        let fields: Vec<&str> = bad.problems().iter().map(|(field, _)| *field).collect();
+        assert_eq!(fields, ["maxErrorRate", "window", "canaryPercent", "minRequests"]);
+        assert!(gate.problems().is_empty());
+
+        let failing = GateReading { requests: 40, server_errors: 4, p95_ms: 50.0 };
+        assert_eq!(gate.breach(&failing).as_deref(), Some("error rate 10.0% > 5.0%"));
+        assert_eq!(gate.breach(&GateReading { requests: 10, server_errors: 10, p95_ms: 0.0 }), None, "too few requests to judge");
+        let slow = GateReading { requests: 40, server_errors: 0, p95_ms: 500.0 };
+        assert_eq!(gate.breach(&slow).as_deref(), Some("p95 latency 500 ms > 300 ms"));
+        assert_eq!(gate.breach(&GateReading { requests: 40, server_errors: 1, p95_ms: 200.0 }), None);
     }
 }

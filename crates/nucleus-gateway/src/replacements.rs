@@ -72,6 +72,15 @@ pub async fn start(
         )));
     }
     let config = req.config.clone().unwrap_or_default();
+    if let Some(gate) = &config.rollback {
+        let problems = gate.problems();
+        check(
+            problems
+                .into_iter()
+                .map(|(field, msg)| FieldError::new(&Loc::body().key("config").key("rollback").key(field), msg, "value_error"))
+                .collect(),
+        )?;
+    }
     let record = begin(&state, &caller, workload, artifact.value, req.runtime, config, Loc::body().key("runtime")).await?;
     Ok((StatusCode::ACCEPTED, Json(record)).into_response())
 }

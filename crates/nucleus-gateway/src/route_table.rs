@@ -42,6 +42,31 @@ pub struct Route {
     /// no ready replica is held while one starts, instead of refused.
     pub wakes: bool,
     pub stats: Option<Arc<ProtonStats>>,
+    /// A gated replacement's candidate, while it takes a canary share of the traffic.
+    pub canary: Option<Canary>,
+}
+
+/// The canary lane of a route: its candidate proton's ready replicas and counters.
+#[derive(Debug)]
+pub struct Canary {
+    /// Percent of the requests it gets.
+    pub percent: u8,
+    pub route: Arc<Route>,
+}
+
+impl Route {
+    /// The lane one request takes: the canary for its share of requests (spread evenly: in every
+    /// 100, `percent` go to it), while it has ready replicas; else this route.
+    pub fn lane(self: &Arc<Self>) -> Arc<Route> {
+        if let Some(canary) = self.canary.as_ref().filter(|c| !c.route.backends.is_empty()) {
+            let n = self.load.turns.fetch_add(1, Ordering::Relaxed);
+            let share = u64::from(canary.percent);
+            if (n + 1) * share / 100 > n * share / 100 {
+                return canary.route.clone();
+            }
+        }
+        self.clone()
+    }
 }
 
 /// A workload's traffic at this gateway.
@@ -57,6 +82,8 @@ pub struct Load {
     pub budget: RetryBudget,
     /// When meta last confirmed that the workload had no ready replica (ms since `since`, 0: never).
     confirmed_empty_ms: AtomicU64,
+    /// Requests that chose a lane (canary or not) so far.
+    turns: AtomicU64,
 }
 
 /// A request counted in its workload's in-flight total until dropped.
@@ -124,10 +151,17 @@ struct Entry {
     creator: Option<UserData>,
     shared: Vec<SharedRole>,
     wakes: bool,
+    /// (candidate proton, percent) while a gated replacement's canary runs.
+    canary: Option<(String, u8)>,
 }
 
 impl Entry {
     fn of(w: Workload) -> Entry {
+        let canary = w.active_replacement().and_then(|r| {
+            let gate = r.config.rollback.as_ref()?;
+            let canary_runs = r.status == nucleus_api::replacement::ReplacementStatus::Promoting && r.canary_started_at.is_some();
+            canary_runs.then(|| Some((r.candidate_proton_ids.first()?.clone(), gate.canary_percent))).flatten()
+        });
         Entry {
             status: w.status,
             desired: w.desired_state,
@@ -136,6 +170,7 @@ impl Entry {
             creator: w.creator,
             shared: w.shared_roles,
             wakes: w.runtime.container_groups.iter().any(|g| g.autoscaling.as_ref().is_some_and(|a| a.scales_to_zero())),
+            canary,
         }
     }
 }
@@ -204,14 +239,27 @@ impl RouteTable {
         };
         let load = self.tables.read().unwrap_or_else(|p| p.into_inner()).loads.get(workload_id).cloned().unwrap_or_default();
         let backends = snapshot.map(|s| ready_backends(&s, &[])).unwrap_or_default();
-        Ok(Some(self.build(workload_id, Entry::of(workload.value), backends, load)))
+        // The canary lane comes with the watch; until then the current proton takes every request.
+        Ok(Some(self.build(workload_id, Entry::of(workload.value), backends, Vec::new(), load)))
     }
 
-    fn build(&self, workload_id: &str, entry: Entry, backends: Vec<Arc<Backend>>, load: Arc<Load>) -> Arc<Route> {
+    fn build(
+        &self,
+        workload_id: &str,
+        mut entry: Entry,
+        backends: Vec<Arc<Backend>>,
+        canary_backends: Vec<Arc<Backend>>,
+        load: Arc<Load>,
+    ) -> Arc<Route> {
+        let canary = entry.canary.take().map(|(proton, percent)| {
+            let lane = Entry { proton: Some(proton), ..entry.clone() };
+            Canary { percent, route: self.build(workload_id, lane, canary_backends, Vec::new(), load.clone()) }
+        });
         let stats = entry.proton.as_deref().map(|p| self.stats.proton(workload_id, p));
         let prefix = http::HeaderValue::try_from(format!("{}{workload_id}", crate::invoke::PREFIX))
             .unwrap_or_else(|_| http::HeaderValue::from_static(crate::invoke::PREFIX));
         Arc::new(Route {
+            canary,
             prefix,
             status: entry.status,
             desired: entry.desired,
@@ -278,10 +326,13 @@ impl RouteTable {
             tables.routes.remove(workload_id);
             return;
         };
-        let backends =
-            entry.proton.as_ref().and_then(|p| tables.ready.get(&(workload_id.to_owned(), p.clone()))).cloned().unwrap_or_default();
+        let ready_of = |proton: Option<&String>| {
+            proton.and_then(|p| tables.ready.get(&(workload_id.to_owned(), p.clone()))).cloned().unwrap_or_default()
+        };
+        let backends = ready_of(entry.proton.as_ref());
+        let canary_backends = ready_of(entry.canary.as_ref().map(|(proton, _)| proton));
         let load = tables.loads.entry(workload_id.to_owned()).or_default().clone();
-        let route = self.build(workload_id, entry, backends, load);
+        let route = self.build(workload_id, entry, backends, canary_backends, load);
         if !route.backends.is_empty() {
             route.load.ready.notify_waiters();
         }
@@ -399,6 +450,37 @@ mod tests {
         // Still ejected while it was never reported unready.
         let unchanged = ready_backends(&snapshot(vec![replica("a", "127.0.0.1:1", true), replica("b", "127.0.0.1:2", true)]), &first);
         assert!(unchanged[1].is_ejected(Instant::now()));
+    }
+
+    fn route(proton: &str, backends: Vec<Arc<Backend>>, canary: Option<Canary>, load: Arc<Load>) -> Arc<Route> {
+        Arc::new(Route {
+            prefix: http::HeaderValue::from_static("/p"),
+            status: ProtonStatus::Running,
+            desired: DesiredState::Running,
+            proton: Some(proton.into()),
+            backends,
+            timeout: None,
+            creator: None,
+            shared: Vec::new(),
+            load,
+            wakes: false,
+            stats: None,
+            canary,
+        })
+    }
+
+    #[test]
+    fn a_canary_takes_its_share_evenly_while_it_has_ready_replicas() {
+        let load = Arc::new(Load::default());
+        let backend = || vec![Arc::new(Backend::new("r", "127.0.0.1:1").expect("backend"))];
+        let lane = route("new", backend(), None, load.clone());
+        let main = route("old", backend(), Some(Canary { percent: 10, route: lane }), load.clone());
+        let picks: Vec<bool> = (0..1000).map(|_| main.lane().proton.as_deref() == Some("new")).collect();
+        assert_eq!(picks.iter().filter(|c| **c).count(), 100);
+        assert!(picks.chunks(10).all(|ten| ten.iter().filter(|c| **c).count() == 1), "one in every ten, not a burst of ten in a hundred");
+        let unready = route("new", Vec::new(), None, load.clone());
+        let main = route("old", backend(), Some(Canary { percent: 50, route: unready }), load);
+        assert!((0..100).all(|_| main.lane().proton.as_deref() == Some("old")), "a canary with no ready replica takes nothing");
     }
 
     #[test]

@@ -10,10 +10,15 @@
 //!   [`DRAIN`], or `keepOldVersionMinutes`), is gone: the record moves to the history.
 //! - A candidate that fails ends it `errored` (the candidate is stopped, the old proton keeps
 //!   serving); a cancel (`deleting`) stops and removes the candidate.
+//! - With a rollback gate (`config.rollback`), a ready candidate first takes a canary share of the
+//!   traffic for the gate's window (`promoting`, `canaryStartedAt` set), then all of it while the
+//!   old proton keeps running for another window. A breach in either phase ends it `errored`
+//!   with the measurements: the canary is stopped, or after the switch the old proton takes the
+//!   traffic back.
 
 use std::time::Duration;
 
-use nucleus_api::replacement::{Replacement, ReplacementStatus};
+use nucleus_api::replacement::{GateReading, Replacement, ReplacementStatus, RollbackGate};
 use nucleus_api::{DesiredState, Proton, ProtonRole, ProtonStatus, Workload};
 
 /// The least time old replicas keep running after traffic moved away from them, so that
@@ -40,11 +45,14 @@ fn serving(status: ProtonStatus) -> bool {
 }
 
 /// The next step, if there is one. `find` looks a proton of the workload up by id;
-/// `candidate_artifact` is the candidate artifact's `ArtifactInfo`, for the switch.
+/// `next_artifact` is the `ArtifactInfo` of the artifact a step switches the workload to (the
+/// candidate's at the switch, the old one's at a rollback); `reading` is what the candidate
+/// showed in the current phase of a rollback gate (see [`gate_phase_start`]).
 pub fn step<'a>(
     workload: &Workload,
     find: impl Fn(&str) -> Option<&'a Proton>,
-    candidate_artifact: Option<serde_json::Value>,
+    next_artifact: Option<serde_json::Value>,
+    reading: Option<GateReading>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Option<Step> {
     let mut record = workload.active_replacement()?;
@@ -70,19 +78,12 @@ pub fn step<'a>(
             let candidate = candidate?;
             if candidate.status.is_failure() {
                 let reason = candidate.message.clone().unwrap_or_else(|| format!("it is {}", candidate.status));
-                record.status = ReplacementStatus::Errored;
-                record.message = Some(format!(
+                let message = format!(
                     "Candidate proton {} failed: {reason}. The current proton keeps serving; fix the artifact or runtime and start a new replacement",
                     candidate.id
-                ));
+                );
                 step.protons.push(stopped(candidate, now));
-                step.event = Some(("replacementErrored", record.message.clone().unwrap_or_default()));
-                let mut w = workload.clone();
-                w.replacement = Some(record.clone());
-                w.updated_at = now;
-                step.workload = Some(w);
-                step.history = Some(record);
-                return Some(step);
+                return Some(errored(workload.clone(), record, "replacementErrored", message, step, now));
             }
             if !serving(candidate.status) {
                 if record.status == ReplacementStatus::Submitted && candidate.status != ProtonStatus::Submitted {
@@ -102,14 +103,45 @@ pub fn step<'a>(
                 }
                 return None;
             }
+            let mut passed = None;
+            if let Some(gate) = record.config.rollback.clone() {
+                let Some(since) = record.canary_started_at else {
+                    record.status = ReplacementStatus::Promoting;
+                    record.canary_started_at = Some(now);
+                    step.event = Some((
+                        "replacementCanary",
+                        format!(
+                            "Candidate proton {} takes {}% of the traffic for {}; it rolls back if {}",
+                            candidate.id,
+                            gate.canary_percent,
+                            gate.window,
+                            gate_terms(&gate)
+                        ),
+                    ));
+                    return Some(with_record(workload, record, step, now));
+                };
+                let reading = reading.unwrap_or_default();
+                if let Some(why) = gate.breach(&reading) {
+                    let message = format!(
+                        "Rolled back: canary proton {} broke the gate ({why}; {reading}). The current proton kept serving; fix the artifact and start a new replacement",
+                        candidate.id
+                    );
+                    step.protons.push(stopped(candidate, now));
+                    return Some(errored(workload.clone(), record, "replacementRolledBack", message, step, now));
+                }
+                if now < since + window_of(&gate) {
+                    return None;
+                }
+                passed = Some(format!(" after the canary held the gate ({reading})"));
+            }
             // The switch: one write moves traffic and swaps the roles.
             record.status = ReplacementStatus::Finalizing;
             record.switched_at = Some(now);
             let mut w = workload.clone();
             w.proton_id = Some(candidate.id.clone());
             w.artifact_id = Some(record.candidate_artifact_id.clone());
-            if candidate_artifact.is_some() {
-                w.artifact = candidate_artifact;
+            if next_artifact.is_some() {
+                w.artifact = next_artifact;
             }
             w.runtime = candidate.runtime.clone();
             w.status = ProtonStatus::Running;
@@ -124,13 +156,44 @@ pub fn step<'a>(
                 old.updated_at = now;
                 step.protons.push(old);
             }
-            step.event = Some(("replacementSwitched", format!("Traffic switched to proton {}", candidate.id)));
+            let gated = passed.unwrap_or_default();
+            step.event = Some(("replacementSwitched", format!("Traffic switched to proton {}{gated}", candidate.id)));
             return Some(with_record(&w, record, step, now));
         }
         ReplacementStatus::Finalizing => {
             let switched = record.switched_at.unwrap_or(now);
             let keep = chrono::Duration::minutes(i64::from(record.config.keep_old_version_minutes));
-            let drain = keep.max(chrono::Duration::from_std(DRAIN).unwrap_or_default());
+            let mut drain = keep.max(chrono::Duration::from_std(DRAIN).unwrap_or_default());
+            if let Some(gate) = record.config.rollback.clone() {
+                // The old proton stays until the candidate held the gate on all the traffic.
+                let watched = window_of(&gate);
+                drain = drain.max(watched);
+                let reading = reading.unwrap_or_default();
+                if let (Some(old), Some(candidate), true) = (previous, candidate, now < switched + watched)
+                    && old.desired_state == DesiredState::Running
+                    && let Some(why) = gate.breach(&reading)
+                {
+                    let message = format!(
+                        "Rolled back: proton {} broke the gate after the switch ({why}; {reading}). Traffic is back on proton {}; fix the artifact and start a new replacement",
+                        candidate.id, old.id
+                    );
+                    let mut w = workload.clone();
+                    w.proton_id = Some(old.id.clone());
+                    w.artifact_id = Some(old.artifact_id.clone());
+                    if next_artifact.is_some() {
+                        w.artifact = next_artifact;
+                    }
+                    w.runtime = old.runtime.clone();
+                    w.status = ProtonStatus::Running;
+                    let mut restored = old.clone();
+                    restored.role = Some(ProtonRole::Active);
+                    restored.updated_at = now;
+                    let mut demoted = stopped(candidate, now);
+                    demoted.role = None;
+                    step.protons.extend([restored, demoted]);
+                    return Some(errored(w, record, "replacementRolledBack", message, step, now));
+                }
+            }
             match previous {
                 Some(p) if p.desired_state == DesiredState::Running => {
                     if now < switched + drain {
@@ -151,6 +214,48 @@ pub fn step<'a>(
         ReplacementStatus::Completed | ReplacementStatus::Errored | ReplacementStatus::Unknown => return None,
     }
     Some(step)
+}
+
+/// When the current phase of a gated replacement began (the canary's start, then the switch):
+/// the candidate's requests since then are its reading. `None` when nothing is being watched.
+pub fn gate_phase_start(record: &Replacement) -> Option<chrono::DateTime<chrono::Utc>> {
+    record.config.rollback.as_ref()?;
+    match record.status {
+        ReplacementStatus::Promoting => record.canary_started_at,
+        ReplacementStatus::Finalizing => record.switched_at,
+        _ => None,
+    }
+}
+
+fn window_of(gate: &RollbackGate) -> chrono::Duration {
+    chrono::Duration::from_std(gate.window().unwrap_or(Duration::from_secs(60))).unwrap_or(chrono::Duration::minutes(1))
+}
+
+/// `server errors above 5.0% or p95 above 300 ms, over at least 20 requests`.
+fn gate_terms(gate: &RollbackGate) -> String {
+    let latency = gate.max_p95_latency_ms.map(|ms| format!(" or p95 above {ms} ms")).unwrap_or_default();
+    format!("server errors go above {:.1}%{latency}, over at least {} requests", gate.max_error_rate * 100.0, gate.min_requests)
+}
+
+/// The replacement ends `errored`: the record stays on `workload` (the one to write) and goes
+/// to the history, with `message` as its message and event.
+fn errored(
+    mut workload: Workload,
+    mut record: Replacement,
+    event: &'static str,
+    message: String,
+    mut step: Step,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Step {
+    record.status = ReplacementStatus::Errored;
+    record.message = Some(message.clone());
+    record.updated_at = now;
+    step.event = Some((event, message));
+    workload.replacement = Some(record.clone());
+    workload.updated_at = now;
+    step.workload = Some(workload);
+    step.history = Some(record);
+    step
 }
 
 fn stopped(proton: &Proton, now: chrono::DateTime<chrono::Utc>) -> Proton {

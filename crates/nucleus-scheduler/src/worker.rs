@@ -27,6 +27,7 @@ use crate::plan::{Action, AgentView, Done, Report, plan};
 use crate::replacement;
 use crate::status_write::{StatusInput, status_event, status_write};
 
+mod gate;
 mod scaling;
 
 /// Re-plan at least this often, so failed calls are retried without a new event.
@@ -437,7 +438,14 @@ impl World {
     ) -> Result<(), Error> {
         let id = &workload.value.id;
         let find = |proton: &str| self.protons.get(&keys::proton(id, proton)).map(|d| &d.value);
-        let Some(mut step) = replacement::step(&workload.value, find, None, now) else { return Ok(()) };
+        let reading = match workload.value.active_replacement().and_then(|r| Some((replacement::gate_phase_start(&r)?, r))) {
+            Some((since, record)) => match record.candidate_proton_ids.first() {
+                Some(candidate) => Some(gate::gate_reading(meta, id, candidate, since).await?),
+                None => None,
+            },
+            None => None,
+        };
+        let Some(mut step) = replacement::step(&workload.value, find, None, reading, now) else { return Ok(()) };
         let switching = step.workload.as_ref().is_some_and(|w| w.proton_id != workload.value.proton_id);
         if switching && let Some(next) = &step.workload {
             // The switch also shows the new artifact: read it once, now.
@@ -446,7 +454,7 @@ impl World {
                 None => None,
             };
             let find = |proton: &str| self.protons.get(&keys::proton(id, proton)).map(|d| &d.value);
-            step = replacement::step(&workload.value, find, artifact, now).unwrap_or(step);
+            step = replacement::step(&workload.value, find, artifact, reading, now).unwrap_or(step);
         }
         let mut txn = fence.guard(Txn::new()).require(&workload.key, workload.mod_revision);
         if let Some(w) = &step.workload {

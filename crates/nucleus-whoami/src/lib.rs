@@ -1,6 +1,7 @@
 //! `nucleus-whoami`: the example workload. A tiny HTTP server in the spirit of traefik/whoami that
 //! answers every request with its replica name and an echo of the request, plus health endpoints
-//! and a few knobs to simulate misbehaving services (slow start, failing readiness, crashes).
+//! and a few knobs to simulate misbehaving services (slow start, failing readiness, crashes, a
+//! release that answers 500).
 //!
 //! It also speaks what real workloads speak, for the invoke proxy's tests: HTTP/2 without TLS
 //! (h2c), a WebSocket echo (`/ws`), the gRPC health service (`grpc.health.v1.Health`), server-sent
@@ -52,6 +53,9 @@ pub struct Options {
     /// probes do not trigger the crash).
     #[arg(long, value_name = "N")]
     pub crash_after: Option<u64>,
+    /// Answer every echo request 500 (a broken release that still passes its probes).
+    #[arg(long)]
+    pub fail_requests: bool,
     /// Keep this percent of one core busy for as long as the process runs (spinning, then
     /// sleeping, in 100 ms periods).
     #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=100))]
@@ -63,6 +67,7 @@ struct AppState {
     artifact_id: String,
     fail_readiness: bool,
     crash_after: Option<u64>,
+    fail_requests: bool,
     served: AtomicU64,
     /// The gauge `/metrics` exports as `whoami_queue_depth`.
     queue_depth: AtomicU64,
@@ -82,6 +87,7 @@ pub async fn run(options: Options) -> std::io::Result<()> {
         artifact_id: options.artifact_id,
         fail_readiness: options.fail_readiness,
         crash_after: options.crash_after,
+        fail_requests: options.fail_requests,
         served: AtomicU64::new(0),
         queue_depth: AtomicU64::new(0),
     });
@@ -241,6 +247,10 @@ async fn echo(State(state): State<Arc<AppState>>, method: Method, version: Versi
         "headers": headers,
         "body": String::from_utf8_lossy(&body),
     });
+    if state.fail_requests {
+        println!("{method} {uri} -> 500");
+        return (StatusCode::INTERNAL_SERVER_ERROR, "failing as asked (--fail-requests)").into_response();
+    }
     println!("{method} {uri} -> 200");
 
     let served = state.served.fetch_add(1, Ordering::SeqCst) + 1;

@@ -244,6 +244,8 @@ async fn forward_untraced(
     mut request: Request<Incoming>,
 ) -> Response<GatewayBody> {
     let Admission { route, target, admitted } = admission;
+    // A gated replacement's canary takes its share here; retries stay in the lane chosen.
+    let route = route.lane();
     let started = Instant::now();
     route.load.budget.deposit();
     let call = route.stats.as_ref().map(|s| s.begin(started));

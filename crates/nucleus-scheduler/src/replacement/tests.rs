@@ -1,4 +1,4 @@
-use nucleus_api::replacement::{ReplacementConfig, ReplacementStrategy};
+use nucleus_api::replacement::{GateReading, ReplacementConfig, ReplacementStrategy, RollbackGate};
 use nucleus_api::{Container, WorkloadRuntime};
 
 use super::*;
@@ -43,10 +43,11 @@ fn workload(status: ReplacementStatus, warmup_minutes: u32, switched_at: Option<
         previous_proton_ids: vec!["old".into()],
         status,
         strategy: ReplacementStrategy::Rolling,
-        config: ReplacementConfig { warmup_duration_minutes: warmup_minutes, keep_old_version_minutes: 0 },
+        config: ReplacementConfig { warmup_duration_minutes: warmup_minutes, keep_old_version_minutes: 0, rollback: None },
         runtime: None,
         message: None,
         switched_at,
+        canary_started_at: None,
         created_at: now(),
         updated_at: now(),
         deleted_at: None,
@@ -65,7 +66,101 @@ fn workload(status: ReplacementStatus, warmup_minutes: u32, switched_at: Option<
 }
 
 fn run(w: &Workload, protons: &[Proton], at: Now) -> Option<Step> {
-    step(w, |id| protons.iter().find(|p| p.id == id), Some(serde_json::json!({"id": "a2"})), at)
+    step(w, |id| protons.iter().find(|p| p.id == id), Some(serde_json::json!({"id": "a2"})), None, at)
+}
+
+fn run_gated(w: &Workload, protons: &[Proton], reading: GateReading, at: Now) -> Option<Step> {
+    step(w, |id| protons.iter().find(|p| p.id == id), Some(serde_json::json!({"id": "a1"})), Some(reading), at)
+}
+
+fn gated(status: ReplacementStatus) -> Workload {
+    let mut w = workload(status, 0, None);
+    let record = w.replacement.as_mut().unwrap();
+    record.config.rollback =
+        Some(RollbackGate { max_error_rate: 0.05, max_p95_latency_ms: None, window: "PT1M".into(), canary_percent: 10, min_requests: 20 });
+    w
+}
+
+/// Applies a step's writes, as the worker does.
+fn apply(step: &Step, protons: &mut Vec<Proton>) -> Workload {
+    for written in &step.protons {
+        protons.retain(|p| p.id != written.id);
+        protons.push(written.clone());
+    }
+    step.workload.clone().expect("the workload is written")
+}
+
+#[test]
+fn a_gated_candidate_is_a_canary_for_a_window_then_takes_all_traffic_with_the_old_proton_kept_for_another() {
+    let mut protons = vec![
+        proton("old", Some(ProtonRole::Active), ProtonStatus::Running),
+        proton("new", Some(ProtonRole::Candidate), ProtonStatus::Running),
+    ];
+    let healthy = GateReading { requests: 100, server_errors: 1, p95_ms: 20.0 };
+    let canary = run_gated(&gated(ReplacementStatus::Initializing), &protons, healthy, now()).expect("the canary starts");
+    let w = apply(&canary, &mut protons);
+    let record = w.replacement.clone().unwrap();
+    assert_eq!((record.status, record.canary_started_at), (ReplacementStatus::Promoting, Some(now())));
+    assert_eq!(w.proton_id.as_deref(), Some("old"), "the canary does not move the workload");
+    assert!(canary.event.as_ref().is_some_and(|(kind, text)| *kind == "replacementCanary" && text.contains("10%")), "{:?}", canary.event);
+
+    let half = now() + chrono::Duration::seconds(30);
+    assert!(run_gated(&w, &protons, healthy, half).is_none(), "the canary window is not over");
+    let after = now() + chrono::Duration::seconds(61);
+    let switch = run_gated(&w, &protons, healthy, after).expect("the switch");
+    let w = apply(&switch, &mut protons);
+    assert_eq!((w.proton_id.as_deref(), w.replacement.as_ref().unwrap().status), (Some("new"), ReplacementStatus::Finalizing));
+    assert!(switch.event.as_ref().is_some_and(|(_, text)| text.contains("held the gate (100 requests")), "{:?}", switch.event);
+
+    // The old proton is kept for the second window (longer than the drain), then stopped.
+    assert!(run_gated(&w, &protons, healthy, after + chrono::Duration::seconds(30)).is_none());
+    let drained = run_gated(&w, &protons, healthy, after + chrono::Duration::seconds(61)).expect("drained");
+    assert_eq!(drained.protons[0].id, "old");
+    assert_eq!(drained.protons[0].desired_state, DesiredState::Stopped);
+}
+
+#[test]
+fn a_canary_that_breaks_the_gate_is_stopped_and_the_replacement_errs_with_the_measurements() {
+    let protons = vec![
+        proton("old", Some(ProtonRole::Active), ProtonStatus::Running),
+        proton("new", Some(ProtonRole::Candidate), ProtonStatus::Running),
+    ];
+    let mut w = gated(ReplacementStatus::Promoting);
+    w.replacement.as_mut().unwrap().canary_started_at = Some(now());
+    let few = GateReading { requests: 5, server_errors: 5, p95_ms: 1.0 };
+    assert!(run_gated(&w, &protons, few, now() + chrono::Duration::seconds(5)).is_none(), "too few requests to judge");
+    let failing = GateReading { requests: 25, server_errors: 25, p95_ms: 1.0 };
+    let step = run_gated(&w, &protons, failing, now() + chrono::Duration::seconds(10)).expect("rolled back");
+    let record = step.workload.as_ref().unwrap().replacement.clone().unwrap();
+    assert_eq!(record.status, ReplacementStatus::Errored);
+    assert_eq!(step.workload.as_ref().unwrap().proton_id.as_deref(), Some("old"));
+    assert_eq!((step.protons[0].id.as_str(), step.protons[0].desired_state), ("new", DesiredState::Stopped));
+    let (kind, text) = step.event.clone().unwrap();
+    assert_eq!(kind, "replacementRolledBack");
+    assert!(text.contains("error rate 100.0% > 5.0%") && text.contains("25 requests, 25 server errors"), "{text}");
+    assert!(step.history.is_some());
+}
+
+#[test]
+fn a_breach_after_the_switch_gives_the_traffic_back_to_the_old_proton() {
+    let protons = vec![proton("old", None, ProtonStatus::Running), proton("new", Some(ProtonRole::Active), ProtonStatus::Running)];
+    let mut w = gated(ReplacementStatus::Finalizing);
+    w.replacement.as_mut().unwrap().switched_at = Some(now());
+    w.proton_id = Some("new".into());
+    w.artifact_id = Some("a2".into());
+    let failing = GateReading { requests: 50, server_errors: 10, p95_ms: 1.0 };
+    let step = run_gated(&w, &protons, failing, now() + chrono::Duration::seconds(20)).expect("rolled back");
+    let back = step.workload.clone().unwrap();
+    assert_eq!((back.proton_id.as_deref(), back.artifact_id.as_deref()), (Some("old"), Some("a1")));
+    assert_eq!(back.artifact, Some(serde_json::json!({"id": "a1"})));
+    assert_eq!(back.replacement.unwrap().status, ReplacementStatus::Errored);
+    let old = step.protons.iter().find(|p| p.id == "old").unwrap();
+    let new = step.protons.iter().find(|p| p.id == "new").unwrap();
+    assert_eq!((old.role, old.desired_state), (Some(ProtonRole::Active), DesiredState::Running));
+    assert_eq!((new.role, new.desired_state), (None, DesiredState::Stopped));
+    // Past the second window the gate no longer judges: the old proton drains as usual.
+    let late = run_gated(&w, &protons, failing, now() + chrono::Duration::seconds(61)).expect("drain");
+    assert_eq!((late.protons[0].id.as_str(), late.protons[0].desired_state), ("old", DesiredState::Stopped));
 }
 
 fn status_after(step: &Step) -> Option<ReplacementStatus> {

@@ -130,3 +130,86 @@ async fn a_replacement_under_load_drops_no_request() {
     assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{wrong}");
     assert_eq!(wrong["detail"][0]["loc"], json!(["body", "strategy"]), "{wrong}");
 }
+
+/// A replacement with a rollback gate whose candidate answers 500 to everything (and passes its
+/// probes): it takes its canary share, breaks the gate and is rolled back by itself. Only canary
+/// requests fail; none after the rollback; the events say why, with the measurements.
+#[tokio::test]
+async fn a_gated_replacement_whose_candidate_fails_rolls_back_by_itself() {
+    let dir = temp_dir();
+    let stack = Arc::new(Stack::start(dir.path()).await);
+    let (code, created) = stack.post("/workloads", workload("gated", whoami_artifact("gated", &[]), 2)).await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let current = created["protonId"].as_str().unwrap().to_owned();
+    let current_artifact = created["artifactId"].as_str().unwrap().to_owned();
+    stack.wait_status(&id, "running").await;
+    let broken = new_artifact(&stack, whoami_artifact("gated-v2", &["--fail-requests"])).await;
+
+    // A gate out of range is named and starts nothing.
+    let bad = json!({"artifactId": broken, "strategy": "rolling", "config": {"rollback": {"maxErrorRate": 2, "window": "P1D"}}});
+    let (code, refused) = stack.post(&format!("/workloads/{id}/replacement"), bad).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    let fields: Vec<&Value> = refused["detail"].as_array().unwrap().iter().map(|e| &e["loc"][3]).collect();
+    assert_eq!(fields, [&json!("maxErrorRate"), &json!("window")], "{refused}");
+    let (_, unchanged) = stack.get(&format!("/workloads/{id}")).await;
+    assert!(unchanged["replacement"].is_null(), "{unchanged:#}");
+
+    // Callers that never pause; each failure is noted with the time it came.
+    let stop = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let failed_at = Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+    let mut callers = Vec::new();
+    for _ in 0..4 {
+        let (stack, id, stop, calls, failed_at) = (stack.clone(), id.clone(), stop.clone(), calls.clone(), failed_at.clone());
+        callers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let (code, _) = stack.invoke(&id, "hello").await;
+                calls.fetch_add(1, Ordering::Relaxed);
+                if code != StatusCode::OK {
+                    failed_at.lock().unwrap().push(Instant::now());
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let gate = json!({"maxErrorRate": 0.05, "window": "PT30S", "canaryPercent": 10, "minRequests": 10});
+    let body = json!({"artifactId": broken, "strategy": "rolling", "config": {"rollback": gate}});
+    let (code, started) = stack.post(&format!("/workloads/{id}/replacement"), body).await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{started}");
+    assert_eq!(started["config"]["rollback"]["canaryPercent"], 10);
+
+    let canary = wait_for(&stack, &id, "the canary", |w| w["replacement"]["canaryStartedAt"].is_string()).await;
+    let calls_before_canary = calls.load(Ordering::Relaxed);
+    assert_eq!(canary["protonId"], current.as_str(), "a canary does not move the workload");
+    let rolled_back = wait_for(&stack, &id, "the rollback", |w| w["replacement"]["status"] == "errored").await;
+    let ended = Instant::now();
+    let calls_in_canary = calls.load(Ordering::Relaxed) - calls_before_canary;
+    let message = rolled_back["replacement"]["message"].as_str().unwrap();
+    assert!(message.starts_with("Rolled back") && message.contains("error rate 100.0% > 5.0%"), "{message}");
+    assert_eq!(
+        (rolled_back["protonId"].as_str(), rolled_back["artifactId"].as_str()),
+        (Some(current.as_str()), Some(current_artifact.as_str()))
+    );
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    for caller in callers {
+        caller.await.unwrap();
+    }
+    let failed_at = failed_at.lock().unwrap().clone();
+    // Requests that were under way when the rollback was written may still finish on the canary.
+    let after = failed_at.iter().filter(|at| **at > ended + Duration::from_millis(500)).count();
+    println!("gated replacement: {calls_in_canary} requests during the canary, {} failed, {after} after the rollback", failed_at.len());
+    assert!(!failed_at.is_empty(), "the canary took its share");
+    assert_eq!(after, 0, "no request fails once the canary is rolled back");
+    assert!(failed_at.len() * 100 <= calls_in_canary * 15 + 10, "only the canary share failed: {} of {calls_in_canary}", failed_at.len());
+
+    let (_, events) = stack.get(&format!("/workloads/{id}/events?limit=100")).await;
+    let kinds: Vec<&str> = events["data"].as_array().unwrap().iter().map(|e| e["eventType"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"replacementCanary") && kinds.contains(&"replacementRolledBack"), "{kinds:?}");
+    let (_, history) = stack.get(&format!("/workloads/{id}/history")).await;
+    assert_eq!(history["data"][0]["status"], "errored", "{history:#}");
+    let (code, echo) = stack.invoke(&id, "after").await;
+    assert_eq!((code, echo["artifactId"].as_str()), (StatusCode::OK, Some(current_artifact.as_str())));
+}
