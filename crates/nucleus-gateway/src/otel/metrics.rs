@@ -30,13 +30,33 @@ const DEFAULT_PERIOD: chrono::Duration = chrono::Duration::hours(1);
 use MetricAggregation::{Avg, Last, Max, P50, P95, P99, Sum};
 use OtelMetricType::{Counter, Gauge, Histogram};
 
-/// (name, display name, description, unit, type, aggregations): what the catalogue lists and
-/// the values answer, in this order.
-const CATALOGUE: &[(&str, &str, &str, &str, OtelMetricType, &[MetricAggregation])] = &[
-    ("http.server.request.count", "Requests", "Invokes the gateways forwarded", "{request}", Counter, &[Sum]),
-    ("http.server.request.rate", "Request rate", "Invokes per minute", "{request}/min", Gauge, &[Avg]),
-    ("http.server.request.client_errors", "Client errors", "Invokes answered 4xx", "{request}", Counter, &[Sum]),
-    (
+/// A metric of the catalogue.
+struct Collected {
+    name: &'static str,
+    display: &'static str,
+    description: &'static str,
+    unit: &'static str,
+    kind: OtelMetricType,
+    aggregations: &'static [MetricAggregation],
+}
+
+const fn collected(
+    name: &'static str,
+    display: &'static str,
+    description: &'static str,
+    unit: &'static str,
+    kind: OtelMetricType,
+    aggregations: &'static [MetricAggregation],
+) -> Collected {
+    Collected { name, display, description, unit, kind, aggregations }
+}
+
+/// What the catalogue lists and the values answer, in this order.
+const CATALOGUE: &[Collected] = &[
+    collected("http.server.request.count", "Requests", "Invokes the gateways forwarded", "{request}", Counter, &[Sum]),
+    collected("http.server.request.rate", "Request rate", "Invokes per minute", "{request}/min", Gauge, &[Avg]),
+    collected("http.server.request.client_errors", "Client errors", "Invokes answered 4xx", "{request}", Counter, &[Sum]),
+    collected(
         "http.server.request.server_errors",
         "Server errors",
         "Invokes answered 5xx, or that no replica answered",
@@ -44,8 +64,8 @@ const CATALOGUE: &[(&str, &str, &str, &str, OtelMetricType, &[MetricAggregation]
         Counter,
         &[Sum],
     ),
-    ("http.server.request.error_rate", "Error rate", "The share of invokes answered 4xx or 5xx", "1", Gauge, &[Avg]),
-    (
+    collected("http.server.request.error_rate", "Error rate", "The share of invokes answered 4xx or 5xx", "1", Gauge, &[Avg]),
+    collected(
         "http.server.request.duration",
         "Response time",
         "From the gateway's forward to the replica's answer",
@@ -53,22 +73,36 @@ const CATALOGUE: &[(&str, &str, &str, &str, OtelMetricType, &[MetricAggregation]
         Histogram,
         &[Avg, P50, P95, P99],
     ),
-    ("http.server.active_requests", "Concurrent requests", "Invokes in flight at once", "{request}", Gauge, &[Max]),
-    ("nucleus.replicas.desired", "Desired replicas", "The replicas the workload's protons should run", "{replica}", Gauge, &[Last]),
-    ("nucleus.replicas.ready", "Ready replicas", "The replicas that receive traffic now", "{replica}", Gauge, &[Last]),
-    ("nucleus.container.restarts", "Container restarts", "Restarts of the replicas' containers so far", "{restart}", Counter, &[Last]),
+    collected("http.server.active_requests", "Concurrent requests", "Invokes in flight at once", "{request}", Gauge, &[Max]),
+    collected(
+        "nucleus.replicas.desired",
+        "Desired replicas",
+        "The replicas the workload's protons should run",
+        "{replica}",
+        Gauge,
+        &[Last],
+    ),
+    collected("nucleus.replicas.ready", "Ready replicas", "The replicas that receive traffic now", "{replica}", Gauge, &[Last]),
+    collected(
+        "nucleus.container.restarts",
+        "Container restarts",
+        "Restarts of the replicas' containers so far",
+        "{restart}",
+        Counter,
+        &[Last],
+    ),
 ];
 
 fn catalogue() -> Vec<OtelMetric> {
     CATALOGUE
         .iter()
-        .map(|(name, display, description, unit, metric_type, aggregations)| OtelMetric {
-            otel_name: (*name).to_owned(),
-            display_name: (*display).to_owned(),
-            description: (*description).to_owned(),
-            unit: (*unit).to_owned(),
-            metric_type: *metric_type,
-            aggregations: aggregations.to_vec(),
+        .map(|m| OtelMetric {
+            otel_name: m.name.to_owned(),
+            display_name: m.display.to_owned(),
+            description: m.description.to_owned(),
+            unit: m.unit.to_owned(),
+            metric_type: m.kind,
+            aggregations: m.aggregations.to_vec(),
         })
         .collect()
 }
@@ -191,13 +225,13 @@ fn values(requests: &MinuteStats, minutes: f64, replicas: Replicas) -> Vec<Autoc
     };
     CATALOGUE
         .iter()
-        .flat_map(|(name, display, _, unit, _, aggregations)| {
-            aggregations.iter().map(move |&aggregation| AutocollectedValue {
-                otel_name: (*name).to_owned(),
-                display_name: (*display).to_owned(),
-                unit: (*unit).to_owned(),
+        .flat_map(|m| {
+            m.aggregations.iter().map(move |&aggregation| AutocollectedValue {
+                otel_name: m.name.to_owned(),
+                display_name: m.display.to_owned(),
+                unit: m.unit.to_owned(),
                 aggregation,
-                aggregated_value: value(name, aggregation),
+                aggregated_value: value(m.name, aggregation),
             })
         })
         .collect()
@@ -241,6 +275,6 @@ mod tests {
         assert_eq!(of("http.server.request.duration", Avg), 236.0);
         assert_eq!(of("http.server.request.duration", P99), 1000.0, "the upper bound of the 900 ms request's bin");
         assert_eq!(of("nucleus.replicas.ready", Last), 2.0);
-        assert_eq!(values.len(), CATALOGUE.iter().map(|m| m.5.len()).sum::<usize>());
+        assert_eq!(values.len(), CATALOGUE.iter().map(|m| m.aggregations.len()).sum::<usize>());
     }
 }
