@@ -20,6 +20,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("nucleus-whoami", 2),
     ("nucleus-server", 3),
     ("nucleus-bench", 3),
+    ("nucleus-chaos", 3),
     ("nucleus-sim", 3),
     ("nucleus-testkit", 3),
 ];
@@ -35,13 +36,14 @@ const QUARANTINE: &[(&str, &[&str])] = &[
 ];
 
 mod bench;
+mod chaos;
 mod cluster;
 mod schemathesis;
 mod setup;
 mod setup_commands;
 mod sim;
 
-const USAGE: &str = "usage: cargo xtask dev [NUCLEUS DEV ARGS] | test | check-deps | cluster up [--meta N] | cluster down | bench meta [--against etcd] [--seconds N] | bench placement [--nodes N] [--replicas N] | bench replacement [--replacements N] [--clients N] | bench invoke [--workers N] [--seconds N] | bench autoscale [--cold-starts N] [--step N] [--overload N] | sim [--seeds N] [--seed S] [--release] | schemathesis [--max-examples N]";
+const USAGE: &str = "usage: cargo xtask dev [NUCLEUS DEV ARGS] | test | check-deps | cluster up [--meta N] | cluster down | bench meta [--against etcd] [--seconds N] | bench placement [--nodes N] [--replicas N] | bench replacement [--replacements N] [--clients N] | bench invoke [--workers N] [--seconds N] | bench autoscale [--cold-starts N] [--step N] [--overload N] | chaos DRILL...|all|list [--release] | sim [--seeds N] [--seed S] [--release] | schemathesis [--max-examples N]";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -52,6 +54,7 @@ fn main() -> anyhow::Result<()> {
         ["cluster", "up", rest @ ..] => cluster::up(rest),
         ["cluster", "down"] => cluster::down(),
         ["bench", rest @ ..] => bench::run(rest),
+        ["chaos", rest @ ..] => chaos::run(rest),
         ["sim", rest @ ..] => sim::run(rest),
         ["schemathesis", rest @ ..] => schemathesis::run(rest),
         _ => bail!(USAGE),
