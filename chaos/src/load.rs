@@ -107,12 +107,13 @@ pub fn workload(name: &str, whoami: &str, replicas: u32) -> Value {
 }
 
 impl Load {
-    /// Starts the writers and invokers against `serving` (running workloads).
-    pub fn start(target: &Target, serving: &[String], whoami: &str) -> Load {
+    /// Starts the writers and invokers against `serving` (running workloads). Without `whoami`
+    /// (observing someone else's cluster) the writers only create artifacts, and touch none of
+    /// the workloads.
+    pub fn start(target: &Target, serving: &[String], whoami: Option<&str>) -> Load {
         let load =
             Load { started: Instant::now(), outcomes: Arc::default(), acked: Arc::default(), stop: Arc::default(), tasks: Vec::new() };
         let mut tasks = Vec::new();
-        let counter = Arc::new(AtomicU64::new(0));
         // Artifacts created as fast as one client goes.
         tasks.push(load.spawn(target, move |target, log, acked, n| async move {
             let body = whoami_artifact(&format!("chaos-{n}"), "/bin/true");
@@ -124,6 +125,10 @@ impl Load {
             log(Kind::Write, ok);
             Duration::from_millis(20)
         }));
+        let Some(whoami) = whoami else {
+            Self::invokers(&load, target, serving, &mut tasks);
+            return Load { tasks, ..load };
+        };
         // The serving workloads' descriptions, rewritten in turn.
         let serving_ids: Vec<String> = serving.to_vec();
         tasks.push(load.spawn(target, move |target, log, acked, n| {
@@ -179,7 +184,13 @@ impl Load {
                 Duration::from_millis(1500)
             }
         }));
-        // Invokes, four callers over the serving workloads.
+        Self::invokers(&load, target, serving, &mut tasks);
+        Load { tasks, ..load }
+    }
+
+    /// Four callers invoking the `serving` workloads in turn.
+    fn invokers(load: &Load, target: &Target, serving: &[String], tasks: &mut Vec<JoinHandle<()>>) {
+        let counter = Arc::new(AtomicU64::new(0));
         for caller in 0..4 {
             let ids: Vec<String> = serving.to_vec();
             let counter = counter.clone();
@@ -193,7 +204,6 @@ impl Load {
                 }
             }));
         }
-        Load { tasks, ..load }
     }
 
     /// A task that runs `round` until the load stops; `round` gets the round number and answers

@@ -20,7 +20,7 @@ use cluster::Cluster;
 use load::{Load, Target};
 use report::Report;
 
-const USAGE: &str = "usage: nucleus-chaos [--nucleus PATH] [--whoami PATH] DRILL... | all | list";
+const USAGE: &str = "usage: nucleus-chaos [--nucleus PATH] [--whoami PATH] DRILL... | all | list\n       nucleus-chaos observe --gateway URL[,URL] --token TOKEN --workload ID[,ID] [--seconds N]";
 /// Load before the fault, and how long after recovery the drill watches for more failures.
 const BASELINE: Duration = Duration::from_secs(5);
 const QUIET: Duration = Duration::from_secs(5);
@@ -31,6 +31,9 @@ pub fn progress(message: &str) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("observe") {
+        return observe(std::env::args().skip(2).collect()).await;
+    }
     let mut args = std::env::args().skip(1);
     let mut nucleus = PathBuf::from("nucleus");
     let mut whoami = PathBuf::from("nucleus-whoami");
@@ -94,7 +97,7 @@ async fn drill(name: &'static str, nucleus: &std::path::Path, whoami: &str) -> a
         anyhow::ensure!(running, "serving workload {id} did not run within 60 s; logs in {}", cluster.dir().display());
     }
     progress(&format!("drill {name}: 2 workloads serving; load starts"));
-    let load = Load::start(&target, &serving, whoami);
+    let load = Load::start(&target, &serving, Some(whoami));
     tokio::time::sleep(BASELINE).await;
     progress(&format!("drill {name}: {}", spec.what));
     let done = match drills::run(name, &mut cluster, &load, &target, &serving, whoami).await {
@@ -134,6 +137,60 @@ async fn drill(name: &'static str, nucleus: &std::path::Path, whoami: &str) -> a
         thresholds: spec.thresholds,
         notes,
     })
+}
+
+/// `observe`: the drills' load and report against a running deployment, while an operator
+/// injects faults by hand. It invokes the named workloads and creates artifacts (deleted at the
+/// end); it changes nothing else. Thresholds: only lost writes fail it.
+async fn observe(args: Vec<String>) -> anyhow::Result<()> {
+    let (mut gateways, mut token, mut workloads, mut seconds) = (Vec::new(), None, Vec::new(), 120u64);
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().context(USAGE);
+        match arg.as_str() {
+            "--gateway" => gateways = value()?.split(',').map(|g| format!("{}/api/v2", g.trim_end_matches('/'))).collect(),
+            "--token" => token = Some(value()?),
+            "--workload" => workloads = value()?.split(',').map(str::to_owned).collect(),
+            "--seconds" => seconds = value()?.parse().context("--seconds takes a number")?,
+            _ => bail!(USAGE),
+        }
+    }
+    anyhow::ensure!(!gateways.is_empty() && !workloads.is_empty(), "{USAGE}");
+    let token = token.or_else(|| std::env::var("NUCLEUS_TOKEN").ok()).context("--token (or NUCLEUS_TOKEN) is needed")?;
+    let target = Target::new(gateways, token)?;
+    progress(&format!("observing for {seconds} s: inject faults now; Ctrl-C ends early"));
+    let load = Load::start(&target, &workloads, None);
+    tokio::select! {
+        () = tokio::time::sleep(Duration::from_secs(seconds)) => {}
+        _ = tokio::signal::ctrl_c() => progress("ending early"),
+    }
+    let end = load.now();
+    let acked = load.acked.clone();
+    let outcomes = load.stop().await;
+    let acked = std::mem::take(&mut *acked.lock().unwrap_or_else(|p| p.into_inner()));
+    let (acked_writes, lost) = read_back(&target, &acked).await;
+    for id in &acked.artifacts {
+        let _ = target.call(0, Method::DELETE, &format!("/artifacts/{id}"), None).await;
+    }
+    let report = Report {
+        drill: "observe",
+        writes: report::counts(&outcomes, load::Kind::Write),
+        invokes: report::counts(&outcomes, load::Kind::Invoke),
+        longest_error_window: report::longest_error_window(&outcomes, end),
+        slowest: outcomes.iter().map(|o| o.took).max().unwrap_or_default(),
+        // From the start: when the last failure came.
+        recovery: report::recovery(&outcomes, Duration::ZERO, end, Duration::ZERO),
+        acked_writes,
+        lost,
+        placed_twice: Vec::new(),
+        thresholds: report::Thresholds { min_write_availability: 0.0, min_invoke_availability: 0.0, max_recovery: end },
+        notes: vec!["recovery here is when the last failure came, from the start; replicas placed twice are not checked".to_owned()],
+    };
+    report::print(std::slice::from_ref(&report));
+    if !report.failures().is_empty() {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 /// Reads every acknowledged write back; answers how many were checked and which are missing.
