@@ -35,24 +35,26 @@ pub struct Cluster {
     keep: bool,
     /// tmpfs mounts of data directories, unmounted on drop.
     mounts: Vec<PathBuf>,
-    /// The meta nodes' network namespaces, when they have their own.
-    network: Option<crate::network::Network>,
+    /// Each member's network namespace and address.
+    network: crate::network::Network,
     members: BTreeMap<String, Member>,
     pub token: String,
     dialer: Dialer,
 }
 
 impl Cluster {
-    /// Starts every role and waits until each says it serves. With `small_meta_disks`, each meta
-    /// node's data directory is a tmpfs of that size (for the full-disk drill); with
-    /// `meta_namespaces`, each meta node runs in a network namespace of its own (for the
-    /// partition drills). Both need root.
-    pub fn start(nucleus: &Path, small_meta_disks: Option<&str>, meta_namespaces: bool) -> anyhow::Result<Cluster> {
+    /// Starts every role, each in a network namespace of its own with its own address on a
+    /// bridge, and waits until each says it serves. With `small_meta_disks`, each meta node's
+    /// data directory is a tmpfs of that size (for the full-disk drill). Needs root.
+    pub fn start(nucleus: &Path, small_meta_disks: Option<&str>) -> anyhow::Result<Cluster> {
         let dir = tempfile::Builder::new().prefix("nucleus-chaos-").tempdir().context("creating the run directory")?;
-        let network = if meta_namespaces { Some(crate::network::Network::create(META_NODES)?) } else { None };
+        let names: Vec<String> = (1..=META_NODES)
+            .map(|id| format!("meta-{id}"))
+            .chain(["scheduler-s1", "scheduler-s2", "agent-us-east", "agent-us-west", "gateway-1", "gateway-2"].map(String::from))
+            .collect();
+        let network = crate::network::Network::create(&names)?;
         let tls_dir = dir.path().join("tls");
-        let mut hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
-        hosts.extend(network.iter().flat_map(|n| n.addresses()));
+        let hosts = ["localhost".to_owned(), "127.0.0.1".to_owned()].into_iter().chain(network.addresses()).collect::<Vec<_>>();
         let certs = certificates(nucleus, &tls_dir, &hosts.join(","))?;
         let dialer = Dialer::tls(LiveTls::load(TlsPaths::in_dir(&tls_dir, "scheduler"), Some(Role::Scheduler))?);
         let token = format!("chaos-admin-token-{:016x}", std::process::id() as u64 * 0x9e37_79b9);
@@ -67,35 +69,49 @@ impl Cluster {
                 cluster.mounts.push(path);
             }
         }
-        let ports = free_ports(META_NODES + 4)?;
-        let meta_host = |i: usize| cluster.network.as_ref().map_or_else(|| "127.0.0.1".to_owned(), |n| n.address(i));
-        let meta_addrs: Vec<String> = ports[..META_NODES].iter().enumerate().map(|(i, p)| format!("{}:{p}", meta_host(i))).collect();
+        // Every process has an address of its own: the same port everywhere is fine.
+        const PORT: u16 = 7000;
+        let addr = |name: &str| cluster.network.address(name).map(|ip| format!("{ip}:{PORT}"));
+        let meta_addrs: Vec<String> = (1..=META_NODES).filter_map(|id| addr(&format!("meta-{id}"))).collect();
         let meta = meta_addrs.join(",");
         let path = |name: &str| cluster.dir.path().join(name).to_string_lossy().into_owned();
         let mut plan: Vec<(String, Vec<String>, &'static str, Option<String>)> = Vec::new();
-        for (i, addr) in meta_addrs.iter().enumerate() {
+        for (i, listen) in meta_addrs.iter().enumerate() {
             let id = (i + 1).to_string();
             let mut args =
-                strings(&["meta", "--id", &id, "--listen", addr, "--data-dir", &path(&format!("meta-{id}")), "--shards", SHARDS]);
+                strings(&["meta", "--id", &id, "--listen", listen, "--data-dir", &path(&format!("meta-{id}")), "--shards", SHARDS]);
             if i > 0 {
                 args.extend(strings(&["--join", &meta_addrs[0]]));
             }
-            plan.push((format!("meta-{id}"), args, "serving on", Some(addr.clone())));
+            plan.push((format!("meta-{id}"), args, "serving on", Some(listen.clone())));
         }
         for name in ["s1", "s2"] {
             plan.push((format!("scheduler-{name}"), strings(&["scheduler", "--meta", &meta, "--name", name]), "started (meta", None));
         }
-        for (i, (cluster_name, region)) in [("east-1", "us-east"), ("west-1", "us-west")].into_iter().enumerate() {
-            let addr = format!("127.0.0.1:{}", ports[META_NODES + i]);
-            let data = path(&format!("agent-{region}"));
-            let args =
-                strings(&["agent", "--meta", &meta, "--listen", &addr, "--cluster", cluster_name, "--region", region, "--data-dir", &data]);
-            plan.push((format!("agent-{region}"), args, "serving on", Some(addr)));
+        for (cluster_name, region) in [("east-1", "us-east"), ("west-1", "us-west")] {
+            let name = format!("agent-{region}");
+            let listen = addr(&name).context("agent address")?;
+            let data = path(&name);
+            let args = strings(&[
+                "agent",
+                "--meta",
+                &meta,
+                "--listen",
+                &listen,
+                "--cluster",
+                cluster_name,
+                "--region",
+                region,
+                "--data-dir",
+                &data,
+            ]);
+            plan.push((name, args, "serving on", Some(listen)));
         }
-        for i in 0..2 {
-            let addr = format!("127.0.0.1:{}", ports[META_NODES + 2 + i]);
-            let args = strings(&["gateway", "--meta", &meta, "--listen", &addr, "--token", &cluster.token]);
-            plan.push((format!("gateway-{}", i + 1), args, "listening on", Some(addr)));
+        for i in 1..=2 {
+            let name = format!("gateway-{i}");
+            let listen = addr(&name).context("gateway address")?;
+            let args = strings(&["gateway", "--meta", &meta, "--listen", &listen, "--token", &cluster.token]);
+            plan.push((name, args, "listening on", Some(listen)));
         }
         for (name, mut args, ready, addr) in plan {
             let role = args[0].clone();
@@ -149,10 +165,7 @@ impl Cluster {
         let member = self.members.get_mut(name).with_context(|| format!("no member {name}"))?;
         let before = fs::read_to_string(&log_path).map(|t| t.len()).unwrap_or(0);
         let log = fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
-        let namespace = name
-            .strip_prefix("meta-")
-            .and_then(|id| id.parse::<usize>().ok())
-            .and_then(|id| Some(self.network.as_ref()?.namespace(id - 1).to_owned()));
+        let namespace = self.network.namespace(name).map(str::to_owned);
         let mut command = match &namespace {
             Some(namespace) => {
                 let mut command = Command::new("ip");
@@ -200,11 +213,16 @@ impl Cluster {
         Ok(())
     }
 
-    /// Cuts meta node `name` off the network (`cut`), or joins it again; needs the namespaces.
-    pub fn isolate(&self, name: &str, cut: bool) -> anyhow::Result<()> {
-        let network = self.network.as_ref().context("the meta nodes have no namespaces of their own")?;
-        let id: usize = name.strip_prefix("meta-").and_then(|id| id.parse().ok()).with_context(|| format!("{name} is not a meta node"))?;
-        network.isolate(id - 1, cut)
+    /// Cuts `minority` off from every other member (clients on the bridge still reach both
+    /// sides, as a region's users still reach its gateway).
+    pub fn split(&self, minority: &[String]) -> anyhow::Result<()> {
+        let majority: Vec<String> = self.members.keys().filter(|m| !minority.contains(m)).cloned().collect();
+        self.network.split(minority, &majority)
+    }
+
+    /// Undoes [`Self::split`].
+    pub fn heal(&self, minority: &[String]) -> anyhow::Result<()> {
+        self.network.heal(minority)
     }
 
     /// The data directory of meta node `name`.
@@ -325,9 +343,4 @@ fn certificates(nucleus: &Path, dir: &Path, hosts: &str) -> anyhow::Result<BTree
 
 fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|a| (*a).to_owned()).collect()
-}
-
-fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
-    let listeners: Vec<std::net::TcpListener> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
-    Ok(listeners.iter().filter_map(|l| l.local_addr().ok()).map(|a| a.port()).collect())
 }

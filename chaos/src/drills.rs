@@ -39,13 +39,18 @@ pub const DRILLS: &[Drill] = &[
     },
     Drill {
         name: "partition-leader",
-        what: "cut the root leader's meta node off the network (iptables in its namespace) for 10 s, then heal",
+        what: "cut the root leader's meta node off from the other processes (iptables in its namespace) for 10 s, then heal",
         thresholds: thresholds(0.90, 0.99, 10),
     },
     Drill {
         name: "partition-follower",
-        what: "cut a meta node that leads no group off the network for 10 s, then heal",
+        what: "cut a meta node that leads no group off from the other processes for 10 s, then heal",
         thresholds: thresholds(0.95, 0.99, 10),
+    },
+    Drill {
+        name: "partition-region",
+        what: "cut region us-east (the root leader, the us-east agent, gateway 1) off from the rest for 10 s; clients reach both sides",
+        thresholds: thresholds(0.90, 0.90, 10),
     },
     Drill {
         name: "kill-scheduler",
@@ -127,11 +132,22 @@ pub async fn run(
                     }
                 }
             };
-            notes.push(format!("cut {node} off for 10 s"));
+            notes.push(format!("cut {node} off from the other processes for 10 s"));
+            let minority = [node];
             let fault = load.now();
-            cluster.isolate(&node, true)?;
+            cluster.split(&minority)?;
             tokio::time::sleep(OUTAGE).await;
-            cluster.isolate(&node, false)?;
+            cluster.heal(&minority)?;
+            (fault, load.now())
+        }
+        "partition-region" => {
+            let leader = cluster.leader_of(0).await?;
+            let minority = [leader.clone(), "agent-us-east".to_owned(), "gateway-1".to_owned()];
+            notes.push(format!("cut region us-east ({}) off from the rest for 10 s", minority.join(", ")));
+            let fault = load.now();
+            cluster.split(&minority)?;
+            tokio::time::sleep(OUTAGE).await;
+            cluster.heal(&minority)?;
             (fault, load.now())
         }
         "kill-scheduler" => {

@@ -79,8 +79,7 @@ async fn main() -> anyhow::Result<()> {
 async fn drill(name: &'static str, nucleus: &std::path::Path, whoami: &str) -> anyhow::Result<Report> {
     let spec = drills::DRILLS.iter().find(|d| d.name == name).context("drill")?;
     let small_disks = (name == "full-disk").then_some("256m");
-    let namespaces = name.starts_with("partition-");
-    let mut cluster = tokio::task::block_in_place(|| Cluster::start(nucleus, small_disks, namespaces))?;
+    let mut cluster = tokio::task::block_in_place(|| Cluster::start(nucleus, small_disks))?;
     let target = Target::new(cluster.gateways(), cluster.token.clone())?;
     let mut serving = Vec::new();
     for i in 0..2 {
