@@ -55,7 +55,7 @@ impl Cluster {
         let network = crate::network::Network::create(&names)?;
         let tls_dir = dir.path().join("tls");
         let hosts = ["localhost".to_owned(), "127.0.0.1".to_owned()].into_iter().chain(network.addresses()).collect::<Vec<_>>();
-        let certs = certificates(nucleus, &tls_dir, &hosts.join(","))?;
+        let certs = certificates(&tls_dir, &hosts)?;
         let dialer = Dialer::tls(LiveTls::load(TlsPaths::in_dir(&tls_dir, "scheduler"), Some(Role::Scheduler))?);
         let token = format!("chaos-admin-token-{:016x}", std::process::id() as u64 * 0x9e37_79b9);
         let mut cluster =
@@ -315,28 +315,18 @@ impl Drop for Cluster {
     }
 }
 
-/// A CA for the run and a certificate per role; returns each role's `--tls-*` flags.
-fn certificates(nucleus: &Path, dir: &Path, hosts: &str) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
-    let run = |args: &[&str]| -> anyhow::Result<()> {
-        let output = Command::new(nucleus).args(args).output().context("running nucleus certs")?;
-        anyhow::ensure!(output.status.success(), "nucleus {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr));
-        Ok(())
-    };
-    let dir_arg = dir.to_string_lossy().into_owned();
-    run(&["certs", "init", "--dir", &dir_arg])?;
+/// A CA for the run and a certificate per role valid for `hosts`; returns each role's `--tls-*`
+/// flags.
+fn certificates(dir: &Path, hosts: &[String]) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
+    let now = std::time::SystemTime::from(nucleus_api::clock::now());
+    nucleus_tls::authority::init(dir, now)?;
     let mut flags = BTreeMap::new();
-    for role in ["meta", "scheduler", "gateway", "agent"] {
-        run(&["certs", "issue", "--ca-dir", &dir_arg, "--name", role, "--role", role, "--host", hosts, "--out", &dir_arg])?;
-        let file = |name: String| dir.join(name).to_string_lossy().into_owned();
-        let role_flags = vec![
-            "--tls-ca".to_owned(),
-            file("ca.pem".to_owned()),
-            "--tls-cert".to_owned(),
-            file(format!("{role}.pem")),
-            "--tls-key".to_owned(),
-            file(format!("{role}-key.pem")),
-        ];
-        flags.insert(role.to_owned(), role_flags);
+    for role in Role::ALL {
+        let name = role.to_string();
+        let paths = nucleus_tls::authority::issue(dir, &name, &[role], hosts, dir, now)?;
+        let flag = |flag: &str, path: &Path| [flag.to_owned(), path.to_string_lossy().into_owned()];
+        let role_flags = [flag("--tls-ca", &paths.ca), flag("--tls-cert", &paths.cert), flag("--tls-key", &paths.key)].concat();
+        flags.insert(name, role_flags);
     }
     Ok(flags)
 }

@@ -134,7 +134,9 @@ fn admit(state: &AppState, caller: &Caller, target: Target, route: Arc<Route>) -
             "Workload {id} has {limit} requests in flight at this gateway, its limit (--max-in-flight-per-workload); retry shortly, or add replicas"
         )));
     };
-    Ok(Admission { route, target, admitted })
+    // A gated replacement's canary takes its share here, for both the fast and the general path;
+    // retries stay in the lane chosen.
+    Ok(Admission { route: route.lane(), target, admitted })
 }
 
 /// Where an invoke URL points.
@@ -244,8 +246,6 @@ async fn forward_untraced(
     mut request: Request<Incoming>,
 ) -> Response<GatewayBody> {
     let Admission { route, target, admitted } = admission;
-    // A gated replacement's canary takes its share here; retries stay in the lane chosen.
-    let route = route.lane();
     let started = Instant::now();
     route.load.budget.deposit();
     let call = route.stats.as_ref().map(|s| s.begin(started));

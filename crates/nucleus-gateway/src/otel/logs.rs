@@ -64,24 +64,9 @@ impl LogsQuery {
         {
             errors.push(FieldError::new(&Loc::query().key("endTime"), "endTime must not be before startTime", "value_error"));
         }
-        let keys = query.each("searchKeys");
-        let values = query.each("searchValues");
-        if keys.len() != values.len() {
-            errors.push(FieldError::new(
-                &Loc::query().key("searchValues"),
-                format!("searchKeys and searchValues are parallel lists: {} keys but {} values", keys.len(), values.len()),
-                "value_error",
-            ));
-        }
-        for key in keys.iter().filter(|key| !SEARCH_KEYS.contains(&key.as_str())) {
-            errors.push(FieldError::new(
-                &Loc::query().key("searchKeys"),
-                format!("Cannot search logs by '{key}'; use one of {}", SEARCH_KEYS.join(", ")),
-                "enum",
-            ));
-        }
+        let pairs = search_pairs(query, "logs", SEARCH_KEYS, &mut errors);
         check(errors)?;
-        let attributes: Vec<LogAttribute> = keys.into_iter().zip(values).map(|(key, value)| LogAttribute { key, value }).collect();
+        let attributes: Vec<LogAttribute> = pairs.into_iter().map(|(key, value)| LogAttribute { key, value }).collect();
         let protons = attributes
             .iter()
             .any(|a| a.key == "proton_id")
@@ -100,6 +85,28 @@ impl LogsQuery {
         };
         Ok(LogsQuery { offset, limit, request, protons })
     }
+}
+
+/// `searchKeys`/`searchValues` (parallel lists) as (key, value) pairs; keys outside `allowed`,
+/// and lists of different lengths, are field errors naming the parameter.
+pub(super) fn search_pairs(query: &Query, what: &str, allowed: &[&str], errors: &mut Vec<FieldError>) -> Vec<(String, String)> {
+    let keys = query.each("searchKeys");
+    let values = query.each("searchValues");
+    if keys.len() != values.len() {
+        errors.push(FieldError::new(
+            &Loc::query().key("searchValues"),
+            format!("searchKeys and searchValues are parallel lists: {} keys but {} values", keys.len(), values.len()),
+            "value_error",
+        ));
+    }
+    for key in keys.iter().filter(|key| !allowed.contains(&key.as_str())) {
+        errors.push(FieldError::new(
+            &Loc::query().key("searchKeys"),
+            format!("Cannot search {what} by '{key}'; use one of {}", allowed.join(", ")),
+            "enum",
+        ));
+    }
+    keys.into_iter().zip(values).collect()
 }
 
 /// An RFC 3339 time parameter; a bad one is a field error naming it.

@@ -15,7 +15,7 @@ use nucleus_api::validation::Loc;
 use nucleus_api::{FieldError, Proton};
 use nucleus_client::keys;
 
-use super::logs::query_time;
+use super::logs::{query_time, search_pairs};
 use crate::access::Need;
 use crate::auth::Caller;
 use crate::listing::check;
@@ -130,29 +130,14 @@ impl ValuesQuery {
         let mut errors = Vec::new();
         let start = query_time(query, "startTime", &mut errors);
         let end = query_time(query, "endTime", &mut errors);
-        let keys = query.each("searchKeys");
-        let values = query.each("searchValues");
-        if keys.len() != values.len() {
-            errors.push(FieldError::new(
-                &Loc::query().key("searchValues"),
-                format!("searchKeys and searchValues are parallel lists: {} keys but {} values", keys.len(), values.len()),
-                "value_error",
-            ));
-        }
-        if let Some(key) = keys.iter().find(|key| *key != "proton_id") {
-            errors.push(FieldError::new(
-                &Loc::query().key("searchKeys"),
-                format!("Cannot search metrics by '{key}'; use proton_id"),
-                "enum",
-            ));
-        }
+        let pairs = search_pairs(query, "metrics", &["proton_id"], &mut errors);
         let end = end.unwrap_or_else(nucleus_api::clock::now);
         let start = start.unwrap_or(end - DEFAULT_PERIOD);
         if start >= end {
             errors.push(FieldError::new(&Loc::query().key("endTime"), "endTime must be after startTime", "value_error"));
         }
         check(errors)?;
-        let protons = (!values.is_empty()).then_some(values);
+        let protons = (!pairs.is_empty()).then(|| pairs.into_iter().map(|(_, proton)| proton).collect());
         Ok(ValuesQuery { start, end, protons })
     }
 }
