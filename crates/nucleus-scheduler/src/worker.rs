@@ -7,7 +7,7 @@ use std::time::Duration;
 use nucleus_api::bundle::ResourceBundle;
 use nucleus_api::proton::ReplicaStatusesSnapshot;
 use nucleus_api::workload::WorkloadStatusDetails;
-use nucleus_api::{DesiredState, Importance, Proton, ProtonStatus, Workload, WorkloadEvent};
+use nucleus_api::{DesiredState, Importance, Proton, ProtonStatus, Workload};
 use nucleus_client::{AgentClient, AgentRecord, GatewayClient, GatewayRecord, MetaClient, Txn, Versioned, WatchEvent, decode, keys};
 use nucleus_proto::agent::v1::{Lifecycle, ProtonReport};
 use nucleus_tls::Dialer;
@@ -27,7 +27,8 @@ use crate::plan::{Action, AgentView, Done, Report, plan};
 use crate::replacement;
 use crate::status_write::{StatusInput, status_event, status_write};
 
-mod gate;
+mod expiry;
+mod replacing;
 mod scaling;
 
 /// Re-plan at least this often, so failed calls are retried without a new event.
@@ -410,106 +411,6 @@ impl World {
         }
     }
 
-    /// Takes every replacement of this worker's shards one step further (see [`replacement`]).
-    async fn advance_replacements(&mut self, meta: &MetaClient, shard_count: u64, leases: &Held) {
-        let now = nucleus_api::clock::now();
-        let under_way: Vec<(Versioned<Workload>, Fence)> = self
-            .workloads
-            .values()
-            .filter(|w| w.value.active_replacement().is_some())
-            .filter_map(|w| {
-                let group = keys::group_of_key(&w.key, shard_count);
-                Some((w.clone(), Fence { group, token: *leases.get(&group)? }))
-            })
-            .collect();
-        for (workload, fence) in under_way {
-            if let Err(err) = self.advance_replacement(meta, fence, &workload, now).await {
-                tracing::warn!(workload = workload.value.id, error = %err, "replacement step failed; will retry");
-            }
-        }
-    }
-
-    async fn advance_replacement(
-        &mut self,
-        meta: &MetaClient,
-        fence: Fence,
-        workload: &Versioned<Workload>,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<(), Error> {
-        let id = &workload.value.id;
-        let find = |proton: &str| self.protons.get(&keys::proton(id, proton)).map(|d| &d.value);
-        let reading = match workload.value.active_replacement().and_then(|r| Some((replacement::gate_phase_start(&r)?, r))) {
-            Some((since, record)) => match record.candidate_proton_ids.first() {
-                Some(candidate) => Some(gate::gate_reading(meta, id, candidate, since).await?),
-                None => None,
-            },
-            None => None,
-        };
-        let Some(mut step) = replacement::step(&workload.value, find, None, reading, now) else { return Ok(()) };
-        let switching = step.workload.as_ref().is_some_and(|w| w.proton_id != workload.value.proton_id);
-        if switching && let Some(next) = &step.workload {
-            // The switch also shows the new artifact: read it once, now.
-            let artifact = match &next.artifact_id {
-                Some(a) => meta.get_json::<nucleus_api::Artifact>(&keys::artifact(a)).await?.map(|a| a.value.info()),
-                None => None,
-            };
-            let find = |proton: &str| self.protons.get(&keys::proton(id, proton)).map(|d| &d.value);
-            step = replacement::step(&workload.value, find, artifact, reading, now).unwrap_or(step);
-        }
-        let mut txn = fence.guard(Txn::new()).require(&workload.key, workload.mod_revision);
-        if let Some(w) = &step.workload {
-            txn = txn.put_json(&workload.key, w)?;
-        }
-        for proton in &step.protons {
-            let key = keys::proton(id, &proton.id);
-            let revision = self.protons.get(&key).map_or(0, |d| d.mod_revision);
-            txn = txn.require(&key, revision).put_json(&key, proton)?;
-        }
-        for proton in &step.forget {
-            let key = keys::proton(id, proton);
-            let revision = self.protons.get(&key).map_or(0, |d| d.mod_revision);
-            txn = txn.require(&key, revision).delete(&key).delete(&keys::snapshot(id, proton));
-        }
-        if let Some(record) = &step.history {
-            txn = txn.put_json(&keys::history(id, &record.id), record)?;
-        }
-        if let Some((event_type, message)) = &step.event {
-            let event = WorkloadEvent::new(id, event_type, json!({ "message": message }));
-            txn = txn.put_json(&keys::event(id, &event.id), &event)?;
-        }
-        if meta.write(txn).await?.applied() {
-            if let Some((event_type, message)) = &step.event {
-                tracing::info!(workload = id, step = event_type, message, "replacement");
-            }
-            for proton in &step.forget {
-                self.done.remove(proton);
-                self.written.remove(proton);
-            }
-        }
-        Ok(())
-    }
-
-    /// Removes the draft workloads of this worker's shards whose time is up (docs/api/README.md, "Lifetime"), as a
-    /// DELETE would; their protons are then stopped and forgotten like those of any deleted
-    /// workload. One whose artifact was locked meanwhile is kept and loses its expiry.
-    async fn expire_drafts(&mut self, meta: &MetaClient, shard_count: u64, leases: &Held) {
-        let now = nucleus_api::clock::now();
-        let due: Vec<(Versioned<Workload>, Fence)> = self
-            .workloads
-            .values()
-            .filter(|w| w.value.expires_at.is_some_and(|at| at <= now))
-            .filter_map(|w| {
-                let group = keys::group_of_key(&w.key, shard_count);
-                Some((w.clone(), Fence { group, token: *leases.get(&group)? }))
-            })
-            .collect();
-        for (workload, fence) in due {
-            if let Err(err) = expire(meta, fence, &workload).await {
-                tracing::warn!(workload = workload.value.id, error = %err, "cannot expire draft workload; will retry");
-            }
-        }
-    }
-
     /// Drops `proton`'s reservations from the ledger (retried by the next pass if it fails).
     async fn release(&mut self, meta: &MetaClient, proton: &str) {
         let change = allocations::release(&self.ledgers, proton);
@@ -773,31 +674,6 @@ impl World {
         }
         Ok(())
     }
-}
-
-async fn expire(meta: &MetaClient, fence: Fence, workload: &Versioned<Workload>) -> Result<(), Error> {
-    let id = &workload.value.id;
-    let artifact = match &workload.value.artifact_id {
-        Some(artifact_id) => meta.get_json::<nucleus_api::Artifact>(&keys::artifact(artifact_id)).await?,
-        None => None,
-    };
-    let locked = artifact.is_some_and(|a| a.value.status == nucleus_api::ArtifactStatus::Locked);
-    let txn = fence.guard(Txn::new()).require(&workload.key, workload.mod_revision);
-    let txn = if locked {
-        let mut kept = workload.value.clone();
-        kept.expires_at = None;
-        txn.put_json(&workload.key, &kept)?
-    } else {
-        txn.delete(&workload.key).delete_prefix(&keys::events_of(id)).delete_prefix(&keys::history_of(id))
-    };
-    if meta.write(txn).await?.applied() {
-        if locked {
-            tracing::info!(workload = id, "artifact locked: the workload no longer expires");
-        } else {
-            tracing::info!(workload = id, "draft workload expired: removed");
-        }
-    }
-    Ok(())
 }
 
 /// The keys of (proton key, workload id) pairs, most important workload first; equal importance
