@@ -279,6 +279,21 @@ impl Cluster {
         replicas
     }
 
+    /// Kills every replica process that `agent` started (they work under its data directory);
+    /// answers how many.
+    pub fn kill_replicas_of(&self, agent: &str) -> usize {
+        let root = self.dir.path().join(agent);
+        let pids: Vec<u32> = self
+            .run_processes()
+            .into_iter()
+            .filter(|pid| fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(&root)))
+            .collect();
+        for pid in &pids {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        }
+        pids.len()
+    }
+
     /// Processes working under the run directory (replicas run in their agent's data directory).
     fn run_processes(&self) -> Vec<u32> {
         let root = self.dir.path();

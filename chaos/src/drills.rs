@@ -59,6 +59,16 @@ pub const DRILLS: &[Drill] = &[
     },
     Drill { name: "kill-agent", what: "SIGKILL the us-east agent; restart it 10 s later", thresholds: thresholds(0.99, 0.98, 10) },
     Drill {
+        name: "agent-away",
+        what: "SIGKILL the us-east agent (its replicas keep running) for 25 s, past the 15 s after which its protons are placed elsewhere, then restart it",
+        thresholds: thresholds(0.99, 0.95, 10),
+    },
+    Drill {
+        name: "lose-region",
+        what: "SIGKILL the us-east agent and every replica it ran (the region is gone) for 30 s, then bring the agent back",
+        thresholds: thresholds(0.99, 0.50, 15),
+    },
+    Drill {
         name: "full-disk",
         what: "fill the root leader's disk (a 256 MiB tmpfs) until it stops; free it and restart the node",
         thresholds: thresholds(0.95, 0.99, 10),
@@ -181,6 +191,22 @@ pub async fn run(
             let fault = load.now();
             cluster.signal("agent-us-east", "KILL")?;
             tokio::time::sleep(OUTAGE).await;
+            cluster.restart("agent-us-east")?;
+            (fault, load.now())
+        }
+        "agent-away" => {
+            let fault = load.now();
+            cluster.signal("agent-us-east", "KILL")?;
+            tokio::time::sleep(Duration::from_secs(25)).await;
+            cluster.restart("agent-us-east")?;
+            (fault, load.now())
+        }
+        "lose-region" => {
+            let fault = load.now();
+            cluster.signal("agent-us-east", "KILL")?;
+            let killed = cluster.kill_replicas_of("agent-us-east");
+            notes.push(format!("killed agent-us-east and its {killed} replica processes"));
+            tokio::time::sleep(Duration::from_secs(30)).await;
             cluster.restart("agent-us-east")?;
             (fault, load.now())
         }

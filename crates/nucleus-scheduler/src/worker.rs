@@ -28,6 +28,7 @@ use crate::replacement;
 use crate::status_write::{StatusInput, status_event, status_write};
 
 mod expiry;
+mod failover;
 mod replacing;
 mod scaling;
 
@@ -340,6 +341,8 @@ impl World {
     }
 
     async fn reconcile(&mut self, meta: &MetaClient, shard_count: u64, leases: &Held) {
+        self.fail_over(meta, shard_count, leases).await;
+        self.stop_strays(shard_count, leases).await;
         self.release_stale(meta, shard_count, leases).await;
         self.expire_drafts(meta, shard_count, leases).await;
         self.advance_replacements(meta, shard_count, leases).await;
