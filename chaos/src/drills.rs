@@ -164,8 +164,16 @@ pub async fn run(
             let (status, artifact) = target.call(0, Method::POST, "/artifacts", Some(&whoami_artifact("chaos-v2", whoami))).await;
             anyhow::ensure!(status.is_some_and(|s| s.is_success()), "cannot create the replacement artifact: {artifact}");
             let body = json!({"artifactId": artifact["id"], "strategy": "rolling"});
-            let (status, started) = target.call(0, Method::POST, &format!("/workloads/{}/replacement", serving[0]), Some(&body)).await;
-            anyhow::ensure!(status.is_some_and(|s| s.is_success()), "cannot start the replacement: {started}");
+            // The load rewrites the workload's description meanwhile: a conflict is retried.
+            let mut started = (None, serde_json::Value::Null);
+            for _ in 0..20 {
+                started = target.call(0, Method::POST, &format!("/workloads/{}/replacement", serving[0]), Some(&body)).await;
+                if started.0.is_some_and(|s| s.is_success()) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            anyhow::ensure!(started.0.is_some_and(|s| s.is_success()), "cannot start the replacement: {}", started.1);
             let fault = load.now();
             for scheduler in cluster.names("scheduler-") {
                 tokio::time::sleep(Duration::from_secs(1)).await;

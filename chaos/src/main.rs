@@ -61,16 +61,26 @@ async fn main() -> anyhow::Result<()> {
     let whoami = std::fs::canonicalize(&whoami).with_context(|| format!("{} not found (--whoami)", whoami.display()))?;
     let whoami = whoami.to_string_lossy().into_owned();
     let mut reports = Vec::new();
+    let mut broken = Vec::new();
     for name in chosen {
         progress(&format!("drill {name}: starting a cluster"));
-        let report = tokio::select! {
-            report = drill(name, &nucleus, &whoami) => report?,
+        tokio::select! {
+            report = drill(name, &nucleus, &whoami) => match report {
+                Ok(report) => reports.push(report),
+                // One drill that could not run does not stop the others.
+                Err(err) => {
+                    progress(&format!("drill {name} could not run: {err:#}"));
+                    broken.push(format!("{name}: {err:#}"));
+                }
+            },
             _ = tokio::signal::ctrl_c() => bail!("interrupted; the drill's processes were killed"),
-        };
-        reports.push(report);
+        }
     }
     report::print(&reports);
-    if reports.iter().any(|r| !r.failures().is_empty()) {
+    for line in &broken {
+        println!("ERROR {line}");
+    }
+    if !broken.is_empty() || reports.iter().any(|r| !r.failures().is_empty()) {
         std::process::exit(1);
     }
     Ok(())
