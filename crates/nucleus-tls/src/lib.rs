@@ -15,7 +15,7 @@ mod live;
 pub mod policy;
 mod role;
 
-pub use dialer::Dialer;
+pub use dialer::{Dialer, Network};
 pub use error::Error;
 pub use guard::{Policy, RoleGuard, RoleGuardLayer};
 pub use identity::{TlsIdentity, TlsPaths};
