@@ -54,6 +54,23 @@ pub enum DriverChoice {
     Process,
     /// Replicas are pods of Deployments in a Kubernetes cluster.
     Kubernetes(KubernetesConfig),
+    /// A driver of the embedder's (the simulation's fake driver), built with the sink its
+    /// replicas' status goes to.
+    Custom(CustomDriver),
+}
+
+/// Builds a driver that publishes its protons' status to the given sink.
+pub type CustomDriver = Box<dyn FnOnce(StatusSink) -> Box<dyn Driver> + Send>;
+
+/// Where a driver publishes the status of its protons (what `WatchProtons` streams).
+#[derive(Clone)]
+pub struct StatusSink(StatusHub);
+
+impl StatusSink {
+    /// Records `report` as its proton's current status and tells watchers when it changed.
+    pub fn publish(&self, report: nucleus_proto::agent::v1::ProtonReport) {
+        self.0.publish(report);
+    }
 }
 
 /// Cheap handle on the agent: its driver, the status hub and the fencing state.
@@ -92,6 +109,7 @@ impl Agent {
         let driver: Box<dyn Driver> = match options.driver {
             DriverChoice::Process => Box::new(ProcessDriver::new(config.node_address, &config.data_dir, hub.clone(), options.process)?),
             DriverChoice::Kubernetes(kubernetes) => Box::new(KubernetesDriver::new(kubernetes, hub.clone())),
+            DriverChoice::Custom(build) => build(StatusSink(hub.clone())),
         };
         let (closing, _) = watch::channel(false);
         let agent = Agent {

@@ -16,7 +16,7 @@ use std::future::Future;
 
 use tonic::transport::server::TcpIncoming;
 
-pub use agent::{Agent, AgentConfig, AgentOptions, DriverChoice};
+pub use agent::{Agent, AgentConfig, AgentOptions, CustomDriver, DriverChoice, StatusSink};
 pub use driver::Driver;
 pub use driver::kubernetes::KubernetesConfig;
 pub use error::Error;

@@ -22,13 +22,24 @@ pub struct ProtonSpec {
     /// How long the replicas' log records are kept (0: the agent's default).
     #[serde(default)]
     pub log_retention_seconds: u64,
+    /// The fencing token of the scheduler call that asked for this launch (already checked by the
+    /// agent; drivers may record it, e.g. to label what they create).
+    #[serde(default)]
+    pub fencing_token: u64,
 }
 
 impl ProtonSpec {
     /// Whether `other` runs the same thing, possibly with another replica count (or log
-    /// retention: locking a workload's artifact lengthens it without touching the replicas).
+    /// retention: locking a workload's artifact lengthens it without touching the replicas; or
+    /// fencing token: a new scheduler re-launching what runs changes nothing).
     pub fn same_except_replicas(&self, other: &ProtonSpec) -> bool {
-        ProtonSpec { replica_count: other.replica_count, log_retention_seconds: other.log_retention_seconds, ..self.clone() } == *other
+        let comparable = ProtonSpec {
+            replica_count: other.replica_count,
+            log_retention_seconds: other.log_retention_seconds,
+            fencing_token: other.fencing_token,
+            ..self.clone()
+        };
+        comparable == *other
     }
 
     pub fn log_retention(&self) -> Duration {
@@ -111,6 +122,7 @@ impl TryFrom<proto::LaunchRequest> for ProtonSpec {
             resources: request.resources.map(Resources::try_from).transpose()?.unwrap_or_default(),
             meta_shard: request.meta_shard,
             log_retention_seconds: request.log_retention_seconds,
+            fencing_token: request.fencing_token,
         })
     }
 }

@@ -308,6 +308,7 @@ mod tests {
             },
             meta_shard: 7,
             log_retention_seconds: 0,
+            fencing_token: 0,
         }
     }
 

@@ -67,6 +67,7 @@ fn spec(replicas: u32) -> ProtonSpec {
         },
         meta_shard: 7,
         log_retention_seconds: 0,
+        fencing_token: 0,
     }
 }
 

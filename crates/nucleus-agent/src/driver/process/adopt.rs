@@ -87,6 +87,7 @@ mod tests {
             resources: Resources::default(),
             meta_shard: 0,
             log_retention_seconds: 0,
+            fencing_token: 0,
         }
     }
 

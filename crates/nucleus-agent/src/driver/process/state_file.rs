@@ -162,6 +162,7 @@ mod tests {
             },
             meta_shard: 3,
             log_retention_seconds: 0,
+            fencing_token: 0,
         }
     }
 
