@@ -342,7 +342,7 @@ impl World {
 
     async fn reconcile(&mut self, meta: &MetaClient, shard_count: u64, leases: &Held) {
         self.fail_over(meta, shard_count, leases).await;
-        self.stop_strays(shard_count, leases).await;
+        self.stop_strays(meta, shard_count, leases).await;
         self.release_stale(meta, shard_count, leases).await;
         self.expire_drafts(meta, shard_count, leases).await;
         self.advance_replacements(meta, shard_count, leases).await;
@@ -506,6 +506,9 @@ impl World {
                 return Ok(());
             }
             Some(Action::Launch) => {
+                if !self.still_current(meta, &doc).await? {
+                    return Ok(()); // the watch is behind: decide again on what it brings
+                }
                 if let Some(agent) = agent {
                     let draft = workload.as_ref().is_some_and(|w| w.value.expires_at.is_some());
                     let request = convert::launch_request(proton, fence.token, fence.group, draft);
@@ -676,6 +679,21 @@ impl World {
             }
         }
         Ok(())
+    }
+}
+
+impl World {
+    /// Whether `doc` is still the proton as stored, read from meta (linearizable) now. A launch
+    /// checks this first: a worker that just took a shard over may hold a picture older than what
+    /// the previous holder did (a proton it stopped and forgot, a reservation it released), and a
+    /// launch is an agent call, which no conditional write in meta guards.
+    async fn still_current(&self, meta: &MetaClient, doc: &Versioned<Proton>) -> Result<bool, Error> {
+        let stored = meta.get(&doc.key).await?;
+        let current = stored.as_ref().is_some_and(|kv| kv.mod_revision == doc.mod_revision);
+        if !current {
+            tracing::debug!(key = doc.key, "proton changed since the watch delivered it; not launching on the old copy");
+        }
+        Ok(current)
     }
 }
 

@@ -1,7 +1,8 @@
 //! Agents that are gone for good: a proton whose agent has been out of reach for [`AGENT_LOST`]
 //! is placed again on an agent that answers (Nomad's "lost" allocations, Kubernetes' eviction
 //! from a node that is not ready); when the lost agent comes back still running its replicas,
-//! they are stopped there, so that no replica runs twice once the agent answers again.
+//! they are stopped there, so that no replica runs twice once the agent answers again. Replicas of
+//! a proton meta no longer has are stopped too.
 
 use std::time::Duration;
 
@@ -71,16 +72,34 @@ impl World {
     }
 
     /// Stops, on an agent that answers, the protons it still runs that are placed elsewhere now
-    /// (it was lost, and they were placed again).
-    pub(super) async fn stop_strays(&mut self, shard_count: u64, leases: &Held) {
+    /// (it was lost, and they were placed again), and those meta no longer has at all (orphans: a
+    /// launch that raced the proton's removal, by a worker whose picture was behind).
+    pub(super) async fn stop_strays(&mut self, meta: &MetaClient, shard_count: u64, leases: &Held) {
         let mut strays = Vec::new();
+        let mut orphans = Vec::new();
         for (agent, reports) in &self.reports {
             for report in reports.values().filter(|r| !r.removed && r.lifecycle() == Lifecycle::Running) {
                 let key = keys::proton(&report.workload_id, &report.proton_id);
-                let Some(doc) = self.protons.get(&key) else { continue };
-                if doc.value.agent.as_deref() != Some(agent.as_str()) {
-                    strays.push((agent.clone(), key, report.proton_id.clone()));
+                match self.protons.get(&key) {
+                    Some(doc) if doc.value.agent.as_deref() != Some(agent.as_str()) => {
+                        strays.push((agent.clone(), key, report.proton_id.clone()))
+                    }
+                    Some(_) => {}
+                    None if self.synced_protons => orphans.push((agent.clone(), key, report.proton_id.clone())),
+                    None => {}
                 }
+            }
+        }
+        for (agent, key, proton) in orphans {
+            let group = keys::group_of_key(&key, shard_count);
+            if !leases.contains_key(&group) {
+                continue;
+            }
+            // The watch may only be behind (a proton made since): an orphan is one meta lacks now.
+            match meta.get(&key).await {
+                Ok(None) => strays.push((agent, key, proton)),
+                Ok(Some(_)) => {}
+                Err(err) => tracing::warn!(proton, error = %err, "cannot check whether a reported proton still exists; will retry"),
             }
         }
         for (agent, key, proton) in strays {
@@ -90,8 +109,8 @@ impl World {
                 continue;
             }
             match followed.client.stop(Fence { group, token }.stop(&proton)).await {
-                Ok(()) => tracing::info!(proton, agent, "stopped replicas left on an agent the proton moved away from"),
-                Err(err) => tracing::warn!(proton, agent, error = %err, "cannot stop a moved proton's old replicas; will retry"),
+                Ok(()) => tracing::info!(proton, agent, "stopped replicas of a proton that is not placed there"),
+                Err(err) => tracing::warn!(proton, agent, error = %err, "cannot stop replicas of a proton not placed there; will retry"),
             }
         }
     }
