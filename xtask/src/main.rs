@@ -43,7 +43,7 @@ mod setup;
 mod setup_commands;
 mod sim;
 
-const USAGE: &str = "usage: cargo xtask dev [NUCLEUS DEV ARGS] | test | check-deps | cluster up [--meta N] | cluster down | bench meta [--against etcd] [--seconds N] | bench placement [--nodes N] [--replicas N] | bench replacement [--replacements N] [--clients N] | bench invoke [--workers N] [--seconds N] | bench autoscale [--cold-starts N] [--step N] [--overload N] | chaos DRILL...|all|list [--release] | sim [--seeds N] [--seed S] [--release] | schemathesis [--max-examples N]";
+const USAGE: &str = "usage: cargo xtask dev [NUCLEUS DEV ARGS] | test | check-deps | cluster up [--meta N] | cluster down | bench meta [--against etcd] [--seconds N] | bench placement [--nodes N] [--replicas N] | bench replacement [--replacements N] [--clients N] | bench invoke [--workers N] [--seconds N] | bench autoscale [--cold-starts N] [--step N] [--overload N] | chaos DRILL...|all|list [--release] | sim [--scheduling] [--seeds N] [--seed S] [--release] | schemathesis [--max-examples N]";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -1,5 +1,6 @@
-//! `cargo xtask sim [--seeds N] [--seed S] [--release] [nucleus-sim options]`: the deterministic
-//! simulation of the meta group (crates/nucleus-sim) over many seeds, or one seed replayed.
+//! `cargo xtask sim [--scheduling] [--seeds N] [--seed S] [--release] [nucleus-sim options]`: the
+//! deterministic simulation (crates/nucleus-sim) of the meta group, or with `--scheduling` of
+//! schedulers and agents on it, over many seeds, or one seed replayed.
 //!
 //! Debug by default: it reuses the build `cargo test` already made (a first release build
 //! compiles RocksDB's C++ again, minutes on two cores), and a seed replays the same either way
@@ -20,7 +21,7 @@ pub fn run(args: &[&str]) -> anyhow::Result<()> {
     }
     let status = command.arg("--").args(&forwarded).status()?;
     if !status.success() {
-        bail!("simulation failed (replay a failing seed with `cargo xtask sim --seed S`)");
+        bail!("simulation failed (replay a failing seed with the `replay:` command printed above)");
     }
     Ok(())
 }

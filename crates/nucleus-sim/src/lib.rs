@@ -64,6 +64,7 @@ pub mod harness;
 pub mod history;
 mod list;
 pub mod model;
+pub mod scheduling;
 mod search;
 
 pub use budget::Budget;

@@ -3,7 +3,7 @@
 //! invariant checks. One seed, one run: [`run_seed`].
 
 mod client;
-mod cluster;
+pub(crate) mod cluster;
 mod nemesis;
 mod net;
 
@@ -271,7 +271,7 @@ pub fn replay_command(seed: u64, options: &Options) -> String {
 
 /// RocksDB directories on tmpfs when there is one: a turmoil crash keeps the page cache anyway,
 /// so fsyncs to a real disk would only cost wall time.
-fn data_dir() -> std::io::Result<tempfile::TempDir> {
+pub(crate) fn data_dir() -> std::io::Result<tempfile::TempDir> {
     let shm = std::path::Path::new("/dev/shm");
     if shm.is_dir()
         && let Ok(dir) = tempfile::Builder::new().prefix("nucleus-sim-").tempdir_in(shm)
@@ -283,7 +283,7 @@ fn data_dir() -> std::io::Result<tempfile::TempDir> {
 
 /// Every node reports every group with all nodes as voters (with 3 nodes, every group is placed
 /// on all of them).
-fn group_formed(observed: &Shared, nodes: u64) -> bool {
+pub(crate) fn group_formed(observed: &Shared, nodes: u64) -> bool {
     let observed = observed.borrow();
     let groups = 0..=cluster::SHARDS;
     (1..=nodes).all(|id| groups.clone().all(|g| observed.voters.get(&(id, g)).is_some_and(|voters| voters.len() as u64 == nodes)))
@@ -339,6 +339,18 @@ async fn final_checks(keys: usize, nodes: u64, stop: Rc<Cell<bool>>, history: Sh
 
 /// Runs `seeds` seeds on `threads` threads; returns the failures (each printed as it happens).
 pub fn sweep(seeds: impl Iterator<Item = u64> + Send, options: &Options, threads: usize) -> Vec<Failure> {
+    sweep_runs(seeds, threads, options.verbose, |seed| replay_command(seed, options), |seed| run_seed(seed, options))
+}
+
+/// Runs `run` for every seed on `threads` threads (a panic is a failure); returns the failures,
+/// each printed as it happens, and with `verbose` every passing run's summary too.
+pub fn sweep_runs<S: fmt::Display>(
+    seeds: impl Iterator<Item = u64> + Send,
+    threads: usize,
+    verbose: bool,
+    replay: impl Fn(u64) -> String + Sync,
+    run: impl Fn(u64) -> Result<S, Failure> + Sync,
+) -> Vec<Failure> {
     let seeds = std::sync::Mutex::new(seeds);
     let failures = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|scope| {
@@ -346,18 +358,17 @@ pub fn sweep(seeds: impl Iterator<Item = u64> + Send, options: &Options, threads
             scope.spawn(|| {
                 loop {
                     let Some(seed) = seeds.lock().unwrap_or_else(|p| p.into_inner()).next() else { break };
-                    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_seed(seed, options)));
-                    let run = run.unwrap_or_else(|panic| {
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(seed)));
+                    let outcome = outcome.unwrap_or_else(|panic| {
                         let detail = panic
                             .downcast_ref::<String>()
                             .cloned()
                             .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
                             .unwrap_or_default();
-                        let replay = replay_command(seed, options);
-                        Err(Failure { seed, invariant: "no panic", detail, faults: Vec::new(), replay })
+                        Err(Failure { seed, invariant: "no panic", detail, faults: Vec::new(), replay: replay(seed) })
                     });
-                    match run {
-                        Ok(summary) if options.verbose => eprintln!("{summary}"),
+                    match outcome {
+                        Ok(summary) if verbose => eprintln!("{summary}"),
                         Ok(_) => {}
                         Err(failure) => {
                             eprintln!("{failure}\n");
