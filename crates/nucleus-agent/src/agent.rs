@@ -166,7 +166,7 @@ impl Agent {
     }
 
     pub(crate) async fn launch(&self, spec: ProtonSpec, fencing_token: u64) -> Result<(), Error> {
-        self.check_fencing_token(spec.meta_shard, fencing_token)?;
+        let _turn = self.inner.fencing_tokens.admit(spec.meta_shard, fencing_token).await?;
         let started = tokio::time::Instant::now();
         let launched = self.inner.driver.launch(spec).await;
         crate::metrics::metrics().launch.with(&[&self.inner.name]).observe(started.elapsed().as_secs_f64());
@@ -180,7 +180,7 @@ impl Agent {
         meta_shard: u64,
         fencing_token: u64,
     ) -> Result<(), Error> {
-        self.check_fencing_token(meta_shard, fencing_token)?;
+        let _turn = self.inner.fencing_tokens.admit(meta_shard, fencing_token).await?;
         let grace = match grace_period_seconds {
             0 => DEFAULT_STOP_GRACE,
             secs => Duration::from_secs(secs.into()),
@@ -216,10 +216,5 @@ impl Agent {
 
     pub(crate) fn close_watchers(&self) {
         self.inner.closing.send_replace(true);
-    }
-
-    /// Records `token` as the newest seen for `shard` unless an even newer one was seen before.
-    fn check_fencing_token(&self, shard: u64, token: u64) -> Result<(), Error> {
-        self.inner.fencing_tokens.check(shard, token)
     }
 }
