@@ -1,13 +1,14 @@
 //! Agents that are gone for good: a proton whose agent has been out of reach for [`AGENT_LOST`]
-//! is placed again on an agent that answers (Nomad's "lost" allocations, Kubernetes' eviction
-//! from a node that is not ready); when the lost agent comes back still running its replicas,
+//! (or whose last heartbeat in meta is that old, for a worker that just started), or whose agent's
+//! record is gone, is placed again on an agent that answers (Nomad's "lost" allocations,
+//! Kubernetes' eviction from a node that is not ready); when the lost agent comes back still running its replicas,
 //! they are stopped there, so that no replica runs twice once the agent answers again. Replicas of
 //! a proton meta no longer has are stopped too.
 
 use std::time::Duration;
 
 use nucleus_api::{DesiredState, ProtonStatus, WorkloadEvent};
-use nucleus_client::{MetaClient, Txn, keys};
+use nucleus_client::{AgentRecord, MetaClient, Txn, keys};
 use nucleus_proto::agent::v1::Lifecycle;
 use serde_json::json;
 
@@ -20,6 +21,13 @@ use crate::lease::{Fence, Held};
 /// enough that a lost region's workloads come back within a minute elsewhere.
 pub(super) const AGENT_LOST: Duration = Duration::from_secs(15);
 
+/// Whether the agent's last heartbeat in meta is older than [`AGENT_LOST`]: a worker that just
+/// started (its own count of the agent's silence starts at zero) then need not wait it out again.
+fn silent_since_lost(record: &AgentRecord, now: chrono::DateTime<chrono::Utc>) -> bool {
+    chrono::DateTime::parse_from_rfc3339(&record.heartbeat_at)
+        .is_ok_and(|beat| (now - beat.to_utc()).to_std().is_ok_and(|silent| silent >= AGENT_LOST))
+}
+
 impl World {
     /// Unplaces (fenced) every running proton of this worker's shards whose agent is lost; the
     /// reconcile that follows places it on an agent that answers.
@@ -27,13 +35,20 @@ impl World {
         if !self.synced_agents {
             return;
         }
-        let lost: Vec<String> =
-            self.agents.iter().filter(|(_, a)| !a.connected && a.since.elapsed() >= AGENT_LOST).map(|(name, _)| name.clone()).collect();
+        let now = nucleus_api::clock::now();
+        let lost: Vec<String> = self
+            .agents
+            .iter()
+            .filter(|(_, a)| !a.connected && (a.since.elapsed() >= AGENT_LOST || (a.unreachable() && silent_since_lost(&a.record, now))))
+            .map(|(name, _)| name.clone())
+            .collect();
+        // An agent whose record was removed (`nucleus agent` retired, or removed by hand) is lost too.
+        let gone = |agent: &String| !self.agent_records.contains_key(agent);
         let stranded: Vec<_> = self
             .protons
             .values()
             .filter(|doc| doc.value.desired_state == DesiredState::Running)
-            .filter(|doc| doc.value.agent.as_ref().is_some_and(|agent| lost.contains(agent)))
+            .filter(|doc| doc.value.agent.as_ref().is_some_and(|agent| lost.contains(agent) || gone(agent)))
             .cloned()
             .collect();
         for doc in stranded {
@@ -113,5 +128,34 @@ impl World {
                 Err(err) => tracing::warn!(proton, agent, error = %err, "cannot stop replicas of a proton not placed there; will retry"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::at;
+
+    fn record(heartbeat_at: &str) -> AgentRecord {
+        AgentRecord {
+            name: "a".into(),
+            address: "127.0.0.1:1".into(),
+            driver: "process".into(),
+            cluster: "c".into(),
+            region: "r".into(),
+            heartbeat_at: heartbeat_at.into(),
+            nodes: Vec::new(),
+            exec: Default::default(),
+        }
+    }
+
+    #[test]
+    fn only_a_heartbeat_older_than_the_loss_threshold_counts_as_silent() {
+        let now = at(100);
+        assert!(silent_since_lost(&record(&at(100 - 15).to_rfc3339()), now));
+        assert!(silent_since_lost(&record(&at(0).to_rfc3339()), now));
+        assert!(!silent_since_lost(&record(&at(100 - 14).to_rfc3339()), now));
+        assert!(!silent_since_lost(&record(&at(110).to_rfc3339()), now), "a heartbeat ahead of this clock is not silence");
+        assert!(!silent_since_lost(&record(""), now), "no heartbeat read is not proof of silence");
     }
 }
