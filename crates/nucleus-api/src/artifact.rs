@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::container_options::{ContainerBuildInfo, ImageBuildConfig, NimStorageConfig, RouteConfig, SecurityContext, TagInfo};
 use crate::{Timestamp, UserData};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
@@ -67,8 +68,9 @@ pub struct ArtifactSpec {
     #[serde(default)]
     #[schema(max_items = 1)]
     pub container_groups: Vec<ContainerGroup>,
+    /// NIM artifacts: where the model weights live.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storage: Option<Value>,
+    pub storage: Option<NimStorageConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,6 +78,22 @@ pub struct ArtifactSpec {
 }
 
 impl ArtifactSpec {
+    /// Drops what only the server sets (a container's `build`) from a spec a client sent.
+    pub fn clear_server_fields(&mut self) {
+        for container in self.container_groups.iter_mut().flat_map(|g| g.containers.iter_mut()) {
+            container.build = None;
+        }
+    }
+
+    /// The security settings that loosen the platform's defaults, as `(container name, field)`.
+    pub fn elevated_security(&self) -> Vec<(String, &'static str)> {
+        let containers = self.container_groups.iter().flat_map(|g| g.containers.iter());
+        containers
+            .filter_map(|c| c.security_context.as_ref().map(|s| (c.name.clone().unwrap_or_default(), s.elevated())))
+            .flat_map(|(name, fields)| fields.into_iter().map(move |field| (name.clone(), field)))
+            .collect()
+    }
+
     /// The primary container of the first group that has one.
     pub fn primary(&self) -> Option<(&ContainerGroup, &Container)> {
         self.container_groups.iter().find_map(|g| g.containers.iter().find(|c| c.primary).map(|c| (g, c)))
@@ -122,13 +140,15 @@ pub struct Container {
     #[serde(default)]
     pub liveness_probe: Option<ProbeConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub security_context: Option<Value>,
+    pub security_context: Option<SecurityContext>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image_build_config: Option<Value>,
+    pub image_build_config: Option<ImageBuildConfig>,
+    /// Set by the server when a build is triggered; cleared from what clients send.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub build: Option<Value>,
+    pub build: Option<ContainerBuildInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub routes: Option<Vec<Value>>,
+    #[schema(max_items = 50)]
+    pub routes: Option<Vec<RouteConfig>>,
     /// Legacy (v2.41) resources on the container; accepted, kept, not enforced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_request: Option<Value>,
@@ -210,10 +230,28 @@ pub struct Artifact {
     #[serde(default)]
     pub permissions: Vec<String>,
     #[serde(default)]
-    pub tags: Vec<Value>,
+    pub tags: Vec<TagInfo>,
     /// Who it is shared with (read through `.../sharedRoles`; kept out of the formatted object).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shared_roles: Vec<crate::identity::SharedRole>,
+}
+
+/// The summary of its artifact a workload carries (`artifact`), as of the last create, update
+/// or lock.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtifactInfo {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub status: Option<ArtifactStatus>,
+    #[serde(default, rename = "type")]
+    pub artifact_type: Option<ArtifactType>,
+    #[serde(default)]
+    pub version: Option<u32>,
+    #[serde(default)]
+    pub artifact_repository_id: Option<String>,
 }
 
 impl Artifact {
@@ -229,6 +267,7 @@ impl Artifact {
     ) -> Artifact {
         let mut spec = input.spec;
         spec.spec_type = Some(input.artifact_type);
+        spec.clear_server_fields();
         Artifact {
             id,
             name: input.name,
@@ -248,15 +287,15 @@ impl Artifact {
     }
 
     /// The `artifact` summary embedded in a workload.
-    pub fn info(&self) -> Value {
-        serde_json::json!({
-            "id": self.id,
-            "name": self.name,
-            "status": self.status,
-            "type": self.artifact_type,
-            "version": self.version,
-            "artifactRepositoryId": self.artifact_repository_id,
-        })
+    pub fn info(&self) -> ArtifactInfo {
+        ArtifactInfo {
+            id: self.id.clone(),
+            name: Some(self.name.clone()),
+            status: Some(self.status),
+            artifact_type: Some(self.artifact_type),
+            version: self.version,
+            artifact_repository_id: self.artifact_repository_id.clone(),
+        }
     }
 }
 

@@ -8,6 +8,7 @@ pub mod artifact;
 pub mod autoscaling;
 pub mod bundle;
 pub mod clock;
+pub mod container_options;
 pub mod deployment;
 pub mod event;
 pub mod exec_policy;

@@ -200,10 +200,43 @@ fn container(c: &Container, loc: &Loc, errors: &mut Vec<FieldError>) {
             )),
         }
     }
+    if let Some(routes) = &c.routes {
+        self::routes(routes, c.primary, &loc.key("routes"), errors);
+    }
+    if let Some(profile) = c.security_context.as_ref().and_then(|s| s.seccomp_profile.as_ref()) {
+        let localhost = profile.profile_type == crate::container_options::SeccompProfileType::Localhost;
+        if localhost != profile.localhost_profile.is_some() {
+            let message = "localhostProfile is required with type Localhost and only valid with it";
+            errors.push(FieldError::new(&loc.key("securityContext").key("seccompProfile").key("localhostProfile"), message, "value_error"));
+        }
+    }
     for (field, probe) in [("startupProbe", &c.startup_probe), ("readinessProbe", &c.readiness_probe), ("livenessProbe", &c.liveness_probe)]
     {
         if let Some(p) = probe {
             self::probe(p, &loc.key(field), errors);
+        }
+    }
+}
+
+/// At most 50, on the primary container only, each path absolute, at most 1024 characters and
+/// unique.
+fn routes(routes: &[crate::container_options::RouteConfig], primary: bool, loc: &Loc, errors: &mut Vec<FieldError>) {
+    if !primary && !routes.is_empty() {
+        errors.push(FieldError::new(loc, "Only the primary container may set routes", "value_error"));
+    }
+    if routes.len() > 50 {
+        errors.push(FieldError::new(loc, format!("At most 50 routes, got {}", routes.len()), "too_long"));
+    }
+    for (i, route) in routes.iter().enumerate() {
+        let path_loc = loc.index(i).key("path");
+        if !route.path.starts_with('/') {
+            errors.push(FieldError::new(&path_loc, "path must start with '/'", "value_error"));
+        }
+        if route.path.chars().count() > 1024 {
+            errors.push(FieldError::new(&path_loc, "path must be at most 1024 characters", "string_too_long"));
+        }
+        if routes[..i].iter().any(|earlier| earlier.path == route.path) {
+            errors.push(FieldError::new(&path_loc, format!("route path {} is listed twice", route.path), "value_error"));
         }
     }
 }

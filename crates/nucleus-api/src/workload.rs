@@ -1,7 +1,6 @@
 //! Workloads: the stable, governed endpoint in front of a proton.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::artifact::InputArtifact;
 use crate::status::ProtonStatus;
@@ -199,7 +198,7 @@ pub struct Workload {
     #[serde(rename = "type")]
     pub workload_type: ArtifactType,
     pub artifact_id: Option<String>,
-    pub artifact: Option<Value>,
+    pub artifact: Option<crate::artifact::ArtifactInfo>,
     #[serde(default)]
     pub endpoint: Option<String>,
     pub runtime: WorkloadRuntime,
@@ -212,7 +211,7 @@ pub struct Workload {
     #[serde(default)]
     pub permissions: Vec<String>,
     #[serde(default)]
-    pub tags: Vec<Value>,
+    pub tags: Vec<crate::container_options::TagInfo>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     #[serde(default)]

@@ -57,6 +57,7 @@ fn may_add_to(caller: &Caller, repository: &str, members: &[Artifact]) -> Result
 /// A new artifact document (not yet written): its repository (new unless given) and, if it is
 /// created locked, the next version in that repository.
 pub async fn new_artifact(state: &AppState, input: InputArtifact, caller: &Caller) -> Result<Artifact, ApiError> {
+    may_set_security(caller, &input.spec)?;
     let repository = input.artifact_repository_id.clone().unwrap_or_else(ids::new_id);
     let members = repository_members(state, &repository).await?;
     may_add_to(caller, &repository, &members)?;
@@ -76,6 +77,19 @@ pub async fn new_artifact(state: &AppState, input: InputArtifact, caller: &Calle
         ArtifactStatus::Draft => None,
     };
     Ok(Artifact::from_input(ids::new_id(), input, repository, version, nucleus_api::clock::now(), Some(caller.user_data())))
+}
+
+/// Only the administrator may loosen a container's security defaults (add capabilities, allow
+/// privilege escalation, run unconfined); anyone may tighten them.
+fn may_set_security(caller: &Caller, spec: &nucleus_api::ArtifactSpec) -> Result<(), ApiError> {
+    let elevated = spec.elevated_security();
+    match (caller, elevated.first()) {
+        (Caller::User { .. }, Some((container, field))) => Err(ApiError::Forbidden(format!(
+            "Setting securityContext.{field} of container '{container}' loosens the platform's security defaults and needs the \
+             administrator; drop it, or ask the administrator to create the artifact"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 async fn next_version(state: &AppState, repository: &str) -> Result<u32, ApiError> {
@@ -267,7 +281,9 @@ pub async fn update(
         artifact.description = description;
     }
     if let Some(mut spec) = patch.spec {
+        may_set_security(&caller, &spec)?;
         spec.spec_type = Some(artifact.artifact_type);
+        spec.clear_server_fields();
         artifact.spec = spec;
     }
     if patch.status == Some(ArtifactStatus::Locked) {

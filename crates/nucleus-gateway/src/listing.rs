@@ -6,7 +6,6 @@ use axum::http::Uri;
 use nucleus_api::page::{Page, neighbours};
 use nucleus_api::validation::Loc;
 use nucleus_api::{FieldError, Timestamp, UserData};
-use serde_json::Value;
 
 use crate::request::{Query, base_url};
 use crate::{ApiError, AppState};
@@ -35,7 +34,7 @@ pub trait Listed {
     fn created_at(&self) -> Timestamp;
     fn updated_at(&self) -> Timestamp;
     fn creator(&self) -> Option<&UserData>;
-    fn tags(&self) -> &[Value];
+    fn tags(&self) -> &[nucleus_api::container_options::TagInfo];
 }
 
 macro_rules! listed {
@@ -56,7 +55,7 @@ macro_rules! listed {
             fn creator(&self) -> Option<&nucleus_api::UserData> {
                 self.creator.as_ref()
             }
-            fn tags(&self) -> &[serde_json::Value] {
+            fn tags(&self) -> &[nucleus_api::container_options::TagInfo] {
                 &self.tags
             }
         }
@@ -92,13 +91,12 @@ impl CommonFilters {
             .created_by
             .as_deref()
             .is_none_or(|wanted| item.creator().is_some_and(|c| c.id == wanted || c.username.as_deref() == Some(wanted)));
-        let tag_has = |field: &str, wanted: &[String]| {
-            wanted.is_empty()
-                || item.tags().iter().any(|t| t.get(field).and_then(Value::as_str).is_some_and(|v| wanted.iter().any(|w| w == v)))
+        let tag_has = |field: fn(&nucleus_api::container_options::TagInfo) -> &str, wanted: &[String]| {
+            wanted.is_empty() || item.tags().iter().any(|t| wanted.iter().any(|w| w == field(t)))
         };
         by && (self.ids.is_empty() || self.ids.iter().any(|id| id == item.id()))
-            && tag_has("name", &self.tag_keys)
-            && tag_has("value", &self.tag_values)
+            && tag_has(|t| &t.name, &self.tag_keys)
+            && tag_has(|t| &t.value, &self.tag_values)
     }
 }
 

@@ -31,7 +31,7 @@ pub struct Repository {
     num_artifacts: usize,
     creator: Option<nucleus_api::UserData>,
     permissions: Vec<String>,
-    tags: Vec<serde_json::Value>,
+    tags: Vec<nucleus_api::container_options::TagInfo>,
     created_at: chrono::DateTime<chrono::Utc>,
     updated_at: chrono::DateTime<chrono::Utc>,
 }

@@ -15,7 +15,7 @@ use nucleus_api::{
     WorkloadEvent, WorkloadRuntime,
 };
 use nucleus_client::{Txn, Versioned, WriteOutcome, keys};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::access::{Need, allow, permissions, role_of};
 use crate::artifacts::{json_name, new_artifact};
@@ -247,7 +247,7 @@ pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Ca
     let artifact_statuses = query.all("artifactStatus");
     let repository = query.one("repositoryId");
     let common = CommonFilters::from_query(&query);
-    let summary = |w: &Workload, field: &str| w.artifact.as_ref().and_then(|a| a.get(field)).and_then(Value::as_str).map(str::to_owned);
+    let artifact_status = |w: &Workload| w.artifact.as_ref().and_then(|a| a.status).map(|s| json_name(&s));
     let mut items: Vec<Workload> = state
         .meta
         .list_json::<Workload>(keys::WORKLOADS)
@@ -261,9 +261,9 @@ pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Ca
         .filter(|w| artifact_id.is_none_or(|a| w.artifact_id.as_deref() == Some(a)))
         .filter(|w| {
             artifact_statuses.is_empty()
-                || summary(w, "status").is_some_and(|s| artifact_statuses.iter().any(|a| *a == s || (a == "registered" && s == "locked")))
+                || artifact_status(w).is_some_and(|s| artifact_statuses.iter().any(|a| *a == s || (a == "registered" && s == "locked")))
         })
-        .filter(|w| repository.is_none_or(|r| summary(w, "artifactRepositoryId").as_deref() == Some(r)))
+        .filter(|w| repository.is_none_or(|r| w.artifact.as_ref().and_then(|a| a.artifact_repository_id.as_deref()) == Some(r)))
         .filter(|w| common.keep(w))
         .collect();
     order(

@@ -64,3 +64,78 @@ async fn several_artifacts_of_almost_two_mebibytes_are_stored_and_listed() {
         assert_eq!(item["description"].as_str().map(str::len), Some(1_900_000));
     }
 }
+
+#[tokio::test]
+async fn only_the_administrator_may_loosen_a_containers_security_defaults() {
+    let api = Api::start().await;
+    let (_, token) = api.user("ana").await;
+    let with_security = |security: serde_json::Value| {
+        let mut body = artifact("secure");
+        body["spec"]["containerGroups"][0]["containers"][0]["securityContext"] = security;
+        body
+    };
+    let loosen = with_security(json!({"capabilities": {"add": ["NET_ADMIN"]}}));
+    let (code, body) = api.call_as(Some(&token), axum::http::Method::POST, "/artifacts", Some(loosen.clone())).await;
+    assert_eq!(code, StatusCode::FORBIDDEN, "{body}");
+    assert!(body["detail"].as_str().is_some_and(|d| d.contains("securityContext.capabilities.add")), "{body}");
+    let (_, page) = api.get("/artifacts").await;
+    assert_eq!(page["totalCount"], 0, "a refused artifact is not stored: {page}");
+
+    let tighten = with_security(
+        json!({"readOnlyRootFilesystem": true, "capabilities": {"drop": ["NET_RAW"]}, "seccompProfile": {"type": "RuntimeDefault"}}),
+    );
+    let (code, made) = api.call_as(Some(&token), axum::http::Method::POST, "/artifacts", Some(tighten)).await;
+    assert_eq!(code, StatusCode::CREATED, "{made}");
+    let stored = &made["spec"]["containerGroups"][0]["containers"][0]["securityContext"];
+    assert_eq!(
+        stored,
+        &json!({"readOnlyRootFilesystem": true, "capabilities": {"drop": ["NET_RAW"]}, "seccompProfile": {"type": "RuntimeDefault"}})
+    );
+    let id = made["id"].as_str().unwrap();
+    let (code, _) = api
+        .call_as(Some(&token), axum::http::Method::PATCH, &format!("/artifacts/{id}"), Some(json!({"spec": loosen["spec"].clone()})))
+        .await;
+    assert_eq!(code, StatusCode::FORBIDDEN, "an update cannot loosen them either");
+
+    let (code, made) = api.post("/artifacts", loosen).await;
+    assert_eq!(code, StatusCode::CREATED, "the administrator may: {made}");
+}
+
+#[tokio::test]
+async fn routes_and_seccomp_profiles_are_checked_and_the_build_reference_is_the_servers() {
+    let api = Api::start().await;
+    let mut bad = artifact("routed");
+    let container = &mut bad["spec"]["containerGroups"][0]["containers"][0];
+    container["routes"] =
+        json!([{"path": "/v1", "auth": "required"}, {"path": "/v1", "auth": "optional"}, {"path": "v2", "auth": "disabled"}]);
+    container["securityContext"] = json!({"seccompProfile": {"type": "RuntimeDefault", "localhostProfile": "p.json"}});
+    let (code, body) = api.post("/artifacts", bad).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let container_loc = |rest: &[serde_json::Value]| {
+        let mut loc = vec![json!("body"), json!("spec"), json!("containerGroups"), json!(0), json!("containers"), json!(0)];
+        loc.extend_from_slice(rest);
+        serde_json::Value::Array(loc)
+    };
+    assert_eq!(
+        locs(&body),
+        vec![
+            container_loc(&[json!("routes"), json!(1), json!("path")]),
+            container_loc(&[json!("routes"), json!(2), json!("path")]),
+            container_loc(&[json!("securityContext"), json!("seccompProfile"), json!("localhostProfile")]),
+        ]
+    );
+    let mut unknown_auth = artifact("routed");
+    unknown_auth["spec"]["containerGroups"][0]["containers"][0]["routes"] = json!([{"path": "/v1", "auth": "sometimes"}]);
+    let (code, body) = api.post("/artifacts", unknown_auth).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
+    let mut good = artifact("routed");
+    let container = &mut good["spec"]["containerGroups"][0]["containers"][0];
+    container["routes"] = json!([{"path": "/v1", "auth": "required"}]);
+    container["build"] = json!({"artifactImageBuildId": "b1", "status": "COMPLETED", "createdAt": "2026-12-01T00:00:00Z"});
+    let (code, made) = api.post("/artifacts", good).await;
+    assert_eq!(code, StatusCode::CREATED, "{made}");
+    let stored = &made["spec"]["containerGroups"][0]["containers"][0];
+    assert_eq!(stored["routes"], json!([{"path": "/v1", "auth": "required"}]));
+    assert!(stored.get("build").is_none(), "a client's build reference is dropped: {stored}");
+}
