@@ -49,6 +49,21 @@ pub fn snapshot(report: &pb::ProtonReport, expected: u32) -> ReplicaStatusesSnap
     }
 }
 
+fn security_context(s: &nucleus_api::container_options::SecurityContext) -> pb::SecurityContext {
+    let capabilities = s.capabilities.clone().unwrap_or_default();
+    let seccomp = s.seccomp_profile.as_ref();
+    pb::SecurityContext {
+        read_only_root_filesystem: s.read_only_root_filesystem,
+        allow_privilege_escalation: s.allow_privilege_escalation,
+        capabilities_add: capabilities.add.unwrap_or_default(),
+        capabilities_drop: capabilities.drop.unwrap_or_default(),
+        seccomp_profile_type: seccomp
+            .map(|p| serde_json::to_value(p.profile_type).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default())
+            .unwrap_or_default(),
+        seccomp_localhost_profile: seccomp.and_then(|p| p.localhost_profile.clone()).unwrap_or_default(),
+    }
+}
+
 fn probe(p: &ProbeConfig, container_port: Option<i64>) -> pb::Probe {
     let to_u32 = |v: i64| u32::try_from(v).unwrap_or(0);
     // The spec's default probe port (8080) means "the container's port" unless that is declared.
@@ -90,6 +105,7 @@ pub fn launch_request(p: &Proton, fencing_token: u64, meta_shard: u64, draft: bo
             startup_probe: c.startup_probe.as_ref().map(|pr| probe(pr, c.port)),
             readiness_probe: c.readiness_probe.as_ref().map(|pr| probe(pr, c.port)),
             liveness_probe: c.liveness_probe.as_ref().map(|pr| probe(pr, c.port)),
+            security_context: c.security_context.as_ref().map(security_context),
         }),
         fencing_token,
         meta_shard,

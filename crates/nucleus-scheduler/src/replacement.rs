@@ -51,7 +51,7 @@ fn serving(status: ProtonStatus) -> bool {
 pub fn step<'a>(
     workload: &Workload,
     find: impl Fn(&str) -> Option<&'a Proton>,
-    next_artifact: Option<serde_json::Value>,
+    next_artifact: Option<nucleus_api::artifact::ArtifactInfo>,
     reading: Option<GateReading>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Option<Step> {

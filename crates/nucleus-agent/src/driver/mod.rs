@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-pub use spec::{ContainerSpec, Gpus, ProbeScheme, ProbeSpec, ProtonSpec, Resources};
+pub use spec::{ContainerSpec, Gpus, ProbeScheme, ProbeSpec, ProtonSpec, Resources, Security};
 
 use crate::error::Error;
 

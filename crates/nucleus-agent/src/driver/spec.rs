@@ -61,6 +61,35 @@ pub struct ContainerSpec {
     pub startup_probe: Option<ProbeSpec>,
     pub readiness_probe: Option<ProbeSpec>,
     pub liveness_probe: Option<ProbeSpec>,
+    /// The artifact's security settings on top of the driver's defaults (the Kubernetes driver
+    /// applies them; the process driver's replicas run without capabilities as `--run-as` anyway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<Security>,
+}
+
+/// What `SecurityContext` asks of a container.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Security {
+    pub read_only_root_filesystem: Option<bool>,
+    pub allow_privilege_escalation: Option<bool>,
+    pub capabilities_add: Vec<String>,
+    pub capabilities_drop: Vec<String>,
+    /// (type, localhost profile) when one is asked for.
+    pub seccomp: Option<(String, Option<String>)>,
+}
+
+impl From<proto::SecurityContext> for Security {
+    fn from(s: proto::SecurityContext) -> Security {
+        let seccomp = (!s.seccomp_profile_type.is_empty())
+            .then(|| (s.seccomp_profile_type, (!s.seccomp_localhost_profile.is_empty()).then_some(s.seccomp_localhost_profile)));
+        Security {
+            read_only_root_filesystem: s.read_only_root_filesystem,
+            allow_privilege_escalation: s.allow_privilege_escalation,
+            capabilities_add: s.capabilities_add,
+            capabilities_drop: s.capabilities_drop,
+            seccomp,
+        }
+    }
 }
 
 /// The resources of one replica. Zero CPU or memory means no request or limit.
@@ -153,6 +182,7 @@ impl TryFrom<proto::ContainerSpec> for ContainerSpec {
             startup_probe: probe(spec.startup_probe)?,
             readiness_probe: probe(spec.readiness_probe)?,
             liveness_probe: probe(spec.liveness_probe)?,
+            security: spec.security_context.map(Security::from),
             name: spec.name,
             image_uri: spec.image_uri,
             entrypoint: spec.entrypoint,

@@ -9,6 +9,10 @@ fn now() -> Now {
     "2026-11-23T10:00:00Z".parse().unwrap()
 }
 
+fn artifact_info(id: &str) -> nucleus_api::artifact::ArtifactInfo {
+    serde_json::from_value(serde_json::json!({"id": id})).unwrap()
+}
+
 fn proton(id: &str, role: Option<ProtonRole>, status: ProtonStatus) -> Proton {
     Proton {
         id: id.into(),
@@ -66,11 +70,11 @@ fn workload(status: ReplacementStatus, warmup_minutes: u32, switched_at: Option<
 }
 
 fn run(w: &Workload, protons: &[Proton], at: Now) -> Option<Step> {
-    step(w, |id| protons.iter().find(|p| p.id == id), Some(serde_json::json!({"id": "a2"})), None, at)
+    step(w, |id| protons.iter().find(|p| p.id == id), Some(artifact_info("a2")), None, at)
 }
 
 fn run_gated(w: &Workload, protons: &[Proton], reading: GateReading, at: Now) -> Option<Step> {
-    step(w, |id| protons.iter().find(|p| p.id == id), Some(serde_json::json!({"id": "a1"})), Some(reading), at)
+    step(w, |id| protons.iter().find(|p| p.id == id), Some(artifact_info("a1")), Some(reading), at)
 }
 
 fn gated(status: ReplacementStatus) -> Workload {
@@ -152,7 +156,7 @@ fn a_breach_after_the_switch_gives_the_traffic_back_to_the_old_proton() {
     let step = run_gated(&w, &protons, failing, now() + chrono::Duration::seconds(20)).expect("rolled back");
     let back = step.workload.clone().unwrap();
     assert_eq!((back.proton_id.as_deref(), back.artifact_id.as_deref()), (Some("old"), Some("a1")));
-    assert_eq!(back.artifact, Some(serde_json::json!({"id": "a1"})));
+    assert_eq!(back.artifact, Some(artifact_info("a1")));
     assert_eq!(back.replacement.unwrap().status, ReplacementStatus::Errored);
     let old = step.protons.iter().find(|p| p.id == "old").unwrap();
     let new = step.protons.iter().find(|p| p.id == "new").unwrap();
@@ -187,7 +191,7 @@ fn a_ready_candidate_takes_the_traffic_after_its_warm_up_in_one_write() {
     let s = run(&w, &[old.clone(), ready], now() + chrono::Duration::minutes(2)).unwrap();
     let switched = s.workload.clone().unwrap();
     assert_eq!((switched.proton_id.as_deref(), switched.artifact_id.as_deref()), (Some("new"), Some("a2")));
-    assert_eq!(switched.artifact.unwrap()["id"], "a2");
+    assert_eq!(switched.artifact.unwrap().id, "a2");
     assert_eq!(status_after(&s), Some(ReplacementStatus::Finalizing));
     let roles: Vec<(&str, Option<ProtonRole>)> = s.protons.iter().map(|p| (p.id.as_str(), p.role)).collect();
     assert_eq!(roles, [("new", Some(ProtonRole::Active)), ("old", None)]);

@@ -170,13 +170,25 @@ fn container(spec: &ProtonSpec) -> Container {
             pre_stop: Some(LifecycleHandler { sleep: Some(SleepAction { seconds: DRAIN_SECONDS }), ..LifecycleHandler::default() }),
             ..Lifecycle::default()
         }),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            privileged: Some(false),
-            capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_owned()]), add: None }),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(container_security(spec.container.security.as_ref())),
         ..Container::default()
+    }
+}
+
+/// The container's security context: no privilege escalation, every capability dropped, not
+/// privileged, with what the artifact asks on top (the gateway let only an administrator loosen
+/// these; anyone may make the root filesystem read-only or pick a seccomp profile).
+fn container_security(asked: Option<&crate::driver::spec::Security>) -> SecurityContext {
+    let asked = asked.cloned().unwrap_or_default();
+    let mut drop = vec!["ALL".to_owned()];
+    drop.extend(asked.capabilities_drop.into_iter().filter(|c| c != "ALL"));
+    SecurityContext {
+        allow_privilege_escalation: Some(asked.allow_privilege_escalation.unwrap_or(false)),
+        privileged: Some(false),
+        capabilities: Some(Capabilities { drop: Some(drop), add: (!asked.capabilities_add.is_empty()).then_some(asked.capabilities_add) }),
+        read_only_root_filesystem: asked.read_only_root_filesystem,
+        seccomp_profile: asked.seccomp.map(|(type_, localhost_profile)| SeccompProfile { type_, localhost_profile }),
+        ..SecurityContext::default()
     }
 }
 
@@ -299,6 +311,7 @@ mod tests {
                     failure_threshold: 1,
                     success_threshold: 4,
                 }),
+                security: None,
             },
             resources: Resources {
                 bundle_id: "gpu.l4.small".into(),
@@ -406,6 +419,34 @@ mod tests {
         assert!(container.get("resources").is_none(), "{container}");
         assert_eq!(container["ports"][0]["containerPort"], 8080);
         assert_eq!(container["name"], "web-server");
+    }
+
+    #[test]
+    fn the_artifacts_security_context_goes_on_top_of_the_defaults() {
+        let container_security = |spec: &ProtonSpec| {
+            let deployment = serde_json::to_value(deployment(spec, "nucleus")).expect("json");
+            deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"].clone()
+        };
+        let defaults = json!({"allowPrivilegeEscalation": false, "privileged": false, "capabilities": {"drop": ["ALL"]}});
+        assert_eq!(container_security(&gpu_spec()), defaults);
+
+        let mut spec = gpu_spec();
+        spec.container.security = Some(crate::driver::Security {
+            read_only_root_filesystem: Some(true),
+            capabilities_drop: vec!["NET_RAW".into(), "ALL".into()],
+            seccomp: Some(("Localhost".into(), Some("profiles/serve.json".into()))),
+            ..crate::driver::Security::default()
+        });
+        assert_eq!(
+            container_security(&spec),
+            json!({
+                "allowPrivilegeEscalation": false,
+                "privileged": false,
+                "readOnlyRootFilesystem": true,
+                "capabilities": {"drop": ["ALL", "NET_RAW"]},
+                "seccompProfile": {"type": "Localhost", "localhostProfile": "profiles/serve.json"},
+            })
+        );
     }
 
     #[test]

@@ -58,6 +58,7 @@ fn spec(replicas: u32) -> ProtonSpec {
                 success_threshold: 1,
             }),
             liveness_probe: None,
+            security: None,
         },
         resources: Resources {
             bundle_id: "gpu.l4.small".into(),

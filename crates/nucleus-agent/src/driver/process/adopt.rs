@@ -83,6 +83,7 @@ mod tests {
                 startup_probe: None,
                 readiness_probe: None,
                 liveness_probe: None,
+                security: None,
             },
             resources: Resources::default(),
             meta_shard: 0,

@@ -153,6 +153,7 @@ mod tests {
                     success_threshold: 1,
                 }),
                 liveness_probe: None,
+                security: None,
             },
             resources: Resources {
                 bundle_id: "gpu-small".into(),
