@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use nucleus_tls::{Dialer, LiveTls, Role, TlsPaths};
 
+/// The agents, as (cluster, region): one per region; each is named `<cluster>-<region>`.
+const AGENTS: [(&str, &str); 2] = [("east-1", "us-east"), ("west-1", "us-west")];
 pub const META_NODES: usize = 3;
 const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 const SHARDS: &str = "2";
@@ -55,7 +57,7 @@ impl Cluster {
         let network = crate::network::Network::create(&names)?;
         let tls_dir = dir.path().join("tls");
         let hosts = ["localhost".to_owned(), "127.0.0.1".to_owned()].into_iter().chain(network.addresses()).collect::<Vec<_>>();
-        let certs = certificates(&tls_dir, &hosts)?;
+        let certs = certificates(&tls_dir, &hosts, &AGENTS.map(|(cluster, region)| format!("{cluster}-{region}")))?;
         let dialer = Dialer::tls(LiveTls::load(TlsPaths::in_dir(&tls_dir, "scheduler"), Some(Role::Scheduler))?);
         let token = format!("chaos-admin-token-{:016x}", std::process::id() as u64 * 0x9e37_79b9);
         let mut cluster =
@@ -88,7 +90,7 @@ impl Cluster {
         for name in ["s1", "s2"] {
             plan.push((format!("scheduler-{name}"), strings(&["scheduler", "--meta", &meta, "--name", name]), "started (meta", None));
         }
-        for (cluster_name, region) in [("east-1", "us-east"), ("west-1", "us-west")] {
+        for (cluster_name, region) in AGENTS {
             let name = format!("agent-{region}");
             let listen = addr(&name).context("agent address")?;
             let data = path(&name);
@@ -114,8 +116,12 @@ impl Cluster {
             plan.push((name, args, "listening on", Some(listen)));
         }
         for (name, mut args, ready, addr) in plan {
-            let role = args[0].clone();
-            args.extend(certs.get(&role).cloned().unwrap_or_default());
+            // An agent's certificate is issued for the agent (`<cluster>-<region>`), the others' per role.
+            let cert = match args.iter().position(|a| a == "--cluster") {
+                Some(at) if args[0] == "agent" => format!("{}-{}", args[at + 1], args[at + 3]),
+                _ => args[0].clone(),
+            };
+            args.extend(certs.get(&cert).cloned().unwrap_or_default());
             cluster.members.insert(name.clone(), Member { args, ready, child: None, addr, clock_offset: None });
             cluster.start_member(&name)?;
             crate::progress(&format!("{name} up"));
@@ -330,15 +336,15 @@ impl Drop for Cluster {
     }
 }
 
-/// A CA for the run and a certificate per role valid for `hosts`; returns each role's `--tls-*`
-/// flags.
-fn certificates(dir: &Path, hosts: &[String]) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
+/// A CA for the run and a certificate per role (per agent for agents, issued for its name) valid
+/// for `hosts`; returns the `--tls-*` flags of each role, and of each agent by name.
+fn certificates(dir: &Path, hosts: &[String], agents: &[String]) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
     let now = std::time::SystemTime::from(nucleus_api::clock::now());
     nucleus_tls::authority::init(dir, now)?;
     let mut flags = BTreeMap::new();
-    for role in Role::ALL {
-        let name = role.to_string();
-        let paths = nucleus_tls::authority::issue(dir, &name, &[role], hosts, dir, now)?;
+    let others = [Role::Meta, Role::Scheduler, Role::Gateway].map(|role| (role.to_string(), role));
+    for (name, role) in others.into_iter().chain(agents.iter().map(|agent| (agent.clone(), Role::Agent))) {
+        let paths = nucleus_tls::authority::issue(dir, &name, &[role], hosts, None, dir, now)?;
         let flag = |flag: &str, path: &Path| [flag.to_owned(), path.to_string_lossy().into_owned()];
         let role_flags = [flag("--tls-ca", &paths.ca), flag("--tls-cert", &paths.cert), flag("--tls-key", &paths.key)].concat();
         flags.insert(name, role_flags);

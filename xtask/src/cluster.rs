@@ -85,7 +85,25 @@ fn certificates(nucleus: &Path, dir: &Path) -> anyhow::Result<BTreeMap<String, V
     }
     let mut flags = BTreeMap::new();
     for role in ["meta", "scheduler", "gateway", "agent"] {
-        run(&["certs", "issue", "--ca-dir", &dir_arg, "--name", role, "--role", role, "--host", "localhost,127.0.0.1", "--out", &dir_arg])?;
+        // The agent's certificate is bound to its name (`<cluster>-<region>`, here the defaults).
+        let mut issue = vec![
+            "certs",
+            "issue",
+            "--ca-dir",
+            &dir_arg,
+            "--name",
+            role,
+            "--role",
+            role,
+            "--host",
+            "localhost,127.0.0.1",
+            "--out",
+            &dir_arg,
+        ];
+        if role == "agent" {
+            issue.extend(["--agent", "local-local"]);
+        }
+        run(&issue)?;
         let file = |name: String| dir.join(name).to_string_lossy().into_owned();
         let role_flags = vec![
             "--tls-ca".to_owned(),

@@ -101,17 +101,25 @@ const LIST_PAGE_BYTES: usize = 1024 * 1024;
 const AGENT_RECORDS: &str = "agents/";
 
 /// Meta nodes, schedulers and gateways write anything; a caller that is only an agent writes its
-/// registration and nothing else (no reach into workloads, tokens or leases).
-fn writable_by(roles: &[Role], request: &pb::WriteRequest) -> Result<(), Status> {
+/// own registration (`agents/<the agent its certificate names>`) and nothing else: no reach into
+/// workloads, tokens, leases or another agent's record.
+fn writable_by(roles: &[Role], extensions: &tonic::codegen::http::Extensions, request: &pb::WriteRequest) -> Result<(), Status> {
     if roles.iter().any(|role| matches!(role, Role::Meta | Role::Scheduler | Role::Gateway)) {
         return Ok(());
     }
-    let own_record = |op: &pb::Op| matches!(&op.op, Some(pb::op::Op::Put(put)) if put.key.starts_with(AGENT_RECORDS));
+    let own_record = |op: &pb::Op| match &op.op {
+        Some(pb::op::Op::Put(put)) => {
+            put.key.strip_prefix(AGENT_RECORDS).is_some_and(|agent| nucleus_tls::peer_is_agent(extensions, agent))
+        }
+        _ => false,
+    };
     if request.conditions.is_empty() && !request.ops.is_empty() && request.ops.iter().all(own_record) {
         return Ok(());
     }
     Err(Status::permission_denied(format!(
-        "a caller with an agent certificate may only put its registration under {AGENT_RECORDS};          other writes are for scheduler.nucleus and gateway.nucleus certificates"
+        "a caller with an agent certificate may only put its own registration, {AGENT_RECORDS}<NAME> for the agent \
+         the certificate was issued for (`nucleus certs issue --role agent --name <cluster>-<region>`); other writes are \
+         for scheduler.nucleus and gateway.nucleus certificates"
     )))
 }
 
@@ -140,7 +148,7 @@ impl meta_server::Meta for MetaService {
 
     async fn write(&self, request: Request<pb::WriteRequest>) -> Result<Response<pb::WriteResponse>, Status> {
         if let Some(roles) = nucleus_tls::peer_roles(request.extensions()) {
-            writable_by(&roles, request.get_ref())?;
+            writable_by(&roles, request.extensions(), request.get_ref())?;
         }
         let group = self.group(request.get_ref().group_id)?;
         let span = tracing::info_span!("meta write", otel.kind = "server", group = request.get_ref().group_id);

@@ -15,6 +15,10 @@ use crate::shutdown::{Shutdown, terminated};
 use crate::tls::TlsArgs;
 use crate::token::{self, Token};
 
+/// Where `nucleus dev`'s one agent says it is (its name is `local-local`).
+const DEV_CLUSTER: &str = "local";
+const DEV_REGION: &str = "local";
+
 const FIRST_PASS_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Args)]
@@ -48,7 +52,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
     // The same mutual TLS as a cluster: a CA of its own in the data dir, a certificate per role.
     let tls_dir = args.data_dir.join("tls");
-    let bundle = nucleus_tls::authority::dev_bundle(&tls_dir, nucleus_api::clock::now().into())
+    let agent_name = roles::agent_name(DEV_CLUSTER, DEV_REGION);
+    let bundle = nucleus_tls::authority::dev_bundle(&tls_dir, &agent_name, nucleus_api::clock::now().into())
         .with_context(|| format!("making the dev cluster's certificates in {}", tls_dir.display()))?;
     let live: Vec<(Role, Arc<LiveTls>)> =
         bundle.into_iter().map(|(role, paths)| Ok((role, LiveTls::load(paths, Some(role))?))).collect::<anyhow::Result<_>>()?;
@@ -77,8 +82,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         meta: meta.seeds().to_vec(),
         listen: loopback(0),
         advertise: None,
-        cluster: "local".to_owned(),
-        region: "local".to_owned(),
+        cluster: DEV_CLUSTER.to_owned(),
+        region: DEV_REGION.to_owned(),
         data_dir: args.data_dir.clone(),
         driver: roles::DriverKind::Process,
         namespace: String::new(),

@@ -127,11 +127,25 @@ pub struct RunningAgent {
     pub tasks: Vec<JoinHandle<()>>,
 }
 
+/// An agent's name: `<cluster>-<region>`, also the name its certificate is issued for.
+pub fn agent_name(cluster: &str, region: &str) -> String {
+    format!("{cluster}-{region}")
+}
+
 /// Serves the agent and keeps its registration in meta fresh.
 pub async fn start_agent(args: AgentArgs, meta: MetaClient, tls: Option<Arc<LiveTls>>, shutdown: Shutdown) -> anyhow::Result<RunningAgent> {
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding the agent to {}", args.listen))?;
     let addr = listener.local_addr()?;
-    let name = format!("{}-{}", args.cluster, args.region);
+    let name = agent_name(&args.cluster, &args.region);
+    if let Some(tls) = &tls
+        && !tls.identity().names_agent(&name)
+    {
+        anyhow::bail!(
+            "the agent certificate {} was not issued for agent `{name}` (its --cluster and --region), so meta would refuse its \
+             registration; issue one with `nucleus certs issue --role agent --name {name}`",
+            tls.paths().cert.display()
+        );
+    }
     let driver = match args.driver {
         DriverKind::Process => DriverChoice::Process,
         DriverKind::Kubernetes => DriverChoice::Kubernetes(

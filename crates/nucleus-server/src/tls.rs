@@ -101,6 +101,10 @@ pub enum CertsCommand {
         /// File name stem: writes NAME.pem and NAME-key.pem (and a copy of ca.pem) into --out.
         #[arg(long)]
         name: String,
+        /// With the agent role: the agent the certificate is for, `<cluster>-<region>` as that agent
+        /// runs with (default: --name). It may register only that agent.
+        #[arg(long)]
+        agent: Option<String>,
         /// Roles the process plays: meta, scheduler, gateway, agent (comma-separated or repeated).
         #[arg(long, value_delimiter = ',', required = true)]
         role: Vec<Role>,
@@ -119,8 +123,9 @@ pub fn certs(command: CertsCommand) -> anyhow::Result<()> {
             let paths = nucleus_tls::authority::init(&dir, now).context("making the CA")?;
             println!("CA certificate: {}\nCA key (keep it secret): {}", paths.ca.display(), paths.key.display());
         }
-        CertsCommand::Issue { ca_dir, name, role, host, out } => {
-            let paths = nucleus_tls::authority::issue(&ca_dir, &name, &role, &host, &out, now).context("issuing the certificate")?;
+        CertsCommand::Issue { ca_dir, name, role, host, agent, out } => {
+            let paths = nucleus_tls::authority::issue(&ca_dir, &name, &role, &host, agent.as_deref(), &out, now)
+                .context("issuing the certificate")?;
             println!("--tls-ca {} --tls-cert {} --tls-key {}", paths.ca.display(), paths.cert.display(), paths.key.display());
         }
     }

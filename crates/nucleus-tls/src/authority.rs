@@ -40,15 +40,30 @@ pub fn init(dir: &Path, now: SystemTime) -> Result<TlsPaths, Error> {
 
 /// Signs a certificate named `name` for `roles`, also valid for `hosts` (DNS names or IP
 /// addresses clients dial), with the CA in `ca_dir`; writes `<name>.pem`, `<name>-key.pem` and a
-/// copy of `ca.pem` into `out_dir`.
-pub fn issue(ca_dir: &Path, name: &str, roles: &[Role], hosts: &[String], out_dir: &Path, now: SystemTime) -> Result<TlsPaths, Error> {
+/// copy of `ca.pem` into `out_dir`. With the agent role it is bound to the agent named `agent`
+/// (`name` when None): that agent's registration is the only one it may write.
+pub fn issue(
+    ca_dir: &Path,
+    name: &str,
+    roles: &[Role],
+    hosts: &[String],
+    agent: Option<&str>,
+    out_dir: &Path,
+    now: SystemTime,
+) -> Result<TlsPaths, Error> {
     let ca = ca_paths(ca_dir);
     let read = |what, path: &Path| std::fs::read_to_string(path).map_err(|source| Error::Read { what, path: path.to_owned(), source });
     let ca_key = KeyPair::from_pem(&read("CA key", &ca.key)?)?;
     let ca_pem = read("CA certificate", &ca.ca)?;
     let issuer = Issuer::new(ca_params(), ca_key);
 
-    let names: Vec<String> = roles.iter().map(|role| role.dns_name().to_owned()).chain(hosts.iter().cloned()).collect();
+    // An agent's certificate also names the agent: it may register only itself.
+    let agent_name = agent.unwrap_or(name);
+    let agent = roles.contains(&Role::Agent).then(|| crate::agent_dns_name(agent_name));
+    if agent.is_some() && !crate::is_agent_name(agent_name) {
+        return Err(Error::AgentName { name: agent_name.to_owned() });
+    }
+    let names: Vec<String> = roles.iter().map(|role| role.dns_name().to_owned()).chain(agent).chain(hosts.iter().cloned()).collect();
     let mut params = CertificateParams::new(names)?;
     let mut subject = DistinguishedName::new();
     subject.push(DnType::CommonName, name);
@@ -72,14 +87,14 @@ pub fn issue(ca_dir: &Path, name: &str, roles: &[Role], hosts: &[String], out_di
 }
 
 /// What `nucleus dev` runs with: a CA of its own in `dir` (made on first start) and a fresh
-/// certificate per role, valid for loopback.
-pub fn dev_bundle(dir: &Path, now: SystemTime) -> Result<Vec<(Role, TlsPaths)>, Error> {
+/// certificate per role, valid for loopback; the agent's is issued for the agent named `agent`.
+pub fn dev_bundle(dir: &Path, agent: &str, now: SystemTime) -> Result<Vec<(Role, TlsPaths)>, Error> {
     if !ca_paths(dir).ca.exists() {
         init(dir, now)?;
         tracing::info!(dir = %dir.display(), "made a certificate authority for this dev cluster");
     }
     let loopback = ["localhost".to_owned(), "127.0.0.1".to_owned()];
-    Role::ALL.into_iter().map(|role| Ok((role, issue(dir, role.name(), &[role], &loopback, dir, now)?))).collect()
+    Role::ALL.into_iter().map(|role| Ok((role, issue(dir, role.name(), &[role], &loopback, Some(agent), dir, now)?))).collect()
 }
 
 /// The CA's own files: `ca.pem` and `ca-key.pem`.
@@ -125,7 +140,13 @@ mod tests {
         assert!(matches!(err, Error::Exists { .. }), "{err}");
 
         let out = dir.path().join("node1");
-        let paths = issue(dir.path(), "node1", &[Role::Meta, Role::Agent], &["10.0.0.7".into()], &out, now).expect("issue");
+        let paths = issue(dir.path(), "node1", &[Role::Meta, Role::Agent], &["10.0.0.7".into()], None, &out, now).expect("issue");
+        assert!(identity_names_agent(&paths, "node1"), "an agent certificate names its agent");
+        assert!(!identity_names_agent(&paths, "node2"));
+        let err = issue(dir.path(), "node1", &[Role::Agent], &[], Some("Node_1"), &out, now).expect_err("not a DNS label");
+        let bound = issue(dir.path(), "agent", &[Role::Agent], &[], Some("east-1-us-east"), &out, now).expect("issue");
+        assert!(identity_names_agent(&bound, "east-1-us-east") && !identity_names_agent(&bound, "agent"));
+        assert!(matches!(err, Error::AgentName { .. }), "{err}");
         let identity = TlsIdentity::load(&paths).expect("loads");
         assert_eq!(identity.roles(), [Role::Meta, Role::Agent]);
         identity.require(Role::Meta, &paths).expect("has meta");
@@ -135,12 +156,16 @@ mod tests {
         assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
     }
 
+    fn identity_names_agent(paths: &TlsPaths, agent: &str) -> bool {
+        TlsIdentity::load(paths).expect("loads").names_agent(agent)
+    }
+
     #[test]
     fn a_certificate_without_a_role_is_refused() {
         let dir = tempfile::tempdir().expect("temp dir");
         let now = now();
         init(dir.path(), now).expect("CA");
-        let paths = issue(dir.path(), "nobody", &[], &["example.org".into()], dir.path(), now).expect("issue");
+        let paths = issue(dir.path(), "nobody", &[], &["example.org".into()], None, dir.path(), now).expect("issue");
         let err = TlsIdentity::load(&paths).expect_err("no role");
         assert!(matches!(err, Error::NoRole { .. }), "{err}");
     }

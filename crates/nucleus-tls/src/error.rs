@@ -28,6 +28,11 @@ pub enum Error {
     MissingRole { path: PathBuf, role: crate::Role },
     #[error("{} already exists; remove it first to replace the cluster CA (every certificate it signed stops working)", path.display())]
     Exists { path: PathBuf },
+    #[error(
+        "`{name}` cannot name an agent certificate: an agent's certificate is named after the agent (`<cluster>-<region>`, \
+         a DNS label: letters, digits and `-`), which binds it to that agent's registration"
+    )]
+    AgentName { name: String },
     #[error("cannot make the certificate: {0}")]
     Generate(#[from] rcgen::Error),
     #[error("invalid address `{addr}`: {source}")]

@@ -70,6 +70,15 @@ impl TlsIdentity {
         &self.roles
     }
 
+    /// Whether the certificate was issued for the agent named `agent` (an agent certificate may
+    /// register only that agent).
+    pub fn names_agent(&self, agent: &str) -> bool {
+        CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+            .next()
+            .and_then(Result::ok)
+            .is_some_and(|cert| crate::names_agent(&cert, agent))
+    }
+
     pub(crate) fn ca_pem(&self) -> &str {
         &self.ca_pem
     }

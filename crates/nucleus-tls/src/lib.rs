@@ -20,4 +20,4 @@ pub use error::Error;
 pub use guard::{Policy, RoleGuard, RoleGuardLayer};
 pub use identity::{TlsIdentity, TlsPaths};
 pub use live::LiveTls;
-pub use role::{Role, peer_roles};
+pub use role::{Role, agent_dns_name, is_agent_name, names_agent, peer_is_agent, peer_roles};

@@ -64,6 +64,38 @@ impl std::str::FromStr for Role {
     }
 }
 
+/// The DNS name that binds an agent certificate to the agent it was issued for:
+/// `<agent>.agent.nucleus`.
+pub fn agent_dns_name(agent: &str) -> String {
+    format!("{agent}.{}", Role::Agent.dns_name())
+}
+
+/// Whether an agent name can be bound into a certificate: a DNS label (letters, digits and `-`,
+/// at most 63, not starting or ending with `-`).
+pub fn is_agent_name(agent: &str) -> bool {
+    (1..=63).contains(&agent.len())
+        && agent.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !agent.starts_with('-')
+        && !agent.ends_with('-')
+}
+
+/// Whether the certificate was issued for the agent named `agent`.
+pub fn names_agent(der: &CertificateDer<'_>, agent: &str) -> bool {
+    let Ok(cert) = webpki::EndEntityCert::try_from(der) else {
+        return false;
+    };
+    is_agent_name(agent)
+        && ServerName::try_from(agent_dns_name(agent)).is_ok_and(|name| cert.verify_is_valid_for_subject_name(&name).is_ok())
+}
+
+/// Whether the client of a request presented a certificate issued for the agent named `agent`.
+pub fn peer_is_agent(extensions: &http::Extensions, agent: &str) -> bool {
+    let Some(certs) = extensions.get::<TlsConnectInfo<TcpConnectInfo>>().and_then(|info| info.peer_certs()) else {
+        return false;
+    };
+    certs.first().is_some_and(|cert| names_agent(cert, agent))
+}
+
 /// The roles of the client of a request, from the certificate it presented: None on a plaintext
 /// connection, empty when the certificate names no role.
 pub fn peer_roles(extensions: &http::Extensions) -> Option<Vec<Role>> {

@@ -70,7 +70,13 @@ fn certificates(dir: &Path) -> impl Fn(&str) -> Vec<String> + use<> {
     run(&["certs", "init", "--dir", &ca_dir]);
     let out: PathBuf = dir.join("certs");
     for role in ["meta", "scheduler", "gateway", "agent"] {
-        run(&["certs", "issue", "--ca-dir", &ca_dir, "--name", role, "--role", role, "--out", &out.to_string_lossy()]);
+        let out = out.to_string_lossy();
+        let mut issue = vec!["certs", "issue", "--ca-dir", &ca_dir, "--name", role, "--role", role, "--out", &out];
+        if role == "agent" {
+            // Bound to the agent's name: the defaults' `local-local`.
+            issue.extend(["--agent", "local-local"]);
+        }
+        run(&issue);
     }
     move |role: &str| {
         let file = |name: String| out.join(name).to_string_lossy().into_owned();

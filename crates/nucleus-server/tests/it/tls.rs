@@ -22,7 +22,7 @@ fn now() -> SystemTime {
 
 fn issue(ca_dir: &Path, role: Role) -> (TlsPaths, Arc<LiveTls>) {
     let out = ca_dir.join("issued");
-    let paths = authority::issue(ca_dir, role.name(), &[role], &["127.0.0.1".into()], &out, now()).expect("issue");
+    let paths = authority::issue(ca_dir, role.name(), &[role], &["127.0.0.1".into()], None, &out, now()).expect("issue");
     let tls = LiveTls::load(paths.clone(), Some(role)).expect("load");
     (paths, tls)
 }
@@ -86,8 +86,13 @@ async fn meta_accepts_only_certificates_of_its_ca_and_each_role_only_its_calls()
     let denied = write.expect_err("agent writing a user");
     assert_eq!(denied.code(), tonic::Code::PermissionDenied);
     assert!(denied.message().contains("agents/"), "{}", denied.message());
-    let own = meta_as_agent.write(put("agents/local-local")).await.expect("an agent registers itself");
+    // The certificate was issued for the agent named `agent` (`issue` names it after its role):
+    // it registers that agent and no other.
+    let own = meta_as_agent.write(put("agents/agent")).await.expect("an agent registers itself");
     assert!(own.into_inner().succeeded);
+    let other = meta_as_agent.write(put("agents/local-local")).await.expect_err("an agent registering another");
+    assert_eq!(other.code(), tonic::Code::PermissionDenied);
+    assert!(other.message().contains("--name <cluster>-<region>"), "{}", other.message());
     let status = meta_as_agent.status(StatusRequest { group_id: 0 }).await;
     assert!(status.is_ok(), "anyone of the cluster reads the status: {status:?}");
 
@@ -95,8 +100,10 @@ async fn meta_accepts_only_certificates_of_its_ca_and_each_role_only_its_calls()
     let mut meta_as_gateway = MetaClient::new(channel(&addr, &gateway_id, Role::Meta));
     let written = meta_as_gateway.write(put("agents/by-gateway")).await.expect("gateway writes");
     assert!(written.into_inner().succeeded);
-    let got = meta_as_gateway.get(GetRequest { key: "agents/local-local".into(), group_id: 0 }).await.expect("gateway reads");
+    let got = meta_as_gateway.get(GetRequest { key: "agents/agent".into(), group_id: 0 }).await.expect("gateway reads");
     assert!(got.into_inner().kv.is_some());
+    let never = meta_as_gateway.get(GetRequest { key: "agents/local-local".into(), group_id: 0 }).await.expect("gateway reads");
+    assert!(never.into_inner().kv.is_none(), "the refused registration wrote nothing");
 
     // A client expecting a meta node refuses a server that cannot prove it is one.
     let not_meta = MetaClient::new(channel(&addr, &gateway_id, Role::Agent)).status(StatusRequest { group_id: 0 }).await;
@@ -151,7 +158,7 @@ async fn a_reloaded_certificate_and_ca_take_effect_for_new_connections() {
     authority::init(&new_ca, now()).expect("new CA");
     // The node's files live in one place; rotation rewrites them there.
     let node_dir = dir.path().join("node");
-    let paths = authority::issue(&old_ca, "meta", &[Role::Meta], &[], &node_dir, now()).expect("issue");
+    let paths = authority::issue(&old_ca, "meta", &[Role::Meta], &[], None, &node_dir, now()).expect("issue");
     let meta_tls = LiveTls::load(paths.clone(), Some(Role::Meta)).expect("load");
     let config = nucleus_meta::MetaConfig {
         tls: Some(meta_tls.clone()),
@@ -168,7 +175,7 @@ async fn a_reloaded_certificate_and_ca_take_effect_for_new_connections() {
     status(&old_gateway).await.expect("the old CA's clients are served before the rotation");
     assert!(status(&new_gateway).await.is_err(), "the new CA is not trusted yet");
 
-    authority::issue(&new_ca, "meta", &[Role::Meta], &[], &node_dir, now()).expect("rotate the node's files");
+    authority::issue(&new_ca, "meta", &[Role::Meta], &[], None, &node_dir, now()).expect("rotate the node's files");
     meta_tls.reload().expect("reload");
     status(&new_gateway).await.expect("the new CA's clients are served after the reload, without a restart");
     assert!(status(&old_gateway).await.is_err(), "the old CA is no longer trusted for new connections");
