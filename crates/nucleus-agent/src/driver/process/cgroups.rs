@@ -1,8 +1,11 @@
 //! A cgroup per replica, where the host lets the agent make them, holding its processes to the CPU
 //! and memory of its bundle. The groups are made under the agent's own (so a containerised agent
 //! stays inside its limits): cgroup v1's `memory` and `cpu` hierarchies (`memory.limit_in_bytes`,
-//! `cpu.cfs_quota_us`). Elsewhere (cgroup v2 without delegation, no permission) replicas run
-//! without them and report the `ResourcesEnforced` condition unmet.
+//! `cpu.cfs_quota_us`), or cgroup v2's unified hierarchy where the `cpu` and `memory` controllers
+//! are delegated to the agent's group (systemd `Delegate=yes`: `memory.max`, `cpu.max`; the agent
+//! moves itself into a leaf `agent/` first, since v2 hands controllers down only from groups
+//! without processes). Elsewhere (no delegation, no permission) replicas run without them and
+//! report the `ResourcesEnforced` condition unmet.
 
 use std::fs::{self, OpenOptions};
 use std::io;
@@ -16,7 +19,14 @@ const CPU_PERIOD_US: u64 = 100_000;
 /// Where the agent may make replicas' cgroups, or why it may not.
 #[derive(Debug, Clone)]
 pub(crate) enum Cgroups {
-    V1 { memory: PathBuf, cpu: PathBuf },
+    V1 {
+        memory: PathBuf,
+        cpu: PathBuf,
+    },
+    /// The group the replicas' groups are made in.
+    V2 {
+        replicas: PathBuf,
+    },
     Unavailable(String),
 }
 
@@ -40,7 +50,10 @@ impl Cgroups {
             })
         };
         let (Some(memory), Some(cpu)) = (path_of("memory"), path_of("cpu")) else {
-            return Cgroups::Unavailable("no cgroup v1 memory and cpu hierarchies (cgroup v2 delegation is not supported yet)".to_owned());
+            return match own.lines().find_map(|line| line.strip_prefix("0::")) {
+                Some(path) => Cgroups::detect_v2(root, path.trim().trim_start_matches('/')),
+                None => Cgroups::Unavailable("neither cgroup v1 memory and cpu hierarchies nor cgroup v2".to_owned()),
+            };
         };
         let mount = |name: &str| ["", ",cpuacct"].iter().map(|suffix| root.join(format!("{name}{suffix}"))).find(|p| p.is_dir());
         let (Some(memory_mount), Some(cpu_mount)) = (mount("memory"), mount("cpu")) else {
@@ -54,13 +67,42 @@ impl Cgroups {
         }
     }
 
+    /// cgroup v2, the agent in group `own` (relative to `root`): usable when `cpu` and `memory` are
+    /// delegated to it.
+    fn detect_v2(root: &Path, own: &str) -> Cgroups {
+        let base = root.join(own);
+        let controllers = fs::read_to_string(base.join("cgroup.controllers")).unwrap_or_default();
+        if !["cpu", "memory"].iter().all(|wanted| controllers.split_whitespace().any(|c| c == *wanted)) {
+            return Cgroups::Unavailable(format!(
+                "cgroup v2: the cpu and memory controllers are not delegated to the agent's group {} (with systemd: Delegate=yes \
+                 in the agent's unit)",
+                base.display()
+            ));
+        }
+        let replicas = base.join("nucleus-replicas");
+        let made = (|| {
+            // Only a group without processes hands controllers down (the root group excepted).
+            if !own.is_empty() {
+                let leaf = base.join("agent");
+                fs::create_dir_all(&leaf)?;
+                fs::write(leaf.join("cgroup.procs"), std::process::id().to_string())?;
+            }
+            fs::write(base.join("cgroup.subtree_control"), "+cpu +memory")?;
+            fs::create_dir_all(&replicas)?;
+            fs::write(replicas.join("cgroup.subtree_control"), "+cpu +memory")
+        })();
+        match made {
+            Ok(()) => Cgroups::V2 { replicas },
+            Err(err) => Cgroups::Unavailable(format!("cannot make cgroups under {}: {err}", base.display())),
+        }
+    }
+
     /// The replica's cgroups with its limits (0: none), made or updated; Err says why not.
     pub(crate) fn for_replica(&self, replica: &str, cpu_millis: u32, memory_bytes: u64) -> Result<ReplicaCgroup, String> {
-        let Cgroups::V1 { memory, cpu } = self else {
-            return Err(match self {
-                Cgroups::Unavailable(why) => why.clone(),
-                Cgroups::V1 { .. } => unreachable!(),
-            });
+        let (memory, cpu) = match self {
+            Cgroups::V1 { memory, cpu } => (memory, cpu),
+            Cgroups::V2 { replicas } => return Cgroups::for_replica_v2(&replicas.join(replica), cpu_millis, memory_bytes),
+            Cgroups::Unavailable(why) => return Err(why.clone()),
         };
         let set = |dir: &Path, file: &str, value: String| -> io::Result<()> {
             fs::create_dir_all(dir)?;
@@ -79,11 +121,29 @@ impl Cgroups {
         limits.map_err(|err| format!("cannot set the limits of {}: {err}", memory.display()))
     }
 
+    fn for_replica_v2(group: &Path, cpu_millis: u32, memory_bytes: u64) -> Result<ReplicaCgroup, String> {
+        let limits = (|| {
+            fs::create_dir_all(group)?;
+            fs::write(group.join("memory.max"), if memory_bytes == 0 { "max".to_owned() } else { memory_bytes.to_string() })?;
+            let quota = if cpu_millis == 0 { "max".to_owned() } else { (u64::from(cpu_millis) * CPU_PERIOD_US / 1000).to_string() };
+            fs::write(group.join("cpu.max"), format!("{quota} {CPU_PERIOD_US}"))?;
+            let procs = OpenOptions::new().write(true).open(group.join("cgroup.procs")).map(OwnedFd::from)?;
+            Ok::<_, io::Error>(ReplicaCgroup { procs: vec![procs] })
+        })();
+        limits.map_err(|err| format!("cannot set the limits of {}: {err}", group.display()))
+    }
+
     /// Removes the replica's cgroups once its processes are gone (best effort).
     pub(crate) fn remove(&self, replica: &str) {
-        if let Cgroups::V1 { memory, cpu } = self {
-            let _ = fs::remove_dir(memory.join(replica));
-            let _ = fs::remove_dir(cpu.join(replica));
+        match self {
+            Cgroups::V1 { memory, cpu } => {
+                let _ = fs::remove_dir(memory.join(replica));
+                let _ = fs::remove_dir(cpu.join(replica));
+            }
+            Cgroups::V2 { replicas } => {
+                let _ = fs::remove_dir(replicas.join(replica));
+            }
+            Cgroups::Unavailable(_) => {}
         }
     }
 
@@ -91,6 +151,7 @@ impl Cgroups {
     pub(crate) fn memory_dir(&self, replica: &str) -> Option<PathBuf> {
         match self {
             Cgroups::V1 { memory, .. } => Some(memory.join(replica)),
+            Cgroups::V2 { replicas } => Some(replicas.join(replica)),
             Cgroups::Unavailable(_) => None,
         }
     }
@@ -134,11 +195,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn without_v1_hierarchies_enforcement_is_unavailable_and_says_why() {
+    fn cgroup_v2_without_delegated_controllers_is_unavailable_and_says_why() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let cgroups = Cgroups::detect_in(dir.path(), "0::/\n");
+        let base = dir.path().join("system.slice/nucleus-agent.service");
+        fs::create_dir_all(&base).expect("group");
+        fs::write(base.join("cgroup.controllers"), "io pids\n").expect("controllers");
+        let cgroups = Cgroups::detect_in(dir.path(), "0::/system.slice/nucleus-agent.service\n");
         let why = cgroups.for_replica("r-0", 1000, 1 << 30).err().expect("unavailable");
-        assert!(why.contains("cgroup v2"), "{why}");
+        assert!(why.contains("cgroup v2") && why.contains("Delegate=yes"), "{why}");
+        let nothing = Cgroups::detect_in(dir.path(), "");
+        assert!(nothing.for_replica("r-0", 1000, 1 << 30).is_err());
+    }
+
+    #[test]
+    fn with_delegated_v2_controllers_the_agent_moves_to_a_leaf_and_limits_are_written() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let base = dir.path().join("system.slice/nucleus-agent.service");
+        fs::create_dir_all(&base).expect("group");
+        fs::write(base.join("cgroup.controllers"), "cpuset cpu io memory pids\n").expect("controllers");
+        let cgroups = Cgroups::detect_in(dir.path(), "0::/system.slice/nucleus-agent.service\n");
+        assert!(matches!(cgroups, Cgroups::V2 { .. }), "{cgroups:?}");
+        assert_eq!(fs::read_to_string(base.join("agent/cgroup.procs")).expect("moved"), std::process::id().to_string());
+        assert_eq!(fs::read_to_string(base.join("cgroup.subtree_control")).expect("handed down"), "+cpu +memory");
+        let replica = base.join("nucleus-replicas/r-0");
+        fs::create_dir_all(&replica).expect("dir");
+        fs::write(replica.join("cgroup.procs"), "").expect("procs, as the kernel makes it");
+        cgroups.for_replica("r-0", 1500, 512 << 20).map(|_| ()).expect("limits set");
+        assert_eq!(fs::read_to_string(replica.join("memory.max")).expect("memory"), (512u64 << 20).to_string());
+        assert_eq!(fs::read_to_string(replica.join("cpu.max")).expect("cpu"), "150000 100000");
+        cgroups.for_replica("r-0", 0, 0).map(|_| ()).expect("no limits");
+        assert_eq!(fs::read_to_string(replica.join("cpu.max")).expect("cpu"), "max 100000");
+        assert_eq!(cgroups.memory_dir("r-0"), Some(replica));
     }
 
     #[test]
