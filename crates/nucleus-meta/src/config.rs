@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use openraft::{Config, SnapshotPolicy};
 
@@ -18,6 +19,13 @@ pub const SHARD_REPLICAS: usize = 3;
 
 /// Default number of revisions the change log keeps for watches that resume from a revision.
 pub const DEFAULT_WATCH_HISTORY: u64 = 10_000;
+
+/// Default interval of a leader's heartbeats: right for voters in one region (round trips of a few
+/// milliseconds). Election timeouts are 3 to 6 heartbeats.
+pub const DEFAULT_RAFT_HEARTBEAT: Duration = Duration::from_millis(100);
+/// The heartbeats a node accepts: an AppendEntries must fit in one (openraft times it out after a
+/// heartbeat interval), and an election takes 3 to 6 of them.
+const RAFT_HEARTBEAT_RANGE: std::ops::RangeInclusive<Duration> = Duration::from_millis(50)..=Duration::from_millis(2000);
 
 #[derive(Debug, Clone)]
 pub struct MetaConfig {
@@ -47,6 +55,9 @@ pub struct MetaConfig {
     /// The node's certificate: it serves and dials other nodes with mutual TLS. None: plaintext
     /// (`--insecure`, and tests of one process).
     pub tls: Option<std::sync::Arc<nucleus_tls::LiveTls>>,
+    /// The leader's heartbeat interval ([`DEFAULT_RAFT_HEARTBEAT`]); voters in several regions need
+    /// about 1.5 times their largest round trip (docs/deploy.md).
+    pub raft_heartbeat: Duration,
 }
 
 impl MetaConfig {
@@ -64,6 +75,7 @@ impl MetaConfig {
             watch_history: DEFAULT_WATCH_HISTORY,
             shards: DEFAULT_SHARDS,
             tls: None,
+            raft_heartbeat: DEFAULT_RAFT_HEARTBEAT,
         }
     }
 
@@ -84,15 +96,24 @@ impl MetaConfig {
         if self.snapshot_after_logs == 0 {
             return Err(Error::Config("snapshot_after_logs must be at least 1".to_owned()));
         }
+        if !RAFT_HEARTBEAT_RANGE.contains(&self.raft_heartbeat) {
+            return Err(Error::Config(format!(
+                "the Raft heartbeat must be between {:?} and {:?}, got {:?}: about 1.5 times the largest round trip between meta nodes",
+                RAFT_HEARTBEAT_RANGE.start(),
+                RAFT_HEARTBEAT_RANGE.end(),
+                self.raft_heartbeat
+            )));
+        }
+        let heartbeat = u64::try_from(self.raft_heartbeat.as_millis()).unwrap_or(u64::MAX);
         let config = Config {
             cluster_name: "nucleus-meta".to_owned(),
             // A follower campaigns once the leader's lease (election_timeout_max since the last
-            // heartbeat) and its own election timeout have passed: 0.9-1.2 s after a leader
-            // crash, so even a split vote (one more timeout) ends within the 3 s writes may
-            // pause. Three heartbeats fit in the shortest timeout.
-            heartbeat_interval: 100,
-            election_timeout_min: 300,
-            election_timeout_max: 600,
+            // heartbeat) and its own election timeout have passed: with the default 100 ms
+            // heartbeat 0.9-1.2 s after a leader crash, so even a split vote (one more timeout)
+            // ends within the 3 s writes may pause. Three heartbeats fit in the shortest timeout.
+            heartbeat_interval: heartbeat,
+            election_timeout_min: 3 * heartbeat,
+            election_timeout_max: 6 * heartbeat,
             // Append entries and heartbeats time out after heartbeat_interval (openraft's rule);
             // a snapshot (one chunk per RPC) gets much longer.
             install_snapshot_timeout: 10_000,
@@ -126,5 +147,17 @@ mod tests {
         assert!(raft.heartbeat_interval * 3 <= raft.election_timeout_min);
         assert!(raft.election_timeout_max <= 1000);
         assert!(raft.install_snapshot_timeout > raft.election_timeout_max);
+    }
+
+    #[test]
+    fn a_longer_heartbeat_stretches_the_election_timeouts_and_nonsense_is_refused() {
+        let config =
+            MetaConfig { raft_heartbeat: Duration::from_millis(250), ..MetaConfig::new(1, "/tmp/x", "127.0.0.1:0".parse().unwrap()) };
+        let raft = config.raft_config().unwrap();
+        assert_eq!((raft.heartbeat_interval, raft.election_timeout_min, raft.election_timeout_max), (250, 750, 1500));
+        for wrong in [Duration::from_millis(10), Duration::from_secs(5)] {
+            let err = MetaConfig { raft_heartbeat: wrong, ..config.clone() }.raft_config().expect_err("out of range");
+            assert!(err.to_string().contains("round trip"), "{err}");
+        }
     }
 }

@@ -24,7 +24,9 @@ mod transport;
 pub mod types;
 mod watch;
 
-pub use config::{DEFAULT_SHARDS, DEFAULT_SNAPSHOT_AFTER_LOGS, DEFAULT_WATCH_HISTORY, MAX_SHARDS, MetaConfig, SHARD_REPLICAS};
+pub use config::{
+    DEFAULT_RAFT_HEARTBEAT, DEFAULT_SHARDS, DEFAULT_SNAPSHOT_AFTER_LOGS, DEFAULT_WATCH_HISTORY, MAX_SHARDS, MetaConfig, SHARD_REPLICAS,
+};
 pub use error::Error;
 pub use groups::{Group, ROOT_GROUP};
 pub use node::MetaNode;

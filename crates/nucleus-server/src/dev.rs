@@ -70,6 +70,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         join: Vec::new(),
         data_dir: args.data_dir.clone(),
         shards: nucleus_meta::DEFAULT_SHARDS,
+        raft_heartbeat_ms: nucleus_meta::DEFAULT_RAFT_HEARTBEAT.as_millis() as u64,
         tls: TlsArgs::default(),
     };
     let meta_node = roles::start_meta(meta_args, Some(identity(Role::Meta)?)).await?;
