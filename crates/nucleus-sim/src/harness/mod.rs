@@ -45,10 +45,10 @@ impl Default for Options {
 /// The simulated network's normal latency bound.
 const BASE_LATENCY: Duration = Duration::from_millis(5);
 /// Simulated time per step: coarser than turmoil's 1 ms default to run faster; Raft's timings
-/// (100 ms heartbeats, 400-800 ms election timeouts) are far above it.
+/// (100 ms heartbeats, 300-600 ms election timeouts) are far above it.
 const TICK: Duration = Duration::from_millis(5);
 /// Time allowed for node 1 to bootstrap and nodes 2.. to join.
-const FORM_DEADLINE: Duration = Duration::from_secs(30);
+pub(crate) const FORM_DEADLINE: Duration = Duration::from_secs(30);
 /// After healing: pause before the final reads, their deadline, and the convergence deadline.
 const SETTLE: Duration = Duration::from_secs(2);
 const FINAL_READ_DEADLINE: Duration = Duration::from_secs(20);
@@ -132,13 +132,7 @@ pub fn run_seed(seed: u64, options: &Options) -> Result<Summary, Failure> {
     };
     let data = data_dir().map_err(|e| fail("harness", format!("temp dir: {e}"), &[]))?;
     let total = FORM_DEADLINE + options.chaos + SETTLE + FINAL_READ_DEADLINE + CONVERGE_DEADLINE + Duration::from_secs(30);
-    let mut sim = turmoil::Builder::new()
-        .rng_seed(seed)
-        .simulation_duration(total)
-        .min_message_latency(Duration::from_millis(1))
-        .max_message_latency(BASE_LATENCY)
-        .tick_duration(TICK)
-        .build();
+    let mut sim = simulation(seed, total);
 
     let observed: Shared = Rc::new(RefCell::new(Observed::default()));
     let history: SharedHistory = Rc::new(RefCell::new(History::new()));
@@ -251,6 +245,18 @@ pub fn run_seed(seed: u64, options: &Options) -> Result<Summary, Failure> {
         simulated,
         check_timed_out,
     })
+}
+
+/// A simulation of `seed` lasting at most `duration`, on the network every run uses (1 ms to
+/// [`BASE_LATENCY`] per message, [`TICK`] steps).
+pub(crate) fn simulation<'a>(seed: u64, duration: Duration) -> turmoil::Sim<'a> {
+    turmoil::Builder::new()
+        .rng_seed(seed)
+        .simulation_duration(duration)
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(BASE_LATENCY)
+        .tick_duration(TICK)
+        .build()
 }
 
 /// `cargo xtask sim --seed S` plus the options that differ from the defaults.

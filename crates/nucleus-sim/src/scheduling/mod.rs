@@ -28,7 +28,7 @@ use rand::{Rng, SeedableRng};
 use self::machine::Machine;
 use self::nemesis::Nemesis;
 use crate::harness::cluster::{self, Observed, Shared};
-use crate::harness::{Failure, data_dir, group_formed};
+use crate::harness::{FORM_DEADLINE, Failure, data_dir, group_formed, simulation};
 
 const META_NODES: u64 = 3;
 const SCHEDULERS: u64 = 2;
@@ -51,9 +51,6 @@ impl Default for Options {
     }
 }
 
-const BASE_LATENCY: Duration = Duration::from_millis(5);
-const TICK: Duration = Duration::from_millis(5);
-const FORM_DEADLINE: Duration = Duration::from_secs(30);
 /// Time for the first workloads to be written once the group formed.
 const SETUP_DEADLINE: Duration = Duration::from_secs(20);
 /// After healing: every workload must have converged within this (leases expire in 5 s, an agent
@@ -124,13 +121,7 @@ pub fn run_seed(seed: u64, options: &Options) -> Result<Summary, Failure> {
     };
     let data = data_dir().map_err(|e| fail("harness", format!("temp dir: {e}"), &[]))?;
     let total = FORM_DEADLINE + SETUP_DEADLINE + options.chaos + CONVERGE_DEADLINE + Duration::from_secs(30);
-    let mut sim = turmoil::Builder::new()
-        .rng_seed(seed)
-        .simulation_duration(total)
-        .min_message_latency(Duration::from_millis(1))
-        .max_message_latency(BASE_LATENCY)
-        .tick_duration(TICK)
-        .build();
+    let mut sim = simulation(seed, total);
 
     let observed: Shared = Rc::new(RefCell::new(Observed::default()));
     let shared = Rc::new(Run::default());
