@@ -135,6 +135,12 @@ pub fn input_artifact(artifact: &InputArtifact, loc: &Loc) -> Vec<FieldError> {
 }
 
 pub fn spec(spec: &ArtifactSpec, loc: &Loc, errors: &mut Vec<FieldError>) {
+    if let Some(size) = spec.storage.as_ref().and_then(|storage| storage.pvc_size.as_deref())
+        && !is_pvc_size(size)
+    {
+        let message = format!("pvcSize must be a size like 150Gi (digits, then Mi, Gi or Ti), got '{size}'");
+        errors.push(FieldError::new(&loc.key("storage").key("pvcSize"), message, "string_pattern_mismatch"));
+    }
     let groups_loc = loc.key("containerGroups");
     if spec.container_groups.len() > 1 {
         errors.push(FieldError::new(&groups_loc, "Only one container group is supported", "too_long"));
@@ -200,6 +206,13 @@ fn container(c: &Container, loc: &Loc, errors: &mut Vec<FieldError>) {
             )),
         }
     }
+    if let Some(crate::container_options::Dockerfile::Generated { entrypoint, .. }) =
+        c.image_build_config.as_ref().and_then(|config| config.dockerfile.as_ref())
+        && entrypoint.is_empty()
+    {
+        let loc = loc.key("imageBuildConfig").key("dockerfile").key("entrypoint");
+        errors.push(FieldError::new(&loc, "a generated Dockerfile needs an entrypoint", "too_short"));
+    }
     if let Some(routes) = &c.routes {
         self::routes(routes, c.primary, &loc.key("routes"), errors);
     }
@@ -215,6 +228,18 @@ fn container(c: &Container, loc: &Loc, errors: &mut Vec<FieldError>) {
         if let Some(p) = probe {
             self::probe(p, &loc.key(field), errors);
         }
+    }
+}
+
+/// `^\d+(\.\d+)?(Gi|Mi|Ti)$`: a PVC size in binary units.
+fn is_pvc_size(size: &str) -> bool {
+    let Some(number) = ["Gi", "Mi", "Ti"].iter().find_map(|unit| size.strip_suffix(unit)) else {
+        return false;
+    };
+    let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    match number.split_once('.') {
+        Some((whole, fraction)) => digits(whole) && digits(fraction),
+        None => digits(number),
     }
 }
 

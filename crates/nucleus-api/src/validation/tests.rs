@@ -153,3 +153,24 @@ fn a_probe_may_only_check_the_replica_itself() {
         assert_eq!(locs(&errors), expected, "host {host}");
     }
 }
+
+#[test]
+fn a_pvc_size_and_a_generated_dockerfile_are_checked_against_the_schema() {
+    let mut artifact = whoami_artifact();
+    artifact["spec"]["storage"] = json!({"mode": "nimCache", "pvcSize": ""});
+    artifact["spec"]["containerGroups"][0]["containers"][0]["imageBuildConfig"] = json!({"dockerfile": {"source": "generated", "entrypoint": [], "executionEnvironmentId": "e", "executionEnvironmentVersionId": "v"}});
+    let errors = create(json!({"name": "w", "artifact": artifact})).unwrap();
+    assert_eq!(
+        locs(&errors),
+        [
+            r#"["body","artifact","spec","storage","pvcSize"]"#,
+            r#"["body","artifact","spec","containerGroups",0,"containers",0,"imageBuildConfig","dockerfile","entrypoint"]"#
+        ]
+    );
+    for good in ["150Gi", "1.5Ti", "512Mi"] {
+        assert!(is_pvc_size(good), "{good}");
+    }
+    for bad in ["", "Gi", "150", "150gi", "1.Gi", ".5Gi", "-1Gi", "150 Gi"] {
+        assert!(!is_pvc_size(bad), "{bad}");
+    }
+}
