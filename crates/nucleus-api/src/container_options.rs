@@ -64,6 +64,17 @@ pub enum SeccompProfileType {
     Localhost,
 }
 
+impl SeccompProfileType {
+    /// The name the spec and Kubernetes give it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeccompProfileType::RuntimeDefault => "RuntimeDefault",
+            SeccompProfileType::Unconfined => "Unconfined",
+            SeccompProfileType::Localhost => "Localhost",
+        }
+    }
+}
+
 /// Server-side image build from source (`ImageBuildConfig`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -199,6 +210,13 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(loosen.elevated(), ["capabilities.add", "allowPrivilegeEscalation", "seccompProfile.type"]);
+    }
+
+    #[test]
+    fn a_seccomp_profile_types_name_is_its_json_name() {
+        for t in [SeccompProfileType::RuntimeDefault, SeccompProfileType::Unconfined, SeccompProfileType::Localhost] {
+            assert_eq!(serde_json::to_value(t).unwrap(), json!(t.as_str()));
+        }
     }
 
     #[test]

@@ -57,9 +57,7 @@ fn security_context(s: &nucleus_api::container_options::SecurityContext) -> pb::
         allow_privilege_escalation: s.allow_privilege_escalation,
         capabilities_add: capabilities.add.unwrap_or_default(),
         capabilities_drop: capabilities.drop.unwrap_or_default(),
-        seccomp_profile_type: seccomp
-            .map(|p| serde_json::to_value(p.profile_type).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default())
-            .unwrap_or_default(),
+        seccomp_profile_type: seccomp.map(|p| p.profile_type.as_str().to_owned()).unwrap_or_default(),
         seccomp_localhost_profile: seccomp.and_then(|p| p.localhost_profile.clone()).unwrap_or_default(),
     }
 }
